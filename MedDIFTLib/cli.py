@@ -1,0 +1,40 @@
+"""The ``meddift`` command line: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import MedDIFTError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meddift",
+        description="Find corresponding anatomical points between two 3D CT scans with diffusion features (MedDIFT).",
+    )
+    parser.add_argument("--version", action="version", version=f"meddift {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    del sub  # subcommands register here as they are added
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MedDIFTError as err:
+        print(f"meddift: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("meddift: cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
