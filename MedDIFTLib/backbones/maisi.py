@@ -1,0 +1,197 @@
+"""The MedDIFT backbone: MAISI v1 (DDPM) decoder activations as descriptors.
+
+Per volume: prepare (RAS, HU window, resize), VAE-encode and multiply by the
+checkpoint's ``scale_factor``, add DDPM noise at timestep ``t`` from a seeded
+generator, run the UNet once conditioned on body region and spacing, and keep
+the outputs of its decoder up-blocks (captured by forward hooks). Optionally
+average over an ensemble of noise draws (DIFT's variance reduction).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import torch
+
+from ..errors import InputError
+from ..features import FeatureLevel, FeaturePyramid, level_matrix
+from ..geometry import Volume
+from ..maisi_networks import (
+    BODY_REGIONS,
+    REGION_SCALE,
+    MaisiConfig,
+    UpBlockRecorder,
+    build_autoencoder,
+    build_scheduler,
+    build_unet,
+    region_one_hot,
+)
+from ..preprocess import prepare
+from .base import Backbone, Cancel, Progress, check_cancel, report, volume_digest
+
+log = logging.getLogger(__name__)
+
+LEVEL_NAMES = ("up0", "up1", "up2", "up3")
+"""Decoder up-block outputs, deepest first: 512/256/128/64 channels at 1/16, 1/8, 1/4, 1/4."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, or ``cuda[:N]``."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but this torch has no CUDA device; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r} is not supported; use auto, cpu or cuda[:N]")
+    return dev
+
+
+class MaisiBackbone(Backbone):
+    """MAISI v1 diffusion features (the MedDIFT method).
+
+    ``weights_dir`` is where the released checkpoints are (see
+    :mod:`MedDIFTLib.weights`). ``random_init=True`` builds the same networks
+    with random weights: an explicit *control* for ablations and timing,
+    labelled as such in the identity, never a stand-in for pretrained ones.
+    """
+
+    name = "maisi"
+
+    def __init__(self, weights_dir=None, device: str = "auto", timestep: int = 20,
+                 levels: Sequence[str] = LEVEL_NAMES, ensemble: int = 1, latent: str = "sample",
+                 region: str = "thorax", bottom_region: Optional[str] = None, seed: int = 0,
+                 size_policy: str = "paper", target_spacing_mm: float = 1.5,
+                 config: Optional[MaisiConfig] = None, random_init: bool = False):
+        self.config = config or MaisiConfig.v1()
+        if not 0 <= int(timestep) < self.config.num_train_timesteps:
+            raise InputError(f"timestep must be in 0..{self.config.num_train_timesteps - 1}, got {timestep}")
+        unknown = [lv for lv in levels if lv not in LEVEL_NAMES]
+        if unknown or not levels:
+            raise InputError(f"unknown feature levels {unknown or levels}; choose from {', '.join(LEVEL_NAMES)}")
+        if latent not in ("sample", "mean"):
+            raise InputError(f"latent must be 'sample' or 'mean', got {latent!r}")
+        if int(ensemble) < 1:
+            raise InputError(f"ensemble must be at least 1, got {ensemble}")
+        for r in (region, bottom_region or region):
+            if r not in BODY_REGIONS:
+                raise InputError(f"unknown body region {r!r}; choose one of {', '.join(BODY_REGIONS)}")
+        self.weights_dir = weights_dir
+        self.device = resolve_device(device)
+        self.timestep = int(timestep)
+        self.levels = tuple(levels)
+        self.ensemble = int(ensemble)
+        self.latent = latent
+        self.region = region
+        self.bottom_region = bottom_region or region
+        self.seed = int(seed)
+        self.size_policy = size_policy
+        self.target_spacing_mm = float(target_spacing_mm)
+        self.random_init = bool(random_init)
+        self._nets = None  # (vae, unet, scale_factor, weights identity), loaded on first use
+
+    @property
+    def level_names(self) -> list[str]:
+        return list(self.levels)
+
+    # --- model -------------------------------------------------------------
+
+    def load(self):
+        """Build the networks and load the checkpoints once (kept for later volumes)."""
+        if self._nets is not None:
+            return self._nets
+        if self.random_init:
+            log.warning("MAISI backbone with RANDOM weights: a control, not the pretrained model")
+            torch.manual_seed(self.seed)
+            vae, unet = build_autoencoder(self.config, self.device), build_unet(self.config, self.device)
+            scale_factor, wid = 1.0, {"random_init": True, "seed": self.seed}
+        else:
+            from .. import weights
+
+            paths = weights.find_weights(self.weights_dir)
+            vae = weights.load_autoencoder(paths.autoencoder, self.config, self.device)
+            unet, scale_factor = weights.load_unet(paths.unet, self.config, self.device)
+            wid = weights.weights_identity(paths)
+        vae.eval().requires_grad_(False).to(self.device)
+        unet.eval().requires_grad_(False).to(self.device)
+        self._nets = (vae, unet, float(scale_factor), wid)
+        return self._nets
+
+    def identity(self) -> dict:
+        ident = {
+            "backbone": self.name,
+            "config": self.config.to_dict(),
+            "timestep": self.timestep,
+            "levels": list(self.levels),
+            "ensemble": self.ensemble,
+            "latent": self.latent,
+            "region": [self.region, self.bottom_region],
+            "seed": self.seed,
+            "size_policy": self.size_policy,
+        }
+        if self.size_policy == "spacing":
+            ident["target_spacing_mm"] = self.target_spacing_mm
+        ident["weights"] = self.load()[3]
+        return ident
+
+    # --- extraction ----------------------------------------------------------
+
+    def extract(self, volume: Volume, progress: Optional[Progress] = None,
+                cancel: Optional[Cancel] = None) -> FeaturePyramid:
+        report(progress, "preprocess", 0.0)
+        prep = prepare(volume, self.size_policy, self.target_spacing_mm)
+        report(progress, "preprocess", 1.0)
+        check_cancel(cancel)
+        report(progress, "load model", 0.0)
+        vae, unet, scale_factor, _ = self.load()
+        report(progress, "load model", 1.0)
+        check_cancel(cancel)
+
+        dev = self.device
+        use_amp = dev.type == "cuda"
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        report(progress, "vae encode", 0.0)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+            z_mu, z_sigma = vae.encode(prep.tensor.to(dev))
+        z_mu, z_sigma = z_mu.float(), z_sigma.float()
+        report(progress, "vae encode", 1.0)
+        check_cancel(cancel)
+
+        scheduler = build_scheduler(self.config)
+        t = torch.tensor([self.timestep], dtype=torch.long, device=dev)
+        spacing = torch.tensor(prep.input_spacing * REGION_SCALE, dtype=torch.float32, device=dev)[None]
+        top, bottom = region_one_hot(self.region).to(dev), region_one_hot(self.bottom_region).to(dev)
+        keep = tuple(LEVEL_NAMES.index(n) for n in self.levels)
+        sums: dict[int, torch.Tensor] = {}
+        for draw in range(self.ensemble):
+            check_cancel(cancel)
+            report(progress, "unet", draw / self.ensemble)
+            eps_latent = torch.randn(z_mu.shape, generator=gen).to(dev)
+            eps_noise = torch.randn(z_mu.shape, generator=gen).to(dev)
+            z = z_mu + z_sigma * eps_latent if self.latent == "sample" else z_mu
+            noisy = scheduler.add_noise(original_samples=z * scale_factor, noise=eps_noise, timesteps=t)
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp), \
+                    UpBlockRecorder(unet, keep) as rec:
+                unet(noisy, timesteps=t, top_region_index_tensor=top, bottom_region_index_tensor=bottom,
+                     spacing_tensor=spacing)
+            for idx, out in rec.outputs.items():
+                out = out[0].float().cpu()
+                sums[idx] = out if idx not in sums else sums[idx] + out
+            del rec
+        report(progress, "unet", 1.0)
+
+        levels = []
+        for name in self.levels:
+            feats = sums[LEVEL_NAMES.index(name)] / self.ensemble
+            levels.append(FeatureLevel(name, feats.contiguous(), level_matrix(prep.grid, feats.shape[1:])))
+        ident = dict(self.identity())
+        ident["volume_sha256"] = volume_digest(volume)
+        ident["input_shape"] = list(prep.input_grid.shape)
+        return FeaturePyramid(levels, prep.grid, ident)
+
+
+__all__ = ["MaisiBackbone", "LEVEL_NAMES", "resolve_device"]

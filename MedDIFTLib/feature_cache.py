@@ -1,0 +1,84 @@
+"""A disk cache of feature pyramids, so that the same volume is never encoded twice.
+
+The key is a hash of the image content (voxels and geometry) and of the
+backbone's identity (configuration, options, weights' digests). A cached file
+that is unreadable, or whose stored identity does not match its key, is
+treated as stale: it is deleted and the pyramid rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+from .backbones.base import Backbone, Cancel, Progress, volume_digest
+from .errors import InputError
+from .features import FeaturePyramid
+from .geometry import Volume
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$MEDDIFT_CACHE_DIR``, else the per-user cache folder."""
+    env = os.environ.get("MEDDIFT_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        os.environ.get("LOCALAPPDATA") if os.name == "nt" else None) or Path.home() / ".cache"
+    return Path(base) / "meddift" / "features"
+
+
+def cache_key(volume_sha256: str, backbone_identity: dict) -> str:
+    blob = json.dumps({"volume": volume_sha256, "backbone": backbone_identity}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class FeatureCache:
+    """Pyramids on disk under ``folder``, one ``<key>.pt`` file each."""
+
+    def __init__(self, folder=None):
+        self.folder = Path(folder) if folder else default_cache_dir()
+
+    def path_for(self, key: str) -> Path:
+        return self.folder / f"{key}.pt"
+
+    def get(self, key: str) -> Optional[FeaturePyramid]:
+        path = self.path_for(key)
+        if not path.exists():
+            return None
+        try:
+            pyramid = FeaturePyramid.load(path)
+        except InputError as err:
+            log.warning("feature cache: %s; rebuilding", err)
+            path.unlink(missing_ok=True)
+            return None
+        if pyramid.identity.get("cache_key") != key:
+            log.warning("feature cache: %s does not match its key; rebuilding", path)
+            path.unlink(missing_ok=True)
+            return None
+        return pyramid
+
+    def put(self, key: str, pyramid: FeaturePyramid) -> Path:
+        pyramid.identity["cache_key"] = key
+        return pyramid.save(self.path_for(key))
+
+
+def extract_cached(backbone: Backbone, volume: Volume, cache: Optional[FeatureCache] = None,
+                   progress: Optional[Progress] = None, cancel: Optional[Cancel] = None) -> FeaturePyramid:
+    """The volume's pyramid from the cache, or extracted (and then cached)."""
+    if cache is None:
+        return backbone.extract(volume, progress, cancel)
+    key = cache_key(volume_digest(volume), backbone.identity())
+    pyramid = cache.get(key)
+    if pyramid is not None:
+        if progress:
+            progress("features (cached)", 1.0)
+        return pyramid
+    pyramid = backbone.extract(volume, progress, cancel)
+    cache.put(key, pyramid)
+    return pyramid
