@@ -1,0 +1,310 @@
+"""Point matching: argmax of MedDIFT similarity, coarse to fine, with priors and confidence.
+
+For a batch of query points the similarity is evaluated exactly (see
+:mod:`MedDIFTLib.similarity`) on a coarse lattice of the moving grid (every
+``coarse_stride``-th voxel), the best ``top_k`` local maxima are refined by
+hill-climbing on the full-resolution grid, and the winner gets a sub-voxel
+parabola fit. Candidates can be limited to a ball around a prior position
+(local search) and to a mask.
+
+Confidence per match: the peak similarity, its margin over the best coarse
+candidate farther than ``margin_radius_mm`` from the match, and the
+forward-backward error (match the match back into the fixed volume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backbones.base import Cancel, Progress, check_cancel, report
+from .errors import InputError
+from .features import FeaturePyramid
+from .geometry import Grid, Volume, apply_affine, as_points, resample
+from .similarity import SimilarityTarget, full_lattice, strided_lattice
+
+NEG = -float("inf")
+
+
+@dataclass
+class MatchOptions:
+    """How to search. Defaults reproduce the global argmax of the paper."""
+
+    levels: Optional[list] = None  # feature levels used (None: all in the pyramids)
+    radius_mm: Optional[float] = None  # local search: only within this distance of the prior
+    coarse_stride: int = 2  # coarse lattice step, target voxels
+    top_k: int = 8  # coarse local maxima refined at full resolution
+    refine_radius: int = 2  # hill-climbing window half-size, voxels
+    subvoxel: bool = True  # parabola fit of the peak
+    margin_radius_mm: float = 8.0  # "outside a small radius" for the margin
+    forward_backward: bool = True
+    batch_size: int = 32  # queries per batch (bounds memory: batch x coarse lattice floats)
+
+    def __post_init__(self):
+        if self.radius_mm is not None and not self.radius_mm > 0:
+            raise InputError(f"search radius must be positive (mm), got {self.radius_mm}")
+        for name in ("coarse_stride", "top_k", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class MatchResult:
+    """Matches in the moving volume (RAS mm), with their scores."""
+
+    points: np.ndarray  # (N, 3) RAS mm
+    similarity: np.ndarray  # (N,) peak mean cosine similarity
+    margin: np.ndarray  # (N,) peak minus best candidate outside margin_radius_mm
+    fb_error_mm: np.ndarray  # (N,) forward-backward error, NaN when not computed
+    voxel: np.ndarray  # (N, 3) integer target voxel of the peak (moving pyramid grid)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """A 0..1 summary: the margin, scaled (a margin of 0.1 or more is clear-cut)."""
+        return np.clip(self.margin / 0.1, 0.0, 1.0)
+
+
+class Matcher:
+    """Matches fixed-volume points into the moving volume.
+
+    Holds the prepared moving target (its norm maps are computed once and
+    reused), so interactive queries cost only their own dot products.
+    """
+
+    def __init__(self, fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[MatchOptions] = None):
+        self.options = options or MatchOptions()
+        names = self.options.levels or [n for n in moving.names if n in fixed.names]
+        missing = [n for n in names if n not in fixed.names or n not in moving.names]
+        if missing or not names:
+            raise InputError(f"feature levels {missing or names} are not in both pyramids "
+                             f"(fixed {fixed.names}, moving {moving.names})")
+        self.fixed, self.moving = fixed, moving
+        self.target = SimilarityTarget(moving, names)
+        self.grid: Grid = self.target.grid
+        self._full_inv = None
+        self._coarse = None
+        self._backward: Optional[Matcher] = None
+
+    # --- cached lattices -----------------------------------------------------
+
+    @property
+    def coarse(self):
+        """Coarse lattice, its world points and 1/norm maps (computed once)."""
+        if self._coarse is None:
+            lat = strided_lattice(self.grid.shape, self.options.coarse_stride)
+            ijk = np.stack(np.meshgrid(*lat, indexing="ij"), -1).reshape(-1, 3)
+            ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, ijk).astype(np.float32))
+            inv = [self.target.inv_norm(li, lat) for li in range(len(self.target.levels))]
+            self._coarse = (lat, ras, inv)
+        return self._coarse
+
+    @property
+    def full_inv_norms(self) -> list[torch.Tensor]:
+        """1/|U(m_l)| on the full moving grid, per level (float32, computed once)."""
+        if self._full_inv is None:
+            lat = full_lattice(self.grid.shape)
+            self._full_inv = [self.target.inv_norm(li, lat) for li in range(len(self.target.levels))]
+        return self._full_inv
+
+    # --- similarity at explicit voxels ---------------------------------------------
+
+    def _similarity_at(self, dots: list[torch.Tensor], rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
+        """Exact similarity of query ``rows[m]`` at integer target voxels ``ijk[m]``."""
+        total = torch.zeros(ijk.shape[0])
+        for lv, d, inv in zip(self.target.levels, dots, self.full_inv_norms):
+            total += lv.upsample_at(d, rows, ijk) * inv[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        return total / len(self.target.levels)
+
+    # --- matching ----------------------------------------------------------------
+
+    def match(self, points_ras, prior_ras=None, mask: Optional[np.ndarray] = None,
+              progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
+              forward_backward: Optional[bool] = None) -> MatchResult:
+        """Match fixed-volume RAS points; ``prior_ras`` (N, 3) centres local search.
+
+        ``mask`` is a boolean array on the moving pyramid's grid (see
+        :meth:`mask_from_volume`): candidates outside it are never chosen.
+        """
+        pts = as_points(points_ras)
+        n = len(pts)
+        if n == 0:
+            raise InputError("no points to match: the landmark list is empty")
+        opts = self.options
+        if opts.radius_mm is not None and prior_ras is None:
+            prior_ras = pts  # identity prior: the same world point
+        prior = None if prior_ras is None else as_points(prior_ras)
+        if prior is not None and len(prior) != n:
+            raise InputError(f"{len(prior)} prior positions given for {n} points")
+        mask_t = None
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != tuple(self.grid.shape):
+                raise InputError(f"candidate mask has shape {mask.shape}, the moving grid is {tuple(self.grid.shape)}")
+            if not mask.any():
+                raise InputError("candidate mask is empty: no voxel of the moving volume is allowed")
+            mask_t = torch.from_numpy(mask)
+
+        out_vox = np.zeros((n, 3), np.int64)
+        out_pts = np.zeros((n, 3))
+        sim = np.full(n, np.nan)
+        margin = np.full(n, np.nan)
+        lat, coarse_ras, coarse_inv = self.coarse
+        cshape = tuple(len(a) for a in lat)
+        coarse_mask = None
+        if mask_t is not None:
+            coarse_mask = mask_t[np.ix_(*lat)].reshape(1, *cshape)
+        for start in range(0, n, opts.batch_size):
+            check_cancel(cancel)
+            report(progress, "match", start / n)
+            sl = slice(start, min(n, start + opts.batch_size))
+            qs = self.target.query_descriptors(self.fixed, pts[sl])
+            dots = self.target.dot_maps(qs)
+            b = dots[0].shape[0]
+            # coarse similarity of the whole batch
+            s = None
+            for li, (lv, d) in enumerate(zip(self.target.levels, dots)):
+                part = lv.upsample(d, lat) * coarse_inv[li][None]
+                s = part if s is None else s + part
+            s = s / len(self.target.levels)
+            valid = torch.ones((b, *cshape), dtype=torch.bool)
+            if coarse_mask is not None:
+                valid &= coarse_mask
+            if prior is not None and opts.radius_mm is not None:
+                pr = torch.from_numpy(prior[sl].astype(np.float32))
+                dist = torch.cdist(pr, coarse_ras)  # (b, M)
+                valid &= (dist <= opts.radius_mm + self._coarse_slack()).reshape(b, *cshape)
+            s_valid = s.masked_fill(~valid, NEG)
+            if (~valid).all(dim=(1, 2, 3)).any():
+                bad = int(torch.nonzero((~valid).all(dim=(1, 2, 3)))[0]) + start
+                raise InputError(f"point #{bad} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
+                                 f"moving volume within the search radius and mask")
+            cand = _top_local_maxima(s_valid, opts.top_k)  # (b, K) flat coarse indices, -1 if none
+            best_v, best_s = self._refine(dots, cand, lat, sl, prior, mask_t)
+            out_vox[sl] = best_v.numpy()
+            sim[sl] = best_s.numpy()
+            # margin: best coarse candidate farther than margin_radius_mm from the match
+            match_ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, best_v.numpy()).astype(np.float32))
+            far = torch.cdist(match_ras, coarse_ras).reshape(b, *cshape) > opts.margin_radius_mm
+            other = s_valid.masked_fill(~far, NEG).reshape(b, -1).max(dim=1).values
+            margin[sl] = (best_s - torch.where(torch.isfinite(other), other, best_s)).numpy()
+            offs = self._subvoxel(dots, best_v, mask_t) if opts.subvoxel else torch.zeros(b, 3)
+            out_pts[sl] = apply_affine(self.grid.ijk_to_ras, best_v.numpy() + offs.numpy())
+        report(progress, "match", 1.0)
+
+        fb = np.full(n, np.nan)
+        do_fb = opts.forward_backward if forward_backward is None else forward_backward
+        if do_fb:
+            check_cancel(cancel)
+            back = self.backward()
+            back_prior = pts if (prior is not None and opts.radius_mm is not None) else None
+            back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel)
+            fb = np.linalg.norm(back_res.points - pts, axis=1)
+        return MatchResult(out_pts, sim, margin, fb, out_vox)
+
+    def backward(self) -> "Matcher":
+        """The matcher from moving back to fixed (same options), built once."""
+        if self._backward is None:
+            self._backward = Matcher(self.moving, self.fixed, self.options)
+        return self._backward
+
+    def _coarse_slack(self) -> float:
+        """Half a coarse cell diagonal: coarse candidates a little outside the ball may lead inside."""
+        sp = np.linalg.norm(self.grid.ijk_to_ras[:3, :3], axis=0) * self.options.coarse_stride
+        return float(np.linalg.norm(sp) / 2)
+
+    def _allowed(self, ijk: torch.Tensor, rows: torch.Tensor, sl: slice, prior, mask_t) -> torch.Tensor:
+        ok = torch.ones(ijk.shape[0], dtype=torch.bool)
+        if mask_t is not None:
+            ok &= mask_t[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        if prior is not None and self.options.radius_mm is not None:
+            ras = apply_affine(self.grid.ijk_to_ras, ijk.numpy())
+            pr = prior[sl][rows.numpy()]
+            ok &= torch.from_numpy(np.linalg.norm(ras - pr, axis=1) <= self.options.radius_mm)
+        return ok
+
+    def _refine(self, dots, cand, lat, sl, prior, mask_t):
+        """Hill-climb every coarse candidate at full resolution; keep the best per query."""
+        b, k = cand.shape
+        r = self.options.refine_radius
+        shape = torch.tensor(self.grid.shape)
+        cidx = torch.stack(torch.meshgrid(*[torch.as_tensor(a) for a in lat], indexing="ij"), -1).reshape(-1, 3)
+        centers = cidx[cand.clamp_min(0)]  # (b, K, 3)
+        alive = cand >= 0
+        rows = torch.arange(b)[:, None].expand(b, k)
+        win = torch.stack(torch.meshgrid(*[torch.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        best_s = torch.full((b, k), NEG)
+        for _ in range(32):  # hill-climb until no window centre moves
+            pts = (centers[:, :, None, :] + win[None, None]).clamp(min=torch.zeros(3, dtype=torch.long), max=shape - 1)
+            flat_pts = pts.reshape(-1, 3)
+            flat_rows = rows[:, :, None].expand(b, k, win.shape[0]).reshape(-1)
+            vals = self._similarity_at(dots, flat_rows, flat_pts)
+            vals = vals.masked_fill(~self._allowed(flat_pts, flat_rows, sl, prior, mask_t), NEG).reshape(b, k, -1)
+            vbest, arg = vals.max(dim=2)
+            new_centers = torch.gather(pts, 2, arg[:, :, None, None].expand(b, k, 1, 3))[:, :, 0]
+            moved = (new_centers != centers).any(-1) & alive & (vbest > best_s)
+            best_s = torch.where(alive, torch.maximum(best_s, vbest), best_s)
+            centers = torch.where(moved[..., None], new_centers, centers)
+            if not moved.any():
+                break
+        pick = best_s.argmax(dim=1)
+        best_v = centers[torch.arange(b), pick]
+        return best_v, best_s[torch.arange(b), pick]
+
+    def _subvoxel(self, dots, vox, mask_t) -> torch.Tensor:
+        """Per-axis parabola through the peak and its two neighbours; offsets in [-0.5, 0.5]."""
+        b = vox.shape[0]
+        shape = torch.tensor(self.grid.shape)
+        rows = torch.arange(b)
+        s0 = self._similarity_at(dots, rows, vox)
+        offs = torch.zeros(b, 3)
+        for axis in range(3):
+            e = torch.zeros(3, dtype=torch.long)
+            e[axis] = 1
+            lo, hi = vox - e, vox + e
+            inside = (lo[:, axis] >= 0) & (hi[:, axis] < shape[axis])
+            sm = self._similarity_at(dots, rows, lo.clamp(min=0))
+            sp = self._similarity_at(dots, rows, torch.minimum(hi, shape - 1))
+            den = sm - 2 * s0 + sp
+            off = torch.where((den < 0) & inside, 0.5 * (sm - sp) / den, torch.zeros(b))
+            offs[:, axis] = off.clamp(-0.5, 0.5)
+        return offs
+
+    # --- heatmaps ------------------------------------------------------------------
+
+    def heatmap(self, point_ras) -> Volume:
+        """Similarity of one fixed point to every moving voxel, as a volume on the moving pyramid grid."""
+        qs = self.target.query_descriptors(self.fixed, as_points(point_ras)[:1])
+        dots = self.target.dot_maps(qs)
+        lat = full_lattice(self.grid.shape)
+        total = None
+        for li, (lv, d) in enumerate(zip(self.target.levels, dots)):
+            part = lv.upsample(d, lat)[0] * self.full_inv_norms[li]
+            total = part if total is None else total + part
+        arr = (total / len(self.target.levels)).numpy().astype(np.float32)
+        return Volume(arr, self.grid.ijk_to_ras.copy(), "similarity")
+
+    def mask_from_volume(self, mask: Volume) -> np.ndarray:
+        """A label/mask volume (any geometry) as a boolean candidate mask on the moving grid."""
+        res = resample(mask, self.grid, order=0, fill_value=0)
+        return np.asarray(res.array) > 0
+
+
+def _top_local_maxima(s: torch.Tensor, k: int) -> torch.Tensor:
+    """Flat indices of the k highest local maxima (3x3x3) of each map; -1 where fewer exist."""
+    b = s.shape[0]
+    finite = torch.isfinite(s)
+    filled = torch.where(finite, s, torch.full_like(s, -1e9))
+    pooled = F.max_pool3d(filled[:, None], 3, stride=1, padding=1)[:, 0]
+    is_max = (filled >= pooled) & finite
+    score = torch.where(is_max, s, torch.full_like(s, NEG)).reshape(b, -1)
+    k = min(k, score.shape[1])
+    vals, idx = score.topk(k, dim=1)
+    return torch.where(torch.isfinite(vals), idx, torch.full_like(idx, -1))
+
+
+__all__ = ["MatchOptions", "MatchResult", "Matcher"]
