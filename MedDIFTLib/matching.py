@@ -295,16 +295,21 @@ class Matcher:
 
 
 def _top_local_maxima(s: torch.Tensor, k: int) -> torch.Tensor:
-    """Flat indices of the k highest local maxima (3x3x3) of each map; -1 where fewer exist."""
+    """Coarse candidates per map: the k highest local maxima (3x3x3) and the k highest values.
+
+    Local maxima cover separate basins; the highest values also catch a narrow
+    peak that falls between coarse samples and shows only as a high slope.
+    Returns flat indices (b, 2k), -1 where there are fewer candidates.
+    """
     b = s.shape[0]
     finite = torch.isfinite(s)
     filled = torch.where(finite, s, torch.full_like(s, -1e9))
     pooled = F.max_pool3d(filled[:, None], 3, stride=1, padding=1)[:, 0]
     is_max = (filled >= pooled) & finite
-    score = torch.where(is_max, s, torch.full_like(s, NEG)).reshape(b, -1)
-    k = min(k, score.shape[1])
-    vals, idx = score.topk(k, dim=1)
-    return torch.where(torch.isfinite(vals), idx, torch.full_like(idx, -1))
-
-
-__all__ = ["MatchOptions", "MatchResult", "Matcher"]
+    flat = s.reshape(b, -1)
+    k = min(k, flat.shape[1])
+    out = []
+    for score in (torch.where(is_max, s, torch.full_like(s, NEG)).reshape(b, -1), flat):
+        vals, idx = score.topk(k, dim=1)
+        out.append(torch.where(torch.isfinite(vals), idx, torch.full_like(idx, -1)))
+    return torch.cat(out, dim=1)
