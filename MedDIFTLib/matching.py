@@ -19,7 +19,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .backbones.base import Cancel, Progress, check_cancel, report
 from .errors import InputError
@@ -42,12 +41,14 @@ class MatchOptions:
     subvoxel: bool = True  # parabola fit of the peak
     margin_radius_mm: float = 8.0  # "outside a small radius" for the margin
     forward_backward: bool = True
-    batch_size: int = 32  # queries per batch (bounds memory: batch x coarse lattice floats)
+    memory_budget_mb: float = 256.0  # working memory for a batch of queries (sets the batch size)
 
     def __post_init__(self):
         if self.radius_mm is not None and not self.radius_mm > 0:
             raise InputError(f"search radius must be positive (mm), got {self.radius_mm}")
-        for name in ("coarse_stride", "top_k", "batch_size"):
+        if not self.memory_budget_mb > 0:
+            raise InputError(f"memory budget must be positive (MB), got {self.memory_budget_mb}")
+        for name in ("coarse_stride", "top_k"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -158,40 +159,32 @@ class Matcher:
         coarse_mask = None
         if mask_t is not None:
             coarse_mask = mask_t[np.ix_(*lat)].reshape(1, *cshape)
-        for start in range(0, n, opts.batch_size):
+        # a query's coarse map and about three temporaries of its size, in float32
+        batch = int(np.clip(opts.memory_budget_mb * 2**20 // (16 * int(np.prod(cshape))), 1, 64))
+        for start in range(0, n, batch):
             check_cancel(cancel)
             report(progress, "match", start / n)
-            sl = slice(start, min(n, start + opts.batch_size))
+            sl = slice(start, min(n, start + batch))
             qs = self.target.query_descriptors(self.fixed, pts[sl])
             dots = self.target.dot_maps(qs)
             b = dots[0].shape[0]
-            # coarse similarity of the whole batch
-            s = None
-            for li, (lv, d) in enumerate(zip(self.target.levels, dots)):
-                part = lv.upsample(d, lat) * coarse_inv[li][None]
-                s = part if s is None else s + part
-            s = s / len(self.target.levels)
-            valid = torch.ones((b, *cshape), dtype=torch.bool)
+            s = self._coarse_similarity(dots, lat, coarse_inv)  # (b, *cshape), exact values
             if coarse_mask is not None:
-                valid &= coarse_mask
+                s.masked_fill_(~coarse_mask, NEG)
             if prior is not None and opts.radius_mm is not None:
                 pr = torch.from_numpy(prior[sl].astype(np.float32))
-                dist = torch.cdist(pr, coarse_ras)  # (b, M)
-                valid &= (dist <= opts.radius_mm + self._coarse_slack()).reshape(b, *cshape)
-            s_valid = s.masked_fill(~valid, NEG)
-            if (~valid).all(dim=(1, 2, 3)).any():
-                bad = int(torch.nonzero((~valid).all(dim=(1, 2, 3)))[0]) + start
+                far_from_prior = torch.cdist(pr, coarse_ras) > opts.radius_mm + self._coarse_slack()
+                s.masked_fill_(far_from_prior.reshape(b, *cshape), NEG)
+            none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
+            if none_left.any():
+                bad = int(torch.nonzero(none_left)[0]) + start
                 raise InputError(f"point #{bad} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
                                  f"moving volume within the search radius and mask")
-            cand = _top_local_maxima(s_valid, opts.top_k)  # (b, K) flat coarse indices, -1 if none
+            cand, pool_vals, pool_idx = _top_candidates(s, opts.top_k)
             best_v, best_s = self._refine(dots, cand, lat, sl, prior, mask_t)
             out_vox[sl] = best_v.numpy()
             sim[sl] = best_s.numpy()
-            # margin: best coarse candidate farther than margin_radius_mm from the match
-            match_ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, best_v.numpy()).astype(np.float32))
-            far = torch.cdist(match_ras, coarse_ras).reshape(b, *cshape) > opts.margin_radius_mm
-            other = s_valid.masked_fill(~far, NEG).reshape(b, -1).max(dim=1).values
-            margin[sl] = (best_s - torch.where(torch.isfinite(other), other, best_s)).numpy()
+            margin[sl] = self._margin(best_v, best_s, pool_vals, pool_idx, coarse_ras).numpy()
             offs = self._subvoxel(dots, best_v, mask_t) if opts.subvoxel else torch.zeros(b, 3)
             out_pts[sl] = apply_affine(self.grid.ijk_to_ras, best_v.numpy() + offs.numpy())
         report(progress, "match", 1.0)
@@ -205,6 +198,31 @@ class Matcher:
             back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel)
             fb = np.linalg.norm(back_res.points - pts, axis=1)
         return MatchResult(out_pts, sim, margin, fb, out_vox)
+
+    def _coarse_similarity(self, dots, lat, coarse_inv) -> torch.Tensor:
+        s = None
+        for lv, d, inv in zip(self.target.levels, dots, coarse_inv):
+            part = lv.upsample(d, lat)
+            if s is None:
+                s = part.mul_(inv)
+            else:
+                s.addcmul_(part, inv.expand_as(part))
+        return s.div_(len(self.target.levels))
+
+    def _margin(self, best_v, best_s, pool_vals, pool_idx, coarse_ras) -> torch.Tensor:
+        """Peak minus the best coarse candidate farther than ``margin_radius_mm`` from the match.
+
+        Candidates come from the pool of highest coarse values; when all of
+        them are near the match, the lowest pool value bounds the rest, so
+        the margin returned is a lower bound (conservative).
+        """
+        match_ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, best_v.numpy()).astype(np.float32))
+        dist = (coarse_ras[pool_idx] - match_ras[:, None]).norm(dim=-1)  # (b, pool)
+        far = (dist > self.options.margin_radius_mm) & torch.isfinite(pool_vals)
+        other = torch.where(far, pool_vals, torch.full_like(pool_vals, NEG)).amax(dim=1)
+        fallback = torch.where(torch.isfinite(pool_vals[:, -1]), pool_vals[:, -1], best_s)
+        other = torch.where(torch.isfinite(other), other, fallback)
+        return best_s - other
 
     def backward(self) -> "Matcher":
         """The matcher from moving back to fixed (same options), built once."""
@@ -294,22 +312,39 @@ class Matcher:
         return np.asarray(res.array) > 0
 
 
-def _top_local_maxima(s: torch.Tensor, k: int) -> torch.Tensor:
+def _top_candidates(s: torch.Tensor, k: int, pool: int = 256):
     """Coarse candidates per map: the k highest local maxima (3x3x3) and the k highest values.
 
     Local maxima cover separate basins; the highest values also catch a narrow
     peak that falls between coarse samples and shows only as a high slope.
-    Returns flat indices (b, 2k), -1 where there are fewer candidates.
+    Local maxima are looked for among the ``pool`` highest values only (a
+    lower one could not win). Returns the candidates' flat indices (b, 2k),
+    -1 where there are fewer, and the pool's values and flat indices.
     """
     b = s.shape[0]
-    finite = torch.isfinite(s)
-    filled = torch.where(finite, s, torch.full_like(s, -1e9))
-    pooled = F.max_pool3d(filled[:, None], 3, stride=1, padding=1)[:, 0]
-    is_max = (filled >= pooled) & finite
+    shape = s.shape[1:]
     flat = s.reshape(b, -1)
-    k = min(k, flat.shape[1])
-    out = []
-    for score in (torch.where(is_max, s, torch.full_like(s, NEG)).reshape(b, -1), flat):
-        vals, idx = score.topk(k, dim=1)
-        out.append(torch.where(torch.isfinite(vals), idx, torch.full_like(idx, -1)))
-    return torch.cat(out, dim=1)
+    pool = min(pool, flat.shape[1])
+    vals, idx = flat.topk(pool, dim=1)
+    coords = torch.stack([idx // (shape[1] * shape[2]), (idx // shape[2]) % shape[1], idx % shape[2]], -1)
+    is_max = torch.isfinite(vals)
+    size = torch.tensor(shape)
+    for d in _NEIGHBOURS:
+        nb = coords + d
+        inside = ((nb >= 0) & (nb < size)).all(-1)
+        nb = torch.minimum(nb.clamp_min(0), size - 1)
+        nflat = (nb[..., 0] * shape[1] + nb[..., 1]) * shape[2] + nb[..., 2]
+        is_max &= ~inside | (torch.gather(flat, 1, nflat) <= vals)
+    kk = min(k, pool)
+    score = torch.where(is_max, vals, torch.full_like(vals, NEG))
+    mvals, mpos = score.topk(kk, dim=1)
+    maxima = torch.where(torch.isfinite(mvals), torch.gather(idx, 1, mpos), torch.full_like(mpos, -1))
+    tops = torch.where(torch.isfinite(vals[:, :kk]), idx[:, :kk], torch.full_like(idx[:, :kk], -1))
+    return torch.cat([maxima, tops], dim=1), vals, idx
+
+
+_NEIGHBOURS = [torch.tensor(d) for d in
+               [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1) if (dx, dy, dz) != (0, 0, 0)]]
+
+
+__all__ = ["MatchOptions", "MatchResult", "Matcher"]

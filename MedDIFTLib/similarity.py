@@ -44,6 +44,15 @@ class AxisTable:
     i0: torch.Tensor
     i1: torch.Tensor
     w: torch.Tensor
+    n_src: int
+
+    def matrix(self) -> torch.Tensor:
+        """The interpolation as a dense (targets x sources) matrix, two weights per row."""
+        m = torch.zeros(len(self.i0), self.n_src)
+        rows = torch.arange(len(self.i0))
+        m.index_put_((rows, self.i0), 1 - self.w, accumulate=True)
+        m.index_put_((rows, self.i1), self.w, accumulate=True)
+        return m
 
 
 def axis_table(n_src: int, n_dst: int, dst_indices) -> AxisTable:
@@ -54,7 +63,7 @@ def axis_table(n_src: int, n_dst: int, dst_indices) -> AxisTable:
     i1 = torch.clamp(i0 + 1, max=n_src - 1)
     w = (src - i0.double()).clamp(0.0, 1.0)
     w = torch.where(i1 == i0, torch.zeros_like(w), w)
-    return AxisTable(i0, i1, w.float())
+    return AxisTable(i0, i1, w.float(), int(n_src))
 
 
 def interp_axis(t: torch.Tensor, axis: int, table: AxisTable) -> torch.Tensor:
@@ -63,27 +72,26 @@ def interp_axis(t: torch.Tensor, axis: int, table: AxisTable) -> torch.Tensor:
     b = t.index_select(axis, table.i1)
     shape = [1] * t.dim()
     shape[axis] = -1
-    w = table.w.view(shape)
-    return a + (b - a) * w
+    return torch.lerp(a, b, table.w.view(shape))
 
 
 OFFSETS = [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)]
 
 
-def _shift_clamped(t: torch.Tensor, axis: int, d: int) -> torch.Tensor:
-    """``t`` read at index ``u + d`` along ``axis`` (clamped to the valid range)."""
-    if d == 0:
-        return t
-    n = t.shape[axis]
-    idx = torch.clamp(torch.arange(n) + d, 0, n - 1)
-    return t.index_select(axis, idx)
+def _chunked_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """Sum over the channel axis (0) of a * b, a few channels at a time."""
+    out = None
+    for c in range(0, a.shape[0], chunk):
+        part = (a[c:c + chunk] * b[c:c + chunk]).sum(0)
+        out = part if out is None else out.add_(part)
+    return out
 
 
 class LevelSimilarity:
     """One feature level prepared as a similarity target.
 
     Holds the level's features (C, n1, n2, n3) and the 27 neighbour Gram maps
-    ``P_d(u) = <m(u), m(clamp(u + d))>`` that make the norm of the upsampled
+    ``P_d(u) = <m(u), m(u + d)>`` that make the norm of the upsampled
     vectors exact on any lattice.
     """
 
@@ -97,14 +105,26 @@ class LevelSimilarity:
 
     @property
     def gram(self) -> dict:
+        """Maps P_d(u) = <m(u), m(u + d)> for the 27 offsets d (0 where u + d is outside).
+
+        Only 13 offsets are computed; P_{-d}(u) = P_d(u - d) is a shift of a
+        scalar map. Channels are summed in chunks to bound temporaries.
+        """
         if self._gram is None:
             f = self.feats
-            gram = {}
+            n = tuple(f.shape[1:])
+            gram = {(0, 0, 0): _chunked_dot(f, f)}
             for d in OFFSETS:
-                g = f
-                for axis, dd in enumerate(d):
-                    g = _shift_clamped(g, axis + 1, dd)
-                gram[d] = (f * g).sum(0)
+                if d <= (0, 0, 0):
+                    continue
+                src = tuple(slice(max(0, -dd), ni - max(0, dd)) for dd, ni in zip(d, n))
+                dst = tuple(slice(max(0, dd), ni - max(0, -dd)) for dd, ni in zip(d, n))
+                pos = torch.zeros(n)
+                pos[src] = _chunked_dot(f[(slice(None),) + src], f[(slice(None),) + dst])
+                neg = torch.zeros(n)
+                neg[dst] = pos[src]
+                gram[d] = pos
+                gram[tuple(-dd for dd in d)] = neg
             self._gram = gram
         return self._gram
 
@@ -112,18 +132,21 @@ class LevelSimilarity:
         return [axis_table(n, N, idx) for n, N, idx in zip(self.src_shape, self.target_shape, lattice)]
 
     def norm2(self, lattice) -> torch.Tensor:
-        """|U(m)(v)|^2 on the lattice, exact, by separable passes over the Gram maps."""
+        """|U(m)(v)|^2 on the lattice, exact, by separable passes over the Gram maps.
+
+        Axes are contracted z, then y, then x, so that the largest pass
+        gathers along the first (outermost, contiguous) dimension.
+        """
         tx, ty, tz = self.tables(lattice)
         gram = self.gram
-        # pass x: contract the pair of x-corners; remaining offsets (dy, dz)
         q = {}
-        for dy in (-1, 0, 1):
-            for dz in (-1, 0, 1):
-                q[(dy, dz)] = _pair_pass(lambda dx: gram[(dx, dy, dz)], 0, tx)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                q[(dx, dy)] = _pair_pass(lambda dz: gram[(dx, dy, dz)], 2, tz)
         r = {}
-        for dz in (-1, 0, 1):
-            r[dz] = _pair_pass(lambda dy: q[(dy, dz)], 1, ty)
-        out = _pair_pass(lambda dz: r[dz], 2, tz)
+        for dx in (-1, 0, 1):
+            r[dx] = _pair_pass(lambda dy: q[(dx, dy)], 1, ty)
+        out = _pair_pass(lambda dx: r[dx], 0, tx)
         return out.clamp_min(0.0)
 
     @property
@@ -146,35 +169,38 @@ class LevelSimilarity:
         return out
 
     def upsample(self, maps: torch.Tensor, lattice) -> torch.Tensor:
-        """Upsample scalar maps (B, n1, n2, n3) onto the lattice: (B, |x|, |y|, |z|)."""
+        """Upsample scalar maps (B, n1, n2, n3) onto the lattice: (B, |x|, |y|, |z|).
+
+        Each axis is a small dense matrix product (two non-zero weights per
+        row), which BLAS runs far faster than gathers; innermost axis first
+        while the maps are small.
+        """
         tx, ty, tz = self.tables(lattice)
-        # the axis that grows most goes last, to keep intermediates small
-        out = interp_axis(maps, 1, tx)
-        out = interp_axis(out, 2, ty)
-        return interp_axis(out, 3, tz)
+        b, n1, n2, _ = maps.shape
+        out = maps @ tz.matrix().T  # (b, n1, n2, Nz)
+        nz = out.shape[-1]
+        out = ty.matrix() @ out.reshape(b * n1, n2, nz)  # (b*n1, Ny, Nz)
+        ny = out.shape[1]
+        out = tx.matrix() @ out.reshape(b, n1, ny * nz)  # (b, Nx, Ny*Nz)
+        return out.reshape(b, -1, ny, nz)
 
 
 def _pair_pass(get_map, axis: int, table: AxisTable) -> torch.Tensor:
     """Sum over corner pairs (a, a') along one axis of w_a w_a' P_{a'-a}(a).
 
     ``get_map(d)`` returns the partially contracted map for offset ``d`` along
-    this axis; corners are ``i0`` (weight 1-w) and ``i1`` (weight w).
+    this axis; corners are ``i0`` (weight 1-w) and ``i1`` (weight w). Where
+    ``i1 == i0`` (the border) ``w`` is 0 and the cross terms vanish, so the
+    +1/-1 offset maps are read only where they are valid.
     """
-    w = table.w
-    i0, i1 = table.i0, table.i1
-    delta = (i1 - i0)  # 0 or 1
-    p0 = get_map(0)
-    p1 = get_map(1)
-    pm = get_map(-1)
-    shape = [1] * p0.dim()
+    shape = [1] * 3
     shape[axis] = -1
-    wv = w.view(shape)
-    a00 = p0.index_select(axis, i0)
-    a11 = p0.index_select(axis, i1)
-    # cross terms (i0, i1) and (i1, i0): offset +delta at i0 and -delta at i1
-    cross_fwd = torch.where(delta.view(shape).bool(), p1.index_select(axis, i0), a00)
-    cross_bwd = torch.where(delta.view(shape).bool(), pm.index_select(axis, i1), a11)
-    return (1 - wv) ** 2 * a00 + wv ** 2 * a11 + wv * (1 - wv) * (cross_fwd + cross_bwd)
+    w = table.w.view(shape)
+    p0 = get_map(0)
+    a00 = p0.index_select(axis, table.i0)
+    a11 = p0.index_select(axis, table.i1)
+    cross = get_map(1).index_select(axis, table.i0) + get_map(-1).index_select(axis, table.i1)
+    return (1 - w) ** 2 * a00 + w ** 2 * a11 + (w * (1 - w)) * cross
 
 
 class SimilarityTarget:
