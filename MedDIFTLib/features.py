@@ -139,7 +139,8 @@ class FeaturePyramid:
     def load(cls, path) -> "FeaturePyramid":
         path = Path(path)
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            # memory-mapped where the OS lets a mapped file be replaced later (not Windows)
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=os.name != "nt")
             if payload.get("format") != PYRAMID_FORMAT:
                 raise InputError(f"{path}: not a MedDIFT feature pyramid (format {payload.get('format')!r})")
             levels = [

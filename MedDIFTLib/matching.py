@@ -37,11 +37,11 @@ class MatchOptions:
     radius_mm: Optional[float] = None  # local search: only within this distance of the prior
     coarse_stride: int = 2  # coarse lattice step, target voxels
     top_k: int = 8  # coarse local maxima refined at full resolution
-    refine_radius: int = 2  # hill-climbing window half-size, voxels
+    refine_radius: int = 1  # hill-climbing window half-size, voxels (climbs until a local maximum)
     subvoxel: bool = True  # parabola fit of the peak
     margin_radius_mm: float = 8.0  # "outside a small radius" for the margin
     forward_backward: bool = True
-    memory_budget_mb: float = 256.0  # working memory for a batch of queries (sets the batch size)
+    memory_budget_mb: float = 64.0  # working memory for a batch of queries (sets the batch size)
 
     def __post_init__(self):
         if self.radius_mm is not None and not self.radius_mm > 0:
@@ -106,7 +106,7 @@ class Matcher:
 
     @property
     def full_inv_norms(self) -> list[torch.Tensor]:
-        """1/|U(m_l)| on the full moving grid, per level (float32, computed once)."""
+        """1/|U(m_l)| on the full moving grid, per level (float32; computed for the first heatmap, then kept)."""
         if self._full_inv is None:
             lat = full_lattice(self.grid.shape)
             self._full_inv = [self.target.inv_norm(li, lat) for li in range(len(self.target.levels))]
@@ -117,8 +117,8 @@ class Matcher:
     def _similarity_at(self, dots: list[torch.Tensor], rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
         """Exact similarity of query ``rows[m]`` at integer target voxels ``ijk[m]``."""
         total = torch.zeros(ijk.shape[0])
-        for lv, d, inv in zip(self.target.levels, dots, self.full_inv_norms):
-            total += lv.upsample_at(d, rows, ijk) * inv[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        for lv, d in zip(self.target.levels, dots):
+            total += lv.upsample_at(d, rows, ijk) * lv.norm2_at(ijk).sqrt().clamp_min(1e-12).reciprocal()
         return total / len(self.target.levels)
 
     # --- matching ----------------------------------------------------------------
@@ -246,17 +246,26 @@ class Matcher:
         return ok
 
     def _refine(self, dots, cand, lat, sl, prior, mask_t):
-        """Hill-climb every coarse candidate at full resolution; keep the best per query."""
+        """Hill-climb every coarse candidate at full resolution, keep the best per query,
+        then climb that one again with a window twice as wide (steps over tiny bumps)."""
         b, k = cand.shape
-        r = self.options.refine_radius
-        shape = torch.tensor(self.grid.shape)
         cidx = torch.stack(torch.meshgrid(*[torch.as_tensor(a) for a in lat], indexing="ij"), -1).reshape(-1, 3)
-        centers = cidx[cand.clamp_min(0)]  # (b, K, 3)
-        alive = cand >= 0
+        centers, best_s = self._climb(dots, cidx[cand.clamp_min(0)], cand >= 0, self.options.refine_radius,
+                                      sl, prior, mask_t)
+        pick = best_s.argmax(dim=1)
+        rows = torch.arange(b)
+        centers, best_s = self._climb(dots, centers[rows, pick][:, None], torch.ones(b, 1, dtype=torch.bool),
+                                      2 * self.options.refine_radius, sl, prior, mask_t)
+        return centers[:, 0], best_s[:, 0]
+
+    def _climb(self, dots, centers, alive, radius, sl, prior, mask_t):
+        """Move each (query, candidate) centre to the best voxel of its window until none moves."""
+        b, k = centers.shape[:2]
+        shape = torch.tensor(self.grid.shape)
         rows = torch.arange(b)[:, None].expand(b, k)
-        win = torch.stack(torch.meshgrid(*[torch.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        win = torch.stack(torch.meshgrid(*[torch.arange(-radius, radius + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
         best_s = torch.full((b, k), NEG)
-        for _ in range(32):  # hill-climb until no window centre moves
+        for _ in range(64):
             pts = (centers[:, :, None, :] + win[None, None]).clamp(min=torch.zeros(3, dtype=torch.long), max=shape - 1)
             flat_pts = pts.reshape(-1, 3)
             flat_rows = rows[:, :, None].expand(b, k, win.shape[0]).reshape(-1)
@@ -269,28 +278,24 @@ class Matcher:
             centers = torch.where(moved[..., None], new_centers, centers)
             if not moved.any():
                 break
-        pick = best_s.argmax(dim=1)
-        best_v = centers[torch.arange(b), pick]
-        return best_v, best_s[torch.arange(b), pick]
+        return centers, best_s
 
     def _subvoxel(self, dots, vox, mask_t) -> torch.Tensor:
         """Per-axis parabola through the peak and its two neighbours; offsets in [-0.5, 0.5]."""
         b = vox.shape[0]
         shape = torch.tensor(self.grid.shape)
-        rows = torch.arange(b)
-        s0 = self._similarity_at(dots, rows, vox)
-        offs = torch.zeros(b, 3)
-        for axis in range(3):
-            e = torch.zeros(3, dtype=torch.long)
-            e[axis] = 1
-            lo, hi = vox - e, vox + e
-            inside = (lo[:, axis] >= 0) & (hi[:, axis] < shape[axis])
-            sm = self._similarity_at(dots, rows, lo.clamp(min=0))
-            sp = self._similarity_at(dots, rows, torch.minimum(hi, shape - 1))
-            den = sm - 2 * s0 + sp
-            off = torch.where((den < 0) & inside, 0.5 * (sm - sp) / den, torch.zeros(b))
-            offs[:, axis] = off.clamp(-0.5, 0.5)
-        return offs
+        steps = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.eye(3, dtype=torch.long),
+                           -torch.eye(3, dtype=torch.long)])  # centre, +x,+y,+z, -x,-y,-z
+        pts = vox[:, None, :] + steps[None]  # (b, 7, 3)
+        inside = ((pts >= 0) & (pts < shape)).all(-1)
+        pts = torch.minimum(pts.clamp_min(0), shape - 1)
+        rows = torch.arange(b)[:, None].expand(b, 7)
+        vals = self._similarity_at(dots, rows.reshape(-1), pts.reshape(-1, 3)).reshape(b, 7)
+        s0, sp, sm = vals[:, :1], vals[:, 1:4], vals[:, 4:7]
+        den = sm - 2 * s0 + sp
+        ok = (den < 0) & inside[:, 1:4] & inside[:, 4:7]
+        off = torch.where(ok, 0.5 * (sm - sp) / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+        return off.clamp(-0.5, 0.5)
 
     # --- heatmaps ------------------------------------------------------------------
 

@@ -76,6 +76,20 @@ def interp_axis(t: torch.Tensor, axis: int, table: AxisTable) -> torch.Tensor:
 
 
 OFFSETS = [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)]
+_CORNER_BITS = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
+
+
+def _corner_pairs():
+    """The 36 corner pairs (a <= b): indices, offset index into OFFSETS, and symmetry factor."""
+    pa, pb, didx, factor = [], [], [], []
+    for a in range(8):
+        for b in range(a, 8):
+            d = tuple(int(x) for x in (_CORNER_BITS[b] - _CORNER_BITS[a]))
+            pa.append(a)
+            pb.append(b)
+            didx.append(OFFSETS.index(d))
+            factor.append(1.0 if a == b else 2.0)
+    return torch.tensor(pa), torch.tensor(pb), torch.tensor(didx), torch.tensor(factor)
 
 
 def _chunked_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Tensor:
@@ -102,6 +116,7 @@ class LevelSimilarity:
         self.target_shape = tuple(int(s) for s in target_shape)
         self._gram = None
         self._full_tables = None
+        self._pairs = None
 
     @property
     def gram(self) -> dict:
@@ -158,6 +173,7 @@ class LevelSimilarity:
     def upsample_at(self, maps: torch.Tensor, rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
         """Upsampled value of map ``rows[m]`` at integer target voxel ``ijk[m]`` (8-corner gather)."""
         parts = [(t.i0[ijk[:, a]], t.i1[ijk[:, a]], t.w[ijk[:, a]]) for a, t in enumerate(self.full_tables)]
+        n1, n2, n3 = self.src_shape
         out = torch.zeros(ijk.shape[0])
         for corner in range(8):
             idx, wt = [], torch.ones(ijk.shape[0])
@@ -165,8 +181,32 @@ class LevelSimilarity:
                 bit = (corner >> (2 - axis)) & 1
                 idx.append(i1 if bit else i0)
                 wt = wt * (w if bit else 1 - w)
-            out += wt * maps[rows, idx[0], idx[1], idx[2]]
+            flat = ((rows * n1 + idx[0]) * n2 + idx[1]) * n3 + idx[2]
+            out += wt * maps.reshape(-1).index_select(0, flat)
         return out
+
+    def norm2_at(self, ijk: torch.Tensor) -> torch.Tensor:
+        """|U(m)(v)|^2 at integer target voxels (M, 3), from the Gram maps.
+
+        Sum over the 8 x 8 pairs of cell corners (a, b) of w_a w_b P_{b-a}(a);
+        by symmetry only the 36 pairs a <= b are read (off-diagonal ones
+        twice), in one gather. Where a corner index is clamped at the border
+        its weight is 0, so corner-bit differences serve as offsets.
+        """
+        if self._pairs is None:
+            self._pairs = _corner_pairs()
+            self._gram_stack = torch.stack([self.gram[d] for d in OFFSETS])
+        pa, pb, didx, factor = self._pairs
+        parts = [(t.i0[ijk[:, a]], t.i1[ijk[:, a]], t.w[ijk[:, a]]) for a, t in enumerate(self.full_tables)]
+        bits = _CORNER_BITS  # (8, 3)
+        idx = [torch.where(bits[:, a, None].bool(), parts[a][1][None], parts[a][0][None]) for a in range(3)]  # (8, M)
+        w = torch.ones(8, ijk.shape[0])
+        for a in range(3):
+            w = w * torch.where(bits[:, a, None].bool(), parts[a][2][None], 1 - parts[a][2][None])
+        n1, n2, n3 = self.src_shape
+        flat = ((didx[:, None] * n1 + idx[0][pa]) * n2 + idx[1][pa]) * n3 + idx[2][pa]  # (36, M)
+        vals = self._gram_stack.view(-1).index_select(0, flat.reshape(-1)).view(flat.shape)
+        return (factor[:, None] * w[pa] * w[pb] * vals).sum(0).clamp_min(0.0)
 
     def upsample(self, maps: torch.Tensor, lattice) -> torch.Tensor:
         """Upsample scalar maps (B, n1, n2, n3) onto the lattice: (B, |x|, |y|, |z|).
