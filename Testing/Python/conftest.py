@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDDIFT_SHARED", REPO.parent / "shared")) / "data"
+
+# The Slicer module's folder is on sys.path inside Slicer; the same here, so that its
+# Qt-free scene code imports as it does there (``import MedDIFTSceneLib``).
+if str(REPO / "MedDIFT") not in sys.path:
+    sys.path.insert(0, str(REPO / "MedDIFT"))
 
 
 def shared_file(relpath: str) -> Path:
