@@ -1,0 +1,542 @@
+"""MedDIFT: training-free landmark and lesion matching between CT scans (3D Slicer module).
+
+GUI and Slicer glue only. The work happens in a background worker process
+(``MedDIFTLib.worker``) driven by ``MedDIFTSceneLib.logic``; all scene code
+is Qt-free (``MedDIFTSceneLib.scene``, ``.tracking``) and tested outside
+Slicer. The widget never blocks: a timer polls the running job.
+"""
+
+import logging
+import os
+import shutil
+import sys
+from typing import Annotated, Optional
+
+import qt
+import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
+
+MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+if MODULE_DIR not in sys.path:  # MedDIFTLib and MedDIFTSceneLib are installed next to this file
+    sys.path.insert(0, MODULE_DIR)
+
+
+#
+# MedDIFT
+#
+
+
+class MedDIFT(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("MedDIFT")
+        self.parent.categories = [_("Registration")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedDIFT developers"]
+        self.parent.helpText = _(
+            "Find the same anatomical point in two CT scans without training: place landmarks on the fixed "
+            "volume, press Apply, and MedDIFT places their matches on the moving volume and shows a similarity "
+            "heatmap. With Live on, every new or moved landmark is matched at once. "
+            "Features: MAISI v1 diffusion model (MedDIFT, arXiv 2512.05571) when its weights are installed, "
+            "otherwise a weight-free MIND-SSC descriptor (named as such in the log).")
+        self.parent.acknowledgementText = _(
+            "MedDIFT uses NVIDIA's MAISI networks through MONAI. The method follows arXiv 2512.05571.")
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class MedDIFTParameterNode:
+    fixedVolume: vtkMRMLScalarVolumeNode
+    movingVolume: vtkMRMLScalarVolumeNode
+    fixedLandmarks: vtkMRMLMarkupsFiducialNode
+    outputLandmarks: vtkMRMLMarkupsFiducialNode
+    heatmapVolume: vtkMRMLScalarVolumeNode
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    timestep: Annotated[int, WithinRange(0, 999)] = 20
+    levels: str = ""
+    searchRadius: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
+    backbone: Annotated[str, Choice(["auto", "maisi", "mind-ssc"])] = "auto"
+
+
+#
+# Widget
+#
+
+
+class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self.job = None
+        self.lastJob = None
+        self.pointEvents = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(100)
+        self.timer.connect("timeout()", self.onTimer)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedDIFT.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = MedDIFTLogic()
+
+        self.ui.trackingTable.setHorizontalHeaderLabels(
+            [_("Label"), _("Similarity"), _("Confidence"), _("FB error (mm)"), _("Status"), _("Moving RAS")])
+        self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.liveModeCheckBox.connect("toggled(bool)", self.onLiveModeToggled)
+        self.ui.fixedLandmarksSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFixedLandmarksChanged)
+        self.ui.downloadWeightsButton.connect("clicked(bool)", self.onDownloadWeights)
+        self.ui.weightsPathLineEdit.connect("currentPathChanged(QString)",
+                                            lambda p: qt.QSettings().setValue("MedDIFT/WeightsDir", p))
+        self.ui.acceptButton.connect("clicked(bool)", lambda: self.onTrackingAction("accept"))
+        self.ui.correctButton.connect("clicked(bool)", lambda: self.onTrackingAction("correct"))
+        self.ui.exportCsvButton.connect("clicked(bool)", lambda: self.onExport(".csv"))
+        self.ui.exportMrkButton.connect("clicked(bool)", lambda: self.onExport(".mrk.json"))
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.timer.stop()
+        self.removeObservers()
+        self._stopLive()
+        if self.logic:
+            self.logic.core.shutdown()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self.job and not self.job.done:
+            self.job.cancel()
+        self._stopLive()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.fixedVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.fixedVolume = first
+
+    def setParameterNode(self, inputParameterNode: Optional[MedDIFTParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        if self.job and not self.job.done:
+            return
+        p = self._parameterNode
+        ok = bool(p and p.fixedVolume and p.movingVolume and p.fixedLandmarks)
+        self.ui.applyButton.enabled = ok
+        self.ui.applyButton.toolTip = _("Extract features of both volumes and match every landmark") if ok else \
+            _("Select a fixed volume, a moving volume and fixed landmarks")
+        self._refreshHeatmapLabels()
+
+    def onFixedLandmarksChanged(self, node) -> None:
+        self.ui.fixedLandmarksPlaceWidget.setCurrentNode(node)
+        self._refreshHeatmapLabels()
+
+    def _refreshHeatmapLabels(self) -> None:
+        node = self._parameterNode.fixedLandmarks if self._parameterNode else None
+        current = self.ui.heatmapLabelComboBox.currentText
+        self.ui.heatmapLabelComboBox.clear()
+        if node:
+            for i in range(node.GetNumberOfControlPoints()):
+                self.ui.heatmapLabelComboBox.addItem(node.GetNthControlPointLabel(i))
+            idx = self.ui.heatmapLabelComboBox.findText(current)
+            if idx >= 0:
+                self.ui.heatmapLabelComboBox.setCurrentIndex(idx)
+
+    # --- Apply / Cancel ------------------------------------------------------------
+
+    def onApplyButton(self) -> None:
+        if self.job and not self.job.done:
+            self.job.cancel()
+            self._log(_("Cancelled: the worker was stopped; the scene is unchanged."))
+            self._jobEnded()
+            return
+        if not self.logic.ensureDependencies(askConfirmation=True):
+            self._log(_("MedDIFT needs torch, MONAI and a few packages; installation was declined."))
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("MedDIFT could not start."), waitCursor=True):
+                self._stopLive()
+                self.job = self.logic.startMatch(self._parameterNode, self.ui.heatmapLabelComboBox.currentText,
+                                                 self.ui.weightsPathLineEdit.currentPath, self._confirmOverwrite)
+        except Exception:
+            self.job = None
+            return
+        info = self.logic.core.configure_result or {}
+        self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
+        self._log(_("Device: {device}").format(device=info.get("device", "?")))
+        self.ui.applyButton.text = _("Cancel")
+        self.ui.progressBar.visible = True
+        self.timer.start()
+
+    def _confirmOverwrite(self, node) -> bool:
+        return slicer.util.confirmYesNoDisplay(
+            _("The point list '{name}' already has {n} points. Replace them with the matches?").format(
+                name=node.GetName(), n=node.GetNumberOfControlPoints()))
+
+    def onTimer(self) -> None:
+        job = self.job
+        if job is None:
+            self.timer.stop()
+            return
+        running = job.poll()
+        self.ui.progressBar.value = int(100 * job.fraction)
+        self.ui.statusLabel.text = job.stage
+        if running:
+            return
+        if job.error is not None:
+            slicer.util.errorDisplay(_("MedDIFT failed: {error}").format(error=job.error))
+            self._log(_("Failed: {error}").format(error=job.error))
+        elif job.result is not None:
+            self._showResults(job)
+        self._jobEnded()
+
+    def _jobEnded(self) -> None:
+        self.timer.stop()
+        if self.job:
+            for line in self.job.log:
+                self._log(line)
+            if self.job.result is not None:
+                self.lastJob = self.job
+        self.job = None
+        self.ui.applyButton.text = _("Apply")
+        self.ui.progressBar.visible = False
+        self._checkCanApply()
+        if self.ui.liveModeCheckBox.checked:
+            self._startLive()
+
+    def _showResults(self, job) -> None:
+        res = job.result
+        self._parameterNode.outputLandmarks = res["points_node"]
+        self._parameterNode.heatmapVolume = res["heatmap_node"]
+        self.logic.showSideBySide(self._parameterNode, res)
+        self._refreshTrackingTable()
+        m = res["matched"]
+        self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
+            n=int(m.defined.sum()), label=res["heatmap_label"])
+
+    # --- live mode -------------------------------------------------------------------
+
+    def onLiveModeToggled(self, on: bool) -> None:
+        self._stopLive()
+        if on:
+            self._startLive()
+
+    def _startLive(self) -> None:
+        from MedDIFTSceneLib.scene import PointEvents
+
+        if self.lastJob is None or not self._parameterNode.fixedLandmarks:
+            return
+        self.pointEvents = PointEvents(self._parameterNode.fixedLandmarks, self.onFixedPointChanged)
+
+    def _stopLive(self) -> None:
+        if self.pointEvents:
+            self.pointEvents.remove()
+            self.pointEvents = None
+
+    def onFixedPointChanged(self, index: int) -> None:
+        if self.job and not self.job.done:
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Live match failed."), waitCursor=True):
+                res = self.logic.core.match_point(self.lastJob, index)
+                self.logic.jumpMovingViewTo(res["point"])
+                self._refreshTrackingTable()
+                self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(label=res["label"],
+                                                                                 s=res["similarity"] or 0.0)
+        except Exception:
+            pass
+
+    # --- tracking table ----------------------------------------------------------------
+
+    def _pairs(self):
+        from MedDIFTSceneLib.tracking import pairs_from_nodes
+
+        p = self._parameterNode
+        if not (p.fixedLandmarks and p.outputLandmarks):
+            return []
+        return pairs_from_nodes(p.fixedLandmarks, p.outputLandmarks)
+
+    def _refreshTrackingTable(self) -> None:
+        pairs = self._pairs()
+        table = self.ui.trackingTable
+        table.setRowCount(len(pairs))
+        for r, pair in enumerate(pairs):
+            cells = [pair.label, f"{pair.similarity:.3f}", f"{pair.confidence:.2f}", f"{pair.fb_error_mm:.1f}",
+                     pair.status, ", ".join(f"{c:.1f}" for c in pair.moving)]
+            for c, text in enumerate(cells):
+                table.setItem(r, c, qt.QTableWidgetItem(text))
+
+    def onTrackingAction(self, action: str) -> None:
+        from MedDIFTSceneLib.tracking import accept, start_correction
+
+        row = self.ui.trackingTable.currentRow()
+        pairs = self._pairs()
+        if row < 0 or row >= len(pairs):
+            return
+        (accept if action == "accept" else start_correction)(self._parameterNode.outputLandmarks, pairs[row].label)
+        self._refreshTrackingTable()
+
+    def onExport(self, extension: str) -> None:
+        from MedDIFTSceneLib.tracking import export_pairs
+
+        path = qt.QFileDialog.getSaveFileName(None, _("Export landmark pairs"), "landmark_pairs" + extension,
+                                              f"*{extension}")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Export failed.")):
+            written = export_pairs(self._pairs(), path)
+            self._log(_("Exported: {files}").format(files=", ".join(str(w) for w in written)))
+
+    # --- weights -------------------------------------------------------------------
+
+    def onDownloadWeights(self) -> None:
+        token = qt.QInputDialog.getText(
+            None, _("MAISI weights"),
+            _("The MAISI repository on Hugging Face is gated: accept its licence at "
+              "https://huggingface.co/nvidia/NV-Generate-CT, then paste an access token:"), qt.QLineEdit.Password)
+        if not token:
+            return
+        if not self.logic.ensureDependencies(askConfirmation=True):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Download failed."), waitCursor=True):
+            folder = self.logic.downloadWeights(token, self.ui.weightsPathLineEdit.currentPath or None, self._log)
+            self.ui.weightsPathLineEdit.currentPath = folder
+            self._log(_("MAISI weights ready in {folder}").format(folder=folder))
+
+    def _log(self, text: str) -> None:
+        self.ui.logTextEdit.appendPlainText(text)
+        logging.info(text)
+
+
+#
+# Logic
+#
+
+
+class MedDIFTLogic(ScriptedLoadableModuleLogic):
+    """Usable from the Python console without the GUI:
+
+    >>> logic = slicer.modules.meddift.widgetRepresentation().self().logic  # or MedDIFTLogic()
+    >>> job = logic.match(fixedVolume, movingVolume, fixedPoints)   # blocks until done
+    >>> job.result["points_node"], job.result["heatmap_node"]
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        from MedDIFTSceneLib.logic import MedDIFTLogicCore
+
+        self.core = MedDIFTLogicCore(slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment())
+
+    def getParameterNode(self):
+        return MedDIFTParameterNode(super().getParameterNode())
+
+    # --- the background worker ---------------------------------------------------------
+
+    @staticmethod
+    def workerPython() -> str:
+        """Slicer's Python launcher (PythonSlicer), the interpreter the worker runs in."""
+        return shutil.which("PythonSlicer") or sys.executable
+
+    @staticmethod
+    def workerEnvironment() -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([MODULE_DIR] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        if qt.QSettings().value("MedDIFT/ForceCPU", "false") == "true":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
+    def ensureDependencies(self, askConfirmation: bool = True) -> bool:
+        """torch through the PyTorch extension, the rest from requirements.txt; asks first."""
+        from MedDIFTSceneLib.dependencies import missing_modules, requirements
+
+        missing = missing_modules()
+        if not missing:
+            return True
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                _("MedDIFT needs these Python packages: {packages}. Install them now? "
+                  "This can take several minutes.").format(packages=", ".join(missing))):
+            return False
+        with slicer.util.WaitCursor():
+            if "torch" in missing:
+                try:
+                    import PyTorchUtils
+                except ImportError:
+                    slicer.util.errorDisplay(_("Install the PyTorch extension (Extensions Manager) and restart Slicer."))
+                    return False
+                torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+                if not torchLogic.torchInstalled():
+                    if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.8") is None:
+                        return False
+            reqs = requirements(self.resourcePath("requirements.txt"))
+            slicer.util.pip_install(reqs)
+        return not missing_modules()
+
+    def resourcePath(self, relativePath: str) -> str:
+        return os.path.join(MODULE_DIR, "Resources", relativePath)
+
+    def requestFromParameters(self, p, heatmapLabel: str = "", weightsDir: str = ""):
+        from MedDIFTSceneLib.logic import MatchRequest
+
+        engine = {"backbone": p.backbone, "device": p.device, "timestep": p.timestep,
+                  "levels": [s.strip() for s in p.levels.split(",") if s.strip()] or None,
+                  "weights_dir": weightsDir or None}
+        matching = {"radius_mm": p.searchRadius or None}
+        return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
+                            p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
+                            engine, matching)
+
+    def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
+        return self.core.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
+
+    def match(self, fixedVolume, movingVolume, fixedPoints, backbone: str = "auto", device: str = "auto",
+              searchRadius: float = 0.0, timeout: float = 3600.0):
+        """Console use: run the whole job and return it (``job.result`` holds the new nodes)."""
+        p = self.getParameterNode()
+        p.fixedVolume, p.movingVolume, p.fixedLandmarks = fixedVolume, movingVolume, fixedPoints
+        p.backbone, p.device, p.searchRadius = backbone, device, searchRadius
+        job = self.startMatch(p).run(timeout=timeout)
+        if job.error is not None:
+            raise RuntimeError(str(job.error))
+        return job
+
+    def downloadWeights(self, token: str, folder: Optional[str], log) -> str:
+        """Download the MAISI v1 files in the worker's Python, so Slicer's GUI stays responsive."""
+        cmd = [self.workerPython(), "-m", "MedDIFTLib.cli", "weights", "download", "--token", token]
+        if folder:
+            cmd += ["--dest", folder]
+        proc = slicer.util.launchConsoleProcess(cmd, updateEnvironment=self.workerEnvironment())
+        slicer.util.logProcessOutput(proc)
+        if proc.returncode != 0:
+            raise RuntimeError(_("weights download failed (exit code {code}); see the log").format(code=proc.returncode))
+        from MedDIFTLib.weights import default_weights_dir
+
+        return folder or str(default_weights_dir())
+
+    # --- views ---------------------------------------------------------------------
+
+    def showSideBySide(self, p, result) -> None:
+        """Fixed left, moving right with the heatmap as foreground; the moving view jumps to the match."""
+        lm = slicer.app.layoutManager()
+        lm.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        red = lm.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+        yellow = lm.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
+        red.SetBackgroundVolumeID(p.fixedVolume.GetID())
+        red.SetForegroundVolumeID(None)
+        yellow.SetBackgroundVolumeID(p.movingVolume.GetID())
+        yellow.SetForegroundVolumeID(result["heatmap_node"].GetID())
+        yellow.SetForegroundOpacity(0.5)
+        for name in ("Red", "Yellow"):
+            lm.sliceWidget(name).sliceLogic().FitSliceToAll()
+        m = result["matched"]
+        label = result["heatmap_label"]
+        idx = m.label_index(label)
+        self.jumpMovingViewTo(m.points[idx])
+        fixedIdx = next(i for i in range(p.fixedLandmarks.GetNumberOfControlPoints())
+                        if p.fixedLandmarks.GetNthControlPointLabel(i) == label)
+        pos = [0.0, 0.0, 0.0]
+        p.fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
+        lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
+        dn = result["points_node"].GetDisplayNode()
+        if dn:
+            dn.SetViewNodeIDs([lm.sliceWidget("Yellow").mrmlSliceNode().GetID(), "vtkMRMLViewNode1"])
+
+    def jumpMovingViewTo(self, point) -> None:
+        lm = slicer.app.layoutManager()
+        if lm is None or lm.sliceWidget("Yellow") is None:
+            return
+        lm.sliceWidget("Yellow").sliceLogic().GetSliceNode().JumpSliceByCentering(*[float(c) for c in point])
+
+
+#
+# Test
+#
+
+
+class MedDIFTTest(ScriptedLoadableModuleTest):
+    """End-to-end self-test in Slicer: phantom volumes with known breathing motion, the weight-free
+    backbone on CPU, the real worker process. Run with
+    ``Slicer --no-main-window --testing --python-code "slicer.util.selectModule('MedDIFT'); slicer.modules.MedDIFTWidget.onReload()..."``
+    or from the module panel (Reload and Test)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_MatchPhantomLandmarks()
+
+    def test_MatchPhantomLandmarks(self):
+        import numpy as np
+
+        from MedDIFTLib.metrics import tre
+        from MedDIFTLib.phantom import make_pair, sample_landmarks
+        from MedDIFTSceneLib.scene import add_volume_node, write_markups
+
+        self.delayDisplay("Making a phantom pair with known breathing motion")
+        pair = make_pair(shape=(96, 96, 96), spacing=(2.5, 2.5, 2.5), seed=3)
+        fixedNode = add_volume_node(slicer.mrmlScene, pair.fixed, "phantom fixed")
+        movingNode = add_volume_node(slicer.mrmlScene, pair.moving, "phantom moving")
+        landmarks = sample_landmarks(pair, n=8, seed=3)
+        pointsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "phantom landmarks")
+        write_markups(pointsNode, landmarks, locked=False)
+
+        self.delayDisplay("Matching with the weight-free backbone on CPU (background worker)")
+        logic = MedDIFTLogic()
+        try:
+            job = logic.match(fixedNode, movingNode, pointsNode, backbone="mind-ssc", device="cpu")
+        finally:
+            logic.core.shutdown()
+        matched = job.result["matched"]
+        truth = pair.true_moving_points(landmarks.points)
+        errors = tre(matched.points, truth)
+        before = tre(landmarks.points, truth)
+        self.delayDisplay(f"TRE {np.mean(errors):.2f} mm (identity {np.mean(before):.2f} mm)")
+        self.assertEqual(job.result["points_node"].GetNumberOfControlPoints(), len(landmarks))
+        self.assertLess(np.median(errors), np.median(before))
+        self.assertLess(np.median(errors), 6.0)
+        hm = job.result["heatmap_node"]
+        self.assertEqual(hm.GetImageData().GetDimensions(), movingNode.GetImageData().GetDimensions())
+        self.delayDisplay("Test passed")

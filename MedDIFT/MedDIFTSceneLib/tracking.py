@@ -1,0 +1,127 @@
+"""Landmark/lesion pairs: the fixed point, its match, the scores, and the reader's verdict.
+
+The pairs live in the scene itself (the fixed and matched point lists), so
+nothing is lost when the module is reloaded: the verdict of each pair is a
+node attribute of the matched list (``MedDIFT.status.<label>``), a hand
+correction is simply the moved, unlocked matched point.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from MedDIFTLib.errors import InputError
+from MedDIFTLib.landmarks import PointSet, write_points
+
+from .scene import pointset_from_markups
+
+STATUS_PREFIX = "MedDIFT.status."
+STATUSES = ("proposed", "accepted", "corrected")
+_VALUE = re.compile(r"([A-Za-z_]+)=([-+0-9.eEnaNinf]+)")
+
+
+@dataclass
+class Pair:
+    label: str
+    fixed: np.ndarray  # RAS mm
+    moving: np.ndarray  # RAS mm (as it is in the scene now: a correction is kept)
+    similarity: float
+    confidence: float
+    fb_error_mm: float
+    status: str
+
+
+def parse_values(description: str) -> dict:
+    return {k: float(v) for k, v in _VALUE.findall(description or "")}
+
+
+def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
+    """One pair per fixed label that has a match, in the fixed list's order."""
+    fixed = pointset_from_markups(fixed_node)
+    matched = pointset_from_markups(matched_node)
+    by_label = {lb: i for i, lb in enumerate(matched.labels)}
+    pairs = []
+    for i, label in enumerate(fixed.labels):
+        j = by_label.get(label)
+        if j is None:
+            continue
+        vals = parse_values(matched.descriptions[j])
+        pairs.append(Pair(label, fixed.points[i], matched.points[j], vals.get("similarity", np.nan),
+                          vals.get("confidence", np.nan), vals.get("fb_error_mm", np.nan),
+                          matched_node.GetAttribute(STATUS_PREFIX + label) or "proposed"))
+    return pairs
+
+
+def _index(node, label: str) -> int:
+    for i in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointLabel(i) == label:
+            return i
+    raise InputError(f"no point labelled {label!r} in {node.GetName()!r}")
+
+
+def accept(matched_node, label: str) -> None:
+    """The reader checked the match: keep it, locked."""
+    matched_node.SetNthControlPointLocked(_index(matched_node, label), True)
+    matched_node.SetAttribute(STATUS_PREFIX + label, "accepted")
+
+
+def start_correction(matched_node, label: str) -> None:
+    """Unlock the match so the reader can drag it; its moved position is what is kept and exported."""
+    matched_node.SetNthControlPointLocked(_index(matched_node, label), False)
+    matched_node.SetAttribute(STATUS_PREFIX + label, "corrected")
+
+
+def pairs_pointsets(pairs: list[Pair]) -> tuple[PointSet, PointSet]:
+    """The pairs as two point sets (fixed, moving) with the scores and verdicts."""
+    labels = [p.label for p in pairs]
+    values = {"similarity": np.array([p.similarity for p in pairs]),
+              "confidence": np.array([p.confidence for p in pairs]),
+              "fb_error_mm": np.array([p.fb_error_mm for p in pairs])}
+    desc = [p.status for p in pairs]
+    fixed = PointSet(np.array([p.fixed for p in pairs]).reshape(-1, 3), labels, descriptions=desc, name="fixed")
+    moving = PointSet(np.array([p.moving for p in pairs]).reshape(-1, 3), labels, values, descriptions=desc,
+                      name="moving")
+    return fixed, moving
+
+
+def export_pairs(pairs: list[Pair], path, moving_path: Optional[str] = None) -> list:
+    """CSV: one row per pair (label, fixed x/y/z, moving x/y/z, scores, status).
+    ``.mrk.json``: two files, ``path`` (fixed) and ``moving_path`` (default ``<stem>_moving.mrk.json``)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not pairs:
+        raise InputError("no landmark pairs to export: run a match first")
+    if path.name.lower().endswith(".csv"):
+        _write_pairs_csv(pairs, path)
+        return [path]
+    if path.name.lower().endswith(".mrk.json"):
+        fixed, moving = pairs_pointsets(pairs)
+        moving_path = Path(moving_path) if moving_path else path.with_name(path.name[:-len(".mrk.json")] + "_moving.mrk.json")
+        write_points(fixed, path)
+        write_points(moving, moving_path)
+        return [path, moving_path]
+    raise InputError(f"{path}: export pairs as .csv or .mrk.json")
+
+
+def _write_pairs_csv(pairs: list[Pair], path) -> None:
+    import csv
+    import io
+    import os
+    import tempfile
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "fixed_x", "fixed_y", "fixed_z", "moving_x", "moving_y", "moving_z",
+                "similarity", "confidence", "fb_error_mm", "status"])
+    for p in pairs:
+        w.writerow([p.label, *[f"{c:.4f}" for c in p.fixed], *[f"{c:.4f}" for c in p.moving],
+                    f"{p.similarity:.5f}", f"{p.confidence:.5f}", f"{p.fb_error_mm:.4f}", p.status])
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
