@@ -291,14 +291,14 @@ class BreathingMotion:
     because |Du| < 1 everywhere for the allowed parameters (checked).
     """
 
-    amplitude_mm: float = 12.0
-    ap_expansion: float = -0.05
-    lateral_expansion: float = -0.03
+    amplitude_mm: float = 20.0
+    ap_expansion: float = -0.08
+    lateral_expansion: float = -0.04
     sliding: bool = False
     wall_fraction: float = 0.3
-    sliding_width_mm: float = 20.0
-    base_z_mm: float = -60.0
-    decay_mm: float = 35.0
+    sliding_width_mm: float = 30.0
+    base_z_mm: float = -20.0
+    decay_mm: float = 40.0
 
     def __post_init__(self):
         # the diaphragm sigmoid has slope amplitude / (4 decay): keep it below 0.5
@@ -312,7 +312,7 @@ class BreathingMotion:
         p = as_points(pts)
         x, y, z = p.T
         g = 1.0 / (1.0 + np.exp((z - self.base_z_mm) / self.decay_mm))  # ~1 at the base, ->0 upwards
-        g2 = 1.0 / (1.0 + np.exp((z - self.base_z_mm - 60.0) / (2 * self.decay_mm)))
+        g2 = 1.0 / (1.0 + np.exp((z - self.base_z_mm - 80.0) / (2 * self.decay_mm)))
         central = np.exp(-(x / 120.0) ** 2 - (y / 110.0) ** 2)
         uz = self.amplitude_mm * g * central
         if self.sliding:
