@@ -1,0 +1,191 @@
+"""The whole job in one object: backbone, feature cache, matchers, heatmaps.
+
+The CLI, the background worker and the Slicer module all drive a
+:class:`MatchSession`, so there is exactly one implementation of "match these
+landmarks between these two volumes". A session keeps the model and every
+pyramid it computed in memory, which makes repeated (interactive) queries
+cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+import numpy as np
+
+from .backbones import create_backbone
+from .backbones.base import Backbone, Cancel, Progress, volume_digest
+from .errors import InputError, WeightsError
+from .feature_cache import FeatureCache, extract_cached
+from .features import FeaturePyramid
+from .geometry import Volume, require_inside, resample
+from .landmarks import PointSet
+from .matching import Matcher, MatchOptions
+from .priors import PriorFn, identity_prior
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineOptions:
+    """What computes the features (everything that changes them)."""
+
+    backbone: str = "auto"  # maisi | mind-ssc | auto (MAISI when its weights are found)
+    weights_dir: Optional[str] = None
+    device: str = "auto"
+    timestep: int = 20
+    levels: Optional[list] = None
+    ensemble: int = 1
+    latent: str = "sample"
+    region: str = "thorax"
+    seed: int = 0
+    size_policy: str = "paper"
+    cache_dir: Optional[str] = None
+    use_cache: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EngineOptions":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown engine options {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+def resolve_backbone(opts: EngineOptions) -> tuple[Backbone, str]:
+    """The backbone to use, and a plain sentence saying which and why."""
+    name = opts.backbone
+    if name == "auto":
+        from .weights import find_weights
+
+        try:
+            find_weights(opts.weights_dir)
+            name = "maisi"
+        except WeightsError as err:
+            name = "mind-ssc"
+            reason = str(err).splitlines()[0]
+            note = (f"MAISI weights not available ({reason}); using the weight-free MIND-SSC descriptor "
+                    "instead. This is NOT the MedDIFT diffusion-feature method; run "
+                    "`meddift weights download` to use it.")
+            return _build(name, opts), note
+    bb = _build(name, opts)
+    note = ("MAISI v1 diffusion features (MedDIFT)" if name == "maisi"
+            else "weight-free MIND-SSC descriptor (not the diffusion-feature method)")
+    return bb, note
+
+
+def _build(name: str, opts: EngineOptions) -> Backbone:
+    if name == "maisi":
+        kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
+                  ensemble=opts.ensemble, latent=opts.latent, region=opts.region, seed=opts.seed,
+                  size_policy=opts.size_policy)
+        if opts.levels:
+            kw["levels"] = tuple(opts.levels)
+        return create_backbone("maisi", **kw)
+    kw = {"device": opts.device if opts.device != "auto" else "cpu"}
+    if opts.levels:
+        kw["levels"] = tuple(opts.levels)
+    return create_backbone(name, **kw)
+
+
+@dataclass
+class MatchSession:
+    """Backbone + caches + matchers for any number of volumes."""
+
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    matching: MatchOptions = field(default_factory=MatchOptions)
+
+    def __post_init__(self):
+        self.backbone, self.backbone_note = resolve_backbone(self.engine)
+        self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
+        self._pyramids: dict[str, FeaturePyramid] = {}
+        self._matchers: dict[tuple, Matcher] = {}
+
+    # --- features ------------------------------------------------------------
+
+    def features(self, volume: Volume, progress: Optional[Progress] = None,
+                 cancel: Optional[Cancel] = None) -> FeaturePyramid:
+        key = volume_digest(volume)
+        if key not in self._pyramids:
+            self._pyramids[key] = extract_cached(self.backbone, volume, self.cache, progress, cancel)
+        return self._pyramids[key]
+
+    def matcher(self, fixed: Volume, moving: Volume, progress: Optional[Progress] = None,
+                cancel: Optional[Cancel] = None) -> Matcher:
+        key = (volume_digest(fixed), volume_digest(moving))
+        if key not in self._matchers:
+            pf = self.features(fixed, _staged(progress, "fixed"), cancel)
+            pm = self.features(moving, _staged(progress, "moving"), cancel)
+            self._matchers[key] = Matcher(pf, pm, self.matching)
+        return self._matchers[key]
+
+    # --- the job -------------------------------------------------------------
+
+    def match_points(self, fixed: Volume, moving: Volume, points: PointSet, prior: Optional[PriorFn | str] = None,
+                     mask: Optional[Volume] = None, progress: Optional[Progress] = None,
+                     cancel: Optional[Cancel] = None) -> PointSet:
+        """Matched points in the moving volume: same labels, with similarity and confidence values.
+
+        Points without a position (NaN) stay without one. ``prior`` is a
+        function of fixed RAS points, or ``"coarse"`` (match with the coarsest
+        level first), used with the session's search radius.
+        """
+        if len(points) == 0:
+            raise InputError("the landmark list is empty: place at least one point on the fixed volume")
+        defined = points.defined
+        if not defined.any():
+            raise InputError("no landmark has a position: all points are undefined")
+        pts = points.points[defined]
+        labels = [lb for lb, d in zip(points.labels, defined) if d]
+        require_inside(fixed.grid, pts, what="landmarks", labels=labels)
+        matcher = self.matcher(fixed, moving, progress, cancel)
+        prior_pts = None
+        if prior == "coarse":
+            prior_pts = self.coarse_prior(matcher, pts, cancel)
+        elif callable(prior):
+            prior_pts = prior(pts)
+        elif prior is not None:
+            raise InputError(f"unknown prior {prior!r}")
+        if prior_pts is not None and self.matching.radius_mm is None:
+            raise InputError("a prior needs a search radius (--radius MM): it only narrows a local search")
+        mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
+        res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel)
+
+        n = len(points)
+        out = np.full((n, 3), np.nan)
+        out[defined] = res.points
+        values = {}
+        for name, arr in (("similarity", res.similarity), ("confidence", res.confidence),
+                          ("margin", res.margin), ("fb_error_mm", res.fb_error_mm)):
+            full = np.full(n, np.nan)
+            full[defined] = arr
+            values[name] = full
+        return PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched")
+
+    def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
+        """Global match with the coarsest level only: a cheap prior for the full local search."""
+        coarsest = min(matcher.target.levels, key=lambda lv: np.prod(lv.src_shape)).level.name
+        opts = MatchOptions(levels=[coarsest], forward_backward=False, subvoxel=False,
+                            coarse_stride=self.matching.coarse_stride)
+        return Matcher(matcher.fixed, matcher.moving, opts).match(pts, cancel=cancel).points
+
+    def heatmap(self, fixed: Volume, moving: Volume, point_ras) -> Volume:
+        """Similarity of one fixed point to every voxel, on the moving volume's own grid."""
+        matcher = self.matcher(fixed, moving)
+        require_inside(fixed.grid, np.atleast_2d(point_ras), what="heatmap point")
+        hm = matcher.heatmap(point_ras)
+        # the pyramid grid is the RAS-reoriented moving grid: same voxel centres, so order 0 is exact
+        out = resample(hm, moving.grid, order=0, fill_value=0.0, dtype=np.float32)
+        out.name = f"{moving.name or 'moving'} similarity"
+        return out
+
+
+def _staged(progress: Optional[Progress], which: str) -> Optional[Progress]:
+    if progress is None:
+        return None
+    return lambda stage, frac: progress(f"{which}: {stage}", frac)
+
+
+__all__ = ["EngineOptions", "MatchSession", "resolve_backbone", "identity_prior"]
