@@ -65,10 +65,9 @@ def resolve_backbone(opts: EngineOptions) -> tuple[Backbone, str]:
             name = "maisi"
         except WeightsError as err:
             name = "mind-ssc"
-            reason = str(err).splitlines()[0]
-            note = (f"MAISI weights not available ({reason}); using the weight-free MIND-SSC descriptor "
-                    "instead. This is NOT the MedDIFT diffusion-feature method; run "
-                    "`meddift weights download` to use it.")
+            reason = str(err).split(";")[0]
+            note = (f"{reason}; using the weight-free MIND-SSC descriptor instead. This is NOT the MedDIFT "
+                    "diffusion-feature method: install the weights (`meddift weights download`) to use it.")
             return _build(name, opts), note
     bb = _build(name, opts)
     note = ("MAISI v1 diffusion features (MedDIFT)" if name == "maisi"
