@@ -89,14 +89,13 @@ class MatchJob:
         write_volume(volume_from_node(moving), moving_path)
         self.heatmap_path = self.tmp / "heatmap.nrrd"
         idx = self.points.label_index(self.heatmap_label)
-        pts = np.where(np.isnan(self.points.points), None, self.points.points)
         return [
             ("load fixed", "load_volume", {"name": self.fixed_key, "path": str(fixed_path)}),
             ("load moving", "load_volume", {"name": self.moving_key, "path": str(moving_path)}),
             ("fixed features", "extract", {"name": self.fixed_key}),
             ("moving features", "extract", {"name": self.moving_key}),
             ("match", "match", {"fixed": self.fixed_key, "moving": self.moving_key,
-                                "points": [[np.nan if c is None else c for c in p] for p in pts.tolist()],
+                                "points": self.points.points.tolist(),  # NaN (undefined) travels as JSON NaN
                                 "labels": self.points.labels}),
             ("heatmap", "heatmap", {"fixed": self.fixed_key, "moving": self.moving_key,
                                     "point": self.points.points[idx].tolist(), "out": str(self.heatmap_path)}),
