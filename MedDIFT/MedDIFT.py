@@ -526,7 +526,7 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Matching with the weight-free backbone on CPU (background worker)")
         logic = MedDIFTLogic()
         try:
-            job = logic.match(fixedNode, movingNode, pointsNode, backbone="mind-ssc", device="cpu")
+            job = logic.match(fixedNode, movingNode, pointsNode, backbone="mind-ssc", device="cpu", searchRadius=25.0)
         finally:
             logic.core.shutdown()
         matched = job.result["matched"]
