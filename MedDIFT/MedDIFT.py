@@ -27,8 +27,13 @@ from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-if MODULE_DIR not in sys.path:  # MedDIFTLib and MedDIFTSceneLib are installed next to this file
-    sys.path.insert(0, MODULE_DIR)
+# MedDIFTSceneLib sits next to this file; MedDIFTLib too once installed as an extension, or one
+# folder up in a source checkout (the module folder added as an "additional module path").
+ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
+                              if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
+for _dir in ENGINE_DIRS:
+    if _dir not in sys.path:
+        sys.path.insert(0, _dir)
 
 
 #
@@ -383,7 +388,7 @@ class MedDIFTLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def workerEnvironment() -> dict:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([MODULE_DIR] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONPATH"] = os.pathsep.join(ENGINE_DIRS + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         if qt.QSettings().value("MedDIFT/ForceCPU", "false") == "true":
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env

@@ -45,7 +45,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask", help="candidate mask on the moving scan (label image; matches only where > 0)")
     g.add_argument("--no-subvoxel", action="store_true", help="keep matches on voxel centres")
     g.add_argument("--no-forward-backward", action="store_true", help="skip the forward-backward check")
-    g.add_argument("--coarse-stride", type=int, default=2, help="coarse search step in voxels; 1 is exhaustive (default 2)")
+    g.add_argument("--memory-budget", type=float, default=64.0, metavar="MB",
+                   help="working memory for a batch of queries (default 64 MB); sets the batch size")
+    g.add_argument("--coarse-stride", type=int, default=None,
+                   help="coarse search step in voxels; 1 is exhaustive (default: two samples per finest-level voxel)")
 
 
 def engine_options(args) -> EngineOptions:
@@ -59,7 +62,8 @@ def engine_options(args) -> EngineOptions:
 
 def match_options(args) -> MatchOptions:
     return MatchOptions(radius_mm=args.radius, subvoxel=not args.no_subvoxel,
-                        forward_backward=not args.no_forward_backward, coarse_stride=args.coarse_stride)
+                        forward_backward=not args.no_forward_backward, coarse_stride=args.coarse_stride,
+                        memory_budget_mb=args.memory_budget)
 
 
 class ProgressPrinter:

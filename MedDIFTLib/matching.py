@@ -35,7 +35,7 @@ class MatchOptions:
 
     levels: Optional[list] = None  # feature levels used (None: all in the pyramids)
     radius_mm: Optional[float] = None  # local search: only within this distance of the prior
-    coarse_stride: int = 2  # coarse lattice step, target voxels
+    coarse_stride: Optional[int] = None  # coarse lattice step in target voxels; None: auto (see Matcher.stride)
     top_k: int = 8  # coarse local maxima refined at full resolution
     refine_radius: int = 1  # hill-climbing window half-size, voxels (climbs until a local maximum)
     subvoxel: bool = True  # parabola fit of the peak
@@ -49,7 +49,7 @@ class MatchOptions:
         if not self.memory_budget_mb > 0:
             raise InputError(f"memory budget must be positive (MB), got {self.memory_budget_mb}")
         for name in ("coarse_stride", "top_k"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
@@ -91,13 +91,27 @@ class Matcher:
         self._coarse = None
         self._backward: Optional[Matcher] = None
 
+    @property
+    def stride(self) -> int:
+        """Coarse lattice step: the option, or two samples per voxel of the finest level.
+
+        The similarity varies on the scale of the finest level's voxels; a
+        coarser lattice can step over a narrow peak (measured: random-weight
+        MAISI features on a 48^3 volume lose 14% parity at stride 2 where the
+        finest level has 1.5 target voxels per level voxel; stride 1 is exact).
+        """
+        if self.options.coarse_stride is not None:
+            return int(self.options.coarse_stride)
+        ratio = min(t / s for lv in self.target.levels for t, s in zip(lv.target_shape, lv.src_shape))
+        return max(1, int(ratio / 2 + 0.5))
+
     # --- cached lattices -----------------------------------------------------
 
     @property
     def coarse(self):
         """Coarse lattice, its world points and 1/norm maps (computed once)."""
         if self._coarse is None:
-            lat = strided_lattice(self.grid.shape, self.options.coarse_stride)
+            lat = strided_lattice(self.grid.shape, self.stride)
             ijk = np.stack(np.meshgrid(*lat, indexing="ij"), -1).reshape(-1, 3)
             ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, ijk).astype(np.float32))
             inv = [self.target.inv_norm(li, lat) for li in range(len(self.target.levels))]
@@ -232,7 +246,7 @@ class Matcher:
 
     def _coarse_slack(self) -> float:
         """Half a coarse cell diagonal: coarse candidates a little outside the ball may lead inside."""
-        sp = np.linalg.norm(self.grid.ijk_to_ras[:3, :3], axis=0) * self.options.coarse_stride
+        sp = np.linalg.norm(self.grid.ijk_to_ras[:3, :3], axis=0) * self.stride
         return float(np.linalg.norm(sp) / 2)
 
     def _allowed(self, ijk: torch.Tensor, rows: torch.Tensor, sl: slice, prior, mask_t) -> torch.Tensor:

@@ -167,7 +167,7 @@ class MatchSession:
         """Global match with the coarsest level only: a cheap prior for the full local search."""
         coarsest = min(matcher.target.levels, key=lambda lv: np.prod(lv.src_shape)).level.name
         opts = MatchOptions(levels=[coarsest], forward_backward=False, subvoxel=False,
-                            coarse_stride=self.matching.coarse_stride)
+                            coarse_stride=matcher.stride)
         return Matcher(matcher.fixed, matcher.moving, opts).match(pts, cancel=cancel).points
 
     def heatmap(self, fixed: Volume, moving: Volume, point_ras) -> Volume:

@@ -161,3 +161,24 @@ def test_point_events_fire_on_placement_and_moves_but_not_while_paused(scene):
 def _invoke_int(node, event, index):
     """Invoke a markups event with the point index as call data, as Slicer's interaction widget does."""
     node.InvokeEvent(event, index)
+
+
+def test_module_side_libraries_load_without_torch():
+    """The Slicer module must load before its dependencies are installed (they come on first Apply)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); "
+            "import MedDIFTSceneLib.logic, MedDIFTSceneLib.tracking, MedDIFTSceneLib.dependencies; "
+            "print(sorted(m for m in ('torch', 'monai', 'einops') if m in sys.modules))") % (str(REPO / "MedDIFT"), str(REPO))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_requirements_never_replace_slicers_own_packages(tmp_path):
+    from MedDIFTSceneLib.dependencies import requirements
+
+    (tmp_path / "r.txt").write_text("# comment\nmonai>=1.6,<1.7\nSimpleITK>=2.2\nnumpy\neinops>=0.7  # attention\n")
+    assert requirements(tmp_path / "r.txt") == ["monai>=1.6,<1.7", "einops>=0.7"]
