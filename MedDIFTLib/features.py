@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .errors import InputError
 from .geometry import Grid, apply_affine, as_points, resized_grid
 
@@ -113,7 +113,6 @@ class FeaturePyramid:
     def save(self, path) -> Path:
         """Write to one ``.pt`` file atomically (tensors, matrices, identity as JSON)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": PYRAMID_FORMAT,
             "identity_json": json.dumps(self.identity, sort_keys=True),
@@ -124,15 +123,8 @@ class FeaturePyramid:
                 for lv in self.levels
             ],
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     @classmethod

@@ -7,12 +7,11 @@ anisotropic included) and go out exactly.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import ImageReadError, InputError
 from .geometry import Volume, ijk_to_ras_from_itk, itk_from_ijk_to_ras
 
@@ -121,14 +120,6 @@ def write_volume(volume: Volume, path, compress: bool = True) -> Path:
         # header + data file pairs cannot be renamed as one; write directly
         sitk.WriteImage(to_sitk(volume), str(path), compress)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=ext, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=ext) as tmp:
         sitk.WriteImage(to_sitk(volume), tmp, compress)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

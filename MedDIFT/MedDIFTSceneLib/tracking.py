@@ -111,8 +111,8 @@ def export_pairs(pairs: list[Pair], path, moving_path: Optional[str] = None) -> 
 def _write_pairs_csv(pairs: list[Pair], path) -> None:
     import csv
     import io
-    import os
-    import tempfile
+
+    from MedDIFTLib.atomic import write_text_atomic
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -121,7 +121,4 @@ def _write_pairs_csv(pairs: list[Pair], path) -> None:
     for p in pairs:
         w.writerow([p.label, *[f"{c:.4f}" for c in p.fixed], *[f"{c:.4f}" for c in p.moving],
                     f"{p.similarity:.5f}", f"{p.confidence:.5f}", f"{p.fb_error_mm:.4f}", p.status])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
