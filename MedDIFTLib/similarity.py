@@ -115,6 +115,7 @@ class LevelSimilarity:
         self.src_shape = tuple(int(s) for s in self.feats.shape[1:])
         self.target_shape = tuple(int(s) for s in target_shape)
         self._gram = None
+        self._gram_stack = None
         self._full_tables = None
         self._pairs = None
 
@@ -128,19 +129,17 @@ class LevelSimilarity:
         if self._gram is None:
             f = self.feats
             n = tuple(f.shape[1:])
-            gram = {(0, 0, 0): _chunked_dot(f, f)}
+            stack = torch.zeros((len(OFFSETS), *n))  # one block; norm2_at gathers from it directly
+            gram = {d: stack[i] for i, d in enumerate(OFFSETS)}
+            gram[(0, 0, 0)].copy_(_chunked_dot(f, f))
             for d in OFFSETS:
                 if d <= (0, 0, 0):
                     continue
                 src = tuple(slice(max(0, -dd), ni - max(0, dd)) for dd, ni in zip(d, n))
                 dst = tuple(slice(max(0, dd), ni - max(0, -dd)) for dd, ni in zip(d, n))
-                pos = torch.zeros(n)
-                pos[src] = _chunked_dot(f[(slice(None),) + src], f[(slice(None),) + dst])
-                neg = torch.zeros(n)
-                neg[dst] = pos[src]
-                gram[d] = pos
-                gram[tuple(-dd for dd in d)] = neg
-            self._gram = gram
+                gram[d][src] = _chunked_dot(f[(slice(None),) + src], f[(slice(None),) + dst])
+                gram[tuple(-dd for dd in d)][dst] = gram[d][src]
+            self._gram, self._gram_stack = gram, stack
         return self._gram
 
     def tables(self, lattice) -> list[AxisTable]:
@@ -195,7 +194,7 @@ class LevelSimilarity:
         """
         if self._pairs is None:
             self._pairs = _corner_pairs()
-            self._gram_stack = torch.stack([self.gram[d] for d in OFFSETS])
+        self.gram  # noqa: B018 - builds the stack on first use
         pa, pb, didx, factor = self._pairs
         parts = [(t.i0[ijk[:, a]], t.i1[ijk[:, a]], t.w[ijk[:, a]]) for a, t in enumerate(self.full_tables)]
         bits = _CORNER_BITS  # (8, 3)
