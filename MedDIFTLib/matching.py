@@ -263,9 +263,12 @@ class Matcher:
         """Hill-climb every coarse candidate at full resolution, keep the best per query,
         then climb that one again with a window twice as wide (steps over tiny bumps)."""
         b, k = cand.shape
-        cidx = torch.stack(torch.meshgrid(*[torch.as_tensor(a) for a in lat], indexing="ij"), -1).reshape(-1, 3)
-        centers, best_s = self._climb(dots, cidx[cand.clamp_min(0)], cand >= 0, self.options.refine_radius,
-                                      sl, prior, mask_t)
+        # flat coarse index -> target voxel, without materialising the whole lattice
+        ny, nz = len(lat[1]), len(lat[2])
+        c = cand.clamp_min(0)
+        axes = [torch.as_tensor(a) for a in lat]
+        start = torch.stack([axes[0][c // (ny * nz)], axes[1][(c // nz) % ny], axes[2][c % nz]], -1)
+        centers, best_s = self._climb(dots, start, cand >= 0, self.options.refine_radius, sl, prior, mask_t)
         pick = best_s.argmax(dim=1)
         rows = torch.arange(b)
         centers, best_s = self._climb(dots, centers[rows, pick][:, None], torch.ones(b, 1, dtype=torch.bool),
