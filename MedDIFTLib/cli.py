@@ -16,10 +16,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meddift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import cli_match, cli_weights, demo
+    from . import cli_evaluate, cli_match, cli_weights, demo
 
     cli_match.add_parser(sub)
     demo.add_parser(sub)
+    cli_evaluate.add_parser(sub)
     cli_weights.add_parser(sub)
     return parser
 
