@@ -449,10 +449,12 @@ class MedDIFTLogic(ScriptedLoadableModuleLogic):
 
     def downloadWeights(self, token: str, folder: Optional[str], log) -> str:
         """Download the MAISI v1 files in the worker's Python, so Slicer's GUI stays responsive."""
-        cmd = [self.workerPython(), "-m", "MedDIFTLib.cli", "weights", "download", "--token", token]
+        cmd = [self.workerPython(), "-m", "MedDIFTLib.cli", "weights", "download", "--no-progress"]
         if folder:
             cmd += ["--dest", folder]
-        proc = slicer.util.launchConsoleProcess(cmd, updateEnvironment=self.workerEnvironment())
+        env = self.workerEnvironment()
+        env["HF_TOKEN"] = token  # in the environment, not on the command line (process lists show that)
+        proc = slicer.util.launchConsoleProcess(cmd, updateEnvironment=env)
         slicer.util.logProcessOutput(proc)
         if proc.returncode != 0:
             raise RuntimeError(_("weights download failed (exit code {code}); see the log").format(code=proc.returncode))
