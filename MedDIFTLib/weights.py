@@ -220,8 +220,9 @@ def download_weights(dest=None, token: Optional[str] = None, endpoint: Optional[
         except GatedRepoError as exc:
             raise WeightsError(f"access to {REPO_URL} was refused: the repository is gated. Log in on Hugging Face, "
                                "accept the MAISI licence on the repository page, create an access token and pass it "
-                               "with --token (or set HF_TOKEN)" + (" — the token given was not accepted" if token else
-                                                                    " — no token was given")) from exc
+                               "with --token (or set HF_TOKEN)" + (" — the token given was not accepted"
+                                                                    if token or os.environ.get("HF_TOKEN")
+                                                                    else " — no token was given")) from exc
         except (OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
             raise WeightsError(f"cannot download {filename}: no connection to {endpoint or 'huggingface.co'} "
                                f"(offline). Copy the files to a folder and set MEDDIFT_WEIGHTS_DIR or pass "
