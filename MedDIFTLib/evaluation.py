@@ -52,6 +52,36 @@ def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_lan
                 yield Case("phantom", f"seed{seed}_amp{amp:g}_noise{noise:g}", pair.fixed, pair.moving, lm, truth)
 
 
+def learn2reg_cases(root, split: str = "Tr", fixed_suffix: str = "_0000", moving_suffix: str = "_0001",
+                    task: str = "LungCT") -> Iterable[Case]:
+    """Learn2Reg layout: ``images{split}/{task}_00XX{suffix}.nii.gz`` with keypoints in
+    ``keypoints{split}/{task}_00XX{suffix}.csv`` (0-based voxel indices of *that* image)."""
+    from .errors import InputError
+    from .image_io import read_volume
+    from .landmarks import read_points
+
+    root = Path(root)
+    images = root / f"images{split}"
+    fixed_files = sorted(images.glob(f"{task}_*{fixed_suffix}.nii.gz"))
+    if not fixed_files:
+        raise InputError(f"{images}: no {task}_XXXX{fixed_suffix}.nii.gz images (Learn2Reg layout expected)")
+    for ff in fixed_files:
+        case = ff.name[: -len(f"{fixed_suffix}.nii.gz")]
+        mf = images / f"{case}{moving_suffix}.nii.gz"
+        kf = root / f"keypoints{split}" / f"{case}{fixed_suffix}.csv"
+        km = root / f"keypoints{split}" / f"{case}{moving_suffix}.csv"
+        missing = [str(p) for p in (mf, kf, km) if not p.exists()]
+        if missing:
+            raise InputError(f"case {case}: missing {', '.join(missing)}")
+        fixed, moving = read_volume(ff), read_volume(mf)
+        fp = read_points(kf, format="learn2reg", reference=fixed)
+        mp = read_points(km, format="learn2reg", reference=moving)
+        if len(fp) != len(mp):
+            raise InputError(f"case {case}: {len(fp)} fixed keypoints but {len(mp)} moving keypoints")
+        labels = [f"K{i + 1}" for i in range(len(fp))]
+        yield Case(f"learn2reg-{task}", case, fixed, moving, PointSet(fp.points, labels), PointSet(mp.points, labels))
+
+
 # --- methods ----------------------------------------------------------------------------
 
 

@@ -55,3 +55,33 @@ def test_report_on_a_small_phantom_suite(tmp_path):
     for r in rows[1:]:
         f = r.split(",")
         assert float(f[4]) == pytest.approx(float(f[5]))
+
+
+def test_learn2reg_layout_is_read_with_each_image_s_voxel_convention(tmp_path):
+    """A phantom pair written in the Learn2Reg layout: keypoints in voxel indices of each image,
+    the moving image on another (shifted, anisotropic) grid; the loader returns the true RAS pairs."""
+    from MedDIFTLib.evaluation import learn2reg_cases
+    from MedDIFTLib.geometry import make_ijk_to_ras
+    from MedDIFTLib.image_io import write_volume
+    from MedDIFTLib.landmarks import write_points
+    from MedDIFTLib.phantom import make_pair, sample_landmarks
+
+    moving_grid = make_ijk_to_ras((5.0, 4.0, 6.0), (-150.0, -130.0, -160.0))
+    pair = make_pair(shape=(64, 64, 56), spacing=(5.0, 5.0, 5.0), seed=3, moving_ijk_to_ras=moving_grid)
+    lm = sample_landmarks(pair, n=5, seed=3)
+    truth = PointSet(pair.true_moving_points(lm.points), lm.labels)
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "keypointsTr").mkdir()
+    write_volume(pair.fixed, tmp_path / "imagesTr" / "LungCT_0001_0000.nii.gz")
+    write_volume(pair.moving, tmp_path / "imagesTr" / "LungCT_0001_0001.nii.gz")
+    write_points(lm, tmp_path / "keypointsTr" / "LungCT_0001_0000.csv", format="learn2reg", reference=pair.fixed)
+    write_points(truth, tmp_path / "keypointsTr" / "LungCT_0001_0001.csv", format="learn2reg", reference=pair.moving)
+    cases = list(learn2reg_cases(tmp_path))
+    assert [c.name for c in cases] == ["LungCT_0001"]
+    np.testing.assert_allclose(cases[0].fixed_points.points, lm.points, atol=1e-3)
+    np.testing.assert_allclose(cases[0].moving_points.points, truth.points, atol=1e-3)
+    (tmp_path / "keypointsTr" / "LungCT_0001_0001.csv").unlink()
+    from MedDIFTLib.errors import InputError
+
+    with pytest.raises(InputError, match="case LungCT_0001: missing .*LungCT_0001_0001.csv"):
+        list(learn2reg_cases(tmp_path))
