@@ -17,7 +17,7 @@ $(BIN)/.meddift-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/pip install --retries 1 --timeout 30 --extra-index-url $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install -e ".[test,baselines]"
 	touch $@
 
 venv: $(BIN)/.meddift-installed

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_match.add_parser(sub)
     demo.add_parser(sub)
     cli_evaluate.add_parser(sub)
+    cli_evaluate.add_ablation_parser(sub)
     cli_weights.add_parser(sub)
     return parser
 

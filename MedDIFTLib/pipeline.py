@@ -9,6 +9,7 @@ cheap.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field, fields
 from typing import Optional
@@ -44,6 +45,7 @@ class EngineOptions:
     size_policy: str = "paper"
     cache_dir: Optional[str] = None
     use_cache: bool = True
+    random_init: bool = False  # MAISI only: random weights, an explicit control (ablations), never the default
 
     @classmethod
     def from_dict(cls, d: dict) -> "EngineOptions":
@@ -79,7 +81,7 @@ def _build(name: str, opts: EngineOptions) -> Backbone:
     if name == "maisi":
         kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
                   ensemble=opts.ensemble, latent=opts.latent, region=opts.region, seed=opts.seed,
-                  size_policy=opts.size_policy)
+                  size_policy=opts.size_policy, random_init=opts.random_init)
         if opts.levels:
             kw["levels"] = tuple(opts.levels)
         return create_backbone("maisi", **kw)
@@ -101,6 +103,17 @@ class MatchSession:
         self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
         self._pyramids: dict[str, FeaturePyramid] = {}
         self._matchers: dict[tuple, Matcher] = {}
+
+    def with_matching(self, matching: MatchOptions) -> "MatchSession":
+        """The same backbone and in-memory features with other search options (ablations, retuning)."""
+        other = copy.copy(self)
+        other.matching, other._matchers = matching, {}
+        return other
+
+    def forget(self) -> None:
+        """Drop the features kept in memory (sessions made by :meth:`with_matching` share them)."""
+        self._pyramids.clear()
+        self._matchers.clear()
 
     # --- features ------------------------------------------------------------
 

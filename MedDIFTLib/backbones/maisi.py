@@ -9,7 +9,9 @@ average over an ensemble of noise draws (DIFT's variance reduction).
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import OrderedDict
 from typing import Optional, Sequence
 
 import torch
@@ -143,6 +145,30 @@ class MaisiBackbone(Backbone):
 
     # --- extraction ----------------------------------------------------------
 
+    _encoded: "OrderedDict[tuple, tuple]" = OrderedDict()  # shared by instances: ablations change t, not z
+    ENCODED_KEEP = 8
+
+    def _encode(self, vae, prep, volume: Volume):
+        """VAE posterior (mean, std) of a volume, remembered for the last few volumes and weights.
+
+        The encoder is the expensive step on a CPU and does not depend on the
+        timestep, ensemble or levels, so backbones that differ only in those
+        (an ablation) share one encoding.
+        """
+        key = (json.dumps(self.load()[3], sort_keys=True, default=str), json.dumps(self.config.to_dict(), sort_keys=True,
+               default=str), volume_digest(volume), self.size_policy, self.target_spacing_mm, str(self.device))
+        if key in self._encoded:
+            self._encoded.move_to_end(key)
+            return tuple(z.to(self.device) for z in self._encoded[key])
+        use_amp = self.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+            z_mu, z_sigma = vae.encode(prep.tensor.to(self.device))
+        out = (z_mu.float(), z_sigma.float())
+        self._encoded[key] = tuple(z.cpu() for z in out)  # a few MB each, kept off the GPU
+        while len(self._encoded) > self.ENCODED_KEEP:
+            self._encoded.popitem(last=False)
+        return out
+
     def extract(self, volume: Volume, progress: Optional[Progress] = None,
                 cancel: Optional[Cancel] = None) -> FeaturePyramid:
         report(progress, "preprocess", 0.0)
@@ -158,9 +184,7 @@ class MaisiBackbone(Backbone):
         use_amp = dev.type == "cuda"
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         report(progress, "vae encode", 0.0)
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-            z_mu, z_sigma = vae.encode(prep.tensor.to(dev))
-        z_mu, z_sigma = z_mu.float(), z_sigma.float()
+        z_mu, z_sigma = self._encode(vae, prep, volume)
         report(progress, "vae encode", 1.0)
         check_cancel(cancel)
 
