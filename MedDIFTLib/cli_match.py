@@ -29,6 +29,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--latent", choices=["sample", "mean"], default="sample", help="VAE latent: posterior sample or mean")
     g.add_argument("--region", default="thorax", help="body region condition: head, thorax, abdomen, pelvis")
     g.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
+    g.add_argument("--hu-offset", type=float, default=0.0,
+                   help="added to every voxel first: -1024 for a CT stored as 0..4095 without its rescale")
     g.add_argument("--size-policy", choices=["paper", "spacing"], default="paper",
                    help="network input size: nearest multiple of 128 (paper) or by physical spacing")
     g.add_argument("--cache-dir", help="feature cache folder (default: $MEDDIFT_CACHE_DIR or the user cache)")
@@ -57,6 +59,7 @@ def engine_options(args) -> EngineOptions:
         timestep=args.timestep, levels=args.levels.split(",") if args.levels else None,
         ensemble=args.ensemble, latent=args.latent, region=args.region, seed=args.seed,
         size_policy=args.size_policy, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        hu_offset=args.hu_offset,
     )
 
 
@@ -69,13 +72,15 @@ def match_options(args) -> MatchOptions:
 class ProgressPrinter:
     """One line per stage change on stderr, with elapsed seconds."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
+        # Resolved at call time, not import time: sys.stderr may be replaced (pytest, Slicer).
         self.stream, self.last, self.t0 = stream, None, time.time()
 
     def __call__(self, stage: str, fraction: float):
         if stage != self.last or fraction >= 1.0:
-            self.stream.write(f"[{time.time() - self.t0:7.1f}s] {stage} {100 * fraction:3.0f}%\n")
-            self.stream.flush()
+            stream = self.stream or sys.stderr
+            stream.write(f"[{time.time() - self.t0:7.1f}s] {stage} {100 * fraction:3.0f}%\n")
+            stream.flush()
             self.last = stage
 
 
@@ -103,6 +108,8 @@ def run(args) -> int:
     print(f"meddift: backbone: {session.backbone_note}", file=sys.stderr)
     progress = ProgressPrinter()
     matched = session.match_points(fixed, moving, points, prior=prior, mask=mask, progress=progress)
+    for w in session.warnings:
+        print(f"meddift: warning: {w}", file=sys.stderr)
     write_points(matched, args.out)
     print(f"meddift: {len(matched)} points matched -> {args.out}", file=sys.stderr)
     if args.heatmap_for:
