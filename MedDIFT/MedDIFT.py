@@ -258,6 +258,8 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.heatmapVolume = res["heatmap_node"]
         self.logic.showSideBySide(self._parameterNode, res)
         self._refreshTrackingTable()
+        if res.get("warnings"):  # also in the job's log
+            slicer.util.warningDisplay("\n\n".join(res["warnings"]), windowTitle=_("MedDIFT: check the inputs"))
         m = res["matched"]
         self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
             n=int(m.defined.sum()), label=res["heatmap_label"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import ImageReadError, InputError
+from .errors import ImageReadError, InputError, OutputWriteError
 from .geometry import Volume, ijk_to_ras_from_itk, itk_from_ijk_to_ras
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -40,8 +40,19 @@ def _read_itk(path: Path):
                 "put one series in a folder of its own"
             )
         reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-        return reader.Execute()
+        reader.MetaDataDictionaryArrayUpdateOn()
+        img = reader.Execute()
+        if reader.HasMetaDataKey(0, MODALITY_TAG):
+            img.SetMetaData(MODALITY_TAG, reader.GetMetaData(0, MODALITY_TAG))
+        return img
     return sitk.ReadImage(str(path))
+
+
+MODALITY_TAG = "0008|0060"  # DICOM Modality (CT, MR, ...), kept so the input checks can warn about non-CT
+
+
+def _modality(img) -> str:
+    return img.GetMetaData(MODALITY_TAG).strip() if img.HasMetaDataKey(MODALITY_TAG) else ""
 
 
 def read_volume(path, name: str | None = None) -> Volume:
@@ -74,7 +85,10 @@ def read_volume(path, name: str | None = None) -> Volume:
     if min(array.shape) < 2:
         raise ImageReadError(f"{path}: is a single slice (size {img.GetSize()}); a 3D volume is needed")
     matrix = ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
-    return Volume(array, matrix, name or _stem(path), {"path": str(path)})
+    meta = {"path": str(path)}
+    if _modality(img):
+        meta["modality"] = _modality(img)
+    return Volume(array, matrix, name or _stem(path), meta)
 
 
 def _stem(path: Path) -> str:
@@ -120,6 +134,11 @@ def write_volume(volume: Volume, path, compress: bool = True) -> Path:
         # header + data file pairs cannot be renamed as one; write directly
         sitk.WriteImage(to_sitk(volume), str(path), compress)
         return path
-    with atomic_path(path, suffix=ext) as tmp:
-        sitk.WriteImage(to_sitk(volume), tmp, compress)
+    try:
+        with atomic_path(path, suffix=ext) as tmp:
+            sitk.WriteImage(to_sitk(volume), tmp, compress)
+    except (RuntimeError, OSError) as err:  # ITK reports a full disk as a RuntimeError
+        detail = str(err).strip().splitlines()
+        raise OutputWriteError(f"cannot write {path}: {detail[-1] if detail else type(err).__name__} "
+                               "(is the disk full?); nothing was changed there") from err
     return path

@@ -45,6 +45,7 @@ class EngineOptions:
     size_policy: str = "paper"
     cache_dir: Optional[str] = None
     use_cache: bool = True
+    hu_offset: float = 0.0  # added to every voxel first: -1024 for a CT stored without its rescale
     random_init: bool = False  # MAISI only: random weights, an explicit control (ablations), never the default
 
     @classmethod
@@ -103,6 +104,8 @@ class MatchSession:
         self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
         self._pyramids: dict[str, FeaturePyramid] = {}
         self._matchers: dict[tuple, Matcher] = {}
+        self._checked: dict[str, list] = {}  # volume digest -> its warnings
+        self.warnings: list[str] = []  # of the last match_points call, also logged
 
     def with_matching(self, matching: MatchOptions) -> "MatchSession":
         """The same backbone and in-memory features with other search options (ablations, retuning)."""
@@ -117,8 +120,36 @@ class MatchSession:
 
     # --- features ------------------------------------------------------------
 
+    def in_hu(self, volume: Volume) -> Volume:
+        """The volume with the session's ``hu_offset`` applied (itself when there is none)."""
+        if not self.engine.hu_offset:
+            return volume
+        return Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset), volume.ijk_to_ras,
+                      volume.name, dict(volume.metadata))
+
+    def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
+                     local_search: bool = False) -> list[str]:
+        """Refuse unusable inputs (InputError) and return the warnings about doubtful ones."""
+        from .input_checks import check_ct, check_labels, check_pair, check_voxel_sizes
+
+        out = []
+        for role, vol in (("fixed", fixed), ("moving", moving)):
+            key = volume_digest(vol)
+            if key not in self._checked:
+                self._checked[key] = check_ct(vol, role, self.engine.hu_offset)
+            out += self._checked[key]
+        out += check_pair(fixed, moving, local_search)
+        if self.backbone.name == "mind-ssc":
+            out += check_voxel_sizes(fixed, moving)
+        if points is not None:
+            out += check_labels(points)
+        for w in out:
+            log.warning(w)
+        return out
+
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None) -> FeaturePyramid:
+        volume = self.in_hu(volume)
         key = volume_digest(volume)
         if key not in self._pyramids:
             self._pyramids[key] = extract_cached(self.backbone, volume, self.cache, progress, cancel)
@@ -152,6 +183,9 @@ class MatchSession:
         pts = points.points[defined]
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
+        # a window around the same world point (no prior, or the identity): empty when the scans do not overlap
+        local = (prior is None or prior is identity_prior) and self.matching.radius_mm is not None
+        self.warnings = self.check_inputs(fixed, moving, points, local_search=local)
         matcher = self.matcher(fixed, moving, progress, cancel)
         prior_pts = None
         if prior == "coarse":

@@ -7,7 +7,7 @@ interactively. It speaks one JSON object per line:
 requests on stdin::
 
     {"id": 1, "cmd": "configure", "engine": {...}, "matching": {...}}
-    {"id": 2, "cmd": "load_volume", "name": "fixed", "path": "/tmp/f.nrrd"}
+    {"id": 2, "cmd": "load_volume", "name": "fixed", "path": "/tmp/f.nrrd", "label": "CT inhale"}
     {"id": 3, "cmd": "extract", "name": "fixed"}
     {"id": 4, "cmd": "match", "fixed": "fixed", "moving": "moving",
                "points": [[x, y, z], ...], "labels": [...], "prior": null}
@@ -19,6 +19,9 @@ replies and events on stdout::
     {"id": 3, "event": "progress", "stage": "vae encode", "fraction": 0.0}
     {"id": 3, "ok": true, "result": {...}}
     {"id": 4, "ok": false, "error": "plain words", "kind": "InputError"}
+
+(``label``, optional, is the user's name for the volume, used in messages; a
+``match`` result carries ``warnings``: plain sentences about doubtful inputs.)
 
 Requests run one at a time in order; ``cancel`` and ``ping`` are answered at
 once, even while a job runs (cancel takes effect between stages; a client
@@ -151,7 +154,8 @@ class Worker:
         name, path = msg.get("name"), msg.get("path")
         if not isinstance(name, str) or not isinstance(path, str):
             raise InputError("load_volume needs 'name' and 'path' strings")
-        vol = read_volume(path, name=name)
+        label = msg.get("label")  # the user's name for it (a Slicer node's), used in messages
+        vol = read_volume(path, name=label if isinstance(label, str) and label else name)
         self.volumes[name] = vol
         return {"name": name, "shape": list(vol.shape), "spacing": vol.spacing.tolist()}
 
@@ -180,6 +184,7 @@ class Worker:
         ps = PointSet(pts.reshape(-1, 3), labels)
         out = session.match_points(fixed, moving, ps, prior=prior, progress=progress, cancel=self._cancelled)
         return {"labels": out.labels, "points": np.where(np.isnan(out.points), None, out.points).tolist(),
+                "warnings": list(session.warnings),
                 **{k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in out.values.items()}}
 
     def cmd_heatmap(self, msg, progress):
@@ -203,7 +208,7 @@ def serve(stdin=None, stdout=None) -> int:
     lock = threading.Lock()
 
     def emit(obj: dict):
-        line = json.dumps(obj, allow_nan=False, default=_jsonable)
+        line = _dumps(obj)
         with lock:
             out.write(line + "\n")
             out.flush()
@@ -234,8 +239,10 @@ def serve(stdin=None, stdout=None) -> int:
         jobs.put(None)  # end of input
 
     worker_busy = threading.Event()
-    threading.Thread(target=reader, name="meddift-worker-reader", daemon=True).start()
+    # "ready" goes out before anything is read, so it is always the first line (the fuzz found a cancel
+    # reply overtaking it)
     emit({"id": None, "event": "ready", "version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})
+    threading.Thread(target=reader, name="meddift-worker-reader", daemon=True).start()
     while True:
         msg = jobs.get()
         if msg is None:
@@ -247,6 +254,24 @@ def serve(stdin=None, stdout=None) -> int:
             worker_busy.clear()
         if not keep:
             return 0
+
+
+def _dumps(obj) -> str:
+    """One protocol line. Strict JSON (no NaN); a request may have carried a NaN id, which is echoed as null."""
+    try:
+        return json.dumps(obj, allow_nan=False, default=_jsonable)
+    except ValueError:
+        return json.dumps(_finite(obj), allow_nan=False, default=_jsonable)
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _jsonable(obj):

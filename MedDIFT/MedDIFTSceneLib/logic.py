@@ -59,10 +59,15 @@ class MatchJob:
         self.stage, self.fraction = "starting", 0.0
         self.done, self.error, self.cancelled = False, None, False
         self.log: list[str] = []
+        self.warnings: list[str] = []  # the engine's doubts about the inputs (not CT in HU, no overlap, ...)
         self.result: Optional[dict] = None
         self.tmp = Path(tempfile.mkdtemp(prefix="meddift-job-"))
         self._pending: Optional[int] = None
-        self._steps = self._plan()
+        try:
+            self._steps = self._plan()
+        except BaseException:  # refused before starting: leave no temporary folder behind
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         self._t0 = time.monotonic()
 
     # --- planning (all reads of the scene happen here, before any work) ---------
@@ -90,8 +95,9 @@ class MatchJob:
         self.heatmap_path = self.tmp / "heatmap.nrrd"
         idx = self.points.label_index(self.heatmap_label)
         return [
-            ("load fixed", "load_volume", {"name": self.fixed_key, "path": str(fixed_path)}),
-            ("load moving", "load_volume", {"name": self.moving_key, "path": str(moving_path)}),
+            ("load fixed", "load_volume", {"name": self.fixed_key, "path": str(fixed_path), "label": fixed.GetName()}),
+            ("load moving", "load_volume", {"name": self.moving_key, "path": str(moving_path),
+                                            "label": moving.GetName()}),
             ("fixed features", "extract", {"name": self.fixed_key}),
             ("moving features", "extract", {"name": self.moving_key}),
             ("match", "match", {"fixed": self.fixed_key, "moving": self.moving_key,
@@ -167,6 +173,8 @@ class MatchJob:
         name = self._current[0]
         if name == "match":
             self.matched = result
+            self.warnings = list(result.get("warnings") or [])
+            self.log += [f"warning: {w}" for w in self.warnings]
         elif name == "heatmap":
             self.heatmap_info = result
         elif name.endswith("features"):
@@ -189,7 +197,7 @@ class MatchJob:
             hm_node = self.logic.heatmap_node(heatmap)
             show_heatmap(scene, hm_node, threshold=max(0.0, float(np.nanmin(values["similarity"])) - 0.2))
             self.result = {"points_node": out_node, "heatmap_node": hm_node, "matched": matched,
-                           "heatmap_label": self.heatmap_label}
+                           "heatmap_label": self.heatmap_label, "warnings": self.warnings}
             self.stage, self.fraction = "done", 1.0
             self.log.append(f"{time.monotonic() - self._t0:6.1f}s done")
         except MedDIFTError as err:
@@ -215,6 +223,7 @@ class MedDIFTLogicCore:
         self.client: Optional[WorkerClient] = None
         self._configured: Optional[dict] = None
         self.configure_result: Optional[dict] = None
+        self.job: Optional[MatchJob] = None  # the last job started; one at a time (they share the worker)
 
     # --- worker ----------------------------------------------------------------
 
@@ -242,9 +251,21 @@ class MedDIFTLogicCore:
 
     # --- jobs ------------------------------------------------------------------
 
+    def busy(self) -> bool:
+        return self.job is not None and not self.job.done
+
+    def _refuse_if_busy(self, what: str) -> None:
+        if self.busy():
+            raise InputError(f"cannot {what}: a MedDIFT run is in progress ({self.job.stage}); wait for it to "
+                             "finish or cancel it first")
+
     def start_match(self, request: MatchRequest, overwrite: Optional[Callable[[object], bool]] = None) -> MatchJob:
+        """Start a job; refused while another runs (both would talk to the one worker and
+        write the same output nodes)."""
+        self._refuse_if_busy("start another run")
         self.ensure_worker(request.engine, request.matching)
-        return MatchJob(self, request, overwrite)
+        self.job = MatchJob(self, request, overwrite)
+        return self.job
 
     def match_point(self, job: MatchJob, index: int, timeout: float = 60.0) -> dict:
         """Live mode: match point ``index`` of the fixed list with the cached features,
@@ -252,6 +273,7 @@ class MedDIFTLogicCore:
         features are in the worker's memory, so this takes a fraction of a second."""
         if job.result is None:
             raise InputError("run a match first: live mode uses its features")
+        self._refuse_if_busy("match a point live")
         fixed_node = self.scene.GetNodeByID(job.request.fixed_points_id)
         out_node = job.result["points_node"]
         ps = pointset_from_markups(fixed_node)

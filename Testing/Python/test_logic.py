@@ -14,6 +14,7 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's MRML library) is not installed")
 vtk = pytest.importorskip("vtk")
 
+from MedDIFTLib.errors import InputError  # noqa: E402
 from MedDIFTLib.metrics import tre  # noqa: E402
 from MedDIFTLib.phantom import make_pair, sample_landmarks  # noqa: E402
 from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore  # noqa: E402
@@ -109,6 +110,50 @@ def test_crashed_worker_is_reported_and_nothing_half_written(setup):
     job.run(timeout=60)
     assert job.error is not None and "the worker process ended" in str(job.error)
     assert _node_ids(scene) == before and not job.tmp.exists()
+
+
+def test_empty_point_list_is_refused_before_anything_starts(setup, monkeypatch, tmp_path):
+    import tempfile
+
+    scene, logic, fixed, moving, points, lm = setup
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the job's temporary folders go here
+    empty = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "nothing yet")
+    before = _node_ids(scene)
+    with pytest.raises(InputError, match="the point list 'nothing yet' has no placed points"):
+        logic.start_match(MatchRequest(fixed.GetID(), moving.GetID(), empty.GetID(), engine=ENGINE))
+    assert _node_ids(scene) == before and not logic.busy()
+    assert not list(tmp_path.glob("meddift-job-*"))  # no temporary folder left
+
+
+def test_two_runs_at_once_are_refused_and_the_first_finishes(setup):
+    """Both would share the one worker and write the same nodes: the second start (and a live
+    match) is refused while the first runs; it then finishes normally and a new run may start."""
+    scene, logic, fixed, moving, points, lm = setup
+    first = logic.start_match(_request(fixed, moving, points))
+    first.poll()
+    with pytest.raises(InputError, match=r"cannot start another run: a MedDIFT run is in progress \(load fixed\); "
+                                         r"wait for it to finish or cancel it first"):
+        logic.start_match(_request(fixed, moving, points))
+    first.run(timeout=300)
+    assert first.error is None and first.result is not None
+    second = logic.start_match(_request(fixed, moving, points))
+    with pytest.raises(InputError, match="cannot match a point live: a MedDIFT run is in progress"):
+        logic.match_point(first, 0)
+    assert second.run(timeout=300).error is None
+
+
+def test_input_warnings_reach_the_job(setup, pair):
+    """A scan without air (here: HU + 1024, an unrescaled CT) is matched, and the engine's warning
+    with its remedy comes back through the worker into the job's result and log."""
+    from MedDIFTLib.geometry import Volume
+
+    scene, logic, fixed, moving, points, lm = setup
+    raw = add_volume_node(scene, Volume(pair.moving.array + 1024.0, pair.moving.ijk_to_ras, "raw"), "raw moving")
+    job = logic.start_match(_request(fixed, raw, points)).run(timeout=300)
+    assert job.error is None
+    assert len(job.result["warnings"]) == 1 and "moving volume 'raw moving'" in job.result["warnings"][0]
+    assert "pass --hu-offset -1024" in job.result["warnings"][0]
+    assert any(line.startswith("warning: moving volume") for line in job.log)
 
 
 def test_live_match_moves_the_partner_and_updates_the_heatmap(setup, pair):
