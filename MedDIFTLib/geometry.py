@@ -234,6 +234,42 @@ def reorient_to_ras(volume: Volume) -> Volume:
     return Volume(np.ascontiguousarray(arr), volume.ijk_to_ras @ p, volume.name, dict(volume.metadata))
 
 
+OBLIQUE_TOLERANCE_DEG = 1.0  # below this a residual rotation is left alone (no interpolation)
+
+
+def obliquity_deg(ijk_to_ras: np.ndarray) -> float:
+    """Largest angle (degrees) between a voxel axis and the world axis closest to it."""
+    _, _, d = decompose_ijk_to_ras(ijk_to_ras)
+    cos = np.clip(np.abs(d).max(axis=0), -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).max())
+
+
+def axis_aligned_ras(volume: Volume, fill_value: float = -1024.0,
+                     tolerance_deg: float = OBLIQUE_TOLERANCE_DEG) -> Volume:
+    """The volume with its voxel axes along R, A, S: reoriented (exact), and if still oblique by
+    more than ``tolerance_deg``, resampled (trilinear) onto the axis-aligned grid that covers it
+    with the same voxel sizes; outside the scan is ``fill_value`` (air).
+
+    Why: descriptors (CNN or MIND) are computed along the array axes, so two scans must share
+    axis directions for their descriptors to agree. Matching a 20-degree oblique scan against
+    an axis-aligned one without this lost the accuracy completely (12 mm median error, 2 mm with it).
+    """
+    ras = reorient_to_ras(volume)
+    if obliquity_deg(ras.ijk_to_ras) <= tolerance_deg:
+        return ras
+    return resample(ras, covering_grid(ras.grid), order=1, fill_value=fill_value, dtype=np.float32)
+
+
+def covering_grid(grid: Grid) -> Grid:
+    """The axis-aligned RAS grid, with ``grid``'s voxel sizes (RAS-ordered), covering its box."""
+    perm, _ = closest_ras_axes(grid.ijk_to_ras)
+    spacing = np.linalg.norm(grid.ijk_to_ras[:3, :3], axis=0)[perm]
+    lo, hi = grid.bounds_ras()
+    shape = np.maximum(1, np.ceil((hi - lo) / spacing - 1e-6)).astype(int)
+    origin = lo + 0.5 * spacing  # voxel centres half a voxel inside the box's edges
+    return Grid(tuple(int(n) for n in shape), make_ijk_to_ras(spacing, origin))
+
+
 def resample(volume: Volume, grid: Grid, order: int = 1, fill_value: float = 0.0, dtype=None) -> Volume:
     """Resample ``volume`` onto ``grid`` (world-aligned), by spline ``order`` (0 nearest, 1 linear).
 

@@ -1,6 +1,7 @@
 """Image preparation for the MAISI backbone: orientation, HU window, size policy.
 
-The paper's recipe: RAS orientation, HU clipped to [-1000, 1000] and scaled
+The paper's recipe: RAS orientation (an oblique scan is resampled onto RAS
+axes, so that two scans' descriptors share directions), HU clipped to [-1000, 1000] and scaled
 to [0, 1], each axis resized (trilinear, voxel edges kept) to the nearest
 multiple of 128. The resize is a change of sampling only; the field of view
 is unchanged, which is what keeps every feature level's geometry exact.
@@ -15,11 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .geometry import Grid, Volume, reorient_to_ras, resized_grid
+from .geometry import Grid, Volume, axis_aligned_ras, resized_grid
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
 SIZE_POLICIES = ("paper", "spacing")
 NETWORK_MULTIPLE = 32  # VAE /4 then UNet /8: image sizes must divide by 32
+# Part of every backbone's identity (and so of the feature-cache key): bumped whenever the
+# preparation changes what a volume's features are. 2: oblique scans resampled to RAS axes.
+PREPROCESS_VERSION = 2
 
 
 def hu_to_unit(array: np.ndarray) -> np.ndarray:
@@ -64,10 +68,11 @@ class PreparedImage:
 
 
 def prepare(volume: Volume, policy: str = "paper", target_spacing_mm: float = 1.5) -> PreparedImage:
-    """Reorient to RAS, window HU to [0, 1], resize by the size policy."""
+    """Reorient to RAS (resampling an oblique scan onto RAS axes), window HU to [0, 1], resize by
+    the size policy."""
     if min(volume.shape) < 8:
         raise InputError(f"volume {volume.name!r} of size {volume.shape} is too small: each axis needs at least 8 voxels")
-    ras = reorient_to_ras(volume)
+    ras = axis_aligned_ras(volume)
     unit = torch.from_numpy(hu_to_unit(ras.array))[None, None]
     size = target_shape(ras.shape, ras.spacing, policy, target_spacing_mm)
     if tuple(size) != ras.shape:

@@ -5,7 +5,7 @@ It runs where no diffusion weights exist (fresh installs, CI, the demo) and is
 a classical baseline to compare MedDIFT against. It is *not* the MedDIFT
 method; the pipeline says so wherever it is used.
 
-Per level: the RAS-oriented, HU-windowed image is smoothed (Gaussian, sigma =
+Per level: the RAS-oriented (oblique scans resampled onto RAS axes), HU-windowed image is smoothed (Gaussian, sigma =
 stride / 2) and sampled on the level grid (same voxel-edge convention as all
 feature levels), then the 12 SSC channels are computed there: for each pair of
 the six face neighbours at distance ``dilation`` that are sqrt(2) * dilation
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..features import FeatureLevel, FeaturePyramid, level_matrix
-from ..geometry import Volume, reorient_to_ras
-from ..preprocess import hu_to_unit
+from ..geometry import Volume, axis_aligned_ras
+from ..preprocess import PREPROCESS_VERSION, hu_to_unit
 from .base import Backbone, Cancel, Progress, check_cancel, report, volume_digest
 
 SIX = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
@@ -56,12 +56,12 @@ class MindSSCBackbone(Backbone):
 
     def identity(self) -> dict:
         return {"backbone": self.name, "version": 1, "levels": list(self.levels), "radius": self.radius,
-                "dilation": self.dilation}
+                "dilation": self.dilation, "preprocess": PREPROCESS_VERSION}
 
     def extract(self, volume: Volume, progress: Optional[Progress] = None,
                 cancel: Optional[Cancel] = None) -> FeaturePyramid:
         report(progress, "preprocess", 0.0)
-        ras = reorient_to_ras(volume)
+        ras = axis_aligned_ras(volume)
         if min(ras.shape) < 8:
             raise InputError(f"volume {volume.name!r} of size {volume.shape} is too small: each axis needs at least 8 voxels")
         image = torch.from_numpy(hu_to_unit(ras.array))[None, None].to(self.device)

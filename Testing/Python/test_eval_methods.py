@@ -69,7 +69,11 @@ def test_meddift_method_convention(case, monkeypatch, tmp_path):
     assert m.name.startswith("MIND-SSC")
     mapped = m.map_points(case)
     err = np.linalg.norm(mapped - case.moving_points.points, axis=1)
-    assert np.median(err) < 4.0  # one 4 mm voxel
+    before = np.linalg.norm(case.fixed_points.points - case.moving_points.points, axis=1)
+    # The anatomy is rotated 6 degrees in the world and the rotated scan is resampled onto RAS axes,
+    # so the voxel-wise descriptor sees a real rotation: measured median 4.3 mm against 14.4 mm before.
+    # A convention slip (transform backwards, LPS for RAS) would land about twice the displacement away.
+    assert np.median(err) < 0.4 * np.median(before)
 
 
 def test_unigradicon_without_weights_is_skipped_with_the_reason(monkeypatch, tmp_path):

@@ -11,10 +11,13 @@ from MedDIFTLib.geometry import (
     Grid,
     Volume,
     apply_affine,
+    axis_aligned_ras,
+    covering_grid,
     decompose_ijk_to_ras,
     ijk_to_ras_from_itk,
     itk_from_ijk_to_ras,
     make_ijk_to_ras,
+    obliquity_deg,
     reorient_to_ras,
     require_inside,
     resample,
@@ -152,6 +155,44 @@ def test_resample_reproduces_a_linear_world_ramp_on_an_oblique_grid():
     np.testing.assert_allclose(out.array.reshape(-1), f(t_ras), atol=1e-3)
 
 
+def test_obliquity_of_known_rotations():
+    assert obliquity_deg(make_ijk_to_ras((1, 2, 3), (0, 0, 0))) == pytest.approx(0.0, abs=1e-6)
+    # 30 degrees about S after 10 about R: i is 30 degrees off R, j arccos(cos 30 cos 10) = 31.47 off A
+    expected = np.degrees(np.arccos(np.cos(np.deg2rad(30)) * np.cos(np.deg2rad(10))))
+    assert obliquity_deg(reorient_to_ras(_oblique_volume()).ijk_to_ras) == pytest.approx(expected, abs=1e-9)
+    assert expected == pytest.approx(31.475, abs=1e-3)
+
+
+def test_axis_aligned_ras_covers_the_oblique_scan_and_keeps_world_values():
+    """An oblique, anisotropic, LPS-flipped scan of a linear world ramp, resampled onto RAS axes:
+    the grid is axis-aligned with the scan's (RAS-ordered) voxel sizes, its box covers every
+    corner of the scan, and the values at the same world points are the ramp's."""
+    shape = (40, 30, 16)
+    m = ijk_to_ras_from_itk(SPACING, ORIGIN_LPS, _oblique_direction_lps())
+    f = lambda p: 2 * p[:, 0] - 3 * p[:, 1] + 0.5 * p[:, 2] + 7  # noqa: E731
+    ras = apply_affine(m, np.indices(shape).reshape(3, -1).T)
+    v = Volume(f(ras).reshape(shape).astype(np.float32), m, "oblique")
+    out = axis_aligned_ras(v, fill_value=-1024.0)
+    spacing, _, d = decompose_ijk_to_ras(out.ijk_to_ras)
+    np.testing.assert_allclose(d, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(spacing, [0.7, 1.3, 2.5])  # i was closest to R, j to A, k to S
+    assert out.grid.shape == covering_grid(v.grid).shape
+    lo, hi = v.grid.bounds_ras()
+    olo, ohi = out.grid.bounds_ras()
+    assert np.all(olo <= lo + 1e-9) and np.all(ohi >= hi - 1e-9) and np.all(ohi - hi < spacing)
+    pts = apply_affine(out.ijk_to_ras, np.indices(out.shape).reshape(3, -1).T)
+    inner = v.grid.contains(pts, margin_voxels=-0.5)  # inside the scan's voxel centres: interpolated
+    np.testing.assert_allclose(out.array.reshape(-1)[inner], f(pts[inner]), atol=2e-3)
+    assert np.all(out.array.reshape(-1)[~v.grid.contains(pts, margin_voxels=0.5)] == -1024.0)  # outside: air
+
+
+def test_axis_aligned_ras_only_reorders_a_scan_that_is_not_oblique():
+    v = Volume(np.arange(60, dtype=np.float32).reshape(3, 4, 5), ijk_to_ras_from_itk((1, 2, 3), (5, 6, 7), np.eye(3)))
+    out = axis_aligned_ras(v)
+    np.testing.assert_array_equal(out.array, reorient_to_ras(v).array)  # LPS -> RAS flips, no interpolation
+    np.testing.assert_array_equal(out.ijk_to_ras, reorient_to_ras(v).ijk_to_ras)
+
+
 def test_resample_fills_outside_and_shifts_by_whole_voxels():
     arr = np.zeros((5, 5, 5), np.float32)
     arr[2, 2, 2] = 1
@@ -223,39 +264,19 @@ def test_2d_and_4d_images_are_refused(tmp_path):
 
 
 def test_dicom_series_round_trip(tmp_path):
-    """A DICOM series written slice by slice reads back with its geometry."""
-    import SimpleITK as sitk
+    """A DICOM series written slice by slice reads back with its geometry and modality."""
+    from dicom_series import write_dicom_series
 
     arr = (np.arange(6 * 5 * 4).reshape(6, 5, 4) * 10 - 500).astype(np.int16)
     spacing = (0.8, 0.9, 2.0)
-    origin = (-50.0, 20.0, 100.0)
-    folder = tmp_path / "series"
-    folder.mkdir()
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(arr.shape[2]):
-        sl = sitk.GetImageFromArray(arr[:, :, k].T[None])  # (1, j, i) -> 3D image with one slice
-        sl.SetSpacing(spacing)
-        pos = (origin[0], origin[1], origin[2] + k * spacing[2])
-        sl.SetOrigin(pos)
-        for tag, value in {
-            "0020|000e": "1.2.826.0.1.3680043.2.1125.1.1",  # series UID
-            "0020|0032": "\\".join(f"{p:.4f}" for p in pos),
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-            "0020|0013": str(k + 1),
-            "0028|0030": f"{spacing[1]}\\{spacing[0]}",
-            "0018|0050": str(spacing[2]),
-            "0008|0060": "CT",
-        }.items():
-            sl.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(sl)
+    folder = write_dicom_series(tmp_path / "series", arr, spacing, (-50.0, 20.0, 100.0), modality="CT")
     v = read_volume(folder)
     assert v.shape == (6, 5, 4)
     np.testing.assert_array_equal(v.array, arr)
     np.testing.assert_allclose(v.spacing, spacing, atol=1e-4)
     np.testing.assert_allclose(v.ijk_to_world([0, 0, 0])[0], [50.0, -20.0, 100.0], atol=1e-4)
     np.testing.assert_allclose(v.ijk_to_world([0, 0, 3])[0], [50.0, -20.0, 106.0], atol=1e-4)
+    assert v.metadata["modality"] == "CT"
 
 
 def test_write_is_atomic_and_refuses_unknown_extension(tmp_path):

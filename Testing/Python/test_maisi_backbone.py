@@ -15,7 +15,7 @@ import torch
 from MedDIFTLib.backbones import create_backbone
 from MedDIFTLib.backbones.maisi import LEVEL_NAMES, MaisiBackbone
 from MedDIFTLib.errors import CancelledError, InputError
-from MedDIFTLib.geometry import Volume, ijk_to_ras_from_itk
+from MedDIFTLib.geometry import Volume, covering_grid, ijk_to_ras_from_itk
 from MedDIFTLib.maisi_networks import MaisiConfig, build_scheduler
 from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
@@ -57,9 +57,11 @@ def test_extraction_with_checkpoints_gives_four_levels_with_exact_geometry(weigh
     assert [lv.shape for lv in pyr.levels] == [(8, 8, 8), (16, 16, 16), (32, 32, 32), (32, 32, 32)]
     assert [lv.channels for lv in pyr.levels] == list(TINY_CONFIG.level_channels) == [64, 32, 16, 8]
     assert all(lv.features.dtype == torch.float32 and torch.isfinite(lv.features).all() for lv in pyr.levels)
-    for lv in pyr.levels:  # every level spans the volume's field of view
-        for a, b in zip(lv.grid.bounds_ras(), vol.grid.bounds_ras()):
+    for lv in pyr.levels:  # every level spans the RAS box covering the (oblique) volume, on RAS axes
+        for a, b in zip(lv.grid.bounds_ras(), covering_grid(vol.grid).bounds_ras()):
             np.testing.assert_allclose(a, b, atol=1e-6)
+        d = lv.ijk_to_ras[:3, :3] / np.linalg.norm(lv.ijk_to_ras[:3, :3], axis=0)
+        np.testing.assert_allclose(d, np.eye(3), atol=1e-12)
     assert set(pyr.identity["weights"]["files"]) == {"autoencoder_v1.pt", "diff_unet_3d_ddpm-ct.pt"}
     assert pyr.identity["timestep"] == 20 and pyr.identity["region"] == ["thorax", "thorax"]
 

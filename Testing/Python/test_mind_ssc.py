@@ -9,7 +9,7 @@ import torch
 from MedDIFTLib.backbones import create_backbone
 from MedDIFTLib.backbones.mind_ssc import SSC_PAIRS, MindSSCBackbone, mind_ssc
 from MedDIFTLib.errors import CancelledError, InputError
-from MedDIFTLib.geometry import Volume, apply_affine, ijk_to_ras_from_itk, make_ijk_to_ras
+from MedDIFTLib.geometry import Volume, apply_affine, covering_grid, ijk_to_ras_from_itk, make_ijk_to_ras
 
 
 def _texture(shape, seed=0):
@@ -44,7 +44,10 @@ def test_levels_have_exact_geometry_on_an_oblique_anisotropic_volume():
     assert pyr.names == ["mind2", "mind4"]
     for lv in pyr.levels:
         assert lv.channels == 12
-        for x, y in zip(lv.grid.bounds_ras(), vol.grid.bounds_ras()):
+        # levels are on RAS axes (the oblique scan is resampled) and span the box covering the scan
+        d = lv.ijk_to_ras[:3, :3] / np.linalg.norm(lv.ijk_to_ras[:3, :3], axis=0)
+        np.testing.assert_allclose(d, np.eye(3), atol=1e-12)
+        for x, y in zip(lv.grid.bounds_ras(), covering_grid(vol.grid).bounds_ras()):
             np.testing.assert_allclose(x, y, atol=1e-9)
         # the level voxel nearest the blob maps back to within one level voxel of it
         ijk = np.round(apply_affine(np.linalg.inv(lv.ijk_to_ras), blob)[0])
