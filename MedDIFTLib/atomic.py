@@ -30,9 +30,15 @@ def atomic_path(path, suffix: str = ".tmp"):
 
 def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8, as given) atomically, synced to disk before the rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    from .errors import OutputWriteError
+
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as err:
+        raise OutputWriteError(f"cannot write {path}: {err.strerror or err} (is the disk full?); "
+                               "nothing was changed there") from err
     return Path(path)

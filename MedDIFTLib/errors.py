@@ -27,6 +27,10 @@ class GeometryError(InputError):
     """Points or volumes do not fit together in world space."""
 
 
+class OutputWriteError(MedDIFTError, OSError):
+    """An output could not be written (disk full, no permission); the old file, if any, is intact."""
+
+
 class WeightsError(MedDIFTError):
     """Model weights are missing, corrupt, or not the expected checkpoint."""
 

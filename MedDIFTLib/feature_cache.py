@@ -63,9 +63,16 @@ class FeatureCache:
             return None
         return pyramid
 
-    def put(self, key: str, pyramid: FeaturePyramid) -> Path:
+    def put(self, key: str, pyramid: FeaturePyramid) -> Optional[Path]:
+        """Store a pyramid; a cache that cannot be written (disk full, read-only) costs only time
+        later, so it is logged and the run goes on (the atomic write leaves no partial file)."""
         pyramid.identity["cache_key"] = key
-        return pyramid.save(self.path_for(key))
+        try:
+            return pyramid.save(self.path_for(key))
+        except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
+            log.warning("feature cache: cannot write %s (%s); going on without caching it",
+                        self.path_for(key), str(err).strip().splitlines()[-1] if str(err).strip() else err)
+            return None
 
 
 def extract_cached(backbone: Backbone, volume: Volume, cache: Optional[FeatureCache] = None,

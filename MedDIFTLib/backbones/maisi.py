@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import OrderedDict
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import InputError
 from ..features import FeatureLevel, FeaturePyramid, level_matrix
-from ..geometry import Volume
+from ..geometry import Volume, covering_grid
 from ..maisi_networks import (
     BODY_REGIONS,
     REGION_SCALE,
@@ -29,7 +31,7 @@ from ..maisi_networks import (
     build_unet,
     region_one_hot,
 )
-from ..preprocess import prepare
+from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
 from .base import Backbone, Cancel, Progress, check_cancel, report, volume_digest
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ class MaisiBackbone(Backbone):
                  levels: Sequence[str] = LEVEL_NAMES, ensemble: int = 1, latent: str = "sample",
                  region: str = "thorax", bottom_region: Optional[str] = None, seed: int = 0,
                  size_policy: str = "paper", target_spacing_mm: float = 1.5,
-                 config: Optional[MaisiConfig] = None, random_init: bool = False):
+                 config: Optional[MaisiConfig] = None, random_init: bool = False,
+                 memory_limit_bytes: Optional[int] = None):
         dev = resolve_device(device)
         # MAISI's memory splits of the VAE convolutions change no weights: 8 on a GPU as released,
         # 1 on the CPU (measured: splitting made the CPU encode slower and saved little memory)
@@ -97,6 +100,8 @@ class MaisiBackbone(Backbone):
         self.size_policy = size_policy
         self.target_spacing_mm = float(target_spacing_mm)
         self.random_init = bool(random_init)
+        self.memory_limit_bytes = memory_limit_bytes  # None: the memory free when a volume comes
+        self.notices: list[str] = []  # fallbacks taken (CUDA out of memory), for the user
         self._nets = None  # (vae, unet, scale_factor, weights identity), loaded on first use
 
     @property
@@ -137,6 +142,7 @@ class MaisiBackbone(Backbone):
             "region": [self.region, self.bottom_region],
             "seed": self.seed,
             "size_policy": self.size_policy,
+            "preprocess": PREPROCESS_VERSION,
         }
         if self.size_policy == "spacing":
             ident["target_spacing_mm"] = self.target_spacing_mm
@@ -147,6 +153,46 @@ class MaisiBackbone(Backbone):
 
     _encoded: "OrderedDict[tuple, tuple]" = OrderedDict()  # shared by instances: ablations change t, not z
     ENCODED_KEEP = 8
+
+    def check_memory(self, volume: Volume) -> None:
+        """Refuse, before allocating anything, a volume whose CPU encoding would not fit in memory."""
+        if self.device.type != "cpu":
+            return  # CUDA: fp16 and split convolutions; an out-of-memory error falls back instead
+        box = covering_grid(volume.grid)  # the shape after RAS reorientation (and resampling, if oblique)
+        shape = target_shape(box.shape, np.linalg.norm(box.ijk_to_ras[:3, :3], axis=0), self.size_policy,
+                             self.target_spacing_mm)
+        need = encode_memory_estimate(shape)
+        free = self.memory_limit_bytes if self.memory_limit_bytes is not None else available_memory()
+        if free is not None and need > free:
+            raise InputError(
+                f"volume {volume.name!r} {tuple(volume.shape)}: the MAISI encoder on the CPU would need about "
+                f"{need / 1e9:.1f} GB for its network input of {shape} voxels, and {free / 1e9:.1f} GB is free. "
+                "Crop the volume to the region of interest, use --size-policy spacing (a coarser input), or run "
+                "on a GPU.")
+
+    def _fallback(self, what: str, run, can_split: bool = True):
+        """``run(device, splits)`` on the backbone's device; after a CUDA out-of-memory error, again
+        with twice the VAE splits (``can_split``), then on the CPU. Each fallback is logged and kept
+        in ``notices``."""
+        attempts = [(self.device, None)]
+        if self.device.type == "cuda":
+            if can_split:
+                attempts.append((self.device, 2 * max(1, self.config.num_splits)))
+            attempts.append((torch.device("cpu"), None))
+        for n, (dev, splits) in enumerate(attempts):
+            try:
+                return run(dev, splits)
+            except torch.cuda.OutOfMemoryError:
+                if n == len(attempts) - 1:
+                    raise
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                nxt_dev, nxt_splits = attempts[n + 1]
+                how = (f"retrying with {nxt_splits} VAE splits" if nxt_dev.type == "cuda"
+                       else "running it on the CPU instead (slower)")
+                msg = f"CUDA out of memory during the {what}; {how}"
+                log.warning(msg)
+                self.notices.append(msg)
 
     def _encode(self, vae, prep, volume: Volume):
         """VAE posterior (mean, std) of a volume, remembered for the last few volumes and weights.
@@ -160,10 +206,20 @@ class MaisiBackbone(Backbone):
         if key in self._encoded:
             self._encoded.move_to_end(key)
             return tuple(z.to(self.device) for z in self._encoded[key])
-        use_amp = self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-            z_mu, z_sigma = vae.encode(prep.tensor.to(self.device))
-        out = (z_mu.float(), z_sigma.float())
+
+        def run(dev, splits):
+            if splits:
+                _set_vae_splits(vae, splits)
+            model = vae if dev == self.device else vae.to(dev)
+            try:
+                with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
+                    z_mu, z_sigma = model.encode(prep.tensor.to(dev))
+            finally:
+                if dev != self.device:
+                    vae.to(self.device)
+            return z_mu.float().to(self.device), z_sigma.float().to(self.device)
+
+        out = self._fallback("VAE encoding", run)
         self._encoded[key] = tuple(z.cpu() for z in out)  # a few MB each, kept off the GPU
         while len(self._encoded) > self.ENCODED_KEEP:
             self._encoded.popitem(last=False)
@@ -172,6 +228,7 @@ class MaisiBackbone(Backbone):
     def extract(self, volume: Volume, progress: Optional[Progress] = None,
                 cancel: Optional[Cancel] = None) -> FeaturePyramid:
         report(progress, "preprocess", 0.0)
+        self.check_memory(volume)
         prep = prepare(volume, self.size_policy, self.target_spacing_mm)
         report(progress, "preprocess", 1.0)
         check_cancel(cancel)
@@ -181,7 +238,6 @@ class MaisiBackbone(Backbone):
         check_cancel(cancel)
 
         dev = self.device
-        use_amp = dev.type == "cuda"
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         report(progress, "vae encode", 0.0)
         z_mu, z_sigma = self._encode(vae, prep, volume)
@@ -201,14 +257,22 @@ class MaisiBackbone(Backbone):
             eps_noise = torch.randn(z_mu.shape, generator=gen).to(dev)
             z = z_mu + z_sigma * eps_latent if self.latent == "sample" else z_mu
             noisy = scheduler.add_noise(original_samples=z * scale_factor, noise=eps_noise, timesteps=t)
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp), \
-                    UpBlockRecorder(unet, keep) as rec:
-                unet(noisy, timesteps=t, top_region_index_tensor=top, bottom_region_index_tensor=bottom,
-                     spacing_tensor=spacing)
-            for idx, out in rec.outputs.items():
-                out = out[0].float().cpu()
+
+            def run(d, _splits, noisy=noisy):
+                model = unet if d == dev else unet.to(d)
+                try:
+                    with torch.inference_mode(), torch.autocast(d.type, dtype=torch.float16, enabled=d.type == "cuda"), \
+                            UpBlockRecorder(model, keep) as rec:
+                        model(noisy.to(d), timesteps=t.to(d), top_region_index_tensor=top.to(d),
+                              bottom_region_index_tensor=bottom.to(d), spacing_tensor=spacing.to(d))
+                    return {idx: out[0].float().cpu() for idx, out in rec.outputs.items()}
+                finally:
+                    if d != dev:
+                        unet.to(dev)
+
+            for idx, out in self._fallback("UNet pass", run, can_split=False).items():
                 sums[idx] = out if idx not in sums else sums[idx] + out
-            del rec
+        check_cancel(cancel)  # a cancel during the last pass stops here, before anything is cached
         report(progress, "unet", 1.0)
 
         levels = []
@@ -221,4 +285,35 @@ class MaisiBackbone(Backbone):
         return FeaturePyramid(levels, prep.grid, ident)
 
 
-__all__ = ["MaisiBackbone", "LEVEL_NAMES", "resolve_device"]
+# CPU float32 peak of the v1 VAE encoder, fitted to Testing/Benchmarks/bench_extraction.py on this
+# project's machine: 3.8 GB at 128^3 and 9.8 GB at 256x256x128 network input.
+ENCODE_BYTES_FIXED = 1.8e9
+ENCODE_BYTES_PER_VOXEL = 954.0
+
+
+def encode_memory_estimate(input_shape) -> float:
+    """Bytes the CPU encoder needs for a network input of ``input_shape`` voxels (see above)."""
+    return ENCODE_BYTES_FIXED + ENCODE_BYTES_PER_VOXEL * float(np.prod(input_shape))
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory free now (psutil when installed, else the OS), or None when unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+
+
+def _set_vae_splits(vae, splits: int) -> None:
+    """MAISI's split convolutions trade speed for memory; the number of splits changes no weights."""
+    for m in vae.modules():
+        if hasattr(m, "num_splits"):
+            m.num_splits = int(splits)
+
+
+__all__ = ["MaisiBackbone", "LEVEL_NAMES", "resolve_device", "encode_memory_estimate"]
