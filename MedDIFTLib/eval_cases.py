@@ -153,8 +153,6 @@ def dirlab_4dct_cases(root, cases=range(1, 11), fixed_phase: str = "T00", moving
 
     Cases not present under ``root`` are skipped; none at all is an error.
     """
-    from .landmarks import read_dirlab
-
     root = Path(root)
     found = 0
     for n in cases:
@@ -163,23 +161,32 @@ def dirlab_4dct_cases(root, cases=range(1, 11), fixed_phase: str = "T00", moving
             continue
         folder, key = folders[0], f"case{n}"
         geo = DIRLAB_4DCT_GEOMETRY[key]
-        vols, pts = [], []
-        for phase in (fixed_phase, moving_phase):
-            img = _find(folder, _image_pattern(rf"case{n}_{phase}(_s)?"), f"{phase} image", key)
-            lm = _find(folder, rf"case{n}_300_{phase}_xyz(_r1)?\.txt", f"{phase} landmark file", key)
-            vol = _dirlab_volume(img, geo["spacing"], geo["shape"][:2], geo["shape"][2])
-            vols.append(vol)
-            pts.append(read_dirlab(lm, reference=vol))
         found += 1
-        yield _pair("dirlab-4dct", key, vols[0], vols[1], pts[0], pts[1])
+        yield _dirlab_pair("dirlab-4dct", folder, key, (fixed_phase, moving_phase), rf"case{n}_{{phase}}(_s)?",
+                           rf"case{n}_300_{{phase}}_xyz(_r1)?\.txt", geo["spacing"], geo["shape"][:2], geo["shape"][2])
     if not found:
         raise InputError(f"{root}: no DIR-Lab 4DCT case folders (Case1Pack ... Case10Pack)")
 
 
-def dirlab_copd_cases(root, cases=range(1, 11), fixed_phase: str = "iBH", moving_phase: str = "eBH") -> Iterable[Case]:
-    """DIR-Lab COPDgene: ``copdN/copdN_iBHCT.img`` and ``copdN_300_iBH_xyz_r1.txt`` (any depth), 512x512 slices."""
+def _dirlab_pair(dataset: str, folder: Path, key: str, phases, image_re: str, landmark_re: str, spacing,
+                 inplane, slices) -> Case:
+    """One DIR-Lab case: for each phase (fixed, moving) its image and its 300-landmark file, the
+    landmarks' one-based voxel indices read through that image's geometry. ``{phase}`` in the
+    patterns is replaced by the phase name."""
     from .landmarks import read_dirlab
 
+    vols, pts = [], []
+    for phase in phases:
+        img = _find(folder, _image_pattern(image_re.replace("{phase}", phase)), f"{phase} image", key)
+        lm = _find(folder, landmark_re.replace("{phase}", phase), f"{phase} landmark file", key)
+        vol = _dirlab_volume(img, spacing, inplane, slices)
+        vols.append(vol)
+        pts.append(read_dirlab(lm, reference=vol))
+    return _pair(dataset, key, vols[0], vols[1], pts[0], pts[1])
+
+
+def dirlab_copd_cases(root, cases=range(1, 11), fixed_phase: str = "iBH", moving_phase: str = "eBH") -> Iterable[Case]:
+    """DIR-Lab COPDgene: ``copdN/copdN_iBHCT.img`` and ``copdN_300_iBH_xyz_r1.txt`` (any depth), 512x512 slices."""
     root = Path(root)
     found = 0
     for n in cases:
@@ -187,15 +194,8 @@ def dirlab_copd_cases(root, cases=range(1, 11), fixed_phase: str = "iBH", moving
         if not folders:
             continue
         folder, key = folders[0], f"copd{n}"
-        spacing = DIRLAB_COPD_GEOMETRY[key]["spacing"]
-        vols, pts = [], []
-        for phase in (fixed_phase, moving_phase):
-            img = _find(folder, _image_pattern(rf"copd{n}_{phase}CT"), f"{phase} image", key)
-            lm = _find(folder, rf"copd{n}_300_{phase}_xyz_r1\.txt", f"{phase} landmark file", key)
-            vol = _dirlab_volume(img, spacing, (512, 512), None)
-            vols.append(vol)
-            pts.append(read_dirlab(lm, reference=vol))
         found += 1
-        yield _pair("dirlab-copd", key, vols[0], vols[1], pts[0], pts[1])
+        yield _dirlab_pair("dirlab-copd", folder, key, (fixed_phase, moving_phase), rf"copd{n}_{{phase}}CT",
+                           rf"copd{n}_300_{{phase}}_xyz_r1\.txt", DIRLAB_COPD_GEOMETRY[key]["spacing"], (512, 512), None)
     if not found:
         raise InputError(f"{root}: no DIR-Lab COPD case folders (copd1 ... copd10)")
