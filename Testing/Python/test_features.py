@@ -189,3 +189,13 @@ def test_changed_voxels_change_the_key():
     moved = Volume(vol.array, shift)
     digests = {volume_digest(v) for v in (vol, other, moved)}
     assert len(digests) == 3
+
+
+def test_digest_is_remembered_while_the_volume_holds_the_same_array():
+    vol = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    first = volume_digest(vol)
+    assert vol.__dict__["_digest"][2] == first and volume_digest(vol) == first
+    vol.array = np.ones((4, 4, 4), np.float32)  # a new array object: hashed again
+    assert volume_digest(vol) != first
+    vol.ijk_to_ras = np.diag([2.0, 2.0, 2.0, 1.0])  # a new matrix object: hashed again
+    assert volume_digest(vol) != volume_digest(Volume(np.ones((4, 4, 4), np.float32), np.eye(4)))
