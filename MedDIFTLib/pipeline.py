@@ -124,8 +124,15 @@ class MatchSession:
         """The volume with the session's ``hu_offset`` applied (itself when there is none)."""
         if not self.engine.hu_offset:
             return volume
-        return Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset), volume.ijk_to_ras,
-                      volume.name, dict(volume.metadata))
+        # remembered on the volume (like its digest), so a live click neither copies nor re-hashes it
+        memo = volume.__dict__.get("_in_hu")
+        if memo is not None and memo[0] is volume.array and memo[1] is volume.ijk_to_ras \
+                and memo[2] == self.engine.hu_offset:
+            return memo[3]
+        out = Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset), volume.ijk_to_ras,
+                     volume.name, dict(volume.metadata))
+        volume.__dict__["_in_hu"] = (volume.array, volume.ijk_to_ras, self.engine.hu_offset, out)
+        return out
 
     def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
                      local_search: bool = False) -> list[str]:
