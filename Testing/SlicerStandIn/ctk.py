@@ -7,7 +7,7 @@ parameterNodeWrapper names them in its type checks (``type(widget) in
 so those checks answer as in Slicer.
 """
 
-from qt import QAbstractButton, QComboBox, QDoubleSpinBox, QMessageBox, QWidget, Prop, Signal
+from qt import Prop, QAbstractButton, QComboBox, QDoubleSpinBox, QMessageBox, QWidget, Signal
 
 
 class ctkCollapsibleButton(QAbstractButton):

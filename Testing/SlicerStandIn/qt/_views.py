@@ -13,7 +13,8 @@ nothing asks the user in testing mode.
 from __future__ import annotations
 
 from ._core import Prop, QObject, Signal
-from ._widgets import QDialog, QFrame, Qt, QWidget
+from ._inputs import QDialog
+from ._widgets import QFrame, Qt, QWidget
 
 _answers: list[tuple[str, object]] = []
 asked: list[tuple[str, str]] = []  # (kind, text) of every dialog shown, for tests to read

@@ -25,15 +25,13 @@ import sys
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def start(testing: bool = True):
-    """Create (or reset) the application; returns ``slicer``. Safe to call again: a fresh app and scene."""
+def installClasses():
+    """Put the Qt-wrapped Slicer classes into ``slicer`` (in Slicer they are there as soon as it is imported)."""
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
-    import qt
     import slicer
 
     from . import mrml_widgets
-    from .app import qSlicerApplication
 
     for name in ("qSlicerWidget", "qMRMLWidget", "qMRMLNodeComboBox", "qSlicerMarkupsPlaceWidget",
                  "qMRMLSliderWidget", "qMRMLSpinBox", "qMRMLRangeWidget", "qMRMLScreenShotDialog", "qMRMLUtils"):
@@ -42,6 +40,15 @@ def start(testing: bool = True):
 
     slicer.qSlicerScriptedLoadableModule = qSlicerScriptedLoadableModule
     slicer.qSlicerScriptedLoadableModuleWidget = qSlicerScriptedLoadableModuleWidget
+    return slicer
+
+
+def start(testing: bool = True):
+    """Create (or reset) the application; returns ``slicer``. Safe to call again: a fresh app and scene."""
+    slicer = installClasses()
+    import qt
+
+    from .app import qSlicerApplication
 
     old = getattr(slicer, "app", None)
     if old is not None:

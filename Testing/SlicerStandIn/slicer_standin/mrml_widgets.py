@@ -11,6 +11,8 @@ selected yet.
 
 from __future__ import annotations
 
+import weakref
+
 import vtk
 
 import qt
@@ -67,13 +69,17 @@ class qMRMLNodeComboBox(qMRMLWidget):
         self._attributes: dict[tuple[str, str], object] = {}
         self._tags: list[int] = []
 
+        me = weakref.ref(self)  # the scene may outlive this widget: never call into a collected one
+
         @vtk.calldata_type(vtk.VTK_OBJECT)
         def on_added(caller, event, node):
-            self._onNodeAdded(node)
+            if me() is not None:
+                me()._onNodeAdded(node)
 
         @vtk.calldata_type(vtk.VTK_OBJECT)
         def on_removed(caller, event, node):
-            self._onNodeRemoved(node)
+            if me() is not None:
+                me()._onNodeRemoved(node)
 
         self._handlers = (on_added, on_removed)  # VTK keeps Python callables weakly
 
