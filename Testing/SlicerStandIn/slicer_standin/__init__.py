@@ -27,7 +27,9 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def installClasses():
     """Put the Qt-wrapped Slicer classes into ``slicer`` (in Slicer they are there as soon as it is imported)."""
-    if HERE not in sys.path:
+    if "slicer" not in sys.modules:  # ahead of site-packages, where slicer-core puts its own "slicer" package
+        if HERE in sys.path:
+            sys.path.remove(HERE)
         sys.path.insert(0, HERE)
     import slicer
 
