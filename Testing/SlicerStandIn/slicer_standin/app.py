@@ -52,12 +52,17 @@ class qSlicerLayoutManager(QObject):
         import slicer
 
         self._scene = scene
+        # as qSlicerCoreApplication and qSlicerLayoutManager do: orientation presets, then the layout logic
+        # (layout node with Slicer's standard layouts, the view nodes), then one slice logic per slice view
+        slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+        self._layoutLogic = slicer.vtkMRMLLayoutLogic()
+        self._layoutLogic.SetMRMLScene(scene)
         self._layout = slicer.vtkMRMLLayoutNode.SlicerLayoutInitialView
         self._widgets = {}
         for name in SLICE_VIEWS:
             logic = slicer.vtkMRMLSliceLogic()
             logic.SetMRMLScene(scene)
-            logic.AddSliceNode(name)
+            logic.SetSliceNode(scene.GetNodeByID("vtkMRMLSliceNode" + name))
             self._widgets[name] = qMRMLSliceWidget(logic)
 
     @property
@@ -70,14 +75,11 @@ class qSlicerLayoutManager(QObject):
 
     def setLayout(self, value):
         self._layout = int(value)
-        node = self.layoutLogic_layoutNode()
-        if node is not None:
-            node.SetViewArrangement(self._layout)
+        self._layoutLogic.GetLayoutNode().SetViewArrangement(self._layout)
         self.emit("layoutChanged(int)", self._layout)
 
-    def layoutLogic_layoutNode(self):
-        n = self._scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
-        return n
+    def layoutLogic(self):
+        return self._layoutLogic
 
     def sliceWidget(self, name):
         return self._widgets.get(name)
@@ -146,10 +148,6 @@ class qSlicerApplication(QObject):
         self._colorLogic.SetMRMLScene(scene)
         self._appLogic = slicer.vtkSlicerApplicationLogic()  # selection and interaction nodes, scene bundles
         self._appLogic.SetMRMLScene(scene)
-        if scene.GetFirstNodeByClass("vtkMRMLLayoutNode") is None:
-            layout = slicer.vtkMRMLLayoutNode()
-            layout.SetSingletonTag("vtkMRMLLayoutNode")
-            scene.AddNode(layout)
         self._layoutManager = qSlicerLayoutManager(scene)
         self._moduleManager = qSlicerModuleManager()
 

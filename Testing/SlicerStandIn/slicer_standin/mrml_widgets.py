@@ -72,13 +72,13 @@ class qMRMLNodeComboBox(qMRMLWidget):
         me = weakref.ref(self)  # the scene may outlive this widget: never call into a collected one
 
         @vtk.calldata_type(vtk.VTK_OBJECT)
-        def on_added(caller, event, node):
-            if me() is not None:
+        def on_added(caller, event, node=None):
+            if me() is not None and node is not None:
                 me()._onNodeAdded(node)
 
         @vtk.calldata_type(vtk.VTK_OBJECT)
-        def on_removed(caller, event, node):
-            if me() is not None:
+        def on_removed(caller, event, node=None):
+            if me() is not None and node is not None:
                 me()._onNodeRemoved(node)
 
         self._handlers = (on_added, on_removed)  # VTK keeps Python callables weakly
