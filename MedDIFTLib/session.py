@@ -5,6 +5,13 @@ The CLI, the background worker and the Slicer module all drive a
 landmarks between these two volumes". A session keeps the model and every
 pyramid it computed in memory, which makes repeated (interactive) queries
 cheap.
+
+The session owns every cache of a run: the disk cache of pyramids, the pyramids
+and matchers in memory, the input checks already done, the volumes shifted by
+``hu_offset``, and the :class:`SharedCaches` it hands to its backbone (MAISI's
+VAE encodings and the weight files' digests), which sessions that differ only
+in options may share (an ablation). A volume's digest is remembered by
+:mod:`MedDIFTLib.data.digest` alone.
 """
 
 from __future__ import annotations
@@ -16,15 +23,17 @@ from typing import Optional
 
 import numpy as np
 
-from .backbones import create_backbone
-from .backbones.base import Backbone, Cancel, Progress, volume_digest
+from .data.digest import volume_digest
+from .data.geometry import Volume, require_inside, resample
+from .data.points import PointSet
 from .errors import InputError, WeightsError
-from .feature_cache import FeatureCache, extract_cached
-from .features import FeaturePyramid
-from .geometry import Volume, require_inside, resample
-from .landmarks import PointSet
-from .matching import Matcher, MatchOptions
-from .priors import PriorFn, identity_prior
+from .features import create_backbone
+from .features.base import Backbone
+from .features.cache import FeatureCache, MemoryLRU, extract_cached
+from .features.pyramid import FeaturePyramid
+from .matching.priors import PriorFn, identity_prior, resolve_prior
+from .matching.search import Matcher, MatchOptions
+from .runtime import Cancel, Progress, staged
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +66,29 @@ class EngineOptions:
         return cls(**d)
 
 
-def resolve_backbone(opts: EngineOptions) -> tuple[Backbone, str]:
+@dataclass
+class SharedCaches:
+    """In-memory caches a session gives its backbone; sessions that differ only in options may share
+    one (an ablation changes the timestep, not the VAE encoding of a volume)."""
+
+    encodings: MemoryLRU = field(default_factory=lambda: MemoryLRU(8))  # MAISI VAE posteriors
+    file_digests: dict = field(default_factory=dict)  # weight file (path, size, mtime) -> sha256
+
+
+@dataclass
+class MatchReport:
+    """What a match returns: the matched points (same labels; ``similarity``, ``confidence``,
+    ``margin``, ``fb_error_mm`` values) and the warnings about doubtful inputs (also logged)."""
+
+    points: PointSet
+    warnings: list = field(default_factory=list)
+
+
+def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None) -> tuple[Backbone, str]:
     """The backbone to use, and a plain sentence saying which and why."""
     name = opts.backbone
     if name == "auto":
-        from .weights import find_weights
+        from .features.maisi.weights import find_weights
 
         try:
             find_weights(opts.weights_dir)
@@ -71,18 +98,20 @@ def resolve_backbone(opts: EngineOptions) -> tuple[Backbone, str]:
             reason = str(err).split(";")[0]
             note = (f"{reason}; using the weight-free MIND-SSC descriptor instead. This is NOT the MedDIFT "
                     "diffusion-feature method: install the weights (`meddift weights download`) to use it.")
-            return _build(name, opts), note
-    bb = _build(name, opts)
+            return _build(name, opts, shared), note
+    bb = _build(name, opts, shared)
     note = ("MAISI v1 diffusion features (MedDIFT)" if name == "maisi"
             else "weight-free MIND-SSC descriptor (not the diffusion-feature method)")
     return bb, note
 
 
-def _build(name: str, opts: EngineOptions) -> Backbone:
+def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None) -> Backbone:
     if name == "maisi":
+        shared = shared or SharedCaches()
         kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
                   ensemble=opts.ensemble, latent=opts.latent, region=opts.region, seed=opts.seed,
-                  size_policy=opts.size_policy, random_init=opts.random_init)
+                  size_policy=opts.size_policy, random_init=opts.random_init, encodings=shared.encodings,
+                  file_digests=shared.file_digests)
         if opts.levels:
             kw["levels"] = tuple(opts.levels)
         return create_backbone("maisi", **kw)
@@ -98,14 +127,15 @@ class MatchSession:
 
     engine: EngineOptions = field(default_factory=EngineOptions)
     matching: MatchOptions = field(default_factory=MatchOptions)
+    shared: SharedCaches = field(default_factory=SharedCaches)
 
     def __post_init__(self):
-        self.backbone, self.backbone_note = resolve_backbone(self.engine)
+        self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
         self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
         self._pyramids: dict[str, FeaturePyramid] = {}
         self._matchers: dict[tuple, Matcher] = {}
         self._checked: dict[str, list] = {}  # volume digest -> its warnings
-        self.warnings: list[str] = []  # of the last match_points call, also logged
+        self._in_hu: dict[str, Volume] = {}  # volume digest -> the volume with hu_offset added
 
     def with_matching(self, matching: MatchOptions) -> "MatchSession":
         """The same backbone and in-memory features with other search options (ablations, retuning)."""
@@ -117,6 +147,7 @@ class MatchSession:
         """Drop the features kept in memory (sessions made by :meth:`with_matching` share them)."""
         self._pyramids.clear()
         self._matchers.clear()
+        self._in_hu.clear()
 
     # --- features ------------------------------------------------------------
 
@@ -124,20 +155,17 @@ class MatchSession:
         """The volume with the session's ``hu_offset`` applied (itself when there is none)."""
         if not self.engine.hu_offset:
             return volume
-        # remembered on the volume (like its digest), so a live click neither copies nor re-hashes it
-        memo = volume.__dict__.get("_in_hu")
-        if memo is not None and memo[0] is volume.array and memo[1] is volume.ijk_to_ras \
-                and memo[2] == self.engine.hu_offset:
-            return memo[3]
-        out = Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset), volume.ijk_to_ras,
-                     volume.name, dict(volume.metadata))
-        volume.__dict__["_in_hu"] = (volume.array, volume.ijk_to_ras, self.engine.hu_offset, out)
-        return out
+        # kept by digest (itself remembered on the volume), so a live click neither copies nor re-hashes it
+        key = volume_digest(volume)
+        if key not in self._in_hu:
+            self._in_hu[key] = Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset),
+                                      volume.ijk_to_ras, volume.name, dict(volume.metadata))
+        return self._in_hu[key]
 
     def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
                      local_search: bool = False) -> list[str]:
         """Refuse unusable inputs (InputError) and return the warnings about doubtful ones."""
-        from .input_checks import check_ct, check_labels, check_pair, check_voxel_sizes
+        from .data.checks import check_ct, check_labels, check_pair, check_voxel_sizes
 
         out = []
         for role, vol in (("fixed", fixed), ("moving", moving)):
@@ -166,21 +194,24 @@ class MatchSession:
                 cancel: Optional[Cancel] = None) -> Matcher:
         key = (volume_digest(fixed), volume_digest(moving))
         if key not in self._matchers:
-            pf = self.features(fixed, _staged(progress, "fixed"), cancel)
-            pm = self.features(moving, _staged(progress, "moving"), cancel)
+            pf = self.features(fixed, staged(progress, "fixed"), cancel)
+            pm = self.features(moving, staged(progress, "moving"), cancel)
             self._matchers[key] = Matcher(pf, pm, self.matching)
         return self._matchers[key]
 
     # --- the job -------------------------------------------------------------
 
-    def match_points(self, fixed: Volume, moving: Volume, points: PointSet, prior: Optional[PriorFn | str] = None,
-                     mask: Optional[Volume] = None, progress: Optional[Progress] = None,
-                     cancel: Optional[Cancel] = None) -> PointSet:
-        """Matched points in the moving volume: same labels, with similarity and confidence values.
+    def match(self, fixed: Volume, moving: Volume, points: PointSet, prior: Optional[PriorFn | str] = None,
+              mask: Optional[Volume] = None, progress: Optional[Progress] = None,
+              cancel: Optional[Cancel] = None) -> MatchReport:
+        """Matched points in the moving volume (same labels, with similarity and confidence values)
+        and the warnings about doubtful inputs, as a :class:`MatchReport`.
 
         Points without a position (NaN) stay without one. ``prior`` is a
-        function of fixed RAS points, or ``"coarse"`` (match with the coarsest
-        level first), used with the session's search radius.
+        function of fixed RAS points, ``"coarse"`` (match with the coarsest
+        level first), a transform file, or None: the identity with the
+        session's search radius, a global search without one (see
+        :func:`~MedDIFTLib.matching.priors.resolve_prior`).
         """
         if len(points) == 0:
             raise InputError("the landmark list is empty: place at least one point on the fixed volume")
@@ -190,17 +221,16 @@ class MatchSession:
         pts = points.points[defined]
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
-        # a window around the same world point (no prior, or the identity): empty when the scans do not overlap
-        local = (prior is None or prior is identity_prior) and self.matching.radius_mm is not None
-        self.warnings = self.check_inputs(fixed, moving, points, local_search=local)
+        prior = resolve_prior(prior, self.matching.radius_mm)
+        # a window around the same world point: empty when the scans do not overlap
+        local = prior is identity_prior and self.matching.radius_mm is not None
+        warnings = self.check_inputs(fixed, moving, points, local_search=local)
         matcher = self.matcher(fixed, moving, progress, cancel)
         prior_pts = None
         if prior == "coarse":
             prior_pts = self.coarse_prior(matcher, pts, cancel)
-        elif callable(prior):
-            prior_pts = prior(pts)
         elif prior is not None:
-            raise InputError(f"unknown prior {prior!r}")
+            prior_pts = prior(pts)
         if prior_pts is not None and self.matching.radius_mm is None:
             raise InputError("a prior needs a search radius (--radius MM): it only narrows a local search")
         mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
@@ -215,7 +245,8 @@ class MatchSession:
             full = np.full(n, np.nan)
             full[defined] = arr
             values[name] = full
-        return PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched")
+        return MatchReport(PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched"),
+                           warnings)
 
     def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
         """Global match with the coarsest level only: a cheap prior for the full local search."""
@@ -235,10 +266,5 @@ class MatchSession:
         return out
 
 
-def _staged(progress: Optional[Progress], which: str) -> Optional[Progress]:
-    if progress is None:
-        return None
-    return lambda stage, frac: progress(f"{which}: {stage}", frac)
 
-
-__all__ = ["EngineOptions", "MatchSession", "resolve_backbone", "identity_prior"]
+__all__ = ["EngineOptions", "MatchSession", "MatchReport", "SharedCaches", "resolve_backbone", "identity_prior"]

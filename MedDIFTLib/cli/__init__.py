@@ -1,12 +1,16 @@
-"""The ``meddift`` command line: one entry point, a subcommand per job."""
+"""The ``meddift`` command line: one entry point, a subcommand per job (one module each).
+
+The engine below returns results and raises :class:`~MedDIFTLib.errors.MedDIFTError`; printing
+them, and turning them into exit codes, happens here and nowhere else.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import __version__
-from .errors import MedDIFTError
+from .. import __version__
+from ..errors import MedDIFTError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,13 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meddift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import cli_evaluate, cli_match, cli_weights, demo
+    from . import demo, evaluate, match, weights
 
-    cli_match.add_parser(sub)
+    match.add_parser(sub)
     demo.add_parser(sub)
-    cli_evaluate.add_parser(sub)
-    cli_evaluate.add_ablation_parser(sub)
-    cli_weights.add_parser(sub)
+    evaluate.add_parser(sub)
+    evaluate.add_ablation_parser(sub)
+    weights.add_parser(sub)
     return parser
 
 
@@ -41,6 +45,3 @@ def main(argv=None) -> int:
         print("meddift: cancelled", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 import sys
 
-from .errors import InputError
+from ..errors import InputError
+from .options import add_case_arguments, add_weights_dir_argument
 
 
 def _floats(text: str) -> list:
@@ -15,7 +16,12 @@ def _floats(text: str) -> list:
 
 def cases_from_args(args):
     """The phantom suite (unless ``--no-phantom``) followed by each benchmark folder given."""
-    from .eval_cases import dirlab_4dct_cases, dirlab_copd_cases, learn2reg_cases, phantom_suite
+    from ..evaluation.cases import (
+        dirlab_4dct_cases,
+        dirlab_copd_cases,
+        learn2reg_cases,
+        phantom_suite,
+    )
 
     sources = []
     if not args.no_phantom:
@@ -31,8 +37,8 @@ def cases_from_args(args):
 
 
 def run(args) -> int:
-    from .eval_methods import MedDIFTMethod, resolve_methods
-    from .evaluation import evaluate, write_report
+    from ..evaluation.harness import evaluate, write_report
+    from ..evaluation.methods import MedDIFTMethod, resolve_methods
 
     def log(msg):
         print(msg, file=sys.stderr)
@@ -50,18 +56,6 @@ def run(args) -> int:
     return 0
 
 
-def add_case_arguments(p) -> None:
-    p.add_argument("--seeds", default="0,1", help="phantom seeds")
-    p.add_argument("--amplitudes", default="15,25", help="phantom diaphragm amplitudes in mm")
-    p.add_argument("--noise", default="20", help="phantom noise levels in HU")
-    p.add_argument("--landmarks", type=int, default=20, help="landmarks per phantom case")
-    p.add_argument("--no-phantom", action="store_true", help="skip the phantom suite")
-    p.add_argument("--learn2reg", metavar="ROOT", help="a Learn2Reg LungCT folder (imagesTr/, keypointsTr/)")
-    p.add_argument("--learn2reg-split", default="Tr", choices=["Tr", "Ts"])
-    p.add_argument("--dirlab-4dct", metavar="ROOT", help="a folder holding DIR-Lab Case1Pack ... Case10Pack")
-    p.add_argument("--dirlab-copd", metavar="ROOT", help="a folder holding DIR-Lab copd1 ... copd10")
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="TRE of MedDIFT and baselines on a phantom suite and lung benchmarks",
                        description="Phantom suite (seeds x breathing amplitudes x noise) with exact ground truth, "
@@ -76,10 +70,10 @@ def add_parser(sub) -> None:
 
 
 def run_ablation(args) -> int:
-    from .ablation import GROUPS, ablation_methods, ablation_variants
-    from .errors import WeightsError
-    from .evaluation import evaluate, write_report
-    from .weights import find_weights
+    from ..errors import WeightsError
+    from ..evaluation.ablation import GROUPS, ablation_methods, ablation_variants
+    from ..evaluation.harness import evaluate, write_report
+    from ..features.maisi.weights import find_weights
 
     def log(msg):
         print(msg, file=sys.stderr)
@@ -107,7 +101,7 @@ def run_ablation(args) -> int:
 
 
 def add_ablation_parser(sub) -> None:
-    from .ablation import GROUPS
+    from ..evaluation.ablation import GROUPS
 
     p = sub.add_parser("ablate", help="MedDIFT ablations (levels, timestep, ensemble, latent, search radius, "
                                       "refinement, backbone) in one run",
@@ -118,6 +112,6 @@ def add_ablation_parser(sub) -> None:
     p.add_argument("--random-control", action="store_true",
                    help="without MAISI weights, run the MAISI groups on a randomly initialised MAISI (a labelled "
                         "control)")
-    p.add_argument("--weights-dir", default=None, help="folder with the MAISI checkpoints")
+    add_weights_dir_argument(p)
     add_case_arguments(p)
     p.set_defaults(func=run_ablation, seeds="0")

@@ -6,11 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
-from . import weights
+from ..features.maisi import download, weights
 
 
 def run_download(args) -> int:
-    paths = weights.download_weights(dest=args.dest, token=args.token, endpoint=args.endpoint,
+    paths = download.download_weights(dest=args.dest, token=args.token, endpoint=args.endpoint,
                                      progress=not args.no_progress, force=args.force)
     print(f"MAISI v1 weights downloaded and verified:\n  {paths.autoencoder}\n  {paths.unet}")
     if args.dest and Path(args.dest).expanduser().resolve() != weights.default_weights_dir().resolve():

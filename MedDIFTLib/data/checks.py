@@ -11,11 +11,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GeometryError, InputError
+from ..errors import GeometryError, InputError
 from .geometry import Volume
 
 LABELMAP_MAX_VALUES = 64  # a segmentation has a few integer labels; a CT has thousands of distinct values
 AIR_HU = -200.0  # a CT in HU has air (outside the body, in the lungs) well below this
+MIN_VOXELS_PER_AXIS = 8  # the networks and descriptors downsample 8x; fewer voxels leave nothing to describe
+
+
+def require_min_size(shape, name: str) -> None:
+    """Refuse a volume with fewer than :data:`MIN_VOXELS_PER_AXIS` voxels along an axis (a scout, one slice)."""
+    if min(shape) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"{name} of size {tuple(int(s) for s in shape)} is too small: each axis needs at least "
+                         f"{MIN_VOXELS_PER_AXIS} voxels")
+
+
+def require_finite(array: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite voxels, saying how many (a float volume only; integers are always finite)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise InputError(f"{name} has {int((~finite).sum())} NaN or infinite voxels; fix or mask them (for example "
+                         "set them to -1000, air) before matching")
 
 
 def _name(volume: Volume, role: str) -> str:
@@ -28,13 +46,8 @@ def check_ct(volume: Volume, role: str = "fixed", hu_offset: float = 0.0) -> lis
     a = volume.array
     if a.ndim != 3:
         raise InputError(f"{name} has {a.ndim} dimensions {a.shape}; a 3D volume is needed")
-    if min(a.shape) < 8:
-        raise InputError(f"{name} of size {a.shape} is too small: each axis needs at least 8 voxels")
-    finite = np.isfinite(a) if np.issubdtype(a.dtype, np.floating) else None
-    if finite is not None and not finite.all():
-        n = int((~finite).sum())
-        raise InputError(f"{name} has {n} NaN or infinite voxels; fix or mask them (for example set them to "
-                         "-1000, air) before matching")
+    require_min_size(a.shape, name)
+    require_finite(a, name)
     sample = a[:: max(1, a.shape[0] // 64), :: max(1, a.shape[1] // 64), :: max(1, a.shape[2] // 64)]
     values = np.unique(sample)
     if values.size <= LABELMAP_MAX_VALUES and np.all(values == np.round(values)) and values.min() >= 0:

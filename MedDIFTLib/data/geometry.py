@@ -9,7 +9,7 @@ Convention (the same as 3D Slicer's):
   4x4 ``ijk_to_ras`` matrix. Voxel *centres* sit at integer indices; a voxel
   spans ``index +- 0.5``.
 * ITK/DICOM physical space is LPS; ``LPS_TO_RAS`` flips x and y. That flip
-  happens in :mod:`MedDIFTLib.image_io` and nowhere else.
+  happens in :mod:`MedDIFTLib.data.image_io` and nowhere else.
 
 Everything that maps indices to millimetres goes through this module.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GeometryError, InputError
+from ..errors import GeometryError, InputError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """4x4 matrix flipping L/R and P/A: ITK's LPS physical space to RAS (and back)."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import ImageReadError, InputError, OutputWriteError
+from ..atomic import atomic_path
+from ..errors import ImageReadError, InputError, OutputWriteError
 from .geometry import Volume, ijk_to_ras_from_itk, itk_from_ijk_to_ras
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")

@@ -19,17 +19,18 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional
 
-from .backbones.maisi import LEVEL_NAMES
-from .errors import InputError
-from .eval_methods import MedDIFTMethod
-from .matching import MatchOptions
-from .pipeline import EngineOptions, MatchSession
+from ..errors import InputError
+from ..features.maisi.backbone import LEVEL_NAMES
+from ..matching.priors import DEFAULT_RADIUS_MM
+from ..matching.search import MatchOptions
+from ..session import EngineOptions, MatchSession, SharedCaches
+from .methods import MedDIFTMethod
 
 GROUPS = ("levels", "timestep", "ensemble", "latent", "radius", "refinement", "backbone")
 TIMESTEPS = (0, 10, 20, 50, 100, 200)
 ENSEMBLES = (1, 2, 4)
 RADII = (None, 10.0, 20.0, 40.0)
-REFERENCE_RADIUS_MM = 25.0  # the evaluation's default local search
+REFERENCE_RADIUS_MM = DEFAULT_RADIUS_MM  # the evaluation's default local search
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,10 @@ def ablation_variants(groups=GROUPS, maisi_weights: bool = False, random_control
 
 def ablation_methods(variants: Iterable[Variant],
                      session_factory: Callable[[EngineOptions], MatchSession] = None) -> list:
-    """One method per variant; variants with the same engine options share one session (features)."""
-    session_factory = session_factory or (lambda eng: MatchSession(eng, MatchOptions()))
+    """One method per variant; variants with the same engine options share one session (features),
+    and all sessions share one set of in-memory caches (a volume's VAE encoding serves every timestep)."""
+    shared = SharedCaches()
+    session_factory = session_factory or (lambda eng: MatchSession(eng, MatchOptions(), shared))
     sessions: dict[str, MatchSession] = {}
     methods = []
     for v in variants:

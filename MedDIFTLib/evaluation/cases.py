@@ -15,9 +15,10 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
-from .errors import ImageReadError, InputError
-from .geometry import Volume, make_ijk_to_ras
-from .landmarks import DIRLAB_4DCT_GEOMETRY, DIRLAB_COPD_GEOMETRY, PointSet
+from ..data.geometry import Volume, make_ijk_to_ras
+from ..data.landmark_io import DIRLAB_4DCT_GEOMETRY, DIRLAB_COPD_GEOMETRY
+from ..data.points import PointSet
+from ..errors import ImageReadError, InputError
 
 CONVERTED_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
@@ -60,8 +61,8 @@ def learn2reg_cases(root, split: str = "Tr", fixed_suffix: str = "_0000", moving
                     task: str = "LungCT") -> Iterable[Case]:
     """Learn2Reg layout: ``images{split}/{task}_00XX{suffix}.nii.gz`` with keypoints in
     ``keypoints{split}/{task}_00XX{suffix}.csv`` (0-based voxel indices of *that* image)."""
-    from .image_io import read_volume
-    from .landmarks import read_points
+    from ..data.image_io import read_volume
+    from ..data.landmark_io import read_points
 
     root = Path(root)
     images = root / f"images{split}"
@@ -143,7 +144,7 @@ def _image_pattern(stem: str) -> str:
 def _dirlab_volume(path: Path, spacing, inplane, slices) -> Volume:
     if path.name.lower().endswith(".img"):
         return read_dirlab_image(path, spacing, inplane, slices)
-    from .image_io import read_volume
+    from ..data.image_io import read_volume
 
     return read_volume(path)
 
@@ -173,7 +174,7 @@ def _dirlab_pair(dataset: str, folder: Path, key: str, phases, image_re: str, la
     """One DIR-Lab case: for each phase (fixed, moving) its image and its 300-landmark file, the
     landmarks' one-based voxel indices read through that image's geometry. ``{phase}`` in the
     patterns is replaced by the phase name."""
-    from .landmarks import read_dirlab
+    from ..data.landmark_io import read_dirlab
 
     vols, pts = [], []
     for phase in phases:

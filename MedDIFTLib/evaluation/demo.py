@@ -1,35 +1,39 @@
-"""``meddift demo``: the main job on a phantom pair with known breathing motion.
+"""The demo: the main job on a phantom pair with known breathing motion (``meddift demo``).
 
 Needs nothing from outside: it makes the pair, samples distinctive landmarks,
 matches them with the best backbone available (MAISI when its weights are
 installed, otherwise the weight-free MIND-SSC descriptor, said plainly), and
 writes the inputs, the matched points, one heatmap volume, a PNG figure and a
-TRE table against the exact ground truth.
+TRE table against the exact ground truth. It returns its results and prints nothing;
+:mod:`MedDIFTLib.cli.demo` prints them.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .image_io import write_volume
-from .landmarks import PointSet, write_points
-from .matching import MatchOptions
+from ..data.image_io import write_volume
+from ..data.landmark_io import write_points
+from ..data.points import PointSet
+from ..matching.priors import DEFAULT_RADIUS_MM
+from ..matching.search import MatchOptions
+from ..session import EngineOptions, MatchSession
 from .metrics import format_table, summarize, tre
 from .phantom import make_pair, sample_landmarks
-from .pipeline import EngineOptions, MatchSession
-from .priors import identity_prior
 
 
-def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | None = 25.0, n_landmarks: int = 20,
-             seed: int = 0, shape=(128, 128, 128), spacing=(2.5, 2.5, 2.5), progress=None, figure: bool = True) -> dict:
+def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | None = DEFAULT_RADIUS_MM, n_landmarks: int = 20,
+             seed: int = 0, shape=(128, 128, 128), spacing=(2.5, 2.5, 2.5), progress=None, figure: bool = True,
+             log=None) -> dict:
+    """Run the demo into ``out_dir``; returns the summary (also written to ``summary.json``) with the
+    TRE table as ``table``. ``log(message)`` receives a line per step."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = lambda msg: print(f"meddift demo: {msg}", file=sys.stderr)  # noqa: E731
+    log = log or (lambda msg: None)
     t0 = time.perf_counter()
     pair = make_pair(shape=shape, spacing=spacing, seed=seed)
     landmarks = sample_landmarks(pair, n=n_landmarks, seed=seed)
@@ -45,8 +49,7 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     search = f"local search within {radius_mm:g} mm of the same world point" if radius_mm else "global search"
     log(f"search: {search}")
     t1 = time.perf_counter()
-    matched = session.match_points(pair.fixed, pair.moving, landmarks, prior=identity_prior if radius_mm else None,
-                                   progress=progress)
+    matched = session.match(pair.fixed, pair.moving, landmarks, progress=progress).points
     t_match = time.perf_counter() - t1
     write_points(matched, out / "matched_landmarks.csv")
     write_points(matched, out / "matched_landmarks.mrk.json")
@@ -70,10 +73,7 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     if figure:
         save_figure(out / f"demo_{label}.png", pair, landmarks.points[0], matched.points[0], truth.points[0], heatmap,
                     f"{label}: {method}, similarity {matched.values['similarity'][0]:.3f}")
-    print(table)
-    print(f"\nbackbone: {session.backbone_note}\nsearch: {search}; features + matching took {t_match:.1f} s; "
-          f"outputs in {out}")
-    return report
+    return {**report, "table": table, "out_dir": str(out)}
 
 
 def save_figure(path, pair, fixed_pt, match_pt, true_pt, heatmap, title: str) -> None:
@@ -117,27 +117,3 @@ def save_figure(path, pair, fixed_pt, match_pt, true_pt, heatmap, title: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="match landmarks on a generated phantom pair with known motion",
-                       description="The main job on a bundled default: a thorax phantom pair with exact breathing "
-                                   "motion, matched with the best available backbone, scored against the truth.")
-    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    p.add_argument("--backbone", choices=["auto", "maisi", "mind-ssc"], default="auto")
-    p.add_argument("--weights-dir")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--radius", type=float, default=25.0, help="local search radius in mm (0: global; default 25)")
-    p.add_argument("--landmarks", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-cache", action="store_true")
-
-    def run(args):
-        from .cli_match import ProgressPrinter
-
-        engine = EngineOptions(backbone=args.backbone, weights_dir=args.weights_dir, device=args.device,
-                               use_cache=not args.no_cache)
-        run_demo(args.out, engine, args.radius or None, args.landmarks, args.seed, progress=ProgressPrinter())
-        return 0
-
-    p.set_defaults(func=run)

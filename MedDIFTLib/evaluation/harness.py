@@ -18,9 +18,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .atomic import atomic_path, write_text_atomic
-from .eval_cases import Case
-from .eval_methods import Method
+from ..atomic import atomic_path, write_text_atomic
+from .cases import Case
+from .methods import Method
 from .metrics import format_table, summarize, tre
 
 

@@ -22,8 +22,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Grid, Volume, resample
+from ..data.geometry import Grid, Volume, resample
+from ..errors import InputError
+from ..matching.priors import DEFAULT_RADIUS_MM
 
 UNIGRADICON_WEIGHTS_ENV = "MEDDIFT_UNIGRADICON_WEIGHTS"
 
@@ -62,9 +63,9 @@ class Identity(Method):
 class MedDIFTMethod(Method):
     """The MedDIFT pipeline (MAISI features when available, else the weight-free descriptor)."""
 
-    def __init__(self, engine=None, radius_mm: Optional[float] = 25.0, name: Optional[str] = None, session=None):
-        from .matching import MatchOptions
-        from .pipeline import EngineOptions, MatchSession
+    def __init__(self, engine=None, radius_mm: Optional[float] = DEFAULT_RADIUS_MM, name: Optional[str] = None, session=None):
+        from ..matching.search import MatchOptions
+        from ..session import EngineOptions, MatchSession
 
         self.session = session or MatchSession(engine or EngineOptions(use_cache=False),
                                                MatchOptions(radius_mm=radius_mm))
@@ -76,17 +77,13 @@ class MedDIFTMethod(Method):
         self.session.forget()
 
     def map_points(self, case) -> np.ndarray:
-        from .priors import identity_prior
-
-        out = self.session.match_points(case.fixed, case.moving, case.fixed_points,
-                                        prior=identity_prior if self.radius_mm else None)
-        return out.points
+        return self.session.match(case.fixed, case.moving, case.fixed_points).points.points
 
 
 def _float_image(volume: Volume):
     import SimpleITK as sitk
 
-    from .image_io import to_sitk
+    from ..data.image_io import to_sitk
 
     return sitk.Cast(to_sitk(volume), sitk.sitkFloat32)
 
@@ -118,7 +115,7 @@ class SimpleITKBSpline(Method):
         return reg.Execute(fixed, moving)
 
     def map_points(self, case) -> np.ndarray:
-        from .priors import itk_transform_prior
+        from ..matching.priors import itk_transform_prior
 
         return itk_transform_prior(self.transform(case))(case.fixed_points.points)
 
@@ -145,8 +142,8 @@ class ElastixBSpline(Method):
     def map_points(self, case) -> np.ndarray:
         import itk
 
-        from .image_io import write_volume
-        from .landmarks import read_elastix_output, write_elastix
+        from ..data.image_io import write_volume
+        from ..data.landmark_io import read_elastix_output, write_elastix
 
         with tempfile.TemporaryDirectory(prefix="meddift-elastix-") as tmp:
             tmp = Path(tmp)
@@ -182,7 +179,7 @@ class AntsSyN(Method):
         import ants
         import pandas as pd
 
-        from .image_io import write_volume
+        from ..data.image_io import write_volume
 
         with tempfile.TemporaryDirectory(prefix="meddift-ants-") as tmp:
             paths = []
@@ -270,7 +267,7 @@ class UniGradICON(Method):
         import itk
         import unigradicon
 
-        from .image_io import write_volume
+        from ..data.image_io import write_volume
 
         net = unigradicon.get_unigradicon(weights_location=str(self.weights_path()))
         with tempfile.TemporaryDirectory(prefix="meddift-unigradicon-") as tmp:

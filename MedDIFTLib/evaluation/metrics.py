@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import as_points
+from ..data.geometry import as_points
 
 
 def tre(predicted_ras, true_ras) -> np.ndarray:

@@ -26,9 +26,9 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Grid, Volume, apply_affine, as_points, make_ijk_to_ras
-from .landmarks import PointSet
+from ..data.geometry import Grid, Volume, apply_affine, as_points, make_ijk_to_ras
+from ..data.points import PointSet
+from ..errors import InputError
 
 HU = {"air": -1000.0, "fat": -100.0, "muscle": 40.0, "lung": -850.0, "vessel": 40.0, "airway_wall": -80.0,
       "heart": 45.0, "mediastinum": 20.0, "aorta": 50.0, "bone": 700.0, "cancellous": 250.0, "disc": 80.0,

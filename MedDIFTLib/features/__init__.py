@@ -1,13 +1,14 @@
-"""Backbones: volume in, :class:`~MedDIFTLib.features.FeaturePyramid` out.
+"""Features: the backbone registry. A backbone turns a volume into a
+:class:`~MedDIFTLib.features.pyramid.FeaturePyramid` with world geometry.
 
 ``maisi``: the MedDIFT method (MAISI v1 diffusion features, needs weights).
 ``mind``: a classical multi-scale self-similarity descriptor (MIND-SSC), no
 weights, for running and comparing where no diffusion weights exist.
 """
 
-from .base import Backbone, Progress, check_cancel
+from .base import Backbone
 
-__all__ = ["Backbone", "Progress", "check_cancel", "create_backbone", "BACKBONES"]
+__all__ = ["Backbone", "create_backbone", "BACKBONES"]
 
 BACKBONES = ("maisi", "mind-ssc")
 
@@ -17,7 +18,7 @@ def create_backbone(name: str, **options) -> Backbone:
     from ..errors import InputError
 
     if name == "maisi":
-        from .maisi import MaisiBackbone
+        from .maisi.backbone import MaisiBackbone
 
         return MaisiBackbone(**options)
     if name in ("mind-ssc", "mind"):

@@ -1,57 +1,17 @@
-"""The backbone interface, and the progress/cancel plumbing every stage uses."""
+"""The backbone contract: a volume in, a :class:`FeaturePyramid` with world geometry out.
+
+A backbone's :meth:`Backbone.identity` is part of every feature-cache key, so it must be cheap:
+it is known from the options and the weight files' digests, without building a network (a cache
+hit must not pay for loading the model)."""
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
-from typing import Callable, Optional
+from typing import Optional
 
-import numpy as np
-
-from ..errors import CancelledError
-from ..features import FeaturePyramid
-from ..geometry import Volume
-
-Progress = Callable[[str, float], None]
-"""``progress(stage, fraction)``: stage name and 0..1 within that stage."""
-
-Cancel = Callable[[], bool]
-"""``cancel()`` returns True when the user asked to stop."""
-
-
-def check_cancel(cancel: Optional[Cancel]) -> None:
-    """Raise CancelledError between stages when the user asked to stop."""
-    if cancel is not None and cancel():
-        raise CancelledError("cancelled by the user")
-
-
-def report(progress: Optional[Progress], stage: str, fraction: float) -> None:
-    if progress is not None:
-        progress(stage, float(fraction))
-
-
-def volume_digest(volume: Volume) -> str:
-    """SHA-256 of the voxels (with dtype and shape) and the geometry: the image's identity.
-
-    Remembered on the volume while it holds the same array and matrix objects: hashing a
-    512x512x300 CT takes 0.57 s here, and every interactive match asks for both scans'
-    digests. The engine never writes into a volume's array; a caller that changes voxels
-    in place must make a new Volume (``with_array``)."""
-    memo = volume.__dict__.get("_digest")
-    if memo is not None and memo[0] is volume.array and memo[1] is volume.ijk_to_ras:
-        return memo[2]
-    digest = _digest(volume)
-    volume.__dict__["_digest"] = (volume.array, volume.ijk_to_ras, digest)  # references, not copies
-    return digest
-
-
-def _digest(volume: Volume) -> str:
-    h = hashlib.sha256()
-    arr = np.ascontiguousarray(volume.array)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.tobytes())
-    h.update(np.round(np.asarray(volume.ijk_to_ras, dtype=np.float64), 6).tobytes())
-    return h.hexdigest()
+from ..data.geometry import Volume
+from ..runtime import Cancel, Progress
+from .pyramid import FeaturePyramid
 
 
 class Backbone(ABC):

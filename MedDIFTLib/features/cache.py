@@ -1,4 +1,5 @@
-"""A disk cache of feature pyramids, so that the same volume is never encoded twice.
+"""Caches of features: the disk cache of pyramids, so that the same volume is never encoded twice,
+and :class:`MemoryLRU`, the small in-memory cache a session hands to its backbone.
 
 The key is a hash of the image content (voxels and geometry) and of the
 backbone's identity (configuration, options, weights' digests). A cached file
@@ -11,26 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
-from .backbones.base import Backbone, Cancel, Progress, volume_digest
-from .errors import InputError
-from .features import FeaturePyramid
-from .geometry import Volume
+from ..data.digest import volume_digest
+from ..data.geometry import Volume
+from ..errors import InputError
+from ..runtime import Cancel, Progress, user_cache_dir
+from .base import Backbone
+from .pyramid import FeaturePyramid
 
 log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
-    """``$MEDDIFT_CACHE_DIR``, else the per-user cache folder."""
-    env = os.environ.get("MEDDIFT_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or (
-        os.environ.get("LOCALAPPDATA") if os.name == "nt" else None) or Path.home() / ".cache"
-    return Path(base) / "meddift" / "features"
+    """``$MEDDIFT_CACHE_DIR``, else the per-user cache folder (see :func:`~MedDIFTLib.runtime.user_cache_dir`)."""
+    return user_cache_dir("features", "MEDDIFT_CACHE_DIR")
 
 
 def cache_key(volume_sha256: str, backbone_identity: dict) -> str:
@@ -73,6 +72,33 @@ class FeatureCache:
             log.warning("feature cache: cannot write %s (%s); going on without caching it",
                         self.path_for(key), str(err).strip().splitlines()[-1] if str(err).strip() else err)
             return None
+
+
+class MemoryLRU:
+    """A bounded in-memory cache, least recently used out first; thread-safe. Owned by a session
+    (:class:`~MedDIFTLib.session.SharedCaches`) and passed to whoever fills it."""
+
+    def __init__(self, keep: int = 8):
+        self.keep = int(keep)
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.keep:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def extract_cached(backbone: Backbone, volume: Volume, cache: Optional[FeatureCache] = None,

@@ -21,11 +21,14 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.checks import require_min_size
+from ..data.digest import volume_digest
+from ..data.geometry import Volume, axis_aligned_ras
 from ..errors import InputError
-from ..features import FeatureLevel, FeaturePyramid, level_matrix
-from ..geometry import Volume, axis_aligned_ras
-from ..preprocess import PREPROCESS_VERSION, hu_to_unit
-from .base import Backbone, Cancel, Progress, check_cancel, report, volume_digest
+from ..runtime import Cancel, Progress, check_cancel, report
+from .base import Backbone
+from .preprocess import PREPROCESS_VERSION, hu_to_unit
+from .pyramid import FeatureLevel, FeaturePyramid, level_matrix
 
 SIX = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
 # the 12 SSC pairs: neighbours whose offsets are orthogonal (the octahedron's edges)
@@ -62,8 +65,7 @@ class MindSSCBackbone(Backbone):
                 cancel: Optional[Cancel] = None) -> FeaturePyramid:
         report(progress, "preprocess", 0.0)
         ras = axis_aligned_ras(volume)
-        if min(ras.shape) < 8:
-            raise InputError(f"volume {volume.name!r} of size {volume.shape} is too small: each axis needs at least 8 voxels")
+        require_min_size(ras.shape, f"volume {volume.name!r}")
         image = torch.from_numpy(hu_to_unit(ras.array))[None, None].to(self.device)
         report(progress, "preprocess", 1.0)
         out = []

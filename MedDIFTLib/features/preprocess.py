@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .geometry import Grid, Volume, axis_aligned_ras, resized_grid
+from ..data.checks import require_finite, require_min_size
+from ..data.geometry import Grid, Volume, axis_aligned_ras, resized_grid
+from ..errors import InputError
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
 SIZE_POLICIES = ("paper", "spacing")
@@ -29,8 +30,7 @@ PREPROCESS_VERSION = 2
 def hu_to_unit(array: np.ndarray) -> np.ndarray:
     """Clip HU to [-1000, 1000] and scale to [0, 1] (float32)."""
     a = np.asarray(array, dtype=np.float32)
-    if not np.all(np.isfinite(a)):
-        raise InputError("the volume has NaN or infinite voxels; fix or mask them before matching")
+    require_finite(a, "the volume")
     return (np.clip(a, HU_MIN, HU_MAX) - HU_MIN) / (HU_MAX - HU_MIN)
 
 
@@ -70,8 +70,7 @@ class PreparedImage:
 def prepare(volume: Volume, policy: str = "paper", target_spacing_mm: float = 1.5) -> PreparedImage:
     """Reorient to RAS (resampling an oblique scan onto RAS axes), window HU to [0, 1], resize by
     the size policy."""
-    if min(volume.shape) < 8:
-        raise InputError(f"volume {volume.name!r} of size {volume.shape} is too small: each axis needs at least 8 voxels")
+    require_min_size(volume.shape, f"volume {volume.name!r}")
     ras = axis_aligned_ras(volume)
     unit = torch.from_numpy(hu_to_unit(ras.array))[None, None]
     size = target_shape(ras.shape, ras.spacing, policy, target_spacing_mm)

@@ -9,7 +9,7 @@ Convention: a level of ``m`` voxels along an axis covers the same field of
 view as the ``n`` voxels of the volume it describes (voxel edges kept, like
 ``torch.nn.functional.interpolate(..., align_corners=False)``), so level index
 ``u`` sits at volume index ``(u + 0.5) * n / m - 0.5``. See
-:func:`MedDIFTLib.geometry.resized_grid`.
+:func:`MedDIFTLib.data.geometry.resized_grid`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-from .errors import InputError
-from .geometry import Grid, apply_affine, as_points, resized_grid
+from ..atomic import atomic_path
+from ..data.geometry import Grid, apply_affine, as_points, resized_grid
+from ..errors import InputError
 
 PYRAMID_FORMAT = "meddift-feature-pyramid-1"
 

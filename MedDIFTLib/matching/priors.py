@@ -11,14 +11,19 @@ fixed one. ITK works in LPS; the flip to RAS happens here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import LPS_TO_RAS, apply_affine, as_points
+from ..data.geometry import LPS_TO_RAS, apply_affine, as_points
+from ..errors import InputError
 
 PriorFn = Callable[[np.ndarray], np.ndarray]
+
+DEFAULT_RADIUS_MM = 25.0
+"""The local search radius used by default where one is used (the demo, the evaluation, the
+ablations' reference, the Slicer self-test): larger than breathing motion at the lung base, small
+enough to keep a match off a similar-looking structure elsewhere."""
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -43,6 +48,19 @@ def itk_transform_prior(transform) -> PriorFn:
         return out * [-1.0, -1.0, 1.0]
 
     return fn
+
+
+def resolve_prior(spec=None, radius_mm: Optional[float] = None):
+    """The prior a search uses, decided here only: ``None`` for a global search (no radius, no spec);
+    the identity (the same world point) when a radius is given without a spec; ``"coarse"`` as is;
+    a callable as is; any other spec through :func:`load_prior`."""
+    if spec is None or (isinstance(spec, str) and spec == ""):
+        return identity_prior if radius_mm else None
+    if spec == "coarse" or callable(spec):
+        return spec
+    if isinstance(spec, str):
+        return load_prior(spec)
+    raise InputError(f"unknown prior {spec!r}")
 
 
 def load_prior(spec: str) -> PriorFn:
@@ -80,4 +98,5 @@ def load_prior(spec: str) -> PriorFn:
         raise InputError(f"{path}: cannot read transform ({str(exc).splitlines()[0]})") from exc
 
 
-__all__ = ["PriorFn", "identity_prior", "matrix_prior", "itk_transform_prior", "load_prior", "LPS_TO_RAS"]
+__all__ = ["PriorFn", "DEFAULT_RADIUS_MM", "identity_prior", "matrix_prior", "itk_transform_prior", "load_prior",
+           "resolve_prior", "LPS_TO_RAS"]

@@ -1,7 +1,7 @@
 """Point matching: argmax of MedDIFT similarity, coarse to fine, with priors and confidence.
 
-For a batch of query points the similarity is evaluated exactly (see
-:mod:`MedDIFTLib.similarity`) on a coarse lattice of the moving grid (every
+For a batch of query points the similarity is evaluated exactly, by
+:mod:`MedDIFTLib.matching.similarity` (the one owner of that maths), on a coarse lattice of the moving grid (every
 ``coarse_stride``-th voxel), the best ``top_k`` local maxima are refined by
 hill-climbing on the full-resolution grid, and the winner gets a sub-voxel
 parabola fit. Candidates can be limited to a ball around a prior position
@@ -20,10 +20,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .backbones.base import Cancel, Progress, check_cancel, report
-from .errors import InputError
-from .features import FeaturePyramid
-from .geometry import Grid, Volume, apply_affine, as_points, resample
+from ..data.geometry import Grid, Volume, apply_affine, as_points, resample
+from ..errors import InputError
+from ..features.pyramid import FeaturePyramid
+from ..runtime import Cancel, Progress, check_cancel, report
+from .priors import resolve_prior
 from .similarity import SimilarityTarget, full_lattice, strided_lattice
 
 NEG = -float("inf")
@@ -126,15 +127,6 @@ class Matcher:
             self._full_inv = [self.target.inv_norm(li, lat) for li in range(len(self.target.levels))]
         return self._full_inv
 
-    # --- similarity at explicit voxels ---------------------------------------------
-
-    def _similarity_at(self, dots: list[torch.Tensor], rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
-        """Exact similarity of query ``rows[m]`` at integer target voxels ``ijk[m]``."""
-        total = torch.zeros(ijk.shape[0])
-        for lv, d in zip(self.target.levels, dots):
-            total += lv.upsample_at(d, rows, ijk) * lv.norm2_at(ijk).sqrt().clamp_min(1e-12).reciprocal()
-        return total / len(self.target.levels)
-
     # --- matching ----------------------------------------------------------------
 
     def match(self, points_ras, prior_ras=None, mask: Optional[np.ndarray] = None,
@@ -150,8 +142,8 @@ class Matcher:
         if n == 0:
             raise InputError("no points to match: the landmark list is empty")
         opts = self.options
-        if opts.radius_mm is not None and prior_ras is None:
-            prior_ras = pts  # identity prior: the same world point
+        if prior_ras is None and opts.radius_mm is not None:
+            prior_ras = resolve_prior(None, opts.radius_mm)(pts)  # the same world point
         prior = None if prior_ras is None else as_points(prior_ras)
         if prior is not None and len(prior) != n:
             raise InputError(f"{len(prior)} prior positions given for {n} points")
@@ -182,7 +174,7 @@ class Matcher:
             qs = self.target.query_descriptors(self.fixed, pts[sl])
             dots = self.target.dot_maps(qs)
             b = dots[0].shape[0]
-            s = self._coarse_similarity(dots, lat, coarse_inv)  # (b, *cshape), exact values
+            s = self.target.similarity(dots, lat, coarse_inv)  # (b, *cshape), exact values
             if coarse_mask is not None:
                 s.masked_fill_(~coarse_mask, NEG)
             if prior is not None and opts.radius_mm is not None:
@@ -212,16 +204,6 @@ class Matcher:
             back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel)
             fb = np.linalg.norm(back_res.points - pts, axis=1)
         return MatchResult(out_pts, sim, margin, fb, out_vox)
-
-    def _coarse_similarity(self, dots, lat, coarse_inv) -> torch.Tensor:
-        s = None
-        for lv, d, inv in zip(self.target.levels, dots, coarse_inv):
-            part = lv.upsample(d, lat)
-            if s is None:
-                s = part.mul_(inv)
-            else:
-                s.addcmul_(part, inv.expand_as(part))
-        return s.div_(len(self.target.levels))
 
     def _margin(self, best_v, best_s, pool_vals, pool_idx, coarse_ras) -> torch.Tensor:
         """Peak minus the best coarse candidate farther than ``margin_radius_mm`` from the match.
@@ -286,7 +268,7 @@ class Matcher:
             pts = (centers[:, :, None, :] + win[None, None]).clamp(min=torch.zeros(3, dtype=torch.long), max=shape - 1)
             flat_pts = pts.reshape(-1, 3)
             flat_rows = rows[:, :, None].expand(b, k, win.shape[0]).reshape(-1)
-            vals = self._similarity_at(dots, flat_rows, flat_pts)
+            vals = self.target.similarity_at(dots, flat_rows, flat_pts)
             vals = vals.masked_fill(~self._allowed(flat_pts, flat_rows, sl, prior, mask_t), NEG).reshape(b, k, -1)
             vbest, arg = vals.max(dim=2)
             new_centers = torch.gather(pts, 2, arg[:, :, None, None].expand(b, k, 1, 3))[:, :, 0]
@@ -307,7 +289,7 @@ class Matcher:
         inside = ((pts >= 0) & (pts < shape)).all(-1)
         pts = torch.minimum(pts.clamp_min(0), shape - 1)
         rows = torch.arange(b)[:, None].expand(b, 7)
-        vals = self._similarity_at(dots, rows.reshape(-1), pts.reshape(-1, 3)).reshape(b, 7)
+        vals = self.target.similarity_at(dots, rows.reshape(-1), pts.reshape(-1, 3)).reshape(b, 7)
         s0, sp, sm = vals[:, :1], vals[:, 1:4], vals[:, 4:7]
         den = sm - 2 * s0 + sp
         ok = (den < 0) & inside[:, 1:4] & inside[:, 4:7]
@@ -320,12 +302,8 @@ class Matcher:
         """Similarity of one fixed point to every moving voxel, as a volume on the moving pyramid grid."""
         qs = self.target.query_descriptors(self.fixed, as_points(point_ras)[:1])
         dots = self.target.dot_maps(qs)
-        lat = full_lattice(self.grid.shape)
-        total = None
-        for li, (lv, d) in enumerate(zip(self.target.levels, dots)):
-            part = lv.upsample(d, lat)[0] * self.full_inv_norms[li]
-            total = part if total is None else total + part
-        arr = (total / len(self.target.levels)).numpy().astype(np.float32)
+        arr = self.target.similarity(dots, full_lattice(self.grid.shape), self.full_inv_norms)[0]
+        arr = arr.numpy().astype(np.float32)
         return Volume(arr, self.grid.ijk_to_ras.copy(), "similarity")
 
     def mask_from_volume(self, mask: Volume) -> np.ndarray:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .features import FeatureLevel, FeaturePyramid
-from .geometry import Grid
+from ..data.geometry import Grid
+from ..features.pyramid import FeatureLevel, FeaturePyramid
 
 EPS = 1e-12
 
@@ -277,12 +277,29 @@ class SimilarityTarget:
             out.append(torch.einsum("bc,cxyz->bxyz", qn, lv.feats))
         return out
 
-    def similarity(self, dots: list[torch.Tensor], lattice, norm_key=None) -> torch.Tensor:
-        """Mean cosine similarity on the lattice: (B, |x|, |y|, |z|)."""
-        total = None
+    def similarity(self, dots: list[torch.Tensor], lattice, inv_norms=None, norm_key=None) -> torch.Tensor:
+        """Mean cosine similarity on the lattice: (B, |x|, |y|, |z|).
+
+        ``inv_norms`` are the levels' 1/|U(m_l)| on this lattice when the caller keeps them (the
+        matcher's coarse lattice, the full grid); otherwise they are computed (and cached under
+        ``norm_key``). In place, one level at a time, so only one (B, lattice) map is alive.
+        """
+        s = None
         for li, (lv, d) in enumerate(zip(self.levels, dots)):
-            s = lv.upsample(d, lattice) * self.inv_norm(li, lattice, norm_key)[None]
-            total = s if total is None else total + s
+            inv = inv_norms[li] if inv_norms is not None else self.inv_norm(li, lattice, norm_key)
+            part = lv.upsample(d, lattice)
+            if s is None:
+                s = part.mul_(inv)
+            else:
+                s.addcmul_(part, inv.expand_as(part))
+        return s.div_(len(self.levels))
+
+    def similarity_at(self, dots: list[torch.Tensor], rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
+        """Exact similarity of query ``rows[m]`` at integer target voxels ``ijk[m]`` (M, 3): the same
+        value as :meth:`similarity` there, from 8-corner gathers instead of a lattice."""
+        total = torch.zeros(ijk.shape[0])
+        for lv, d in zip(self.levels, dots):
+            total += lv.upsample_at(d, rows, ijk) * lv.norm2_at(ijk).sqrt().clamp_min(EPS).reciprocal()
         return total / len(self.levels)
 
     def query_descriptors(self, source: FeaturePyramid, ras) -> list[torch.Tensor]:

@@ -1,7 +1,11 @@
 """Client side of the worker protocol: start, talk to, cancel and kill the worker process.
 
-Used by the Slicer module (polling from a Qt timer, so the GUI never blocks)
-and by the tests and scripts (blocking :meth:`WorkerClient.request`).
+Everything is built on non-blocking steps, so the Slicer module can drive it from a Qt timer and
+the GUI never blocks: :meth:`WorkerClient.launch` starts the process and :meth:`WorkerClient.poll_ready`
+looks for its ``ready`` line (checking that it speaks our protocol version); :meth:`WorkerClient.submit`
+sends a request and returns a :class:`Pending` whose :meth:`Pending.poll` handles what has arrived.
+The blocking :meth:`WorkerClient.start` and :meth:`WorkerClient.request` (tests, scripts, console)
+are loops over those same steps, so a reply is decoded in one place.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from .errors import CancelledError, InputError, MedDIFTError
+from ..errors import CancelledError, InputError, MedDIFTError
+from .protocol import protocol_mismatch
 
 
 class WorkerError(MedDIFTError):
@@ -37,7 +42,7 @@ class WorkerClient:
     """A worker process and the two threads that read its output."""
 
     def __init__(self, python: Optional[str] = None, env: Optional[dict] = None, cwd: Optional[str] = None,
-                 module: str = "MedDIFTLib.worker"):
+                 module: str = "MedDIFTLib.service.worker"):
         self.python = python or sys.executable
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
@@ -49,24 +54,49 @@ class WorkerClient:
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self.pid: Optional[int] = None
+        self.ready: Optional[dict] = None  # the worker's ready message, once it came
 
     # --- lifecycle -------------------------------------------------------------
 
-    def start(self, timeout: float = 120.0) -> dict:
-        """Start the process and wait for its ``ready`` message."""
+    def launch(self) -> None:
+        """Start the process without waiting; :meth:`poll_ready` tells when it is ready."""
         kwargs = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True  # its own process group: kill() takes children too
+        self.ready = None
         self.proc = subprocess.Popen(
             [self.python, "-u", "-m", self.module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1, env=self.env, cwd=self.cwd, **kwargs)
         self.pid = self.proc.pid
         threading.Thread(target=self._read_stdout, daemon=True, name="meddift-client-stdout").start()
         threading.Thread(target=self._read_stderr, daemon=True, name="meddift-client-stderr").start()
-        msg = self._next(timeout, want=lambda m: m.get("event") == "ready")
-        return msg
+
+    def poll_ready(self, timeout: float = 0.0) -> bool:
+        """True once the worker's ``ready`` message has come (kept in ``self.ready``); waits at most
+        ``timeout`` s. A worker that speaks another protocol version is killed and refused."""
+        deadline = time.monotonic() + timeout
+        while self.ready is None:
+            msg = self._receive(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                return False
+            if msg.get("event") == "ready":
+                mismatch = protocol_mismatch(msg)
+                if mismatch:
+                    self.kill()
+                    raise WorkerError(mismatch, "ProtocolMismatch")
+                self.ready = msg
+        return True
+
+    def start(self, timeout: float = 120.0) -> dict:
+        """Start the process and wait for its ``ready`` message."""
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while not self.poll_ready(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise WorkerError(f"no answer from the worker within {timeout:.0f} s", "Timeout")
+        return self.ready
 
     @property
     def alive(self) -> bool:
@@ -123,41 +153,32 @@ class WorkerClient:
             except queue.Empty:
                 return out
 
+    def submit(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None, **fields) -> "Pending":
+        """Send a request without waiting; the returned :class:`Pending` collects its reply."""
+        return Pending(self, self.send(cmd, **fields), on_event)
+
     def request(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None,
                 timeout: Optional[float] = None, **fields):
         """Send a request and wait for its reply; events go to ``on_event``."""
-        rid = self.send(cmd, **fields)
+        pending = self.submit(cmd, on_event, **fields)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            msg = self._next(remaining, want=lambda m: m.get("id") == rid)
-            if "event" in msg:
-                if on_event:
-                    on_event(msg)
-                continue
-            if msg.get("ok"):
-                return msg.get("result")
-            kind = msg.get("kind", "MedDIFTError")
-            if kind == "CancelledError":
-                raise CancelledError(msg.get("error", "cancelled"))
-            raise WorkerError(msg.get("error", "unknown worker error"), kind)
-
-    def _next(self, timeout: Optional[float], want: Callable[[dict], bool]) -> dict:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+        while not pending.poll(0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))):
+            if deadline is not None and time.monotonic() >= deadline:
                 raise WorkerError(f"no answer from the worker within {timeout:.0f} s", "Timeout")
-            try:
-                msg = self.messages.get(timeout=0.1 if remaining is None else min(0.1, remaining))
-            except queue.Empty:
-                if not self.alive and self.messages.empty():
-                    raise WorkerCrashed(self._crash_text("the worker process ended"))
-                continue
-            if msg.get("event") == "eof":
-                raise WorkerCrashed(self._crash_text("the worker process ended"))
-            if want(msg):
-                return msg
+        return pending.result
+
+    def _receive(self, timeout: float) -> Optional[dict]:
+        """The next message, waiting at most ``timeout`` s (None when none came); WorkerCrashed when
+        the process has ended and everything it said has been read."""
+        try:
+            msg = self.messages.get(timeout=timeout) if timeout > 0 else self.messages.get_nowait()
+        except queue.Empty:
+            if not self.alive and self.messages.empty():
+                raise WorkerCrashed(self._crash_text("the worker process ended")) from None
+            return None
+        if msg.get("event") == "eof":
+            raise WorkerCrashed(self._crash_text("the worker process ended"))
+        return msg
 
     def _crash_text(self, what: str) -> str:
         code = None if self.proc is None else self.proc.poll()
@@ -181,4 +202,37 @@ class WorkerClient:
             self.stderr_tail.append(line.rstrip())
 
 
-__all__ = ["WorkerClient", "WorkerError", "WorkerCrashed", "InputError"]
+class Pending:
+    """A request sent and not yet answered. :meth:`poll` handles the messages that have arrived
+    (events go to ``on_event``; other requests' messages are dropped) and says whether the reply is in."""
+
+    def __init__(self, client: WorkerClient, rid: int, on_event: Optional[Callable[[dict], None]] = None):
+        self.client, self.id, self.on_event = client, rid, on_event
+        self.done, self.result = False, None
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        """True once the reply has come (its result in ``self.result``); waits at most ``timeout`` s.
+        A refusal raises WorkerError (``kind`` is the worker's error class), a cancel CancelledError,
+        an ended process WorkerCrashed."""
+        deadline = time.monotonic() + timeout
+        while not self.done:
+            msg = self.client._receive(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                return False
+            if msg.get("id") != self.id:
+                continue
+            if "event" in msg:
+                if self.on_event:
+                    self.on_event(msg)
+                continue
+            self.done = True
+            if not msg.get("ok"):
+                kind = msg.get("kind", "MedDIFTError")
+                if kind == "CancelledError":
+                    raise CancelledError(msg.get("error", "cancelled"))
+                raise WorkerError(msg.get("error", "unknown worker error"), kind)
+            self.result = msg.get("result")
+        return True
+
+
+__all__ = ["WorkerClient", "Pending", "WorkerError", "WorkerCrashed", "InputError"]

@@ -1,37 +1,13 @@
-"""The long-lived background worker: ``python -m MedDIFTLib.worker``.
+"""The long-lived background worker: ``python -m MedDIFTLib.service.worker``.
 
 It keeps the model and every feature pyramid in memory, so the Slicer module
 (or any client) pays for feature extraction once and then matches points
-interactively. It speaks one JSON object per line:
-
-requests on stdin::
-
-    {"id": 1, "cmd": "configure", "engine": {...}, "matching": {...}}
-    {"id": 2, "cmd": "load_volume", "name": "fixed", "path": "/tmp/f.nrrd", "label": "CT inhale"}
-    {"id": 3, "cmd": "extract", "name": "fixed"}
-    {"id": 4, "cmd": "match", "fixed": "fixed", "moving": "moving",
-               "points": [[x, y, z], ...], "labels": [...], "prior": null}
-    {"id": 5, "cmd": "heatmap", "fixed": "fixed", "moving": "moving", "point": [x, y, z], "out": "/tmp/h.nrrd"}
-    {"id": 6, "cmd": "cancel"}        {"id": 7, "cmd": "shutdown"}
-
-replies and events on stdout::
-
-    {"id": 3, "event": "progress", "stage": "vae encode", "fraction": 0.0}
-    {"id": 3, "ok": true, "result": {...}}
-    {"id": 4, "ok": false, "error": "plain words", "kind": "InputError"}
-
-(``label``, optional, is the user's name for the volume, used in messages; a
-``match`` result carries ``warnings``: plain sentences about doubtful inputs.)
-
-Requests run one at a time in order; ``cancel`` and ``ping`` are answered at
-once, even while a job runs (cancel takes effect between stages; a client
-that needs an immediate stop kills the process). Anything the libraries print
-goes to stderr, never into the protocol stream.
+interactively. It speaks the JSON-lines protocol described in
+:mod:`MedDIFTLib.service.protocol`, and encodes every message with its codec.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import sys
@@ -42,11 +18,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import __version__
-from .errors import CancelledError, InputError, MedDIFTError
-
-PROTOCOL_VERSION = 1
-CONTROL_COMMANDS = ("cancel", "ping")
+from .. import __version__
+from ..errors import CancelledError, InputError, MedDIFTError
+from .protocol import PROTOCOL_VERSION, dumps, encode_match, loads
 
 
 class Worker:
@@ -132,8 +106,8 @@ class Worker:
         return {"bye": True}
 
     def cmd_configure(self, msg, progress):
-        from .matching import MatchOptions
-        from .pipeline import EngineOptions, MatchSession
+        from ..matching.search import MatchOptions
+        from ..session import EngineOptions, MatchSession
 
         engine = EngineOptions.from_dict(msg.get("engine") or {})
         try:
@@ -149,7 +123,7 @@ class Worker:
                 "cuda_available": torch.cuda.is_available()}
 
     def cmd_load_volume(self, msg, progress):
-        from .image_io import read_volume
+        from ..data.image_io import read_volume
 
         name, path = msg.get("name"), msg.get("path")
         if not isinstance(name, str) or not isinstance(path, str):
@@ -167,8 +141,8 @@ class Worker:
         return {"name": msg["name"], "levels": pyr.names, "seconds": round(time.perf_counter() - t, 3)}
 
     def cmd_match(self, msg, progress):
-        from .landmarks import PointSet
-        from .priors import load_prior, matrix_prior
+        from ..data.points import PointSet
+        from ..matching.priors import matrix_prior
 
         session = self._session()
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
@@ -177,18 +151,15 @@ class Worker:
             raise InputError("match needs 'points': a list of [x, y, z] RAS millimetres")
         labels = msg.get("labels")
         prior = msg.get("prior")
-        if isinstance(prior, list):
+        if isinstance(prior, list):  # a 4x4 RAS matrix; a string (file, "coarse", "identity") is the session's to resolve
             prior = matrix_prior(prior)
-        elif isinstance(prior, str) and prior != "coarse":
-            prior = load_prior(prior)
         ps = PointSet(pts.reshape(-1, 3), labels)
-        out = session.match_points(fixed, moving, ps, prior=prior, progress=progress, cancel=self._cancelled)
-        return {"labels": out.labels, "points": np.where(np.isnan(out.points), None, out.points).tolist(),
-                "warnings": list(session.warnings),
-                **{k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in out.values.items()}}
+        report = session.match(fixed, moving, ps, prior=prior, progress=progress, cancel=self._cancelled)
+        out = report.points
+        return encode_match(out.points, out.labels, out.values, report.warnings)
 
     def cmd_heatmap(self, msg, progress):
-        from .image_io import write_volume
+        from ..data.image_io import write_volume
 
         session = self._session()
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
@@ -208,7 +179,7 @@ def serve(stdin=None, stdout=None) -> int:
     lock = threading.Lock()
 
     def emit(obj: dict):
-        line = _dumps(obj)
+        line = dumps(obj)
         with lock:
             out.write(line + "\n")
             out.flush()
@@ -222,9 +193,7 @@ def serve(stdin=None, stdout=None) -> int:
             if not raw:
                 continue
             try:
-                msg = json.loads(raw)
-                if not isinstance(msg, dict):
-                    raise ValueError("a request must be a JSON object")
+                msg = loads(raw)
             except ValueError as exc:
                 emit({"id": None, "ok": False, "error": f"malformed request: {exc}", "kind": "ProtocolError"})
                 continue
@@ -254,34 +223,6 @@ def serve(stdin=None, stdout=None) -> int:
             worker_busy.clear()
         if not keep:
             return 0
-
-
-def _dumps(obj) -> str:
-    """One protocol line. Strict JSON (no NaN); a request may have carried a NaN id, which is echoed as null."""
-    try:
-        return json.dumps(obj, allow_nan=False, default=_jsonable)
-    except ValueError:
-        return json.dumps(_finite(obj), allow_nan=False, default=_jsonable)
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _jsonable(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 def main() -> int:

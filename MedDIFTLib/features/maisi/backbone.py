@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import OrderedDict
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..features import FeatureLevel, FeaturePyramid, level_matrix
-from ..geometry import Volume, covering_grid
-from ..maisi_networks import (
+from ...data.digest import volume_digest
+from ...data.geometry import Volume, covering_grid
+from ...errors import InputError
+from ...runtime import Cancel, Progress, check_cancel, report
+from ..base import Backbone
+from ..cache import MemoryLRU
+from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
+from ..pyramid import FeatureLevel, FeaturePyramid, level_matrix
+from .networks import (
     BODY_REGIONS,
     REGION_SCALE,
     MaisiConfig,
@@ -31,8 +35,6 @@ from ..maisi_networks import (
     build_unet,
     region_one_hot,
 )
-from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
-from .base import Backbone, Cancel, Progress, check_cancel, report, volume_digest
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class MaisiBackbone(Backbone):
     """MAISI v1 diffusion features (the MedDIFT method).
 
     ``weights_dir`` is where the released checkpoints are (see
-    :mod:`MedDIFTLib.weights`). ``random_init=True`` builds the same networks
+    :mod:`MedDIFTLib.features.maisi.weights`). ``random_init=True`` builds the same networks
     with random weights: an explicit *control* for ablations and timing,
     labelled as such in the identity, never a stand-in for pretrained ones.
     """
@@ -71,7 +73,8 @@ class MaisiBackbone(Backbone):
                  region: str = "thorax", bottom_region: Optional[str] = None, seed: int = 0,
                  size_policy: str = "paper", target_spacing_mm: float = 1.5,
                  config: Optional[MaisiConfig] = None, random_init: bool = False,
-                 memory_limit_bytes: Optional[int] = None):
+                 memory_limit_bytes: Optional[int] = None, encodings: Optional[MemoryLRU] = None,
+                 file_digests: Optional[dict] = None):
         dev = resolve_device(device)
         # MAISI's memory splits of the VAE convolutions change no weights: 8 on a GPU as released,
         # 1 on the CPU (measured: splitting made the CPU encode slower and saved little memory)
@@ -102,13 +105,29 @@ class MaisiBackbone(Backbone):
         self.random_init = bool(random_init)
         self.memory_limit_bytes = memory_limit_bytes  # None: the memory free when a volume comes
         self.notices: list[str] = []  # fallbacks taken (CUDA out of memory), for the user
-        self._nets = None  # (vae, unet, scale_factor, weights identity), loaded on first use
+        self._nets = None  # (vae, unet, scale_factor), loaded on first use
+        self._weights_id = None  # the weights' identity, known without building the networks
+        # owned by the session and passed in (shared by an ablation's backbones: they change t, not z)
+        self.encodings = encodings if encodings is not None else MemoryLRU(8)
+        self.file_digests = file_digests if file_digests is not None else {}
 
     @property
     def level_names(self) -> list[str]:
         return list(self.levels)
 
     # --- model -------------------------------------------------------------
+
+    def weights_identity(self) -> dict:
+        """Which weights: the files' names, sizes and digests (or the random-init control), found
+        without building a network, so that a feature-cache hit never pays for loading the model."""
+        if self._weights_id is None:
+            if self.random_init:
+                self._weights_id = {"random_init": True, "seed": self.seed}
+            else:
+                from . import weights
+
+                self._weights_id = weights.weights_identity(weights.find_weights(self.weights_dir), self.file_digests)
+        return self._weights_id
 
     def load(self):
         """Build the networks and load the checkpoints once (kept for later volumes)."""
@@ -118,17 +137,16 @@ class MaisiBackbone(Backbone):
             log.warning("MAISI backbone with RANDOM weights: a control, not the pretrained model")
             torch.manual_seed(self.seed)
             vae, unet = build_autoencoder(self.config, self.device), build_unet(self.config, self.device)
-            scale_factor, wid = 1.0, {"random_init": True, "seed": self.seed}
+            scale_factor = 1.0
         else:
-            from .. import weights
+            from . import weights
 
             paths = weights.find_weights(self.weights_dir)
             vae = weights.load_autoencoder(paths.autoencoder, self.config, self.device)
             unet, scale_factor = weights.load_unet(paths.unet, self.config, self.device)
-            wid = weights.weights_identity(paths)
         vae.eval().requires_grad_(False).to(self.device)
         unet.eval().requires_grad_(False).to(self.device)
-        self._nets = (vae, unet, float(scale_factor), wid)
+        self._nets = (vae, unet, float(scale_factor))
         return self._nets
 
     def identity(self) -> dict:
@@ -146,13 +164,10 @@ class MaisiBackbone(Backbone):
         }
         if self.size_policy == "spacing":
             ident["target_spacing_mm"] = self.target_spacing_mm
-        ident["weights"] = self.load()[3]
+        ident["weights"] = self.weights_identity()
         return ident
 
     # --- extraction ----------------------------------------------------------
-
-    _encoded: "OrderedDict[tuple, tuple]" = OrderedDict()  # shared by instances: ablations change t, not z
-    ENCODED_KEEP = 8
 
     def check_memory(self, volume: Volume) -> None:
         """Refuse, before allocating anything, a volume whose CPU encoding would not fit in memory."""
@@ -195,17 +210,18 @@ class MaisiBackbone(Backbone):
                 self.notices.append(msg)
 
     def _encode(self, vae, prep, volume: Volume):
-        """VAE posterior (mean, std) of a volume, remembered for the last few volumes and weights.
+        """VAE posterior (mean, std) of a volume, remembered in ``self.encodings`` (the session's).
 
         The encoder is the expensive step on a CPU and does not depend on the
         timestep, ensemble or levels, so backbones that differ only in those
-        (an ablation) share one encoding.
+        (an ablation's, given one ``encodings``) share one encoding.
         """
-        key = (json.dumps(self.load()[3], sort_keys=True, default=str), json.dumps(self.config.to_dict(), sort_keys=True,
-               default=str), volume_digest(volume), self.size_policy, self.target_spacing_mm, str(self.device))
-        if key in self._encoded:
-            self._encoded.move_to_end(key)
-            return tuple(z.to(self.device) for z in self._encoded[key])
+        key = (json.dumps(self.weights_identity(), sort_keys=True, default=str),
+               json.dumps(self.config.to_dict(), sort_keys=True, default=str), volume_digest(volume),
+               self.size_policy, self.target_spacing_mm, str(self.device))
+        hit = self.encodings.get(key)
+        if hit is not None:
+            return tuple(z.to(self.device) for z in hit)
 
         def run(dev, splits):
             if splits:
@@ -220,9 +236,7 @@ class MaisiBackbone(Backbone):
             return z_mu.float().to(self.device), z_sigma.float().to(self.device)
 
         out = self._fallback("VAE encoding", run)
-        self._encoded[key] = tuple(z.cpu() for z in out)  # a few MB each, kept off the GPU
-        while len(self._encoded) > self.ENCODED_KEEP:
-            self._encoded.popitem(last=False)
+        self.encodings.put(key, tuple(z.cpu() for z in out))  # a few MB each, kept off the GPU
         return out
 
     def extract(self, volume: Volume, progress: Optional[Progress] = None,
@@ -233,7 +247,7 @@ class MaisiBackbone(Backbone):
         report(progress, "preprocess", 1.0)
         check_cancel(cancel)
         report(progress, "load model", 0.0)
-        vae, unet, scale_factor, _ = self.load()
+        vae, unet, scale_factor = self.load()
         report(progress, "load model", 1.0)
         check_cancel(cancel)
 

@@ -57,7 +57,9 @@ class MaisiConfig:
 
 def build_autoencoder(cfg: MaisiConfig, device: torch.device | str = "cpu"):
     """``AutoencoderKlMaisi`` with MAISI v1's definition (no attention)."""
-    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import (
+        AutoencoderKlMaisi,
+    )
 
     return AutoencoderKlMaisi(
         spatial_dims=3,
@@ -81,7 +83,9 @@ def build_autoencoder(cfg: MaisiConfig, device: torch.device | str = "cpu"):
 
 def build_unet(cfg: MaisiConfig, device: torch.device | str = "cpu"):
     """``DiffusionModelUNetMaisi`` with MAISI v1 DDPM's definition."""
-    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
+    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import (
+        DiffusionModelUNetMaisi,
+    )
 
     return DiffusionModelUNetMaisi(
         spatial_dims=3,
@@ -116,7 +120,7 @@ def build_scheduler(cfg: MaisiConfig):
 def region_one_hot(region: str) -> torch.Tensor:
     """(1, 4) one-hot body region times 100, as the UNet was trained."""
     if region not in BODY_REGIONS:
-        from .errors import InputError
+        from ...errors import InputError
 
         raise InputError(f"unknown body region {region!r}; choose one of {', '.join(BODY_REGIONS)}")
     t = torch.zeros(1, len(BODY_REGIONS))

@@ -1,4 +1,5 @@
-"""MAISI v1 weights as users get them: where they live, how they download, how they load.
+"""MAISI v1 weights as users get them: where they live, how they verify, how they load
+(downloading is :mod:`.download`).
 
 The released files are in NVIDIA's *gated* Hugging Face repository
 ``nvidia/NV-Generate-CT``: accept the licence there, create an access token,
@@ -15,18 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import pickle
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from .errors import WeightsError
-from .maisi_networks import MaisiConfig, build_autoencoder, build_unet
+from ...errors import WeightsError
+from ...runtime import user_cache_dir
+from .networks import MaisiConfig, build_autoencoder, build_unet
 
 HF_REPO_ID = "nvidia/NV-Generate-CT"
 AUTOENCODER_FILE = "models/autoencoder_v1.pt"
@@ -42,13 +42,7 @@ OFFLINE_HINT = ("on a machine without internet, copy the two files from one that
 
 def default_weights_dir() -> Path:
     """``$MEDDIFT_WEIGHTS_DIR``, else the per-user cache (``~/.cache/meddift/weights``, Windows: LOCALAPPDATA)."""
-    env = os.environ.get("MEDDIFT_WEIGHTS_DIR")
-    if env:
-        return Path(env).expanduser()
-    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "meddift" / "weights"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "meddift" / "weights"
+    return user_cache_dir("weights", "MEDDIFT_WEIGHTS_DIR")
 
 
 @dataclass(frozen=True)
@@ -80,33 +74,26 @@ def find_weights(weights_dir=None) -> WeightsPaths:
 
 # --- hashing ---------------------------------------------------------------------
 
-_SHA_CACHE: dict = {}
-_SHA_CACHE_MAX = 64
-_SHA_LOCK = threading.Lock()
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file, remembered per (path, size, mtime) so a 700 MB file is hashed once per process."""
+def file_sha256(path, memo: Optional[dict] = None) -> str:
+    """SHA-256 of a file. With ``memo`` (a dict the caller owns, such as a session's), remembered per
+    (path, size, mtime), so a 700 MB file is hashed once for as long as the owner lives."""
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    with _SHA_LOCK:
-        if key in _SHA_CACHE:
-            return _SHA_CACHE[key]
+    if memo is not None and key in memo:
+        return memo[key]
     h = hashlib.sha256()
     with open(p, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    with _SHA_LOCK:
-        if len(_SHA_CACHE) >= _SHA_CACHE_MAX:
-            _SHA_CACHE.pop(next(iter(_SHA_CACHE)))
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
+    if memo is not None:
+        memo[key] = h.hexdigest()
+    return h.hexdigest()
 
 
-def weights_identity(paths: WeightsPaths) -> dict:
+def weights_identity(paths: WeightsPaths, memo: Optional[dict] = None) -> dict:
     """File names, sizes and digests: what makes features from these weights reproducible (feature cache key)."""
-    return {"files": {Path(p).name: {"size": Path(p).stat().st_size, "sha256": file_sha256(p)}
+    return {"files": {Path(p).name: {"size": Path(p).stat().st_size, "sha256": file_sha256(p, memo)}
                       for p in (paths.autoencoder, paths.unet)}}
 
 
@@ -167,7 +154,7 @@ def _read_checkpoint(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):
-            raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            raise _damaged(path, f"{type(exc).__name__}: {first_line(exc)}") from exc
         try:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:  # not even a readable archive
@@ -189,14 +176,14 @@ def _read_checkpoint(path: Path):
             if "Weights only load failed" in str(exc2):
                 found = re.search(r"got <class '([^']+)'>", str(exc2))
                 raise _refused(path, [found.group(1) if found else "unknown"]) from exc2
-            raise _damaged(path, f"{type(exc2).__name__}: {_first_line(exc2)}") from exc2
+            raise _damaged(path, f"{type(exc2).__name__}: {first_line(exc2)}") from exc2
         except Exception as exc2:
-            raise _damaged(path, f"{type(exc2).__name__}: {_first_line(exc2)}") from exc2
+            raise _damaged(path, f"{type(exc2).__name__}: {first_line(exc2)}") from exc2
     except Exception as exc:  # zip errors of a truncated file, EOF, ...
-        raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        raise _damaged(path, f"{type(exc).__name__}: {first_line(exc)}") from exc
 
 
-def _first_line(exc: BaseException, limit: int = 160) -> str:
+def first_line(exc: BaseException, limit: int = 160) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0][:limit] if text else type(exc).__name__)
 
@@ -305,147 +292,6 @@ def verify_weights(paths: WeightsPaths, cfg: Optional[MaisiConfig] = None) -> di
         except WeightsError as err:
             entry["error"] = str(err)
         except Exception as err:  # e.g. out of memory while building the networks
-            entry["error"] = f"{path}: {type(err).__name__}: {_first_line(err)}"
+            entry["error"] = f"{path}: {type(err).__name__}: {first_line(err)}"
         report[key] = entry
     return report
-
-
-# --- downloading -------------------------------------------------------------------
-
-
-def _hub_error_classes() -> dict:
-    """huggingface_hub's exception classes by name (names differ across versions; absent ones match nothing)."""
-    from huggingface_hub import utils as hfu
-
-    names = ("GatedRepoError", "RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
-             "LocalEntryNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError", "DisabledRepoError")
-    classes = {n: getattr(hfu, n, None) for n in names}
-    try:
-        from huggingface_hub import errors as hfe
-
-        for n in names:
-            classes[n] = classes[n] or getattr(hfe, n, None)
-    except ImportError:  # pragma: no cover - old huggingface_hub
-        pass
-    return {n: c or type(f"_Absent{n}", (Exception,), {}) for n, c in classes.items()}
-
-
-def _network_error_classes() -> tuple:
-    """Transport errors of whichever HTTP client huggingface_hub uses (httpx2, httpx or requests)."""
-    out = []
-    for mod, attr in (("httpx2", "TransportError"), ("httpx", "TransportError"),
-                      ("requests.exceptions", "ConnectionError"), ("requests.exceptions", "Timeout")):
-        try:
-            out.append(getattr(importlib.import_module(mod), attr))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(out)
-
-
-def _silent_tqdm():
-    """huggingface_hub's tqdm, always disabled: ``progress=False`` without touching global settings."""
-    from huggingface_hub.utils import tqdm as hf_tqdm
-
-    class SilentTqdm(hf_tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    return SilentTqdm
-
-
-def _explain_download_error(exc: BaseException, filename: str, endpoint: Optional[str]) -> WeightsError:
-    """One plain sentence per way a Hub download fails, saying what to do."""
-    from huggingface_hub import constants
-
-    E = _hub_error_classes()
-    host = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    server_says = getattr(getattr(exc, "response", None), "headers", {}).get("X-Error-Message", "") if status else ""
-    if isinstance(exc, E["GatedRepoError"]):
-        if status == 403:
-            return WeightsError(
-                f"access to {REPO_URL} was refused: the token was accepted, but its account has not been granted "
-                f"access to this gated repository. Open {REPO_URL} logged in as that user, accept the licence, wait "
-                "until access is granted, then run the download again")
-        return WeightsError(
-            f"access to {REPO_URL} was refused: the repository is gated and no token was sent. Log in on Hugging "
-            "Face, accept the MAISI licence on the repository page, create an access token (Settings > Access "
-            "Tokens, 'read'), then pass it with --token or set HF_TOKEN")
-    if isinstance(exc, E["HfHubHTTPError"]) and status == 401 and not isinstance(exc, E["RepositoryNotFoundError"]):
-        return WeightsError(f"the Hugging Face token was rejected ({server_says or '401 Unauthorized'}): it is "
-                            "invalid, expired or revoked. Create a new 'read' token at "
-                            "https://huggingface.co/settings/tokens and pass it with --token or set HF_TOKEN")
-    if isinstance(exc, E["HfHubHTTPError"]) and status == 403 and not isinstance(exc, E["RepositoryNotFoundError"]):
-        return WeightsError(f"the Hugging Face token may not read {REPO_URL} ({server_says or '403 Forbidden'}); a "
-                            "fine-grained token needs 'read access to contents of all public gated repos', or use a "
-                            "'read' token")
-    if isinstance(exc, E["RevisionNotFoundError"]):
-        return WeightsError(f"the requested revision of {HF_REPO_ID} was not found at {host}")
-    if isinstance(exc, E["RepositoryNotFoundError"]) or isinstance(exc, E["DisabledRepoError"]):
-        return WeightsError(f"repository {HF_REPO_ID} not found at {host} (or not visible with this token); check "
-                            "the token, and the endpoint if HF_ENDPOINT is set")
-    if isinstance(exc, E["EntryNotFoundError"]) and not isinstance(exc, E["LocalEntryNotFoundError"]):
-        return WeightsError(f"{filename} not found in {HF_REPO_ID} at {host}; the repository's layout may have "
-                            f"changed: download {Path(filename).name} by hand and set MEDDIFT_WEIGHTS_DIR")
-    if isinstance(exc, E["OfflineModeIsEnabled"]) or getattr(constants, "HF_HUB_OFFLINE", False):
-        return WeightsError(f"cannot download {filename}: huggingface_hub is in offline mode (HF_HUB_OFFLINE is "
-                            f"set), so there is no connection to {host}. Unset it to download, or {OFFLINE_HINT}")
-    if isinstance(exc, E["LocalEntryNotFoundError"]) or isinstance(exc, _network_error_classes()):
-        cause = exc if isinstance(exc, _network_error_classes()) else (exc.__cause__ or exc.__context__ or exc)
-        return WeightsError(f"cannot download {filename}: the connection to {host} failed or was lost "
-                            f"({type(cause).__name__}: {_first_line(cause)}). Check the network or proxy and run "
-                            f"the download again, or {OFFLINE_HINT}")
-    if isinstance(exc, E["HfHubHTTPError"]):
-        return WeightsError(f"download of {filename} from {host} failed: {_first_line(exc)}")
-    return WeightsError(f"download of {filename} failed: {type(exc).__name__}: {_first_line(exc)}")
-
-
-def download_weights(dest=None, token: Optional[str] = None, endpoint: Optional[str] = None,
-                     progress: bool = True, verify: bool = True, cfg: Optional[MaisiConfig] = None,
-                     force: bool = False) -> WeightsPaths:
-    """Fetch both files from the gated repository into ``dest`` (repository layout), then verify them.
-
-    ``token=None`` lets huggingface_hub use ``HF_TOKEN`` or a saved login. It downloads to a
-    uniquely named ``.incomplete`` file and renames it only when complete (a failed download
-    deletes it), so an interrupted download never leaves a half file at the final path; files
-    already present and up to date are not downloaded again unless ``force``.
-    """
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise WeightsError("huggingface_hub is not installed: pip install huggingface_hub") from exc
-    dest = Path(dest).expanduser() if dest else default_weights_dir()
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WeightsError(f"cannot create the weights folder {dest}: {exc}") from exc
-    import inspect
-
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    kwargs, toggle = {}, False
-    if not progress:
-        if "tqdm_class" in inspect.signature(hf_hub_download).parameters:
-            kwargs["tqdm_class"] = _silent_tqdm()
-        else:  # older huggingface_hub: switch its bars off for these calls only
-            toggle = not are_progress_bars_disabled()
-    try:
-        if toggle:
-            disable_progress_bars()
-        for filename in (AUTOENCODER_FILE, UNET_FILE):
-            try:
-                hf_hub_download(HF_REPO_ID, filename, local_dir=dest, token=token or None, endpoint=endpoint,
-                                force_download=force, **kwargs)
-            except Exception as exc:
-                raise _explain_download_error(exc, filename, endpoint) from exc
-    finally:
-        if toggle:
-            enable_progress_bars()
-    paths = find_weights(dest)
-    if verify:
-        rep = verify_weights(paths, cfg)
-        bad = [v["error"] for v in rep.values() if not v["ok"]]
-        if bad:
-            raise WeightsError("the downloaded files do not verify: " + " | ".join(bad))
-    return paths

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from MedDIFTLib.errors import GeometryError, ImageReadError, InputError
-from MedDIFTLib.geometry import (
+from MedDIFTLib.data.geometry import (
     LPS_TO_RAS,
     Grid,
     Volume,
@@ -23,7 +22,8 @@ from MedDIFTLib.geometry import (
     resample,
     resized_grid,
 )
-from MedDIFTLib.image_io import read_volume, write_volume
+from MedDIFTLib.data.image_io import read_volume, write_volume
+from MedDIFTLib.errors import GeometryError, ImageReadError, InputError
 
 # An oblique (30 degrees about z, 10 about x), anisotropic, LPS-flipped ITK geometry.
 SPACING = (0.7, 1.3, 2.5)

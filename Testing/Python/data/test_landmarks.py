@@ -7,17 +7,17 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import shared_file
-from MedDIFTLib.errors import InputError, LandmarkFormatError
-from MedDIFTLib.geometry import Grid, Volume
-from MedDIFTLib.landmarks import (
+
+from MedDIFTLib.data.geometry import Grid, Volume
+from MedDIFTLib.data.landmark_io import (
     DIRLAB_4DCT_GEOMETRY,
     DIRLAB_COPD_GEOMETRY,
-    PointSet,
     read_points,
     write_points,
 )
+from MedDIFTLib.data.points import PointSet
+from MedDIFTLib.errors import InputError, LandmarkFormatError
 
 C30, S30 = np.sqrt(3.0) / 2.0, 0.5
 
@@ -368,7 +368,7 @@ def test_real_elastix_point_sets_have_equal_counts_and_lps_first_point():
 
 
 def test_real_elastix_lung_baseline_points_sit_on_voxel_centres_of_the_baseline_grid():
-    from MedDIFTLib.image_io import read_volume
+    from MedDIFTLib.data.image_io import read_volume
 
     mask = read_volume(shared_file("ct/elastix-lung/3DCT_lung_baseline_mask.mha"))
     ps = read_points(shared_file("ct/elastix-lung/3DCT_lung_baseline_landmarks.txt"))
@@ -379,7 +379,7 @@ def test_real_elastix_lung_baseline_points_sit_on_voxel_centres_of_the_baseline_
 
 @pytest.mark.parametrize("scan", ["baseline", "followup"])
 def test_real_elastix_lung_index_files_land_inside_the_lung_mask(scan):
-    from MedDIFTLib.image_io import read_volume
+    from MedDIFTLib.data.image_io import read_volume
 
     mask = read_volume(shared_file(f"ct/elastix-lung/3DCT_lung_{scan}_mask.mha"))
     ps = read_points(shared_file(f"ct/elastix-lung/3DCT_lung_{scan}.txt"), reference=mask)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from MedDIFTLib.ablation import ablation_methods, ablation_variants
 from MedDIFTLib.errors import InputError
+from MedDIFTLib.evaluation.ablation import ablation_methods, ablation_variants
 
 
 def test_without_weights_maisi_groups_are_not_run_and_every_maisi_row_is_a_labelled_control():
@@ -46,27 +46,28 @@ def test_variants_share_features_and_the_vae_encoding(monkeypatch):
     variants reuse the same pyramid, and a level variant equals matching with that level directly."""
     from tiny_maisi import TINY_CONFIG
 
-    from MedDIFTLib.backbones.maisi import MaisiBackbone
-    from MedDIFTLib.eval_cases import phantom_suite
-    from MedDIFTLib.matching import MatchOptions
-    from MedDIFTLib.pipeline import EngineOptions, MatchSession
+    from MedDIFTLib.evaluation.cases import phantom_suite
+    from MedDIFTLib.features.maisi.backbone import MaisiBackbone
+    from MedDIFTLib.matching.search import MatchOptions
+    from MedDIFTLib.session import EngineOptions, MatchSession, SharedCaches
+
+    shared = SharedCaches()  # what ablation_methods' own factory shares between its sessions
 
     def session_factory(eng):
-        s = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions())
+        s = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(), shared)
         s.backbone = MaisiBackbone(device="cpu", config=TINY_CONFIG, random_init=True, timestep=eng.timestep,
-                                   ensemble=eng.ensemble, latent=eng.latent)
+                                   ensemble=eng.ensemble, latent=eng.latent, encodings=shared.encodings)
         return s
 
     encodes = []
     real = MaisiBackbone._encode
 
     def counting(self, vae, prep, volume):
-        before = len(MaisiBackbone._encoded)
+        before = len(self.encodings)
         out = real(self, vae, prep, volume)
-        encodes.append(len(MaisiBackbone._encoded) > before or len(MaisiBackbone._encoded) == self.ENCODED_KEEP)
+        encodes.append(len(self.encodings) > before)
         return out
 
-    monkeypatch.setattr(MaisiBackbone, "_encoded", type(MaisiBackbone._encoded)())
     monkeypatch.setattr(MaisiBackbone, "_encode", counting)
     variants, _ = ablation_variants(("levels", "timestep"), random_control=True)
     variants = [v for v in variants if v.engine.backbone == "maisi"][:5] + \
@@ -77,8 +78,8 @@ def test_variants_share_features_and_the_vae_encoding(monkeypatch):
     out = [m.map_points(case) for m in methods]
     assert sum(encodes) == 2  # fixed and moving, once each, for all eight variants
     direct = session_factory(variants[0].engine).with_matching(MatchOptions(levels=["up0"], radius_mm=25.0))
-    np.testing.assert_allclose(out[0], direct.match_points(case.fixed, case.moving, case.fixed_points,
-                                                           prior=lambda p: p).points)
+    np.testing.assert_allclose(out[0], direct.match(case.fixed, case.moving, case.fixed_points,
+                                                           prior=lambda p: p).points.points)
     assert not np.allclose(out[0], out[3])  # up0 alone and up3 alone disagree somewhere
     methods[0].end_case()
     assert not methods[1].session._pyramids  # forgotten for every variant sharing them

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_file
+
+from MedDIFTLib.data.landmark_io import write_points
+from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import ImageReadError, InputError
-from MedDIFTLib.eval_cases import dirlab_4dct_cases, dirlab_copd_cases, learn2reg_cases, read_dirlab_image
-from MedDIFTLib.landmarks import PointSet, write_points
+from MedDIFTLib.evaluation.cases import (
+    dirlab_4dct_cases,
+    dirlab_copd_cases,
+    learn2reg_cases,
+    read_dirlab_image,
+)
 
 
 def _write_raw(path, array_ijk, shift=1024):
@@ -67,8 +73,8 @@ def test_dirlab_copd_layout_reads_raw_images_and_one_based_landmarks(tmp_path):
 
 
 def test_dirlab_4dct_layout_raw_and_converted_images(tmp_path):
-    from MedDIFTLib.geometry import Volume, make_ijk_to_ras
-    from MedDIFTLib.image_io import write_volume
+    from MedDIFTLib.data.geometry import Volume, make_ijk_to_ras
+    from MedDIFTLib.data.image_io import write_volume
 
     root = tmp_path / "dirlab"
     images, extreme = root / "Case1Pack" / "Images", root / "Case1Pack" / "ExtremePhases"
@@ -120,9 +126,9 @@ def test_real_copd1_landmarks_through_the_loader_give_the_published_initial_erro
 def test_learn2reg_layout_is_read_with_each_image_s_voxel_convention(tmp_path):
     """A phantom pair written in the Learn2Reg layout: keypoints in voxel indices of each image,
     the moving image on another (shifted, anisotropic) grid; the loader returns the true RAS pairs."""
-    from MedDIFTLib.geometry import make_ijk_to_ras
-    from MedDIFTLib.image_io import write_volume
-    from MedDIFTLib.phantom import make_pair, sample_landmarks
+    from MedDIFTLib.data.geometry import make_ijk_to_ras
+    from MedDIFTLib.data.image_io import write_volume
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
 
     moving_grid = make_ijk_to_ras((5.0, 4.0, 6.0), (-150.0, -130.0, -160.0))
     pair = make_pair(shape=(64, 64, 56), spacing=(5.0, 5.0, 5.0), seed=3, moving_ijk_to_ras=moving_grid)

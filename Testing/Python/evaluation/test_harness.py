@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from MedDIFTLib.eval_cases import phantom_suite
-from MedDIFTLib.eval_methods import Identity, Method
-from MedDIFTLib.evaluation import evaluate, write_report
+from MedDIFTLib.evaluation.cases import phantom_suite
+from MedDIFTLib.evaluation.harness import evaluate, write_report
+from MedDIFTLib.evaluation.methods import Identity, Method
 
 
 def test_report_on_a_small_phantom_suite(tmp_path):

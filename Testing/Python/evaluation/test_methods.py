@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from known_transform import known_rigid_case, rigid_matrix
+
 from MedDIFTLib.errors import InputError
-from MedDIFTLib import eval_methods as em
+from MedDIFTLib.evaluation import methods as em
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from MedDIFTLib.metrics import format_table, summarize, tre
+from MedDIFTLib.evaluation.metrics import format_table, summarize, tre
 
 
 def test_tre_is_euclidean_per_point():

@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from MedDIFTLib.data.geometry import apply_affine, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError
-from MedDIFTLib.geometry import apply_affine, ijk_to_ras_from_itk
-from MedDIFTLib.phantom import BreathingMotion, make_pair, make_thorax, sample_landmarks
+from MedDIFTLib.evaluation.phantom import (
+    BreathingMotion,
+    make_pair,
+    make_thorax,
+    sample_landmarks,
+)
 
 SMALL = dict(shape=(64, 64, 64), spacing=(5.0, 5.0, 5.0))
 

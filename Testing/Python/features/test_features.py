@@ -7,12 +7,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from MedDIFTLib.backbones.base import Backbone, volume_digest
+from MedDIFTLib.data import digest
+from MedDIFTLib.data.digest import volume_digest
+from MedDIFTLib.data.geometry import (
+    Grid,
+    Volume,
+    apply_affine,
+    ijk_to_ras_from_itk,
+    reorient_to_ras,
+    resized_grid,
+)
 from MedDIFTLib.errors import InputError
-from MedDIFTLib.feature_cache import FeatureCache, cache_key, extract_cached
-from MedDIFTLib.features import FeatureLevel, FeaturePyramid, level_matrix, trilinear_sample
-from MedDIFTLib.geometry import Grid, Volume, apply_affine, ijk_to_ras_from_itk, reorient_to_ras, resized_grid
-from MedDIFTLib.preprocess import prepare, target_shape
+from MedDIFTLib.features.base import Backbone
+from MedDIFTLib.features.cache import FeatureCache, cache_key, extract_cached
+from MedDIFTLib.features.preprocess import prepare, target_shape
+from MedDIFTLib.features.pyramid import (
+    FeatureLevel,
+    FeaturePyramid,
+    level_matrix,
+    trilinear_sample,
+)
 
 
 def _oblique_grid(shape=(45, 38, 30)):
@@ -194,7 +208,7 @@ def test_changed_voxels_change_the_key():
 def test_digest_is_remembered_while_the_volume_holds_the_same_array():
     vol = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4))
     first = volume_digest(vol)
-    assert vol.__dict__["_digest"][2] == first and volume_digest(vol) == first
+    assert vol.__dict__[digest._MEMO][2] == first and volume_digest(vol) == first
     vol.array = np.ones((4, 4, 4), np.float32)  # a new array object: hashed again
     assert volume_digest(vol) != first
     vol.ijk_to_ras = np.diag([2.0, 2.0, 2.0, 1.0])  # a new matrix object: hashed again

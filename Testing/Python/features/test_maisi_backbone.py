@@ -11,13 +11,13 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from MedDIFTLib.backbones import create_backbone
-from MedDIFTLib.backbones.maisi import LEVEL_NAMES, MaisiBackbone
-from MedDIFTLib.errors import CancelledError, InputError
-from MedDIFTLib.geometry import Volume, covering_grid, ijk_to_ras_from_itk
-from MedDIFTLib.maisi_networks import MaisiConfig, build_scheduler
 from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
+
+from MedDIFTLib.data.geometry import Volume, covering_grid, ijk_to_ras_from_itk
+from MedDIFTLib.errors import CancelledError, InputError
+from MedDIFTLib.features import create_backbone
+from MedDIFTLib.features.maisi.backbone import LEVEL_NAMES, MaisiBackbone
+from MedDIFTLib.features.maisi.networks import MaisiConfig, build_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_unet_gets_noised_scaled_latent_and_conditioning(weights_dir):
     """The UNet input is sqrt(abar_t) * z * scale_factor + sqrt(1 - abar_t) * eps, with thorax and spacing x100."""
     vol = _oblique_ct()
     bb = _backbone(weights_dir, latent="mean", seed=11, timestep=20)
-    vae, unet, scale_factor, _ = bb.load()
+    vae, unet, scale_factor = bb.load()
     assert scale_factor == pytest.approx(1.25)
     seen = {}
 
@@ -83,7 +83,7 @@ def test_unet_gets_noised_scaled_latent_and_conditioning(weights_dir):
         bb.extract(vol)
     finally:
         handle.remove()
-    from MedDIFTLib.preprocess import prepare
+    from MedDIFTLib.features.preprocess import prepare
 
     prep = prepare(vol)
     with torch.no_grad():
@@ -141,6 +141,13 @@ def test_random_init_control_is_labelled_as_such():
     bb = MaisiBackbone(device="cpu", config=TINY_CONFIG, random_init=True, levels=("up0",))
     ident = bb.identity()
     assert ident["weights"] == {"random_init": True, "seed": 0}
+
+
+def test_identity_is_known_without_building_the_networks(weights_dir):
+    """The identity is part of every feature-cache key: a cache hit must not pay for loading the model."""
+    bb = _backbone(weights_dir)
+    ident = bb.identity()
+    assert bb._nets is None and set(ident["weights"]["files"]) == {"autoencoder_v1.pt", "diff_unet_3d_ddpm-ct.pt"}
 
 
 @pytest.mark.parametrize(

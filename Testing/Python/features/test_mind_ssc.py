@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from MedDIFTLib.backbones import create_backbone
-from MedDIFTLib.backbones.mind_ssc import SSC_PAIRS, MindSSCBackbone, mind_ssc
+from MedDIFTLib.data.geometry import (
+    Volume,
+    apply_affine,
+    covering_grid,
+    ijk_to_ras_from_itk,
+    make_ijk_to_ras,
+)
 from MedDIFTLib.errors import CancelledError, InputError
-from MedDIFTLib.geometry import Volume, apply_affine, covering_grid, ijk_to_ras_from_itk, make_ijk_to_ras
+from MedDIFTLib.features import create_backbone
+from MedDIFTLib.features.mind_ssc import SSC_PAIRS, MindSSCBackbone, mind_ssc
 
 
 def _texture(shape, seed=0):

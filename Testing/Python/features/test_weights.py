@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from MedDIFTLib import weights
-from MedDIFTLib.cli import main as cli_main
-from MedDIFTLib.errors import WeightsError
-from MedDIFTLib.maisi_networks import MaisiConfig
 from fake_hub import FakeHub
 from tiny_maisi import AUTOENCODER_FILE, TINY_CONFIG, UNET_FILE, write_tiny_checkpoints
+
+from MedDIFTLib.cli import main as cli_main
+from MedDIFTLib.errors import WeightsError
+from MedDIFTLib.features.maisi import download, weights
+from MedDIFTLib.features.maisi.networks import MaisiConfig
 
 TOKEN = "hf_test_token_123"
 
@@ -179,7 +179,9 @@ def test_controlnet_file_is_recognised(tiny, tmp_path):
 
 def test_maisi_v2_rectified_flow_unet_is_refused(tmp_path):
     """Built as NV-Generate-CT's config_network_rflow.json defines it, with tiny channels."""
-    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
+    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import (
+        DiffusionModelUNetMaisi,
+    )
 
     v2 = DiffusionModelUNetMaisi(spatial_dims=3, in_channels=4, out_channels=4, num_channels=[8, 16, 32, 64],
                                  attention_levels=[False, False, True, True], num_head_channels=[0, 0, 8, 8],
@@ -243,13 +245,16 @@ def test_sha256_is_computed_once_per_file_version(tiny, tmp_path, monkeypatch):
     real = hashlib.sha256
     monkeypatch.setattr(weights.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
     expected = real(path.read_bytes()).hexdigest()
-    assert weights.file_sha256(path) == expected and len(calls) == 1
-    assert weights.file_sha256(path) == expected and len(calls) == 1  # from the cache
+    memo = {}  # the owner's (a session's) memo: no hash is remembered behind the caller's back
+    assert weights.file_sha256(path, memo) == expected and len(calls) == 1
+    assert weights.file_sha256(path, memo) == expected and len(calls) == 1  # from the memo
     with open(path, "r+b") as f:  # same size, new content and mtime
         f.write(b"\0")
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert weights.file_sha256(path) == real(path.read_bytes()).hexdigest() != expected and len(calls) == 2
+    assert weights.file_sha256(path, memo) == real(path.read_bytes()).hexdigest() != expected and len(calls) == 2
+    weights.file_sha256(path)
+    assert len(calls) == 3  # without a memo: hashed again
 
 
 def test_identity_names_files_sizes_and_digests(tiny):
@@ -277,7 +282,7 @@ def test_verify_report(tiny):
 def test_download_lands_in_repo_layout_verifies_and_keeps_the_token_on_the_hub(tiny, tmp_path):
     dest = tmp_path / "dl"
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN) as hub:
-        paths = weights.download_weights(dest, token=TOKEN, endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
+        paths = download.download_weights(dest, token=TOKEN, endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
         assert paths == weights.WeightsPaths(dest / AUTOENCODER_FILE, dest / UNET_FILE)
         assert paths.unet.read_bytes() == (tiny / UNET_FILE).read_bytes()
         assert paths.autoencoder.read_bytes() == (tiny / AUTOENCODER_FILE).read_bytes()
@@ -287,7 +292,7 @@ def test_download_lands_in_repo_layout_verifies_and_keeps_the_token_on_the_hub(t
         assert all(r["authorization"] == f"Bearer {TOKEN}" for r in hub_reqs)
         assert len(cdn_reqs) == 2 and all(r["authorization"] is None for r in cdn_reqs)  # not sent off the Hub
         # up to date: a second run asks the Hub (HEAD) but downloads nothing
-        weights.download_weights(dest, token=TOKEN, endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
+        download.download_weights(dest, token=TOKEN, endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
         assert sum(r["server"] == "cdn" for r in hub.requests) == 2
     assert not _leftovers(dest)
 
@@ -296,16 +301,16 @@ def test_token_from_hf_token_environment_variable(tiny, tmp_path, monkeypatch):
     """The Slicer module passes the token this way (never on a command line)."""
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN, cdn=False) as hub:
-        weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
+        download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
     assert {r["authorization"] for r in hub.requests} == {f"Bearer {TOKEN}"}
 
 
 def test_progress_bars_can_be_switched_off(tiny, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("TQDM_POSITION", "-1")  # huggingface_hub: force bars even without a terminal
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny)) as hub:
-        weights.download_weights(tmp_path / "a", endpoint=hub.endpoint, progress=True, cfg=TINY_CONFIG)
+        download.download_weights(tmp_path / "a", endpoint=hub.endpoint, progress=True, cfg=TINY_CONFIG)
         assert "100%" in capfd.readouterr().err
-        weights.download_weights(tmp_path / "b", endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
+        download.download_weights(tmp_path / "b", endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
         assert "100%" not in capfd.readouterr().err
     assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
 
@@ -313,7 +318,7 @@ def test_progress_bars_can_be_switched_off(tiny, tmp_path, monkeypatch, capfd):
 def test_gated_repository_without_token(tiny, tmp_path):
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN) as hub:
         with pytest.raises(WeightsError) as err:
-            weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
+            download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
     assert str(err.value) == (
         "access to https://huggingface.co/nvidia/NV-Generate-CT was refused: the repository is gated and no token "
         "was sent. Log in on Hugging Face, accept the MAISI licence on the repository page, create an access token "
@@ -326,7 +331,7 @@ def test_invalid_token(tiny, tmp_path):
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN) as hub:
         with pytest.raises(WeightsError, match=r"^the Hugging Face token was rejected \(Invalid credentials in "
                                                r"Authorization header\): it is invalid, expired or revoked"):
-            weights.download_weights(tmp_path / "dl", token="hf_wrong", endpoint=hub.endpoint, progress=False)
+            download.download_weights(tmp_path / "dl", token="hf_wrong", endpoint=hub.endpoint, progress=False)
     assert hub.requests[0]["authorization"] == "Bearer hf_wrong"
 
 
@@ -335,17 +340,17 @@ def test_valid_token_without_accepted_licence(tiny, tmp_path):
         with pytest.raises(WeightsError, match=r"the token was accepted, but its account has not been granted access "
                                                r"to this gated repository\. Open https://huggingface\.co/nvidia/"
                                                r"NV-Generate-CT logged in as that user, accept the licence"):
-            weights.download_weights(tmp_path / "dl", token=TOKEN, endpoint=hub.endpoint, progress=False)
+            download.download_weights(tmp_path / "dl", token=TOKEN, endpoint=hub.endpoint, progress=False)
 
 
 def test_repository_or_file_not_found(tiny, tmp_path):
     with FakeHub("someone/else", _hub_files(tiny)) as hub:
         with pytest.raises(WeightsError, match=rf"^repository nvidia/NV-Generate-CT not found at {hub.endpoint} "):
-            weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
+            download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
     only_vae = {AUTOENCODER_FILE: (tiny / AUTOENCODER_FILE).read_bytes()}
     with FakeHub(weights.HF_REPO_ID, only_vae) as hub:
         with pytest.raises(WeightsError, match=r"^models/diff_unet_3d_ddpm-ct\.pt not found in nvidia/NV-Generate-CT"):
-            weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
+            download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
     assert (tmp_path / "dl" / AUTOENCODER_FILE).is_file() and not (tmp_path / "dl" / UNET_FILE).exists()
 
 
@@ -364,7 +369,7 @@ def test_interrupted_download_resumes_where_it_stopped(tiny, tmp_path, no_retry_
     files = _hub_files(tiny)
     half = len(files[AUTOENCODER_FILE]) // 2
     with FakeHub(weights.HF_REPO_ID, files, drop_after=half, drop_times=1) as hub:
-        paths = weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
+        paths = download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False, cfg=TINY_CONFIG)
     assert paths.autoencoder.read_bytes() == files[AUTOENCODER_FILE]
     assert [r["range"] for r in hub.requests if r["server"] == "cdn"] == [None, f"bytes={half // CHUNK * CHUNK}-", None]
 
@@ -374,7 +379,7 @@ def test_connection_lost_for_good_leaves_no_half_file(tiny, tmp_path, no_retry_w
     with FakeHub(weights.HF_REPO_ID, files, drop_after=2 * CHUNK + 1000) as hub:
         with pytest.raises(WeightsError, match=r"^cannot download models/autoencoder_v1\.pt: the connection to "
                                                rf"{hub.endpoint} failed or was lost \(RemoteProtocolError"):
-            weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
+            download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
     assert not (tmp_path / "dl" / AUTOENCODER_FILE).exists() and not _leftovers(tmp_path / "dl")
     # the client resumed after the two whole chunks, then gave up after 5 retries that brought nothing new
     assert [r["range"] for r in hub.requests if r["server"] == "cdn"] == [None] + [f"bytes={2 * CHUNK}-"] * 5
@@ -386,14 +391,14 @@ def test_offline_mode_points_to_the_offline_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     with pytest.raises(WeightsError, match=r"huggingface_hub is in offline mode \(HF_HUB_OFFLINE is set\).*"
                                            r"set MEDDIFT_WEIGHTS_DIR or pass --weights-dir"):
-        weights.download_weights(tmp_path / "dl", progress=False)
+        download.download_weights(tmp_path / "dl", progress=False)
 
 
 def test_downloaded_files_that_do_not_verify_are_reported(tiny, tmp_path):
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny)) as hub:
         with pytest.raises(WeightsError, match=r"^the downloaded files do not verify: .*tensor shapes do not match "
                                                "the maisi-v1-ddpm autoencoder"):
-            weights.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)  # full v1 config
+            download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)  # full v1 config
 
 
 # --- the CLI ---------------------------------------------------------------------------------

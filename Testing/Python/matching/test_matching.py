@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from MedDIFTLib.errors import InputError
-from MedDIFTLib.features import FeaturePyramid
-from MedDIFTLib.geometry import Grid, Volume, apply_affine, ijk_to_ras_from_itk
-from MedDIFTLib.matching import Matcher, MatchOptions
-from MedDIFTLib.similarity import SimilarityTarget, full_lattice, strided_lattice
 from synthetic_pyramids import world_feature_pyramid
+
+from MedDIFTLib.data.geometry import Grid, Volume, apply_affine, ijk_to_ras_from_itk
+from MedDIFTLib.errors import InputError
+from MedDIFTLib.features.pyramid import FeaturePyramid
+from MedDIFTLib.matching.search import Matcher, MatchOptions
+from MedDIFTLib.matching.similarity import (
+    SimilarityTarget,
+    full_lattice,
+    strided_lattice,
+)
 
 
 def brute_force_similarity(fixed: FeaturePyramid, moving: FeaturePyramid, points) -> torch.Tensor:
@@ -221,10 +225,11 @@ def test_levels_must_exist_in_both_pyramids():
 def test_argmax_parity_on_real_feature_pyramids(backbone, tmp_path):
     """Pyramids made by the real backbones from a phantom pair (tiny MAISI checkpoints in the
     released format, random weights): engine argmax == brute force for >= 99%, rest within a voxel."""
-    from MedDIFTLib.backbones.maisi import MaisiBackbone
-    from MedDIFTLib.backbones.mind_ssc import MindSSCBackbone
-    from MedDIFTLib.phantom import make_pair, sample_landmarks
     from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
+
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+    from MedDIFTLib.features.maisi.backbone import MaisiBackbone
+    from MedDIFTLib.features.mind_ssc import MindSSCBackbone
 
     pair = make_pair(shape=(48, 48, 48), spacing=(6.5, 6.5, 6.5), seed=2)
     if backbone == "mind-ssc":

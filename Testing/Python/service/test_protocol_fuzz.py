@@ -10,7 +10,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from MedDIFTLib.worker import Worker, serve
+from MedDIFTLib.service.worker import Worker, serve
 
 COMMANDS = Worker.commands()  # the real command names, so the fuzz reaches past the dispatcher
 SAFE_COMMANDS = [c for c in COMMANDS if c != "shutdown"]

@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
+from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.errors import CancelledError
-from MedDIFTLib.image_io import write_volume
-from MedDIFTLib.phantom import make_pair, sample_landmarks
-from MedDIFTLib.worker_client import WorkerClient, WorkerCrashed, WorkerError
+from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+from MedDIFTLib.service.client import WorkerClient, WorkerCrashed, WorkerError
 
 ENGINE = {"backbone": "mind-ssc", "device": "cpu", "use_cache": False}
 
@@ -52,12 +52,12 @@ def test_protocol_end_to_end(client, phantom_files, tmp_path):
     out = client.request("match", fixed="f", moving="m", points=lm.points.tolist(), labels=lm.labels)
     assert out["labels"] == lm.labels and len(out["points"]) == len(lm)
     # the same numbers as the engine in this process
-    from MedDIFTLib.matching import MatchOptions
-    from MedDIFTLib.pipeline import EngineOptions, MatchSession
-    from MedDIFTLib.priors import identity_prior
+    from MedDIFTLib.matching.priors import identity_prior
+    from MedDIFTLib.matching.search import MatchOptions
+    from MedDIFTLib.session import EngineOptions, MatchSession
 
-    local = MatchSession(EngineOptions(**ENGINE), MatchOptions(radius_mm=25.0)).match_points(
-        pair.fixed, pair.moving, lm, prior=identity_prior)
+    local = MatchSession(EngineOptions(**ENGINE), MatchOptions(radius_mm=25.0)).match(
+        pair.fixed, pair.moving, lm, prior=identity_prior).points
     np.testing.assert_allclose(np.array(out["points"]), local.points, atol=1e-3)
     hm = client.request("heatmap", fixed="f", moving="m", point=lm.points[0].tolist(), out=str(tmp_path / "h.nrrd"))
     assert (tmp_path / "h.nrrd").exists() and hm["max"] <= 1.0 + 1e-5
@@ -95,7 +95,7 @@ def test_out_of_order_and_malformed_requests_get_clear_errors(client, phantom_fi
 
 def test_cancel_between_stages(client, phantom_files, tmp_path):
     """A cancel sent while extraction runs stops it at the next stage boundary."""
-    from MedDIFTLib.phantom import make_thorax
+    from MedDIFTLib.evaluation.phantom import make_thorax
 
     big, _, _ = make_thorax(shape=(192, 192, 192), spacing=(1.6, 1.6, 1.6), seed=0)
     write_volume(big, tmp_path / "big.nrrd")
@@ -134,7 +134,7 @@ def test_stdout_carries_only_protocol_lines(tmp_path):
     reqs = "\n".join(json.dumps(r) for r in [
         {"id": 1, "cmd": "configure", "engine": {"backbone": "auto", "use_cache": False}},
         {"id": 2, "cmd": "shutdown"}]) + "\n"
-    proc = subprocess.run([sys.executable, "-m", "MedDIFTLib.worker"], input=reqs, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "MedDIFTLib.service.worker"], input=reqs, capture_output=True, text=True,
                           env=env, timeout=120)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0]["event"] == "ready" and lines[1]["ok"] and lines[2]["result"] == {"bye": True}

@@ -15,21 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from MedDIFTLib.backbones.maisi import MaisiBackbone, _set_vae_splits
-from MedDIFTLib.errors import CancelledError, GeometryError, InputError
-from MedDIFTLib.feature_cache import FeatureCache, extract_cached
-from MedDIFTLib.geometry import Volume
-from MedDIFTLib.image_io import read_volume, write_volume
-from MedDIFTLib.input_checks import check_ct
-from MedDIFTLib.landmarks import PointSet, read_points, write_points
-from MedDIFTLib.matching import MatchOptions
-from MedDIFTLib.metrics import tre
-from MedDIFTLib.phantom import make_pair, sample_landmarks, thorax_grid
-from MedDIFTLib.pipeline import EngineOptions, MatchSession
 from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
-REPO = Path(__file__).resolve().parents[2]
+from MedDIFTLib.data.checks import check_ct
+from MedDIFTLib.data.geometry import Volume
+from MedDIFTLib.data.image_io import read_volume, write_volume
+from MedDIFTLib.data.landmark_io import read_points, write_points
+from MedDIFTLib.data.points import PointSet
+from MedDIFTLib.errors import CancelledError, GeometryError, InputError
+from MedDIFTLib.evaluation.metrics import tre
+from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks, thorax_grid
+from MedDIFTLib.features.cache import FeatureCache, extract_cached
+from MedDIFTLib.features.maisi.backbone import MaisiBackbone, _set_vae_splits
+from MedDIFTLib.matching.search import MatchOptions
+from MedDIFTLib.session import EngineOptions, MatchSession
+
+REPO = Path(__file__).resolve().parents[3]
 SMALL = dict(shape=(64, 64, 64), spacing=(5.0, 5.0, 5.0))
 
 
@@ -64,7 +65,7 @@ def test_label_map_instead_of_a_ct_is_refused(pair, landmarks, session):
     seg = _with(pair.fixed, array=labels, name="lungs seg")
     with pytest.raises(InputError, match=r"fixed volume 'lungs seg' looks like a label map or segmentation "
                                          r"\(3 distinct integer values 0\.\.2\), not a CT"):
-        session.match_points(seg, pair.moving, landmarks)
+        session.match(seg, pair.moving, landmarks).points
     assert not session._pyramids  # refused before any feature was computed
 
 
@@ -82,8 +83,8 @@ def test_mr_volume_from_dicom_warns_that_the_backbone_is_ct_trained(pair, landma
     assert check_ct(mr, "moving") == [
         "moving volume 't1' is MR, not CT: MedDIFT's MAISI backbone is trained on CT, so matches may be poor; "
         "check them"]
-    matched = session.match_points(pair.fixed, mr, landmarks)  # a warning, not a refusal: it still matches
-    assert np.isfinite(matched.points).all() and any("is MR, not CT" in w for w in session.warnings)
+    report = session.match(pair.fixed, mr, landmarks)  # a warning, not a refusal: it still matches
+    assert np.isfinite(report.points.points).all() and any("is MR, not CT" in w for w in report.warnings)
 
 
 def test_unrescaled_ct_warns_and_hu_offset_gives_the_hu_result(pair, landmarks, session, monkeypatch):
@@ -91,18 +92,20 @@ def test_unrescaled_ct_warns_and_hu_offset_gives_the_hu_result(pair, landmarks, 
     ``hu_offset=-1024`` the features and matches are those of the HU volume (to float32 rounding)."""
     raw_f = _with(pair.fixed, array=np.clip(pair.fixed.array + 1024, 0, 4095).astype(np.float32))
     raw_m = _with(pair.moving, array=np.clip(pair.moving.array + 1024, 0, 4095).astype(np.float32))
-    warned = session.match_points(raw_f, raw_m, landmarks)
-    assert len(session.warnings) == 2 and all("pass --hu-offset -1024" in w for w in session.warnings)
-    assert "fixed volume" in session.warnings[0] and "no air near -1000" in session.warnings[0]
+    report = session.match(raw_f, raw_m, landmarks)
+    warned = report.points
+    assert len(report.warnings) == 2 and all("pass --hu-offset -1024" in w for w in report.warnings)
+    assert "fixed volume" in report.warnings[0] and "no air near -1000" in report.warnings[0]
 
     hu = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
     clipped_f = _with(pair.fixed, array=np.clip(pair.fixed.array, -1024, 3071).astype(np.float32))
     clipped_m = _with(pair.moving, array=np.clip(pair.moving.array, -1024, 3071).astype(np.float32))
-    ref = hu.match_points(clipped_f, clipped_m, landmarks)
+    ref = hu.match(clipped_f, clipped_m, landmarks).points
     fixed_up = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False, hu_offset=-1024),
                             MatchOptions(radius_mm=25.0))
-    out = fixed_up.match_points(raw_f, raw_m, landmarks)
-    assert fixed_up.warnings == []
+    report = fixed_up.match(raw_f, raw_m, landmarks)
+    out = report.points
+    assert report.warnings == []
     np.testing.assert_allclose(out.points, ref.points, atol=1e-3)  # float32 +1024-1024 rounding only
     assert np.isfinite(warned.points).all()  # warned, not refused
 
@@ -111,14 +114,14 @@ def test_nan_and_infinite_voxels_are_counted_and_refused(pair, landmarks, sessio
     arr = pair.moving.array.astype(np.float32).copy()
     arr[1, 2, 3], arr[4, 5, 6], arr[7, 8, 9] = np.nan, np.inf, -np.inf
     with pytest.raises(InputError, match=r"moving volume 'bad' has 3 NaN or infinite voxels; fix or mask them"):
-        session.match_points(pair.fixed, _with(pair.moving, array=arr, name="bad"), landmarks)
+        session.match(pair.fixed, _with(pair.moving, array=arr, name="bad"), landmarks).points
 
 
 def test_too_small_volume_is_refused(pair, landmarks, session):
     tiny = Volume(np.full((6, 40, 40), -500.0, np.float32), np.eye(4), "scout")
     with pytest.raises(InputError, match=r"moving volume 'scout' of size \(6, 40, 40\) is too small: each axis "
                                          r"needs at least 8 voxels"):
-        session.match_points(pair.fixed, tiny, landmarks)
+        session.match(pair.fixed, tiny, landmarks).points
 
 
 def test_volume_too_large_for_memory_is_refused_before_anything_is_allocated():
@@ -155,7 +158,7 @@ def test_oblique_scan_matches_as_well_as_an_axis_aligned_one(session):
     medians = {}
     for deg in (0.0, 20.0):
         p, lm, truth = _rotated_pair(deg, (3.0, 3.0, 3.0), (96, 96, 96))
-        medians[deg] = np.median(tre(session.match_points(p.fixed, p.moving, lm).points, truth))
+        medians[deg] = np.median(tre(session.match(p.fixed, p.moving, lm).points.points, truth))
         before = np.median(tre(lm.points, truth))
     assert medians[20.0] < 0.75 * before and abs(medians[20.0] - medians[0.0]) < 0.3, (before, medians)
 
@@ -164,16 +167,16 @@ def test_strongly_anisotropic_scans_match_in_world_coordinates(session):
     """7.5 mm slices, 3 mm in plane (2.5x), both scans: better than not registering (measured
     median 2.22 mm against 2.76 mm before)."""
     p, lm, truth = _rotated_pair(0.0, (3.0, 3.0, 7.5), (96, 96, 40))
-    after = tre(session.match_points(p.fixed, p.moving, lm).points, truth)
+    after = tre(session.match(p.fixed, p.moving, lm).points.points, truth)
     assert np.median(after) < np.median(tre(lm.points, truth)) - 0.3
 
 
 def test_mind_warns_when_voxel_sizes_differ(pair, landmarks, session):
     """The weight-free descriptor works in voxels: other voxel sizes cost accuracy, so it says so."""
     coarse = Volume(pair.moving.array[::2, ::2, :], pair.moving.ijk_to_ras @ np.diag([2.0, 2.0, 1.0, 1.0]), "coarse")
-    session.match_points(pair.fixed, coarse, landmarks)
+    warnings = session.match(pair.fixed, coarse, landmarks).warnings
     assert any("voxel sizes differ" in w and "(5.0, 5.0, 5.0) mm against (10.0, 10.0, 5.0) mm" in w
-               for w in session.warnings), session.warnings
+               for w in warnings), warnings
 
 
 def test_scans_that_do_not_overlap(pair, landmarks, session):
@@ -184,10 +187,11 @@ def test_scans_that_do_not_overlap(pair, landmarks, session):
     moved = _with(pair.moving, matrix=far, name="other scanner")
     with pytest.raises(GeometryError, match=r"the fixed and moving volumes do not overlap in world space \(fixed "
                                             r"\(.*\) mm, moving \(.*\) mm \(RAS\)\), so a local search"):
-        session.match_points(pair.fixed, moved, landmarks)
+        session.match(pair.fixed, moved, landmarks).points
     glob = session.with_matching(MatchOptions(radius_mm=None))
-    out = glob.match_points(pair.fixed, moved, landmarks)
-    assert any("do not overlap in world space" in w and "global search still works" in w for w in glob.warnings)
+    report = glob.match(pair.fixed, moved, landmarks)
+    out = report.points
+    assert any("do not overlap in world space" in w and "global search still works" in w for w in report.warnings)
     truth = pair.true_moving_points(landmarks.points) + [0.0, 0.0, 2000.0]
     assert np.median(tre(out.points, truth)) < 5.0  # one 5 mm voxel
 
@@ -196,10 +200,11 @@ def test_duplicate_labels_are_warned_and_every_point_is_matched(pair, landmarks,
     labels = list(landmarks.labels)
     labels[3] = labels[5] = "carina"
     ps = PointSet(landmarks.points, labels)
-    out = session.match_points(pair.fixed, pair.moving, ps)
+    report = session.match(pair.fixed, pair.moving, ps)
+    out = report.points
     assert out.labels == labels and np.isfinite(out.points).all()
-    assert session.warnings == ["landmark labels are not unique ('carina' x2); every point is matched, but rename "
-                                "them to tell the pairs apart"]
+    assert report.warnings == ["landmark labels are not unique ('carina' x2); every point is matched, but rename "
+                               "them to tell the pairs apart"]
 
 
 # --- faults ------------------------------------------------------------------------------
@@ -261,10 +266,10 @@ def test_cancel_during_each_extraction_stage_writes_nothing(tmp_path, stage):
 def test_cancel_during_matching(pair, landmarks, session):
     seen = []
     with pytest.raises(CancelledError):
-        session.match_points(pair.fixed, pair.moving, landmarks, progress=lambda s, f: seen.append(s),
-                             cancel=lambda: "match" in seen)
+        session.match(pair.fixed, pair.moving, landmarks, progress=lambda s, f: seen.append(s),
+                             cancel=lambda: "match" in seen).points
     assert "match" in seen
-    out = session.match_points(pair.fixed, pair.moving, landmarks)  # the session goes on afterwards
+    out = session.match(pair.fixed, pair.moving, landmarks).points  # the session goes on afterwards
     assert np.isfinite(out.points).all()
 
 

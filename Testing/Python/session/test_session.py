@@ -1,21 +1,17 @@
-"""The whole job without Slicer: session, priors, `meddift match`, `meddift demo` on phantom pairs."""
+"""The whole job without Slicer: the session and its priors on phantom pairs."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
-from MedDIFTLib.cli import main as cli_main
+from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import GeometryError, InputError
-from MedDIFTLib.image_io import read_volume, write_volume
-from MedDIFTLib.landmarks import PointSet, read_points, write_points
-from MedDIFTLib.matching import MatchOptions
-from MedDIFTLib.metrics import tre
-from MedDIFTLib.phantom import make_pair, sample_landmarks
-from MedDIFTLib.pipeline import EngineOptions, MatchSession, resolve_backbone
-from MedDIFTLib.priors import load_prior
+from MedDIFTLib.evaluation.metrics import tre
+from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+from MedDIFTLib.matching.priors import load_prior
+from MedDIFTLib.matching.search import MatchOptions
+from MedDIFTLib.session import EngineOptions, MatchSession, resolve_backbone
 
 SMALL = dict(shape=(80, 80, 80), spacing=(4.0, 4.0, 4.0))
 
@@ -30,12 +26,6 @@ def landmarks(pair):
     return sample_landmarks(pair, n=10, seed=4)
 
 
-@pytest.fixture
-def no_weights(monkeypatch, tmp_path):
-    monkeypatch.setenv("MEDDIFT_WEIGHTS_DIR", str(tmp_path / "no_weights"))
-    monkeypatch.setenv("MEDDIFT_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def test_auto_backbone_without_weights_says_plainly_it_is_not_meddift(no_weights):
     bb, note = resolve_backbone(EngineOptions(backbone="auto"))
     assert bb.name == "mind-ssc"
@@ -44,7 +34,7 @@ def test_auto_backbone_without_weights_says_plainly_it_is_not_meddift(no_weights
 
 def test_session_matches_phantom_landmarks_better_than_identity(pair, landmarks, no_weights):
     session = MatchSession(EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0))
-    matched = session.match_points(pair.fixed, pair.moving, landmarks, prior=load_prior("identity"))
+    matched = session.match(pair.fixed, pair.moving, landmarks, prior=load_prior("identity")).points
     truth = pair.true_moving_points(landmarks.points)
     before, after = tre(landmarks.points, truth), tre(matched.points, truth)
     assert matched.labels == landmarks.labels
@@ -58,20 +48,20 @@ def test_undefined_points_stay_undefined_and_outside_points_are_named(pair, land
     pts = landmarks.points.copy()
     pts[1] = np.nan
     ps = PointSet(pts, list(landmarks.labels))
-    out = session.match_points(pair.fixed, pair.moving, ps)
+    out = session.match(pair.fixed, pair.moving, ps).points
     assert np.all(np.isnan(out.points[1])) and np.isnan(out.values["similarity"][1])
     assert np.all(np.isfinite(out.points[0]))
     far = PointSet(np.array([[0.0, 0.0, 0.0], [900.0, 0.0, 0.0]]), ["ok", "far away"])
     with pytest.raises(GeometryError, match="1 of 2 landmarks lie outside the volume.*far away"):
-        session.match_points(pair.fixed, pair.moving, far)
+        session.match(pair.fixed, pair.moving, far).points
     with pytest.raises(InputError, match="landmark list is empty"):
-        session.match_points(pair.fixed, pair.moving, PointSet(np.zeros((0, 3)), []))
+        session.match(pair.fixed, pair.moving, PointSet(np.zeros((0, 3)), [])).points
 
 
 def test_prior_without_radius_is_refused(pair, landmarks, no_weights):
     session = MatchSession(EngineOptions(backbone="mind-ssc"))
     with pytest.raises(InputError, match="a prior needs a search radius"):
-        session.match_points(pair.fixed, pair.moving, landmarks, prior=load_prior("identity"))
+        session.match(pair.fixed, pair.moving, landmarks, prior=load_prior("identity")).points
 
 
 def test_heatmap_is_on_the_moving_grid_and_peaks_near_the_match(pair, landmarks, no_weights):
@@ -79,7 +69,7 @@ def test_heatmap_is_on_the_moving_grid_and_peaks_near_the_match(pair, landmarks,
     hm = session.heatmap(pair.fixed, pair.moving, landmarks.points[0])
     assert hm.shape == pair.moving.shape
     np.testing.assert_allclose(hm.ijk_to_ras, pair.moving.ijk_to_ras)
-    matched = session.match_points(pair.fixed, pair.moving, landmarks.subset([0]))
+    matched = session.match(pair.fixed, pair.moving, landmarks.subset([0])).points
     peak = hm.ijk_to_world(np.array(np.unravel_index(np.argmax(hm.array), hm.shape))[None])[0]
     assert np.linalg.norm(peak - matched.points[0]) < 4.0 * np.sqrt(3)  # within one voxel diagonal
 
@@ -130,52 +120,6 @@ def test_bad_prior_files(tmp_path):
 
 def test_coarse_prior_runs_the_coarsest_level_first(pair, landmarks, no_weights):
     session = MatchSession(EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=15.0))
-    matched = session.match_points(pair.fixed, pair.moving, landmarks, prior="coarse")
+    matched = session.match(pair.fixed, pair.moving, landmarks, prior="coarse").points
     truth = pair.true_moving_points(landmarks.points)
     assert np.median(tre(matched.points, truth)) < np.median(tre(landmarks.points, truth))
-
-
-# --- the CLI and the demo ---------------------------------------------------------------
-
-
-def test_cli_match_writes_points_and_heatmap_and_never_overwrites(pair, landmarks, tmp_path, no_weights, capsys):
-    write_volume(pair.fixed, tmp_path / "fixed.nii.gz")
-    write_volume(pair.moving, tmp_path / "moving.nrrd")
-    write_points(landmarks, tmp_path / "fixed.mrk.json")
-    args = ["match", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nrrd"), "--points",
-            str(tmp_path / "fixed.mrk.json"), "--out", str(tmp_path / "out.csv"), "--backbone", "mind-ssc",
-            "--radius", "25", "--heatmap-for", landmarks.labels[2], "--heatmap", str(tmp_path / "hm.nrrd")]
-    assert cli_main(args) == 0
-    err = capsys.readouterr().err
-    assert "backbone: weight-free MIND-SSC descriptor" in err and "match 100%" in err
-    out = read_points(tmp_path / "out.csv")
-    assert out.labels == landmarks.labels and "similarity" in out.values and "confidence" in out.values
-    truth = pair.true_moving_points(landmarks.points)
-    assert np.median(tre(out.points, truth)) < np.median(tre(landmarks.points, truth))
-    hm = read_volume(tmp_path / "hm.nrrd")
-    assert hm.shape == pair.moving.shape
-    before = (tmp_path / "out.csv").read_bytes()
-    assert cli_main(args) == 2
-    assert "output exists" in capsys.readouterr().err and (tmp_path / "out.csv").read_bytes() == before
-    assert cli_main(args + ["--force"]) == 0
-
-
-def test_cli_match_reports_bad_input_cleanly(tmp_path, capsys, no_weights):
-    rc = cli_main(["match", str(tmp_path / "no.nii.gz"), str(tmp_path / "no2.nii.gz"), "--points",
-                   str(tmp_path / "p.csv"), "--out", str(tmp_path / "o.csv")])
-    assert rc == 2 and "no.nii.gz: no such file" in capsys.readouterr().err
-    rc = cli_main(["match", "a", "b", "--points", "p", "--out", str(tmp_path / "o.csv"), "--heatmap-for", "L1"])
-    assert rc == 2 and "go together" in capsys.readouterr().err
-
-
-def test_demo_writes_every_output_and_beats_identity(tmp_path, no_weights):
-    from MedDIFTLib.demo import run_demo
-
-    report = run_demo(tmp_path / "demo", EngineOptions(backbone="auto", use_cache=False), radius_mm=25.0,
-                      n_landmarks=8, shape=(80, 80, 80), spacing=(4.0, 4.0, 4.0))
-    names = {p.name for p in (tmp_path / "demo").iterdir()}
-    assert {"fixed.nii.gz", "moving.nii.gz", "fixed_landmarks.csv", "true_moving_landmarks.csv",
-            "matched_landmarks.csv", "matched_landmarks.mrk.json", "heatmap_L1.nii.gz", "demo_L1.png", "tre.md",
-            "summary.json"} <= names
-    assert report["backbone"] == "mind-ssc" and report["tre_after"]["mean"] < report["tre_before"]["mean"]
-    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["tre_after"]["n"] == 8

@@ -14,12 +14,18 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's MRML library) is not installed")
 vtk = pytest.importorskip("vtk")
 
-from MedDIFTLib.errors import InputError  # noqa: E402
-from MedDIFTLib.metrics import tre  # noqa: E402
-from MedDIFTLib.phantom import make_pair, sample_landmarks  # noqa: E402
 from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore  # noqa: E402
 from MedDIFTSceneLib.scene import add_volume_node, pointset_from_markups, write_markups  # noqa: E402
-from MedDIFTSceneLib.tracking import accept, export_pairs, pairs_from_nodes, start_correction  # noqa: E402
+from MedDIFTSceneLib.tracking import (  # noqa: E402
+    accept,
+    export_pairs,
+    pairs_from_nodes,
+    start_correction,
+)
+
+from MedDIFTLib.errors import InputError  # noqa: E402
+from MedDIFTLib.evaluation.metrics import tre  # noqa: E402
+from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
 
 ENGINE = {"backbone": "mind-ssc", "device": "cpu", "use_cache": False}
 
@@ -131,7 +137,7 @@ def test_two_runs_at_once_are_refused_and_the_first_finishes(setup):
     scene, logic, fixed, moving, points, lm = setup
     first = logic.start_match(_request(fixed, moving, points))
     first.poll()
-    with pytest.raises(InputError, match=r"cannot start another run: a MedDIFT run is in progress \(load fixed\); "
+    with pytest.raises(InputError, match=r"cannot start another run: a MedDIFT run is in progress \((start worker|configure|load fixed)\); "
                                          r"wait for it to finish or cancel it first"):
         logic.start_match(_request(fixed, moving, points))
     first.run(timeout=300)
@@ -145,7 +151,7 @@ def test_two_runs_at_once_are_refused_and_the_first_finishes(setup):
 def test_input_warnings_reach_the_job(setup, pair):
     """A scan without air (here: HU + 1024, an unrescaled CT) is matched, and the engine's warning
     with its remedy comes back through the worker into the job's result and log."""
-    from MedDIFTLib.geometry import Volume
+    from MedDIFTLib.data.geometry import Volume
 
     scene, logic, fixed, moving, points, lm = setup
     raw = add_volume_node(scene, Volume(pair.moving.array + 1024.0, pair.moving.ijk_to_ras, "raw"), "raw moving")
@@ -198,7 +204,7 @@ def test_pair_table_accept_correct_and_export(setup, tmp_path):
     text = written[0].read_text().splitlines()
     assert text[0].startswith("label,fixed_x") and text[2].startswith(f"{lm.labels[1]},") and "corrected" in text[2]
     written = export_pairs(pairs, tmp_path / "pairs.mrk.json")
-    from MedDIFTLib.landmarks import read_points
+    from MedDIFTLib.data.landmark_io import read_points
 
     moving = read_points(written[1])
     np.testing.assert_allclose(moving.points[1], [1.0, 2.0, 3.0], atol=1e-6)

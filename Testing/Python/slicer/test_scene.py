@@ -18,9 +18,10 @@ from MedDIFTSceneLib.scene import (  # noqa: E402
     volume_from_node,
     write_markups,
 )
+
+from MedDIFTLib.data.geometry import Volume, apply_affine, ijk_to_ras_from_itk  # noqa: E402
+from MedDIFTLib.data.points import PointSet  # noqa: E402
 from MedDIFTLib.errors import InputError  # noqa: E402
-from MedDIFTLib.geometry import Volume, apply_affine, ijk_to_ras_from_itk  # noqa: E402
-from MedDIFTLib.landmarks import PointSet  # noqa: E402
 
 
 @pytest.fixture
