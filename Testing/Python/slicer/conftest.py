@@ -19,7 +19,8 @@ import slicer_standin  # noqa: E402
 
 slicer_standin.installClasses()
 
-MODULE_FILE = Path(__file__).resolve().parents[3] / "MedDIFT" / "MedDIFT.py"
+REPO = Path(__file__).resolve().parents[3]  # also what ``from conftest import REPO`` finds from this folder
+MODULE_FILE = REPO / "MedDIFT" / "MedDIFT.py"
 
 
 @pytest.fixture

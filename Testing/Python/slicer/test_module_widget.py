@@ -19,7 +19,7 @@ SHAPE, SPACING = (64, 64, 64), (3.5, 3.5, 3.5)
 
 
 def _phantom_scene(slicer, n=5):
-    from MedDIFTLib.phantom import make_pair, sample_landmarks
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
     from MedDIFTSceneLib.scene import add_volume_node, write_markups
 
     pair = make_pair(shape=SHAPE, spacing=SPACING, seed=5)
