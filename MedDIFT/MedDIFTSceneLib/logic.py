@@ -85,6 +85,7 @@ class MatchRequest:
     heatmap_label: Optional[str] = None  # None: the first defined point
     engine: dict = field(default_factory=dict)
     matching: dict = field(default_factory=dict)
+    record_session: bool = True  # keep the pair as a two-scan tracking session in the scene (multi-scan: no)
 
 
 class MatchJob:
@@ -270,6 +271,14 @@ class MatchJob:
             show_heatmap(scene, hm_node, threshold=max(0.0, float(np.nanmin(values["similarity"])) - 0.2))
             self.result = {"points_node": out_node, "heatmap_node": hm_node, "matched": matched,
                            "heatmap_label": self.heatmap_label, "warnings": self.warnings}
+            if r.record_session:
+                from .session import TrackingSession
+
+                session = TrackingSession.for_pair(scene, scene.GetNodeByID(r.fixed_volume_id),
+                                                   scene.GetNodeByID(r.moving_volume_id),
+                                                   scene.GetNodeByID(r.fixed_points_id))
+                session.set_matched(1, out_node)
+                self.result["session"] = session
             self.stage, self.fraction = "done", 1.0
             self.log.append(f"{time.monotonic() - self._t0:6.1f}s done")
         except MedDIFTError as err:
@@ -363,6 +372,12 @@ class MedDIFTLogicCore:
         self._refuse_if_busy("start another run")
         self.job = MatchJob(self, request, overwrite)
         return self.job
+
+    def start_tracking(self, session, engine: dict, matching: dict, heatmap_label: Optional[str] = None):
+        """Track the session's landmarks through all its follow-ups (one job each, in order)."""
+        from .multiscan import TrackingJob
+
+        return TrackingJob(self, session, engine, matching, heatmap_label)
 
     def match_point(self, job: MatchJob, index: int, timeout: float = 60.0) -> dict:
         """Live mode: match point ``index`` of the fixed list with the cached features,
