@@ -8,7 +8,6 @@ Slicer. The widget never blocks: a timer polls the running job.
 
 import logging
 import os
-import shutil
 import sys
 from typing import Annotated, Optional
 
@@ -27,8 +26,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-# MedDIFTSceneLib sits next to this file; MedDIFTLib too once installed as an extension, or one
-# folder up in a source checkout (the module folder added as an "additional module path").
+# MedDIFTSceneLib and MedDIFTWidgetLib sit next to this file; MedDIFTLib too once installed as an
+# extension, or one folder up in a source checkout (the module folder added as an "additional module path").
 ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
                               if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
 for _dir in ENGINE_DIRS:
@@ -36,6 +35,9 @@ for _dir in ENGINE_DIRS:
         sys.path.insert(0, _dir)
 
 from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402 - importable once the folders above are on the path
+from MedDIFTWidgetLib.actions import WidgetActionsMixin  # noqa: E402
+from MedDIFTWidgetLib.panel import HeatmapLabels  # noqa: E402
+from MedDIFTWidgetLib.slicerlogic import SlicerLogicMixin  # noqa: E402
 
 #
 # MedDIFT
@@ -83,7 +85,10 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Panel wiring, Apply/Cancel and the polled job; live mode, the tracking table and the weights
+    download are in :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -94,6 +99,8 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.lastJob = None
         self._configureLogged = True
         self.pointEvents = None
+        self.heatmapLabels = None
+        self.session = None  # the tracking session the table shows
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
         self.timer.connect("timeout()", self.onTimer)
@@ -105,9 +112,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MedDIFTLogic()
-
-        self.ui.trackingTable.setHorizontalHeaderLabels(
-            [_("Label"), _("Similarity"), _("Confidence"), _("FB error (mm)"), _("Status"), _("Moving RAS")])
+        self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -128,6 +133,8 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer.stop()
         self.removeObservers()
         self._stopLive()
+        if self.heatmapLabels:
+            self.heatmapLabels.remove()
         if self.logic:
             self.logic.shutdown()
 
@@ -144,6 +151,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.job and not self.job.done:
             self.job.cancel()
         self._stopLive()
+        self.lastJob, self.session = None, None
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -182,15 +190,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._refreshHeatmapLabels()
 
     def _refreshHeatmapLabels(self) -> None:
-        node = self._parameterNode.fixedLandmarks if self._parameterNode else None
-        current = self.ui.heatmapLabelComboBox.currentText
-        self.ui.heatmapLabelComboBox.clear()
-        if node:
-            for i in range(node.GetNumberOfControlPoints()):
-                self.ui.heatmapLabelComboBox.addItem(node.GetNthControlPointLabel(i))
-            idx = self.ui.heatmapLabelComboBox.findText(current)
-            if idx >= 0:
-                self.ui.heatmapLabelComboBox.setCurrentIndex(idx)
+        self.heatmapLabels.setNode(self._parameterNode.fixedLandmarks if self._parameterNode else None)
 
     # --- Apply / Cancel ------------------------------------------------------------
 
@@ -233,7 +233,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
             self._log(_("Device: {device}").format(device=info.get("device", "?")))
             self._configureLogged = True
-        self.ui.progressBar.value = int(100 * job.fraction)
+        self.ui.progressBar.value = int(100 * job.fraction)  # the whole job's progress, never backwards
         self.ui.statusLabel.text = job.stage
         if running:
             return
@@ -251,6 +251,10 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._log(line)
             if self.job.result is not None:
                 self.lastJob = self.job
+        if self.lastJob is not None and not self.logic.has_features(self.lastJob):
+            # cancelled, crashed or replaced worker: its features are gone, live mode needs a new run
+            self.lastJob = None
+            self._log(_("Live matching needs the features of a run: press Apply again."))
         self.job = None
         self.ui.applyButton.text = _("Apply")
         self.ui.progressBar.visible = False
@@ -263,101 +267,13 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.outputLandmarks = res["points_node"]
         self._parameterNode.heatmapVolume = res["heatmap_node"]
         self.logic.showSideBySide(self._parameterNode, res)
+        self.session = res.get("session")
         self._refreshTrackingTable()
         if res.get("warnings"):  # also in the job's log
             slicer.util.warningDisplay("\n\n".join(res["warnings"]), windowTitle=_("MedDIFT: check the inputs"))
         m = res["matched"]
         self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
             n=int(m.defined.sum()), label=res["heatmap_label"])
-
-    # --- live mode -------------------------------------------------------------------
-
-    def onLiveModeToggled(self, on: bool) -> None:
-        self._stopLive()
-        if on:
-            self._startLive()
-
-    def _startLive(self) -> None:
-        from MedDIFTSceneLib.scene import PointEvents
-
-        if self.lastJob is None or not self._parameterNode.fixedLandmarks:
-            return
-        self.pointEvents = PointEvents(self._parameterNode.fixedLandmarks, self.onFixedPointChanged)
-
-    def _stopLive(self) -> None:
-        if self.pointEvents:
-            self.pointEvents.remove()
-            self.pointEvents = None
-
-    def onFixedPointChanged(self, index: int) -> None:
-        if self.job and not self.job.done:
-            return
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Live match failed."), waitCursor=True):
-                res = self.logic.match_point(self.lastJob, index)
-                self.logic.jumpMovingViewTo(res["point"])
-                self._refreshTrackingTable()
-                self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(label=res["label"],
-                                                                                 s=res["similarity"] or 0.0)
-        except Exception:
-            pass
-
-    # --- tracking table ----------------------------------------------------------------
-
-    def _pairs(self):
-        from MedDIFTSceneLib.tracking import pairs_from_nodes
-
-        p = self._parameterNode
-        if not (p.fixedLandmarks and p.outputLandmarks):
-            return []
-        return pairs_from_nodes(p.fixedLandmarks, p.outputLandmarks)
-
-    def _refreshTrackingTable(self) -> None:
-        pairs = self._pairs()
-        table = self.ui.trackingTable
-        table.setRowCount(len(pairs))
-        for r, pair in enumerate(pairs):
-            cells = [pair.label, f"{pair.similarity:.3f}", f"{pair.confidence:.2f}", f"{pair.fb_error_mm:.1f}",
-                     pair.status, ", ".join(f"{c:.1f}" for c in pair.moving)]
-            for c, text in enumerate(cells):
-                table.setItem(r, c, qt.QTableWidgetItem(text))
-
-    def onTrackingAction(self, action: str) -> None:
-        from MedDIFTSceneLib.tracking import accept, start_correction
-
-        row = self.ui.trackingTable.currentRow()
-        pairs = self._pairs()
-        if row < 0 or row >= len(pairs):
-            return
-        (accept if action == "accept" else start_correction)(self._parameterNode.outputLandmarks, pairs[row].label)
-        self._refreshTrackingTable()
-
-    def onExport(self, extension: str) -> None:
-        from MedDIFTSceneLib.tracking import export_pairs
-
-        path = qt.QFileDialog.getSaveFileName(None, _("Export landmark pairs"), "landmark_pairs" + extension,
-                                              f"*{extension}")
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Export failed.")):
-            written = export_pairs(self._pairs(), path)
-            self._log(_("Exported: {files}").format(files=", ".join(str(w) for w in written)))
-
-    # --- weights -------------------------------------------------------------------
-
-    def onDownloadWeights(self) -> None:
-        token = qt.QInputDialog.getText(
-            None, _("MAISI weights"),
-            _("The MAISI repository on Hugging Face is gated: accept its licence at "
-              "https://huggingface.co/nvidia/NV-Generate-CT, then paste an access token:"), qt.QLineEdit.Password)
-        if not token:
-            return
-        if not self.logic.ensureDependencies(askConfirmation=True):
-            return
-        with slicer.util.tryWithErrorDisplay(_("Download failed."), waitCursor=True):
-            folder = self.logic.downloadWeights(token, self.ui.weightsPathLineEdit.currentPath or None, self._log)
-            self.ui.weightsPathLineEdit.currentPath = folder
-            self._log(_("MAISI weights ready in {folder}").format(folder=folder))
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -369,10 +285,11 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class MedDIFTLogic(MedDIFTLogicCore, ScriptedLoadableModuleLogic):
+class MedDIFTLogic(SlicerLogicMixin, MedDIFTLogicCore, ScriptedLoadableModuleLogic):
     """The module's one logic: the Qt-free scene logic (:class:`MedDIFTSceneLib.logic.MedDIFTLogicCore`:
-    worker, jobs, live matches) plus what needs Slicer itself (dependencies, views, parameter node).
-    Usable from the Python console without the GUI:
+    worker, jobs, live matches, tracking sessions) plus what needs Slicer itself
+    (:class:`MedDIFTWidgetLib.slicerlogic.SlicerLogicMixin`: dependencies, worker environment, weights,
+    views) and the parameter node. Usable from the Python console without the GUI:
 
     >>> logic = slicer.modules.meddift.widgetRepresentation().self().logic  # or MedDIFTLogic()
     >>> job = logic.match(fixedVolume, movingVolume, fixedPoints)   # blocks until done
@@ -380,65 +297,25 @@ class MedDIFTLogic(MedDIFTLogicCore, ScriptedLoadableModuleLogic):
     """
 
     def __init__(self) -> None:
-        # Bases in this order: Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no
-        # arguments, which must reach object, not MedDIFTLogicCore (it needs the scene).
+        # Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no arguments, which
+        # must reach object, not MedDIFTLogicCore (it needs the scene): hence the explicit calls.
         ScriptedLoadableModuleLogic.__init__(self)
-        MedDIFTLogicCore.__init__(self, slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment())
+        # the environment is a function: read at each worker start, so "force CPU" needs no reload
+        MedDIFTLogicCore.__init__(self, slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment)
 
     def getParameterNode(self):
         return MedDIFTParameterNode(super().getParameterNode())
 
-    # --- the background worker ---------------------------------------------------------
-
-    @staticmethod
-    def workerPython() -> str:
-        """Slicer's Python launcher (PythonSlicer), the interpreter the worker runs in."""
-        return shutil.which("PythonSlicer") or sys.executable
-
-    @staticmethod
-    def workerEnvironment() -> dict:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(ENGINE_DIRS + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        if qt.QSettings().value("MedDIFT/ForceCPU", "false") == "true":
-            env["CUDA_VISIBLE_DEVICES"] = ""
-        return env
-
-    def ensureDependencies(self, askConfirmation: bool = True) -> bool:
-        """torch through the PyTorch extension, the rest from requirements.txt; asks first."""
-        from MedDIFTSceneLib.dependencies import missing_modules, requirements
-
-        missing = missing_modules()
-        if not missing:
-            return True
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                _("MedDIFT needs these Python packages: {packages}. Install them now? "
-                  "This can take several minutes.").format(packages=", ".join(missing))):
-            return False
-        with slicer.util.WaitCursor():
-            if "torch" in missing:
-                try:
-                    import PyTorchUtils
-                except ImportError:
-                    slicer.util.errorDisplay(_("Install the PyTorch extension (Extensions Manager) and restart Slicer."))
-                    return False
-                torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-                if not torchLogic.torchInstalled():
-                    if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.8") is None:
-                        return False
-            reqs = requirements(self.resourcePath("requirements.txt"))
-            slicer.util.pip_install(reqs)
-        return not missing_modules()
-
-    def resourcePath(self, relativePath: str) -> str:
-        return os.path.join(MODULE_DIR, "Resources", relativePath)
+    def engineOptions(self, p, weightsDir: str = "") -> tuple[dict, dict]:
+        engine = {"backbone": p.backbone, "device": p.device, "timestep": p.timestep,
+                  "levels": [s.strip() for s in p.levels.split(",") if s.strip()] or None,
+                  "weights_dir": weightsDir or None}
+        return engine, {"radius_mm": p.searchRadius or None}
 
     def requestFromParameters(self, p, heatmapLabel: str = "", weightsDir: str = ""):
         from MedDIFTSceneLib.logic import MatchRequest
 
-        engine = {"backbone": p.backbone, "device": p.device, "timestep": p.timestep,
-                  "levels": [s.strip() for s in p.levels.split(",") if s.strip()] or None,
-                  "weights_dir": weightsDir or None}
-        matching = {"radius_mm": p.searchRadius or None}
+        engine, matching = self.engineOptions(p, weightsDir)
         return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
                             p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
                             engine, matching)
@@ -457,54 +334,17 @@ class MedDIFTLogic(MedDIFTLogicCore, ScriptedLoadableModuleLogic):
             raise RuntimeError(str(job.error))
         return job
 
-    def downloadWeights(self, token: str, folder: Optional[str], log) -> str:
-        """Download the MAISI v1 files in the worker's Python, so Slicer's GUI stays responsive."""
-        cmd = [self.workerPython(), "-m", "MedDIFTLib.cli", "weights", "download", "--no-progress"]
-        if folder:
-            cmd += ["--dest", folder]
-        env = self.workerEnvironment()
-        env["HF_TOKEN"] = token  # in the environment, not on the command line (process lists show that)
-        proc = slicer.util.launchConsoleProcess(cmd, updateEnvironment=env)
-        slicer.util.logProcessOutput(proc)
-        if proc.returncode != 0:
-            raise RuntimeError(_("weights download failed (exit code {code}); see the log").format(code=proc.returncode))
-        from MedDIFTLib.features.maisi.weights import default_weights_dir
+    def track(self, baselineVolume, baselineLandmarks, followUpVolumes, mode: str = "previous",
+              backbone: str = "auto", device: str = "auto", searchRadius: float = 0.0, timeout: float = 3600.0):
+        """Console use: track the landmarks through every follow-up; returns the session (in the scene)."""
+        from MedDIFTSceneLib.session import TrackingSession
 
-        return folder or str(default_weights_dir())
-
-    # --- views ---------------------------------------------------------------------
-
-    def showSideBySide(self, p, result) -> None:
-        """Fixed left, moving right with the heatmap as foreground; the moving view jumps to the match."""
-        lm = slicer.app.layoutManager()
-        lm.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-        red = lm.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
-        yellow = lm.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
-        red.SetBackgroundVolumeID(p.fixedVolume.GetID())
-        red.SetForegroundVolumeID(None)
-        yellow.SetBackgroundVolumeID(p.movingVolume.GetID())
-        yellow.SetForegroundVolumeID(result["heatmap_node"].GetID())
-        yellow.SetForegroundOpacity(0.5)
-        for name in ("Red", "Yellow"):
-            lm.sliceWidget(name).sliceLogic().FitSliceToAll()
-        m = result["matched"]
-        label = result["heatmap_label"]
-        idx = m.label_index(label)
-        self.jumpMovingViewTo(m.points[idx])
-        fixedIdx = next(i for i in range(p.fixedLandmarks.GetNumberOfControlPoints())
-                        if p.fixedLandmarks.GetNthControlPointLabel(i) == label)
-        pos = [0.0, 0.0, 0.0]
-        p.fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
-        lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
-        dn = result["points_node"].GetDisplayNode()
-        if dn:
-            dn.SetViewNodeIDs([lm.sliceWidget("Yellow").mrmlSliceNode().GetID(), "vtkMRMLViewNode1"])
-
-    def jumpMovingViewTo(self, point) -> None:
-        lm = slicer.app.layoutManager()
-        if lm is None or lm.sliceWidget("Yellow") is None:
-            return
-        lm.sliceWidget("Yellow").sliceLogic().GetSliceNode().JumpSliceByCentering(*[float(c) for c in point])
+        session = TrackingSession.create(slicer.mrmlScene, baselineVolume, baselineLandmarks, followUpVolumes, mode)
+        engine = {"backbone": backbone, "device": device}
+        job = self.start_tracking(session, engine, {"radius_mm": searchRadius or None}).run(timeout=timeout)
+        if job.error is not None:
+            raise RuntimeError(str(job.error))
+        return session
 
 
 #
@@ -514,8 +354,8 @@ class MedDIFTLogic(MedDIFTLogicCore, ScriptedLoadableModuleLogic):
 
 class MedDIFTTest(ScriptedLoadableModuleTest):
     """End-to-end self-test in Slicer: phantom volumes with known breathing motion, the weight-free
-    backbone on CPU, the real worker process. Run with
-    ``Slicer --no-main-window --testing --python-code "slicer.util.selectModule('MedDIFT'); slicer.modules.MedDIFTWidget.onReload()..."``
+    backbone on CPU, the real worker process. Run with the README's command
+    (``Slicer --no-main-window --testing --additional-module-paths ... --python-code "slicer.selfTests['MedDIFT']()..."``)
     or from the module panel (Reload and Test)."""
 
     def setUp(self):
@@ -523,7 +363,15 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
+        self.ensureDependencies()
         self.test_MatchPhantomLandmarks()
+
+    def ensureDependencies(self):
+        """A fresh Slicer or the extension build machines have no torch or MONAI: install them without
+        a dialog, as testing mode requires, or skip saying what is missing and why."""
+        missing = MedDIFTLogic().installDependencies()
+        if missing:
+            self.skipTest("MedDIFT's Python dependencies could not be installed: " + ", ".join(missing))
 
     def test_MatchPhantomLandmarks(self):
         import numpy as np

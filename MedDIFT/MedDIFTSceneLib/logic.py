@@ -1,11 +1,14 @@
 """The module's logic without Qt: jobs in the background worker, results into the scene.
 
-A :class:`MatchJob` is a small state machine over worker steps (start the
-worker and configure it when needed, load both volumes, extract features,
-match, heatmap), each a non-blocking client call (:meth:`WorkerClient.launch`
-and ``poll_ready``, ``submit`` and :meth:`Pending.poll`). ``poll()`` advances
-it without ever waiting, so a GUI timer can drive it; tests and the Python
-console can call ``run()``. Match results are decoded by the protocol's codec.
+A :class:`MatchJob` is a small state machine over steps (start the worker
+and configure it when needed, write both volumes, load them, extract
+features, match, heatmap, read the heatmap back), each non-blocking: a client
+call (:meth:`WorkerClient.launch` and ``poll_ready``, ``submit`` and
+:meth:`Pending.poll`) or file I/O in a background thread (:class:`Background`:
+writing a 512^3 CT takes seconds, too long for the GUI thread). ``poll()``
+advances it without ever waiting, so a GUI timer can drive it; tests and the
+Python console can call ``run()``. ``fraction`` is the progress of the whole
+job (steps weighted by their usual cost), never going back. Match results are decoded by the protocol's codec.
 The scene is touched only when the whole job has succeeded: a failed, crashed
 or cancelled job leaves every node as it was and removes its temporary files.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,35 @@ from .scene import (
 )
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
+# Relative cost of each kind of step, for the overall progress (feature extraction dominates).
+STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.5, "extract": 10.0,
+                "match": 3.0, "heatmap": 1.0}
+STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
+                  "restarted): press Apply again")
+
+
+class Background:
+    """A function run in a daemon thread; ``done()`` never waits, ``result()`` re-raises its error.
+    For file I/O of a job step: numpy and SimpleITK release the GIL while they write."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self._result, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="meddift-job-io")
+        self._thread.start()
+
+    def _run(self, fn):
+        try:
+            self._result = fn()
+        except BaseException as err:  # handed to the GUI thread by result()
+            self._error = err
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 @dataclass
@@ -52,6 +85,7 @@ class MatchRequest:
     heatmap_label: Optional[str] = None  # None: the first defined point
     engine: dict = field(default_factory=dict)
     matching: dict = field(default_factory=dict)
+    record_session: bool = True  # keep the pair as a two-scan tracking session in the scene (multi-scan: no)
 
 
 class MatchJob:
@@ -67,16 +101,19 @@ class MatchJob:
         self.result: Optional[dict] = None
         self.configure_result: Optional[dict] = None  # the worker's backbone note and device, once configured
         self.tmp = Path(tempfile.mkdtemp(prefix="meddift-job-"))
-        self._pending = None  # the Pending request of the current step
+        self._pending = None  # the Pending request (or Background) of the current step
         self._current = None
         try:
             self._steps = self.logic.worker_steps(request.engine, request.matching) + self._plan()
         except BaseException:  # refused before starting: leave no temporary folder behind
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
+        self.client = self.logic.client  # the worker this job's features will live in
+        self._total = sum(STEP_WEIGHTS[cmd] for _, cmd, _ in self._steps)
+        self._done_weight = 0.0
         self._t0 = time.monotonic()
 
-    # --- planning (all reads of the scene happen here, before any work) ---------
+    # --- planning (all reads of the scene happen here, before any work; nothing is written) ---------
 
     def _plan(self):
         scene = self.logic.scene
@@ -96,11 +133,13 @@ class MatchJob:
         self.heatmap_label = label if label in defined_labels else defined_labels[0]
         self.fixed_key, self.moving_key = f"fixed-{fixed.GetID()}", f"moving-{moving.GetID()}"
         fixed_path, moving_path = self.tmp / "fixed.nrrd", self.tmp / "moving.nrrd"
-        write_volume(volume_from_node(fixed), fixed_path)
-        write_volume(volume_from_node(moving), moving_path)
+        # copies of the voxels taken now (the user may edit the scene meanwhile), written in a thread
+        fixed_volume, moving_volume = volume_from_node(fixed), volume_from_node(moving)
         self.heatmap_path = self.tmp / "heatmap.nrrd"
         idx = self.points.label_index(self.heatmap_label)
         return [
+            ("write fixed", "local", {"run": lambda: write_volume(fixed_volume, fixed_path)}),
+            ("write moving", "local", {"run": lambda: write_volume(moving_volume, moving_path)}),
             ("load fixed", "load_volume", {"name": self.fixed_key, "path": str(fixed_path), "label": fixed.GetName()}),
             ("load moving", "load_volume", {"name": self.moving_key, "path": str(moving_path),
                                             "label": moving.GetName()}),
@@ -111,6 +150,7 @@ class MatchJob:
                                 "labels": self.points.labels}),
             ("heatmap", "heatmap", {"fixed": self.fixed_key, "moving": self.moving_key,
                                     "point": self.points.points[idx].tolist(), "out": str(self.heatmap_path)}),
+            ("read heatmap", "local", {"run": lambda: read_volume(self.heatmap_path, name="MedDIFT similarity")}),
         ]
 
     # --- running ---------------------------------------------------------------
@@ -128,6 +168,7 @@ class MatchJob:
                     self._start_next()
                 if not self._step_done():
                     return True
+                self._done_weight += STEP_WEIGHTS[self._current[1]]
                 self._current = None
         except CancelledError:
             self._fail(None, cancelled=True)
@@ -156,11 +197,16 @@ class MatchJob:
     def _start_next(self):
         self._current = self._steps.pop(0)
         name, cmd, fields = self._current
-        self.stage, self.fraction = name, 0.0
+        self.stage = name
+        self._set_fraction(0.0)
         self.log.append(f"{time.monotonic() - self._t0:6.1f}s {name}")
         if cmd == "launch":
             self.logic.client.launch()
+        elif cmd == "local":
+            self._pending = Background(fields["run"])
         else:
+            if cmd == "load_volume":
+                self.logic.features_job = self  # from now on the worker's features are this job's
             self._pending = self.logic.client.submit(cmd, on_event=self._progress, **fields)
 
     def _step_done(self) -> bool:
@@ -168,6 +214,14 @@ class MatchJob:
         name, cmd, fields = self._current
         if cmd == "launch":
             return self.logic.client.poll_ready()
+        if cmd == "local":
+            if not self._pending.done():
+                return False
+            try:
+                self._received(self._pending.result())
+            except OSError as err:  # a full disk, a temporary folder removed under us
+                raise MedDIFTError(f"{name}: {err}") from err
+            return True
         if not self._pending.poll():
             return False
         self._received(self._pending.result or {})
@@ -175,7 +229,15 @@ class MatchJob:
 
     def _progress(self, msg: dict):
         if msg.get("event") == "progress":
-            self.stage, self.fraction = f"{self._current[0]}: {msg['stage']}", msg["fraction"]
+            self.stage = f"{self._current[0]}: {msg['stage']}"
+            self._set_fraction(float(msg["fraction"]))
+
+    def _set_fraction(self, step_fraction: float):
+        """The whole job's progress: finished steps plus this part of the current one (never backwards,
+        although a step's own sub-stages may each report 0..1)."""
+        weight = STEP_WEIGHTS[self._current[1]] if self._current else 0.0
+        overall = (self._done_weight + weight * min(max(step_fraction, 0.0), 1.0)) / max(self._total, 1e-9)
+        self.fraction = max(self.fraction, min(overall, 1.0))
 
     def _received(self, result: dict):
         name, cmd, fields = self._current
@@ -188,6 +250,8 @@ class MatchJob:
             self.log += [f"warning: {w}" for w in self.warnings]
         elif name == "heatmap":
             self.heatmap_info = result
+        elif name == "read heatmap":
+            self.heatmap = result
         elif name.endswith("features"):
             self.log.append(f"{time.monotonic() - self._t0:6.1f}s {name}: {result.get('seconds', 0):.1f} s")
 
@@ -199,7 +263,7 @@ class MatchJob:
             r = self.request
             pts, labels, values, _ = decode_match(self.matched)
             matched = PointSet(pts, labels, values)
-            heatmap = read_volume(self.heatmap_path, name="MedDIFT similarity")
+            heatmap = self.heatmap
             existing = scene.GetNodeByID(r.output_points_id) if r.output_points_id else None
             out_node = output_markups_node(scene, "MedDIFT matched", existing, self.overwrite)
             write_markups(out_node, matched, locked=True)
@@ -207,6 +271,14 @@ class MatchJob:
             show_heatmap(scene, hm_node, threshold=max(0.0, float(np.nanmin(values["similarity"])) - 0.2))
             self.result = {"points_node": out_node, "heatmap_node": hm_node, "matched": matched,
                            "heatmap_label": self.heatmap_label, "warnings": self.warnings}
+            if r.record_session:
+                from .session import TrackingSession
+
+                session = TrackingSession.for_pair(scene, scene.GetNodeByID(r.fixed_volume_id),
+                                                   scene.GetNodeByID(r.moving_volume_id),
+                                                   scene.GetNodeByID(r.fixed_points_id))
+                session.set_matched(1, out_node)
+                self.result["session"] = session
             self.stage, self.fraction = "done", 1.0
             self.log.append(f"{time.monotonic() - self._t0:6.1f}s done")
         except MedDIFTError as err:
@@ -224,15 +296,22 @@ class MatchJob:
 
 
 class MedDIFTLogicCore:
-    """Owns the worker process for a scene; starts jobs and live single-point matches."""
+    """Owns the worker process for a scene; starts jobs and live single-point matches.
 
-    def __init__(self, scene, python: Optional[str] = None, env: Optional[dict] = None):
+    ``env`` is the worker's environment, or a function returning it: called at each worker start so that
+    a changed setting (Slicer's "force CPU") takes effect on the next run without a module reload; a
+    running worker whose environment no longer matches is replaced by the next job.
+    """
+
+    def __init__(self, scene, python: Optional[str] = None, env=None):
         self.scene = scene
         self.python, self.env = python, env
         self.client: Optional[WorkerClient] = None
+        self._client_env: Optional[dict] = None  # the environment the running worker was started with
         self._configured: Optional[dict] = None
         self.configure_result: Optional[dict] = None
         self.job: Optional[MatchJob] = None  # the last job started; one at a time (they share the worker)
+        self.features_job: Optional[MatchJob] = None  # the job whose features the running worker holds
 
     # --- worker ----------------------------------------------------------------
 
@@ -241,14 +320,27 @@ class MedDIFTLogicCore:
         (when none runs) and configure it (when its options differ). Steps of the job's poll loop,
         so that neither blocks the GUI."""
         steps = []
+        env = self.worker_env()
+        if self.client is not None and self.client.alive and env != self._client_env:
+            self.kill_worker()  # started with other settings (force CPU changed): its features are stale anyway
         if self.client is None or not self.client.alive:
-            self.client = WorkerClient(python=self.python, env=self.env)
-            self._configured = None
+            self.client = WorkerClient(python=self.python, env=env)
+            self._client_env, self._configured, self.features_job = env, None, None
             steps.append(("start worker", "launch", {}))
         wanted = {"engine": engine, "matching": matching}
         if self._configured != wanted:
             steps.append(("configure", "configure", wanted))
         return steps
+
+    def worker_env(self) -> Optional[dict]:
+        """The environment for a worker started now (None: this process's)."""
+        return dict(self.env()) if callable(self.env) else self.env
+
+    def has_features(self, job: Optional[MatchJob]) -> bool:
+        """Whether live matches can use ``job``'s features: it succeeded, no later job loaded other
+        volumes, and its worker still runs (not cancelled, crashed, stopped or replaced)."""
+        return (job is not None and job.result is not None and job is self.features_job
+                and self.client is not None and job.client is self.client and self.client.alive)
 
     def configured(self, options: dict, result: dict) -> None:
         """The worker now runs with ``options`` (a job's configure step finished)."""
@@ -257,12 +349,12 @@ class MedDIFTLogicCore:
     def kill_worker(self) -> None:
         if self.client is not None:
             self.client.kill()
-        self.client, self._configured = None, None
+        self.client, self._configured, self.features_job = None, None, None
 
     def shutdown(self) -> None:
         if self.client is not None:
             self.client.stop()
-        self.client, self._configured = None, None
+        self.client, self._configured, self.features_job = None, None, None
 
     # --- jobs ------------------------------------------------------------------
 
@@ -281,6 +373,12 @@ class MedDIFTLogicCore:
         self.job = MatchJob(self, request, overwrite)
         return self.job
 
+    def start_tracking(self, session, engine: dict, matching: dict, heatmap_label: Optional[str] = None):
+        """Track the session's landmarks through all its follow-ups (one job each, in order)."""
+        from .multiscan import TrackingJob
+
+        return TrackingJob(self, session, engine, matching, heatmap_label)
+
     def match_point(self, job: MatchJob, index: int, timeout: float = 60.0) -> dict:
         """Live mode: match point ``index`` of the fixed list with the cached features,
         update its partner in the output list and the heatmap. Synchronous: the
@@ -288,6 +386,8 @@ class MedDIFTLogicCore:
         if job.result is None:
             raise InputError("run a match first: live mode uses its features")
         self._refuse_if_busy("match a point live")
+        if not self.has_features(job):
+            raise InputError(STALE_FEATURES)
         fixed_node = self.scene.GetNodeByID(job.request.fixed_points_id)
         out_node = job.result["points_node"]
         ps = pointset_from_markups(fixed_node)

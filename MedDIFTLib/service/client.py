@@ -38,6 +38,18 @@ class WorkerCrashed(MedDIFTError):
     """The worker process ended while a request was pending (killed, crashed, out of memory)."""
 
 
+CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW = 0x00000200, 0x08000000  # Windows process creation flags
+
+
+def popen_options(platform: str = os.name) -> dict:
+    """Process options of the worker: its own process group (``kill()`` takes its children too) and,
+    on Windows, no console window (started from Slicer, a GUI process, Windows would otherwise open
+    one and leave it there; Slicer's own process launcher hides it too)."""
+    if platform == "nt":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
 class WorkerClient:
     """A worker process and the two threads that read its output."""
 
@@ -60,11 +72,7 @@ class WorkerClient:
 
     def launch(self) -> None:
         """Start the process without waiting; :meth:`poll_ready` tells when it is ready."""
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # its own process group: kill() takes children too
+        kwargs = popen_options()
         self.ready = None
         self.proc = subprocess.Popen(
             [self.python, "-u", "-m", self.module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

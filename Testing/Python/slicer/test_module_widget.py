@@ -40,6 +40,23 @@ def _configure(w, fixed, moving, points):
     ui.searchRadiusSpinBox.value = 20.0
 
 
+class _no_error_display:
+    """Fails if Slicer's errorDisplay is called (in testing mode it only logs, so a test would not see it)."""
+
+    def __enter__(self):
+        import slicer
+
+        self.calls, self._orig = [], slicer.util.errorDisplay
+        slicer.util.errorDisplay = lambda text, *a, **k: self.calls.append(text)
+
+    def __exit__(self, *exc):
+        import slicer
+
+        slicer.util.errorDisplay = self._orig
+        assert not self.calls, self.calls
+        return False
+
+
 def _run_to_end(w, timeout=600):
     assert slicer_standin.runEventLoop(lambda: w.job is None, timeout=timeout), "the job did not finish"
 
@@ -78,7 +95,8 @@ def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp
     assert ui.applyButton.text == "Cancel" and ui.progressBar.visible
     _run_to_end(w)
     assert ui.applyButton.text == "Apply" and not ui.progressBar.visible
-    assert progress and progress[-1] == 100  # (per stage today: 0..100 for each step, see the report)
+    # the whole job's progress: it never goes back (it used to run 0..100 for every stage) and ends full
+    assert progress and progress[-1] == 100 and progress == sorted(progress) and len(set(progress)) > 3
     assert slicer.app.layoutManager().layoutLogic().GetLayoutNode().GetViewArrangement() == \
         slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
     out = w._parameterNode.outputLandmarks
@@ -96,12 +114,14 @@ def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp
     assert table.rowCount == points.GetNumberOfControlPoints()
     assert [table.item(r, 0).text() for r in range(table.rowCount)] == \
         [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())]
+    # one follow-up: label, then its match, confidence and status
+    assert table.columnCount == 4 and table.horizontalHeaderItem(3).text() == "moving: status"
     table.selectRow(1)
     ui.acceptButton.click()
-    assert table.item(1, 4).text() == "accepted" and out.GetNthControlPointLocked(1)
+    assert table.item(1, 3).text() == "accepted" and out.GetNthControlPointLocked(1)
     table.selectRow(2)
     ui.correctButton.click()
-    assert table.item(2, 4).text() == "corrected" and not out.GetNthControlPointLocked(2)
+    assert table.item(2, 3).text() == "corrected" and not out.GetNthControlPointLocked(2)
 
     csv_path = tmp_path / "pairs.csv"
     qt.answerNextDialog("QFileDialog.getSaveFileName", str(csv_path))
@@ -117,6 +137,19 @@ def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp
     after = np.array(out.GetNthControlPointPositionWorld(0))
     assert not np.allclose(after, before)
     assert np.linalg.norm(after - pair.true_moving_points(target[None])[0]) < 8.0
+
+    # defect 6: Cancel kills the worker and its features; a moved point then says "press Apply again"
+    # (it used to fail with "'NoneType' object has no attribute 'request'" on every move)
+    ui.applyButton.click()
+    slicer.app.processEvents()
+    ui.applyButton.click()  # Cancel
+    assert w.lastJob is None and "press Apply again" in ui.logTextEdit.toPlainText()
+    partner = np.array(out.GetNthControlPointPositionWorld(0))
+    with _no_error_display():
+        points.SetNthControlPointPositionWorld(0, *(target + 3.0))
+    np.testing.assert_allclose(out.GetNthControlPointPositionWorld(0), partner)
+    ui.applyButton.click()  # features again, for the worker that cleanup() must stop
+    _run_to_end(w)
 
     client = w.logic.client if hasattr(w.logic, "client") else w.logic.core.client
     proc = client.proc if hasattr(client, "proc") else client._proc
@@ -149,3 +182,25 @@ def test_cancel_and_scene_close_leave_the_scene_as_it_was(module_widget):
     assert not w.ui.applyButton.enabled
     slicer.app.processEvents()
     assert slicer.mrmlScene.GetFirstNodeByName("MedDIFT matched") is None
+
+
+def test_heatmap_list_follows_points_placed_after_the_list_was_chosen(module_widget):
+    """Defect 5: placing points one by one after choosing the list left "heatmap for" empty, and the job
+    silently used the first point. The list follows points added, removed and relabelled."""
+    import vtk
+
+    import slicer
+
+    w = module_widget
+    points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "lesions")
+    w.ui.fixedLandmarksSelector.setCurrentNode(points)
+    combo = w.ui.heatmapLabelComboBox
+    assert combo.count == 0
+    for i in range(5):
+        points.AddControlPoint(vtk.vtkVector3d(i, 0, 0), f"L{i + 1}")
+    assert [combo.itemText(i) for i in range(combo.count)] == ["L1", "L2", "L3", "L4", "L5"]
+    combo.setCurrentIndex(3)
+    points.SetNthControlPointLabel(0, "liver lesion")
+    points.RemoveNthControlPoint(1)
+    assert [combo.itemText(i) for i in range(combo.count)] == ["liver lesion", "L3", "L4", "L5"]
+    assert combo.currentText == "L4"  # the user's choice is kept

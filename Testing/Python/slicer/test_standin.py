@@ -175,3 +175,32 @@ def test_dialogs_need_a_prepared_answer(slicer_app):
         qt.QFileDialog.getSaveFileName(None, "Export", "x.csv", "*.csv")
     qt.answerNextDialog("QFileDialog.getSaveFileName", "/tmp/y.csv")
     assert qt.QFileDialog.getSaveFileName(None, "Export", "x.csv", "*.csv") == "/tmp/y.csv"
+
+
+def test_a_collected_combo_box_leaves_no_observer_on_the_scene(slicer_app, monkeypatch):
+    """A node combo box collected with its scene in one garbage cycle (as each test's panel is when the
+    next test starts a new scene) must have removed its scene observers first, as qMRMLNodeComboBox's
+    destructor does. Otherwise the scene, destroyed in the same collection, calls the half-cleared
+    handler and VTK prints "TypeError: () missing 1 required positional argument: 'node'"."""
+    import gc
+    import sys
+
+    import slicer
+    from slicer_standin.mrml_widgets import qMRMLNodeComboBox
+
+    printed = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: printed.append(f"{kind.__name__}: {value}"))
+    gc.collect()
+    for _ in range(3):
+        scene = slicer.vtkMRMLScene()
+        for i in range(3):
+            scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"v{i}")
+        combo = qMRMLNodeComboBox()
+        combo.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+        combo.setMRMLScene(scene)
+        cycle = {"combo": combo, "scene": scene}
+        cycle["self"] = cycle
+        combo.cycle = cycle
+        del combo, scene, cycle
+        gc.collect()
+    assert printed == []

@@ -63,6 +63,9 @@ def start(testing: bool = True):
         if not attr.startswith("__"):
             delattr(slicer.modules, attr)
     scene = slicer.vtkMRMLScene()
+    # What Slicer's Markups module logic registers at start-up (vtkSlicerMarkupsLogic::RegisterNodes):
+    # the .mrk.json storage node, so that point lists are saved with the scene (.mrml files, .mrb).
+    scene.RegisterNodeClass(slicer.vtkMRMLMarkupsJsonStorageNode())
     slicer.app = qSlicerApplication(scene, testing=testing)
     slicer.mrmlScene = scene
     slicer.selfTests = {}

@@ -19,6 +19,15 @@ import qt
 from qt import Prop, QWidget, Signal
 
 
+def _removeObservers(observed):
+    """Remove a widget's scene observers; ``observed`` is ``[scene, tags]`` (emptied here)."""
+    scene, tags = observed
+    if scene is not None:
+        for tag in tags:
+            scene.RemoveObserver(tag)
+    observed[:] = [None, []]
+
+
 class qSlicerWidget(QWidget):
     mrmlSceneChanged = Signal("mrmlSceneChanged(vtkMRMLScene*)")
 
@@ -82,17 +91,19 @@ class qMRMLNodeComboBox(qMRMLWidget):
                 me()._onNodeRemoved(node)
 
         self._handlers = (on_added, on_removed)  # VTK keeps Python callables weakly
+        # qMRMLNodeComboBox's destructor disconnects from the scene. Here a finalizer does it, because
+        # it runs before the garbage collector clears the handlers: a scene collected in the same
+        # cycle would otherwise call half-cleared handlers ("() missing ... argument: 'node'").
+        self._observed = [None, self._tags]  # [scene, tags], shared with the finalizer
+        weakref.finalize(self, _removeObservers, self._observed)
 
     # --- scene ---------------------------------------------------------------------
     def setMRMLScene(self, scene):
-        old = self._scene
-        if old is not None:
-            for tag in self._tags:
-                old.RemoveObserver(tag)
-        self._tags = []
+        _removeObservers(self._observed)
         if scene is not None:
             self._tags = [scene.AddObserver(scene.NodeAddedEvent, self._handlers[0]),
                           scene.AddObserver(scene.NodeAboutToBeRemovedEvent, self._handlers[1])]
+            self._observed[:] = [scene, self._tags]
         super().setMRMLScene(scene)
         if self._current is not None and (scene is None or scene.GetNodeByID(self._current.GetID()) is not self._current):
             self._setCurrent(None)

@@ -1,0 +1,83 @@
+"""Panel parts with their own state: the "heatmap for" landmark list and the tracking table."""
+
+from __future__ import annotations
+
+import qt
+from slicer.i18n import tr as _
+
+
+class HeatmapLabels:
+    """Keeps the "heatmap for" combo box equal to the fixed landmarks' labels.
+
+    The list must follow the point list itself, not only the selection: points are added one by one
+    after the list is chosen (placing five points left it empty and the job silently used the first
+    one). So it observes the node's point added, removed and modified events (a label change is a
+    point modification) and rebuilds only when the labels differ, keeping the user's choice.
+    """
+
+    EVENTS = ("PointAddedEvent", "PointRemovedEvent", "PointModifiedEvent")
+
+    def __init__(self, comboBox):
+        self.comboBox = comboBox
+        self.node, self._tags = None, []
+
+    def setNode(self, node) -> None:
+        if node is not self.node:
+            self._unobserve()
+            self.node = node
+            if node is not None:
+                self._tags = [node.AddObserver(getattr(node, e), self._onPointsChanged) for e in self.EVENTS]
+        self.refresh()
+
+    def _onPointsChanged(self, caller=None, event=None) -> None:
+        self.refresh()
+
+    def labels(self) -> list[str]:
+        node = self.node
+        return [node.GetNthControlPointLabel(i) for i in range(node.GetNumberOfControlPoints())] if node else []
+
+    def refresh(self) -> None:
+        combo = self.comboBox
+        labels = self.labels()
+        if labels == [combo.itemText(i) for i in range(combo.count)]:
+            return
+        current = combo.currentText
+        combo.clear()
+        for label in labels:
+            combo.addItem(label)
+        idx = combo.findText(current)
+        if idx >= 0:
+            combo.setCurrentIndex(idx)
+
+    def _unobserve(self) -> None:
+        if self.node is not None:
+            for tag in self._tags:
+                self.node.RemoveObserver(tag)
+        self._tags = []
+
+    def remove(self) -> None:
+        self._unobserve()
+        self.node = None
+
+
+def fillTrackingTable(table, session) -> None:
+    """One row per baseline landmark; per follow-up: its match (RAS), confidence and status."""
+    if session is None:
+        table.setRowCount(0)
+        return
+    header = session.header()
+    table.setColumnCount(len(header))
+    table.setHorizontalHeaderLabels([_(h) if i == 0 else h for i, h in enumerate(header)])
+    rows = session.table_text()
+    table.setRowCount(len(rows))
+    for r, texts in enumerate(rows):
+        for c, text in enumerate(texts):
+            table.setItem(r, c, qt.QTableWidgetItem(text))
+
+
+def selectedTimePoint(table, session) -> int:
+    """The follow-up of the selected cell (its three columns), else the last one."""
+    col = table.currentColumn()
+    n = len(session.follow_ups)
+    return min(n, (col - 1) // 3 + 1) if col >= 1 else n
+

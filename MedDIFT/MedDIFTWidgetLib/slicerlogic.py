@@ -1,0 +1,143 @@
+"""What MedDIFT's logic does through Slicer itself: dependencies, the worker's interpreter and
+environment, the weights download, the views. A mixin of ``MedDIFT.MedDIFTLogic``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from subprocess import CalledProcessError
+from typing import Optional
+
+import qt
+import slicer
+from slicer.i18n import tr as _
+
+MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# MedDIFTSceneLib sits next to MedDIFT.py; MedDIFTLib too once installed as an extension, or one
+# folder up in a source checkout (the module folder added as an "additional module path").
+ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
+                              if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
+
+
+class SlicerLogicMixin:
+    @staticmethod
+    def workerPython() -> str:
+        """Slicer's Python launcher (PythonSlicer), the interpreter the worker runs in."""
+        return shutil.which("PythonSlicer") or sys.executable
+
+    @staticmethod
+    def workerEnvironment() -> dict:
+        """Read at every worker start (not once at module load), so "force CPU" applies to the next run."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(ENGINE_DIRS + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        if str(qt.QSettings().value("MedDIFT/ForceCPU", "false")).lower() == "true":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
+    def resourcePath(self, relativePath: str) -> str:
+        return os.path.join(MODULE_DIR, "Resources", relativePath)
+
+    # --- dependencies ----------------------------------------------------------------
+
+    def installDependencies(self) -> list[str]:
+        """Install what is missing without any dialog; returns what is still missing (empty: ready).
+        torch through the PyTorch extension, the rest from requirements.txt under a constraints file
+        that keeps Slicer's numpy, SimpleITK, VTK (and torch) as they are."""
+        from MedDIFTSceneLib.dependencies import missing_modules, requirements, write_constraints
+
+        missing = missing_modules()
+        if not missing:
+            return []
+        if "torch" in missing:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                return [_("torch (install the PyTorch extension in the Extensions Manager and restart Slicer)")]
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled():
+                if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.8") is None:
+                    return missing_modules()
+        reqs = requirements(self.resourcePath("requirements.txt"))
+        folder = tempfile.mkdtemp(prefix="meddift-pip-")
+        try:
+            slicer.util.pip_install(reqs, constraints=str(write_constraints(os.path.join(folder, "constraints.txt"))))
+        except Exception as err:  # pip's own message is in the log; the caller says what is missing
+            import logging
+
+            logging.error(f"MedDIFT: installing {reqs} failed: {err}")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return missing_modules()
+
+    def ensureDependencies(self, askConfirmation: bool = True) -> bool:
+        """The GUI's check before a run: asks first (never in testing mode), then installs."""
+        from MedDIFTSceneLib.dependencies import missing_modules
+
+        missing = missing_modules()
+        if not missing:
+            return True
+        if askConfirmation and not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
+                _("MedDIFT needs these Python packages: {packages}. Install them now? "
+                  "This can take several minutes.").format(packages=", ".join(missing))):
+            return False
+        with slicer.util.WaitCursor():
+            still = self.installDependencies()
+        if still:
+            slicer.util.errorDisplay(_("MedDIFT could not install: {packages}").format(packages=", ".join(still)))
+        return not still
+
+    # --- weights ---------------------------------------------------------------------
+
+    def downloadWeights(self, token: str, folder: Optional[str], log=None) -> str:
+        """Download the MAISI v1 files in the worker's Python (torch is never imported into Slicer's
+        process for this: the folder comes from the engine's torch-free ``runtime``)."""
+        from MedDIFTLib.runtime import user_cache_dir
+
+        cmd = [self.workerPython(), "-m", "MedDIFTLib.cli", "weights", "download", "--no-progress"]
+        if folder:
+            cmd += ["--dest", folder]
+        env = self.workerEnvironment()
+        env["HF_TOKEN"] = token  # in the environment, not on the command line (process lists show that)
+        # as Slicer's executePythonModule: PythonSlicer needs Slicer's environment, not the startup one
+        proc = slicer.util.launchConsoleProcess(cmd, useStartupEnvironment=False, updateEnvironment=env)
+        try:
+            slicer.util.logProcessOutput(proc, log)
+        except CalledProcessError as err:
+            raise RuntimeError(_("weights download failed (exit code {code}); the log above says why "
+                                 "(token, licence not accepted, network)").format(code=err.returncode)) from None
+        return folder or str(user_cache_dir("weights", "MEDDIFT_WEIGHTS_DIR"))
+
+    # --- views -----------------------------------------------------------------------
+
+    def showSideBySide(self, p, result) -> None:
+        """Fixed left, moving right with the heatmap as foreground; the moving view jumps to the match."""
+        lm = slicer.app.layoutManager()
+        lm.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        red = lm.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+        yellow = lm.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
+        red.SetBackgroundVolumeID(p.fixedVolume.GetID())
+        red.SetForegroundVolumeID(None)
+        yellow.SetBackgroundVolumeID(p.movingVolume.GetID())
+        yellow.SetForegroundVolumeID(result["heatmap_node"].GetID())
+        yellow.SetForegroundOpacity(0.5)
+        for name in ("Red", "Yellow"):
+            lm.sliceWidget(name).sliceLogic().FitSliceToAll()
+        m = result["matched"]
+        label = result["heatmap_label"]
+        self.jumpMovingViewTo(m.points[m.label_index(label)])
+        fixedIdx = next(i for i in range(p.fixedLandmarks.GetNumberOfControlPoints())
+                        if p.fixedLandmarks.GetNthControlPointLabel(i) == label)
+        pos = [0.0, 0.0, 0.0]
+        p.fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
+        lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
+        dn = result["points_node"].GetDisplayNode()
+        if dn:
+            dn.SetViewNodeIDs([lm.sliceWidget("Yellow").mrmlSliceNode().GetID(), "vtkMRMLViewNode1"])
+
+    def jumpMovingViewTo(self, point) -> None:
+        lm = slicer.app.layoutManager()
+        if lm is None or lm.sliceWidget("Yellow") is None:
+            return
+        lm.sliceWidget("Yellow").sliceLogic().GetSliceNode().JumpSliceByCentering(*[float(c) for c in point])
