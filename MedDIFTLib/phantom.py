@@ -348,6 +348,41 @@ class BreathingMotion:
         return np.linalg.det(np.stack(cols, -1))
 
 
+@dataclass
+class RepositionedMotion:
+    """Breathing, then the whole patient moved rigidly: phi(p) = R (b(p) - c) + c + t.
+
+    A follow-up where the patient lies differently: rotation ``angle_deg`` about the
+    S axis through ``centre`` (RAS mm) and a translation ``shift_mm``, on top of
+    ``breathing``. Exact both ways, and a rigid motion keeps the Jacobian of ``b``.
+    """
+
+    breathing: BreathingMotion = field(default_factory=BreathingMotion)
+    angle_deg: float = 8.0
+    shift_mm: tuple = (15.0, -12.0, 15.0)
+    centre: tuple = (0.0, 0.0, 0.0)
+
+    @property
+    def rigid(self) -> np.ndarray:
+        """The rigid part as a 4x4 RAS matrix."""
+        a = np.radians(self.angle_deg)
+        r = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+        c = np.asarray(self.centre, dtype=np.float64)
+        m = np.eye(4)
+        m[:3, :3] = r
+        m[:3, 3] = c - r @ c + np.asarray(self.shift_mm, dtype=np.float64)
+        return m
+
+    def fixed_to_moving(self, pts) -> np.ndarray:
+        return apply_affine(self.rigid, self.breathing.fixed_to_moving(pts))
+
+    def moving_to_fixed(self, pts, tol: float = 1e-9, max_iter: int = 200) -> np.ndarray:
+        return self.breathing.moving_to_fixed(apply_affine(np.linalg.inv(self.rigid), pts), tol, max_iter)
+
+    def jacobian_det(self, pts, h: float = 0.25) -> np.ndarray:
+        return self.breathing.jacobian_det(pts, h)
+
+
 # ---------------------------------------------------------------------------------
 # the pair
 # ---------------------------------------------------------------------------------
@@ -375,11 +410,14 @@ class PhantomPair:
 def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion: Optional[BreathingMotion] = None,
               noise_hu: float = 20.0, intensity_scale: float = 1.0, intensity_offset: float = 0.0,
               lesions: int = 3, ijk_to_ras: Optional[np.ndarray] = None,
-              moving_ijk_to_ras: Optional[np.ndarray] = None) -> PhantomPair:
+              moving_ijk_to_ras: Optional[np.ndarray] = None, soft_tissue_offset_hu: float = 0.0) -> PhantomPair:
     """Fixed and moving scans (HU) of the same phantom, the moving one breathing.
 
     The moving scan is rendered from the anatomy at phi^-1 of its own voxel
     centres (exact), on the same grid unless ``moving_ijk_to_ras`` is given.
+    ``soft_tissue_offset_hu`` is added to the moving scan's soft tissue outside the
+    lungs (-200..300 HU), as an injected contrast agent would, before the global
+    gain ``intensity_scale`` and offset ``intensity_offset``.
     """
     motion = motion or BreathingMotion()
     anatomy = make_anatomy(seed, lesions)
@@ -393,6 +431,9 @@ def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion
     # mass conservation in the lungs: HU + 1000 scales with 1 / det(D phi)
     det = motion.jacobian_det(xm[lung_m])
     hu_m[lung_m] = (-1000.0 + (hu_m[lung_m] + 1000.0) / det).astype(np.float32)
+    if soft_tissue_offset_hu:
+        soft = (~lung_m) & (hu_m > -200.0) & (hu_m < 300.0)
+        hu_m[soft] = hu_m[soft] + np.float32(soft_tissue_offset_hu)
     hu_m = intensity_scale * hu_m + intensity_offset
     if noise_hu:
         hu_f = hu_f + rng.normal(0, noise_hu, hu_f.shape).astype(np.float32)
@@ -403,7 +444,8 @@ def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion
                        fixed.with_array(lung_f.reshape(fgrid.shape).astype(np.uint8), "phantom fixed lungs"),
                        moving.with_array(lung_m.reshape(mgrid.shape).astype(np.uint8), "phantom moving lungs"),
                        {"shape": list(shape), "spacing": list(np.atleast_1d(spacing).astype(float)), "seed": seed,
-                        "noise_hu": noise_hu, "intensity_scale": intensity_scale, "intensity_offset": intensity_offset})
+                        "noise_hu": noise_hu, "intensity_scale": intensity_scale, "intensity_offset": intensity_offset,
+                        "soft_tissue_offset_hu": soft_tissue_offset_hu})
 
 
 def sample_landmarks(pair: PhantomPair, n: int = 20, seed: int = 0, min_distance_mm: float = 10.0,
