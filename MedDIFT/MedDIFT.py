@@ -1,7 +1,7 @@
 """MedDIFT: training-free landmark and lesion matching between CT scans (3D Slicer module).
 
 GUI and Slicer glue only. The work happens in a background worker process
-(``MedDIFTLib.worker``) driven by ``MedDIFTSceneLib.logic``; all scene code
+(``MedDIFTLib.service.worker``) driven by ``MedDIFTSceneLib.logic``; all scene code
 is Qt-free (``MedDIFTSceneLib.scene``, ``.tracking``) and tested outside
 Slicer. The widget never blocks: a timer polls the running job.
 """
@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import qt
 import slicer
 import vtk
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -24,7 +25,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 # MedDIFTSceneLib sits next to this file; MedDIFTLib too once installed as an extension, or one
@@ -35,6 +35,7 @@ for _dir in ENGINE_DIRS:
     if _dir not in sys.path:
         sys.path.insert(0, _dir)
 
+from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402 - importable once the folders above are on the path
 
 #
 # MedDIFT
@@ -91,6 +92,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self.job = None
         self.lastJob = None
+        self._configureLogged = True
         self.pointEvents = None
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
@@ -127,7 +129,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         self._stopLive()
         if self.logic:
-            self.logic.core.shutdown()
+            self.logic.shutdown()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -209,9 +211,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception:
             self.job = None
             return
-        info = self.logic.core.configure_result or {}
-        self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
-        self._log(_("Device: {device}").format(device=info.get("device", "?")))
+        self._configureLogged = False
         self.ui.applyButton.text = _("Cancel")
         self.ui.progressBar.visible = True
         self.timer.start()
@@ -227,6 +227,12 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.timer.stop()
             return
         running = job.poll()
+        if not self._configureLogged and (job.configure_result or not running):
+            # the worker's configure step (or the options it already had) says what runs
+            info = job.configure_result or self.logic.configure_result or {}
+            self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
+            self._log(_("Device: {device}").format(device=info.get("device", "?")))
+            self._configureLogged = True
         self.ui.progressBar.value = int(100 * job.fraction)
         self.ui.statusLabel.text = job.stage
         if running:
@@ -288,7 +294,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("Live match failed."), waitCursor=True):
-                res = self.logic.core.match_point(self.lastJob, index)
+                res = self.logic.match_point(self.lastJob, index)
                 self.logic.jumpMovingViewTo(res["point"])
                 self._refreshTrackingTable()
                 self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(label=res["label"],
@@ -363,8 +369,10 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class MedDIFTLogic(ScriptedLoadableModuleLogic):
-    """Usable from the Python console without the GUI:
+class MedDIFTLogic(ScriptedLoadableModuleLogic, MedDIFTLogicCore):
+    """The module's one logic: the Qt-free scene logic (:class:`MedDIFTSceneLib.logic.MedDIFTLogicCore`:
+    worker, jobs, live matches) plus what needs Slicer itself (dependencies, views, parameter node).
+    Usable from the Python console without the GUI:
 
     >>> logic = slicer.modules.meddift.widgetRepresentation().self().logic  # or MedDIFTLogic()
     >>> job = logic.match(fixedVolume, movingVolume, fixedPoints)   # blocks until done
@@ -373,9 +381,7 @@ class MedDIFTLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        from MedDIFTSceneLib.logic import MedDIFTLogicCore
-
-        self.core = MedDIFTLogicCore(slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment())
+        MedDIFTLogicCore.__init__(self, slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment())
 
     def getParameterNode(self):
         return MedDIFTParameterNode(super().getParameterNode())
@@ -436,7 +442,7 @@ class MedDIFTLogic(ScriptedLoadableModuleLogic):
                             engine, matching)
 
     def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
-        return self.core.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
+        return self.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
 
     def match(self, fixedVolume, movingVolume, fixedPoints, backbone: str = "auto", device: str = "auto",
               searchRadius: float = 0.0, timeout: float = 3600.0):
@@ -460,7 +466,7 @@ class MedDIFTLogic(ScriptedLoadableModuleLogic):
         slicer.util.logProcessOutput(proc)
         if proc.returncode != 0:
             raise RuntimeError(_("weights download failed (exit code {code}); see the log").format(code=proc.returncode))
-        from MedDIFTLib.weights import default_weights_dir
+        from MedDIFTLib.features.maisi.weights import default_weights_dir
 
         return folder or str(default_weights_dir())
 
@@ -519,10 +525,10 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
 
     def test_MatchPhantomLandmarks(self):
         import numpy as np
-
-        from MedDIFTLib.metrics import tre
-        from MedDIFTLib.phantom import make_pair, sample_landmarks
         from MedDIFTSceneLib.scene import add_volume_node, write_markups
+
+        from MedDIFTLib.evaluation.metrics import tre
+        from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
 
         self.delayDisplay("Making a phantom pair with known breathing motion")
         pair = make_pair(shape=(96, 96, 96), spacing=(2.5, 2.5, 2.5), seed=3)
@@ -537,7 +543,7 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
         try:
             job = logic.match(fixedNode, movingNode, pointsNode, backbone="mind-ssc", device="cpu", searchRadius=25.0)
         finally:
-            logic.core.shutdown()
+            logic.shutdown()
         matched = job.result["matched"]
         truth = pair.true_moving_points(landmarks.points)
         errors = tre(matched.points, truth)

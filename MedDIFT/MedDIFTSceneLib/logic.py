@@ -1,11 +1,13 @@
 """The module's logic without Qt: jobs in the background worker, results into the scene.
 
-A :class:`MatchJob` is a small state machine over worker requests (load both
-volumes, extract features, match, heatmap). ``poll()`` advances it without
-blocking, so a GUI timer can drive it; tests and the Python console can call
-``run()``. The scene is touched only when the whole job has succeeded: a
-failed, crashed or cancelled job leaves every node as it was and removes its
-temporary files.
+A :class:`MatchJob` is a small state machine over worker steps (start the
+worker and configure it when needed, load both volumes, extract features,
+match, heatmap), each a non-blocking client call (:meth:`WorkerClient.launch`
+and ``poll_ready``, ``submit`` and :meth:`Pending.poll`). ``poll()`` advances
+it without ever waiting, so a GUI timer can drive it; tests and the Python
+console can call ``run()``. Match results are decoded by the protocol's codec.
+The scene is touched only when the whole job has succeeded: a failed, crashed
+or cancelled job leaves every node as it was and removes its temporary files.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from MedDIFTLib.data.image_io import read_volume, write_volume
+from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError
-from MedDIFTLib.image_io import read_volume, write_volume
-from MedDIFTLib.landmarks import PointSet
-from MedDIFTLib.worker_client import WorkerClient, WorkerCrashed
+from MedDIFTLib.service.client import WorkerClient
+from MedDIFTLib.service.protocol import decode_match
 
 from .scene import (
     add_volume_node,
     output_markups_node,
     pointset_from_markups,
+    set_partner,
     show_heatmap,
     update_volume_node,
     volume_from_node,
@@ -61,10 +65,12 @@ class MatchJob:
         self.log: list[str] = []
         self.warnings: list[str] = []  # the engine's doubts about the inputs (not CT in HU, no overlap, ...)
         self.result: Optional[dict] = None
+        self.configure_result: Optional[dict] = None  # the worker's backbone note and device, once configured
         self.tmp = Path(tempfile.mkdtemp(prefix="meddift-job-"))
-        self._pending: Optional[int] = None
+        self._pending = None  # the Pending request of the current step
+        self._current = None
         try:
-            self._steps = self._plan()
+            self._steps = self.logic.worker_steps(request.engine, request.matching) + self._plan()
         except BaseException:  # refused before starting: leave no temporary folder behind
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
@@ -114,36 +120,21 @@ class MatchJob:
         if self.done:
             return False
         try:
-            client = self.logic.client
-            if self._pending is None:
-                self._send_next(client)
-            for msg in client.poll():
-                if msg.get("event") == "eof":
-                    raise WorkerCrashed(client._crash_text("the worker process ended"))
-                if msg.get("id") != self._pending:
-                    continue
-                if msg.get("event") == "progress":
-                    self.stage, self.fraction = f"{self._current[0]}: {msg['stage']}", msg["fraction"]
-                    continue
-                if not msg.get("ok"):
-                    if msg.get("kind") == "CancelledError":
-                        raise CancelledError(msg.get("error"))
-                    raise MedDIFTError(msg.get("error", "the worker reported an error"))
-                self._received(msg.get("result") or {})
-                self._pending = None
-                if not self._steps:
-                    self._finish()
-                    return False
-                self._send_next(client)
-            if not client.alive and self._pending is not None:
-                raise WorkerCrashed(client._crash_text("the worker process ended"))
+            while True:
+                if self._current is None:
+                    if not self._steps:
+                        self._finish()
+                        return False
+                    self._start_next()
+                if not self._step_done():
+                    return True
+                self._current = None
         except CancelledError:
             self._fail(None, cancelled=True)
             return False
         except MedDIFTError as err:
             self._fail(err)
             return False
-        return True
 
     def run(self, timeout: float = 3600.0, interval: float = 0.05) -> "MatchJob":
         """Block until done (console and tests)."""
@@ -162,18 +153,38 @@ class MatchJob:
         self.logic.kill_worker()
         self._fail(None, cancelled=True)
 
-    def _send_next(self, client):
+    def _start_next(self):
         self._current = self._steps.pop(0)
         name, cmd, fields = self._current
         self.stage, self.fraction = name, 0.0
         self.log.append(f"{time.monotonic() - self._t0:6.1f}s {name}")
-        self._pending = client.send(cmd, **fields)
+        if cmd == "launch":
+            self.logic.client.launch()
+        else:
+            self._pending = self.logic.client.submit(cmd, on_event=self._progress, **fields)
+
+    def _step_done(self) -> bool:
+        """Whether the current step has finished (its result handled); never waits."""
+        name, cmd, fields = self._current
+        if cmd == "launch":
+            return self.logic.client.poll_ready()
+        if not self._pending.poll():
+            return False
+        self._received(self._pending.result or {})
+        return True
+
+    def _progress(self, msg: dict):
+        if msg.get("event") == "progress":
+            self.stage, self.fraction = f"{self._current[0]}: {msg['stage']}", msg["fraction"]
 
     def _received(self, result: dict):
-        name = self._current[0]
-        if name == "match":
+        name, cmd, fields = self._current
+        if cmd == "configure":
+            self.configure_result = result
+            self.logic.configured(fields, result)
+        elif name == "match":
             self.matched = result
-            self.warnings = list(result.get("warnings") or [])
+            self.warnings = decode_match(result)[3]
             self.log += [f"warning: {w}" for w in self.warnings]
         elif name == "heatmap":
             self.heatmap_info = result
@@ -186,10 +197,8 @@ class MatchJob:
         try:
             scene = self.logic.scene
             r = self.request
-            values = {k: np.array([np.nan if v is None else v for v in self.matched[k]], dtype=float)
-                      for k in ("similarity", "confidence", "margin", "fb_error_mm")}
-            pts = np.array([[np.nan] * 3 if p is None else p for p in self.matched["points"]], dtype=float)
-            matched = PointSet(pts, list(self.matched["labels"]), values)
+            pts, labels, values, _ = decode_match(self.matched)
+            matched = PointSet(pts, labels, values)
             heatmap = read_volume(self.heatmap_path, name="MedDIFT similarity")
             existing = scene.GetNodeByID(r.output_points_id) if r.output_points_id else None
             out_node = output_markups_node(scene, "MedDIFT matched", existing, self.overwrite)
@@ -227,17 +236,23 @@ class MedDIFTLogicCore:
 
     # --- worker ----------------------------------------------------------------
 
-    def ensure_worker(self, engine: dict, matching: dict) -> dict:
-        """A running worker configured with these options (restarted if they changed)."""
-        wanted = {"engine": engine, "matching": matching}
+    def worker_steps(self, engine: dict, matching: dict) -> list:
+        """The job steps that give it a running worker configured with these options: start one
+        (when none runs) and configure it (when its options differ). Steps of the job's poll loop,
+        so that neither blocks the GUI."""
+        steps = []
         if self.client is None or not self.client.alive:
             self.client = WorkerClient(python=self.python, env=self.env)
-            self.client.start()
             self._configured = None
+            steps.append(("start worker", "launch", {}))
+        wanted = {"engine": engine, "matching": matching}
         if self._configured != wanted:
-            self.configure_result = self.client.request("configure", timeout=600, engine=engine, matching=matching)
-            self._configured = wanted
-        return self.configure_result
+            steps.append(("configure", "configure", wanted))
+        return steps
+
+    def configured(self, options: dict, result: dict) -> None:
+        """The worker now runs with ``options`` (a job's configure step finished)."""
+        self._configured, self.configure_result = dict(options), result
 
     def kill_worker(self) -> None:
         if self.client is not None:
@@ -263,7 +278,6 @@ class MedDIFTLogicCore:
         """Start a job; refused while another runs (both would talk to the one worker and
         write the same output nodes)."""
         self._refuse_if_busy("start another run")
-        self.ensure_worker(request.engine, request.matching)
         self.job = MatchJob(self, request, overwrite)
         return self.job
 
@@ -288,12 +302,14 @@ class MedDIFTLogicCore:
             heatmap = read_volume(hm_path, name="MedDIFT similarity")
         finally:
             shutil.rmtree(hm_path.parent, ignore_errors=True)
-        point = np.array(res["points"][0], dtype=float)
-        values = {k: res[k][0] for k in ("similarity", "confidence", "margin", "fb_error_mm")}
+        pts, _, scores, _ = decode_match(res)
+        point, values = pts[0], {k: float(v[0]) for k, v in scores.items()}
         set_partner(out_node, ps.labels[index], point, values)
         update_volume_node(job.result["heatmap_node"], heatmap)
-        show_heatmap(self.scene, job.result["heatmap_node"], threshold=max(0.0, (values["similarity"] or 0) - 0.2))
-        return {"label": ps.labels[index], "point": point, **values}
+        sim = values.get("similarity", np.nan)
+        show_heatmap(self.scene, job.result["heatmap_node"], threshold=max(0.0, (0.0 if np.isnan(sim) else sim) - 0.2))
+        return {"label": ps.labels[index], "point": point,
+                **{k: None if np.isnan(v) else v for k, v in values.items()}}
 
     def heatmap_node(self, heatmap):
         """The module's own heatmap node (reused), never a user's volume."""
@@ -305,21 +321,3 @@ class MedDIFTLogicCore:
         node = add_volume_node(self.scene, heatmap, "MedDIFT similarity")
         node.SetAttribute(HEATMAP_ATTRIBUTE, "1")
         return node
-
-
-def set_partner(out_node, label: str, point, values: dict) -> int:
-    """Put the match of ``label`` into the output list (added if missing), unlocked moves kept out."""
-    from .scene import describe_values
-
-    idx = next((i for i in range(out_node.GetNumberOfControlPoints())
-                if out_node.GetNthControlPointLabel(i) == label), -1)
-    import vtk
-
-    if idx < 0:
-        idx = out_node.AddControlPointWorld(vtk.vtkVector3d(*point), label)
-    else:
-        out_node.SetNthControlPointPositionWorld(idx, *point)
-    out_node.SetNthControlPointDescription(idx, describe_values({k: np.array([v if v is not None else np.nan])
-                                                                 for k, v in values.items()}, 0))
-    out_node.SetNthControlPointLocked(idx, True)
-    return idx

@@ -19,9 +19,15 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from MedDIFTLib.data.geometry import Volume
+from MedDIFTLib.data.points import (
+    PointSet,
+    describe,
+    parse_description,
+    point_description,
+    values_from_dicts,
+)
 from MedDIFTLib.errors import InputError
-from MedDIFTLib.geometry import Volume
-from MedDIFTLib.landmarks import PointSet
 
 HEATMAP_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeRainbow",
                           "vtkMRMLColorTableNodeWarm1")
@@ -116,30 +122,27 @@ def show_heatmap(scene, node, threshold: float = 0.0) -> None:
 
 
 def pointset_from_markups(node) -> PointSet:
-    """World RAS positions, labels and descriptions; undefined points are NaN."""
+    """World RAS positions, labels, descriptions and the scores in them (read through the one codec,
+    :func:`~MedDIFTLib.data.points.parse_description`, into ``values``); undefined points are NaN."""
     if node is None or not node.IsA("vtkMRMLMarkupsNode"):
         raise InputError("a markups point list is needed")
     n = node.GetNumberOfControlPoints()
     pts = np.full((n, 3), np.nan)
-    labels, descriptions = [], []
+    labels, descriptions, per_point = [], [], []
     for i in range(n):
         labels.append(node.GetNthControlPointLabel(i) or f"F-{i + 1}")
-        descriptions.append(node.GetNthControlPointDescription(i) or "")
+        text, vals = parse_description(node.GetNthControlPointDescription(i) or "")
+        descriptions.append(text)
+        per_point.append(vals)
         if node.GetNthControlPointPositionStatus(i) == node.PositionDefined:
             p = [0.0, 0.0, 0.0]
             node.GetNthControlPointPositionWorld(i, p)
             pts[i] = p
-    return PointSet(pts, labels, descriptions=descriptions, name=node.GetName())
-
-
-def describe_values(values: dict, i: int) -> str:
-    parts = [f"{k}={values[k][i]:.4g}" for k in ("similarity", "confidence", "fb_error_mm") if k in values
-             and np.isfinite(values[k][i])]
-    return "; ".join(parts)
+    return PointSet(pts, labels, values_from_dicts(per_point), descriptions, name=node.GetName())
 
 
 def write_markups(node, ps: PointSet, locked: bool = True) -> None:
-    """Replace the node's points with ``ps`` (world RAS), values in each description."""
+    """Replace the node's points with ``ps`` (world RAS); descriptions and values through the one codec."""
     was = node.StartModify()
     try:
         node.RemoveAllControlPoints()
@@ -150,10 +153,24 @@ def write_markups(node, ps: PointSet, locked: bool = True) -> None:
             else:
                 idx = node.AddControlPoint(vtk.vtkVector3d(0, 0, 0), ps.labels[i])
                 node.UnsetNthControlPointPosition(idx)
-            node.SetNthControlPointDescription(idx, describe_values(ps.values, i))
+            node.SetNthControlPointDescription(idx, point_description(ps, i))
             node.SetNthControlPointLocked(idx, locked)
     finally:
         node.EndModify(was)
+
+
+def set_partner(out_node, label: str, point, values: dict) -> int:
+    """Put the match of ``label`` into the output list (added if missing), locked, its scores
+    (``{name: number}``) in the description."""
+    idx = next((i for i in range(out_node.GetNumberOfControlPoints())
+                if out_node.GetNthControlPointLabel(i) == label), -1)
+    if idx < 0:
+        idx = out_node.AddControlPointWorld(vtk.vtkVector3d(*point), label)
+    else:
+        out_node.SetNthControlPointPositionWorld(idx, *point)
+    out_node.SetNthControlPointDescription(idx, describe("", values))
+    out_node.SetNthControlPointLocked(idx, True)
+    return idx
 
 
 def output_markups_node(scene, name: str, node=None, overwrite: Optional[Callable[[object], bool]] = None):

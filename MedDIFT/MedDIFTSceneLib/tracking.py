@@ -8,20 +8,19 @@ correction is simply the moved, unlocked matched point.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from MedDIFTLib.data.landmark_io import write_points
+from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import InputError
-from MedDIFTLib.landmarks import PointSet, write_points
 
 from .scene import pointset_from_markups
 
 STATUS_PREFIX = "MedDIFT.status."
 STATUSES = ("proposed", "accepted", "corrected")
-_VALUE = re.compile(r"([A-Za-z_]+)=([-+0-9.eEnaNinf]+)")
 
 
 @dataclass
@@ -35,10 +34,6 @@ class Pair:
     status: str
 
 
-def parse_values(description: str) -> dict:
-    return {k: float(v) for k, v in _VALUE.findall(description or "")}
-
-
 def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
     """One pair per fixed label that has a match, in the fixed list's order."""
     fixed = pointset_from_markups(fixed_node)
@@ -49,9 +44,10 @@ def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
         j = by_label.get(label)
         if j is None:
             continue
-        vals = parse_values(matched.descriptions[j])
-        pairs.append(Pair(label, fixed.points[i], matched.points[j], vals.get("similarity", np.nan),
-                          vals.get("confidence", np.nan), vals.get("fb_error_mm", np.nan),
+        score = {k: matched.values[k][j] if k in matched.values else np.nan
+                 for k in ("similarity", "confidence", "fb_error_mm")}
+        pairs.append(Pair(label, fixed.points[i], matched.points[j], score["similarity"],
+                          score["confidence"], score["fb_error_mm"],
                           matched_node.GetAttribute(STATUS_PREFIX + label) or "proposed"))
     return pairs
 

@@ -53,10 +53,15 @@ def run_size(size, device: str) -> dict:
     import numpy as np
     import torch
 
-    from MedDIFTLib.backbones.maisi import LEVEL_NAMES, MaisiBackbone
-    from MedDIFTLib.geometry import Volume, make_ijk_to_ras
-    from MedDIFTLib.maisi_networks import REGION_SCALE, UpBlockRecorder, build_scheduler, region_one_hot
-    from MedDIFTLib.preprocess import prepare
+    from MedDIFTLib.data.geometry import Volume, make_ijk_to_ras
+    from MedDIFTLib.features.maisi.backbone import LEVEL_NAMES, MaisiBackbone
+    from MedDIFTLib.features.maisi.networks import (
+        REGION_SCALE,
+        UpBlockRecorder,
+        build_scheduler,
+        region_one_hot,
+    )
+    from MedDIFTLib.features.preprocess import prepare
 
     rng = np.random.default_rng(0)
     # a CT-sized volume that the paper policy resizes to exactly ``size``

@@ -39,8 +39,9 @@ def peak_rss_gb() -> float:
 
 def build_inputs(folder: Path, n_queries: int) -> None:
     """Write the two pyramids and the query points (built once, loaded by each measurement)."""
-    from MedDIFTLib.geometry import Grid, apply_affine
     from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
+
+    from MedDIFTLib.data.geometry import Grid, apply_affine
 
     grid = Grid(SHAPE, np.diag([*SPACING, 1.0]))
     world_feature_pyramid(grid, seed=0, layout=MAISI_LAYOUT, input_shape=(256, 256, 256)).save(folder / "fixed.pt")
@@ -52,7 +53,7 @@ def build_inputs(folder: Path, n_queries: int) -> None:
 
 
 def make_inputs(n_queries: int):
-    from MedDIFTLib.features import FeaturePyramid
+    from MedDIFTLib.features.pyramid import FeaturePyramid
 
     folder = Path(os.environ["MEDDIFT_BENCH_DIR"])
     fixed = FeaturePyramid.load(folder / "fixed.pt")
@@ -63,7 +64,7 @@ def make_inputs(n_queries: int):
 def run_engine(n_queries: int) -> dict:
     import torch
 
-    from MedDIFTLib.matching import Matcher, MatchOptions
+    from MedDIFTLib.matching.search import Matcher, MatchOptions
 
     grid, fixed, moving, pts = make_inputs(n_queries)
     base = peak_rss_gb()

@@ -11,6 +11,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDDIFT_SHARED", REPO.parent / "shared")) / "data"
 
+# Tests live in folders that mirror the package (data/, features/, ...); the helpers beside this file
+# (tiny_maisi, fake_hub, ...) import from any of them.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 # The Slicer module's folder is on sys.path inside Slicer; the same here, so that its
 # Qt-free scene code imports as it does there (``import MedDIFTSceneLib``).
 if str(REPO / "MedDIFT") not in sys.path:
@@ -28,3 +33,10 @@ def shared_file(relpath: str) -> Path:
 @pytest.fixture
 def shared():
     return shared_file
+
+
+@pytest.fixture
+def no_weights(monkeypatch, tmp_path):
+    """No MAISI weights and a private feature cache: the weight-free backbone, whatever this machine has."""
+    monkeypatch.setenv("MEDDIFT_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    monkeypatch.setenv("MEDDIFT_CACHE_DIR", str(tmp_path / "cache"))

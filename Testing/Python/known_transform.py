@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from MedDIFTLib.eval_cases import Case
-from MedDIFTLib.geometry import Volume
-from MedDIFTLib.landmarks import PointSet
+from MedDIFTLib.data.geometry import Volume
+from MedDIFTLib.data.points import PointSet
+from MedDIFTLib.evaluation.cases import Case
 
 ANGLE_DEG = 6.0  # about the superior axis
 SHIFT_RAS = np.array([7.0, -5.0, 8.0])
@@ -27,7 +27,11 @@ def rigid_matrix(angle_deg: float = ANGLE_DEG, shift=SHIFT_RAS) -> np.ndarray:
 
 
 def known_rigid_case(shape=(72, 72, 64), spacing=(4.0, 4.0, 4.0), n_landmarks: int = 12) -> Case:
-    from MedDIFTLib.phantom import BreathingMotion, make_pair, sample_landmarks
+    from MedDIFTLib.evaluation.phantom import (
+        BreathingMotion,
+        make_pair,
+        sample_landmarks,
+    )
 
     pair = make_pair(shape=shape, spacing=spacing, seed=2, noise_hu=10.0, motion=BreathingMotion(amplitude_mm=0.0))
     lm = sample_landmarks(pair, n=n_landmarks, seed=2, margin_mm=25.0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from MedDIFTLib.features import FeatureLevel, FeaturePyramid, level_matrix
-from MedDIFTLib.geometry import Grid, apply_affine
+from MedDIFTLib.data.geometry import Grid, apply_affine
+from MedDIFTLib.features.pyramid import FeatureLevel, FeaturePyramid, level_matrix
 
 MAISI_LAYOUT = (("up0", 512, 16), ("up1", 256, 8), ("up2", 128, 4), ("up3", 64, 4))
 """(name, channels, stride) of MAISI's decoder levels relative to a 128-multiple input."""

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import torch
 
-from MedDIFTLib.maisi_networks import MaisiConfig, build_autoencoder, build_unet
+from MedDIFTLib.features.maisi.networks import (
+    MaisiConfig,
+    build_autoencoder,
+    build_unet,
+)
 
 TINY_CONFIG = MaisiConfig.v1(
     vae_num_channels=(8, 16, 32),

@@ -1,0 +1,97 @@
+"""Option groups shared by the subcommands, each declared once.
+
+``match`` takes every group; ``demo`` the backbone and cache groups; ``evaluate`` and ``ablate``
+the case group; ``ablate`` the weights folder alone (its variants choose the backbone).
+:func:`engine_options` and :func:`match_options` turn parsed options into the engine's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..matching.search import MatchOptions
+from ..session import EngineOptions
+
+
+def add_weights_dir_argument(p) -> None:
+    p.add_argument("--weights-dir", help="folder with the MAISI v1 files (default: $MEDDIFT_WEIGHTS_DIR or the user cache)")
+
+
+def add_backbone_arguments(p: argparse.ArgumentParser) -> None:
+    """Which backbone, where its weights are, where it runs (match, demo)."""
+    g = p.add_argument_group("backbone")
+    g.add_argument("--backbone", choices=["auto", "maisi", "mind-ssc"], default="auto",
+                   help="maisi: MedDIFT diffusion features (needs weights); mind-ssc: weight-free descriptor; "
+                        "auto: maisi when its weights are found (default)")
+    add_weights_dir_argument(g)
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+
+
+def add_feature_arguments(p: argparse.ArgumentParser) -> None:
+    """How the features are computed (match)."""
+    g = p.add_argument_group("features")
+    g.add_argument("--levels", help="comma-separated feature levels (maisi: up0,up1,up2,up3; default all)")
+    g.add_argument("--timestep", type=int, default=20, help="DDPM timestep of the noise (default 20)")
+    g.add_argument("--ensemble", type=int, default=1, help="average features over K noise draws (default 1)")
+    g.add_argument("--latent", choices=["sample", "mean"], default="sample", help="VAE latent: posterior sample or mean")
+    g.add_argument("--region", default="thorax", help="body region condition: head, thorax, abdomen, pelvis")
+    g.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
+    g.add_argument("--hu-offset", type=float, default=0.0,
+                   help="added to every voxel first: -1024 for a CT stored as 0..4095 without its rescale")
+    g.add_argument("--size-policy", choices=["paper", "spacing"], default="paper",
+                   help="network input size: nearest multiple of 128 (paper) or by physical spacing")
+
+
+def add_cache_arguments(p: argparse.ArgumentParser) -> None:
+    """The feature cache (match, demo)."""
+    g = p.add_argument_group("cache")
+    g.add_argument("--cache-dir", help="feature cache folder (default: $MEDDIFT_CACHE_DIR or the user cache)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+
+
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search")
+    g.add_argument("--radius", type=float, help="local search radius in mm around the prior (default: global search)")
+    g.add_argument("--prior", default=None,
+                   help="prior for local search: identity (default with --radius), coarse (coarsest level first), "
+                        "or a file: 4x4 RAS matrix (.txt/.npy), ITK transform (.tfm/.h5/.txt) or displacement field "
+                        "image, mapping fixed to moving points")
+    g.add_argument("--mask", help="candidate mask on the moving scan (label image; matches only where > 0)")
+    g.add_argument("--no-subvoxel", action="store_true", help="keep matches on voxel centres")
+    g.add_argument("--no-forward-backward", action="store_true", help="skip the forward-backward check")
+    g.add_argument("--memory-budget", type=float, default=64.0, metavar="MB",
+                   help="working memory for a batch of queries (default 64 MB); sets the batch size")
+    g.add_argument("--coarse-stride", type=int, default=None,
+                   help="coarse search step in voxels; 1 is exhaustive (default: two samples per finest-level voxel)")
+
+
+def engine_options(args) -> EngineOptions:
+    """EngineOptions from the groups this subcommand has (the rest keep their defaults)."""
+    kw = dict(backbone=args.backbone, weights_dir=args.weights_dir, device=args.device)
+    if hasattr(args, "no_cache"):
+        kw.update(cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    if hasattr(args, "timestep"):
+        kw.update(timestep=args.timestep, levels=args.levels.split(",") if args.levels else None,
+                  ensemble=args.ensemble, latent=args.latent, region=args.region, seed=args.seed,
+                  size_policy=args.size_policy, hu_offset=args.hu_offset)
+    return EngineOptions(**kw)
+
+
+def match_options(args) -> MatchOptions:
+    """MatchOptions from the search group."""
+    return MatchOptions(radius_mm=args.radius, subvoxel=not args.no_subvoxel,
+                        forward_backward=not args.no_forward_backward, coarse_stride=args.coarse_stride,
+                        memory_budget_mb=args.memory_budget)
+
+
+def add_case_arguments(p) -> None:
+    """The cases: the phantom suite and benchmark folders (evaluate, ablate)."""
+    p.add_argument("--seeds", default="0,1", help="phantom seeds")
+    p.add_argument("--amplitudes", default="15,25", help="phantom diaphragm amplitudes in mm")
+    p.add_argument("--noise", default="20", help="phantom noise levels in HU")
+    p.add_argument("--landmarks", type=int, default=20, help="landmarks per phantom case")
+    p.add_argument("--no-phantom", action="store_true", help="skip the phantom suite")
+    p.add_argument("--learn2reg", metavar="ROOT", help="a Learn2Reg LungCT folder (imagesTr/, keypointsTr/)")
+    p.add_argument("--learn2reg-split", default="Tr", choices=["Tr", "Ts"])
+    p.add_argument("--dirlab-4dct", metavar="ROOT", help="a folder holding DIR-Lab Case1Pack ... Case10Pack")
+    p.add_argument("--dirlab-copd", metavar="ROOT", help="a folder holding DIR-Lab copd1 ... copd10")

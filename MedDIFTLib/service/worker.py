@@ -1,0 +1,239 @@
+"""The long-lived background worker: ``python -m MedDIFTLib.service.worker``.
+
+It keeps the model and every feature pyramid in memory, so the Slicer module
+(or any client) pays for feature extraction once and then matches points
+interactively. It speaks the JSON-lines protocol described in
+:mod:`MedDIFTLib.service.protocol`, and encodes every message with its codec.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import __version__
+from ..errors import CancelledError, InputError, MedDIFTError
+from .protocol import PROTOCOL_VERSION, dumps, encode_match, loads
+
+
+class Worker:
+    """Executes protocol requests; ``emit`` writes one message (thread-safe)."""
+
+    def __init__(self, emit: Callable[[dict], None]):
+        self.emit = emit
+        self.session = None
+        self.volumes: dict[str, Any] = {}
+        self.cancel_event = threading.Event()
+
+    # --- dispatch ------------------------------------------------------------
+
+    def handle(self, msg: dict) -> bool:
+        """Run one request and reply; returns False when the worker should stop."""
+        rid = msg.get("id")
+        cmd = msg.get("cmd")
+        fn = getattr(self, f"cmd_{cmd}", None) if isinstance(cmd, str) else None
+        if fn is None:
+            self.reply_error(rid, InputError(f"unknown command {cmd!r}; known: {', '.join(self.commands())}"))
+            return True
+        self.cancel_event.clear()
+        try:
+            result = fn(msg, self._progress(rid))
+        except CancelledError as err:
+            self.emit({"id": rid, "ok": False, "error": str(err), "kind": "CancelledError"})
+        except MedDIFTError as err:
+            self.reply_error(rid, err)
+        except MemoryError:
+            self.reply_error(rid, MedDIFTError("out of memory; try a smaller volume, fewer levels or the CPU"), "MemoryError")
+        except Exception as err:  # a bug: report it in full, keep serving
+            traceback.print_exc(file=sys.stderr)
+            self.reply_error(rid, err, type(err).__name__)
+        else:
+            self.emit({"id": rid, "ok": True, "result": result})
+        return cmd != "shutdown"
+
+    @classmethod
+    def commands(cls) -> list[str]:
+        return sorted(n[4:] for n in dir(cls) if n.startswith("cmd_"))
+
+    def reply_error(self, rid, err: BaseException, kind: Optional[str] = None):
+        self.emit({"id": rid, "ok": False, "error": str(err) or type(err).__name__, "kind": kind or type(err).__name__})
+
+    def _progress(self, rid):
+        last = [0.0]
+
+        def progress(stage: str, fraction: float):
+            now = time.monotonic()
+            if fraction in (0.0, 1.0) or now - last[0] > 0.2:
+                last[0] = now
+                self.emit({"id": rid, "event": "progress", "stage": stage, "fraction": round(float(fraction), 4)})
+
+        return progress
+
+    def _cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    # --- helpers -------------------------------------------------------------
+
+    def _session(self):
+        if self.session is None:
+            raise InputError("the worker is not configured: send 'configure' first")
+        return self.session
+
+    def _volume(self, msg: dict, key: str):
+        name = msg.get(key)
+        if not isinstance(name, str):
+            raise InputError(f"'{key}' must name a loaded volume")
+        if name not in self.volumes:
+            raise InputError(f"volume {name!r} is not loaded; send 'load_volume' first (loaded: {sorted(self.volumes)})")
+        return self.volumes[name]
+
+    # --- commands ------------------------------------------------------------
+
+    def cmd_ping(self, msg, progress):
+        return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid()}
+
+    def cmd_cancel(self, msg, progress):  # handled by the reader thread; here only when idle
+        return {"cancelled": False}
+
+    def cmd_shutdown(self, msg, progress):
+        return {"bye": True}
+
+    def cmd_configure(self, msg, progress):
+        from ..matching.search import MatchOptions
+        from ..session import EngineOptions, MatchSession
+
+        engine = EngineOptions.from_dict(msg.get("engine") or {})
+        try:
+            matching = MatchOptions(**(msg.get("matching") or {}))
+        except TypeError as exc:
+            raise InputError(f"bad matching options: {exc}") from exc
+        self.session = MatchSession(engine, matching)
+        import torch
+
+        dev = getattr(self.session.backbone, "device", None)
+        return {"backbone": self.session.backbone.name, "note": self.session.backbone_note,
+                "device": str(dev) if dev is not None else "cpu",
+                "cuda_available": torch.cuda.is_available()}
+
+    def cmd_load_volume(self, msg, progress):
+        from ..data.image_io import read_volume
+
+        name, path = msg.get("name"), msg.get("path")
+        if not isinstance(name, str) or not isinstance(path, str):
+            raise InputError("load_volume needs 'name' and 'path' strings")
+        label = msg.get("label")  # the user's name for it (a Slicer node's), used in messages
+        vol = read_volume(path, name=label if isinstance(label, str) and label else name)
+        self.volumes[name] = vol
+        return {"name": name, "shape": list(vol.shape), "spacing": vol.spacing.tolist()}
+
+    def cmd_extract(self, msg, progress):
+        session = self._session()
+        vol = self._volume(msg, "name")
+        t = time.perf_counter()
+        pyr = session.features(vol, progress, self._cancelled)
+        return {"name": msg["name"], "levels": pyr.names, "seconds": round(time.perf_counter() - t, 3)}
+
+    def cmd_match(self, msg, progress):
+        from ..data.points import PointSet
+        from ..matching.priors import matrix_prior
+
+        session = self._session()
+        fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
+        pts = np.asarray(msg.get("points"), dtype=np.float64) if msg.get("points") is not None else None
+        if pts is None or pts.ndim != 2 or (len(pts) and pts.shape[1] != 3):
+            raise InputError("match needs 'points': a list of [x, y, z] RAS millimetres")
+        labels = msg.get("labels")
+        prior = msg.get("prior")
+        if isinstance(prior, list):  # a 4x4 RAS matrix; a string (file, "coarse", "identity") is the session's to resolve
+            prior = matrix_prior(prior)
+        ps = PointSet(pts.reshape(-1, 3), labels)
+        report = session.match(fixed, moving, ps, prior=prior, progress=progress, cancel=self._cancelled)
+        out = report.points
+        return encode_match(out.points, out.labels, out.values, report.warnings)
+
+    def cmd_heatmap(self, msg, progress):
+        from ..data.image_io import write_volume
+
+        session = self._session()
+        fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
+        point, out = msg.get("point"), msg.get("out")
+        if not isinstance(out, str) or point is None or len(point) != 3:
+            raise InputError("heatmap needs 'point' [x, y, z] and an 'out' volume path")
+        session.matcher(fixed, moving, progress, self._cancelled)
+        hm = session.heatmap(fixed, moving, np.asarray(point, dtype=np.float64))
+        write_volume(hm, out)
+        return {"path": out, "max": float(np.max(hm.array)), "min": float(np.min(hm.array))}
+
+
+def serve(stdin=None, stdout=None) -> int:
+    """Read requests until shutdown or end of input; reply on ``stdout``."""
+    stdin = stdin or sys.stdin
+    out = stdout or sys.stdout
+    lock = threading.Lock()
+
+    def emit(obj: dict):
+        line = dumps(obj)
+        with lock:
+            out.write(line + "\n")
+            out.flush()
+
+    worker = Worker(emit)
+    jobs: "queue.Queue[Optional[dict]]" = queue.Queue()
+
+    def reader():
+        for raw in stdin:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                msg = loads(raw)
+            except ValueError as exc:
+                emit({"id": None, "ok": False, "error": f"malformed request: {exc}", "kind": "ProtocolError"})
+                continue
+            if msg.get("cmd") == "cancel":
+                busy = not jobs.empty() or worker_busy.is_set()
+                worker.cancel_event.set()
+                emit({"id": msg.get("id"), "ok": True, "result": {"cancelled": busy}})
+            elif msg.get("cmd") == "ping":
+                emit({"id": msg.get("id"), "ok": True, "result": worker.cmd_ping(msg, None)})
+            else:
+                jobs.put(msg)
+        jobs.put(None)  # end of input
+
+    worker_busy = threading.Event()
+    # "ready" goes out before anything is read, so it is always the first line (the fuzz found a cancel
+    # reply overtaking it)
+    emit({"id": None, "event": "ready", "version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})
+    threading.Thread(target=reader, name="meddift-worker-reader", daemon=True).start()
+    while True:
+        msg = jobs.get()
+        if msg is None:
+            return 0
+        worker_busy.set()
+        try:
+            keep = worker.handle(msg)
+        finally:
+            worker_busy.clear()
+        if not keep:
+            return 0
+
+
+def main() -> int:
+    # The protocol owns the real stdout; everything else printed goes to stderr.
+    proto = sys.stdout
+    sys.stdout = sys.stderr
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="meddift-worker: %(message)s")
+    return serve(sys.stdin, proto)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

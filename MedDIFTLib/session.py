@@ -1,0 +1,270 @@
+"""The whole job in one object: backbone, feature cache, matchers, heatmaps.
+
+The CLI, the background worker and the Slicer module all drive a
+:class:`MatchSession`, so there is exactly one implementation of "match these
+landmarks between these two volumes". A session keeps the model and every
+pyramid it computed in memory, which makes repeated (interactive) queries
+cheap.
+
+The session owns every cache of a run: the disk cache of pyramids, the pyramids
+and matchers in memory, the input checks already done, the volumes shifted by
+``hu_offset``, and the :class:`SharedCaches` it hands to its backbone (MAISI's
+VAE encodings and the weight files' digests), which sessions that differ only
+in options may share (an ablation). A volume's digest is remembered by
+:mod:`MedDIFTLib.data.digest` alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+import numpy as np
+
+from .data.digest import volume_digest
+from .data.geometry import Volume, require_inside, resample
+from .data.points import PointSet
+from .errors import InputError, WeightsError
+from .features import create_backbone
+from .features.base import Backbone
+from .features.cache import FeatureCache, MemoryLRU, extract_cached
+from .features.pyramid import FeaturePyramid
+from .matching.priors import PriorFn, identity_prior, resolve_prior
+from .matching.search import Matcher, MatchOptions
+from .runtime import Cancel, Progress, staged
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineOptions:
+    """What computes the features (everything that changes them)."""
+
+    backbone: str = "auto"  # maisi | mind-ssc | auto (MAISI when its weights are found)
+    weights_dir: Optional[str] = None
+    device: str = "auto"
+    timestep: int = 20
+    levels: Optional[list] = None
+    ensemble: int = 1
+    latent: str = "sample"
+    region: str = "thorax"
+    seed: int = 0
+    size_policy: str = "paper"
+    cache_dir: Optional[str] = None
+    use_cache: bool = True
+    hu_offset: float = 0.0  # added to every voxel first: -1024 for a CT stored without its rescale
+    random_init: bool = False  # MAISI only: random weights, an explicit control (ablations), never the default
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EngineOptions":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown engine options {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class SharedCaches:
+    """In-memory caches a session gives its backbone; sessions that differ only in options may share
+    one (an ablation changes the timestep, not the VAE encoding of a volume)."""
+
+    encodings: MemoryLRU = field(default_factory=lambda: MemoryLRU(8))  # MAISI VAE posteriors
+    file_digests: dict = field(default_factory=dict)  # weight file (path, size, mtime) -> sha256
+
+
+@dataclass
+class MatchReport:
+    """What a match returns: the matched points (same labels; ``similarity``, ``confidence``,
+    ``margin``, ``fb_error_mm`` values) and the warnings about doubtful inputs (also logged)."""
+
+    points: PointSet
+    warnings: list = field(default_factory=list)
+
+
+def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None) -> tuple[Backbone, str]:
+    """The backbone to use, and a plain sentence saying which and why."""
+    name = opts.backbone
+    if name == "auto":
+        from .features.maisi.weights import find_weights
+
+        try:
+            find_weights(opts.weights_dir)
+            name = "maisi"
+        except WeightsError as err:
+            name = "mind-ssc"
+            reason = str(err).split(";")[0]
+            note = (f"{reason}; using the weight-free MIND-SSC descriptor instead. This is NOT the MedDIFT "
+                    "diffusion-feature method: install the weights (`meddift weights download`) to use it.")
+            return _build(name, opts, shared), note
+    bb = _build(name, opts, shared)
+    note = ("MAISI v1 diffusion features (MedDIFT)" if name == "maisi"
+            else "weight-free MIND-SSC descriptor (not the diffusion-feature method)")
+    return bb, note
+
+
+def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None) -> Backbone:
+    if name == "maisi":
+        shared = shared or SharedCaches()
+        kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
+                  ensemble=opts.ensemble, latent=opts.latent, region=opts.region, seed=opts.seed,
+                  size_policy=opts.size_policy, random_init=opts.random_init, encodings=shared.encodings,
+                  file_digests=shared.file_digests)
+        if opts.levels:
+            kw["levels"] = tuple(opts.levels)
+        return create_backbone("maisi", **kw)
+    kw = {"device": opts.device if opts.device != "auto" else "cpu"}
+    if opts.levels:
+        kw["levels"] = tuple(opts.levels)
+    return create_backbone(name, **kw)
+
+
+@dataclass
+class MatchSession:
+    """Backbone + caches + matchers for any number of volumes."""
+
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    matching: MatchOptions = field(default_factory=MatchOptions)
+    shared: SharedCaches = field(default_factory=SharedCaches)
+
+    def __post_init__(self):
+        self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
+        self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
+        self._pyramids: dict[str, FeaturePyramid] = {}
+        self._matchers: dict[tuple, Matcher] = {}
+        self._checked: dict[str, list] = {}  # volume digest -> its warnings
+        self._in_hu: dict[str, Volume] = {}  # volume digest -> the volume with hu_offset added
+
+    def with_matching(self, matching: MatchOptions) -> "MatchSession":
+        """The same backbone and in-memory features with other search options (ablations, retuning)."""
+        other = copy.copy(self)
+        other.matching, other._matchers = matching, {}
+        return other
+
+    def forget(self) -> None:
+        """Drop the features kept in memory (sessions made by :meth:`with_matching` share them)."""
+        self._pyramids.clear()
+        self._matchers.clear()
+        self._in_hu.clear()
+
+    # --- features ------------------------------------------------------------
+
+    def in_hu(self, volume: Volume) -> Volume:
+        """The volume with the session's ``hu_offset`` applied (itself when there is none)."""
+        if not self.engine.hu_offset:
+            return volume
+        # kept by digest (itself remembered on the volume), so a live click neither copies nor re-hashes it
+        key = volume_digest(volume)
+        if key not in self._in_hu:
+            self._in_hu[key] = Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset),
+                                      volume.ijk_to_ras, volume.name, dict(volume.metadata))
+        return self._in_hu[key]
+
+    def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
+                     local_search: bool = False) -> list[str]:
+        """Refuse unusable inputs (InputError) and return the warnings about doubtful ones."""
+        from .data.checks import check_ct, check_labels, check_pair, check_voxel_sizes
+
+        out = []
+        for role, vol in (("fixed", fixed), ("moving", moving)):
+            key = volume_digest(vol)
+            if key not in self._checked:
+                self._checked[key] = check_ct(vol, role, self.engine.hu_offset)
+            out += self._checked[key]
+        out += check_pair(fixed, moving, local_search)
+        if self.backbone.name == "mind-ssc":
+            out += check_voxel_sizes(fixed, moving)
+        if points is not None:
+            out += check_labels(points)
+        for w in out:
+            log.warning(w)
+        return out
+
+    def features(self, volume: Volume, progress: Optional[Progress] = None,
+                 cancel: Optional[Cancel] = None) -> FeaturePyramid:
+        volume = self.in_hu(volume)
+        key = volume_digest(volume)
+        if key not in self._pyramids:
+            self._pyramids[key] = extract_cached(self.backbone, volume, self.cache, progress, cancel)
+        return self._pyramids[key]
+
+    def matcher(self, fixed: Volume, moving: Volume, progress: Optional[Progress] = None,
+                cancel: Optional[Cancel] = None) -> Matcher:
+        key = (volume_digest(fixed), volume_digest(moving))
+        if key not in self._matchers:
+            pf = self.features(fixed, staged(progress, "fixed"), cancel)
+            pm = self.features(moving, staged(progress, "moving"), cancel)
+            self._matchers[key] = Matcher(pf, pm, self.matching)
+        return self._matchers[key]
+
+    # --- the job -------------------------------------------------------------
+
+    def match(self, fixed: Volume, moving: Volume, points: PointSet, prior: Optional[PriorFn | str] = None,
+              mask: Optional[Volume] = None, progress: Optional[Progress] = None,
+              cancel: Optional[Cancel] = None) -> MatchReport:
+        """Matched points in the moving volume (same labels, with similarity and confidence values)
+        and the warnings about doubtful inputs, as a :class:`MatchReport`.
+
+        Points without a position (NaN) stay without one. ``prior`` is a
+        function of fixed RAS points, ``"coarse"`` (match with the coarsest
+        level first), a transform file, or None: the identity with the
+        session's search radius, a global search without one (see
+        :func:`~MedDIFTLib.matching.priors.resolve_prior`).
+        """
+        if len(points) == 0:
+            raise InputError("the landmark list is empty: place at least one point on the fixed volume")
+        defined = points.defined
+        if not defined.any():
+            raise InputError("no landmark has a position: all points are undefined")
+        pts = points.points[defined]
+        labels = [lb for lb, d in zip(points.labels, defined) if d]
+        require_inside(fixed.grid, pts, what="landmarks", labels=labels)
+        prior = resolve_prior(prior, self.matching.radius_mm)
+        # a window around the same world point: empty when the scans do not overlap
+        local = prior is identity_prior and self.matching.radius_mm is not None
+        warnings = self.check_inputs(fixed, moving, points, local_search=local)
+        matcher = self.matcher(fixed, moving, progress, cancel)
+        prior_pts = None
+        if prior == "coarse":
+            prior_pts = self.coarse_prior(matcher, pts, cancel)
+        elif prior is not None:
+            prior_pts = prior(pts)
+        if prior_pts is not None and self.matching.radius_mm is None:
+            raise InputError("a prior needs a search radius (--radius MM): it only narrows a local search")
+        mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
+        res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel)
+
+        n = len(points)
+        out = np.full((n, 3), np.nan)
+        out[defined] = res.points
+        values = {}
+        for name, arr in (("similarity", res.similarity), ("confidence", res.confidence),
+                          ("margin", res.margin), ("fb_error_mm", res.fb_error_mm)):
+            full = np.full(n, np.nan)
+            full[defined] = arr
+            values[name] = full
+        return MatchReport(PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched"),
+                           warnings)
+
+    def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
+        """Global match with the coarsest level only: a cheap prior for the full local search."""
+        coarsest = min(matcher.target.levels, key=lambda lv: np.prod(lv.src_shape)).level.name
+        opts = MatchOptions(levels=[coarsest], forward_backward=False, subvoxel=False,
+                            coarse_stride=matcher.stride)
+        return Matcher(matcher.fixed, matcher.moving, opts).match(pts, cancel=cancel).points
+
+    def heatmap(self, fixed: Volume, moving: Volume, point_ras) -> Volume:
+        """Similarity of one fixed point to every voxel, on the moving volume's own grid."""
+        matcher = self.matcher(fixed, moving)
+        require_inside(fixed.grid, np.atleast_2d(point_ras), what="heatmap point")
+        hm = matcher.heatmap(point_ras)
+        # the pyramid grid is the RAS-reoriented moving grid: same voxel centres, so order 0 is exact
+        out = resample(hm, moving.grid, order=0, fill_value=0.0, dtype=np.float32)
+        out.name = f"{moving.name or 'moving'} similarity"
+        return out
+
+
+
+__all__ = ["EngineOptions", "MatchSession", "MatchReport", "SharedCaches", "resolve_backbone", "identity_prior"]
