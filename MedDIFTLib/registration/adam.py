@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..backbones.base import Cancel, Progress, check_cancel, report
+from ..runtime import Cancel, Progress, check_cancel, report
 
 
 def smooth(u: torch.Tensor) -> torch.Tensor:

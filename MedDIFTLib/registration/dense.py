@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbones.base import Cancel, Progress, check_cancel, report
+from ..runtime import Cancel, Progress, check_cancel, report
 from ..errors import InputError
-from ..features import FeaturePyramid
+from ..features.pyramid import FeaturePyramid
 from .adam import instance_optimise
 from .convex import coupled_convex, cost_volume, displacement_table, inverse_consistent, resample_cells
 from .descriptors import AxisGrid, covering_axis_grid, reduce_channels, stacked_descriptors

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..features import FeatureLevel, FeaturePyramid
-from ..geometry import Grid, make_ijk_to_ras
+from ..features.pyramid import FeatureLevel, FeaturePyramid
+from ..data.geometry import Grid, make_ijk_to_ras
 
 
 @dataclass(frozen=True)

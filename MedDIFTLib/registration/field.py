@@ -24,7 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError, OutputWriteError
-from ..geometry import Grid, Volume, apply_affine, as_points, itk_from_ijk_to_ras
+from ..data.geometry import Grid, Volume, apply_affine, as_points, itk_from_ijk_to_ras
 from .descriptors import AxisGrid
 
 FIELD_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".h5")

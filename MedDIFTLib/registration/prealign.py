@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..features import FeaturePyramid
+from ..features.pyramid import FeaturePyramid
 from .descriptors import covering_axis_grid, stacked_descriptors
 
 

@@ -24,9 +24,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..backbones.base import Cancel, Progress, check_cancel
-from ..features import FeaturePyramid
-from ..geometry import OBLIQUE_TOLERANCE_DEG, Volume, apply_affine
+from ..runtime import Cancel, Progress, check_cancel
+from ..features.pyramid import FeaturePyramid
+from ..data.geometry import OBLIQUE_TOLERANCE_DEG, Volume, apply_affine
 from .dense import RegistrationOptions, register
 from .field import DenseField
 from .prealign import least_trimmed, prealign

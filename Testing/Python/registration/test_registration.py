@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedDIFTLib.backbones import create_backbone
+from MedDIFTLib.features import create_backbone
 from MedDIFTLib.errors import InputError
-from MedDIFTLib.geometry import Grid, make_ijk_to_ras
-from MedDIFTLib.phantom import BreathingMotion, RepositionedMotion, make_pair, sample_landmarks
-from MedDIFTLib.registration import DenseField, RegistrationOptions, register, write_field
+from MedDIFTLib.evaluation.phantom import BreathingMotion, RepositionedMotion, make_pair, sample_landmarks
+from MedDIFTLib.registration import RegistrationOptions, register, write_field
 from MedDIFTLib.registration.convex import displacement_table, inverse_consistent
-from MedDIFTLib.registration.descriptors import AxisGrid
 from MedDIFTLib.registration.prealign import kabsch, prealign
+from synthetic_fields import oblique_grid as _oblique_grid
+from synthetic_fields import smooth_field as _smooth_field
 
 LPS = np.array([-1.0, -1.0, 1.0])
 
@@ -43,23 +43,6 @@ def test_known_breathing_field_is_recovered_to_subvoxel_accuracy(breathing_pair)
     assert np.median(dense_err) < 0.5 * 4.5
     stats = field.jacobian_stats()
     assert stats["folding_share"] < 1e-3 and stats["jacobian_min"] > 0
-
-
-def _oblique_grid():
-    a = np.radians(17.0)
-    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    return Grid((20, 18, 11), make_ijk_to_ras((1.3, 0.9, 2.7), (-12.0, 7.5, 30.0), rot))
-
-
-def _smooth_field():
-    grid = AxisGrid((9, 8, 7), np.array([-20.0, -5.0, 10.0]), np.full(3, 4.0))
-    x = grid.points()
-    u = np.stack([2.0 * np.sin(x[..., 1] / 15.0), 1.5 * np.cos(x[..., 2] / 12.0), 0.8 * np.sin(x[..., 0] / 9.0)], -1)
-    a = np.radians(5.0)
-    pre = np.eye(4)
-    pre[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
-    pre[:3, 3] = [4.0, -3.0, 2.5]
-    return DenseField(pre, grid, u)
 
 
 @pytest.mark.parametrize("ext", [".nii.gz", ".nrrd", ".h5"])

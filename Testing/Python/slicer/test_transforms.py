@@ -8,11 +8,11 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's MRML library) is not installed")
 
 from MedDIFTSceneLib.transforms import add_displacement_transform  # noqa: E402
-from test_registration import _oblique_grid, _smooth_field  # noqa: E402
+from synthetic_fields import oblique_grid, smooth_field  # noqa: E402
 
 
 def test_transform_node_moves_points_as_the_engine_says():
-    field, grid = _smooth_field(), _oblique_grid()
+    field, grid = smooth_field(), oblique_grid()
     scene = slicer.vtkMRMLScene()
     node = add_displacement_transform(scene, field.displacement_on(grid), grid.ijk_to_ras, "MedDIFT registration")
     ijk = np.array([[3, 4, 5], [10, 2, 7], [15, 9, 1]], dtype=float)
