@@ -369,7 +369,7 @@ class MedDIFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class MedDIFTLogic(ScriptedLoadableModuleLogic, MedDIFTLogicCore):
+class MedDIFTLogic(MedDIFTLogicCore, ScriptedLoadableModuleLogic):
     """The module's one logic: the Qt-free scene logic (:class:`MedDIFTSceneLib.logic.MedDIFTLogicCore`:
     worker, jobs, live matches) plus what needs Slicer itself (dependencies, views, parameter node).
     Usable from the Python console without the GUI:
@@ -380,6 +380,8 @@ class MedDIFTLogic(ScriptedLoadableModuleLogic, MedDIFTLogicCore):
     """
 
     def __init__(self) -> None:
+        # Bases in this order: Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no
+        # arguments, which must reach object, not MedDIFTLogicCore (it needs the scene).
         ScriptedLoadableModuleLogic.__init__(self)
         MedDIFTLogicCore.__init__(self, slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment())
 

@@ -21,6 +21,11 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 if str(REPO / "MedDIFT") not in sys.path:
     sys.path.insert(0, str(REPO / "MedDIFT"))
 
+# The headless Slicer (Slicer's own Python files over slicer-core's MRML, Qt stand-ins): first on
+# sys.path so that ``import slicer`` anywhere in the tests is the same package the module sees.
+if str(REPO / "Testing" / "SlicerStandIn") not in sys.path:
+    sys.path.insert(0, str(REPO / "Testing" / "SlicerStandIn"))
+
 
 def shared_file(relpath: str) -> Path:
     """Path of a file in ../shared/data, or skip the test saying why."""

@@ -1,0 +1,151 @@
+"""The module's panel driven headlessly: MedDIFT.py's own widget code over Slicer's own Python files.
+
+Nothing of the module is replaced: the widget is built from the real ``.ui``
+file by Slicer's ``loadUI``, the parameter node is Slicer's parameterNodeWrapper
+on a real vtkMRMLScriptedModuleNode, Apply starts the real background worker
+(weight-free MIND-SSC backbone on the CPU) and the results land in the real
+MRML scene. What is a stand-in (Qt widgets, the event loop, dialogs) is listed
+in Testing/SlicerStandIn/README.md. The worker runs twice in this file (2 CPUs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import slicer_standin
+
+SHAPE, SPACING = (64, 64, 64), (3.5, 3.5, 3.5)
+
+
+def _phantom_scene(slicer, n=5):
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+    from MedDIFTSceneLib.scene import add_volume_node, write_markups
+
+    pair = make_pair(shape=SHAPE, spacing=SPACING, seed=5)
+    fixed = add_volume_node(slicer.mrmlScene, pair.fixed, "fixed")
+    moving = add_volume_node(slicer.mrmlScene, pair.moving, "moving")
+    points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "landmarks")
+    write_markups(points, sample_landmarks(pair, n=n, seed=5), locked=False)
+    return pair, fixed, moving, points
+
+
+def _configure(w, fixed, moving, points):
+    ui = w.ui
+    ui.fixedVolumeSelector.setCurrentNode(fixed)
+    ui.movingVolumeSelector.setCurrentNode(moving)
+    ui.fixedLandmarksSelector.setCurrentNode(points)
+    ui.backboneComboBox.setCurrentText("mind-ssc")
+    ui.deviceComboBox.setCurrentText("cpu")
+    ui.searchRadiusSpinBox.value = 20.0
+
+
+def _run_to_end(w, timeout=600):
+    assert slicer_standin.runEventLoop(lambda: w.job is None, timeout=timeout), "the job did not finish"
+
+
+def test_panel_and_parameter_node_bind_both_ways(module_widget):
+    import slicer
+
+    w = module_widget
+    ui, p = w.ui, w._parameterNode
+    assert not ui.applyButton.enabled  # nothing selected yet
+    _, fixed, moving, points = _phantom_scene(slicer)
+    assert p.fixedVolume is fixed  # the volume selector allows no "None": it took the first volume
+    _configure(w, fixed, moving, points)
+    assert (p.movingVolume, p.fixedLandmarks, p.backbone, p.device, p.searchRadius) == \
+        (moving, points, "mind-ssc", "cpu", 20.0)
+    assert ui.applyButton.enabled
+    p.timestep = 35
+    p.levels = "up1,up2"
+    assert ui.timestepSpinBox.value == 35 and ui.levelsLineEdit.text == "up1,up2"
+    p.fixedLandmarks = None
+    assert not ui.applyButton.enabled and ui.fixedLandmarksSelector.currentNode() is None
+
+
+def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp_path):
+    import qt
+
+    import slicer
+
+    w = module_widget
+    ui = w.ui
+    pair, fixed, moving, points = _phantom_scene(slicer)
+    _configure(w, fixed, moving, points)
+    progress = []
+    ui.progressBar.connect("valueChanged(int)", progress.append)
+    ui.applyButton.click()
+    assert ui.applyButton.text == "Cancel" and ui.progressBar.visible
+    _run_to_end(w)
+    assert ui.applyButton.text == "Apply" and not ui.progressBar.visible
+    assert progress and progress[-1] == 100  # (per stage today: 0..100 for each step, see the report)
+    assert slicer.app.layoutManager().layoutLogic().GetLayoutNode().GetViewArrangement() == \
+        slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
+    out = w._parameterNode.outputLandmarks
+    assert out is not None and out.GetNumberOfControlPoints() == points.GetNumberOfControlPoints()
+    matched = np.array([out.GetNthControlPointPositionWorld(i) for i in range(out.GetNumberOfControlPoints())])
+    fixed_pts = np.array([points.GetNthControlPointPositionWorld(i) for i in range(points.GetNumberOfControlPoints())])
+    truth = pair.true_moving_points(fixed_pts)
+    assert np.median(np.linalg.norm(matched - truth, axis=1)) < np.median(np.linalg.norm(fixed_pts - truth, axis=1))
+    assert w._parameterNode.heatmapVolume is not None
+    yellow = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceCompositeNode()
+    assert yellow.GetForegroundVolumeID() == w._parameterNode.heatmapVolume.GetID()
+    assert "Backbone:" in ui.logTextEdit.toPlainText()
+
+    table = ui.trackingTable
+    assert table.rowCount == points.GetNumberOfControlPoints()
+    assert [table.item(r, 0).text() for r in range(table.rowCount)] == \
+        [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())]
+    table.selectRow(1)
+    ui.acceptButton.click()
+    assert table.item(1, 4).text() == "accepted" and out.GetNthControlPointLocked(1)
+    table.selectRow(2)
+    ui.correctButton.click()
+    assert table.item(2, 4).text() == "corrected" and not out.GetNthControlPointLocked(2)
+
+    csv_path = tmp_path / "pairs.csv"
+    qt.answerNextDialog("QFileDialog.getSaveFileName", str(csv_path))
+    ui.exportCsvButton.click()
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == 1 + points.GetNumberOfControlPoints() and rows[2].endswith("accepted")
+
+    # live: move a fixed landmark; its partner is matched again at once with the cached features
+    ui.liveModeCheckBox.checked = True
+    before = np.array(out.GetNthControlPointPositionWorld(0))
+    target = fixed_pts[0] + np.array([7.0, 0.0, 0.0])
+    points.SetNthControlPointPositionWorld(0, *target)
+    after = np.array(out.GetNthControlPointPositionWorld(0))
+    assert not np.allclose(after, before)
+    assert np.linalg.norm(after - pair.true_moving_points(target[None])[0]) < 8.0
+
+    client = w.logic.client if hasattr(w.logic, "client") else w.logic.core.client
+    proc = client.proc if hasattr(client, "proc") else client._proc
+    representation = slicer.modules.meddift.widgetRepresentation()
+    representation.exit()
+    slicer.app.moduleManager().unloadModules()  # Slicer's exit: cleanup() stops the worker
+    proc.wait(timeout=30)
+    assert proc.poll() is not None
+
+
+def test_cancel_and_scene_close_leave_the_scene_as_it_was(module_widget):
+    import slicer
+
+    w = module_widget
+    _, fixed, moving, points = _phantom_scene(slicer)
+    _configure(w, fixed, moving, points)
+    count = slicer.mrmlScene.GetNumberOfNodes()
+    w.ui.applyButton.click()
+    slicer.app.processEvents()
+    w.ui.applyButton.click()  # Cancel
+    assert w.job is None and w.ui.applyButton.text == "Apply"
+    assert slicer.mrmlScene.GetNumberOfNodes() == count
+    assert "Cancelled" in w.ui.logTextEdit.toPlainText()
+
+    w.ui.applyButton.click()
+    slicer.app.processEvents()
+    slicer.mrmlScene.Clear(0)  # File > Close scene while a job runs
+    assert w.job is None or w.job.done
+    assert w._parameterNode is not None and w._parameterNode.fixedVolume is None
+    assert not w.ui.applyButton.enabled
+    slicer.app.processEvents()
+    assert slicer.mrmlScene.GetFirstNodeByName("MedDIFT matched") is None

@@ -1,0 +1,1 @@
+# Stand-in for Slicer's extension description and packaging steps (not checked here).
