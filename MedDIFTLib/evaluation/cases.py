@@ -43,7 +43,8 @@ def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_lan
     about 25 mm on top of 15 mm breathing) and a contrast follow-up (soft tissue outside
     the lungs +120 HU, a global gain of 1.1 and offset of -40 HU, twice the noise).
     """
-    from .phantom import BreathingMotion, RepositionedMotion, make_pair, sample_landmarks
+    from .motion import BreathingMotion, RepositionedMotion
+    from .phantom import make_pair, sample_landmarks
 
     def case(name, seed, **kw):
         pair = make_pair(shape=shape, spacing=spacing, seed=seed, **kw)

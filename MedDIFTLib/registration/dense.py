@@ -51,7 +51,7 @@ class RegistrationOptions:
     prealign: str = "rigid"  # none | rigid | affine
     prealign_spacing_mm: Optional[float] = None  # coarse cells of the global matching; None: one control cell
     inverse_consistent: bool = True
-    lam: float = 1.25  # diffusion weight of the continuous stage
+    lam: float = 0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
     iterations: int = 80
     adam_pool: int = 2  # the continuous stage works on grid voxels pooled by this
     max_channels: int = 64  # more descriptor channels are projected on their principal components

@@ -32,7 +32,7 @@ from .field import DenseField
 from .prealign import least_trimmed, prealign
 
 MAX_ROUNDS = 4
-SETTLED_DEG = 0.5  # a round that changes the turn by less than this ends the refinement
+SETTLED_DEG = OBLIQUE_TOLERANCE_DEG  # a round that would turn by less than this ends the refinement
 
 
 def rotation_deg(m: np.ndarray) -> float:
@@ -71,15 +71,18 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
     """Dense fixed -> moving map of two scans; ``features(volume)`` gives (cached) pyramids."""
     opts = options or RegistrationOptions()
     pf, pm = features(fixed), features(moving)
+    pre = {"prealign": opts.prealign}
     if initial is not None:
         a = np.asarray(initial, dtype=np.float64)
+        pre["prealign_used"] = "given"
     elif opts.prealign == "none":
         a = np.eye(4)
+        pre["prealign_used"] = "none"
     else:
         from .dense import registration_grid
 
         spacing = opts.prealign_spacing_mm or opts.control * float(registration_grid(pf, opts).spacing[0])
-        a, _ = prealign(pf, pm, spacing, opts.prealign, opts.levels)
+        a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels)
     rounds = []
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)
@@ -96,5 +99,6 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
         if rotation_deg(residual) <= SETTLED_DEG:
             break
         a = residual @ a
+    field.info.update(pre)
     field.info["prealign_rounds"] = rounds
     return field
