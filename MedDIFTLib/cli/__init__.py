@@ -20,9 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meddift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo, evaluate, match, weights
+    from . import demo, evaluate, match, register, weights
 
     match.add_parser(sub)
+    register.add_parser(sub)
     demo.add_parser(sub)
     evaluate.add_parser(sub)
     evaluate.add_ablation_parser(sub)

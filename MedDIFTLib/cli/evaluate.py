@@ -26,7 +26,8 @@ def cases_from_args(args):
     sources = []
     if not args.no_phantom:
         sources.append(phantom_suite(seeds=[int(s) for s in _floats(args.seeds)], amplitudes=_floats(args.amplitudes),
-                                     noise_hu=_floats(args.noise), n_landmarks=args.landmarks))
+                                     noise_hu=_floats(args.noise), n_landmarks=args.landmarks,
+                                     hard=not args.no_hard_cases))
     if args.learn2reg:
         sources.append(learn2reg_cases(args.learn2reg, split=args.learn2reg_split))
     if args.dirlab_4dct:

@@ -19,6 +19,7 @@ from .options import (
     match_options,
 )
 from .progress import ProgressPrinter
+from .register import add_registration_arguments, registration_options
 
 
 def refuse_overwrite(paths, force: bool) -> None:
@@ -37,7 +38,7 @@ def run(args) -> int:
                          reference=fixed if args.points_format in ("learn2reg", "elastix") else None)
     prior = resolve_prior(args.prior, args.radius)
     mask = read_volume(args.mask) if args.mask else None
-    session = MatchSession(engine_options(args), match_options(args))
+    session = MatchSession(engine_options(args), match_options(args), registration=registration_options(args))
     print(f"meddift: backbone: {session.backbone_note}", file=sys.stderr)
     progress = ProgressPrinter()
     report = session.match(fixed, moving, points, prior=prior, mask=mask, progress=progress)
@@ -69,4 +70,5 @@ def add_parser(sub) -> None:
     add_feature_arguments(p)
     add_cache_arguments(p)
     add_search_arguments(p)
+    add_registration_arguments(p)
     p.set_defaults(func=run)

@@ -54,6 +54,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--radius", type=float, help="local search radius in mm around the prior (default: global search)")
     g.add_argument("--prior", default=None,
                    help="prior for local search: identity (default with --radius), coarse (coarsest level first), "
+                        "dense (the dense registration's map; its position is the match unless --radius is given), "
                         "or a file: 4x4 RAS matrix (.txt/.npy), ITK transform (.tfm/.h5/.txt) or displacement field "
                         "image, mapping fixed to moving points")
     g.add_argument("--mask", help="candidate mask on the moving scan (label image; matches only where > 0)")
@@ -91,6 +92,8 @@ def add_case_arguments(p) -> None:
     p.add_argument("--noise", default="20", help="phantom noise levels in HU")
     p.add_argument("--landmarks", type=int, default=20, help="landmarks per phantom case")
     p.add_argument("--no-phantom", action="store_true", help="skip the phantom suite")
+    p.add_argument("--no-hard-cases", action="store_true",
+                   help="phantom suite without its two harder cases (a repositioned patient, a contrast follow-up)")
     p.add_argument("--learn2reg", metavar="ROOT", help="a Learn2Reg LungCT folder (imagesTr/, keypointsTr/)")
     p.add_argument("--learn2reg-split", default="Tr", choices=["Tr", "Ts"])
     p.add_argument("--dirlab-4dct", metavar="ROOT", help="a folder holding DIR-Lab Case1Pack ... Case10Pack")

@@ -21,12 +21,12 @@ from typing import Callable, Iterable, Optional
 
 from ..errors import InputError
 from ..features.maisi.backbone import LEVEL_NAMES
-from ..matching.priors import DEFAULT_RADIUS_MM
+from ..matching.priors import DEFAULT_RADIUS_MM, DENSE_CHECK_MM
 from ..matching.search import MatchOptions
 from ..session import EngineOptions, MatchSession, SharedCaches
 from .methods import MedDIFTMethod
 
-GROUPS = ("levels", "timestep", "ensemble", "latent", "radius", "refinement", "backbone")
+GROUPS = ("levels", "timestep", "ensemble", "latent", "radius", "refinement", "backbone", "dense")
 TIMESTEPS = (0, 10, 20, 50, 100, 200)
 ENSEMBLES = (1, 2, 4)
 RADII = (None, 10.0, 20.0, 40.0)
@@ -39,6 +39,7 @@ class Variant:
     label: str
     engine: EngineOptions
     match: MatchOptions = field(default_factory=lambda: MatchOptions(radius_mm=REFERENCE_RADIUS_MM))
+    prior: Optional[str] = None  # "dense": points from the dense registration
 
     @property
     def name(self) -> str:
@@ -104,6 +105,10 @@ def ablation_variants(groups=GROUPS, maisi_weights: bool = False, random_control
                 skipped.append("backbone: MAISI (pretrained) not run, no MAISI weights")
             out += [Variant(g, "MIND-SSC (weight-free)", mind),
                     Variant(g, "MAISI random-init (control)", control)]
+        elif g == "dense":
+            out += [Variant(g, "dense map" + default_tag, default, MatchOptions(), "dense"),
+                    Variant(g, f"dense map + argmax {DENSE_CHECK_MM:g} mm" + default_tag, default,
+                            MatchOptions(radius_mm=DENSE_CHECK_MM), "dense")]
     return out, skipped
 
 
@@ -119,5 +124,5 @@ def ablation_methods(variants: Iterable[Variant],
         key = repr(v.engine)
         if key not in sessions:
             sessions[key] = session_factory(v.engine)
-        methods.append(MedDIFTMethod(session=sessions[key].with_matching(v.match), name=v.name))
+        methods.append(MedDIFTMethod(session=sessions[key].with_matching(v.match), name=v.name, prior=v.prior))
     return methods

@@ -36,18 +36,33 @@ class Case:
 
 
 def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_landmarks: int = 20,
-                  shape=(96, 96, 96), spacing=(3.0, 3.0, 3.0)) -> Iterable[Case]:
-    """Generated pairs over seeds x breathing amplitudes x noise levels, with exact ground truth."""
-    from .phantom import BreathingMotion, make_pair, sample_landmarks
+                  shape=(96, 96, 96), spacing=(3.0, 3.0, 3.0), hard: bool = False) -> Iterable[Case]:
+    """Generated pairs over seeds x breathing amplitudes x noise levels, with exact ground truth.
+
+    With ``hard``, two more cases follow: a patient repositioned (8 degrees about S and
+    about 25 mm on top of 15 mm breathing) and a contrast follow-up (soft tissue outside
+    the lungs +120 HU, a global gain of 1.1 and offset of -40 HU, twice the noise).
+    """
+    from .motion import BreathingMotion, RepositionedMotion
+    from .phantom import make_pair, sample_landmarks
+
+    def case(name, seed, **kw):
+        pair = make_pair(shape=shape, spacing=spacing, seed=seed, **kw)
+        lm = sample_landmarks(pair, n=n_landmarks, seed=seed)
+        truth = PointSet(pair.true_moving_points(lm.points), list(lm.labels))
+        return Case("phantom", name, pair.fixed, pair.moving, lm, truth)
 
     for seed in seeds:
         for amp in amplitudes:
             for noise in noise_hu:
-                pair = make_pair(shape=shape, spacing=spacing, seed=seed, noise_hu=noise,
-                                 motion=BreathingMotion(amplitude_mm=amp))
-                lm = sample_landmarks(pair, n=n_landmarks, seed=seed)
-                truth = PointSet(pair.true_moving_points(lm.points), list(lm.labels))
-                yield Case("phantom", f"seed{seed}_amp{amp:g}_noise{noise:g}", pair.fixed, pair.moving, lm, truth)
+                yield case(f"seed{seed}_amp{amp:g}_noise{noise:g}", seed, noise_hu=noise,
+                           motion=BreathingMotion(amplitude_mm=amp))
+    if hard:
+        base = noise_hu[0]
+        yield case(f"reposition_seed{seeds[0]}", seeds[0], noise_hu=base,
+                   motion=RepositionedMotion(BreathingMotion(amplitude_mm=15.0)))
+        yield case(f"contrast_seed{seeds[-1]}", seeds[-1], noise_hu=2 * base, motion=BreathingMotion(amplitude_mm=15.0),
+                   soft_tissue_offset_hu=120.0, intensity_scale=1.1, intensity_offset=-40.0)
 
 
 def _pair(dataset: str, name: str, fixed: Volume, moving: Volume, fp: PointSet, mp: PointSet) -> Case:

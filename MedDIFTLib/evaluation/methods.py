@@ -63,21 +63,45 @@ class Identity(Method):
 class MedDIFTMethod(Method):
     """The MedDIFT pipeline (MAISI features when available, else the weight-free descriptor)."""
 
-    def __init__(self, engine=None, radius_mm: Optional[float] = DEFAULT_RADIUS_MM, name: Optional[str] = None, session=None):
+    def __init__(self, engine=None, radius_mm: Optional[float] = DEFAULT_RADIUS_MM, name: Optional[str] = None,
+                 session=None, prior: Optional[str] = None):
         from ..matching.search import MatchOptions
         from ..session import EngineOptions, MatchSession
 
         self.session = session or MatchSession(engine or EngineOptions(use_cache=False),
                                                MatchOptions(radius_mm=radius_mm))
         self.radius_mm = self.session.matching.radius_mm
-        self.name = name or ("MedDIFT (MAISI)" if self.session.backbone.name == "maisi"
-                             else "MIND-SSC (weight-free MedDIFT pipeline)")
+        self.prior = prior
+        self.name = name or self.default_name(self.session.backbone.name == "maisi")
+
+    def default_name(self, maisi: bool) -> str:
+        return "MedDIFT (MAISI)" if maisi else "MIND-SSC (weight-free MedDIFT pipeline)"
 
     def end_case(self) -> None:
         self.session.forget()
 
     def map_points(self, case) -> np.ndarray:
-        return self.session.match(case.fixed, case.moving, case.fixed_points).points.points
+        return self.session.match(case.fixed, case.moving, case.fixed_points, prior=self.prior).points.points
+
+
+class MedDIFTDense(MedDIFTMethod):
+    """Points from the dense registration of the backbone's features (``--prior dense``): the map's position."""
+
+    def __init__(self, engine=None, radius_mm: Optional[float] = None, name: Optional[str] = None, session=None):
+        super().__init__(engine, radius_mm, name, session, prior="dense")
+
+    def default_name(self, maisi: bool) -> str:
+        window = f" + argmax {self.radius_mm:g} mm" if self.radius_mm else ""
+        return f"MedDIFT dense{window} ({'MAISI' if maisi else 'MIND-SSC, weight-free'})"
+
+
+class MedDIFTDenseArgmax(MedDIFTDense):
+    """The dense map's position sharpened by the paper's argmax within a small window around it."""
+
+    def __init__(self, engine=None, radius_mm: Optional[float] = None, name: Optional[str] = None, session=None):
+        from ..matching.priors import DENSE_CHECK_MM
+
+        super().__init__(engine, radius_mm or DENSE_CHECK_MM, name, session)
 
 
 def _float_image(volume: Volume):
@@ -284,6 +308,8 @@ class UniGradICON(Method):
 METHODS: dict[str, Callable[[], Method]] = {
     "identity": Identity,
     "meddift": MedDIFTMethod,
+    "meddift-dense": MedDIFTDense,
+    "meddift-dense-argmax": MedDIFTDenseArgmax,
     "sitk-bspline": SimpleITKBSpline,
     "elastix": ElastixBSpline,
     "ants-syn": AntsSyN,

@@ -272,83 +272,6 @@ def make_thorax(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, lesi
 
 
 # ---------------------------------------------------------------------------------
-# breathing motion
-# ---------------------------------------------------------------------------------
-
-
-@dataclass
-class BreathingMotion:
-    """Smooth, invertible fixed -> moving map: phi(p) = p + u(p).
-
-    * cranio-caudal: the diaphragm moves by ``amplitude_mm`` at the lung base,
-      decaying upwards (a sigmoid in z), strongest centrally;
-    * antero-posterior and lateral expansion/contraction, fading upwards;
-    * ``sliding``: the chest wall follows only ``wall_fraction`` of the
-      lungs' cranio-caudal motion, with a smooth transition of
-      ``sliding_width_mm`` at the pleura (kept wide enough to stay invertible).
-
-    The inverse is found by fixed-point iteration x <- y - u(x), a contraction
-    because |Du| < 1 everywhere for the allowed parameters (checked).
-    """
-
-    amplitude_mm: float = 20.0
-    ap_expansion: float = -0.08
-    lateral_expansion: float = -0.04
-    sliding: bool = False
-    wall_fraction: float = 0.3
-    sliding_width_mm: float = 30.0
-    base_z_mm: float = -20.0
-    decay_mm: float = 40.0
-
-    def __post_init__(self):
-        # the diaphragm sigmoid has slope amplitude / (4 decay): keep it below 0.5
-        if abs(self.amplitude_mm) / (4 * self.decay_mm) > 0.5:
-            raise InputError("breathing amplitude too large for an invertible motion; lower amplitude_mm or raise decay_mm")
-        # the pleural blend has slope 1/width: the shear it adds must stay well below 1
-        if self.sliding and abs(self.amplitude_mm) * (1 - self.wall_fraction) / self.sliding_width_mm > 0.5:
-            raise InputError("sliding transition too sharp for an invertible motion; widen sliding_width_mm")
-
-    def displacement(self, pts) -> np.ndarray:
-        p = as_points(pts)
-        x, y, z = p.T
-        g = 1.0 / (1.0 + np.exp((z - self.base_z_mm) / self.decay_mm))  # ~1 at the base, ->0 upwards
-        g2 = 1.0 / (1.0 + np.exp((z - self.base_z_mm - 80.0) / (2 * self.decay_mm)))
-        central = np.exp(-(x / 120.0) ** 2 - (y / 110.0) ** 2)
-        uz = self.amplitude_mm * g * central
-        if self.sliding:
-            depth = np.maximum(*[_ellipsoid_depth(p, c, LUNG_AXES) for c in LUNG_CENTRES])
-            w = 1.0 / (1.0 + np.exp(-depth / (self.sliding_width_mm / 4.0)))
-            uz = uz * (self.wall_fraction + (1 - self.wall_fraction) * w)
-        ux = self.lateral_expansion * x * g2
-        uy = self.ap_expansion * (y - BODY_CENTRE_Y) * g2
-        return np.stack([ux, uy, uz], 1)
-
-    def fixed_to_moving(self, pts) -> np.ndarray:
-        p = as_points(pts)
-        return p + self.displacement(p)
-
-    def moving_to_fixed(self, pts, tol: float = 1e-9, max_iter: int = 200) -> np.ndarray:
-        y = as_points(pts)
-        x = y - self.displacement(y)
-        for _ in range(max_iter):
-            nx = y - self.displacement(x)
-            if np.max(np.abs(nx - x)) < tol:
-                return nx
-            x = nx
-        return x
-
-    def jacobian_det(self, pts, h: float = 0.25) -> np.ndarray:
-        """det(D phi) by central differences (h mm)."""
-        p = as_points(pts)
-        cols = []
-        for a in range(3):
-            e = np.zeros(3)
-            e[a] = h
-            cols.append((self.fixed_to_moving(p + e) - self.fixed_to_moving(p - e)) / (2 * h))
-        return np.linalg.det(np.stack(cols, -1))
-
-
-# ---------------------------------------------------------------------------------
 # the pair
 # ---------------------------------------------------------------------------------
 
@@ -359,7 +282,7 @@ class PhantomPair:
 
     fixed: Volume
     moving: Volume
-    motion: BreathingMotion
+    motion: object  # a motion of .motion: fixed_to_moving, moving_to_fixed, jacobian_det
     anatomy: ThoraxAnatomy
     fixed_lungs: Volume
     moving_lungs: Volume
@@ -372,15 +295,20 @@ class PhantomPair:
         return self.motion.moving_to_fixed(moving_points)
 
 
-def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion: Optional[BreathingMotion] = None,
+def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion=None,
               noise_hu: float = 20.0, intensity_scale: float = 1.0, intensity_offset: float = 0.0,
               lesions: int = 3, ijk_to_ras: Optional[np.ndarray] = None,
-              moving_ijk_to_ras: Optional[np.ndarray] = None) -> PhantomPair:
+              moving_ijk_to_ras: Optional[np.ndarray] = None, soft_tissue_offset_hu: float = 0.0) -> PhantomPair:
     """Fixed and moving scans (HU) of the same phantom, the moving one breathing.
 
     The moving scan is rendered from the anatomy at phi^-1 of its own voxel
     centres (exact), on the same grid unless ``moving_ijk_to_ras`` is given.
+    ``soft_tissue_offset_hu`` is added to the moving scan's soft tissue outside the
+    lungs (-200..300 HU), as an injected contrast agent would, before the global
+    gain ``intensity_scale`` and offset ``intensity_offset``.
     """
+    from .motion import BreathingMotion
+
     motion = motion or BreathingMotion()
     anatomy = make_anatomy(seed, lesions)
     fgrid = thorax_grid(shape, spacing, ijk_to_ras)
@@ -393,6 +321,9 @@ def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion
     # mass conservation in the lungs: HU + 1000 scales with 1 / det(D phi)
     det = motion.jacobian_det(xm[lung_m])
     hu_m[lung_m] = (-1000.0 + (hu_m[lung_m] + 1000.0) / det).astype(np.float32)
+    if soft_tissue_offset_hu:
+        soft = (~lung_m) & (hu_m > -200.0) & (hu_m < 300.0)
+        hu_m[soft] = hu_m[soft] + np.float32(soft_tissue_offset_hu)
     hu_m = intensity_scale * hu_m + intensity_offset
     if noise_hu:
         hu_f = hu_f + rng.normal(0, noise_hu, hu_f.shape).astype(np.float32)
@@ -403,7 +334,8 @@ def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion
                        fixed.with_array(lung_f.reshape(fgrid.shape).astype(np.uint8), "phantom fixed lungs"),
                        moving.with_array(lung_m.reshape(mgrid.shape).astype(np.uint8), "phantom moving lungs"),
                        {"shape": list(shape), "spacing": list(np.atleast_1d(spacing).astype(float)), "seed": seed,
-                        "noise_hu": noise_hu, "intensity_scale": intensity_scale, "intensity_offset": intensity_offset})
+                        "noise_hu": noise_hu, "intensity_scale": intensity_scale, "intensity_offset": intensity_offset,
+                        "soft_tissue_offset_hu": soft_tissue_offset_hu})
 
 
 def sample_landmarks(pair: PhantomPair, n: int = 20, seed: int = 0, min_distance_mm: float = 10.0,

@@ -114,7 +114,7 @@ class Worker:
             matching = MatchOptions(**(msg.get("matching") or {}))
         except TypeError as exc:
             raise InputError(f"bad matching options: {exc}") from exc
-        self.session = MatchSession(engine, matching)
+        self.session = MatchSession(engine, matching, registration=_registration_options(msg.get("registration")))
         import torch
 
         dev = getattr(self.session.backbone, "device", None)
@@ -170,6 +170,42 @@ class Worker:
         hm = session.heatmap(fixed, moving, np.asarray(point, dtype=np.float64))
         write_volume(hm, out)
         return {"path": out, "max": float(np.max(hm.array)), "min": float(np.min(hm.array))}
+
+
+    def cmd_register(self, msg, progress):
+        """Dense registration: writes the fixed -> moving displacement field (and the warped moving scan)."""
+        from ..data.image_io import write_volume
+        from ..registration import write_field
+
+        session = self._session()
+        fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
+        out, warped_out = msg.get("out"), msg.get("warped")
+        if not isinstance(out, str) or (warped_out is not None and not isinstance(warped_out, str)):
+            raise InputError("register needs an 'out' displacement field path (and optionally a 'warped' volume path)")
+        opts = _registration_options(msg.get("options")) or session.registration
+        t = time.perf_counter()
+        field = session.register(fixed, moving, opts, progress=progress, cancel=self._cancelled)
+        write_field(field.displacement_on(fixed.grid), fixed.grid, out)
+        result = {"path": out, "jacobian": field.jacobian_stats(), "prealign": field.info.get("prealign_used"),
+                  "seconds": round(time.perf_counter() - t, 3)}
+        if warped_out:
+            write_volume(field.resample_moving(session.in_hu(moving), fixed.grid), warped_out)
+            result["warped"] = warped_out
+        return result
+
+
+def _registration_options(d):
+    """RegistrationOptions from a protocol dict (None when absent)."""
+    if d is None:
+        return None
+    from ..registration import RegistrationOptions
+
+    if not isinstance(d, dict):
+        raise InputError("registration options must be an object of RegistrationOptions fields")
+    try:
+        return RegistrationOptions(**d)
+    except TypeError as exc:
+        raise InputError(f"bad registration options: {exc}") from exc
 
 
 def serve(stdin=None, stdout=None) -> int:

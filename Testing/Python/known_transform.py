@@ -27,11 +27,8 @@ def rigid_matrix(angle_deg: float = ANGLE_DEG, shift=SHIFT_RAS) -> np.ndarray:
 
 
 def known_rigid_case(shape=(72, 72, 64), spacing=(4.0, 4.0, 4.0), n_landmarks: int = 12) -> Case:
-    from MedDIFTLib.evaluation.phantom import (
-        BreathingMotion,
-        make_pair,
-        sample_landmarks,
-    )
+    from MedDIFTLib.evaluation.motion import BreathingMotion
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
 
     pair = make_pair(shape=shape, spacing=spacing, seed=2, noise_hu=10.0, motion=BreathingMotion(amplitude_mm=0.0))
     lm = sample_landmarks(pair, n=n_landmarks, seed=2, margin_mm=25.0)

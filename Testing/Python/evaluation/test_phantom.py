@@ -7,8 +7,8 @@ import pytest
 
 from MedDIFTLib.data.geometry import apply_affine, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError
+from MedDIFTLib.evaluation.motion import BreathingMotion
 from MedDIFTLib.evaluation.phantom import (
-    BreathingMotion,
     make_pair,
     make_thorax,
     sample_landmarks,

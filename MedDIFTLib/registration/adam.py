@@ -1,0 +1,74 @@
+"""Continuous stage: Adam instance optimisation of a dense displacement with a diffusion regulariser.
+
+The discrete stage leaves a displacement quantised to its step and smoothed by
+box filters. Here it is refined continuously, as in ConvexAdam: the field is
+a free parameter per voxel of a grid at half the registration resolution,
+smoothed by three 3^3 box filters (a cubic B-spline-like kernel, which makes
+it a B-spline field in effect), and moved by Adam to lower the descriptor
+SSD of the warped moving descriptors plus ``lambda`` times the squared
+finite differences of the field (diffusion regularisation). ConvexAdam writes
+this loop inline in ``convex_adam_pt`` for MIND images of equal shape; it is
+written here for any descriptor maps and with ``count_include_pad=False`` box
+filters, so the field is not pulled towards zero at the borders of the scan.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..runtime import Cancel, Progress, check_cancel, report
+
+
+def smooth(u: torch.Tensor) -> torch.Tensor:
+    """Three 3^3 box filters of a (3, X, Y, Z) field (edges averaged over what exists)."""
+    x = u[None]
+    for _ in range(3):
+        x = F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
+    return x[0]
+
+
+def warp_features(moving: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """Moving descriptors (D, X, Y, Z) at ``x + disp(x)`` (voxels), trilinear, border-clamped."""
+    shape = disp.shape[1:]
+    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij"), 0)
+    size = torch.tensor(moving.shape[1:], dtype=torch.float32).view(3, 1, 1, 1)
+    norm = 2.0 * (idx + disp) / (size - 1).clamp_min(1.0) - 1.0
+    grid = norm.permute(1, 2, 3, 0).flip(-1)[None]
+    return F.grid_sample(moving[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+
+def diffusion(u: torch.Tensor) -> torch.Tensor:
+    """Mean squared forward differences of a (3, X, Y, Z) field along each axis, summed."""
+    total = u.new_zeros(())
+    for a in range(1, 4):
+        n = u.shape[a]
+        if n > 1:
+            total = total + (u.narrow(a, 1, n - 1) - u.narrow(a, 0, n - 1)).pow(2).mean()
+    return total
+
+
+def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor, lam: float = 1.25,
+                      iterations: int = 80, lr: float = 1.0, progress: Optional[Progress] = None,
+                      cancel: Optional[Cancel] = None) -> torch.Tensor:
+    """Refine ``init`` (3, X, Y, Z), in voxels of the descriptors' grid; returns the smoothed field.
+
+    ``fixed``/``moving``: (D, X, Y, Z) descriptor maps on the same grid.
+    """
+    u = init.clone().float().requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=lr)
+    for it in range(iterations):
+        if it % 10 == 0:
+            check_cancel(cancel)
+            report(progress, "refine field", it / max(iterations, 1))
+        opt.zero_grad()
+        s = smooth(u)
+        cost = (warp_features(moving, s) - fixed).pow(2).sum(0).mean()
+        loss = cost + lam * diffusion(s)
+        loss.backward()
+        opt.step()
+    report(progress, "refine field", 1.0)
+    with torch.no_grad():
+        return smooth(u).detach()

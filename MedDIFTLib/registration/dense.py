@@ -1,0 +1,148 @@
+"""Dense correspondence from any backbone's pyramids: ConvexAdam's scheme on feature similarity.
+
+The data path (each step in its own module):
+
+1. pre-alignment ``A`` from robust global matches (:mod:`.prealign`);
+2. both pyramids sampled at the world points of one axis-aligned grid over the
+   fixed scan, the moving one through ``A`` (:mod:`.descriptors`);
+3. a cost volume of descriptor SSD (one minus the mean cosine over levels) on a
+   coarse control grid over a discrete displacement range, smoothed by coupled
+   convex optimisation, from both directions and made inverse-consistent
+   (:mod:`.convex`);
+4. Adam refinement of a dense field with a diffusion regulariser (:mod:`.adam`);
+5. the result, ``phi(x) = A (x + u(x))`` in RAS mm (:mod:`.field`).
+
+Defaults are set in physical terms (millimetres of search, grid voxels per
+control cell) so that they carry over between scans of different resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..runtime import Cancel, Progress, check_cancel, report
+from ..errors import InputError
+from ..features.pyramid import FeaturePyramid
+from .adam import instance_optimise
+from .convex import coupled_convex, cost_volume, displacement_table, inverse_consistent, resample_cells
+from .descriptors import AxisGrid, covering_axis_grid, reduce_channels, stacked_descriptors
+from .field import DenseField
+from .prealign import prealign
+
+PREALIGN_KINDS = ("none", "rigid", "affine")
+
+
+@dataclass
+class RegistrationOptions:
+    """How to register. Distances in mm; ``control`` and ``step`` in registration-grid voxels."""
+
+    spacing_mm: Optional[float] = None  # registration grid; None: the fixed scan's voxel size, within max_voxels
+    max_voxels: int = 2_000_000  # bounds memory and time on large scans (coarser grid when exceeded)
+    search_mm: float = 30.0  # discrete search range around the pre-aligned position
+    control: int = 4  # grid voxels per control cell of the discrete stage
+    step: int = 2  # grid voxels between tested displacements
+    prealign: str = "rigid"  # none | rigid | affine
+    prealign_spacing_mm: Optional[float] = None  # coarse cells of the global matching; None: one control cell
+    inverse_consistent: bool = True
+    lam: float = 0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
+    iterations: int = 80
+    adam_pool: int = 2  # the continuous stage works on grid voxels pooled by this
+    max_channels: int = 64  # more descriptor channels are projected on their principal components
+    levels: Optional[list] = None
+
+    def __post_init__(self):
+        if self.prealign not in PREALIGN_KINDS:
+            raise InputError(f"pre-alignment must be one of {', '.join(PREALIGN_KINDS)}, got {self.prealign!r}")
+        for name in ("search_mm", "lam", "max_voxels"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) or (name != "lam" and v <= 0):
+                raise InputError(f"registration option {name} must be a positive number, got {v!r}")
+        if self.spacing_mm is not None and not (math.isfinite(self.spacing_mm) and self.spacing_mm > 0):
+            raise InputError(f"registration grid spacing must be positive (mm), got {self.spacing_mm}")
+        for name in ("control", "step", "iterations", "adam_pool", "max_channels"):
+            if int(getattr(self, name)) < 1 and not (name == "iterations" and getattr(self, name) == 0):
+                raise InputError(f"registration option {name} must be at least 1, got {getattr(self, name)}")
+
+
+def registration_grid(fixed: FeaturePyramid, opts: RegistrationOptions) -> AxisGrid:
+    """Isotropic grid over the fixed scan at its finest voxel size, coarsened to ``max_voxels``."""
+    lo, hi = fixed.grid.bounds_ras()
+    h = opts.spacing_mm or float(np.min(np.linalg.norm(fixed.grid.ijk_to_ras[:3, :3], axis=0)))
+    h = max(h, float(np.cbrt(np.prod(hi - lo) / opts.max_voxels)))
+    return covering_axis_grid(fixed.grid, h)
+
+
+def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[RegistrationOptions] = None,
+             initial: Optional[np.ndarray] = None, progress: Optional[Progress] = None,
+             cancel: Optional[Cancel] = None) -> DenseField:
+    """Dense fixed -> moving correspondence of two pyramids (any backbone).
+
+    ``initial``: a 4x4 RAS matrix (fixed -> moving points) known beforehand, for example
+    from a user's transform file; it replaces the automatic pre-alignment.
+    """
+    opts = options or RegistrationOptions()
+    t0 = time.perf_counter()
+    grid = registration_grid(fixed, opts)
+    h = float(grid.spacing[0])
+    info = {"options": asdict(opts), "grid_shape": list(grid.shape), "grid_spacing_mm": h}
+
+    report(progress, "pre-align", 0.0)
+    coarse = opts.prealign_spacing_mm or opts.control * h
+    if initial is not None:
+        a = np.asarray(initial, dtype=np.float64)
+        if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-6:
+            raise InputError("the initial transform must be an invertible 4x4 RAS matrix")
+        info["prealign_used"] = "given"
+    else:
+        a, pre = prealign(fixed, moving, coarse, opts.prealign, opts.levels)
+        info.update(pre)
+    report(progress, "pre-align", 1.0)
+    check_cancel(cancel)
+
+    report(progress, "descriptors", 0.0)
+    pts = grid.points()
+    fd = stacked_descriptors(fixed, pts, opts.levels)
+    md = stacked_descriptors(moving, pts @ a[:3, :3].T + a[:3, 3], opts.levels)
+    fd, md, kept = reduce_channels(fd, md, opts.max_channels)
+    info["channels"], info["energy_kept"] = int(fd.shape[0]), round(kept, 4)
+    report(progress, "descriptors", 1.0)
+    check_cancel(cancel)
+
+    pool = opts.control
+    if min(grid.shape) < 2 * pool:
+        raise InputError(f"the fixed scan is too small for dense registration at {h:.2f} mm "
+                         f"({grid.shape} grid voxels; at least {2 * pool} per axis)")
+    table = displacement_table(max(1, math.ceil(opts.search_mm / (opts.step * h))), opts.step)
+    report(progress, "discrete search", 0.0)
+    disp = coupled_convex(cost_volume(fd, md, pool, table), table, pool)
+    if opts.inverse_consistent:
+        check_cancel(cancel)
+        report(progress, "discrete search", 0.5)
+        back = coupled_convex(cost_volume(md, fd, pool, table), table, pool)
+        disp, _ = inverse_consistent(disp / pool, back / pool)
+        disp = disp * pool
+    report(progress, "discrete search", 1.0)
+    check_cancel(cancel)
+
+    ap = opts.adam_pool
+    agrid = grid.pooled(ap)
+    # Adam cell a is centred on grid voxel ap*a + (ap-1)/2; control cell c on pool*c + (pool-1)/2
+    axes = [((ap * torch.arange(n, dtype=torch.float32) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
+            for n in agrid.shape]
+    init = resample_cells(disp, axes) / ap
+    fa = F.avg_pool3d(fd[None], ap, stride=ap)[0]
+    ma = F.avg_pool3d(md[None], ap, stride=ap)[0]
+    u = instance_optimise(fa, ma, init, opts.lam, opts.iterations, progress=progress, cancel=cancel)
+    u_mm = (u * agrid.spacing[0]).permute(1, 2, 3, 0).numpy().astype(np.float64)
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    return DenseField(a, agrid, u_mm, info)
+
+
+__all__ = ["RegistrationOptions", "register", "registration_grid", "PREALIGN_KINDS"]
