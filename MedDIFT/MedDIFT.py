@@ -78,6 +78,9 @@ class MedDIFTParameterNode:
     levels: str = ""
     searchRadius: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
     backbone: Annotated[str, Choice(["auto", "maisi", "mind-ssc"])] = "auto"
+    denseMatching: bool = False  # points from the dense registration (prior "dense")
+    outputTransform: bool = False  # a grid transform node with the dense map
+    warpMoving: bool = False  # the moving volume resampled onto the fixed grid through the map
 
 
 #
@@ -318,7 +321,8 @@ class MedDIFTLogic(SlicerLogicMixin, MedDIFTLogicCore, ScriptedLoadableModuleLog
         engine, matching = self.engineOptions(p, weightsDir)
         return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
                             p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
-                            engine, matching)
+                            engine, matching, prior="dense" if p.denseMatching else None,
+                            transform=p.outputTransform, warp=p.warpMoving)
 
     def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
         return self.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)

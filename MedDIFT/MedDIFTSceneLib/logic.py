@@ -45,7 +45,7 @@ from .scene import (
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 # Relative cost of each kind of step, for the overall progress (feature extraction dominates).
 STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.5, "extract": 10.0,
-                "match": 3.0, "heatmap": 1.0}
+                "register": 10.0, "match": 3.0, "heatmap": 1.0}
 STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
                   "restarted): press Apply again")
 
@@ -86,6 +86,9 @@ class MatchRequest:
     engine: dict = field(default_factory=dict)
     matching: dict = field(default_factory=dict)
     record_session: bool = True  # keep the pair as a two-scan tracking session in the scene (multi-scan: no)
+    prior: Optional[str] = None  # "dense": points from the dense registration's map
+    transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
+    warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
 
 
 class MatchJob:
@@ -137,6 +140,11 @@ class MatchJob:
         fixed_volume, moving_volume = volume_from_node(fixed), volume_from_node(moving)
         self.heatmap_path = self.tmp / "heatmap.nrrd"
         idx = self.points.label_index(self.heatmap_label)
+        match_fields = {"fixed": self.fixed_key, "moving": self.moving_key,
+                        "points": self.points.points.tolist(),  # NaN (undefined) travels as JSON NaN
+                        "labels": self.points.labels}
+        if r.prior:
+            match_fields["prior"] = r.prior
         return [
             ("write fixed", "local", {"run": lambda: write_volume(fixed_volume, fixed_path)}),
             ("write moving", "local", {"run": lambda: write_volume(moving_volume, moving_path)}),
@@ -145,13 +153,29 @@ class MatchJob:
                                             "label": moving.GetName()}),
             ("fixed features", "extract", {"name": self.fixed_key}),
             ("moving features", "extract", {"name": self.moving_key}),
-            ("match", "match", {"fixed": self.fixed_key, "moving": self.moving_key,
-                                "points": self.points.points.tolist(),  # NaN (undefined) travels as JSON NaN
-                                "labels": self.points.labels}),
+            *self._register_steps(fixed_volume),
+            ("match", "match", match_fields),
             ("heatmap", "heatmap", {"fixed": self.fixed_key, "moving": self.moving_key,
                                     "point": self.points.points[idx].tolist(), "out": str(self.heatmap_path)}),
             ("read heatmap", "local", {"run": lambda: read_volume(self.heatmap_path, name="MedDIFT similarity")}),
         ]
+
+    def _register_steps(self, fixed_volume) -> list:
+        """The dense registration, before the match (which then reuses it), when asked for."""
+        r = self.request
+        self.field, self.warped = None, None
+        if not (r.transform or r.warp or r.prior == "dense"):
+            return []
+        field_path, warped_path = self.tmp / "field.nrrd", self.tmp / "warped.nrrd"
+        fields = {"fixed": self.fixed_key, "moving": self.moving_key, "out": str(field_path)}
+        if r.warp:
+            fields["warped"] = str(warped_path)
+        steps = [("register", "register", fields)]
+        if r.transform:
+            steps.append(("read field", "local", {"run": lambda: read_field(field_path)}))
+        if r.warp:
+            steps.append(("read warped", "local", {"run": lambda: read_volume(warped_path, name="MedDIFT warped")}))
+        return steps
 
     # --- running ---------------------------------------------------------------
 
@@ -252,6 +276,15 @@ class MatchJob:
             self.heatmap_info = result
         elif name == "read heatmap":
             self.heatmap = result
+        elif name == "read field":
+            self.field = result
+        elif name == "read warped":
+            self.warped = result
+        elif name == "register":
+            j = result.get("jacobian", {})
+            self.log.append(f"{time.monotonic() - self._t0:6.1f}s dense registration: {result.get('seconds', 0):.1f} s, "
+                            f"pre-alignment {result.get('prealign')}, folding voxels "
+                            f"{100 * j.get('folding_share', 0):.3f}%")
         elif name.endswith("features"):
             self.log.append(f"{time.monotonic() - self._t0:6.1f}s {name}: {result.get('seconds', 0):.1f} s")
 
@@ -271,6 +304,15 @@ class MatchJob:
             show_heatmap(scene, hm_node, threshold=max(0.0, float(np.nanmin(values["similarity"])) - 0.2))
             self.result = {"points_node": out_node, "heatmap_node": hm_node, "matched": matched,
                            "heatmap_label": self.heatmap_label, "warnings": self.warnings}
+            moving_node = scene.GetNodeByID(r.moving_volume_id)
+            if self.field is not None:
+                from .transforms import add_displacement_transform
+
+                disp, ijk_to_ras = self.field
+                self.result["transform_node"] = add_displacement_transform(
+                    scene, disp, ijk_to_ras, f"MedDIFT {moving_node.GetName()} to fixed")
+            if self.warped is not None:
+                self.result["warped_node"] = add_volume_node(scene, self.warped, f"{moving_node.GetName()} registered")
             if r.record_session:
                 from .session import TrackingSession
 
@@ -293,6 +335,17 @@ class MatchJob:
         self.stage = "cancelled" if cancelled else "failed"
         self.log.append(self.stage + (f": {err}" if err else ""))
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def read_field(path) -> tuple:
+    """An ITK displacement field file as (RAS displacement (I, J, K, 3), IJK-to-RAS of its grid)."""
+    import SimpleITK as sitk
+
+    from MedDIFTLib.data.geometry import ijk_to_ras_from_itk
+
+    img = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
+    lps = sitk.GetArrayFromImage(img).transpose(2, 1, 0, 3)
+    return lps * np.array([-1.0, -1.0, 1.0]), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
 
 
 class MedDIFTLogicCore:

@@ -41,8 +41,9 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 CONTROL_COMMANDS = ("cancel", "ping")
-SCORES = ("similarity", "confidence", "margin", "fb_error_mm")
-"""The per-point values of a ``match`` result, as :class:`~MedDIFTLib.session.MatchReport` has them."""
+SCORES = ("similarity", "confidence", "margin", "fb_error_mm", "argmax_gap_mm")
+"""The per-point values of a ``match`` result, as :class:`~MedDIFTLib.session.MatchReport` has them
+(``argmax_gap_mm`` only with the dense prior)."""
 
 
 def dumps(obj) -> str:

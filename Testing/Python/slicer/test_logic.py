@@ -208,3 +208,28 @@ def test_pair_table_accept_correct_and_export(setup, tmp_path):
 
     moving = read_points(written[1])
     np.testing.assert_allclose(moving.points[1], [1.0, 2.0, 3.0], atol=1e-6)
+
+
+def test_dense_job_adds_a_transform_that_lays_moving_over_fixed_and_a_warped_volume(setup, pair):
+    scene, logic, fixed, moving, points, lm = setup
+    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={},
+                           prior="dense", transform=True, warp=True)  # no radius: the map's position is the match
+    job = logic.start_match(request).run(timeout=600)
+    assert job.error is None, job.error
+    tnode, wnode = job.result["transform_node"], job.result["warped_node"]
+    assert tnode.IsA("vtkMRMLGridTransformNode") and wnode.GetName() == "moving registered"
+    matched = pointset_from_markups(job.result["points_node"])
+    assert "argmax_gap_mm" in matched.values
+    # the node maps each fixed landmark (world) where the matched point is: the map's position
+    from_parent = tnode.GetTransformFromParent()
+    mapped = np.array([from_parent.TransformPoint(*p) for p in lm.points])
+    np.testing.assert_allclose(mapped, matched.points, atol=0.05)
+    truth = pair.true_moving_points(lm.points)
+    assert np.mean(tre(matched.points, truth)) < 0.6 * np.mean(tre(lm.points, truth))
+    # the moving volume under the node is shown over the fixed one: a matched point goes back to its landmark
+    moving.SetAndObserveTransformNodeID(tnode.GetID())
+    world = [0.0, 0.0, 0.0]
+    moving.TransformPointToWorld(list(matched.points[0]), world)
+    np.testing.assert_allclose(world, lm.points[0], atol=0.1)
+    assert wnode.GetImageData().GetDimensions() == fixed.GetImageData().GetDimensions()
+    assert not job.tmp.exists()

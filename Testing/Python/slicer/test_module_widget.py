@@ -78,6 +78,15 @@ def test_panel_and_parameter_node_bind_both_ways(module_widget):
     assert ui.timestepSpinBox.value == 35 and ui.levelsLineEdit.text == "up1,up2"
     p.fixedLandmarks = None
     assert not ui.applyButton.enabled and ui.fixedLandmarksSelector.currentNode() is None
+    # the dense-registration options: check boxes <-> parameter node <-> the job's request
+    ui.denseMatchingCheckBox.checked = True
+    ui.warpMovingCheckBox.checked = True
+    assert (p.denseMatching, p.outputTransform, p.warpMoving) == (True, False, True)
+    p.outputTransform = True
+    assert ui.outputTransformCheckBox.checked
+    p.fixedLandmarks = points
+    req = w.logic.requestFromParameters(p)
+    assert (req.prior, req.transform, req.warp) == ("dense", True, True)
 
 
 def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp_path):
