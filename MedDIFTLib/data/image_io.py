@@ -136,6 +136,15 @@ def from_sitk(img, name: str = "") -> Volume:
     return Volume(np.ascontiguousarray(array), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection()), name)
 
 
+def check_image_path(path) -> Path:
+    """Refuse, before any work, an image output whose extension cannot be written."""
+    path = Path(path)
+    if _extension(path) not in WRITE_EXTENSIONS:
+        raise InputError(f"{path}: cannot write images with extension {_extension(path) or '(none)'!r}; use one of "
+                         f"{', '.join(WRITE_EXTENSIONS)}")
+    return path
+
+
 def write_volume(volume: Volume, path, compress: bool = True, force: bool = True) -> Path:
     """Write atomically: a temporary file beside the target, renamed into place
     (``force=False``: only if the name is still free, see :mod:`MedDIFTLib.atomic`).
@@ -145,9 +154,7 @@ def write_volume(volume: Volume, path, compress: bool = True, force: bool = True
     import SimpleITK as sitk
 
     path = Path(path)
-    ext = _extension(path)
-    if ext not in WRITE_EXTENSIONS:
-        raise InputError(f"{path}: cannot write images with extension {ext!r}; use one of {', '.join(WRITE_EXTENSIONS)}")
+    ext = _extension(check_image_path(path))
     if ext in (".mhd", ".nhdr"):
         # header + data file pairs cannot be renamed as one; write directly
         if path.exists() and not force:
