@@ -46,8 +46,8 @@ INTERFACES = ("cli", "worker", "slicer")
 
 # what the Slicer panel says for options it does not have
 _SLICER_INSTEAD = {
-    "fixed_hu_offset": "rescale the fixed volume to HU (add {v}, e.g. with Simple Filters > ShiftScale)",
-    "moving_hu_offset": "rescale the moving volume to HU (add {v}, e.g. with Simple Filters > ShiftScale)",
+    "fixed_hu_offset": "add {v} to the fixed volume's voxels (for example with Simple Filters > ShiftScale)",
+    "moving_hu_offset": "add {v} to the moving volume's voxels (for example with Simple Filters > ShiftScale)",
     "size_policy": "crop the volumes or resample them to coarser voxels",
 }
 

@@ -25,7 +25,7 @@ import numpy as np
 from .data.digest import volume_digest
 from .data.geometry import Volume, require_inside, resample
 from .data.points import PointSet
-from .errors import InputError, WeightsError, opt
+from .errors import InputError, WeightsError, opt, render
 from .features import create_backbone
 from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
@@ -176,7 +176,7 @@ class MatchSession:
         if points is not None:
             out += check_labels(points)
         for w in out:
-            log.warning(w)
+            log.warning(render(w))
         return out
 
     def features(self, volume: Volume, progress: Optional[Progress] = None,

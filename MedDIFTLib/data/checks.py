@@ -64,8 +64,8 @@ def check_ct(volume: Volume, role: str = "fixed") -> list:
         warnings.append(f"{name} is {modality}, not CT: MedDIFT's MAISI backbone is trained on CT, so matches "
                         "may be poor; check them")
     elif lo > AIR_HU:
-        hint = (f" If it is a CT stored without its rescale (values 0..4095), use {opt(role + '_hu_offset', -1024)}"
-                " for this scan."
+        hint = (f" If it is a CT stored without its rescale (values 0..4095), correct this scan: "
+                f"{opt(role + '_hu_offset', -1024)}."
                 if lo >= -50 and hi > 1000 else "")
         warnings.append(f"{name} does not look like a CT in Hounsfield units (1st percentile {lo:.0f}, no air near "
                         f"-1000): an MR or unrescaled scan. The MAISI backbone expects CT in HU, so matches may be "

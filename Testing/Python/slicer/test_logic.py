@@ -158,7 +158,9 @@ def test_input_warnings_reach_the_job(setup, pair):
     job = logic.start_match(_request(fixed, raw, points)).run(timeout=300)
     assert job.error is None
     assert len(job.result["warnings"]) == 1 and "moving volume 'raw moving'" in job.result["warnings"][0]
-    assert "pass --hu-offset -1024" in job.result["warnings"][0]
+    # said in the panel's words (no CLI flag): the correction belongs to the scan it names
+    assert "correct this scan: add -1024 to the" in job.result["warnings"][0]
+    assert "--" not in job.result["warnings"][0]
     assert any(line.startswith("warning: moving volume") for line in job.log)
 
 
