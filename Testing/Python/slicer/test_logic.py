@@ -210,3 +210,18 @@ def test_pair_table_accept_correct_and_export(setup, tmp_path):
 
     moving = read_points(written[1])
     np.testing.assert_allclose(moving.points[1], [1.0, 2.0, 3.0], atol=1e-6)
+
+
+def test_option_errors_are_said_in_the_panels_words(setup):
+    """Issue 11/13: an engine refusal names the panel field (Advanced > Device), not a CLI flag;
+    the scene is left as it was; search radius 0 is a global search, as the panel says."""
+    scene, logic, fixed, moving, points, lm = setup
+    before = _node_ids(scene)
+    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine={**ENGINE, "device": "tpu"},
+                           matching={"radius_mm": 25.0})
+    job = logic.start_match(request).run(timeout=300)
+    assert job.error is not None and "Advanced > Device" in str(job.error) and "--device" not in str(job.error)
+    assert _node_ids(scene) == before
+    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={"radius_mm": 0})
+    job = logic.start_match(request).run(timeout=300)
+    assert job.error is None and len(job.result["matched"]) == len(lm)
