@@ -217,8 +217,9 @@ class MatchSession:
         pts = points.points[defined]
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
+        explicit = prior is not None and not (isinstance(prior, str) and prior == "")
         prior = resolve_prior(prior, self.matching.radius_mm)
-        if prior is not None and prior is not identity_prior and self.matching.radius_mm is None:
+        if explicit and self.matching.radius_mm is None:
             raise InputError(f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
                              "search; give a radius, or leave the prior out for a global search")
         # a window around the same world point: empty when the scans do not overlap

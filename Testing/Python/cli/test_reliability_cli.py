@@ -111,6 +111,7 @@ def _umask():
     (["--radius", "nan"], "--radius"),
     (["--backbone", "maisi"], "MAISI weights not found"),
     (["--prior", "coarse"], "a prior needs a search radius (--radius MM)"),
+    (["--prior", "identity"], "a prior needs a search radius (--radius MM)"),
     (["--hu-offset", "-1024"], "--fixed-hu-offset and/or --moving-hu-offset"),
     (["--heatmap", "h.nrrd", "--heatmap-for", "nope"], "no point labelled 'nope'"),
     (["--heatmap", "h.xyz", "--heatmap-for", "L1"], "cannot write images with extension '.xyz'"),
