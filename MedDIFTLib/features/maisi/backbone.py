@@ -68,6 +68,8 @@ class MaisiBackbone(Backbone):
         check_maisi_values(timestep, ensemble, latent, region, seed, size_policy, tuple(levels))
         if (bottom_region or region) not in BODY_REGIONS:
             raise InputError(f"unknown body region {bottom_region!r}; choose one of {', '.join(BODY_REGIONS)}")
+        self.weights_dir = weights_dir
+        self.device = dev
         self.timestep = int(timestep)
         self.levels = tuple(levels)
         self.ensemble = int(ensemble)
