@@ -7,8 +7,7 @@ pyramid it computed in memory, which makes repeated (interactive) queries
 cheap.
 
 The session owns every cache of a run: the disk cache of pyramids, the pyramids
-and matchers in memory, the input checks already done, the volumes shifted by
-``hu_offset``, and the :class:`SharedCaches` it hands to its backbone (MAISI's
+and matchers in memory, the input checks already done, and the :class:`SharedCaches` it hands to its backbone (MAISI's
 VAE encodings and the weight files' digests), which sessions that differ only
 in options may share (an ablation). A volume's digest is remembered by
 :mod:`MedDIFTLib.data.digest` alone.
@@ -26,10 +25,11 @@ import numpy as np
 from .data.digest import volume_digest
 from .data.geometry import Volume, require_inside, resample
 from .data.points import PointSet
-from .errors import InputError, WeightsError
+from .errors import InputError, WeightsError, opt, render
 from .features import create_backbone
 from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
+from .features.options import check_engine_options
 from .features.pyramid import FeaturePyramid
 from .matching.priors import PriorFn, identity_prior, resolve_prior
 from .matching.search import Matcher, MatchOptions
@@ -54,7 +54,7 @@ class EngineOptions:
     size_policy: str = "paper"
     cache_dir: Optional[str] = None
     use_cache: bool = True
-    hu_offset: float = 0.0  # added to every voxel first: -1024 for a CT stored without its rescale
+    # (an HU offset is not an engine option: it belongs to one scan, see data.image_io.with_hu_offset)
     random_init: bool = False  # MAISI only: random weights, an explicit control (ablations), never the default
 
     @classmethod
@@ -85,8 +85,15 @@ class MatchReport:
 
 
 def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None) -> tuple[Backbone, str]:
-    """The backbone to use, and a plain sentence saying which and why."""
+    """The backbone to use, and a plain sentence saying which and why. Its options are checked first
+    (:func:`~MedDIFTLib.features.options.check_engine_options`), and an explicit ``maisi`` finds its
+    weights before anything announces it."""
     name = opts.backbone
+    if name == "maisi" and not opts.random_init:
+        from .features.maisi.weights import find_weights
+
+        check_engine_options(opts, "maisi")
+        find_weights(opts.weights_dir)
     if name == "auto":
         from .features.maisi.weights import find_weights
 
@@ -106,6 +113,7 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
 
 
 def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None) -> Backbone:
+    check_engine_options(opts, name)
     if name == "maisi":
         shared = shared or SharedCaches()
         kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
@@ -132,11 +140,12 @@ class MatchSession:
 
     def __post_init__(self):
         self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
+        # options that do not apply to the backbone used: said once, when the session starts
+        self.option_warnings = check_engine_options(self.engine, self.backbone.name)
         self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
         self._pyramids: dict[str, FeaturePyramid] = {}
         self._matchers: dict[tuple, Matcher] = {}
         self._checked: dict[str, list] = {}  # volume digest -> its warnings
-        self._in_hu: dict[str, Volume] = {}  # volume digest -> the volume with hu_offset added
         self._fields: dict[tuple, object] = {}  # (digests, registration options) -> DenseField
         self._reg_backbone: Optional[Backbone] = None
 
@@ -150,21 +159,9 @@ class MatchSession:
         """Drop the features kept in memory (sessions made by :meth:`with_matching` share them)."""
         self._pyramids.clear()
         self._matchers.clear()
-        self._in_hu.clear()
         self._fields.clear()
 
     # --- features ------------------------------------------------------------
-
-    def in_hu(self, volume: Volume) -> Volume:
-        """The volume with the session's ``hu_offset`` applied (itself when there is none)."""
-        if not self.engine.hu_offset:
-            return volume
-        # kept by digest (itself remembered on the volume), so a live click neither copies nor re-hashes it
-        key = volume_digest(volume)
-        if key not in self._in_hu:
-            self._in_hu[key] = Volume(volume.array.astype(np.float32) + np.float32(self.engine.hu_offset),
-                                      volume.ijk_to_ras, volume.name, dict(volume.metadata))
-        return self._in_hu[key]
 
     def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
                      local_search: bool = False) -> list[str]:
@@ -175,7 +172,7 @@ class MatchSession:
         for role, vol in (("fixed", fixed), ("moving", moving)):
             key = volume_digest(vol)
             if key not in self._checked:
-                self._checked[key] = check_ct(vol, role, self.engine.hu_offset)
+                self._checked[key] = check_ct(vol, role)
             out += self._checked[key]
         out += check_pair(fixed, moving, local_search)
         if self.backbone.name == "mind-ssc":
@@ -183,14 +180,13 @@ class MatchSession:
         if points is not None:
             out += check_labels(points)
         for w in out:
-            log.warning(w)
+            log.warning(render(w))
         return out
 
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
         """The volume's pyramid from the session's backbone (or ``backbone``), computed once."""
         backbone = backbone or self.backbone
-        volume = self.in_hu(volume)
         key = volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
         if key not in self._pyramids:
             self._pyramids[key] = extract_cached(backbone, volume, self.cache, progress, cancel)
@@ -240,7 +236,12 @@ class MatchSession:
         pts = points.points[defined]
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
+        # the dense prior places points itself (its argmax window needs no radius); any other prior narrows a search
+        explicit = prior is not None and not (isinstance(prior, str) and prior in ("", "dense"))
         prior = resolve_prior(prior, self.matching.radius_mm)
+        if explicit and self.matching.radius_mm is None:
+            raise InputError(f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
+                             "search; give a radius, or leave the prior out for a global search")
         # a window around the same world point: empty when the scans do not overlap
         local = prior is identity_prior and self.matching.radius_mm is not None
         warnings = self.check_inputs(fixed, moving, points, local_search=local)
@@ -253,8 +254,6 @@ class MatchSession:
                 prior_pts = self.coarse_prior(matcher, pts, cancel)
             elif prior is not None:
                 prior_pts = prior(pts)
-            if prior_pts is not None and self.matching.radius_mm is None:
-                raise InputError("a prior needs a search radius (--radius MM): it only narrows a local search")
             mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
             res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from MedDIFTLib.data.image_io import read_volume, write_volume
 from MedDIFTLib.data.points import PointSet
-from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError
+from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError, render
 from MedDIFTLib.service.client import WorkerClient
 from MedDIFTLib.service.protocol import decode_match
 
@@ -268,9 +268,12 @@ class MatchJob:
         if cmd == "configure":
             self.configure_result = result
             self.logic.configured(fields, result)
+            self.warnings += [render(w, "slicer") for w in result.get("warning_templates") or []]
         elif name == "match":
             self.matched = result
-            self.warnings = decode_match(result)[3]
+            # options named as this panel names them (the worker also sends its own wording)
+            said = result.get("warning_templates") or decode_match(result)[3]
+            self.warnings = self.warnings + [render(w, "slicer") for w in said]
             self.log += [f"warning: {w}" for w in self.warnings]
         elif name == "heatmap":
             self.heatmap_info = result
@@ -331,6 +334,8 @@ class MatchJob:
         self.done = True
 
     def _fail(self, err: Optional[BaseException], cancelled: bool = False):
+        if isinstance(err, MedDIFTError):  # options named as this panel names them
+            err.args = (render(err, "slicer"),) + tuple(err.args[1:])
         self.done, self.cancelled, self.error = True, cancelled, err
         self.stage = "cancelled" if cancelled else "failed"
         self.log.append(self.stage + (f": {err}" if err else ""))

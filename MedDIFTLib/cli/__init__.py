@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import MedDIFTError
+from ..errors import MedDIFTError, render
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except MedDIFTError as err:
-        print(f"meddift: error: {err}", file=sys.stderr)
+        print(f"meddift: error: {render(err, 'cli')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("meddift: cancelled", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from ..matching.search import MatchOptions
 from ..session import EngineOptions
 
@@ -36,8 +37,11 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--latent", choices=["sample", "mean"], default="sample", help="VAE latent: posterior sample or mean")
     g.add_argument("--region", default="thorax", help="body region condition: head, thorax, abdomen, pelvis")
     g.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
-    g.add_argument("--hu-offset", type=float, default=0.0,
-                   help="added to every voxel first: -1024 for a CT stored as 0..4095 without its rescale")
+    g.add_argument("--fixed-hu-offset", type=float, default=0.0, metavar="HU",
+                   help="added to every voxel of FIXED first: -1024 for a CT stored as 0..4095 without its rescale")
+    g.add_argument("--moving-hu-offset", type=float, default=0.0, metavar="HU",
+                   help="the same for MOVING (each scan has its own: one may be rescaled, the other not)")
+    g.add_argument("--hu-offset", type=float, default=None, help=argparse.SUPPRESS)  # refused: see refuse_hu_offset
     g.add_argument("--size-policy", choices=["paper", "spacing"], default="paper",
                    help="network input size: nearest multiple of 128 (paper) or by physical spacing")
 
@@ -74,8 +78,15 @@ def engine_options(args) -> EngineOptions:
     if hasattr(args, "timestep"):
         kw.update(timestep=args.timestep, levels=args.levels.split(",") if args.levels else None,
                   ensemble=args.ensemble, latent=args.latent, region=args.region, seed=args.seed,
-                  size_policy=args.size_policy, hu_offset=args.hu_offset)
+                  size_policy=args.size_policy)
     return EngineOptions(**kw)
+
+
+def refuse_hu_offset(args) -> None:
+    """The former ``--hu-offset`` shifted both scans; an intensity correction belongs to one."""
+    if getattr(args, "hu_offset", None) is not None:
+        raise InputError("--hu-offset is gone: it shifted both scans, also the one already in HU; use "
+                         "--fixed-hu-offset and/or --moving-hu-offset for the scan stored without its rescale")
 
 
 def match_options(args) -> MatchOptions:

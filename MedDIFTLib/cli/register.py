@@ -6,13 +6,20 @@ import math
 import sys
 from pathlib import Path
 
+from ..atomic import check_outputs
 from ..data.image_io import read_volume
-from ..errors import InputError
+from ..errors import InputError, render
 from ..registration import PREALIGN_KINDS, RegistrationOptions
 from ..registration.field import FIELD_EXTENSIONS
 from ..registration.outputs import output_paths, write_outputs
 from ..session import MatchSession
-from .options import add_backbone_arguments, add_cache_arguments, add_feature_arguments, engine_options
+from .options import (
+    add_backbone_arguments,
+    add_cache_arguments,
+    add_feature_arguments,
+    engine_options,
+    refuse_hu_offset,
+)
 from .progress import ProgressPrinter
 
 
@@ -74,23 +81,19 @@ def run(args) -> int:
         raise InputError(f"--field-format must be one of {', '.join(FIELD_EXTENSIONS)}")
     opts = registration_options(args)
     initial = initial_matrix(args.initial)
+    refuse_hu_offset(args)
     paths = output_paths(args.out, args.field_ext)
-    inputs = {Path(args.fixed).resolve(), Path(args.moving).resolve()}
-    clash = [str(p) for p in paths.values() if p.resolve() in inputs]
-    if clash:
-        raise InputError(f"an output would replace an input: {', '.join(clash)}; choose another --out folder")
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not args.force:
-        raise InputError(f"output exists: {', '.join(existing)}; choose another --out folder or pass --force")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; it must be a folder")
-    fixed, moving = read_volume(args.fixed), read_volume(args.moving)
-    session = MatchSession(engine_options(args))
-    print(f"meddift: backbone: {session.backbone_note}", file=sys.stderr)
+    check_outputs({f"--out {p.name}": p for p in paths.values()},
+                  {"the fixed volume": args.fixed, "the moving volume": args.moving}, args.force)
+    session = MatchSession(engine_options(args))  # every engine option checked before reading
+    fixed = read_volume(args.fixed, hu_offset=args.fixed_hu_offset)
+    moving = read_volume(args.moving, hu_offset=args.moving_hu_offset)
+    print(f"meddift: backbone: {render(session.backbone_note, 'cli')}", file=sys.stderr)
     field = session.register(fixed, moving, opts, initial=initial, progress=ProgressPrinter())
-    written = write_outputs(field, session.in_hu(fixed), session.in_hu(moving), out, args.field_ext,
-                            figure=not args.no_figure)
+    written = write_outputs(field, fixed, moving, out, args.field_ext, figure=not args.no_figure, force=args.force)
     rep = written.pop("report_data")
     j = rep["jacobian"]
     print(f"meddift: pre-alignment: {rep.get('prealign_used', 'none')}; folding voxels "

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..errors import render
 from ..features.maisi import download, weights
 
 
@@ -29,7 +30,7 @@ def run_info(args) -> int:
     except weights.WeightsError as err:
         for key, path in found.items():
             print(f"{key}: {path or 'missing (' + Path(weights.FILES[key]).name + ')'}")
-        print(f"status: missing. {err}")
+        print(f"status: missing. {render(err, 'cli')}")
         return 1
     report = weights.verify_weights(paths)
     ok = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import GeometryError, InputError
+from ..errors import GeometryError, InputError, opt
 from .geometry import Volume
 
 LABELMAP_MAX_VALUES = 64  # a segmentation has a few integer labels; a CT has thousands of distinct values
@@ -40,8 +40,11 @@ def _name(volume: Volume, role: str) -> str:
     return f"{role} volume {volume.name!r}" if volume.name else f"{role} volume"
 
 
-def check_ct(volume: Volume, role: str = "fixed", hu_offset: float = 0.0) -> list:
-    """Refuse what cannot be a CT; warn about what may not be one in HU. Returns the warnings."""
+def check_ct(volume: Volume, role: str = "fixed") -> list:
+    """Refuse what cannot be a CT; warn about what may not be one in HU. Returns the warnings.
+
+    ``volume`` is the scan as matched (its own HU offset, if any, already added: see
+    :func:`~MedDIFTLib.data.image_io.with_hu_offset`); the remedy named is that scan's own offset."""
     name = _name(volume, role)
     a = volume.array
     if a.ndim != 3:
@@ -55,13 +58,14 @@ def check_ct(volume: Volume, role: str = "fixed", hu_offset: float = 0.0) -> lis
                          f"{values.min():g}..{values.max():g}), not a CT: pick the CT volume itself")
     warnings = []
     modality = str(volume.metadata.get("modality", "")).strip().upper()
-    lo = float(np.percentile(sample, 1)) + hu_offset
-    hi = float(np.percentile(sample, 99.9)) + hu_offset
+    lo = float(np.percentile(sample, 1))
+    hi = float(np.percentile(sample, 99.9))
     if modality and modality != "CT":
         warnings.append(f"{name} is {modality}, not CT: MedDIFT's MAISI backbone is trained on CT, so matches "
                         "may be poor; check them")
     elif lo > AIR_HU:
-        hint = (" If it is a CT stored without its rescale (values 0..4095), pass --hu-offset -1024."
+        hint = (f" If it is a CT stored without its rescale (values 0..4095), correct this scan: "
+                f"{opt(role + '_hu_offset', -1024)}."
                 if lo >= -50 and hi > 1000 else "")
         warnings.append(f"{name} does not look like a CT in Hounsfield units (1st percentile {lo:.0f}, no air near "
                         f"-1000): an MR or unrescaled scan. The MAISI backbone expects CT in HU, so matches may be "
@@ -79,7 +83,7 @@ def check_pair(fixed: Volume, moving: Volume, local_search: bool) -> list:
     where = (f"fixed {_fmt(f_lo)}..{_fmt(f_hi)} mm, moving {_fmt(m_lo)}..{_fmt(m_hi)} mm (RAS)")
     if local_search:
         raise GeometryError(f"the fixed and moving volumes do not overlap in world space ({where}), so a local "
-                            "search around the same world point finds nothing: use a global search (no --radius), "
+                            f"search around the same world point finds nothing: use a global search (no {opt('radius')}), "
                             "a prior transform that aligns them, or check the volumes' origins")
     return [f"the fixed and moving volumes do not overlap in world space ({where}); the global search still "
             "works, but check that these are the scans you meant"]

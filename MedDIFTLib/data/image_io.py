@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, reason
 from ..errors import ImageReadError, InputError, OutputWriteError
+from .integrity import check_complete, itk_reason
 from .geometry import Volume, ijk_to_ras_from_itk, itk_from_ijk_to_ras
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -55,21 +56,25 @@ def _modality(img) -> str:
     return img.GetMetaData(MODALITY_TAG).strip() if img.HasMetaDataKey(MODALITY_TAG) else ""
 
 
-def read_volume(path, name: str | None = None) -> Volume:
+def read_volume(path, name: str | None = None, hu_offset: float = 0.0) -> Volume:
     """Read a 3D scalar volume; a folder is read as one DICOM series.
 
     The voxel array comes back indexed ``[i, j, k]`` with its IJK-to-RAS matrix.
+    A damaged file (compressed data that ends early, data shorter than its
+    header says) is refused, never read in part. ``hu_offset`` is added to this
+    scan's voxels (a CT stored without its rescale: -1024), see :func:`with_hu_offset`.
     """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder")
+    if path.is_file():
+        check_complete(path)
     try:
         img = _read_itk(path)
     except ImageReadError:
         raise
-    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's text
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageReadError(f"{path}: cannot read image ({first})") from exc
+    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's text and its source paths
+        raise ImageReadError(f"{path}: cannot read image ({itk_reason(exc)})") from exc
     dim = img.GetDimension()
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(
@@ -88,7 +93,19 @@ def read_volume(path, name: str | None = None) -> Volume:
     meta = {"path": str(path)}
     if _modality(img):
         meta["modality"] = _modality(img)
-    return Volume(array, matrix, name or _stem(path), meta)
+    return with_hu_offset(Volume(array, matrix, name or _stem(path), meta), hu_offset)
+
+
+def with_hu_offset(volume: Volume, hu_offset: float) -> Volume:
+    """The scan with ``hu_offset`` added to every voxel (itself when 0). An intensity correction
+    belongs to one scan: each is given its own, never one for both."""
+    offset = float(hu_offset or 0.0)
+    if not np.isfinite(offset):
+        raise InputError(f"the HU offset of {volume.name or 'a volume'} must be a finite number, got {hu_offset}")
+    if offset == 0.0:
+        return volume
+    meta = dict(volume.metadata, hu_offset=offset)
+    return Volume(volume.array.astype(np.float32) + np.float32(offset), volume.ijk_to_ras, volume.name, meta)
 
 
 def _stem(path: Path) -> str:
@@ -119,26 +136,39 @@ def from_sitk(img, name: str = "") -> Volume:
     return Volume(np.ascontiguousarray(array), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection()), name)
 
 
-def write_volume(volume: Volume, path, compress: bool = True) -> Path:
-    """Write atomically: a temporary file beside the target, renamed into place.
+def check_image_path(path) -> Path:
+    """Refuse, before any work, an image output whose extension cannot be written."""
+    path = Path(path)
+    if _extension(path) not in WRITE_EXTENSIONS:
+        raise InputError(f"{path}: cannot write images with extension {_extension(path) or '(none)'!r}; use one of "
+                         f"{', '.join(WRITE_EXTENSIONS)}")
+    return path
+
+
+def write_volume(volume: Volume, path, compress: bool = True, force: bool = True) -> Path:
+    """Write atomically: a temporary file beside the target, renamed into place
+    (``force=False``: only if the name is still free, see :mod:`MedDIFTLib.atomic`).
 
     A crash or a full disk leaves either the old file or the complete new one.
     """
     import SimpleITK as sitk
 
     path = Path(path)
-    ext = _extension(path)
-    if ext not in WRITE_EXTENSIONS:
-        raise InputError(f"{path}: cannot write images with extension {ext!r}; use one of {', '.join(WRITE_EXTENSIONS)}")
+    ext = _extension(check_image_path(path))
     if ext in (".mhd", ".nhdr"):
         # header + data file pairs cannot be renamed as one; write directly
+        if path.exists() and not force:
+            raise OutputWriteError(f"output exists: {path}; choose another name")
         sitk.WriteImage(to_sitk(volume), str(path), compress)
         return path
     try:
-        with atomic_path(path, suffix=ext) as tmp:
+        with atomic_path(path, suffix=ext, force=force) as tmp:
             sitk.WriteImage(to_sitk(volume), tmp, compress)
-    except (RuntimeError, OSError) as err:  # ITK reports a full disk as a RuntimeError
-        detail = str(err).strip().splitlines()
-        raise OutputWriteError(f"cannot write {path}: {detail[-1] if detail else type(err).__name__} "
-                               "(is the disk full?); nothing was changed there") from err
+    except OutputWriteError:
+        raise
+    except OSError as err:
+        raise OutputWriteError(f"cannot write {path}: {reason(err, path)}; nothing was changed there") from err
+    except RuntimeError as err:  # ITK reports a full disk as a RuntimeError with its own text
+        raise OutputWriteError(f"cannot write {path}: {itk_reason(err)} (is the disk full?); "
+                               "nothing was changed there") from err
     return path

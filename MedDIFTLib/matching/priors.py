@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.geometry import LPS_TO_RAS, apply_affine, as_points
-from ..errors import InputError
+from ..errors import InputError, opt
 
 PriorFn = Callable[[np.ndarray], np.ndarray]
 
@@ -31,6 +31,23 @@ ablations' reference, the Slicer self-test): larger than breathing motion at the
 enough to keep a match off a similar-looking structure elsewhere."""
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def search_radius(radius_mm) -> Optional[float]:
+    """The one rule for a search radius, wherever it is given (CLI, worker, Slicer panel, demo,
+    evaluation): ``None`` or 0 is a global search; otherwise a finite positive number of mm."""
+    if radius_mm is None:
+        return None
+    try:
+        r = float(radius_mm)
+    except (TypeError, ValueError):
+        r = float("nan")
+    if r == 0.0:
+        return None
+    if not np.isfinite(r) or r < 0:
+        raise InputError(f"the search radius must be a positive number of mm (0 or none: search the whole moving "
+                         f"volume), got {radius_mm!r} ({opt('radius')})")
+    return r
 
 
 def identity_prior(points) -> np.ndarray:

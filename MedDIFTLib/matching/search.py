@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from ..data.geometry import Grid, Volume, apply_affine, as_points, resample
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..features.pyramid import FeaturePyramid
 from ..runtime import Cancel, Progress, check_cancel, report
-from .priors import resolve_prior
+from .priors import resolve_prior, search_radius
 from .similarity import SimilarityTarget, full_lattice, strided_lattice
 
 NEG = -float("inf")
@@ -45,13 +45,14 @@ class MatchOptions:
     memory_budget_mb: float = 64.0  # working memory for a batch of queries (sets the batch size)
 
     def __post_init__(self):
-        if self.radius_mm is not None and not self.radius_mm > 0:
-            raise InputError(f"search radius must be positive (mm), got {self.radius_mm}")
-        if not self.memory_budget_mb > 0:
-            raise InputError(f"memory budget must be positive (MB), got {self.memory_budget_mb}")
+        self.radius_mm = search_radius(self.radius_mm)  # 0 or None: global; the rule is the priors' own
+        if not 0 < float(self.memory_budget_mb) < float("inf"):
+            raise InputError(f"the memory budget must be a positive number of MB, got {self.memory_budget_mb} "
+                             f"({opt('memory_budget')})")
         for name in ("coarse_stride", "top_k"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+                shown = opt(name) if name == "coarse_stride" else name
+                raise InputError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)} ({shown})")
 
 
 @dataclass

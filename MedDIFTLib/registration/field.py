@@ -140,8 +140,9 @@ def _extension(path: Path) -> str:
     return path.suffix.lower()
 
 
-def write_field(displacement_ras: np.ndarray, grid: Grid, path) -> Path:
-    """Write atomically as an ITK displacement field image, or as an ITK transform file (``.h5``)."""
+def write_field(displacement_ras: np.ndarray, grid: Grid, path, force: bool = True) -> Path:
+    """Write atomically as an ITK displacement field image, or as an ITK transform file (``.h5``);
+    ``force=False``: only if the name is still free (see :mod:`MedDIFTLib.atomic`)."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -151,7 +152,7 @@ def write_field(displacement_ras: np.ndarray, grid: Grid, path) -> Path:
                          f"not {ext or 'a file without extension'}")
     img = field_image(displacement_ras, grid)
     try:
-        with atomic_path(path, suffix=ext) as tmp:
+        with atomic_path(path, suffix=ext, force=force) as tmp:
             if ext == ".h5":
                 sitk.WriteTransform(sitk.DisplacementFieldTransform(img), tmp)
             else:

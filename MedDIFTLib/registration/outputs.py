@@ -34,19 +34,20 @@ def output_paths(out_dir, field_ext: str = ".nii.gz") -> dict:
 
 
 def write_outputs(field: DenseField, fixed: Volume, moving: Volume, out_dir, field_ext: str = ".nii.gz",
-                  figure: bool = True) -> dict:
-    """Write every output; returns {what: path} and the report dict under ``"report_data"``."""
+                  figure: bool = True, force: bool = False) -> dict:
+    """Write every output (replacing existing ones only with ``force``); returns {what: path} and the
+    report dict under ``"report_data"``."""
     paths = output_paths(out_dir, field_ext)
-    write_field(field.displacement_on(fixed.grid), fixed.grid, paths["field"])
-    write_field(field.inverse_displacement_on(moving.grid), moving.grid, paths["inverse_field"])
+    write_field(field.displacement_on(fixed.grid), fixed.grid, paths["field"], force=force)
+    write_field(field.inverse_displacement_on(moving.grid), moving.grid, paths["inverse_field"], force=force)
     warped = field.resample_moving(moving, fixed.grid)
-    write_volume(warped, paths["moving_resampled"])
+    write_volume(warped, paths["moving_resampled"], force=force)
     report = {"fixed": fixed.name, "moving": moving.name, "prealign_ras": np.round(field.prealign, 6).tolist(),
               "jacobian": field.jacobian_stats(),
               **{k: v for k, v in field.info.items() if k != "options"}, "options": field.info.get("options")}
-    write_text_atomic(paths["report"], json.dumps(report, indent=2, default=float) + "\n")
+    write_text_atomic(paths["report"], json.dumps(report, indent=2, default=float) + "\n", force=force)
     written = {k: paths[k] for k in ("field", "inverse_field", "moving_resampled", "report")}
-    if figure and _figure(fixed, moving, warped, paths["figure"]):
+    if figure and _figure(fixed, moving, warped, paths["figure"], force):
         written["figure"] = paths["figure"]
     written["report_data"] = report
     return written
@@ -58,7 +59,7 @@ def _checker(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     return np.where(mask, a, b)
 
 
-def _figure(fixed: Volume, moving: Volume, warped: Volume, path: Path) -> bool:
+def _figure(fixed: Volume, moving: Volume, warped: Volume, path: Path, force: bool = False) -> bool:
     """Checkerboards and differences before/after; False when matplotlib is not installed."""
     try:
         import matplotlib
@@ -84,7 +85,7 @@ def _figure(fixed: Volume, moving: Volume, warped: Volume, path: Path) -> bool:
             ax.set_title(title, fontsize=9)
             ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", force=force) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
     return True

@@ -238,7 +238,8 @@ class Pending:
                 kind = msg.get("kind", "MedDIFTError")
                 if kind == "CancelledError":
                     raise CancelledError(msg.get("error", "cancelled"))
-                raise WorkerError(msg.get("error", "unknown worker error"), kind)
+                # the neutral template when the worker sent one: each client says options in its own words
+                raise WorkerError(msg.get("template") or msg.get("error", "unknown worker error"), kind)
             self.result = msg.get("result")
         return True
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import __version__
-from ..errors import CancelledError, InputError, MedDIFTError
+from ..errors import CancelledError, InputError, MedDIFTError, hints, render
 from .protocol import PROTOCOL_VERSION, dumps, encode_match, loads
 
 
@@ -46,7 +46,7 @@ class Worker:
         try:
             result = fn(msg, self._progress(rid))
         except CancelledError as err:
-            self.emit({"id": rid, "ok": False, "error": str(err), "kind": "CancelledError"})
+            self.emit({"id": rid, "ok": False, "error": render(err, "worker"), "kind": "CancelledError"})
         except MedDIFTError as err:
             self.reply_error(rid, err)
         except MemoryError:
@@ -63,7 +63,13 @@ class Worker:
         return sorted(n[4:] for n in dir(cls) if n.startswith("cmd_"))
 
     def reply_error(self, rid, err: BaseException, kind: Optional[str] = None):
-        self.emit({"id": rid, "ok": False, "error": str(err) or type(err).__name__, "kind": kind or type(err).__name__})
+        """An error in the protocol's words (options as request fields), with its neutral ``template`` and
+        structured ``hints`` so that a client can say it in its own (the Slicer panel's field names)."""
+        reply = {"id": rid, "ok": False, "error": render(err, "worker") or type(err).__name__,
+                 "kind": kind or type(err).__name__}
+        if isinstance(err, MedDIFTError):
+            reply.update(template=err.template, hints=err.hints)
+        self.emit(reply)
 
     def _progress(self, rid):
         last = [0.0]
@@ -119,6 +125,8 @@ class Worker:
 
         dev = getattr(self.session.backbone, "device", None)
         return {"backbone": self.session.backbone.name, "note": self.session.backbone_note,
+                "warnings": [render(w, "worker") for w in self.session.option_warnings],
+                "warning_templates": list(self.session.option_warnings),
                 "device": str(dev) if dev is not None else "cpu",
                 "cuda_available": torch.cuda.is_available()}
 
@@ -129,7 +137,10 @@ class Worker:
         if not isinstance(name, str) or not isinstance(path, str):
             raise InputError("load_volume needs 'name' and 'path' strings")
         label = msg.get("label")  # the user's name for it (a Slicer node's), used in messages
-        vol = read_volume(path, name=label if isinstance(label, str) and label else name)
+        offset = msg.get("hu_offset", 0.0)  # this scan's own intensity correction
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+            raise InputError(f"load_volume 'hu_offset' must be a number, got {offset!r}")
+        vol = read_volume(path, name=label if isinstance(label, str) and label else name, hu_offset=offset)
         self.volumes[name] = vol
         return {"name": name, "shape": list(vol.shape), "spacing": vol.spacing.tolist()}
 
@@ -156,19 +167,26 @@ class Worker:
         ps = PointSet(pts.reshape(-1, 3), labels)
         report = session.match(fixed, moving, ps, prior=prior, progress=progress, cancel=self._cancelled)
         out = report.points
-        return encode_match(out.points, out.labels, out.values, report.warnings)
+        result = encode_match(out.points, out.labels, out.values, [render(w, "worker") for w in report.warnings])
+        result["warning_templates"] = list(report.warnings)
+        return result
 
     def cmd_heatmap(self, msg, progress):
-        from ..data.image_io import write_volume
+        from ..atomic import check_outputs
+        from ..data.image_io import check_image_path, write_volume
 
         session = self._session()
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
-        point, out = msg.get("point"), msg.get("out")
-        if not isinstance(out, str) or point is None or len(point) != 3:
+        point, out, force = msg.get("point"), msg.get("out"), msg.get("force", False) is True
+        if not isinstance(out, str) or not isinstance(point, list) or len(point) != 3:
             raise InputError("heatmap needs 'point' [x, y, z] and an 'out' volume path")
+        # checked before any work: a known extension, a writable folder, never a loaded input, free unless forced
+        check_image_path(out)
+        inputs = {f"loaded volume {k!r}": v.metadata.get("path") for k, v in self.volumes.items()}
+        check_outputs({"heatmap 'out'": out}, inputs, force)
         session.matcher(fixed, moving, progress, self._cancelled)
         hm = session.heatmap(fixed, moving, np.asarray(point, dtype=np.float64))
-        write_volume(hm, out)
+        write_volume(hm, out, force=force)
         return {"path": out, "max": float(np.max(hm.array)), "min": float(np.min(hm.array))}
 
 
@@ -189,7 +207,7 @@ class Worker:
         result = {"path": out, "jacobian": field.jacobian_stats(), "prealign": field.info.get("prealign_used"),
                   "seconds": round(time.perf_counter() - t, 3)}
         if warped_out:
-            write_volume(field.resample_moving(session.in_hu(moving), fixed.grid), warped_out)
+            write_volume(field.resample_moving(moving, fixed.grid), warped_out)
             result["warped"] = warped_out
         return result
 

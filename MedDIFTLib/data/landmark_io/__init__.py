@@ -36,9 +36,9 @@ import inspect
 import re
 from pathlib import Path
 
-from ...errors import InputError, LandmarkFormatError
+from ...errors import InputError, LandmarkFormatError, opt
 from ..points import PointSet
-from ._common import read_text
+from ._common import read_text, replacing
 from .elastix import (
     ELASTIX_OUTPUT_FIELDS,
     read_elastix,
@@ -109,17 +109,27 @@ def _format_of(path: Path, fmt, table: dict, sniff: bool) -> str:
     if ext == ".mat":
         raise LandmarkFormatError(f"{path}: DIR-QA .mat files are read-only here; write another format")
     if ext == ".txt":
-        raise LandmarkFormatError(f"{path}: a .txt file can be elastix or dirlab; pass format='elastix' or format='dirlab'")
-    supported = ", ".join(table)
+        raise LandmarkFormatError(f"{path}: a .txt landmark file is written as elastix or dirlab, which are chosen "
+                                  "by their content when read; name the output .csv, .mrk.json or .fcsv")
+    if table is _WRITERS:
+        raise LandmarkFormatError(f"{path}: unknown landmark file extension {ext or '(none)'!r}; name the output "
+                                  ".csv (RAS mm), .mrk.json (Slicer) or .fcsv (legacy Slicer)")
     raise LandmarkFormatError(
-        f"{path}: unknown landmark file extension {ext or '(none)'!r}; known: {_EXTENSIONS}. "
-        f"Or pass format= one of: {supported}"
+        f"{path}: unknown landmark file extension {ext or '(none)'!r}; known: {_EXTENSIONS}, or choose the format "
+        f"with {opt('points_format')} (one of: {', '.join(table)})"
     )
+
+
+def check_points_path(path, writing: bool = True) -> str:
+    """The landmark format a path's extension gives, or the error saying why there is none (before any work)."""
+    return _format_of(Path(path), None, _WRITERS if writing else _READERS, sniff=not writing)
 
 
 def _call(func, fmt: str, path: Path, *args, **options):
     options = {k: v for k, v in options.items() if v is not None}
     accepted = set(inspect.signature(func).parameters)
+    if "reference" not in accepted:  # the image the points lie on: context, used by the formats that index it
+        options.pop("reference", None)
     extra = sorted(set(options) - accepted)
     if extra:
         raise InputError(f"{path}: option(s) {', '.join(extra)} do not apply to landmark format {fmt!r}")
@@ -142,8 +152,9 @@ def read_points(path, format=None, *, reference=None, spacing=None, case=None, v
 
 
 def write_points(pointset: PointSet, path, format=None, *, reference=None, spacing=None, case=None,
-                 coordinate_system=None, kind=None) -> Path:
-    """Write ``pointset`` atomically; ``format`` defaults to what the extension says.
+                 coordinate_system=None, kind=None, force: bool = True) -> Path:
+    """Write ``pointset`` atomically; ``format`` defaults to what the extension says. ``force=False``:
+    only if no file has the name (exclusive creation, see :mod:`MedDIFTLib.atomic`).
 
     ``coordinate_system`` ("LPS" default, or "RAS") applies to Slicer files;
     ``kind`` ("point" default, or "index") to elastix files.
@@ -152,8 +163,9 @@ def write_points(pointset: PointSet, path, format=None, *, reference=None, spaci
     if not isinstance(pointset, PointSet):
         raise InputError(f"{path}: write_points needs a PointSet, got {type(pointset).__name__}")
     fmt = _format_of(path, format, _WRITERS, sniff=False)
-    return _call(_WRITERS[fmt], fmt, path, pointset, path, reference=reference, spacing=spacing, case=case,
-                 coordinate_system=coordinate_system, kind=kind)
+    with replacing(force):
+        return _call(_WRITERS[fmt], fmt, path, pointset, path, reference=reference, spacing=spacing, case=case,
+                     coordinate_system=coordinate_system, kind=kind)
 
 
 __all__ = [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import re
 from pathlib import Path
 
@@ -35,9 +38,12 @@ def numbers(tokens, path: Path, lineno: int, count: int = 3, line: str | None = 
     if len(tokens) != count:
         raise LandmarkFormatError(f"{path} line {lineno}: expected {count} numbers, got {len(tokens)}: {shown!r}")
     try:
-        return [float(t) for t in tokens]
+        values = [float(t) for t in tokens]
     except ValueError:
         raise LandmarkFormatError(f"{path} line {lineno}: expected {count} numbers, got {shown!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise LandmarkFormatError(f"{path} line {lineno}: a point needs finite coordinates, got {shown!r}")
+    return values
 
 
 def numeric_rows(text: str, path: Path, split) -> tuple[np.ndarray, list]:
@@ -59,8 +65,21 @@ def split_csv_or_ws(line: str) -> list:
     return [t for t in re.split(r"[,;\s]+", line.strip()) if t != ""]
 
 
+_FORCE = contextvars.ContextVar("meddift_landmark_force", default=True)
+
+
+@contextlib.contextmanager
+def replacing(force: bool):
+    """Within it, landmark writers replace an existing file only if ``force`` (else: exclusive creation)."""
+    token = _FORCE.set(bool(force))
+    try:
+        yield
+    finally:
+        _FORCE.reset(token)
+
+
 def atomic_write(path: Path, text: str) -> Path:
-    return write_text_atomic(path, text)
+    return write_text_atomic(path, text, force=_FORCE.get())
 
 
 def require_defined(ps: PointSet, path: Path, fmt: str) -> None:

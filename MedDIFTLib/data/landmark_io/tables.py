@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError, LandmarkFormatError
+from ...errors import InputError, LandmarkFormatError, opt
 from ..points import PointSet, format_number, reference_matrix
 from ._common import (
     atomic_write,
@@ -73,7 +73,7 @@ def read_csv(path) -> PointSet:
     if all(_is_number(h) for h in names):
         raise LandmarkFormatError(
             f"{path} line {head_line}: no header row; a landmark CSV starts with 'label,x,y,z' (RAS mm). "
-            "For Learn2Reg keypoint files (voxel indices, no header) use format='learn2reg' with reference=<image>"
+            f"For Learn2Reg keypoint files (voxel indices, no header) use the format learn2reg ({opt('points_format', 'learn2reg')}): voxel indices of the fixed volume"
         )
     dup = sorted({h for h in names if names.count(h) > 1})
     if dup:
@@ -100,6 +100,11 @@ def read_csv(path) -> PointSet:
             shown = ",".join(row[j] for j in ci)
             raise LandmarkFormatError(f"{path} line {lineno}: expected 3 numbers for {','.join(coords)}, got {shown!r}") from None
         labels.append(row[names.index("label")].strip() if "label" in names else f"F-{len(pts)}")
+        if not np.all(np.isfinite(pts[-1])):
+            shown = ",".join(row[j].strip() for j in ci)
+            raise LandmarkFormatError(
+                f"{path} line {lineno}: point {labels[-1]!r} has no finite position ({shown}); give it coordinates "
+                "or remove its row (a .mrk.json list can hold points that are not placed)")
         descs.append(row[names.index("description")].strip() if "description" in names else "")
         locked.append(row[names.index("locked")].strip().lower() in ("1", "true", "yes") if "locked" in names else False)
         for h, j in value_cols:

@@ -19,10 +19,11 @@ import torch
 
 from ...data.digest import volume_digest
 from ...data.geometry import Volume, covering_grid
-from ...errors import InputError
+from ...errors import InputError, opt
 from ...runtime import Cancel, Progress, check_cancel, report
 from ..base import Backbone
 from ..cache import MemoryLRU
+from ..options import check_maisi_values, resolve_device  # one owner of the device and option rules
 from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
 from ..pyramid import FeatureLevel, FeaturePyramid, level_matrix
 from .networks import (
@@ -40,21 +41,6 @@ log = logging.getLogger(__name__)
 
 LEVEL_NAMES = ("up0", "up1", "up2", "up3")
 """Decoder up-block outputs, deepest first: 512/256/128/64 channels at 1/16, 1/8, 1/4, 1/4."""
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, or ``cuda[:N]``."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but this torch has no CUDA device; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"device {device!r} is not supported; use auto, cpu or cuda[:N]")
-    return dev
 
 
 class MaisiBackbone(Backbone):
@@ -79,18 +65,9 @@ class MaisiBackbone(Backbone):
         # MAISI's memory splits of the VAE convolutions change no weights: 8 on a GPU as released,
         # 1 on the CPU (measured: splitting made the CPU encode slower and saved little memory)
         self.config = config or MaisiConfig.v1(num_splits=8 if dev.type == "cuda" else 1)
-        if not 0 <= int(timestep) < self.config.num_train_timesteps:
-            raise InputError(f"timestep must be in 0..{self.config.num_train_timesteps - 1}, got {timestep}")
-        unknown = [lv for lv in levels if lv not in LEVEL_NAMES]
-        if unknown or not levels:
-            raise InputError(f"unknown feature levels {unknown or levels}; choose from {', '.join(LEVEL_NAMES)}")
-        if latent not in ("sample", "mean"):
-            raise InputError(f"latent must be 'sample' or 'mean', got {latent!r}")
-        if int(ensemble) < 1:
-            raise InputError(f"ensemble must be at least 1, got {ensemble}")
-        for r in (region, bottom_region or region):
-            if r not in BODY_REGIONS:
-                raise InputError(f"unknown body region {r!r}; choose one of {', '.join(BODY_REGIONS)}")
+        check_maisi_values(timestep, ensemble, latent, region, seed, size_policy, tuple(levels))
+        if (bottom_region or region) not in BODY_REGIONS:
+            raise InputError(f"unknown body region {bottom_region!r}; choose one of {', '.join(BODY_REGIONS)}")
         self.weights_dir = weights_dir
         self.device = dev
         self.timestep = int(timestep)
@@ -182,7 +159,7 @@ class MaisiBackbone(Backbone):
             raise InputError(
                 f"volume {volume.name!r} {tuple(volume.shape)}: the MAISI encoder on the CPU would need about "
                 f"{need / 1e9:.1f} GB for its network input of {shape} voxels, and {free / 1e9:.1f} GB is free. "
-                "Crop the volume to the region of interest, use --size-policy spacing (a coarser input), or run "
+                f"Crop the volume to the region of interest, use {opt('size_policy', 'spacing')} (a coarser input), or run "
                 "on a GPU.")
 
     def _fallback(self, what: str, run, can_split: bool = True):

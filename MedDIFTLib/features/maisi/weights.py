@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from ...errors import WeightsError
+from ...errors import WeightsError, opt
 from ...runtime import user_cache_dir
 from .networks import MaisiConfig, build_autoencoder, build_unet
 
@@ -34,10 +34,10 @@ UNET_FILE = "models/diff_unet_3d_ddpm-ct.pt"
 REPO_URL = f"https://huggingface.co/{HF_REPO_ID}"
 FILES = {"autoencoder": AUTOENCODER_FILE, "unet": UNET_FILE}
 HOW_TO_GET = (f"get them with `meddift weights download --token YOUR_HF_TOKEN` (the repository {REPO_URL} is gated: "
-              "log in there and accept its licence first), or point MEDDIFT_WEIGHTS_DIR / --weights-dir at a folder "
+              "log in there and accept its licence first), or point MEDDIFT_WEIGHTS_DIR or " + opt("weights_dir") + " at a folder "
               f"that holds {Path(AUTOENCODER_FILE).name} and {Path(UNET_FILE).name}")
 OFFLINE_HINT = ("on a machine without internet, copy the two files from one that has it into a folder and set "
-                "MEDDIFT_WEIGHTS_DIR or pass --weights-dir")
+                "MEDDIFT_WEIGHTS_DIR or use " + opt("weights_dir"))
 
 
 def default_weights_dir() -> Path:

@@ -153,10 +153,10 @@ def test_identity_is_known_without_building_the_networks(weights_dir):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"timestep": 1000}, "timestep must be in 0..999"),
+        ({"timestep": 1000}, "timestep must be a whole number in 0..999"),
         ({"levels": ("up7",)}, "unknown feature levels"),
         ({"region": "knee"}, "unknown body region 'knee'"),
-        ({"latent": "mode"}, "latent must be 'sample' or 'mean'"),
+        ({"latent": "mode"}, "latent must be sample or mean"),
         ({"ensemble": 0}, "ensemble must be at least 1"),
         ({"device": "tpu"}, "device 'tpu'"),
     ],
@@ -168,7 +168,7 @@ def test_bad_options_are_refused(kwargs, message):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error():
-    with pytest.raises(InputError, match="no CUDA device; use --device cpu"):
+    with pytest.raises(InputError, match=r"no CUDA device \(a CPU build, or no GPU visible\): use device = cpu"):
         MaisiBackbone(config=TINY_CONFIG, random_init=True, device="cuda")
 
 

@@ -98,7 +98,10 @@ def test_missing_weights_say_how_to_get_them(tiny, tmp_path):
         weights.find_weights(tmp_path / "half")
     msg = str(err.value)
     assert msg.startswith(f"MAISI weights not found in {tmp_path / 'half'} (missing diff_unet_3d_ddpm-ct.pt); ")
-    assert "`meddift weights download --token YOUR_HF_TOKEN`" in msg and "MEDDIFT_WEIGHTS_DIR / --weights-dir" in msg
+    assert "`meddift weights download --token YOUR_HF_TOKEN`" in msg and "MEDDIFT_WEIGHTS_DIR or weights_dir" in msg
+    from MedDIFTLib.errors import render
+
+    assert "MEDDIFT_WEIGHTS_DIR or --weights-dir" in render(err.value, "cli")  # each interface names its option
     assert "https://huggingface.co/nvidia/NV-Generate-CT is gated" in msg and "accept its licence" in msg
 
 
@@ -390,7 +393,7 @@ def test_offline_mode_points_to_the_offline_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     with pytest.raises(WeightsError, match=r"huggingface_hub is in offline mode \(HF_HUB_OFFLINE is set\).*"
-                                           r"set MEDDIFT_WEIGHTS_DIR or pass --weights-dir"):
+                                           r"set MEDDIFT_WEIGHTS_DIR or use weights_dir"):
         download.download_weights(tmp_path / "dl", progress=False)
 
 

@@ -115,7 +115,7 @@ def test_cli_register_refuses_to_replace_an_input(files, tmp_path, capsys, no_we
     before = (tmp_path / "moving_resampled.nii.gz").read_bytes()
     rc = cli_main(["register", str(folder / "fixed.nii.gz"), str(tmp_path / "moving_resampled.nii.gz"), "--out",
                    str(tmp_path), "--backbone", "mind-ssc", "--force"])
-    assert rc == 2 and "would replace an input" in capsys.readouterr().err
+    assert rc == 2 and "never replaces an input" in capsys.readouterr().err
     assert (tmp_path / "moving_resampled.nii.gz").read_bytes() == before
 
 

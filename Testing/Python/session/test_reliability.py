@@ -88,26 +88,48 @@ def test_mr_volume_from_dicom_warns_that_the_backbone_is_ct_trained(pair, landma
 
 
 def test_unrescaled_ct_warns_and_hu_offset_gives_the_hu_result(pair, landmarks, session, monkeypatch):
-    """A CT stored as 0..4095 (no rescale slope/intercept applied): warned with the fix; with
-    ``hu_offset=-1024`` the features and matches are those of the HU volume (to float32 rounding)."""
+    """A CT stored as 0..4095 (no rescale slope/intercept applied): warned with that scan's own fix;
+    with each scan's offset (``with_hu_offset(..., -1024)``) the matches are those of the HU volumes."""
+    from MedDIFTLib.data.image_io import with_hu_offset
+    from MedDIFTLib.errors import render
+
     raw_f = _with(pair.fixed, array=np.clip(pair.fixed.array + 1024, 0, 4095).astype(np.float32))
     raw_m = _with(pair.moving, array=np.clip(pair.moving.array + 1024, 0, 4095).astype(np.float32))
     report = session.match(raw_f, raw_m, landmarks)
     warned = report.points
-    assert len(report.warnings) == 2 and all("pass --hu-offset -1024" in w for w in report.warnings)
+    assert len(report.warnings) == 2
+    assert "--fixed-hu-offset -1024" in render(report.warnings[0], "cli")
+    assert "--moving-hu-offset -1024" in render(report.warnings[1], "cli")
     assert "fixed volume" in report.warnings[0] and "no air near -1000" in report.warnings[0]
 
     hu = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
     clipped_f = _with(pair.fixed, array=np.clip(pair.fixed.array, -1024, 3071).astype(np.float32))
     clipped_m = _with(pair.moving, array=np.clip(pair.moving.array, -1024, 3071).astype(np.float32))
     ref = hu.match(clipped_f, clipped_m, landmarks).points
-    fixed_up = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False, hu_offset=-1024),
-                            MatchOptions(radius_mm=25.0))
-    report = fixed_up.match(raw_f, raw_m, landmarks)
+    report = hu.match(with_hu_offset(raw_f, -1024), with_hu_offset(raw_m, -1024), landmarks)
     out = report.points
     assert report.warnings == []
     np.testing.assert_allclose(out.points, ref.points, atol=1e-3)  # float32 +1024-1024 rounding only
     assert np.isfinite(warned.points).all()  # warned, not refused
+
+
+def test_hu_offset_is_applied_only_to_the_scan_it_is_given_for(pair, landmarks):
+    """Only the fixed scan unrescaled: its offset must not shift the moving one (which was moved to
+    about -2048 HU and its matches by up to 90 mm when one offset applied to both)."""
+    from MedDIFTLib.data.image_io import with_hu_offset
+
+    hu = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
+    clipped_f = _with(pair.fixed, array=np.clip(pair.fixed.array, -1024, 3071).astype(np.float32))
+    clipped_m = _with(pair.moving, array=np.clip(pair.moving.array, -1024, 3071).astype(np.float32))
+    ref = hu.match(clipped_f, clipped_m, landmarks)
+    raw_f = _with(pair.fixed, array=np.clip(pair.fixed.array + 1024, 0, 4095).astype(np.float32))
+    warned = hu.match(raw_f, clipped_m, landmarks).warnings
+    from MedDIFTLib.errors import render
+
+    assert len(warned) == 1 and "fixed volume" in warned[0] and "--fixed-hu-offset -1024" in render(warned[0], "cli")
+    report = hu.match(with_hu_offset(raw_f, -1024), clipped_m, landmarks)
+    assert report.warnings == []
+    np.testing.assert_allclose(report.points.points, ref.points.points, atol=1e-3)
 
 
 def test_nan_and_infinite_voxels_are_counted_and_refused(pair, landmarks, session):

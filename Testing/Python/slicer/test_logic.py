@@ -158,7 +158,9 @@ def test_input_warnings_reach_the_job(setup, pair):
     job = logic.start_match(_request(fixed, raw, points)).run(timeout=300)
     assert job.error is None
     assert len(job.result["warnings"]) == 1 and "moving volume 'raw moving'" in job.result["warnings"][0]
-    assert "pass --hu-offset -1024" in job.result["warnings"][0]
+    # said in the panel's words (no CLI flag): the correction belongs to the scan it names
+    assert "correct this scan: add -1024 to the" in job.result["warnings"][0]
+    assert "--" not in job.result["warnings"][0]
     assert any(line.startswith("warning: moving volume") for line in job.log)
 
 
@@ -233,3 +235,18 @@ def test_dense_job_adds_a_transform_that_lays_moving_over_fixed_and_a_warped_vol
     np.testing.assert_allclose(world, lm.points[0], atol=0.1)
     assert wnode.GetImageData().GetDimensions() == fixed.GetImageData().GetDimensions()
     assert not job.tmp.exists()
+
+
+def test_option_errors_are_said_in_the_panels_words(setup):
+    """Issue 11/13: an engine refusal names the panel field (Advanced > Device), not a CLI flag;
+    the scene is left as it was; search radius 0 is a global search, as the panel says."""
+    scene, logic, fixed, moving, points, lm = setup
+    before = _node_ids(scene)
+    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine={**ENGINE, "device": "tpu"},
+                           matching={"radius_mm": 25.0})
+    job = logic.start_match(request).run(timeout=300)
+    assert job.error is not None and "Advanced > Device" in str(job.error) and "--device" not in str(job.error)
+    assert _node_ids(scene) == before
+    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={"radius_mm": 0})
+    job = logic.start_match(request).run(timeout=300)
+    assert job.error is None and len(job.result["matched"]) == len(lm)
