@@ -22,8 +22,8 @@ LPS = np.array([-1.0, -1.0, 1.0])
 
 @pytest.fixture(scope="module")
 def breathing_pair():
-    pair = make_pair(shape=(64, 64, 64), spacing=(4.5, 4.5, 4.5), seed=3, motion=BreathingMotion(amplitude_mm=12.0))
-    bb = create_backbone("mind-ssc")
+    pair = make_pair(shape=(64, 64, 64), spacing=(4.5, 4.5, 4.5), seed=3, motion=BreathingMotion(amplitude_mm=20.0))
+    bb = create_backbone("mind-ssc", levels=("mind1", "mind2", "mind4"))  # what the session registers with
     return pair, bb.extract(pair.fixed), bb.extract(pair.moving)
 
 
@@ -34,7 +34,7 @@ def test_known_breathing_field_is_recovered_to_subvoxel_accuracy(breathing_pair)
     truth = pair.true_moving_points(lm.points)
     err = np.linalg.norm(field.map_points(lm.points) - truth, axis=1)
     before = np.linalg.norm(lm.points - truth, axis=1)
-    assert before.mean() > 4.0  # the motion is real: more than a voxel (4.5 mm) on average... almost
+    assert before.mean() > 3.5  # the motion is real: most of a voxel (4.5 mm) on average, up to 7 mm
     assert err.mean() < 0.5 * 4.5, err  # sub-voxel on average
     assert err.mean() < 0.4 * before.mean()
     # the field itself, all through the lungs, not only at landmarks
