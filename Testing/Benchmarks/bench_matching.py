@@ -34,6 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "Python"))
+sys.path.insert(0, str(HERE.parents[1]))  # this checkout's MedDIFTLib, not an installed one
 
 SHAPE = (192, 192, 208)
 SPACING = (1.75, 1.25, 1.75)
@@ -163,6 +164,9 @@ def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queri
     from MedDIFTLib.features import create_backbone
     from MedDIFTLib.matching.search import Matcher, MatchOptions
 
+    import MedDIFTLib
+
+    print(f"engine: {Path(MedDIFTLib.__file__).parent}")
     t = time.perf_counter()
     pair = make_pair(shape=tuple(shape), spacing=(spacing,) * 3, seed=0)
     pts = sample_landmarks(pair, n=n_queries, seed=0).points
