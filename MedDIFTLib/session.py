@@ -109,6 +109,13 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
     bb = _build(name, opts, shared)
     note = ("MAISI v1 diffusion features (MedDIFT)" if name == "maisi"
             else "weight-free MIND-SSC descriptor (not the diffusion-feature method)")
+    if name == "maisi":
+        try:  # a lenient load is never silent: the CLI prints this note, the worker sends it to Slicer
+            how = bb.load_note()
+        except WeightsError:  # refused: the same error stops the first extraction, with the files named
+            how = ""
+        if how:
+            note += f" (weights: {how})"
     return bb, note
 
 

@@ -33,18 +33,54 @@ def run_info(args) -> int:
         print(f"status: missing. {render(err, 'cli')}")
         return 1
     report = weights.verify_weights(paths)
-    ok = True
+    ok, clean = True, True
     for key, entry in report.items():
         print(f"{key}: {entry['path']}")
         print(f"  size {entry['size']:,} bytes, sha256 {entry['sha256']}")
+        print(f"  {_digest_line(Path(entry['path']).name, entry['known'])}")
         if entry["ok"]:
             extra = f", scale_factor {entry['scale_factor']:.6g}" if "scale_factor" in entry else ""
-            print(f"  verifies against the {entry['config']} configuration{extra}")
+            load = entry["load"]
+            how = "strictly" if load["strict"] else "WITHOUT strict key matching"
+            print(f"  verifies against the {entry['config']} configuration (loaded {how}){extra}")
+            clean = clean and load["strict"] and not load["unwrapped"] and not load["prefix"]
+            for line in _load_lines(load):
+                print(f"    {line}")
         else:
             ok = False
             print(f"  does NOT verify against the {entry['config']} configuration: {entry['error']}")
-    print("status: ready" if ok else "status: present but not usable (see above)")
+    print("status: ready" if ok and clean else
+          "status: ready, with the load differences listed above (none is used by the features)" if ok else
+          "status: present but not usable (see above)")
     return 0 if ok else 1
+
+
+def _digest_line(name: str, known: str) -> str:
+    release = weights.KNOWN_RELEASES.get(name)
+    if known == "match":
+        return f"digest: matches the released {name}"
+    if known == "differs":
+        return (f"digest: differs from the released {name} ({release['size']:,} bytes, sha256 {release['sha256']}); "
+                "reported, not refused: a re-saved copy can hold the same weights")
+    return "digest: no published digest is known for this file"
+
+
+def _load_lines(load: dict) -> list:
+    """Every difference of a load, in full: this is the report a user sends when weights do not load."""
+    out = []
+    if load["unwrapped"]:
+        out.append(f"state dict found under '{load['unwrapped']}' (unwrapped, as NVIDIA's inference code does)")
+    if load["prefix"]:
+        out.append(f"'{load['prefix']}' removed from every key (saved from a DataParallel wrapper)")
+    if load["ignored"]:
+        out.append(f"entries that are not weights, ignored: {', '.join(load['ignored'])}")
+    for title, keys in (("missing from the file, kept as built", load["missing"]),
+                        ("unexpected in the file, ignored", load["unexpected"]),
+                        ("of another shape, not loaded", [f"{k} {tuple(a)} vs {tuple(b)}"
+                                                          for k, a, b in load["mismatched"]])):
+        if keys:
+            out.append(f"{len(keys)} key(s) {title}: {', '.join(keys)}")
+    return out
 
 
 def add_parser(sub) -> None:
@@ -61,8 +97,9 @@ def add_parser(sub) -> None:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=run_download)
     i = wsub.add_parser("info", help="where the weights are and whether they verify",
-                        description="Show where MedDIFT looks for the weights, their sizes and SHA-256, and whether "
-                                    "they load strictly into the MAISI v1 networks. Exit code 0 if ready, 1 if not.")
+                        description="Show where MedDIFT looks for the weights, their sizes and SHA-256 (and whether "
+                                    "they are the released files'), whether they load into the MAISI v1 networks, "
+                                    "and every key that differs. Exit code 0 if ready, 1 if not.")
     i.add_argument("--weights-dir", help="folder to check (default: $MEDDIFT_WEIGHTS_DIR or the per-user cache)")
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda args: p.print_help() or 0)

@@ -92,6 +92,9 @@ class Matcher:
         self._full_inv = None
         self._coarse = None
         self._backward: Optional[Matcher] = None
+        # a local search evaluates only each query's window; False: the whole coarse lattice, masked to the
+        # ball (the former path, kept to show that both give the same matches: tests and bench_matching.py)
+        self.windowed = True
 
     @property
     def stride(self) -> int:
@@ -162,25 +165,40 @@ class Matcher:
         sim = np.full(n, np.nan)
         margin = np.full(n, np.nan)
         lat, coarse_ras, coarse_inv = self.coarse
-        cshape = tuple(len(a) for a in lat)
-        coarse_mask = None
-        if mask_t is not None:
-            coarse_mask = mask_t[np.ix_(*lat)].reshape(1, *cshape)
+        local = prior is not None and opts.radius_mm is not None
+        windowed = local and self.windowed
         # a query's coarse map and about three temporaries of its size, in float32
-        batch = int(np.clip(opts.memory_budget_mb * 2**20 // (16 * int(np.prod(cshape))), 1, 64))
+        batch = 1 if windowed else int(np.clip(opts.memory_budget_mb * 2**20 // (16 * int(np.prod([len(a) for a in lat]))),
+                                             1, 64))
         for start in range(0, n, batch):
             check_cancel(cancel)
             report(progress, "match", start / n)
             sl = slice(start, min(n, start + batch))
             qs = self.target.query_descriptors(self.fixed, pts[sl])
-            dots = self.target.dot_maps(qs)
-            b = dots[0].shape[0]
-            s = self.target.similarity(dots, lat, coarse_inv)  # (b, *cshape), exact values
-            if coarse_mask is not None:
-                s.masked_fill_(~coarse_mask, NEG)
-            if prior is not None and opts.radius_mm is not None:
+            if windowed:  # only the window around the prior: its cost grows with the radius, not the scan
+                win = self._window(prior[start])
+                sub = [a[(a >= lo) & (a < hi)] for a, lo, hi in zip(lat, win[0], win[1])]
+                if min(len(a) for a in sub) == 0:
+                    raise InputError(f"point #{start} at {np.round(pts[start], 2).tolist()} has no candidate voxel "
+                                     "in the moving volume within the search radius and mask")
+                pos = [np.searchsorted(a, b) for a, b in zip(lat, sub)]
+                sub_ras = coarse_ras.reshape(*[len(a) for a in lat], 3)[np.ix_(*pos)].reshape(-1, 3)
+                sub_inv = [inv[np.ix_(*pos)] for inv in coarse_inv]  # the same values the global search uses
+                crops = self.target.window_dots(qs, win)
+                s = self.target.similarity_window(crops, sub, sub_inv)
+                dots = self.target.paste(crops)
+                use_lat, use_ras, use_pos = sub, sub_ras, pos
+            else:
+                dots = self.target.dot_maps(qs)
+                s = self.target.similarity(dots, lat, coarse_inv)  # (b, *cshape), exact values
+                use_lat, use_ras, use_pos = lat, coarse_ras, None
+            b = s.shape[0]
+            cshape = tuple(s.shape[1:])
+            if mask_t is not None:
+                s.masked_fill_(~mask_t[np.ix_(*use_lat)].reshape(1, *cshape), NEG)
+            if local:
                 pr = torch.from_numpy(prior[sl].astype(np.float32))
-                far_from_prior = torch.cdist(pr, coarse_ras) > opts.radius_mm + self._coarse_slack()
+                far_from_prior = torch.cdist(pr, use_ras) > opts.radius_mm + self._coarse_slack()
                 s.masked_fill_(far_from_prior.reshape(b, *cshape), NEG)
             none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
             if none_left.any():
@@ -188,10 +206,10 @@ class Matcher:
                 raise InputError(f"point #{bad} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
                                  f"moving volume within the search radius and mask")
             cand, pool_vals, pool_idx = _top_candidates(s, opts.top_k)
-            best_v, best_s = self._refine(dots, cand, lat, sl, prior, mask_t)
+            best_v, best_s = self._refine(dots, cand, use_lat, sl, prior, mask_t)
             out_vox[sl] = best_v.numpy()
             sim[sl] = best_s.numpy()
-            margin[sl] = self._margin(best_v, best_s, pool_vals, pool_idx, coarse_ras).numpy()
+            margin[sl] = self._margin(best_v, best_s, pool_vals, pool_idx, use_ras).numpy()
             offs = self._subvoxel(dots, best_v, mask_t) if opts.subvoxel else torch.zeros(b, 3)
             out_pts[sl] = apply_affine(self.grid.ijk_to_ras, best_v.numpy() + offs.numpy())
         report(progress, "match", 1.0)
@@ -225,7 +243,20 @@ class Matcher:
         """The matcher from moving back to fixed (same options), built once."""
         if self._backward is None:
             self._backward = Matcher(self.moving, self.fixed, self.options)
+            self._backward.windowed = self.windowed
         return self._backward
+
+    def _window(self, prior_ras) -> tuple:
+        """Target-voxel box [lo, hi) holding every voxel within radius + slack of one prior position,
+        plus a margin for the coarse neighbours, the hill-climbing windows and the sub-voxel fit."""
+        inv = np.linalg.inv(self.grid.ijk_to_ras)
+        centre = apply_affine(inv, np.asarray(prior_ras, float)[None])[0]
+        half = (self.options.radius_mm + self._coarse_slack()) * np.linalg.norm(inv[:3, :3], axis=1)
+        margin = self.stride + 2 * self.options.refine_radius + 2
+        shape = np.array(self.grid.shape)
+        lo = np.clip(np.floor(centre - half).astype(int) - margin, 0, shape)
+        hi = np.clip(np.ceil(centre + half).astype(int) + margin + 1, 0, shape)
+        return lo, hi
 
     def _coarse_slack(self) -> float:
         """Half a coarse cell diagonal: coarse candidates a little outside the ball may lead inside."""

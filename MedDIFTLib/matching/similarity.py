@@ -207,14 +207,18 @@ class LevelSimilarity:
         vals = self._gram_stack.view(-1).index_select(0, flat.reshape(-1)).view(flat.shape)
         return (factor[:, None] * w[pa] * w[pb] * vals).sum(0).clamp_min(0.0)
 
-    def upsample(self, maps: torch.Tensor, lattice) -> torch.Tensor:
+    def upsample(self, maps: torch.Tensor, lattice, origin=None) -> torch.Tensor:
         """Upsample scalar maps (B, n1, n2, n3) onto the lattice: (B, |x|, |y|, |z|).
 
         Each axis is a small dense matrix product (two non-zero weights per
         row), which BLAS runs far faster than gathers; innermost axis first
-        while the maps are small.
+        while the maps are small. With ``origin``, ``maps`` is a crop of the
+        level starting at that source voxel (a local search's window).
         """
         tx, ty, tz = self.tables(lattice)
+        if origin is not None:
+            tx, ty, tz = (AxisTable(t.i0 - o, t.i1 - o, t.w, int(n)) for t, o, n in zip((tx, ty, tz), origin,
+                                                                                       maps.shape[1:]))
         b, n1, n2, _ = maps.shape
         out = maps @ tz.matrix().T  # (b, n1, n2, Nz)
         nz = out.shape[-1]
@@ -293,6 +297,43 @@ class SimilarityTarget:
             else:
                 s.addcmul_(part, inv.expand_as(part))
         return s.div_(len(self.levels))
+
+    # --- a window of the target (local search) ----------------------------------------------------
+
+    def window_dots(self, queries: list[torch.Tensor], box) -> list[tuple]:
+        """Per level, the dot maps over only the source voxels that target voxels in ``box`` ([lo, hi)
+        per axis) read, as ``(maps, origin)``: a local search never touches the rest of the level."""
+        out = []
+        for lv, q in zip(self.levels, queries):
+            tabs = lv.tables([np.arange(a, b) for a, b in zip(*box)])
+            lo = [int(t.i0.min()) for t in tabs]
+            hi = [int(t.i1.max()) + 1 for t in tabs]
+            crop = lv.feats[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            qn = q / q.norm(dim=1, keepdim=True).clamp_min(EPS)
+            out.append((torch.einsum("bc,cxyz->bxyz", qn, crop), tuple(lo)))
+        return out
+
+    def similarity_window(self, crops: list[tuple], lattice, inv_norms) -> torch.Tensor:
+        """:meth:`similarity` on a lattice inside the window of ``crops`` (from :meth:`window_dots`),
+        with the levels' 1/norms on that lattice; the same values, at the window's cost."""
+        s = None
+        for lv, (maps, origin), inv in zip(self.levels, crops, inv_norms):
+            part = lv.upsample(maps, lattice, origin)
+            if s is None:
+                s = part.mul_(inv)
+            else:
+                s.addcmul_(part, inv.expand_as(part))
+        return s.div_(len(self.levels))
+
+    def paste(self, crops: list[tuple]) -> list[torch.Tensor]:
+        """Full-size dot maps holding the windows (zero elsewhere), for the voxel-wise gathers of the
+        refinement, which reads only voxels inside the window (the rest are outside the search ball)."""
+        out = []
+        for lv, (maps, lo) in zip(self.levels, crops):
+            full = torch.zeros((maps.shape[0], *lv.src_shape), dtype=maps.dtype, device=maps.device)
+            full[:, lo[0]:lo[0] + maps.shape[1], lo[1]:lo[1] + maps.shape[2], lo[2]:lo[2] + maps.shape[3]] = maps
+            out.append(full)
+        return out
 
     def similarity_at(self, dots: list[torch.Tensor], rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
         """Exact similarity of query ``rows[m]`` at integer target voxels ``ijk[m]`` (M, 3): the same

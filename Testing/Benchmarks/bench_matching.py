@@ -11,6 +11,12 @@ the descriptor stored in bfloat16 (products in float32, chunk by chunk), the
 usual way to make it fit, and its float32 size is printed alongside.
 
 Run:  .venv/bin/python Testing/Benchmarks/bench_matching.py [--queries 300] [--skip-brute]
+
+``--local`` measures instead the local search against the global one in one process, on a real
+backbone's features: the thorax phantom pair at the size of the issue's CT pair (250x236x141 at
+2 mm, breathing motion), weight-free MIND-SSC pyramids, ``--queries`` landmarks, ``--radius`` mm:
+the global search, the former masked local search (whole coarse lattice, masked to the ball) and
+the windowed one, with their ratios and whether they agree.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "Python"))
+sys.path.insert(0, str(HERE.parents[1]))  # this checkout's MedDIFTLib, not an installed one
 
 SHAPE = (192, 192, 208)
 SPACING = (1.75, 1.25, 1.75)
@@ -151,12 +158,64 @@ def run_brute(n_queries: int) -> dict:
     return out
 
 
+def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queries: int) -> None:
+    """Global vs masked-local vs windowed-local search on one phantom pair, same process, same pyramids."""
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+    from MedDIFTLib.features import create_backbone
+    from MedDIFTLib.matching.search import Matcher, MatchOptions
+
+    import MedDIFTLib
+
+    print(f"engine: {Path(MedDIFTLib.__file__).parent}")
+    t = time.perf_counter()
+    pair = make_pair(shape=tuple(shape), spacing=(spacing,) * 3, seed=0)
+    pts = sample_landmarks(pair, n=n_queries, seed=0).points
+    bb = create_backbone("mind-ssc", device="cpu")
+    pf, pm = bb.extract(pair.fixed), bb.extract(pair.moving)
+    print(f"phantom pair {tuple(shape)} at {spacing} mm, MIND-SSC levels "
+          f"{[(lv.name, lv.channels, lv.shape) for lv in pm.levels]}, {len(pts)} landmarks, radius {radius} mm, "
+          f"{os.cpu_count()} CPU cores; features {time.perf_counter() - t:.1f} s")
+
+    def timed(opts, windowed, q):
+        m = Matcher(pf, pm, opts)
+        m.windowed = windowed
+        t0 = time.perf_counter()
+        _ = m.coarse, m.target.levels[0].gram, m.backward().coarse  # one-time setup, timed apart
+        setup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = m.match(q)
+        return res, setup, time.perf_counter() - t0
+
+    k = min(masked_queries, len(pts))  # the slow paths on a subset; the per-point figures compare
+    g, gs, gt = timed(MatchOptions(), True, pts[:k])
+    ml, ms, mt = timed(MatchOptions(radius_mm=radius), False, pts[:k])
+    wl, ws, wt = timed(MatchOptions(radius_mm=radius), True, pts)
+    wk = wl.voxel[:k]
+    same = np.all(ml.voxel == wk, axis=1).mean()
+    print(f"global search:        {gt:8.1f} s for {k} points ({gt / k:.2f} s/point), setup {gs:.1f} s")
+    print(f"masked local search:  {mt:8.1f} s for {k} points ({mt / k:.2f} s/point), setup {ms:.1f} s")
+    print(f"windowed local search:{wt:8.1f} s for {len(pts)} points ({wt / len(pts):.3f} s/point), setup {ws:.1f} s")
+    print(f"per point, windowed / global: {100 * (wt / len(pts)) / (gt / k):.1f}%; windowed / masked: "
+          f"{100 * (wt / len(pts)) / (mt / k):.1f}%; same voxel as the masked search: {100 * same:.1f}% of {k}; "
+          f"max point difference {np.abs(ml.points - wl.points[:k]).max():.2e} mm")
+    print(f"(forward-backward on in all three; global vs local differ in results by design: "
+          f"{100 * np.all(g.voxel == wk, axis=1).mean():.0f}% same voxel)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--skip-brute", action="store_true")
     ap.add_argument("--child", choices=["build", "engine", "brute"], help=argparse.SUPPRESS)
+    ap.add_argument("--local", action="store_true", help="local vs global search on the phantom (see above)")
+    ap.add_argument("--radius", type=float, default=25.0)
+    ap.add_argument("--shape", type=int, nargs=3, default=[250, 236, 141])
+    ap.add_argument("--spacing", type=float, default=2.0)
+    ap.add_argument("--slow-queries", type=int, default=20, help="--local: points for the global and masked runs")
     args = ap.parse_args()
+    if args.local:
+        run_local(args.queries, args.radius, args.shape, args.spacing, args.slow_queries)
+        return
     if args.child == "build":
         build_inputs(Path(os.environ["MEDDIFT_BENCH_DIR"]), args.queries)
         return

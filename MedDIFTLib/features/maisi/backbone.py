@@ -103,7 +103,8 @@ class MaisiBackbone(Backbone):
             else:
                 from . import weights
 
-                self._weights_id = weights.weights_identity(weights.find_weights(self.weights_dir), self.file_digests)
+                self._weights_id = weights.weights_identity(weights.find_weights(self.weights_dir), self.file_digests,
+                                                            self.config)
         return self._weights_id
 
     def load(self):
@@ -119,12 +120,26 @@ class MaisiBackbone(Backbone):
             from . import weights
 
             paths = weights.find_weights(self.weights_dir)
-            vae = weights.load_autoencoder(paths.autoencoder, self.config, self.device)
-            unet, scale_factor = weights.load_unet(paths.unet, self.config, self.device)
+            vae, vae_report = weights.load_autoencoder_reported(paths.autoencoder, self.config, self.device)
+            unet, scale_factor, unet_report = weights.load_unet_reported(paths.unet, self.config, self.device)
+            for rep in (vae_report, unet_report):
+                if not rep.clean:  # also in the identity; said here so that the CLI and Slicer logs show it
+                    log.warning("MAISI weights: %s", rep.summary())
+                    self.notices.append(f"MAISI weights: {rep.summary()}")
         vae.eval().requires_grad_(False).to(self.device)
         unet.eval().requires_grad_(False).to(self.device)
         self._nets = (vae, unet, float(scale_factor))
         return self._nets
+
+    def load_note(self) -> str:
+        """How the weight files load, in one sentence when it is not a clean strict load (else ""),
+        found without building the networks; a WeightsError when they would be refused."""
+        if self.random_init:
+            return ""
+        from . import weights
+
+        reports = weights.inspect_weights(weights.find_weights(self.weights_dir), self.config, self.file_digests)
+        return "; ".join(r.summary() for r in reports.values() if not r.clean)
 
     def identity(self) -> dict:
         ident = {

@@ -8,16 +8,19 @@ machines point ``MEDDIFT_WEIGHTS_DIR`` (or ``--weights-dir``) at a folder
 holding the two files, either in the repository's layout (``models/...``) or
 side by side.
 
-Loading is strict: every key and shape must match the v1 configuration, and
-each failure says what is wrong and what to do.
+Loading accepts what NVIDIA's own inference code accepts, and says so: an
+autoencoder state dict wrapped under ``unet_state_dict`` (or ``state_dict``,
+``model``), a ``module.`` prefix, and a UNet file whose keys differ outside the
+feature path (loaded without strict matching, every difference listed in a
+:class:`~.checkpoint.LoadReport`). Anything the features depend on must match,
+or the load is refused with the list. Each failure says what is wrong and
+what to do.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import pickle
-import re
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -26,7 +29,21 @@ import torch
 
 from ...errors import WeightsError, opt
 from ...runtime import user_cache_dir
+from .checkpoint import (
+    UNET_PREFIXES,
+    VAE_PREFIXES,
+    WRAPPER_KEYS,
+    LoadReport,
+    first_line,
+    looks_like,
+    plan_load,
+    read_checkpoint,
+    tensor_entries,
+    unet_required,
+)
 from .networks import MaisiConfig, build_autoencoder, build_unet
+
+log = logging.getLogger(__name__)
 
 HF_REPO_ID = "nvidia/NV-Generate-CT"
 AUTOENCODER_FILE = "models/autoencoder_v1.pt"
@@ -91,112 +108,45 @@ def file_sha256(path, memo: Optional[dict] = None) -> str:
     return h.hexdigest()
 
 
-def weights_identity(paths: WeightsPaths, memo: Optional[dict] = None) -> dict:
-    """File names, sizes and digests: what makes features from these weights reproducible (feature cache key)."""
-    return {"files": {Path(p).name: {"size": Path(p).stat().st_size, "sha256": file_sha256(p, memo)}
-                      for p in (paths.autoencoder, paths.unet)}}
-
-
-# --- reading checkpoints -------------------------------------------------------------
-
-# Globals that a checkpoint may hold besides tensors and containers (a numpy loss or epoch, the
-# training arguments). Unpickling them runs no code, so they are allowed; anything else is refused.
-_HARMLESS_GLOBALS = {
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.ndarray", "numpy.dtype", "argparse.Namespace",
+# Digests of the released files, from public Git LFS pointers of NV-Generate-CT copies. A file that
+# differs is reported, never refused (a re-export can be equally good); one not listed is "unknown".
+KNOWN_RELEASES = {
+    Path(UNET_FILE).name: {"size": 685_298_858,
+                           "sha256": "b32be13118f9d6a077d42dd250c09c5e41673b48dbf2f35f2c587a7a9ebe5686"},
 }
 
 
-def _is_harmless(name: str) -> bool:
-    return name in _HARMLESS_GLOBALS or (name.startswith("numpy.dtypes.") and name.endswith("DType"))
+def known_digest(name: str, size: int, sha256: str) -> str:
+    """Whether a file is byte for byte the released one: ``match``, ``differs`` or ``unknown``."""
+    known = KNOWN_RELEASES.get(name)
+    if known is None:
+        return "unknown"
+    return "match" if (size, sha256) == (known["size"], known["sha256"]) else "differs"
 
 
-def _resolve(name: str):
-    module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
+def weights_identity(paths: WeightsPaths, memo: Optional[dict] = None, cfg: Optional[MaisiConfig] = None) -> dict:
+    """File names, sizes and digests: what makes features from these weights reproducible (feature cache key).
 
-
-def _damaged(path: Path, what: str) -> WeightsError:
-    size = path.stat().st_size
-    return WeightsError(f"{path}: the file is truncated or corrupt ({size:,} bytes; {what}); delete it and download "
-                        "it again with `meddift weights download --force`")
-
-
-def _refused(path: Path, names: list) -> WeightsError:
-    return WeightsError(f"{path}: holds Python objects other than tensors ({', '.join(names[:5])}); MedDIFT does not "
-                        "unpickle them because that can run arbitrary code. This is not a released MAISI v1 file: "
-                        f"{HOW_TO_GET}")
-
-
-def _read_checkpoint(path: Path):
-    """``torch.load`` with ``weights_only=True``, and a plain sentence for every way it can fail.
-
-    The reference code loads the diffusion file with ``weights_only=False``, which would run any
-    code pickled into it. The released files are tensors in dicts, which ``weights_only=True``
-    reads (``scale_factor`` is a tensor); should a file also carry a numpy number or the
-    training arguments, those few harmless types are allowed explicitly and nothing else is.
+    A load other than a clean strict one (unwrapped, prefix removed, keys tolerated) adds its
+    report under ``load``, so that cached features say which load they came from; a clean load adds
+    nothing, so that features cached before reports existed stay valid. Without ``cfg`` (MAISI v1)
+    the files are inspected against the released configuration.
     """
-    if not path.is_file():
-        raise WeightsError(f"{path}: file not found; {HOW_TO_GET}")
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if not head:
-        raise WeightsError(f"{path}: the file is empty (0 bytes); delete it and download it again with "
-                           "`meddift weights download --force`")
-    if head.startswith(b"version https://git-lfs"):
-        raise WeightsError(f"{path}: this is a Git LFS pointer, not the weights (the repository was cloned without "
-                           "LFS); run `git lfs pull` in that clone, or use `meddift weights download`")
-    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"{\"error")):
-        raise WeightsError(f"{path}: this is a web page or an error message saved in place of the file (a browser "
-                           f"download without login?); delete it and use `meddift weights download --token ...`")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise _damaged(path, f"{type(exc).__name__}: {first_line(exc)}") from exc
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # not even a readable archive
-            raise _damaged(path, f"{type(exc).__name__}: not a readable PyTorch archive") from exc
-        if not names:
-            raise _damaged(path, "unreadable pickle data") from exc
-        unsafe = [n for n in names if not _is_harmless(n)]
-        if unsafe:
-            raise _refused(path, unsafe) from exc
-        allowed = [_resolve(n) for n in names]
-        if any(n.startswith("numpy.") for n in names):  # dtype classes, which the scan does not list
-            import numpy.dtypes
-
-            allowed += [getattr(numpy.dtypes, n) for n in dir(numpy.dtypes) if n.endswith("DType")]
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc2:
-            if "Weights only load failed" in str(exc2):
-                found = re.search(r"got <class '([^']+)'>", str(exc2))
-                raise _refused(path, [found.group(1) if found else "unknown"]) from exc2
-            raise _damaged(path, f"{type(exc2).__name__}: {first_line(exc2)}") from exc2
-        except Exception as exc2:
-            raise _damaged(path, f"{type(exc2).__name__}: {first_line(exc2)}") from exc2
-    except Exception as exc:  # zip errors of a truncated file, EOF, ...
-        raise _damaged(path, f"{type(exc).__name__}: {first_line(exc)}") from exc
-
-
-def first_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0][:limit] if text else type(exc).__name__)
+    ident = {"files": {Path(p).name: {"size": Path(p).stat().st_size, "sha256": file_sha256(p, memo)}
+                       for p in (paths.autoencoder, paths.unet)}}
+    unclean = {r.file: r.to_dict() for r in inspect_weights(paths, cfg, memo).values() if not r.clean}
+    if unclean:
+        ident["load"] = unclean
+    return ident
 
 
 # --- loading ---------------------------------------------------------------------
 
-
-def _state_prefixes(sd: dict, prefixes: tuple) -> bool:
-    return any(isinstance(k, str) and k.startswith(prefixes) for k in sd)
-
-
-_UNET_PREFIXES = ("time_embed.", "up_blocks.", "down_blocks.", "middle_block.")
-_VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv_mu.", "quant_conv_log_sigma.")
+def _meta_shapes(build, cfg: MaisiConfig) -> tuple[dict, set]:
+    """Key shapes and parameter names of a network built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        net = build(cfg, "cpu")
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}, {k for k, _ in net.named_parameters()}
 
 
 def _check_other_checkpoint(ckpt, path: Path, expected: str) -> None:
@@ -205,54 +155,35 @@ def _check_other_checkpoint(ckpt, path: Path, expected: str) -> None:
         return
     if "controlnet_state_dict" in ckpt:
         raise WeightsError(f"{path}: this is a MAISI ControlNet checkpoint, given where the {expected} is expected")
-    if expected.startswith("autoencoder") and ("unet_state_dict" in ckpt or _state_prefixes(ckpt, _UNET_PREFIXES)):
+    if expected.startswith("autoencoder") and ("unet_state_dict" in ckpt or looks_like(ckpt, UNET_PREFIXES)):
         raise WeightsError(f"{path}: this is a diffusion UNet checkpoint, given where the {expected} is expected "
                            "(are the two files swapped?)")
-    if expected.startswith("diffusion UNet") and "unet_state_dict" not in ckpt and _state_prefixes(ckpt, _VAE_PREFIXES):
+    if expected.startswith("diffusion UNet") and "unet_state_dict" not in ckpt and looks_like(ckpt, VAE_PREFIXES):
         raise WeightsError(f"{path}: this is an autoencoder checkpoint, given where the {expected} is expected "
                            "(are the two files swapped?)")
 
 
-def _strict_load(module: torch.nn.Module, sd: dict, path: Path, what: str, cfg: MaisiConfig) -> None:
-    """``load_state_dict(strict=True)`` after checks that turn its long messages into one plain sentence."""
-    if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
-        raise WeightsError(f"{path}: does not hold a {what} state dict (a mapping of names to tensors)")
-    own = module.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if what == "UNet" and (any(k.startswith("class_embedding.") for k in unexpected)
-                           or any(k.startswith(("top_region_index_layer.", "bottom_region_index_layer."))
-                                  for k in missing)):
-        raise WeightsError(f"{path}: this looks like a MAISI v2 (rectified-flow) UNet checkpoint (it has a class "
-                           "embedding and no body-region layers); MedDIFT needs the MAISI v1 DDPM file "
-                           f"{Path(UNET_FILE).name}; {HOW_TO_GET}")
-    if missing or unexpected:
-        hint = (" (the names start with 'module.': saved from a DataParallel wrapper)"
-                if all(k.startswith("module.") for k in sd) else "")
-        raise WeightsError(f"{path}: does not match the {cfg.name} {what}: {len(missing)} missing keys (e.g. "
-                           f"{missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}){hint}")
-    bad = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in own.items() if tuple(sd[k].shape) != tuple(v.shape)]
-    if bad:
-        shown = "; ".join(f"{k}: file {a}, expected {b}" for k, a, b in bad[:3])
-        raise WeightsError(f"{path}: tensor shapes do not match the {cfg.name} {what} configuration "
-                           f"({len(bad)} of {len(own)} tensors differ: {shown})")
-    module.load_state_dict(sd, strict=True)
+def _autoencoder_plan(path: Path, cfg: MaisiConfig, ckpt) -> tuple[dict, LoadReport]:
+    """The autoencoder's state dict (unwrapped where NVIDIA's code unwraps it) and its report.
+
+    Keys must match strictly: the encoder is entirely in the feature path.
+    """
+    report = LoadReport(path.name, "autoencoder")
+    if isinstance(ckpt, dict) and not looks_like(ckpt, VAE_PREFIXES):
+        for key in WRAPPER_KEYS:
+            inner = ckpt.get(key)
+            if looks_like(inner, VAE_PREFIXES) and not looks_like(inner, UNET_PREFIXES):
+                report.ignored += sorted(str(k) for k in ckpt if k != key)  # epoch, optimiser, ...
+                ckpt, report.unwrapped = inner, key
+                break
+    _check_other_checkpoint(ckpt, path, f"autoencoder ({Path(AUTOENCODER_FILE).name})")
+    sd = tensor_entries(ckpt, path, "autoencoder", report)
+    shapes, _ = _meta_shapes(build_autoencoder, cfg)
+    return plan_load(sd, shapes, lambda k: True, path, "autoencoder", cfg.name, report, tolerant=False), report
 
 
-def load_autoencoder(path, cfg: MaisiConfig, device="cpu") -> torch.nn.Module:
-    """``AutoencoderKlMaisi`` with the released weights (a plain state dict file), frozen, in eval mode."""
-    path = Path(path)
-    sd = _read_checkpoint(path)
-    _check_other_checkpoint(sd, path, f"autoencoder ({Path(AUTOENCODER_FILE).name})")
-    vae = build_autoencoder(cfg, device)
-    _strict_load(vae, sd, path, "autoencoder", cfg)
-    return vae.eval().requires_grad_(False).to(device)
-
-
-def load_unet(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, float]:
-    """``DiffusionModelUNetMaisi`` (frozen, eval mode) and the checkpoint's latent ``scale_factor``."""
-    path = Path(path)
-    ckpt = _read_checkpoint(path)
+def _unet_plan(path: Path, cfg: MaisiConfig, ckpt) -> tuple[dict, float, LoadReport]:
+    """The UNet's state dict to load, the latent scale factor, and the report."""
     if not isinstance(ckpt, dict):
         raise WeightsError(f"{path}: not a MAISI diffusion checkpoint (expected a dict with unet_state_dict and "
                            f"scale_factor, found {type(ckpt).__name__})")
@@ -263,8 +194,6 @@ def load_unet(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, fl
     if "scale_factor" not in ckpt:
         raise WeightsError(f"{path}: no 'scale_factor' in the checkpoint; the released {Path(UNET_FILE).name} "
                            "carries the latent scale, so this file is not it")
-    unet = build_unet(cfg, device)
-    _strict_load(unet, ckpt["unet_state_dict"], path, "UNet", cfg)
     sf = ckpt["scale_factor"]
     try:
         scale = float(torch.as_tensor(sf).reshape(()).item())
@@ -272,20 +201,89 @@ def load_unet(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, fl
         raise WeightsError(f"{path}: scale_factor is not a single number ({sf!r:.80})") from exc
     if not 0 < scale < 100:  # also refuses NaN
         raise WeightsError(f"{path}: implausible scale_factor {scale}")
-    return unet.eval().requires_grad_(False).to(device), scale
+    report = LoadReport(path.name, "UNet")
+    report.ignored += sorted(str(k) for k in ckpt if k not in ("unet_state_dict", "scale_factor"))
+    sd = tensor_entries(ckpt["unet_state_dict"], path, "UNet", report)
+    shapes, params = _meta_shapes(build_unet, cfg)
+    if any(k.startswith("class_embedding.") for k in sd if k not in shapes) or any(
+            k.startswith(("top_region_index_layer.", "bottom_region_index_layer.")) for k in shapes if k not in sd):
+        raise WeightsError(f"{path}: this looks like a MAISI v2 (rectified-flow) UNet checkpoint (it has a class "
+                           "embedding and no body-region layers); MedDIFT needs the MAISI v1 DDPM file "
+                           f"{Path(UNET_FILE).name}; {HOW_TO_GET}")
+    sd = plan_load(sd, shapes, unet_required(params), path, "UNet", cfg.name, report, tolerant=True)
+    return sd, scale, report
+
+
+def _into(net: torch.nn.Module, sd: dict, report: LoadReport, device) -> torch.nn.Module:
+    result = net.load_state_dict(sd, strict=report.strict)
+    if not report.strict:  # the plan and torch agree, or the plan was wrong: never load silently otherwise
+        assert sorted(result.missing_keys) == sorted(report.missing + [m[0] for m in report.mismatched]), result
+        assert not result.unexpected_keys, result
+    return net.eval().requires_grad_(False).to(device)
+
+
+def load_autoencoder_reported(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, LoadReport]:
+    """``AutoencoderKlMaisi`` with the file's weights (frozen, eval mode) and how they loaded."""
+    path = Path(path)
+    sd, report = _autoencoder_plan(path, cfg, read_checkpoint(path))
+    return _into(build_autoencoder(cfg, device), sd, report, device), report
+
+
+def load_unet_reported(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, float, LoadReport]:
+    """``DiffusionModelUNetMaisi`` (frozen, eval mode), the latent ``scale_factor``, and how it loaded."""
+    path = Path(path)
+    sd, scale, report = _unet_plan(path, cfg, read_checkpoint(path))
+    return _into(build_unet(cfg, device), sd, report, device), scale, report
+
+
+def load_autoencoder(path, cfg: MaisiConfig, device="cpu") -> torch.nn.Module:
+    """``AutoencoderKlMaisi`` with the released weights, frozen, in eval mode."""
+    return load_autoencoder_reported(path, cfg, device)[0]
+
+
+def load_unet(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, float]:
+    """``DiffusionModelUNetMaisi`` (frozen, eval mode) and the checkpoint's latent ``scale_factor``."""
+    unet, scale, _ = load_unet_reported(path, cfg, device)
+    return unet, scale
+
+
+def inspect_weights(paths: WeightsPaths, cfg: Optional[MaisiConfig] = None,
+                    memo: Optional[dict] = None) -> dict[str, LoadReport]:
+    """How each file would load (its :class:`LoadReport`), without building the real networks;
+    a WeightsError when one would be refused. Remembered in ``memo`` per file version and config."""
+    cfg = cfg or MaisiConfig.v1()
+    out = {}
+    for key, path in (("autoencoder", Path(paths.autoencoder)), ("unet", Path(paths.unet))):
+        st = path.stat()
+        mkey = ("load-report", str(path.resolve()), st.st_size, st.st_mtime_ns, repr(cfg), key)
+        if memo is not None and mkey in memo:
+            out[key] = memo[mkey]
+            continue
+        ckpt = read_checkpoint(path)
+        out[key] = (_autoencoder_plan(path, cfg, ckpt)[1] if key == "autoencoder"
+                    else _unet_plan(path, cfg, ckpt)[2])
+        del ckpt
+        if memo is not None:
+            memo[mkey] = out[key]
+    return out
 
 
 def verify_weights(paths: WeightsPaths, cfg: Optional[MaisiConfig] = None) -> dict:
-    """Per file: path, size, sha256, whether it loads strictly against ``cfg`` (and why not), the scale factor."""
+    """Per file: path, size, sha256, whether that digest is the released file's (``known``), whether
+    it loads into ``cfg``'s network (and why not), how it loaded (``load``, a LoadReport as a dict),
+    and the UNet's scale factor."""
     cfg = cfg or MaisiConfig.v1()
     report = {}
-    for key, path, loader in (("autoencoder", paths.autoencoder, load_autoencoder), ("unet", paths.unet, load_unet)):
+    for key, path, loader in (("autoencoder", paths.autoencoder, load_autoencoder_reported),
+                              ("unet", paths.unet, load_unet_reported)):
         path = Path(path)
         entry = {"path": str(path), "size": path.stat().st_size, "sha256": file_sha256(path),
-                 "config": cfg.name, "ok": False, "error": None}
+                 "config": cfg.name, "ok": False, "error": None, "load": None}
+        entry["known"] = known_digest(path.name, entry["size"], entry["sha256"])
         try:
             out = loader(path, cfg)
             entry["ok"] = True
+            entry["load"] = out[-1].to_dict()
             if key == "unet":
                 entry["scale_factor"] = out[1]
             del out

@@ -261,7 +261,7 @@ def test_sha256_is_computed_once_per_file_version(tiny, tmp_path, monkeypatch):
 
 
 def test_identity_names_files_sizes_and_digests(tiny):
-    ident = weights.weights_identity(weights.find_weights(tiny))
+    ident = weights.weights_identity(weights.find_weights(tiny), cfg=TINY_CONFIG)
     assert ident == {"files": {
         "autoencoder_v1.pt": {"size": (tiny / AUTOENCODER_FILE).stat().st_size,
                               "sha256": hashlib.sha256((tiny / AUTOENCODER_FILE).read_bytes()).hexdigest()},
