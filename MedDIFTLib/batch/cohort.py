@@ -101,16 +101,17 @@ def read_cohort(csv_path, memo: Optional[DigestMemo] = None) -> list[Pair]:
     memo = memo or DigestMemo()
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-            header = [h.strip() for h in (rows[0].keys() if rows else [])]
+            reader = csv.DictReader(f)
+            header = [(h or "").strip() for h in (reader.fieldnames or [])]
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{csv_path}: cannot read the cohort ({err})") from err
-    if not rows:
-        raise InputError(f"{csv_path}: no pairs (expected a header `{','.join(REQUIRED)}` and one row per pair)")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)}; the header must hold "
                          f"{','.join(REQUIRED)} (optional: {','.join(OPTIONAL)}), found {','.join(header)}")
+    if not rows:
+        raise InputError(f"{csv_path}: no pairs (a header `{','.join(REQUIRED)}` and one row per pair)")
     problems, pairs, seen = [], [], set()
     for n, raw in enumerate(rows, start=2):  # line 1 is the header
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
