@@ -21,12 +21,12 @@ from ..data.points import PointSet
 
 
 def write_phantom_cohort(folder, patients: int = 1, followups: int = 2, shape=(48, 48, 48),
-                         spacing=(6.5, 6.5, 6.5), landmarks: int = 8, max_pairs: int | None = None,
+                         spacing=(6.5, 6.5, 6.5), landmarks: int = 8, pairs_per_patient: int | None = None,
                          amplitudes=(10.0, 14.0, 18.0, 22.0)) -> Path:
     """Write scans, landmarks, true positions and ``cohort.csv`` (relative paths) into ``folder``.
 
     Pairs per patient: baseline to each follow-up and back, then follow-up to follow-up, in that
-    order, ``max_pairs`` in all when given. Returns the CSV's path.
+    order, the first ``pairs_per_patient`` of them when given. Returns the CSV's path.
     """
     from ..evaluation.phantom import BreathingMotion, make_pair, sample_landmarks
 
@@ -49,9 +49,8 @@ def write_phantom_cohort(folder, patients: int = 1, followups: int = 2, shape=(4
             write_points(PointSet(pts, list(base_pts.labels), name=f"{name} truth"), folder / points[t])
         order = [(0, k) for k in range(1, len(motions))] + [(k, 0) for k in range(1, len(motions))]
         order += [(a, b) for a, b in permutations(range(1, len(motions)), 2)]
-        for a, b in order:
+        for a, b in order[:pairs_per_patient]:
             rows.append((f"p{p}_t{a}_to_t{b}", scans[a], scans[b], points[a], points[b]))
-    rows = rows[:max_pairs] if max_pairs else rows
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["id", "fixed", "moving", "points", "truth"])
