@@ -72,7 +72,14 @@ def _connect(ray, address: Optional[str], num_cpus: Optional[int]) -> bool:
     kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
               configure_logging=True)
     if address:
-        ray.init(address=address, **({} if address.startswith("ray://") else kw))
+        try:
+            ray.init(address=address, **({} if address.startswith("ray://") else kw))
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            raise InputError(
+                f"cannot join the Ray cluster at {address}: {str(err).strip().splitlines()[-1]}. Is it running "
+                "(`ray status` on its head)? A cluster with token authentication (Ray's default) needs "
+                "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN) for an explicit address; "
+                "ray://HOST:PORT needs the Ray Client port (10001) and pip install 'meddift[cluster]'") from err
     else:
         ray.init(num_cpus=num_cpus, **kw)
     return True
