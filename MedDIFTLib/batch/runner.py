@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -141,7 +141,7 @@ def run_batch(cohort_csv, out, engine: Optional[EngineOptions] = None, matching:
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    engine = engine or EngineOptions()
+    engine = replace(engine) if engine else EngineOptions()  # a copy: the caller's options stay as given
     engine.cache_dir = str(Path(engine.cache_dir or out / "features").resolve())
     engine.use_cache = True  # the cache is how pyramids reach the matching tasks
     matching = matching or MatchOptions()
