@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import __version__
-from ..errors import CancelledError, InputError, MedDIFTError, hints, render
+from ..errors import CancelledError, InputError, MedDIFTError, render
 from .protocol import PROTOCOL_VERSION, dumps, encode_match, loads
 
 

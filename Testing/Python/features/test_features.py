@@ -25,7 +25,6 @@ from MedDIFTLib.features.pyramid import (
     FeatureLevel,
     FeaturePyramid,
     level_matrix,
-    trilinear_sample,
 )
 
 

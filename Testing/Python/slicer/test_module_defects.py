@@ -8,7 +8,6 @@ index, no network here) and, for defect 3, the answer to "which modules are miss
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time

@@ -11,7 +11,6 @@ in Testing/SlicerStandIn/README.md. The worker runs twice in this file (2 CPUs).
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import slicer_standin
 

@@ -1,0 +1,157 @@
+"""The cohort CSV: one row per pair, read and checked as a whole before any work starts.
+
+A cohort of a thousand pairs that stops at row 700 because of a typo wastes hours, so every
+structural problem (missing column, duplicate or unsafe id, a file that does not exist, a
+landmark file that does not parse) is collected and reported together, and nothing runs.
+What can only be found by reading a scan (a truncated image) is left to the task that reads it:
+that pair fails, is recorded, and the cohort goes on.
+
+Scans are identified by the sha256 of their bytes, not by their path: a baseline listed under
+two spellings, or copied into two folders, is still encoded once. Hashing a large cohort costs
+a read of every file, so digests are remembered in a small JSON file keyed by path, size and
+modification time (``OUT/.digests.json``); a changed file gets a new digest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..atomic import write_text_atomic
+from ..errors import InputError
+
+REQUIRED = ("id", "fixed", "moving", "points")
+OPTIONAL = ("truth", "prior")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One row of the cohort: absolute paths, and the content digest of every input file."""
+
+    id: str
+    fixed: str
+    moving: str
+    points: str
+    truth: Optional[str] = None
+    prior: Optional[str] = None
+    digests: tuple = ()  # ((role, sha256), ...) for every file given
+
+    def digest(self, role: str) -> Optional[str]:
+        return dict(self.digests).get(role)
+
+
+class DigestMemo:
+    """sha256 of files, remembered by (path, size, mtime_ns) so that a restart does not re-read
+    every scan of the cohort; written atomically, and ignored when unreadable."""
+
+    def __init__(self, path: Optional[Path] = None):
+        self.path = Path(path) if path else None
+        self._known: dict = {}
+        if self.path and self.path.exists():
+            try:
+                self._known = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self._known = {}
+        self._dirty = False
+
+    def __call__(self, path: str) -> str:
+        st = os.stat(path)
+        key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in self._known:
+            self._known[key] = content_digest(path)
+            self._dirty = True
+        return self._known[key]
+
+    def save(self) -> None:
+        if self.path and self._dirty:
+            write_text_atomic(self.path, json.dumps(self._known, indent=0, sort_keys=True))
+            self._dirty = False
+
+
+def content_digest(path) -> str:
+    """sha256 of a file's bytes; of a folder (a DICOM series): of its files' names and bytes, sorted."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def read_cohort(csv_path, memo: Optional[DigestMemo] = None) -> list[Pair]:
+    """The pairs of a cohort CSV (paths relative to its folder), or one InputError listing every
+    problem found. Landmark files are parsed here (cheap) so that a bad one stops the run early."""
+    from ..data.landmark_io import read_points
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: no such cohort file")
+    base = csv_path.resolve().parent
+    memo = memo or DigestMemo()
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [(h or "").strip() for h in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{csv_path}: cannot read the cohort ({err})") from err
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)}; the header must hold "
+                         f"{','.join(REQUIRED)} (optional: {','.join(OPTIONAL)}), found {','.join(header)}")
+    if not rows:
+        raise InputError(f"{csv_path}: no pairs (a header `{','.join(REQUIRED)}` and one row per pair)")
+    problems, pairs, seen = [], [], set()
+    for n, raw in enumerate(rows, start=2):  # line 1 is the header
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        pid = row["id"]
+        where = f"line {n} ({pid or 'no id'})"
+        if not _SAFE_ID.match(pid):
+            problems.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names the output folder)")
+            continue
+        if pid in seen:
+            problems.append(f"{where}: duplicate id")
+            continue
+        seen.add(pid)
+        paths, digests = {}, []
+        for role in REQUIRED[1:] + OPTIONAL:
+            value = row.get(role) or ""
+            if not value:
+                if role in REQUIRED:
+                    problems.append(f"{where}: no {role} given")
+                continue
+            p = Path(value) if Path(value).is_absolute() else base / value
+            if not p.exists():
+                problems.append(f"{where}: {role} {p}: no such file")
+                continue
+            paths[role] = str(p)
+            digests.append((role, memo(str(p))))
+        if len(paths) < len(REQUIRED) - 1 + sum(1 for r in OPTIONAL if row.get(r)):
+            continue
+        for role in ("points", "truth"):
+            if role in paths:
+                try:
+                    read_points(paths[role])
+                except InputError as err:
+                    problems.append(f"{where}: {role}: {err}")
+        pairs.append(Pair(pid, paths["fixed"], paths["moving"], paths["points"], paths.get("truth"),
+                          paths.get("prior"), tuple(digests)))
+    memo.save()
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise InputError(f"{csv_path}: {len(problems)} problem(s), nothing was run:\n  " + "\n  ".join(shown))
+    return pairs
+
+
+__all__ = ["Pair", "DigestMemo", "content_digest", "read_cohort", "REQUIRED", "OPTIONAL"]
