@@ -262,15 +262,16 @@ class MatchSession:
             elif prior is not None:
                 prior_pts = prior(pts)
             mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
-            res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel)
+            res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel,
+                                labels=labels)
 
         n = len(points)
         out = np.full((n, 3), np.nan)
         out[defined] = res.points
         values = {}
-        columns = [("similarity", res.similarity), ("confidence", res.extra.get("confidence", res.confidence)),
-                   ("margin", res.margin),
-                   ("fb_error_mm", res.fb_error_mm)]
+        confidence, fb_flag = _checked_confidence(res, self.features(moving).grid)
+        columns = [("similarity", res.similarity), ("confidence", confidence), ("margin", res.margin),
+                   ("fb_error_mm", res.fb_error_mm), ("fb_flag", fb_flag)]
         if "argmax_gap_mm" in res.extra:
             columns.append(("argmax_gap_mm", res.extra["argmax_gap_mm"]))
         for name, arr in columns:
@@ -345,6 +346,23 @@ class MatchSession:
         out.name = f"{moving.name or 'moving'} similarity"
         return out
 
+
+
+def _checked_confidence(res, moving_grid) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence that says what similarity and margin alone do not: whether the match leads back.
+
+    The margin (peak over the best candidate elsewhere, 0.1 or more is clear-cut) is scaled down
+    as the forward-backward error grows, reaching zero at twice ``limit``; ``limit`` is two voxels
+    of the moving scan, the scale at which matches are placed. ``fb_flag`` is 1 where the error
+    passes ``limit`` (shown in every output), 0 where it does not, NaN where it was not checked.
+    """
+    limit = 2.0 * float(np.max(np.linalg.norm(np.asarray(moving_grid.ijk_to_ras)[:3, :3], axis=0)))
+    base = np.asarray(res.extra.get("confidence", res.confidence), dtype=np.float64)
+    fb = np.asarray(res.fb_error_mm, dtype=np.float64)
+    checked = np.isfinite(fb)
+    factor = np.where(checked, np.clip(1.0 - fb / (2.0 * limit), 0.0, 1.0), 1.0)
+    flag = np.where(checked, (fb > limit).astype(np.float64), np.nan)
+    return base * factor, flag
 
 
 __all__ = ["EngineOptions", "MatchSession", "MatchReport", "SharedCaches", "resolve_backbone", "identity_prior"]

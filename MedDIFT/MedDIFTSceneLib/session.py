@@ -139,8 +139,10 @@ class TrackingSession:
             for j, label in enumerate(ps.labels):
                 conf = ps.values["confidence"][j] if "confidence" in ps.values else np.nan
                 sim = ps.values["similarity"][j] if "similarity" in ps.values else np.nan
-                cells[label] = (ps.points[j], float(conf), float(sim),
-                                node.GetAttribute(STATUS_PREFIX + label) or "proposed")
+                status = node.GetAttribute(STATUS_PREFIX + label) or "proposed"
+                if status == "proposed" and ps.values.get("fb_flag") is not None and ps.values["fb_flag"][j] == 1:
+                    status = "check: does not match back"  # the forward-backward check failed
+                cells[label] = (ps.points[j], float(conf), float(sim), status)
             per_time.append(cells)
         return [{"label": label, "cells": [cells.get(label) for cells in per_time]} for label in base.labels]
 

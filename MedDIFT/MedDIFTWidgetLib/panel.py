@@ -71,8 +71,14 @@ def fillTrackingTable(table, session) -> None:
     rows = session.table_text()
     table.setRowCount(len(rows))
     for r, texts in enumerate(rows):
+        flagged = any(t.startswith("check:") for t in texts)  # a match that does not lead back
         for c, text in enumerate(texts):
-            table.setItem(r, c, qt.QTableWidgetItem(text))
+            item = qt.QTableWidgetItem(text)
+            if flagged:
+                item.setData(qt.Qt.BackgroundRole, qt.QColor(255, 214, 170))
+                item.setToolTip(_("Matched back from the moving scan, this point lands far from where it started: "
+                                  "check it"))
+            table.setItem(r, c, item)
 
 
 def selectedTimePoint(table, session) -> int:

@@ -1,4 +1,5 @@
-"""Progress on the terminal: one line per stage change on stderr, with elapsed seconds."""
+"""Progress on the terminal: a line per stage change on stderr, with elapsed seconds, and within a
+long stage a line every ``every`` seconds with the share done and an estimate of the time left."""
 
 from __future__ import annotations
 
@@ -7,15 +8,28 @@ import time
 
 
 class ProgressPrinter:
-    """A :data:`~MedDIFTLib.runtime.Progress` callback that prints a line per stage change."""
+    """A :data:`~MedDIFTLib.runtime.Progress` callback that prints a line per stage change, and a
+    line with the time left (linear in the share done) every ``every`` seconds of a long stage."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, every: float = 10.0, clock=time.time):
         # Resolved at call time, not import time: sys.stderr may be replaced (pytest, Slicer).
-        self.stream, self.last, self.t0 = stream, None, time.time()
+        self.stream, self.every, self.clock = stream, float(every), clock
+        self.t0 = clock()
+        self.last, self.stage_t0, self.printed = None, self.t0, self.t0
 
     def __call__(self, stage: str, fraction: float):
-        if stage != self.last or fraction >= 1.0:
+        now = self.clock()
+        line = None
+        if stage != self.last:
+            self.last, self.stage_t0, self.printed = stage, now, now
+            line = f"{stage} {100 * fraction:3.0f}%"
+        elif fraction >= 1.0:
+            line = f"{stage} 100%"
+        elif now - self.printed >= self.every and fraction > 0.0:
+            left = (now - self.stage_t0) * (1.0 - fraction) / fraction
+            line = f"{stage} {100 * fraction:3.0f}%, about {left:.0f} s left"
+        if line is not None:
+            self.printed = now
             stream = self.stream or sys.stderr
-            stream.write(f"[{time.time() - self.t0:7.1f}s] {stage} {100 * fraction:3.0f}%\n")
+            stream.write(f"[{now - self.t0:7.1f}s] {line}\n")
             stream.flush()
-            self.last = stage

@@ -135,7 +135,7 @@ class Matcher:
 
     def match(self, points_ras, prior_ras=None, mask: Optional[np.ndarray] = None,
               progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
-              forward_backward: Optional[bool] = None) -> MatchResult:
+              forward_backward: Optional[bool] = None, labels: Optional[list] = None) -> MatchResult:
         """Match fixed-volume RAS points; ``prior_ras`` (N, 3) centres local search.
 
         ``mask`` is a boolean array on the moving pyramid's grid (see
@@ -203,7 +203,8 @@ class Matcher:
             none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
             if none_left.any():
                 bad = int(torch.nonzero(none_left)[0]) + start
-                raise InputError(f"point #{bad} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
+                name = f"point {labels[bad]!r}" if labels is not None else f"point #{bad}"
+                raise InputError(f"{name} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
                                  f"moving volume within the search radius and mask")
             cand, pool_vals, pool_idx = _top_candidates(s, opts.top_k)
             best_v, best_s = self._refine(dots, cand, use_lat, sl, prior, mask_t)
@@ -220,7 +221,9 @@ class Matcher:
             check_cancel(cancel)
             back = self.backward()
             back_prior = pts if (prior is not None and opts.radius_mm is not None) else None
-            back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel)
+            back_progress = (lambda stage, frac: progress("match back (forward-backward check)", frac)) if progress else None
+            back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel,
+                                  progress=back_progress)
             fb = np.linalg.norm(back_res.points - pts, axis=1)
         return MatchResult(out_pts, sim, margin, fb, out_vox)
 

@@ -46,9 +46,10 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 CONTROL_COMMANDS = ("cancel", "ping")
-SCORES = ("similarity", "confidence", "margin", "fb_error_mm", "argmax_gap_mm")
+SCORES = ("similarity", "confidence", "margin", "fb_error_mm", "fb_flag", "argmax_gap_mm")
 """The per-point values of a ``match`` result, as :class:`~MedDIFTLib.session.MatchReport` has them
-(``argmax_gap_mm`` only with the dense prior)."""
+(``fb_flag``: 1 where the match does not lead back, NaN where not checked; ``argmax_gap_mm`` only
+with the dense prior)."""
 
 
 def dumps(obj) -> str:

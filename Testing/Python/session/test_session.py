@@ -123,3 +123,36 @@ def test_coarse_prior_runs_the_coarsest_level_first(pair, landmarks, no_weights)
     matched = session.match(pair.fixed, pair.moving, landmarks, prior="coarse").points
     truth = pair.true_moving_points(landmarks.points)
     assert np.median(tre(matched.points, truth)) < np.median(tre(landmarks.points, truth))
+
+
+def test_confidence_carries_the_forward_backward_check_and_a_flag_marks_matches_that_do_not_lead_back(
+        pair, landmarks, no_weights):
+    from MedDIFTLib.session import _checked_confidence
+
+    session = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
+    out = session.match(pair.fixed, pair.moving, landmarks).points
+    fb, flag, conf = out.values["fb_error_mm"], out.values["fb_flag"], out.values["confidence"]
+    limit = 2.0 * 4.0  # two moving voxels
+    np.testing.assert_array_equal(flag, (fb > limit).astype(float))
+    margin_only = np.clip(out.values["margin"] / 0.1, 0, 1)
+    np.testing.assert_allclose(conf, margin_only * np.clip(1 - fb / (2 * limit), 0, 1), atol=1e-9)
+
+    class Res:  # a match that went far on the way back, one that came back, one not checked
+        margin = np.array([0.2, 0.2, 0.2])
+        fb_error_mm = np.array([20.0, 1.0, np.nan])
+        extra = {}
+        confidence = np.clip(margin / 0.1, 0, 1)
+
+    grid = session.features(pair.moving).grid
+    c, f = _checked_confidence(Res(), grid)
+    assert c[0] == 0.0 and 0.8 < c[1] < 1.0 and c[2] == 1.0
+    assert f[0] == 1.0 and f[1] == 0.0 and np.isnan(f[2])
+
+
+def test_a_point_without_candidates_is_named_by_its_label(pair, landmarks, no_weights):
+    session = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
+    # candidates only in one corner of the moving scan: far outside every landmark's 25 mm window
+    corner = np.zeros(pair.moving.shape, dtype=np.uint8)
+    corner[:3, :3, :3] = 1
+    with pytest.raises(InputError, match=f"point '{landmarks.labels[0]}' at .* has no candidate voxel"):
+        session.match(pair.fixed, pair.moving, landmarks, mask=pair.moving.with_array(corner))

@@ -121,3 +121,26 @@ def test_landmarks_tracked_through_several_follow_ups(slicer_app, tmp_path):
         np.testing.assert_allclose(results["baseline"][1], results["baseline"][0], atol=1e-3)
     finally:
         logic.kill_worker()
+
+
+def test_a_match_that_does_not_lead_back_is_flagged_in_the_table(slicer_app):
+    import qt
+
+    from MedDIFTLib.data.points import PointSet
+    from MedDIFTSceneLib.scene import write_markups
+    from MedDIFTWidgetLib.panel import fillTrackingTable
+
+    session = _session_scene(slicer_app)
+    node = session.matched(1)
+    ps = PointSet(np.array([node.GetNthControlPointPositionWorld(i) for i in range(4)]),
+                  [node.GetNthControlPointLabel(i) for i in range(4)],
+                  {"similarity": np.full(4, 0.8), "confidence": np.full(4, 0.5), "fb_error_mm": np.array([1, 30, 1, 1.0]),
+                   "fb_flag": np.array([0, 1, 0, 0.0])})
+    write_markups(node, ps, locked=True)
+    rows = session.table_text()  # Label, then (match, confidence, status) per follow-up
+    assert rows[1][3] == "check: does not match back" and rows[2][3] == "proposed"
+    assert "fb_flag=1" in node.GetNthControlPointDescription(1)  # the markups description says it too
+    table = qt.QTableWidget()
+    fillTrackingTable(table, session)
+    assert table.item(1, 0).data(qt.Qt.BackgroundRole) is not None
+    assert table.item(2, 0).data(qt.Qt.BackgroundRole) is None

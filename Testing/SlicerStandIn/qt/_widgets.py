@@ -19,7 +19,7 @@ class Qt:
     WaitCursor, ArrowCursor = 16, 0
     NoModifier, ShiftModifier, ControlModifier = 0, 0x02000000, 0x04000000
     Horizontal, Vertical = 1, 2
-    DisplayRole, ToolTipRole, UserRole = 0, 3, 256
+    DisplayRole, ToolTipRole, BackgroundRole, UserRole = 0, 3, 8, 256  # Qt::ItemDataRole
     ItemIsSelectable, ItemIsEditable, ItemIsEnabled = 1, 2, 32
     AlignLeft, AlignRight, AlignCenter = 1, 2, 0x84
     Checked, Unchecked = 2, 0
