@@ -28,7 +28,8 @@ def write_phantom_cohort(folder, patients: int = 1, followups: int = 2, shape=(4
     Pairs per patient: baseline to each follow-up and back, then follow-up to follow-up, in that
     order, the first ``pairs_per_patient`` of them when given. Returns the CSV's path.
     """
-    from ..evaluation.phantom import BreathingMotion, make_pair, sample_landmarks
+    from ..evaluation.motion import BreathingMotion
+    from ..evaluation.phantom import make_pair, sample_landmarks
 
     folder = Path(folder)
     (folder / "scans").mkdir(parents=True, exist_ok=True)

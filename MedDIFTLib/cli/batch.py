@@ -11,6 +11,7 @@ from .options import (
     add_feature_arguments,
     add_search_arguments,
     engine_options,
+    refuse_hu_offset,
     match_options,
 )
 
@@ -50,6 +51,10 @@ def run(args) -> int:
                          "run the pairs that need one with meddift match")
     if args.retries < 0:
         raise InputError("--retries must be 0 or more")
+    refuse_hu_offset(args)
+    if args.fixed_hu_offset or args.moving_hu_offset:
+        raise InputError("--fixed-hu-offset/--moving-hu-offset belong to one pair's scans; a cohort mixes scans, so "
+                         "meddift batch does not take them: store the scans in HU (rescaled) first")
     engine = engine_options(args)
     engine.cache_dir = args.cache_dir
     result = run_batch(args.cohort, args.out, engine, match_options(args), mode=args.mode, address=args.address,
