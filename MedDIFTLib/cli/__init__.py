@@ -20,13 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meddift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo, evaluate, match, weights
+    from . import demo, evaluate, match, serve, weights
 
     match.add_parser(sub)
     demo.add_parser(sub)
     evaluate.add_parser(sub)
     evaluate.add_ablation_parser(sub)
     weights.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 
