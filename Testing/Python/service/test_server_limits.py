@@ -46,7 +46,7 @@ def _still_serving(server, token):
 
 def test_upload_size_and_voxel_limits_name_their_option(limited):
     server, token, folder = limited
-    noise = np.random.default_rng(0).integers(-1000, 1000, (80, 80, 80)).astype(np.int16)  # ~1 MB, incompressible
+    noise = np.random.default_rng(0).normal(0, 100, (60, 60, 60))  # 1.7 MB of float64, incompressible
     write_volume(Volume(noise, np.diag([2.0, 2.0, 2.0, 1.0])), folder / "big.nrrd")
     write_volume(Volume(np.zeros((70, 70, 70), np.int16), np.eye(4)), folder / "many.nrrd")  # 343,000 voxels, tiny file
     c = server.client(token)
@@ -125,8 +125,10 @@ def test_bad_requests_get_clear_4xx_errors_and_the_server_keeps_serving(limited)
         _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", content=b""), 400, "empty")
         _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", params={"format": "exe"}, content=b"1"), 400,
                       "unknown format")
-        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/..%2Fescape", content=b"1"), 400, "volume name")
-        _assert_clean(http.get(f"/v1/sessions/{sid}/files/..%2F..%2Fetc%2Fpasswd"), 404, "no file")
+        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/..%2Fescape", content=b"1"), 404, "unknown route")
+        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/.hidden", content=b"1"), 400, "volume name")
+        _assert_clean(http.get(f"/v1/sessions/{sid}/files/..%2F..%2Fetc%2Fpasswd"), 404, "unknown route")
+        _assert_clean(http.get(f"/v1/sessions/{sid}/files/..passwd"), 404, "no file")
         _assert_clean(http.post("/v1/sessions", json={"engine": {"cache_dir": "/"}}), 400, "the server's to choose")
         _assert_clean(http.get("/v1/nothing-here"), 404, "unknown route")
         # an engine failure is the job's failure, with the engine's words
