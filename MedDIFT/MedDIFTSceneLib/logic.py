@@ -233,6 +233,8 @@ class MedDIFTLogicCore:
         self._configured: Optional[dict] = None
         self.configure_result: Optional[dict] = None
         self.job: Optional[MatchJob] = None  # the last job started; one at a time (they share the worker)
+        # a new client: local worker by default; remote.use_settings puts a server session here
+        self.client_factory: Optional[Callable[[], object]] = None
 
     # --- worker ----------------------------------------------------------------
 
@@ -242,7 +244,7 @@ class MedDIFTLogicCore:
         so that neither blocks the GUI."""
         steps = []
         if self.client is None or not self.client.alive:
-            self.client = WorkerClient(python=self.python, env=self.env)
+            self.client = self.client_factory() if self.client_factory else WorkerClient(python=self.python, env=self.env)
             self._configured = None
             steps.append(("start worker", "launch", {}))
         wanted = {"engine": engine, "matching": matching}

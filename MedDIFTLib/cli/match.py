@@ -31,6 +31,10 @@ def run(args) -> int:
     if bool(args.heatmap_for) != bool(args.heatmap):
         raise InputError("--heatmap-for LABEL and --heatmap OUT_VOLUME go together")
     refuse_overwrite([args.out, args.heatmap], args.force)
+    if args.server:
+        from .match_remote import run_remote
+
+        return run_remote(args)
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     points = read_points(args.points, format=args.points_format,
@@ -69,4 +73,8 @@ def add_parser(sub) -> None:
     add_feature_arguments(p)
     add_cache_arguments(p)
     add_search_arguments(p)
+    g = p.add_argument_group("server (compute on a `meddift serve` machine; docs/server.md)")
+    g.add_argument("--server", metavar="URL", help="e.g. https://gpu-box:8765; the same outputs as a local run")
+    g.add_argument("--token-file", help="file holding the server's token (or set MEDDIFT_TOKEN)")
+    g.add_argument("--ca-file", help="CA certificate (PEM) that signed a self-signed server's certificate")
     p.set_defaults(func=run)

@@ -233,7 +233,14 @@ class RemoteClient:
     def _download(self, sid: str, fname: str, out) -> None:
         from ..atomic import atomic_path
 
-        with atomic_path(out, suffix=Path(out).suffix or ".tmp") as tmp:
+        if not str(out).lower().endswith(".nrrd"):  # the worker writes what the extension says: so do we
+            from ..data.image_io import read_volume, write_volume
+
+            with tempfile.TemporaryDirectory(prefix="meddift-download-") as tmp:
+                self._download(sid, fname, Path(tmp) / "heatmap.nrrd")
+                write_volume(read_volume(Path(tmp) / "heatmap.nrrd"), out)
+            return
+        with atomic_path(out, suffix=".nrrd") as tmp:
             with open(tmp, "wb") as f:
                 self._call("GET", f"/v1/sessions/{sid}/files/{fname}", sink=f)
 
