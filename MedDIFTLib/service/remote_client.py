@@ -72,6 +72,7 @@ class RemoteClient:
         self._alive = True
         self._ids = iter(range(1, 1 << 62))
         self._launch: Optional[RemotePending] = None
+        self.last_status: Optional[dict] = None
 
     # --- lifecycle, as WorkerClient ----------------------------------------------
 
@@ -194,6 +195,7 @@ class RemoteClient:
                         f"queued on the server ({status['position']} job(s) ahead)"
                     emit({"event": "progress", "stage": stage, "fraction": status["fraction"]})
             status = self._call("GET", f"/v1/sessions/{self._sid()}/jobs/{jid}", params={"wait": self.poll_wait})
+        self.last_status = status  # the server's word on the last job (its device time in "seconds")
         if status["state"] == "cancelled":
             raise CancelledError(status.get("error") or "cancelled")
         if status["state"] == "failed":

@@ -110,11 +110,15 @@ class Job:
     error: Optional[str] = None
     kind: Optional[str] = None
     cancel_requested: bool = False
+    started: Optional[float] = None
+    finished: Optional[float] = None
 
     def status(self, position: Optional[int]) -> dict:
         out = {"job": self.id, "op": self.op, "state": self.state, "stage": self.stage, "fraction": self.fraction}
         if position is not None:
             out["position"] = position  # jobs ahead of it in the queue (0: next)
+        if self.started is not None:  # time on the device, so a client can tell its network time apart
+            out["seconds"] = round((self.finished or time.monotonic()) - self.started, 4)
         if self.state == "done":
             out["result"] = self.result
         elif self.state in ("failed", "cancelled"):
@@ -306,7 +310,7 @@ class ServerState:
                 if self._stop.is_set():
                     return
                 job = self.queue.popleft()
-                job.state, job.stage = "running", "starting"
+                job.state, job.stage, job.started = "running", "starting", time.monotonic()
                 self.changed.notify_all()
             try:
                 self._execute(job)
@@ -363,6 +367,7 @@ class ServerState:
 
     def _finish(self, job: Job, reply: dict) -> None:
         with self.changed:
+            job.finished = time.monotonic()
             if reply.get("ok"):
                 job.state, job.stage, job.fraction, job.result = "done", "done", 1.0, reply.get("result")
             else:
