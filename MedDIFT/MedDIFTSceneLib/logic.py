@@ -370,6 +370,8 @@ class MedDIFTLogicCore:
         self.configure_result: Optional[dict] = None
         self.job: Optional[MatchJob] = None  # the last job started; one at a time (they share the worker)
         self.features_job: Optional[MatchJob] = None  # the job whose features the running worker holds
+        # a new client: local worker by default; remote.use_settings puts a server session here
+        self.client_factory: Optional[Callable[[], object]] = None
 
     # --- worker ----------------------------------------------------------------
 
@@ -382,7 +384,7 @@ class MedDIFTLogicCore:
         if self.client is not None and self.client.alive and env != self._client_env:
             self.kill_worker()  # started with other settings (force CPU changed): its features are stale anyway
         if self.client is None or not self.client.alive:
-            self.client = WorkerClient(python=self.python, env=env)
+            self.client = self.client_factory() if self.client_factory else WorkerClient(python=self.python, env=env)
             self._client_env, self._configured, self.features_job = env, None, None
             steps.append(("start worker", "launch", {}))
         wanted = {"engine": engine, "matching": matching}

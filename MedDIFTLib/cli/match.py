@@ -47,6 +47,10 @@ def run(args) -> int:
     if args.prior and args.prior not in ("identity", "coarse", "dense"):
         inputs["the --prior file"] = args.prior
     check_outputs({"--out": args.out, "--heatmap": args.heatmap}, inputs, args.force)
+    if args.server:
+        from .match_remote import run_remote
+
+        return run_remote(args)
     session = MatchSession(engine_options(args), match_options(args),  # every option checked here
                            registration=registration_options(args))
     fixed = read_volume(args.fixed, hu_offset=args.fixed_hu_offset)
@@ -117,4 +121,8 @@ def add_parser(sub) -> None:
     add_cache_arguments(p)
     add_search_arguments(p)
     add_registration_arguments(p)
+    g = p.add_argument_group("server (compute on a `meddift serve` machine; docs/server.md)")
+    g.add_argument("--server", metavar="URL", help="e.g. https://gpu-box:8765; the same outputs as a local run")
+    g.add_argument("--token-file", help="file holding the server's token (or set MEDDIFT_TOKEN)")
+    g.add_argument("--ca-file", help="CA certificate (PEM) that signed a self-signed server's certificate")
     p.set_defaults(func=run)

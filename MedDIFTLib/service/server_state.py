@@ -1,0 +1,411 @@
+"""What the HTTP server (:mod:`MedDIFTLib.service.server`) keeps between requests, without HTTP.
+
+Sessions, uploaded volumes, the job queue and the limits live here so that the rules they
+enforce (who may touch what, how much, how long) sit in one place apart from the routing:
+
+- **Tokens** are kept as SHA-256 digests and compared in constant time (:class:`Tokens`); a
+  caller is identified by the *index* of its token, never by the token itself, so nothing that
+  is logged or returned can contain one.
+- **Sessions** belong to the token that opened them. Asking for another caller's session gives
+  the same answer as asking for one that does not exist (no listing across callers).
+- **Volumes** are held once per upload digest (SHA-256 of the bytes received, computed here,
+  never taken from the client), so a second upload of the same file, by anyone, is skipped;
+  features are cached on disk by the volume's content digest (the engine's own cache).
+- **Jobs** run one at a time on the server's device, in one thread, in submission order: a GPU
+  runs one model well and two badly. Each job runs through the background worker's own command
+  code (:class:`~MedDIFTLib.service.worker.Worker`), so local and remote results are the same code.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import CancelledError, InputError
+from .worker import Worker
+
+log = logging.getLogger("meddift.server")
+
+FINAL = ("done", "failed", "cancelled")
+SERVER_OWNED_ENGINE_KEYS = ("weights_dir", "cache_dir", "use_cache", "device")
+"""Engine options the server decides (folders and device are the server's, never a client's path)."""
+
+
+class ApiError(Exception):
+    """A refusal meant for the client: HTTP status, plain words, and an error kind."""
+
+    def __init__(self, status: int, message: str, kind: str = "InputError"):
+        super().__init__(message)
+        self.status, self.kind = status, kind
+
+
+@dataclass
+class Limits:
+    """Every limit names its command-line option in its error, so an admin knows what to raise."""
+
+    max_upload_mb: float = 1024.0
+    max_voxels: int = 600_000_000
+    max_sessions: int = 16
+    max_queued_jobs: int = 32
+    idle_timeout_s: float = 1800.0
+
+
+class Tokens:
+    """The accepted tokens (one per line in the token file), as digests."""
+
+    MIN_LENGTH = 16
+
+    def __init__(self, tokens: list[str]):
+        if not tokens:
+            raise InputError("the token file holds no token (one per line; lines starting with # are comments)")
+        short = [i + 1 for i, t in enumerate(tokens) if len(t) < self.MIN_LENGTH]
+        if short:
+            raise InputError(f"token(s) number {short} are shorter than {self.MIN_LENGTH} characters: too easy to "
+                             "guess; make one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
+        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+
+    @classmethod
+    def from_file(cls, path) -> "Tokens":
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise InputError(f"cannot read the token file {path}: {err.strerror or err}") from err
+        return cls([ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")])
+
+    def identify(self, presented: Optional[str]) -> Optional[str]:
+        """The caller's identity (``token-N``) or None. Digests have one length whatever was sent,
+        and every token is compared (no early exit), so the time taken says nothing about a match."""
+        digest = hashlib.sha256((presented or "").encode()).digest()
+        found = None
+        for i, ref in enumerate(self._digests):
+            if hmac.compare_digest(digest, ref):
+                found = f"token-{i + 1}"
+        return found
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+
+@dataclass
+class Job:
+    id: str
+    session: "ClientSession"
+    op: str
+    msg: dict
+    state: str = "queued"
+    stage: str = "queued"
+    fraction: float = 0.0
+    result: Optional[dict] = None
+    error: Optional[str] = None
+    kind: Optional[str] = None
+    cancel_requested: bool = False
+    started: Optional[float] = None
+    finished: Optional[float] = None
+
+    def status(self, position: Optional[int]) -> dict:
+        out = {"job": self.id, "op": self.op, "state": self.state, "stage": self.stage, "fraction": self.fraction}
+        if position is not None:
+            out["position"] = position  # jobs ahead of it in the queue (0: next)
+        if self.started is not None:  # time on the device, so a client can tell its network time apart
+            out["seconds"] = round((self.finished or time.monotonic()) - self.started, 4)
+        if self.state == "done":
+            out["result"] = self.result
+        elif self.state in ("failed", "cancelled"):
+            out.update(error=self.error, kind=self.kind)
+        return out
+
+
+@dataclass
+class ClientSession:
+    id: str
+    owner: str
+    folder: Path
+    worker: Worker
+    engine: dict
+    matching: dict
+    volumes: dict = field(default_factory=dict)  # name -> upload digest
+    jobs: dict = field(default_factory=dict)  # job id -> Job
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ServerState:
+    """Sessions, volumes and the job queue of one server process (see the module docstring)."""
+
+    def __init__(self, limits: Limits, work_dir: Path, engine_defaults: dict, tokens: Optional[Tokens] = None):
+        self.limits, self.tokens = limits, tokens
+        self.work_dir = Path(work_dir)
+        self.engine_defaults = dict(engine_defaults)  # weights_dir, cache_dir, device chosen by the admin
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified on every job or session change
+        self.sessions: dict[str, ClientSession] = {}
+        self.expired: collections.OrderedDict = collections.OrderedDict()  # id -> owner, to say "expired"
+        self.store: dict[str, object] = {}  # upload digest -> Volume
+        self.queue: collections.deque = collections.deque()
+        self.engines: dict[str, object] = {}  # engine options (JSON) -> MatchSession, shared by sessions
+        self._ids = itertools.count(1)
+        self._stop = threading.Event()
+        threading.Thread(target=self._run_jobs, name="meddift-server-jobs", daemon=True).start()
+        threading.Thread(target=self._reap, name="meddift-server-reaper", daemon=True).start()
+
+    # --- sessions --------------------------------------------------------------
+
+    def open_session(self, owner: str, engine: dict, matching: dict) -> tuple[ClientSession, Job]:
+        """A new session for ``owner``; its first job configures the engine (loading a model can take
+        a while, so it waits in the queue like any job and the request returns at once)."""
+        if not isinstance(engine, dict) or not isinstance(matching, dict):
+            raise ApiError(400, "'engine' and 'matching' must be JSON objects")
+        own = sorted(k for k in engine if k in SERVER_OWNED_ENGINE_KEYS)
+        if own:
+            raise ApiError(400, f"engine options {own} are the server's to choose (its folders and device); "
+                                "remove them from the request")
+        with self.lock:
+            if len(self.sessions) >= self.limits.max_sessions:
+                raise ApiError(429, f"the server already has {len(self.sessions)} open sessions, its limit "
+                                    f"(--max-sessions {self.limits.max_sessions}); close one or try later",
+                               "LimitExceeded")
+            sid = secrets.token_urlsafe(18)
+            folder = self.work_dir / "sessions" / sid
+            folder.mkdir(parents=True)
+            sess = ClientSession(sid, owner, folder, Worker(lambda m: None), dict(engine), dict(matching))
+            self.sessions[sid] = sess
+        return sess, self.submit(sess, "configure", {})
+
+    def session(self, sid: str, owner: str) -> ClientSession:
+        """The caller's own session; anyone else's looks exactly like one that does not exist."""
+        with self.lock:
+            sess = self.sessions.get(sid)
+            if sess is None or not hmac.compare_digest(sess.owner, owner):
+                if self.expired.get(sid) == owner:
+                    raise ApiError(410, f"session {sid} was closed after {self.limits.idle_timeout_s:g} s without "
+                                        "requests (--idle-timeout); open a new one", "SessionExpired")
+                raise ApiError(404, f"no session {sid} for this token; open one with POST /v1/sessions", "NotFound")
+            sess.last_used = time.monotonic()
+            return sess
+
+    def close_session(self, sess: ClientSession, expired: bool = False) -> None:
+        """Cancel its jobs, forget its volumes, delete its folder."""
+        with self.changed:
+            if self.sessions.pop(sess.id, None) is None:
+                return
+            if expired:
+                self.expired[sess.id] = sess.owner
+                while len(self.expired) > 1000:
+                    self.expired.popitem(last=False)
+            for job in sess.jobs.values():
+                self._cancel(job)
+            used = {d for s in self.sessions.values() for d in s.volumes.values()}
+            for digest in set(sess.volumes.values()) - used:
+                self.store.pop(digest, None)
+            if not self.sessions:  # nobody left: features stay in the disk cache, not in memory
+                for engine in self.engines.values():
+                    engine.forget()
+            self.changed.notify_all()
+        shutil.rmtree(sess.folder, ignore_errors=True)
+
+    def _reap(self) -> None:
+        while not self._stop.wait(min(5.0, max(0.2, self.limits.idle_timeout_s / 4))):
+            now = time.monotonic()
+            with self.lock:
+                idle = [s for s in self.sessions.values() if now - s.last_used > self.limits.idle_timeout_s
+                        and not any(j.state in ("queued", "running") for j in s.jobs.values())]
+            for sess in idle:
+                log.info("session %s closed after %.0f s idle", sess.id, now - sess.last_used)
+                self.close_session(sess, expired=True)
+
+    # --- volumes -----------------------------------------------------------------
+
+    def attach(self, sess: ClientSession, name: str, digest: str, label: Optional[str]) -> Optional[dict]:
+        """Give the session the volume uploaded with this digest, if the server holds it (no upload)."""
+        with self.lock:
+            vol = self.store.get(digest)
+            if vol is None:
+                return None
+            return self._bind(sess, name, digest, vol, label)
+
+    def add_upload(self, sess: ClientSession, name: str, path: Path, digest: str, label: Optional[str]) -> dict:
+        """Read an uploaded file (its size checked before its voxels are read) and give it to the session."""
+        from ..data.image_io import read_volume
+        from ..errors import ImageReadError
+
+        shown = label or name
+        voxels = _voxel_count(path, shown)
+        if voxels > self.limits.max_voxels:
+            raise ApiError(413, f"volume {shown!r} has {voxels:,} voxels, more than the server's limit "
+                                f"(--max-voxels {self.limits.max_voxels:,}); crop or resample it", "LimitExceeded")
+        try:
+            vol = read_volume(path, name=shown)
+        except ImageReadError as err:
+            raise ApiError(400, f"volume {shown!r}: {str(err).split(': ', 1)[-1]}", "ImageReadError") from err
+        vol.metadata["path"] = f"upload {name}"  # the server's file name is nobody's business
+        with self.lock:
+            vol = self.store.setdefault(digest, vol)
+            return self._bind(sess, name, digest, vol, label)
+
+    def _bind(self, sess, name, digest, vol, label) -> dict:
+        if label:
+            vol = _relabelled(vol, label)
+        sess.volumes[name] = digest
+        sess.worker.volumes[name] = vol
+        return {"name": name, "shape": list(vol.shape), "spacing": vol.spacing.tolist(), "sha256": digest}
+
+    # --- jobs --------------------------------------------------------------------
+
+    def submit(self, sess: ClientSession, op: str, msg: dict) -> Job:
+        with self.changed:
+            if op != "configure" and len(self.queue) >= self.limits.max_queued_jobs:
+                raise ApiError(429, f"{len(self.queue)} jobs are already waiting, the server's limit "
+                                    f"(--max-queued-jobs {self.limits.max_queued_jobs}); try again shortly",
+                               "LimitExceeded")
+            job = Job(f"j{next(self._ids)}", sess, op, msg)
+            sess.jobs[job.id] = job
+            self.queue.append(job)
+            self.changed.notify_all()
+            return job
+
+    def position(self, job: Job) -> Optional[int]:
+        with self.lock:
+            return self.queue.index(job) if job.state == "queued" and job in self.queue else None
+
+    def wait(self, job: Job, seconds: float) -> dict:
+        """The job's status once it has finished or ``seconds`` have passed (a long poll)."""
+        deadline = time.monotonic() + max(0.0, min(float(seconds), 60.0))
+        with self.changed:
+            while job.state not in FINAL and time.monotonic() < deadline:
+                self.changed.wait(deadline - time.monotonic())
+        job.session.last_used = time.monotonic()
+        return job.status(self.position(job))
+
+    def cancel(self, job: Job) -> bool:
+        with self.changed:
+            return self._cancel(job)
+
+    def _cancel(self, job: Job) -> bool:
+        if job.state == "queued":
+            self.queue.remove(job)
+            job.state, job.stage, job.error, job.kind = "cancelled", "cancelled", "cancelled", "CancelledError"
+            self.changed.notify_all()
+            return True
+        if job.state == "running":
+            job.cancel_requested = True
+            job.session.worker.cancel_event.set()
+            return True
+        return False
+
+    def _run_jobs(self) -> None:
+        while not self._stop.is_set():
+            with self.changed:
+                while not self.queue and not self._stop.is_set():
+                    self.changed.wait(1.0)
+                if self._stop.is_set():
+                    return
+                job = self.queue.popleft()
+                job.state, job.stage, job.started = "running", "starting", time.monotonic()
+                self.changed.notify_all()
+            try:
+                self._execute(job)
+            except Exception:  # a bug in this module: keep the queue running
+                log.exception("job %s (%s) failed", job.id, job.op)
+                self._finish(job, {"ok": False, "error": "internal server error; the details are in the server log",
+                                   "kind": "InternalError"})
+
+    def _execute(self, job: Job) -> None:
+        if job.op == "configure":
+            try:
+                reply = {"ok": True, "result": self._configure(job.session)}
+            except (InputError, TypeError) as err:
+                reply = {"ok": False, "error": str(err), "kind": "InputError"}
+            return self._finish(job, reply)
+        worker = job.session.worker
+        replies = []
+
+        def emit(msg: dict):
+            if msg.get("event") == "progress":
+                if job.cancel_requested:  # a cancel that came before the worker cleared its flag
+                    worker.cancel_event.set()
+                with self.changed:
+                    job.stage, job.fraction = msg["stage"], msg["fraction"]
+                    self.changed.notify_all()
+            else:
+                replies.append(msg)
+
+        worker.emit = emit
+        worker.handle({"id": job.id, "cmd": job.op, **job.msg})
+        reply = replies[-1] if replies else {"ok": False, "error": "no reply", "kind": "InternalError"}
+        if reply.get("ok") and isinstance(reply.get("result"), dict) and "path" in reply["result"]:
+            # a file the job wrote: named for download, its place on the server's disk kept to itself
+            reply["result"]["file"] = Path(reply["result"].pop("path")).name
+        self._finish(job, reply)
+
+    def _configure(self, sess: ClientSession) -> dict:
+        """The session's engine view: one MatchSession per engine configuration, shared by every session
+        that asks for it (one model in GPU memory; features kept by volume digest)."""
+        from ..matching.search import MatchOptions
+        from ..session import EngineOptions, MatchSession
+
+        options = {**sess.engine, **self.engine_defaults}
+        key = json.dumps(options, sort_keys=True, default=str)
+        if key not in self.engines:
+            self.engines[key] = MatchSession(EngineOptions.from_dict(options))
+        engine = self.engines[key]
+        sess.worker.session = engine.with_matching(MatchOptions(**sess.matching))
+        import torch
+
+        dev = getattr(engine.backbone, "device", None)
+        return {"session": sess.id, "backbone": engine.backbone.name, "note": engine.backbone_note,
+                "device": str(dev) if dev is not None else "cpu", "cuda_available": torch.cuda.is_available()}
+
+    def _finish(self, job: Job, reply: dict) -> None:
+        with self.changed:
+            job.finished = time.monotonic()
+            if reply.get("ok"):
+                job.state, job.stage, job.fraction, job.result = "done", "done", 1.0, reply.get("result")
+            else:
+                cancelled = reply.get("kind") == "CancelledError"
+                job.state = "cancelled" if cancelled else "failed"
+                job.stage, job.error, job.kind = job.state, reply.get("error"), reply.get("kind")
+            self.changed.notify_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.changed:
+            self.changed.notify_all()
+
+
+def _voxel_count(path: Path, shown: str) -> int:
+    """Voxels from the header alone, so a huge (or decompression-bomb) upload is refused unread."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise ApiError(400, f"volume {shown!r} is not a readable image (send the bytes of a NRRD, NIfTI or MHA "
+                            "file)", "ImageReadError") from err
+    n = 1
+    for s in reader.GetSize():
+        n *= int(s)
+    return n
+
+
+def _relabelled(vol, label: str):
+    """The same voxels under the caller's name (used in messages); the digest memo is kept."""
+    import copy
+
+    out = copy.copy(vol)
+    out.name = label
+    return out
+
+
+__all__ = ["ApiError", "Limits", "Tokens", "ServerState", "Job", "ClientSession", "CancelledError"]
