@@ -89,7 +89,7 @@ def test_ablate_command_writes_a_report(tmp_path, monkeypatch, capsys):
     from MedDIFTLib.cli import main
 
     monkeypatch.setenv("MEDDIFT_WEIGHTS_DIR", str(tmp_path / "no-weights"))
-    rc = main(["ablate", "--groups", "radius,refinement", "--amplitudes", "20", "--landmarks", "5",
+    rc = main(["ablate", "--groups", "radius,refinement", "--amplitudes", "20", "--landmarks", "5", "--no-hard-cases",
                "--out", str(tmp_path / "out")])
     assert rc == 0
     text = (tmp_path / "out" / "report.md").read_text()

@@ -91,7 +91,8 @@ def test_all_lists_skipped_methods_and_naming_one_that_cannot_run_is_an_error(mo
     logged = []
     methods = em.resolve_methods("all", log=logged.append)
     names = [m.name for m in methods]
-    assert names[:3] == ["identity", names[1], "SimpleITK B-spline"]
+    assert names[:5] == ["identity", names[1], "MedDIFT dense (MIND-SSC, weight-free)",
+                         "MedDIFT dense + argmax 6 mm (MIND-SSC, weight-free)", "SimpleITK B-spline"]
     assert any(msg.startswith("uniGradICON: skipped") for msg in logged)
     assert len(names) + len(logged) == len(em.METHODS)
     with pytest.raises(InputError, match="uniGradICON: cannot run"):
