@@ -143,8 +143,9 @@ def test_prealignment_recovers_a_known_rigid_motion():
 def test_large_motion_is_followed_without_user_input():
     motion = RepositionedMotion(BreathingMotion(amplitude_mm=10.0), angle_deg=8.0, shift_mm=(15.0, -12.0, 15.0))
     pair = make_pair(shape=(64, 64, 64), spacing=(4.5, 4.5, 4.5), seed=2, motion=motion)
-    bb = create_backbone("mind-ssc")
-    field = register_volumes(pair.fixed, pair.moving, bb.extract)
+    from MedDIFTLib.session import EngineOptions, MatchSession
+
+    field = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False)).register(pair.fixed, pair.moving)
     lm = sample_landmarks(pair, n=10, seed=2)
     err = np.linalg.norm(field.map_points(lm.points) - pair.true_moving_points(lm.points), axis=1)
     assert err.max() < 5.0 and err.mean() < 2.5, err
