@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,6 +29,7 @@ from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError, render
 from MedDIFTLib.service.client import WorkerClient
 from MedDIFTLib.service.protocol import decode_match
 
+from .jobsteps import Background, MatchRequest, read_field  # noqa: F401  (MatchRequest: the logic's API)
 from .scene import (
     add_volume_node,
     output_markups_node,
@@ -48,47 +47,6 @@ STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.
                 "register": 10.0, "match": 3.0, "heatmap": 1.0}
 STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
                   "restarted): press Apply again")
-
-
-class Background:
-    """A function run in a daemon thread; ``done()`` never waits, ``result()`` re-raises its error.
-    For file I/O of a job step: numpy and SimpleITK release the GIL while they write."""
-
-    def __init__(self, fn: Callable[[], object]):
-        self._result, self._error = None, None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="meddift-job-io")
-        self._thread.start()
-
-    def _run(self, fn):
-        try:
-            self._result = fn()
-        except BaseException as err:  # handed to the GUI thread by result()
-            self._error = err
-
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def result(self):
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-
-@dataclass
-class MatchRequest:
-    """What to match: node IDs and options (everything the GUI's parameter node holds)."""
-
-    fixed_volume_id: str
-    moving_volume_id: str
-    fixed_points_id: str
-    output_points_id: Optional[str] = None
-    heatmap_label: Optional[str] = None  # None: the first defined point
-    engine: dict = field(default_factory=dict)
-    matching: dict = field(default_factory=dict)
-    record_session: bool = True  # keep the pair as a two-scan tracking session in the scene (multi-scan: no)
-    prior: Optional[str] = None  # "dense": points from the dense registration's map
-    transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
-    warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
 
 
 class MatchJob:
@@ -340,17 +298,6 @@ class MatchJob:
         self.stage = "cancelled" if cancelled else "failed"
         self.log.append(self.stage + (f": {err}" if err else ""))
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def read_field(path) -> tuple:
-    """An ITK displacement field file as (RAS displacement (I, J, K, 3), IJK-to-RAS of its grid)."""
-    import SimpleITK as sitk
-
-    from MedDIFTLib.data.geometry import ijk_to_ras_from_itk
-
-    img = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
-    lps = sitk.GetArrayFromImage(img).transpose(2, 1, 0, 3)
-    return lps * np.array([-1.0, -1.0, 1.0]), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
 
 
 class MedDIFTLogicCore:
