@@ -56,7 +56,13 @@ def _run(client, files, heatmap_out):
 
 
 def _cache_files(server):
-    return {p.name: p.stat().st_mtime_ns for p in server.cache_dir.glob("*.pt")}
+    """Each cached pyramid's inode and size: a recomputed one is a new file (atomic rename), while a
+    cache hit only touches it (its modification time is its last use, for the size limit)."""
+    return _files(server.cache_dir)
+
+
+def _files(folder):
+    return {p.name: (p.stat().st_ino, p.stat().st_size) for p in folder.glob("*.pt")}
 
 
 def test_remote_results_equal_the_local_worker(server, files, tmp_path):
@@ -106,7 +112,7 @@ def test_server_killed_mid_job_is_a_clear_error_and_a_restart_keeps_the_feature_
         c.request("load_volume", name="m", path=str(f / "moving.nrrd"))
         c.request("extract", name="f")
         c.request("extract", name="m")
-        cached = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.pt")}
+        cached = _files(cache)
         assert len(cached) == 2
         events = []
         pending = c.submit("match", on_event=events.append, fixed="f", moving="m",
@@ -128,7 +134,7 @@ def test_server_killed_mid_job_is_a_clear_error_and_a_restart_keeps_the_feature_
         events = []
         c.request("extract", name="f", on_event=events.append)
         c.request("extract", name="m")
-        assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.pt")} == cached  # read, not recomputed
+        assert _files(cache) == cached  # read, not recomputed
         out = c.request("match", fixed="f", moving="m", points=files["lm"].points.tolist())
         assert np.isfinite(np.array(out["points"], float)).all()
         c.stop()

@@ -39,7 +39,7 @@ def test_session_matches_phantom_landmarks_better_than_identity(pair, landmarks,
     before, after = tre(landmarks.points, truth), tre(matched.points, truth)
     assert matched.labels == landmarks.labels
     assert np.median(after) < 0.75 * np.median(before)  # 4 mm voxels: identity 2.8 mm, matched 1.7 mm
-    assert set(matched.values) == {"similarity", "confidence", "margin", "fb_error_mm"}
+    assert set(matched.values) == {"similarity", "confidence", "margin", "fb_error_mm", "fb_flag"}
     assert np.all(np.linalg.norm(matched.points - landmarks.points, axis=1) <= 25.0 + 4.0)
 
 

@@ -22,7 +22,7 @@ RAW_PREFIX = re.compile(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[^/]+/
 
 
 def _cmake_set(name: str) -> list[str]:
-    text = (REPO / "CMakeLists.txt").read_text()
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     m = re.search(rf'set\({name}\s+"([^"]*)"\)', text)
     return m.group(1).split() if m else []
 
@@ -39,7 +39,7 @@ def test_every_screenshot_and_icon_url_names_a_file_in_the_repository():
 
 
 def _readme_commands(pattern: str) -> list[str]:
-    return re.findall(pattern, (REPO / "README.md").read_text())
+    return re.findall(pattern, (REPO / "README.md").read_text(encoding="utf-8"))
 
 
 def test_readme_build_is_out_of_source():
