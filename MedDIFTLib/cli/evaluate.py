@@ -45,7 +45,9 @@ def run(args) -> int:
         print(msg, file=sys.stderr)
 
     methods = resolve_methods(args.methods, log=log)
-    notes = [f"MedDIFT pipeline backbone: {m.session.backbone_note}" for m in methods if isinstance(m, MedDIFTMethod)]
+    # one line per distinct note: the MedDIFT methods (points, dense, dense + argmax) share a backbone
+    notes = list(dict.fromkeys(f"MedDIFT pipeline backbone: {m.session.backbone_note}"
+                               for m in methods if isinstance(m, MedDIFTMethod)))
     for n in notes:
         log(n)
     res = evaluate(cases_from_args(args), methods, log=log)
@@ -65,7 +67,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="evaluation_output")
     p.add_argument("--methods", default="all",
                    help="'all' (every method installed here; the rest are listed as skipped) or a comma list of: "
-                        "identity, meddift, sitk-bspline, elastix, ants-syn, convexadam, unigradicon")
+                        "identity, meddift, meddift-dense, meddift-dense-argmax, sitk-bspline, elastix, ants-syn, "
+                        "convexadam, unigradicon")
     add_case_arguments(p)
     p.set_defaults(func=run)
 

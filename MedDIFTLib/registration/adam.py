@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..runtime import Cancel, Progress, check_cancel, report
+from .descriptors import warp
 
 
 def smooth(u: torch.Tensor) -> torch.Tensor:
@@ -28,16 +29,6 @@ def smooth(u: torch.Tensor) -> torch.Tensor:
     for _ in range(3):
         x = F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
     return x[0]
-
-
-def warp_features(moving: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-    """Moving descriptors (D, X, Y, Z) at ``x + disp(x)`` (voxels), trilinear, border-clamped."""
-    shape = disp.shape[1:]
-    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij"), 0)
-    size = torch.tensor(moving.shape[1:], dtype=torch.float32).view(3, 1, 1, 1)
-    norm = 2.0 * (idx + disp) / (size - 1).clamp_min(1.0) - 1.0
-    grid = norm.permute(1, 2, 3, 0).flip(-1)[None]
-    return F.grid_sample(moving[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
 def diffusion(u: torch.Tensor) -> torch.Tensor:
@@ -65,7 +56,7 @@ def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Ten
             report(progress, "refine field", it / max(iterations, 1))
         opt.zero_grad()
         s = smooth(u)
-        cost = (warp_features(moving, s) - fixed).pow(2).sum(0).mean()
+        cost = (warp(moving, s) - fixed).pow(2).sum(0).mean()
         loss = cost + lam * diffusion(s)
         loss.backward()
         opt.step()

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .descriptors import warp
+
 
 def displacement_table(steps: int, step: int) -> torch.Tensor:
     """All shifts ``step * (a, b, c)`` with ``|a|, |b|, |c| <= steps``: (K, 3) in grid voxels."""
@@ -74,17 +76,6 @@ def coupled_convex(cost: torch.Tensor, table: torch.Tensor, pool: int) -> torch.
     return disp[0] * pool
 
 
-def _warp(field: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-    """``field`` (C, X, Y, Z) read at ``x + disp(x)`` (disp in voxels, (3, X, Y, Z)), border-clamped."""
-    shape = torch.tensor(field.shape[1:], dtype=torch.float32)
-    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in field.shape[1:]],
-                                     indexing="ij"), 0)
-    pos = idx + disp
-    norm = 2.0 * pos / (shape - 1).clamp_min(1.0).view(3, 1, 1, 1) - 1.0
-    grid = norm.permute(1, 2, 3, 0).flip(-1)[None]
-    return F.grid_sample(field[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
-
-
 def inverse_consistent(forward: torch.Tensor, backward: torch.Tensor, iterations: int = 15):
     """Symmetrise a forward and a backward displacement (3, ...) so that each inverts the other.
 
@@ -93,8 +84,8 @@ def inverse_consistent(forward: torch.Tensor, backward: torch.Tensor, iterations
     """
     f, b = forward.clone(), backward.clone()
     for _ in range(iterations):
-        f_new = 0.5 * (f - _warp(b, f))
-        b_new = 0.5 * (b - _warp(f, b))
+        f_new = 0.5 * (f - warp(b, f))
+        b_new = 0.5 * (b - warp(f, b))
         f, b = f_new, b_new
     return f, b
 

@@ -81,6 +81,17 @@ def sample_level(level: FeatureLevel, ras_points: np.ndarray) -> torch.Tensor:
     return out.view(level.channels, *lead)
 
 
+def warp(field: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """``field`` (C, X, Y, Z) read at ``x + disp(x)``, disp (3, X, Y, Z) in voxels of that grid:
+    trilinear, border-clamped, ``align_corners=True`` (voxel ``n`` is index ``n``)."""
+    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in disp.shape[1:]],
+                                     indexing="ij"), 0)
+    size = torch.tensor(field.shape[1:], dtype=torch.float32).view(3, 1, 1, 1)
+    norm = 2.0 * (idx + disp) / (size - 1).clamp_min(1.0) - 1.0
+    grid = norm.permute(1, 2, 3, 0).flip(-1)[None]
+    return F.grid_sample(field[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+
 def stacked_descriptors(pyramid: FeaturePyramid, ras_points: np.ndarray, levels=None) -> torch.Tensor:
     """Per-level L2-normalised descriptors scaled by 1/sqrt(L), stacked: (D, ...)."""
     lvls = [pyramid.level(n) for n in levels] if levels else pyramid.levels

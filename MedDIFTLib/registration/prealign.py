@@ -22,6 +22,12 @@ from ..features.pyramid import FeaturePyramid
 from .descriptors import covering_axis_grid, stacked_descriptors
 
 
+def rotation_deg(m: np.ndarray) -> float:
+    """Angle of the rotation in a 4x4 matrix (its linear part normalised by the scale)."""
+    r = m[:3, :3] / np.cbrt(abs(np.linalg.det(m[:3, :3])))
+    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
+
+
 def coarse_descriptors(pyramid: FeaturePyramid, spacing_mm: float, levels=None):
     """Descriptors averaged over cells of ``spacing_mm`` covering the scan: ((N, D) unit rows, (N, 3) RAS)."""
     fine = covering_axis_grid(pyramid.grid, spacing_mm / 2.0)
@@ -116,8 +122,7 @@ def prealign(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: float, k
     m = least_trimmed(src[inl], dst[inl], affine=kind == "affine")
     info["prealign_used"] = kind
     info["translation_mm"] = [round(float(v), 2) for v in m[:3, 3]]
-    rot = m[:3, :3] / np.cbrt(abs(np.linalg.det(m[:3, :3])))
-    info["rotation_deg"] = round(float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1)))), 2)
+    info["rotation_deg"] = round(rotation_deg(m), 2)
     return m, info
 
 

@@ -29,16 +29,10 @@ from ..features.pyramid import FeaturePyramid
 from ..data.geometry import OBLIQUE_TOLERANCE_DEG, Volume, apply_affine
 from .dense import RegistrationOptions, register
 from .field import DenseField
-from .prealign import least_trimmed, prealign
+from .prealign import least_trimmed, prealign, rotation_deg
 
 MAX_ROUNDS = 4
 SETTLED_DEG = OBLIQUE_TOLERANCE_DEG  # a round that would turn by less than this ends the refinement
-
-
-def rotation_deg(m: np.ndarray) -> float:
-    """Angle of the rotation in a 4x4 matrix (its linear part normalised by the scale)."""
-    r = m[:3, :3] / np.cbrt(abs(np.linalg.det(m[:3, :3])))
-    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def rigid_part(field: DenseField, fixed: Volume, samples: int = 20000) -> np.ndarray:

@@ -99,12 +99,7 @@ class WorkerClient:
 
     def start(self, timeout: float = 120.0) -> dict:
         """Start the process and wait for its ``ready`` message."""
-        self.launch()
-        deadline = time.monotonic() + timeout
-        while not self.poll_ready(min(0.1, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                raise WorkerError(f"no answer from the worker within {timeout:.0f} s", "Timeout")
-        return self.ready
+        return start_and_wait(self, timeout, "the worker")
 
     @property
     def alive(self) -> bool:
@@ -244,4 +239,17 @@ class Pending:
         return True
 
 
-__all__ = ["WorkerClient", "Pending", "WorkerError", "WorkerCrashed", "InputError"]
+
+
+def start_and_wait(client, timeout: float, who: str) -> dict:
+    """``client.launch()``, then its non-blocking ``poll_ready`` until ready (the blocking ``start`` of
+    the local worker client and of the remote client alike); a Timeout error names ``who``."""
+    client.launch()
+    deadline = time.monotonic() + timeout
+    while not client.poll_ready(min(0.1, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            raise WorkerError(f"no answer from {who} within {timeout:.0f} s", "Timeout")
+    return client.ready
+
+
+__all__ = ["WorkerClient", "Pending", "WorkerError", "WorkerCrashed", "InputError", "start_and_wait"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import CancelledError, MedDIFTError
-from .client import WorkerCrashed, WorkerError
+from .client import WorkerCrashed, WorkerError, start_and_wait
 from .protocol import PROTOCOL_VERSION
 
 FINAL = ("done", "failed", "cancelled")
@@ -91,12 +91,7 @@ class RemoteClient:
         return True
 
     def start(self, timeout: float = 60.0) -> dict:
-        self.launch()
-        deadline = time.monotonic() + timeout
-        while not self.poll_ready(min(0.1, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                raise WorkerError(f"no answer from the MedDIFT server at {self.url} within {timeout:.0f} s", "Timeout")
-        return self.ready
+        return start_and_wait(self, timeout, f"the MedDIFT server at {self.url}")
 
     @property
     def alive(self) -> bool:

@@ -92,7 +92,7 @@ def test_inverse_consistency_block_makes_opposite_fields_invert_each_other():
     f = torch.from_numpy(0.4 * np.sin(idx / 3.0)).float()
     b = torch.from_numpy(-0.4 * np.sin(idx / 3.0)).float() + 0.3  # inconsistent by 0.3 voxel
     f2, b2 = inverse_consistent(f, b, iterations=20)
-    from MedDIFTLib.registration.convex import _warp
+    from MedDIFTLib.registration.descriptors import warp as _warp
 
     resid = (f2 + _warp(b2, f2)).abs()[:, 1:-1, 1:-1, 1:-1].max().item()
     before = (f + _warp(b, f)).abs()[:, 1:-1, 1:-1, 1:-1].max().item()
