@@ -41,6 +41,12 @@ OPTIONS = {
     "heatmap": ("--heatmap", "heatmap.out", None),
     "heatmap_for": ("--heatmap-for", "heatmap.point", "Outputs > Heatmap for"),
     "skip_outside": ("--skip-outside", None, None),
+    # dense registration (RegistrationOptions): register, match --prior dense
+    "prealign": ("--prealign", "registration.prealign", None),
+    "search": ("--search", "registration.search_mm", None),
+    "grid_spacing": ("--grid-spacing", "registration.spacing_mm", None),
+    "smoothness": ("--smoothness", "registration.lam", None),
+    "iterations": ("--iterations", "registration.iterations", None),
 }
 INTERFACES = ("cli", "worker", "slicer")
 

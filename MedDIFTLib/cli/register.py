@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -43,18 +42,7 @@ def add_registration_arguments(p) -> None:
 
 
 def registration_options(args) -> RegistrationOptions:
-    for name, flag in (("search", "--search"), ("smoothness", "--smoothness"), ("grid_spacing", "--grid-spacing")):
-        v = getattr(args, name)
-        if v is not None and not math.isfinite(v):
-            raise InputError(f"{flag} must be a finite number, got {v}")
-    if args.search <= 0:
-        raise InputError(f"--search must be positive (mm), got {args.search:g}")
-    if args.smoothness < 0:
-        raise InputError(f"--smoothness must be zero or positive, got {args.smoothness:g}")
-    if args.grid_spacing is not None and args.grid_spacing <= 0:
-        raise InputError(f"--grid-spacing must be positive (mm), got {args.grid_spacing:g}")
-    if args.iterations < 0:
-        raise InputError(f"--iterations must be zero or more, got {args.iterations}")
+    """The options' own checks name the flags (errors.opt), so nothing is checked twice here."""
     return RegistrationOptions(prealign=args.prealign, search_mm=args.search, spacing_mm=args.grid_spacing,
                                lam=args.smoothness, iterations=args.iterations)
 

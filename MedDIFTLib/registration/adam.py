@@ -17,18 +17,17 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..runtime import Cancel, Progress, check_cancel, report
-from .descriptors import warp
+from .descriptors import box3
+from .warped_ssd import channels_last, warped_ssd
 
 
 def smooth(u: torch.Tensor) -> torch.Tensor:
     """Three 3^3 box filters of a (3, X, Y, Z) field (edges averaged over what exists)."""
-    x = u[None]
     for _ in range(3):
-        x = F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
-    return x[0]
+        u = box3(u)
+    return u
 
 
 def diffusion(u: torch.Tensor) -> torch.Tensor:
@@ -48,6 +47,8 @@ def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Ten
 
     ``fixed``/``moving``: (D, X, Y, Z) descriptor maps on the same grid.
     """
+    shape = tuple(fixed.shape[1:])
+    fl, ml = channels_last(fixed.float()), channels_last(moving.float())
     u = init.clone().float().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     for it in range(iterations):
@@ -56,7 +57,7 @@ def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Ten
             report(progress, "refine field", it / max(iterations, 1))
         opt.zero_grad()
         s = smooth(u)
-        cost = (warp(moving, s) - fixed).pow(2).sum(0).mean()
+        cost = warped_ssd(s, ml, fl, shape).mean()  # = (warp(moving, s) - fixed)^2 summed over channels
         loss = cost + lam * diffusion(s)
         loss.backward()
         opt.step()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .descriptors import warp
+from .descriptors import box3, warp
 
 
 def displacement_table(steps: int, step: int) -> torch.Tensor:
@@ -43,21 +43,33 @@ def cost_volume(fixed: torch.Tensor, moving: torch.Tensor, pool: int, table: tor
     ``cx = X // pool``; cell ``c`` is compared with the moving box of the same size
     whose centre is ``d`` voxels away. Smoothed over neighbouring cells by two 3^3 box
     filters, as ConvexAdam does, so each cell's cost sees its surroundings.
+
+    Why it is laid out this way: a shift ``d`` reads the moving boxes at ``pool * c + d``,
+    a strided lattice. Splitting ``d = pool * q + r`` turns every shift of the same phase
+    ``r`` into a plain slice of one contiguous, channels-last "phase map", so the
+    thousands of shifts only read memory in order; and ``|f - m|^2 = |f|^2 + |m|^2 - 2 f.m``
+    with both squared norms computed once per cell and phase.
     """
     f = F.avg_pool3d(fixed[None], pool, stride=pool)[0]  # (D, cx, cy, cz)
     cx, cy, cz = f.shape[1:]
     m = F.avg_pool3d(moving[None], pool, stride=1)[0]  # (D, X-pool+1, ...): box starting at each voxel
     reach = int(table.abs().max().item())
     m = F.pad(m[None], [reach] * 6, mode="replicate")[0]
+    f_last = f.permute(1, 2, 3, 0).contiguous()  # (cx, cy, cz, D)
+    f_sq = f_last.pow(2).sum(-1)
+    phases = {}
     out = torch.empty((table.shape[0], cx, cy, cz))
-    for n, (di, dj, dk) in enumerate(table.long().tolist()):
-        # cell c meets the moving box that starts d voxels after its own start: a strided view, no copy
-        i0, j0, k0 = reach + di, reach + dj, reach + dk
-        view = m[:, i0:i0 + pool * cx:pool, j0:j0 + pool * cy:pool, k0:k0 + pool * cz:pool]
-        out[n] = (view - f).pow(2).sum(0)
-    smooth = F.avg_pool3d(F.avg_pool3d(out[None], 3, stride=1, padding=1, count_include_pad=False),
-                          3, stride=1, padding=1, count_include_pad=False)
-    return smooth[0]
+    for n, start in enumerate((table.long() + reach).tolist()):
+        r = tuple(s % pool for s in start)
+        if r not in phases:
+            ph = m[:, r[0]::pool, r[1]::pool, r[2]::pool].permute(1, 2, 3, 0).contiguous()
+            phases[r] = (ph, ph.pow(2).sum(-1))
+        ph, ph_sq = phases[r]
+        a, b, c = (s // pool for s in start)
+        window = (slice(a, a + cx), slice(b, b + cy), slice(c, c + cz))
+        dot = torch.einsum("xyzd,xyzd->xyz", ph[window], f_last)
+        out[n] = (f_sq + ph_sq[window]).sub_(dot, alpha=2.0)
+    return box3(box3(out))
 
 
 def coupled_convex(cost: torch.Tensor, table: torch.Tensor, pool: int) -> torch.Tensor:

@@ -183,3 +183,23 @@ def test_registration_options_reach_the_session_through_the_cli():
     args = build_parser().parse_args(["register", "f", "m", "--out", "o", "--search", "12", "--smoothness", "0.3",
                                       "--prealign", "none", "--iterations", "10"])
     assert registration_options(args) == RegistrationOptions(search_mm=12.0, lam=0.3, prealign="none", iterations=10)
+
+
+@pytest.mark.parametrize("kwargs, interface, text", [
+    ({"search_mm": -3.0}, "cli", "--search must be positive (mm), got -3"),
+    ({"search_mm": -3.0}, "worker", "registration.search_mm must be positive (mm), got -3"),
+    ({"lam": float("inf")}, "cli", "--smoothness must be a finite number"),
+    ({"spacing_mm": 0.0}, "worker", "registration.spacing_mm must be positive (mm), got 0"),
+    ({"iterations": -1}, "cli", "--iterations must be zero or more, got -1"),
+    ({"prealign": "wobble"}, "cli", "--prealign must be one of none, rigid, affine"),
+    ({"control": 0}, "cli", "registration option control must be a whole number of at least 1"),
+    ({"discrete_channels": 2.5}, "neutral", "registration option discrete_channels must be a whole number"),
+])
+def test_registration_option_checks_speak_each_interface(kwargs, interface, text):
+    """One check per option (RegistrationOptions), rendered as the CLI's flag or the worker's field."""
+    from MedDIFTLib.errors import InputError, render
+    from MedDIFTLib.registration import RegistrationOptions
+
+    with pytest.raises(InputError) as err:
+        RegistrationOptions(**kwargs)
+    assert text in render(err.value, interface)

@@ -1,0 +1,75 @@
+"""The registration's hand-written kernels equal the plain PyTorch definitions they replace.
+
+Each kernel exists for speed only (see its docstring), so each is checked against the
+straightforward formulation: ``avg_pool3d`` for the box filter, the strided-view SSD
+for the cost volume, ``grid_sample`` with autograd for the warped SSD and its gradient.
+Shapes are odd and unequal, and displacements reach beyond the grid, so the border
+rules are covered.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from MedDIFTLib.registration.convex import cost_volume, displacement_table
+from MedDIFTLib.registration.descriptors import box3, warp
+from MedDIFTLib.registration.warped_ssd import channels_last, warped_ssd
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (5, 9, 7, 11), (1, 3, 3, 3)])
+def test_box3_equals_avg_pool_without_padding_counts(shape):
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref = F.avg_pool3d(x[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+    assert torch.allclose(box3(x), ref, atol=1e-12)
+
+
+def test_box3_keeps_a_constant_and_handles_single_voxel_axes():
+    x = torch.full((2, 1, 5, 4), 3.5)
+    assert torch.allclose(box3(x), x)
+
+
+def _cost_reference(fixed, moving, pool, table):
+    f = F.avg_pool3d(fixed[None], pool, stride=pool)[0]
+    cx, cy, cz = f.shape[1:]
+    m = F.avg_pool3d(moving[None], pool, stride=1)[0]
+    reach = int(table.abs().max().item())
+    m = F.pad(m[None], [reach] * 6, mode="replicate")[0]
+    out = torch.empty((table.shape[0], cx, cy, cz), dtype=fixed.dtype)
+    for n, (di, dj, dk) in enumerate(table.long().tolist()):
+        i0, j0, k0 = reach + di, reach + dj, reach + dk
+        view = m[:, i0:i0 + pool * cx:pool, j0:j0 + pool * cy:pool, k0:k0 + pool * cz:pool]
+        out[n] = (view - f).pow(2).sum(0)
+    for _ in range(2):
+        out = F.avg_pool3d(out[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+    return out
+
+
+@pytest.mark.parametrize("pool, steps, step, shape", [(3, 2, 1, (13, 12, 14)), (4, 2, 3, (17, 16, 21)),
+                                                      (2, 3, 1, (9, 10, 8))])
+def test_cost_volume_equals_the_strided_ssd(pool, steps, step, shape):
+    g = torch.Generator().manual_seed(2)
+    fixed, moving = torch.randn(6, *shape, generator=g), torch.randn(6, *shape, generator=g)
+    table = displacement_table(steps, step)
+    got = cost_volume(fixed, moving, pool, table)
+    ref = _cost_reference(fixed, moving, pool, table)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, atol=1e-5, rtol=1e-5)
+    # and it is a cost: zero shift of identical maps is the minimum everywhere
+    same = cost_volume(fixed, fixed, pool, table)
+    assert torch.equal(same.argmin(0), torch.full(same.shape[1:], table.shape[0] // 2))
+
+
+@pytest.mark.parametrize("shape, channels", [((9, 7, 11), 5), ((6, 1, 8), 3), ((20, 18, 16), 24)])
+def test_warped_ssd_and_its_gradient_equal_grid_sample_with_autograd(shape, channels):
+    g = torch.Generator().manual_seed(3)
+    fixed, moving = torch.randn(channels, *shape, generator=g), torch.randn(channels, *shape, generator=g)
+    disp = torch.randn(3, *shape, generator=g) * 4.0  # many positions fall outside: border rule
+    u1 = disp.clone().requires_grad_(True)
+    ref = (warp(moving, u1) - fixed).pow(2).sum(0)
+    (ref * torch.linspace(0.5, 2.0, ref.numel()).view(ref.shape)).sum().backward()
+    u2 = disp.clone().requires_grad_(True)
+    got = warped_ssd(u2, channels_last(moving), channels_last(fixed), shape)
+    (got * torch.linspace(0.5, 2.0, got.numel()).view(got.shape)).sum().backward()
+    assert torch.allclose(got, ref, atol=1e-4, rtol=1e-5)
+    assert (u2.grad - u1.grad).abs().max() <= 1e-5 * u1.grad.abs().max()  # float32 rounding
+    assert u2.grad.abs().max() > 0.1  # a real gradient, not zeros on both sides
