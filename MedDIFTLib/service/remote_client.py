@@ -254,6 +254,15 @@ class RemoteClient:
         with atomic_path(out, suffix=".nrrd") as tmp:
             with open(tmp, "wb") as f:
                 self._call("GET", f"/v1/sessions/{sid}/files/{fname}", sink=f)
+        # downloaded: the server need not keep it until the session closes (in the background: a live
+        # click does not wait for it)
+        threading.Thread(target=self._forget_file, args=(sid, fname), daemon=True, name="meddift-remote-rm").start()
+
+    def _forget_file(self, sid: str, fname: str) -> None:
+        try:
+            self._call("DELETE", f"/v1/sessions/{sid}/files/{fname}")
+        except Exception:  # best effort: the session's folder goes when it closes anyway
+            pass
 
     def _call(self, method: str, route: str, body: Optional[dict] = None, params=None, content=None,
               headers=None, sink=None):

@@ -19,6 +19,7 @@ status, never a stack trace (those go to the server's log). The routes:
 ``GET  /v1/sessions/{sid}/jobs/{jid}?wait=S``         status: state, queue position, stage, result
 ``POST /v1/sessions/{sid}/jobs/{jid}/cancel``         cancel one job; ``/v1/sessions/{sid}/cancel``: all
 ``GET  /v1/sessions/{sid}/files/{name}``              a file a job wrote (heatmap, displacement field)
+``DELETE /v1/sessions/{sid}/files/{name}``            that file, once downloaded
 ====================================================  =========================================
 
 ``wait`` makes a request a long poll: with the features cached, a click is one ``POST .../jobs``.
@@ -215,13 +216,22 @@ def create_app(state: ServerState):
         sess = state.session(sid, caller(request))
         return reply({"cancelled": [j.id for j in list(sess.jobs.values()) if state.cancel(j)]})
 
-    @app.get("/v1/sessions/{sid}/files/{fname}")
-    def download(sid: str, fname: str, request: Request):
+    def job_file(sid, fname, request) -> Path:
         sess = state.session(sid, caller(request))
         path = sess.folder / fname
         if not FILE_NAME.match(fname) or not path.is_file():
             raise ApiError(404, f"no file {fname!r} in this session", "NotFound")
-        return FileResponse(path, media_type="application/octet-stream", filename=fname)
+        return path
+
+    @app.get("/v1/sessions/{sid}/files/{fname}")
+    def download(sid: str, fname: str, request: Request):
+        return FileResponse(job_file(sid, fname, request), media_type="application/octet-stream", filename=fname)
+
+    @app.delete("/v1/sessions/{sid}/files/{fname}")
+    def delete_file(sid: str, fname: str, request: Request):
+        """Downloaded: not kept until the session closes (a heatmap per live click, fields of GBs)."""
+        job_file(sid, fname, request).unlink(missing_ok=True)
+        return reply({"deleted": fname})
 
     return app
 

@@ -91,6 +91,8 @@ def test_remote_dense_field_equals_the_local_worker(server, files, tmp_path):
     assert np.mean(np.linalg.norm(remote_pts - truth, axis=1)) < 0.6 * np.mean(np.linalg.norm(lm.points - truth, axis=1))
     np.testing.assert_allclose(read_volume(tmp_path / "remote-warped.nrrd").array,
                                read_volume(tmp_path / "local-warped.nrrd").array, atol=1e-3)
+    # downloaded, then deleted on the server (not kept until the session closes)
+    wait_until(lambda: _session_files(server) == [], timeout=10)
     remote.stop()
 
 
@@ -128,13 +130,17 @@ def test_a_register_job_is_invisible_to_another_token(server, files):
                               ("GET", f"/v1/sessions/{sid}/jobs/{running['job']}"),
                               ("POST", f"/v1/sessions/{sid}/jobs/{running['job']}/cancel"),
                               ("POST", f"/v1/sessions/{sid}/cancel"),
-                              ("GET", f"/v1/sessions/{sid}/files/{done['result']['file']}")):
+                              ("GET", f"/v1/sessions/{sid}/files/{done['result']['file']}"),
+                              ("DELETE", f"/v1/sessions/{sid}/files/{done['result']['file']}")):
             r = http.request(method, route)
             assert r.status_code == 404 and r.json()["error"] == nowhere.replace("no-such-session", sid), route
         r = http.get(f"/v1/sessions/{bob.session}/files/{done['result']['file']}")  # in his own session: none
         assert r.status_code == 404
     status = alice._call("GET", f"/v1/sessions/{sid}/jobs/{running['job']}")
-    assert status["state"] == "running"  # Bob's cancels did nothing
+    assert status["state"] == "running"  # Bob's cancels did nothing ...
+    with server.http(files["tokens"][0]) as http:  # ... nor his delete: Alice still gets her field
+        r = http.get(f"/v1/sessions/{sid}/files/{done['result']['file']}")
+        assert r.status_code == 200 and len(r.content) > 1000
     alice._call("POST", f"/v1/sessions/{sid}/jobs/{running['job']}/cancel")
     assert alice._call("GET", f"/v1/sessions/{sid}/jobs/{running['job']}", params={"wait": 30})["state"] == "cancelled"
     alice.stop()
