@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import shutil
 import sys
 import tempfile
 import time
@@ -139,6 +140,7 @@ def main():
     finally:
         local.kill()
         server.kill()
+        shutil.rmtree(folder, ignore_errors=True)  # the CT, its features and the server's log: 550 MB
     print(f"{'':28s}{'local worker':>14s}{'server (TLS)':>14s}")
     for key in ("upload_s", "second_upload_s", "extract_s", "click_ms", "click_p90_ms", "click_cpu_ms",
                 "client_cpu_ms"):
