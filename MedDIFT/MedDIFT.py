@@ -36,6 +36,7 @@ for _dir in ENGINE_DIRS:
 
 from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402 - importable once the folders above are on the path
 from MedDIFTWidgetLib.actions import WidgetActionsMixin  # noqa: E402
+from MedDIFTWidgetLib.compute import ComputeOnMixin  # noqa: E402
 from MedDIFTWidgetLib.panel import HeatmapLabels  # noqa: E402
 from MedDIFTWidgetLib.slicerlogic import SlicerLogicMixin  # noqa: E402
 
@@ -88,9 +89,10 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Panel wiring, Apply/Cancel and the polled job; live mode, the tracking table and the weights
-    download are in :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`."""
+class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Panel wiring, Apply/Cancel and the polled job; results, live mode, the tracking table and the
+    weights download are in :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the "Compute on"
+    fields in :class:`MedDIFTWidgetLib.compute.ComputeOnMixin`."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -115,6 +117,7 @@ class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObserva
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MedDIFTLogic()
+        self.setupComputeOn()
         self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
@@ -203,7 +206,9 @@ class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObserva
             self._log(_("Cancelled: the worker was stopped; the scene is unchanged."))
             self._jobEnded()
             return
-        if not self.logic.ensureDependencies(askConfirmation=True):
+        if not self.useComputeSettings():  # a bad URL or a missing token: said in the panel, nothing started
+            return
+        if not self.logic.ensureDependencies(askConfirmation=True, server=self.computeSettings.where == "server"):
             self._log(_("MedDIFT needs torch, MONAI and a few packages; installation was declined."))
             return
         try:
@@ -218,11 +223,6 @@ class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObserva
         self.ui.applyButton.text = _("Cancel")
         self.ui.progressBar.visible = True
         self.timer.start()
-
-    def _confirmOverwrite(self, node) -> bool:
-        return slicer.util.confirmYesNoDisplay(
-            _("The point list '{name}' already has {n} points. Replace them with the matches?").format(
-                name=node.GetName(), n=node.GetNumberOfControlPoints()))
 
     def onTimer(self) -> None:
         job = self.job
@@ -243,6 +243,7 @@ class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObserva
         if job.error is not None:
             slicer.util.errorDisplay(_("MedDIFT failed: {error}").format(error=job.error))
             self._log(_("Failed: {error}").format(error=job.error))
+            self.ui.statusLabel.text = _("Failed: {error}").format(error=job.error)
         elif job.result is not None:
             self._showResults(job)
         self._jobEnded()
@@ -264,19 +265,6 @@ class MedDIFTWidget(WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObserva
         self._checkCanApply()
         if self.ui.liveModeCheckBox.checked:
             self._startLive()
-
-    def _showResults(self, job) -> None:
-        res = job.result
-        self._parameterNode.outputLandmarks = res["points_node"]
-        self._parameterNode.heatmapVolume = res["heatmap_node"]
-        self.logic.showSideBySide(self._parameterNode, res)
-        self.session = res.get("session")
-        self._refreshTrackingTable()
-        if res.get("warnings"):  # also in the job's log
-            slicer.util.warningDisplay("\n\n".join(res["warnings"]), windowTitle=_("MedDIFT: check the inputs"))
-        m = res["matched"]
-        self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
-            n=int(m.defined.sum()), label=res["heatmap_label"])
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)

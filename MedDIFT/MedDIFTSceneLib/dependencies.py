@@ -15,6 +15,9 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
+# A client of a MedDIFT server ("Compute on: server") needs only the HTTP client: no torch, no model.
+SERVER_MODULES = ("httpx",)
+SERVER_REQUIREMENTS = ["httpx>=0.27"]  # as pyproject.toml's "server" extra
 # Distributions Slicer ships (or that the PyTorch extension chose for this machine); replacing them breaks it.
 PROTECTED = {"simpleitk", "numpy", "vtk", "scipy", "torch", "pydicom", "pillow"}
 

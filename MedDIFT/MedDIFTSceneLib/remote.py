@@ -16,7 +16,9 @@ runner, Cancel and the live click work unchanged on either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
 from MedDIFTLib.errors import InputError
 
@@ -54,14 +56,32 @@ class ComputeSettings:
             settings.remove(PREFIX + KEYS["token"])
 
     def check(self) -> None:
-        """Refuse a server setting that cannot work, before a job starts."""
+        """Refuse a server setting that cannot work, before a job starts, in the panel's words
+        (Advanced > Compute on, Server URL, Token, CA file)."""
         if self.where not in ("local", "server"):
             raise InputError(f"'Compute on' must be 'local' or 'server', not {self.where!r}")
-        if self.where == "server":
-            if not self.url.startswith(("http://", "https://")):
-                raise InputError(f"server URL {self.url!r} must start with https:// (or http:// on this computer)")
-            if not self.token:
-                raise InputError("enter the server's token (ask whoever runs the server)")
+        if self.where != "server":
+            return
+        url = self.url.strip()
+        if not url:
+            raise InputError("Compute on: server needs the Server URL (Advanced), e.g. https://gpu-box:8765")
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"Server URL {url!r} must start with https:// (or http:// for a server on this "
+                             "computer), e.g. https://gpu-box:8765")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as err:
+            raise InputError(f"Server URL {url!r} is not a valid address ({err}); e.g. https://gpu-box:8765") from None
+        if not parts.hostname or parts.path.strip("/") or parts.query:
+            raise InputError(f"Server URL {url!r} must be only the server's address and port, "
+                             "e.g. https://gpu-box:8765")
+        if not self.token.strip():
+            raise InputError("Compute on: server needs the server's token (Advanced > Token); ask whoever runs "
+                             "the server")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise InputError(f"CA file {self.ca_file!r} does not exist; choose the CA certificate (PEM) of the "
+                             "server, or leave CA file empty for a server with a certificate your system trusts")
 
     def describe(self) -> str:
         """For the log: where jobs run (never the token)."""
@@ -75,17 +95,19 @@ def client_factory(settings: ComputeSettings, python: Optional[str] = None,
     if settings.where == "local":
         from MedDIFTLib.service.client import WorkerClient
 
-        return lambda: WorkerClient(python=python, env=env)
+        return lambda: WorkerClient(python=python, env=env() if callable(env) else env)
     from MedDIFTLib.service.remote_client import RemoteClient
 
-    url, token, ca = settings.url, settings.token, settings.ca_file or None
+    url, token, ca = settings.url.strip(), settings.token.strip(), settings.ca_file or None
     return lambda: RemoteClient(url, token=token, ca_file=ca)
 
 
 def use_settings(logic, settings: ComputeSettings) -> None:
     """Point the logic at this setting; the next job starts a client of that kind (the current
-    worker, if any, is stopped, since its features are of no use to the other)."""
-    factory = client_factory(settings, logic.python, logic.env)
+    worker, if any, is stopped, since its features are of no use to the other). "This computer" is
+    the logic's own default (no factory): it starts the worker with the environment of the moment."""
+    factory = client_factory(settings, logic.python, logic.env) if settings.where == "server" else None
+    settings.check()
     if logic.busy():
         raise InputError("cannot change where MedDIFT computes while a run is in progress; cancel it first")
     logic.shutdown()

@@ -1,5 +1,5 @@
-"""The widget's actions besides Apply: live mode, the tracking table (accept, correct, export) and
-the weights download. A mixin of ``MedDIFT.MedDIFTWidget`` (it uses its ``ui``, ``logic``,
+"""The widget's actions besides Apply: a run's results shown, live mode, the tracking table (accept,
+correct, export) and the weights download. A mixin of ``MedDIFT.MedDIFTWidget`` (it uses its ``ui``, ``logic``,
 ``_parameterNode``, ``session`` and ``_log``), split out so that ``MedDIFT.py`` stays readable."""
 
 from __future__ import annotations
@@ -12,6 +12,26 @@ from .panel import fillTrackingTable, selectedTimePoint
 
 
 class WidgetActionsMixin:
+    # --- a finished run --------------------------------------------------------------
+
+    def _confirmOverwrite(self, node) -> bool:
+        return slicer.util.confirmYesNoDisplay(
+            _("The point list '{name}' already has {n} points. Replace them with the matches?").format(
+                name=node.GetName(), n=node.GetNumberOfControlPoints()))
+
+    def _showResults(self, job) -> None:
+        res = job.result
+        self._parameterNode.outputLandmarks = res["points_node"]
+        self._parameterNode.heatmapVolume = res["heatmap_node"]
+        self.logic.showSideBySide(self._parameterNode, res)
+        self.session = res.get("session")
+        self._refreshTrackingTable()
+        if res.get("warnings"):  # also in the job's log
+            slicer.util.warningDisplay("\n\n".join(res["warnings"]), windowTitle=_("MedDIFT: check the inputs"))
+        m = res["matched"]
+        self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
+            n=int(m.defined.sum()), label=res["heatmap_label"])
+
     # --- live mode -------------------------------------------------------------------
 
     def onLiveModeToggled(self, on: bool) -> None:

@@ -41,15 +41,18 @@ class SlicerLogicMixin:
 
     # --- dependencies ----------------------------------------------------------------
 
-    def installDependencies(self) -> list[str]:
+    def installDependencies(self, server: bool = False) -> list[str]:
         """Install what is missing without any dialog; returns what is still missing (empty: ready).
         torch through the PyTorch extension, the rest from requirements.txt under a constraints file
-        that keeps Slicer's numpy, SimpleITK, VTK (and torch) as they are."""
-        from MedDIFTSceneLib.dependencies import missing_modules, requirements, write_constraints
+        that keeps Slicer's numpy, SimpleITK, VTK (and torch) as they are. ``server``: only what the
+        client of a MedDIFT server needs (no torch, no model: the server has those)."""
+        from MedDIFTSceneLib.dependencies import SERVER_MODULES, SERVER_REQUIREMENTS, missing_modules, requirements
 
-        missing = missing_modules()
+        missing = missing_modules(SERVER_MODULES) if server else missing_modules()
         if not missing:
             return []
+        if server:
+            return self._pipInstall(SERVER_REQUIREMENTS, lambda: missing_modules(SERVER_MODULES))
         if "torch" in missing:
             try:
                 import PyTorchUtils
@@ -59,7 +62,12 @@ class SlicerLogicMixin:
             if not torchLogic.torchInstalled():
                 if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.8") is None:
                     return missing_modules()
-        reqs = requirements(self.resourcePath("requirements.txt"))
+        return self._pipInstall(requirements(self.resourcePath("requirements.txt")), missing_modules)
+
+    def _pipInstall(self, reqs: list, still_missing) -> list[str]:
+        """pip-install ``reqs`` under the constraints; returns ``still_missing()`` afterwards."""
+        from MedDIFTSceneLib.dependencies import write_constraints
+
         folder = tempfile.mkdtemp(prefix="meddift-pip-")
         try:
             slicer.util.pip_install(reqs, constraints=str(write_constraints(os.path.join(folder, "constraints.txt"))))
@@ -69,13 +77,13 @@ class SlicerLogicMixin:
             logging.error(f"MedDIFT: installing {reqs} failed: {err}")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return missing_modules()
+        return still_missing()
 
-    def ensureDependencies(self, askConfirmation: bool = True) -> bool:
+    def ensureDependencies(self, askConfirmation: bool = True, server: bool = False) -> bool:
         """The GUI's check before a run: asks first (never in testing mode), then installs."""
-        from MedDIFTSceneLib.dependencies import missing_modules
+        from MedDIFTSceneLib.dependencies import SERVER_MODULES, missing_modules
 
-        missing = missing_modules()
+        missing = missing_modules(SERVER_MODULES) if server else missing_modules()
         if not missing:
             return True
         if askConfirmation and not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
@@ -83,7 +91,7 @@ class SlicerLogicMixin:
                   "This can take several minutes.").format(packages=", ".join(missing))):
             return False
         with slicer.util.WaitCursor():
-            still = self.installDependencies()
+            still = self.installDependencies(server)
         if still:
             slicer.util.errorDisplay(_("MedDIFT could not install: {packages}").format(packages=", ".join(still)))
         return not still

@@ -23,6 +23,7 @@ from .options import (
     add_cache_arguments,
     add_feature_arguments,
     add_search_arguments,
+    add_server_arguments,
     engine_options,
     match_options,
     refuse_hu_offset,
@@ -121,8 +122,5 @@ def add_parser(sub) -> None:
     add_cache_arguments(p)
     add_search_arguments(p)
     add_registration_arguments(p)
-    g = p.add_argument_group("server (compute on a `meddift serve` machine; docs/server.md)")
-    g.add_argument("--server", metavar="URL", help="e.g. https://gpu-box:8765; the same outputs as a local run")
-    g.add_argument("--token-file", help="file holding the server's token (or set MEDDIFT_TOKEN)")
-    g.add_argument("--ca-file", help="CA certificate (PEM) that signed a self-signed server's certificate")
+    add_server_arguments(p)
     p.set_defaults(func=run)

@@ -1,13 +1,14 @@
 """``meddift match ... --server URL``: the same job and the same output files, computed by a server.
 
 The landmarks are read and the outputs written here, exactly as in a local run; only the
-features and the search happen on the server (``meddift serve``), through the same client the
-Slicer module uses. A prior that is a transform file is turned into its 4x4 matrix here: the
-server never reads a path a client names.
+features, the dense registration (``--prior dense``) and the search happen on the server
+(``meddift serve``), through the same client the Slicer module uses. A prior that is a
+transform file is turned into its 4x4 matrix here: the server never reads a path a client names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -21,41 +22,41 @@ from ..service.protocol import decode_match
 from ..service.remote_client import LOCAL_ONLY, RemoteClient, read_token
 from .options import engine_options, match_options
 from .progress import ProgressPrinter
+from .register import registration_options
 
 
 def remote_prior(spec):
     """What a ``--prior`` becomes on the wire: a name the server knows, or a 4x4 matrix read here."""
-    if spec in (None, "", "identity", "coarse"):
+    if spec in (None, "", "identity", "coarse", "dense"):
         return spec or None
     path = Path(spec)
     if path.suffix.lower() in (".npy", ".txt") and path.is_file():
-        text = "" if path.suffix.lower() == ".npy" else path.read_text(errors="replace")
+        text = "" if path.suffix.lower() == ".npy" else path.read_text(encoding="utf-8", errors="replace")
         if "Transform:" not in text and "#Insight Transform File" not in text:
             m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
             if np.shape(m) == (4, 4):
                 return np.asarray(m, dtype=float).tolist()
-    raise InputError(f"--prior {spec}: with --server only identity, coarse or a 4x4 RAS matrix file (.txt/.npy) "
-                     "can be used; run without --server for dense, ITK transforms and displacement fields")
+    raise InputError(f"--prior {spec}: with --server only identity, coarse, dense or a 4x4 RAS matrix file "
+                     "(.txt/.npy) can be used; run without --server for ITK transforms and displacement fields")
 
 
-def run_remote(args) -> int:
-    if args.mask:
-        raise InputError("--mask is not available with --server yet; run without --server to use a mask")
+def refuse_hu_offsets(args) -> None:
+    """The server reads the uploaded scans as they are: a per-scan correction is not carried yet."""
     if args.fixed_hu_offset or args.moving_hu_offset:
         raise InputError("--fixed-hu-offset/--moving-hu-offset are not available with --server yet; store the scans "
                          "in HU (rescaled) or run without --server")
+
+
+@contextlib.contextmanager
+def remote_session(args, registration=None):
+    """A configured server session (the engine options of ``args``), closed at the end; yields
+    (client, on_event). The token is read here and never printed."""
     token = read_token(args.token_file)
     if token is None:
         print("meddift: warning: no token (--token-file F or MEDDIFT_TOKEN); the server must run --no-auth",
               file=sys.stderr)
-    reference = None
-    if args.points_format in ("learn2reg", "elastix"):
-        from ..data.image_io import read_volume
-
-        reference = read_volume(args.fixed)
-    points = read_points(args.points, format=args.points_format, reference=reference)
-    prior = remote_prior(args.prior)
     engine = {k: v for k, v in asdict(engine_options(args)).items() if k not in LOCAL_ONLY}
+    matching = asdict(match_options(args)) if hasattr(args, "radius") else {}
     progress = ProgressPrinter()
 
     def on_event(msg):
@@ -65,11 +66,36 @@ def run_remote(args) -> int:
     client = RemoteClient(args.server, token=token, ca_file=args.ca_file)
     try:
         client.start(timeout=60)
-        conf = client.request("configure", on_event, engine=engine, matching=asdict(match_options(args)))
+        conf = client.request("configure", on_event, engine=engine, matching=matching,
+                              registration=None if registration is None else asdict(registration))
         print(f"meddift: backbone: {conf['note']} (on {args.server}, device {conf['device']})", file=sys.stderr)
-        for key, path in (("fixed", args.fixed), ("moving", args.moving)):
-            client.request("load_volume", on_event, name=key, path=str(path), label=Path(path).name)
+        yield client, on_event
+    finally:
+        client.stop()
+
+
+def load_pair(client, on_event, args, extract: bool = True) -> None:
+    """Both scans onto the server (not sent again when it holds the same bytes), their features computed."""
+    for key, path in (("fixed", args.fixed), ("moving", args.moving)):
+        client.request("load_volume", on_event, name=key, path=str(path), label=Path(path).name)
+        if extract:
             client.request("extract", on_event, name=key)
+
+
+def run_remote(args) -> int:
+    if args.mask:
+        raise InputError("--mask is not available with --server yet; run without --server to use a mask")
+    refuse_hu_offsets(args)
+    reference = None
+    if args.points_format in ("learn2reg", "elastix"):
+        from ..data.image_io import read_volume
+
+        reference = read_volume(args.fixed)
+    points = read_points(args.points, format=args.points_format, reference=reference)
+    prior = remote_prior(args.prior)
+    registration = registration_options(args) if prior == "dense" else None
+    with remote_session(args, registration) as (client, on_event):
+        load_pair(client, on_event, args)
         result = client.request("match", on_event, fixed="fixed", moving="moving", points=points.points.tolist(),
                                 labels=list(points.labels), prior=prior)
         pts, labels, values, warnings = decode_match(result)
@@ -83,6 +109,4 @@ def run_remote(args) -> int:
             client.request("heatmap", on_event, fixed="fixed", moving="moving", point=points.points[idx].tolist(),
                            out=str(args.heatmap))
             print(f"meddift: heatmap of {args.heatmap_for} -> {args.heatmap}", file=sys.stderr)
-    finally:
-        client.stop()
     return 0

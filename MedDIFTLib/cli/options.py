@@ -70,6 +70,14 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="coarse search step in voxels; 1 is exhaustive (default: two samples per finest-level voxel)")
 
 
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """Compute on a ``meddift serve`` machine instead (match, register)."""
+    g = p.add_argument_group("server (compute on a `meddift serve` machine; docs/server.md)")
+    g.add_argument("--server", metavar="URL", help="e.g. https://gpu-box:8765; the same outputs as a local run")
+    g.add_argument("--token-file", help="file holding the server's token (or set MEDDIFT_TOKEN)")
+    g.add_argument("--ca-file", help="CA certificate (PEM) that signed a self-signed server's certificate")
+
+
 def engine_options(args) -> EngineOptions:
     """EngineOptions from the groups this subcommand has (the rest keep their defaults)."""
     kw = dict(backbone=args.backbone, weights_dir=args.weights_dir, device=args.device)

@@ -16,6 +16,7 @@ from .options import (
     add_backbone_arguments,
     add_cache_arguments,
     add_feature_arguments,
+    add_server_arguments,
     engine_options,
     refuse_hu_offset,
 )
@@ -76,12 +77,18 @@ def run(args) -> int:
         raise InputError(f"--out {out} is a file; it must be a folder")
     check_outputs({f"--out {p.name}": p for p in paths.values()},
                   {"the fixed volume": args.fixed, "the moving volume": args.moving}, args.force)
-    session = MatchSession(engine_options(args))  # every engine option checked before reading
-    fixed = read_volume(args.fixed, hu_offset=args.fixed_hu_offset)
-    moving = read_volume(args.moving, hu_offset=args.moving_hu_offset)
-    print(f"meddift: backbone: {render(session.backbone_note, 'cli')}", file=sys.stderr)
-    field = session.register(fixed, moving, opts, initial=initial, progress=ProgressPrinter())
-    written = write_outputs(field, fixed, moving, out, args.field_ext, figure=not args.no_figure, force=args.force)
+    if args.server:
+        from .register_remote import run_remote_register
+
+        written = run_remote_register(args, opts, initial, paths)
+    else:
+        session = MatchSession(engine_options(args))  # every engine option checked before reading
+        fixed = read_volume(args.fixed, hu_offset=args.fixed_hu_offset)
+        moving = read_volume(args.moving, hu_offset=args.moving_hu_offset)
+        print(f"meddift: backbone: {render(session.backbone_note, 'cli')}", file=sys.stderr)
+        field = session.register(fixed, moving, opts, initial=initial, progress=ProgressPrinter())
+        written = write_outputs(field, fixed, moving, out, args.field_ext, figure=not args.no_figure,
+                                force=args.force)
     rep = written.pop("report_data")
     j = rep["jacobian"]
     print(f"meddift: pre-alignment: {rep.get('prealign_used', 'none')}; folding voxels "
@@ -108,4 +115,5 @@ def add_parser(sub) -> None:
     add_feature_arguments(p)
     add_cache_arguments(p)
     add_registration_arguments(p)
+    add_server_arguments(p)
     p.set_defaults(func=run)

@@ -2,11 +2,13 @@
 
 The Slicer logic and the CLI drive a worker through ``launch``/``poll_ready``, ``submit`` (a
 pending reply with a non-blocking ``poll``), ``request``, ``kill`` and ``stop``, with the worker
-commands ``configure``, ``load_volume``, ``extract``, ``match``, ``heatmap``, ``cancel``, ``ping``
-and ``shutdown``. :class:`RemoteClient` offers exactly those, so the logic runs either without
-knowing which: a local ``path`` given to ``load_volume`` is uploaded (after asking whether the
-server already holds those bytes), a local ``out`` of ``heatmap`` is downloaded into, the rest
-maps one to one onto server jobs. Each submitted request runs in its own thread, so ``poll``
+commands ``configure``, ``load_volume``, ``extract``, ``match``, ``heatmap``, ``register``, ``cancel``,
+``ping`` and ``shutdown``. :class:`RemoteClient` offers exactly those, so the logic runs either
+without knowing which: a local ``path`` given to ``load_volume`` is uploaded (after asking whether
+the server already holds those bytes), the local ``out`` of ``heatmap`` and the ``out``,
+``warped`` and ``inverse`` of ``register`` are downloaded into (the server writes into its own
+session folder and says the file names; each download is atomic), the rest maps one to one onto
+server jobs. Each submitted request runs in its own thread, so ``poll``
 never waits on the network and a GUI timer can drive it.
 
 Failures keep the worker's vocabulary: a refusal is :class:`WorkerError` (``kind`` as the server
@@ -35,6 +37,10 @@ from .protocol import PROTOCOL_VERSION
 FINAL = ("done", "failed", "cancelled")
 LOCAL_ONLY = ("weights_dir", "cache_dir", "use_cache", "device")  # the server chooses these
 UPLOAD_FORMATS = {".nrrd": "nrrd", ".nii.gz": "nii.gz", ".nii": "nii", ".mha": "mha"}
+DOWNLOADS = {"heatmap": ("out",), "register": ("out", "warped", "inverse")}
+"""Fields of a command that name a local file to write: the server is asked for the file instead
+(``register``: a flag for the optional ones) and it is downloaded there."""
+FIELD_FILES = ("out", "inverse")  # register's displacement fields (vector images), not scalar volumes
 
 
 def read_token(token_file: Optional[str] = None) -> Optional[str]:
@@ -152,7 +158,10 @@ class RemoteClient:
             if self.session:
                 self._close_quietly(self.session)
             engine = {k: v for k, v in (fields.get("engine") or {}).items() if k not in LOCAL_ONLY}
-            opened = self._call("POST", "/v1/sessions", {"engine": engine, "matching": fields.get("matching") or {}})
+            body = {"engine": engine, "matching": fields.get("matching") or {}}
+            if fields.get("registration") is not None:
+                body["registration"] = fields["registration"]
+            opened = self._call("POST", "/v1/sessions", body)
             self.session = opened["session"]
             return self._wait_job(opened["job"], emit)
         if cmd == "shutdown":
@@ -163,13 +172,18 @@ class RemoteClient:
             return {"cancelled": bool(self._call("POST", f"/v1/sessions/{sid}/cancel")["cancelled"])}
         if cmd == "load_volume":
             return self._load(sid, fields["name"], fields["path"], fields.get("label"), emit)
-        out = fields.pop("out", None) if cmd == "heatmap" else None
+        local = {k: fields.pop(k, None) for k in DOWNLOADS.get(cmd, ())}
+        for key, path in local.items():
+            if key != "out" and path:
+                fields[key] = True  # the server writes it under a name of its own
         status = self._call("POST", f"/v1/sessions/{sid}/jobs", {"op": cmd, **fields},
                             params={"wait": self.poll_wait})
         result = self._wait_job(status["job"], emit, status)
-        if out is not None:
-            self._download(sid, result.pop("file"), out)
-            result["path"] = str(out)
+        for key, path in local.items():
+            if path:
+                self._download(sid, result.pop("file" if key == "out" else f"{key}_file"), path,
+                               field=cmd == "register" and key in FIELD_FILES)
+                result["path" if key == "out" else key] = str(path)
         return result
 
     def _sid(self) -> str:
@@ -227,19 +241,28 @@ class RemoteClient:
 
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def _download(self, sid: str, fname: str, out) -> None:
+    def _download(self, sid: str, fname: str, out, field: bool = False) -> None:
+        """The job's file ``fname`` into ``out``, atomically; converted when ``out`` is not NRRD (the
+        worker writes what the extension says: so do we). ``field``: a displacement field."""
         from ..atomic import atomic_path
 
-        if not str(out).lower().endswith(".nrrd"):  # the worker writes what the extension says: so do we
-            from ..data.image_io import read_volume, write_volume
-
+        if not str(out).lower().endswith(".nrrd"):
             with tempfile.TemporaryDirectory(prefix="meddift-download-") as tmp:
-                self._download(sid, fname, Path(tmp) / "heatmap.nrrd")
-                write_volume(read_volume(Path(tmp) / "heatmap.nrrd"), out)
+                self._download(sid, fname, Path(tmp) / "download.nrrd")
+                _convert(Path(tmp) / "download.nrrd", out, field)
             return
         with atomic_path(out, suffix=".nrrd") as tmp:
             with open(tmp, "wb") as f:
                 self._call("GET", f"/v1/sessions/{sid}/files/{fname}", sink=f)
+        # downloaded: the server need not keep it until the session closes (in the background: a live
+        # click does not wait for it)
+        threading.Thread(target=self._forget_file, args=(sid, fname), daemon=True, name="meddift-remote-rm").start()
+
+    def _forget_file(self, sid: str, fname: str) -> None:
+        try:
+            self._call("DELETE", f"/v1/sessions/{sid}/files/{fname}")
+        except Exception:  # best effort: the session's folder goes when it closes anyway
+            pass
 
     def _call(self, method: str, route: str, body: Optional[dict] = None, params=None, content=None,
               headers=None, sink=None):
@@ -260,6 +283,9 @@ class RemoteClient:
                 raise WorkerError(f"cannot verify the certificate of the MedDIFT server at {self.url} ({err}); "
                                   "for a self-signed server give its CA file (--ca-file)", "TLSError") from err
             self._alive = False
+            if self.ready is not None:  # it answered before: it has stopped since
+                raise WorkerCrashed(f"the MedDIFT server at {self.url} stopped: it cannot be reached any more ({err}); "
+                                    "the job did not finish, nothing was changed") from err
             raise WorkerCrashed(f"the MedDIFT server at {self.url} cannot be reached ({err}); is it running?") from err
         except (httpx.TransportError, OSError) as err:
             self._alive = False
@@ -306,6 +332,27 @@ class RemotePending:
                 raise value
             self.result = value
         return True
+
+
+def _convert(src: Path, out, field: bool) -> None:
+    """A downloaded NRRD written as ``out``'s format: a scalar volume as the worker writes one, a
+    displacement field as an ITK image (or a transform file, ``.h5``), as ``meddift register`` does."""
+    if not field:
+        from ..data.image_io import read_volume, write_volume
+
+        write_volume(read_volume(src), out)
+        return
+    import SimpleITK as sitk
+
+    from ..atomic import atomic_path
+
+    img = sitk.ReadImage(str(src), sitk.sitkVectorFloat64)
+    suffix = ".nii.gz" if str(out).lower().endswith(".nii.gz") else Path(out).suffix
+    with atomic_path(out, suffix=suffix) as tmp:
+        if suffix.lower() == ".h5":
+            sitk.WriteTransform(sitk.DisplacementFieldTransform(img), str(tmp))
+        else:
+            sitk.WriteImage(img, str(tmp), True)
 
 
 def _sha256(path: Path) -> str:

@@ -10,18 +10,20 @@ status, never a stack trace (those go to the server's log). The routes:
 
 ====================================================  =========================================
 ``GET  /v1/info``                                     version, protocol, device, operations, limits
-``POST /v1/sessions``                                 ``{"engine", "matching"}`` -> session + configure job
+``POST /v1/sessions``                                 ``{"engine", "matching", "registration"}`` -> session
 ``DELETE /v1/sessions/{sid}``                         close: cancel its jobs, delete its files
 ``GET  /v1/sessions/{sid}/volumes``                   this session's volumes (nobody else's)
 ``POST /v1/sessions/{sid}/volumes/{name}/attach``     ``{"sha256"}``: use a volume the server holds
 ``PUT  /v1/sessions/{sid}/volumes/{name}``            the bytes of a NRRD/NIfTI/MHA file
-``POST /v1/sessions/{sid}/jobs?wait=S``               ``{"op": extract|match|heatmap, ...}``
+``POST /v1/sessions/{sid}/jobs?wait=S``               ``{"op": extract|match|heatmap|register, ...}``
 ``GET  /v1/sessions/{sid}/jobs/{jid}?wait=S``         status: state, queue position, stage, result
 ``POST /v1/sessions/{sid}/jobs/{jid}/cancel``         cancel one job; ``/v1/sessions/{sid}/cancel``: all
-``GET  /v1/sessions/{sid}/files/{name}``              a file a job wrote (the heatmap)
+``GET  /v1/sessions/{sid}/files/{name}``              a file a job wrote (heatmap, displacement field)
+``DELETE /v1/sessions/{sid}/files/{name}``            that file, once downloaded
 ====================================================  =========================================
 
 ``wait`` makes a request a long poll: with the features cached, a click is one ``POST .../jobs``.
+What each job accepts, and the files it writes, is :mod:`.server_ops`.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route signatures' types at run time
@@ -36,18 +38,12 @@ from typing import Optional
 
 from .. import __version__
 from .protocol import PROTOCOL_VERSION, dumps
+from .server_ops import FILE_NAME, OPERATIONS, checked, job_outputs, label as _label, name as _name
+from .server_ops import registration_options
 from .server_state import ApiError, ServerState
 
 log = logging.getLogger("meddift.server")
 
-OPERATIONS = {
-    # op: fields checked before the job is queued (name -> check). A new engine operation (the dense
-    # displacement field, ``register``) is one more entry here and one ``cmd_`` method of the Worker.
-    "extract": {"name": "volume"},
-    "match": {"fixed": "volume", "moving": "volume", "points": "points", "labels": "labels?", "prior": "prior?"},
-    "heatmap": {"fixed": "volume", "moving": "volume", "point": "point"},
-}
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "nii": ".nii", "mha": ".mha"}
 
 
@@ -128,8 +124,11 @@ def create_app(state: ServerState):
     async def open_session(request: Request):
         who = caller(request)
         body = await json_body(request)
+        registration = body.get("registration")
+        if registration is not None:
+            registration_options(registration)  # refused here, before a session exists
         sess, job = await run_in_threadpool(state.open_session, who, body.get("engine") or {},
-                                            body.get("matching") or {})
+                                            body.get("matching") or {}, registration)
         log.info("session %s opened by %s", sess.id, who)
         return reply({"session": sess.id, "job": job.id}, 201)
 
@@ -193,9 +192,7 @@ def create_app(state: ServerState):
         sess = state.session(sid, caller(request))
         body = await json_body(request)
         op = body.pop("op", None)
-        msg = _checked(op, body, sess)
-        if op == "heatmap":
-            msg["out"] = str(sess.folder / f"heatmap-{secrets.token_hex(6)}.nrrd")
+        msg = job_outputs(op, checked(op, body, sess.volumes), sess.folder)
         job = state.submit(sess, op, msg)
         return reply(await run_in_threadpool(state.wait, job, wait_arg(request)), 202)
 
@@ -219,13 +216,22 @@ def create_app(state: ServerState):
         sess = state.session(sid, caller(request))
         return reply({"cancelled": [j.id for j in list(sess.jobs.values()) if state.cancel(j)]})
 
-    @app.get("/v1/sessions/{sid}/files/{fname}")
-    def download(sid: str, fname: str, request: Request):
+    def job_file(sid, fname, request) -> Path:
         sess = state.session(sid, caller(request))
         path = sess.folder / fname
-        if not re.fullmatch(r"heatmap-[0-9a-f]{12}\.nrrd", fname) or not path.is_file():
+        if not FILE_NAME.match(fname) or not path.is_file():
             raise ApiError(404, f"no file {fname!r} in this session", "NotFound")
-        return FileResponse(path, media_type="application/octet-stream", filename=fname)
+        return path
+
+    @app.get("/v1/sessions/{sid}/files/{fname}")
+    def download(sid: str, fname: str, request: Request):
+        return FileResponse(job_file(sid, fname, request), media_type="application/octet-stream", filename=fname)
+
+    @app.delete("/v1/sessions/{sid}/files/{fname}")
+    def delete_file(sid: str, fname: str, request: Request):
+        """Downloaded: not kept until the session closes (a heatmap per live click, fields of GBs)."""
+        job_file(sid, fname, request).unlink(missing_ok=True)
+        return reply({"deleted": fname})
 
     return app
 
@@ -233,74 +239,6 @@ def create_app(state: ServerState):
 def _too_big(size: int, limit_mb: float) -> str:
     return (f"the upload is {size / 2**20:.1f} MB or more, over the server's limit (--max-upload-mb {limit_mb:g}); "
             "crop or resample the volume")
-
-
-def _name(name) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
-        raise ApiError(400, f"volume name {name!r} must be 1-64 letters, digits, '.', '_' or '-'", "BadRequest")
-    return name
-
-
-def _label(label) -> Optional[str]:
-    if label is None:
-        return None
-    if not isinstance(label, str) or len(label) > 200:
-        raise ApiError(400, "'label' must be a string of at most 200 characters", "BadRequest")
-    return label
-
-
-def _checked(op, body: dict, sess) -> dict:
-    """The job's fields, checked before it is queued: a bad request is answered at once, not after
-    the jobs ahead of it. Paths are refused everywhere: the server reads and writes only its own files."""
-    if op not in OPERATIONS:
-        raise ApiError(400, f"unknown operation {op!r}; known: {', '.join(sorted(OPERATIONS))}", "BadRequest")
-    spec = OPERATIONS[op]
-    for key in ("out", "path"):
-        if key in body:
-            raise ApiError(400, f"'{key}': the server never reads or writes a path a client names; upload volumes "
-                                "as bytes and download results from the job's files", "BadRequest")
-    unknown = sorted(set(body) - set(spec))
-    if unknown:
-        raise ApiError(400, f"unknown field(s) {unknown} for {op!r}; expected {sorted(spec)}", "BadRequest")
-    for key, kind in spec.items():
-        optional = kind.endswith("?")
-        kind = kind.rstrip("?")
-        value = body.get(key)
-        if value is None:
-            if optional:
-                continue
-            raise ApiError(400, f"{op!r} needs {key!r}", "BadRequest")
-        if kind == "volume":
-            if not isinstance(value, str) or value not in sess.volumes:
-                raise ApiError(404 if isinstance(value, str) else 400,
-                               f"{key!r}: no volume {value!r} in this session (loaded: {sorted(sess.volumes)})",
-                               "NotFound" if isinstance(value, str) else "BadRequest")
-        elif kind == "points":
-            if not isinstance(value, list) or not all(_is_point(p, allow_null=True) for p in value):
-                raise ApiError(400, f"{key!r} must be a list of [x, y, z] RAS millimetres", "BadRequest")
-        elif kind == "point":
-            if not _is_point(value):
-                raise ApiError(400, f"{key!r} must be [x, y, z] RAS millimetres", "BadRequest")
-        elif kind == "labels":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value) \
-                    or len(value) != len(body.get("points") or []):
-                raise ApiError(400, f"{key!r} must be one string per point", "BadRequest")
-        elif kind == "prior":
-            if not (value in ("identity", "coarse") or (isinstance(value, list) and len(value) == 4 and all(
-                    isinstance(r, list) and len(r) == 4 and all(_is_number(x) for x in r) for r in value))):
-                raise ApiError(400, "'prior' must be 'identity', 'coarse' or a 4x4 RAS matrix (a transform file on "
-                                    "the server is never read)", "BadRequest")
-    return dict(body)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _is_point(p, allow_null: bool = False) -> bool:
-    if not isinstance(p, list) or len(p) != 3:
-        return False
-    return all(_is_number(x) or (allow_null and x is None) for x in p)
 
 
 def run_server(state: ServerState, host: str, port: int, certfile: Optional[str] = None,

@@ -19,7 +19,6 @@ enforce (who may touch what, how much, how long) sit in one place apart from the
 from __future__ import annotations
 
 import collections
-import hashlib
 import hmac
 import itertools
 import json
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CancelledError, InputError
+from .server_access import ApiError, Limits, Tokens
+from .server_ops import public_result, registration_options
 from .worker import Worker
 
 log = logging.getLogger("meddift.server")
@@ -40,61 +41,6 @@ log = logging.getLogger("meddift.server")
 FINAL = ("done", "failed", "cancelled")
 SERVER_OWNED_ENGINE_KEYS = ("weights_dir", "cache_dir", "use_cache", "device")
 """Engine options the server decides (folders and device are the server's, never a client's path)."""
-
-
-class ApiError(Exception):
-    """A refusal meant for the client: HTTP status, plain words, and an error kind."""
-
-    def __init__(self, status: int, message: str, kind: str = "InputError"):
-        super().__init__(message)
-        self.status, self.kind = status, kind
-
-
-@dataclass
-class Limits:
-    """Every limit names its command-line option in its error, so an admin knows what to raise."""
-
-    max_upload_mb: float = 1024.0
-    max_voxels: int = 600_000_000
-    max_sessions: int = 16
-    max_queued_jobs: int = 32
-    idle_timeout_s: float = 1800.0
-
-
-class Tokens:
-    """The accepted tokens (one per line in the token file), as digests."""
-
-    MIN_LENGTH = 16
-
-    def __init__(self, tokens: list[str]):
-        if not tokens:
-            raise InputError("the token file holds no token (one per line; lines starting with # are comments)")
-        short = [i + 1 for i, t in enumerate(tokens) if len(t) < self.MIN_LENGTH]
-        if short:
-            raise InputError(f"token(s) number {short} are shorter than {self.MIN_LENGTH} characters: too easy to "
-                             "guess; make one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
-        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
-
-    @classmethod
-    def from_file(cls, path) -> "Tokens":
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as err:
-            raise InputError(f"cannot read the token file {path}: {err.strerror or err}") from err
-        return cls([ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")])
-
-    def identify(self, presented: Optional[str]) -> Optional[str]:
-        """The caller's identity (``token-N``) or None. Digests have one length whatever was sent,
-        and every token is compared (no early exit), so the time taken says nothing about a match."""
-        digest = hashlib.sha256((presented or "").encode()).digest()
-        found = None
-        for i, ref in enumerate(self._digests):
-            if hmac.compare_digest(digest, ref):
-                found = f"token-{i + 1}"
-        return found
-
-    def __len__(self) -> int:
-        return len(self._digests)
 
 
 @dataclass
@@ -134,6 +80,7 @@ class ClientSession:
     worker: Worker
     engine: dict
     matching: dict
+    registration: Optional[dict] = None  # RegistrationOptions fields for prior "dense" (None: the defaults)
     volumes: dict = field(default_factory=dict)  # name -> upload digest
     jobs: dict = field(default_factory=dict)  # job id -> Job
     last_used: float = field(default_factory=time.monotonic)
@@ -160,7 +107,8 @@ class ServerState:
 
     # --- sessions --------------------------------------------------------------
 
-    def open_session(self, owner: str, engine: dict, matching: dict) -> tuple[ClientSession, Job]:
+    def open_session(self, owner: str, engine: dict, matching: dict,
+                     registration: Optional[dict] = None) -> tuple[ClientSession, Job]:
         """A new session for ``owner``; its first job configures the engine (loading a model can take
         a while, so it waits in the queue like any job and the request returns at once)."""
         if not isinstance(engine, dict) or not isinstance(matching, dict):
@@ -177,7 +125,8 @@ class ServerState:
             sid = secrets.token_urlsafe(18)
             folder = self.work_dir / "sessions" / sid
             folder.mkdir(parents=True)
-            sess = ClientSession(sid, owner, folder, Worker(lambda m: None), dict(engine), dict(matching))
+            sess = ClientSession(sid, owner, folder, Worker(lambda m: None), dict(engine), dict(matching),
+                                 dict(registration) if registration else None)
             self.sessions[sid] = sess
         return sess, self.submit(sess, "configure", {})
 
@@ -323,7 +272,7 @@ class ServerState:
         if job.op == "configure":
             try:
                 reply = {"ok": True, "result": self._configure(job.session)}
-            except (InputError, TypeError) as err:
+            except (InputError, TypeError, ApiError) as err:
                 reply = {"ok": False, "error": str(err), "kind": "InputError"}
             return self._finish(job, reply)
         worker = job.session.worker
@@ -342,9 +291,9 @@ class ServerState:
         worker.emit = emit
         worker.handle({"id": job.id, "cmd": job.op, **job.msg})
         reply = replies[-1] if replies else {"ok": False, "error": "no reply", "kind": "InternalError"}
-        if reply.get("ok") and isinstance(reply.get("result"), dict) and "path" in reply["result"]:
-            # a file the job wrote: named for download, its place on the server's disk kept to itself
-            reply["result"]["file"] = Path(reply["result"].pop("path")).name
+        if reply.get("ok") and isinstance(reply.get("result"), dict):
+            # the files the job wrote: named for download, their place on the server's disk kept to itself
+            reply["result"] = public_result(job.op, reply["result"])
         self._finish(job, reply)
 
     def _configure(self, sess: ClientSession) -> dict:
@@ -359,6 +308,8 @@ class ServerState:
             self.engines[key] = MatchSession(EngineOptions.from_dict(options))
         engine = self.engines[key]
         sess.worker.session = engine.with_matching(MatchOptions(**sess.matching))
+        if sess.registration is not None:  # with_matching made a copy: this session's own options
+            sess.worker.session.registration = registration_options(sess.registration)
         import torch
 
         dev = getattr(engine.backbone, "device", None)

@@ -191,21 +191,36 @@ class Worker:
 
 
     def cmd_register(self, msg, progress):
-        """Dense registration: writes the fixed -> moving displacement field (and the warped moving scan)."""
+        """Dense registration: writes the fixed -> moving displacement field ``out`` on the fixed grid, and
+        on request the warped moving scan (``warped``) and the moving -> fixed field on the moving grid
+        (``inverse``); ``initial``: a known 4x4 RAS fixed -> moving matrix instead of the pre-alignment.
+        The result carries the report ``meddift register`` writes, so a remote run can write it too."""
         from ..data.image_io import write_volume
         from ..registration import write_field
 
         session = self._session()
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
-        out, warped_out = msg.get("out"), msg.get("warped")
-        if not isinstance(out, str) or (warped_out is not None and not isinstance(warped_out, str)):
-            raise InputError("register needs an 'out' displacement field path (and optionally a 'warped' volume path)")
+        out, warped_out, inverse_out = msg.get("out"), msg.get("warped"), msg.get("inverse")
+        if not isinstance(out, str) or any(p is not None and not isinstance(p, str) for p in (warped_out, inverse_out)):
+            raise InputError("register needs an 'out' displacement field path (and optionally 'warped' and "
+                             "'inverse' paths)")
+        initial = msg.get("initial")
+        if initial is not None:
+            initial = np.asarray(initial, dtype=np.float64)
+            if initial.shape != (4, 4) or not np.isfinite(initial).all():
+                raise InputError("register 'initial' must be a 4x4 RAS matrix of finite numbers")
         opts = _registration_options(msg.get("options")) or session.registration
         t = time.perf_counter()
-        field = session.register(fixed, moving, opts, progress=progress, cancel=self._cancelled)
+        field = session.register(fixed, moving, opts, initial=initial, progress=progress, cancel=self._cancelled)
         write_field(field.displacement_on(fixed.grid), fixed.grid, out)
-        result = {"path": out, "jacobian": field.jacobian_stats(), "prealign": field.info.get("prealign_used"),
-                  "seconds": round(time.perf_counter() - t, 3)}
+        report = {"fixed": fixed.name, "moving": moving.name, "prealign_ras": np.round(field.prealign, 6).tolist(),
+                  "jacobian": field.jacobian_stats(),
+                  **{k: v for k, v in field.info.items() if k != "options"}, "options": field.info.get("options")}
+        result = {"path": out, "jacobian": report["jacobian"], "prealign": field.info.get("prealign_used"),
+                  "seconds": round(time.perf_counter() - t, 3), "report": report}
+        if inverse_out:
+            write_field(field.inverse_displacement_on(moving.grid), moving.grid, inverse_out)
+            result["inverse"] = inverse_out
         if warped_out:
             write_volume(field.resample_moving(moving, fixed.grid), warped_out)
             result["warped"] = warped_out

@@ -17,7 +17,7 @@ from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E
 from MedDIFTLib.service.client import WorkerCrashed  # noqa: E402
 from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore  # noqa: E402
 from MedDIFTSceneLib.remote import ComputeSettings, use_settings  # noqa: E402
-from MedDIFTSceneLib.scene import add_volume_node, write_markups  # noqa: E402
+from MedDIFTSceneLib.scene import add_volume_node, volume_from_node, write_markups  # noqa: E402
 
 
 class FakeQSettings:
@@ -122,3 +122,27 @@ def test_server_killed_mid_job_leaves_the_scene_as_it_was(tmp_path):
         assert not logic.client.alive  # the next job opens a new session
     finally:
         server.kill()
+
+
+def test_dense_matching_transform_and_warp_on_the_server_equal_this_computer(remote, no_weights):
+    """The panel's dense options (points from the registration, the transform node, the warped volume)
+    through the server: its register job's files come back into the scene as on this computer."""
+    server, settings = remote
+    results = {}
+    for where in ("local", "server"):
+        scene, pair, lm, fixed, moving, points = _scene(5, seed=8)
+        logic = MedDIFTLogicCore(scene)
+        use_settings(logic, settings if where == "server" else ComputeSettings())
+        job = logic.start_match(MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(),
+                                             engine={"backbone": "mind-ssc", "device": "cpu"}, matching={},
+                                             prior="dense", transform=True, warp=True)).run(timeout=300)
+        logic.shutdown()
+        assert job.error is None, job.log
+        assert type(job.client).__name__ == ("RemoteClient" if where == "server" else "WorkerClient")
+        tx, warped = job.result["transform_node"], job.result["warped_node"]
+        mapped = [tx.GetTransformFromParent().TransformPoint(pt.tolist()) for pt in lm.points]  # fixed -> moving
+        results[where] = (job.result["matched"].points, np.array(mapped), volume_from_node(warped).array.copy())
+    np.testing.assert_allclose(results["server"][0], results["local"][0], atol=1e-4)
+    np.testing.assert_allclose(results["server"][1], results["local"][1], atol=1e-4)  # the map at the landmarks
+    np.testing.assert_allclose(results["server"][2], results["local"][2], atol=1e-3)
+    assert not np.allclose(results["server"][1], lm.points, atol=0.5)  # a map that moves points
