@@ -152,9 +152,9 @@ def test_large_motion_is_followed_without_user_input():
 
 
 def test_options_are_checked_in_user_terms():
-    with pytest.raises(InputError, match="pre-alignment"):
+    with pytest.raises(InputError, match="prealign must be one of none, rigid, affine, got 'similarity'"):
         RegistrationOptions(prealign="similarity")
-    with pytest.raises(InputError, match="search_mm"):
+    with pytest.raises(InputError, match="search must be a finite number"):
         RegistrationOptions(search_mm=float("nan"))
-    with pytest.raises(InputError, match="spacing"):
+    with pytest.raises(InputError, match="grid_spacing must be positive"):
         RegistrationOptions(spacing_mm=0.0)
