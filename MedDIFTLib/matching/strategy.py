@@ -234,7 +234,7 @@ def top_candidates(s: torch.Tensor, k: int, pool: int = 256):
     shape = s.shape[1:]
     flat = s.reshape(b, -1)
     pool = min(pool, flat.shape[1])
-    vals, idx = flat.topk(pool, dim=1)
+    vals, idx = top_pool(flat, pool)
     coords = torch.stack([idx // (shape[1] * shape[2]), (idx // shape[2]) % shape[1], idx % shape[2]], -1)
     is_max = torch.isfinite(vals)
     size = torch.tensor(shape, device=s.device)
@@ -250,6 +250,26 @@ def top_candidates(s: torch.Tensor, k: int, pool: int = 256):
     maxima = torch.where(torch.isfinite(mvals), torch.gather(idx, 1, mpos), torch.full_like(mpos, -1))
     tops = torch.where(torch.isfinite(vals[:, :kk]), idx[:, :kk], torch.full_like(idx[:, :kk], -1))
     return torch.cat([maxima, tops], dim=1), vals, idx
+
+
+def top_pool(flat: torch.Tensor, pool: int, block: int = 1024):
+    """``flat.topk(pool, dim=1)`` (values and indices, highest first), read from the ``pool`` blocks of
+    ``block`` values with the highest maxima: each of the ``pool`` highest values is the maximum of its
+    block or below another of them, so no other block holds one. On a whole lattice (8.3 M values) this
+    is one pass for the block maxima and a sort of 0.26 M values instead of a selection over all."""
+    b, n = flat.shape
+    nb = n // block
+    if nb <= 4 * pool:
+        return flat.topk(pool, dim=1)
+    head = flat[:, :nb * block].view(b, nb, block)
+    blocks = head.amax(dim=2).topk(pool, dim=1).indices  # (b, pool)
+    local = torch.arange(block, device=flat.device)
+    vals = torch.cat([head.gather(1, blocks[:, :, None].expand(b, pool, block)).reshape(b, -1),
+                      flat[:, nb * block:]], dim=1)
+    idx = torch.cat([(blocks[:, :, None] * block + local).reshape(b, -1),
+                     torch.arange(nb * block, n, device=flat.device).expand(b, -1)], dim=1)
+    vals, pos = vals.topk(pool, dim=1)
+    return vals, idx.gather(1, pos)
 
 
 _NEIGHBOURS = torch.tensor([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)

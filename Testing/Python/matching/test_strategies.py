@@ -150,3 +150,19 @@ def test_bad_strategy_options_are_refused(kw, message):
     with pytest.raises(InputError, match=message):
         MatchOptions(**kw)
 
+
+def test_the_candidate_pool_equals_a_full_selection():
+    """The pool of highest coarse values is read from the blocks with the highest maxima: the same values and
+    indices as a selection over the whole map, with masked (-inf) parts and fewer finite values than the pool."""
+    from MedDIFTLib.matching.strategy import top_pool
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2_000_003, generator=gen)
+    x[1, ::3] = -float("inf")
+    x[2] = -float("inf")
+    x[2, 5000:5100] = torch.randn(100, generator=gen)
+    ref = x.topk(256, dim=1)
+    vals, idx = top_pool(x, 256)
+    torch.testing.assert_close(vals, ref.values, rtol=0, atol=0)
+    finite = torch.isfinite(ref.values)
+    assert torch.equal(idx[finite], ref.indices[finite]) and int(finite[2].sum()) == 100
