@@ -35,7 +35,7 @@ STRATEGIES = (AUTO, NATIVE, UPSAMPLED)
 
 # Work is counted in float32 BLAS flops; memory traffic is converted at these rates, fitted on the
 # development box (one core: ~50 GFLOP/s in sgemm, ~15 GB/s streamed, ~6 GB/s through the gathers of the
-# Gram-map passes) so that the four estimates of the 250x236x141 MIND-SSC phantom come out within 10%
+# Gram-map passes) so that the four estimates of the 250x236x141 MIND-SSC phantom come out within 15%
 # of their measured times; bench_matching.py --strategies checks the resulting choice.
 FLOPS_PER_BYTE = 3.0
 FLOPS_PER_GATHERED_BYTE = 8.0
