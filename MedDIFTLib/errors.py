@@ -36,6 +36,8 @@ OPTIONS = {
     "points_format": ("--points-format", None, None),
     "coarse_stride": ("--coarse-stride", "matching.coarse_stride", None),
     "memory_budget": ("--memory-budget", "matching.memory_budget_mb", None),
+    "match_strategy": ("--match-strategy", "matching.strategy", None),
+    "upsampled_budget": ("--upsampled-budget", "matching.upsampled_budget_mb", None),
     "force": ("--force", "heatmap.force = true", "confirm the replacement"),
     "out": ("--out", None, "Outputs > Matched landmarks"),
     "heatmap": ("--heatmap", "heatmap.out", None),

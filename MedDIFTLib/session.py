@@ -29,7 +29,7 @@ from .errors import InputError, WeightsError, opt, render
 from .features import create_backbone
 from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
-from .features.options import check_engine_options
+from .features.options import check_engine_options, resolve_device
 from .features.pyramid import FeaturePyramid
 from .matching.priors import PriorFn, identity_prior, resolve_prior
 from .matching.search import Matcher, MatchOptions
@@ -149,6 +149,9 @@ class MatchSession:
         self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
         # options that do not apply to the backbone used: said once, when the session starts
         self.option_warnings = check_engine_options(self.engine, self.backbone.name)
+        # where matching computes: the engine's device (auto: CUDA when there is one), whatever the backbone
+        # used for the features; pyramids stay on the CPU (cache, memory) and each matcher moves its own
+        self.match_device = resolve_device(self.engine.device)
         self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
         self._pyramids: dict[str, FeaturePyramid] = {}
         self._matchers: dict[tuple, Matcher] = {}
@@ -218,7 +221,7 @@ class MatchSession:
         if key not in self._matchers:
             pf = self.features(fixed, staged(progress, "fixed"), cancel)
             pm = self.features(moving, staged(progress, "moving"), cancel)
-            self._matchers[key] = Matcher(pf, pm, self.matching)
+            self._matchers[key] = Matcher(pf, pm, self.matching, device=self.match_device)
         return self._matchers[key]
 
     # --- the job -------------------------------------------------------------
@@ -301,7 +304,8 @@ class MatchSession:
         if key not in self._matchers:
             pf = self.features(fixed, staged(progress, "fixed"), cancel)
             pm = self.features(moving, staged(progress, "moving"), cancel)
-            self._matchers[key] = Matcher(pf, pm, dataclasses.replace(self.matching, radius_mm=window))
+            self._matchers[key] = Matcher(pf, pm, dataclasses.replace(self.matching, radius_mm=window),
+                                          device=self.match_device)
         res = self._matchers[key].match(pts, prior_ras=prior_pts, progress=progress, cancel=cancel)
         gap = np.linalg.norm(res.points - prior_pts, axis=1)
         if self.matching.radius_mm is None:
@@ -313,9 +317,11 @@ class MatchSession:
     def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
         """Global match with the coarsest level only: a cheap prior for the full local search."""
         coarsest = min(matcher.target.levels, key=lambda lv: np.prod(lv.src_shape)).level.name
-        opts = MatchOptions(levels=[coarsest], forward_backward=False, subvoxel=False,
-                            coarse_stride=matcher.stride)
-        return Matcher(matcher.fixed, matcher.moving, opts).match(pts, cancel=cancel).points
+        own = matcher.options
+        opts = MatchOptions(levels=[coarsest], forward_backward=False, subvoxel=False, coarse_stride=matcher.stride,
+                            memory_budget_mb=own.memory_budget_mb, strategy=own.strategy,
+                            upsampled_budget_mb=own.upsampled_budget_mb)
+        return Matcher(matcher.fixed, matcher.moving, opts, device=matcher.device).match(pts, cancel=cancel).points
 
     # --- dense correspondence ---------------------------------------------------
 

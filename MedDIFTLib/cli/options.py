@@ -68,6 +68,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="working memory for a batch of queries (default 64 MB); sets the batch size")
     g.add_argument("--coarse-stride", type=int, default=None,
                    help="coarse search step in voxels; 1 is exhaustive (default: two samples per finest-level voxel)")
+    g.add_argument("--match-strategy", choices=["auto", "native", "upsampled"], default="auto",
+                   help="how the exact similarity is computed: native-resolution dot maps, or the descriptor "
+                        "upsampled once (few channels); the same matches; auto: the cheaper estimate (default)")
+    g.add_argument("--upsampled-budget", type=float, default=1024.0, metavar="MB",
+                   help="memory the upsampled strategy may keep per scan (default 1024 MB)")
 
 
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,7 +106,8 @@ def match_options(args) -> MatchOptions:
     """MatchOptions from the search group."""
     return MatchOptions(radius_mm=args.radius, subvoxel=not args.no_subvoxel,
                         forward_backward=not args.no_forward_backward, coarse_stride=args.coarse_stride,
-                        memory_budget_mb=args.memory_budget)
+                        memory_budget_mb=args.memory_budget, strategy=args.match_strategy,
+                        upsampled_budget_mb=args.upsampled_budget)
 
 
 def add_case_arguments(p) -> None:

@@ -60,18 +60,19 @@ class FeatureLevel:
 
 
 def trilinear_sample(features: torch.Tensor, ijk: np.ndarray) -> torch.Tensor:
-    """Sample ``features[c, i, j, k]`` at continuous indices (N, 3), border-clamped."""
+    """Sample ``features[c, i, j, k]`` at continuous indices (N, 3), border-clamped; on the features' device."""
     shape = np.asarray(features.shape[1:])
     x = np.clip(np.asarray(ijk, dtype=np.float64), 0.0, shape - 1.0)
     lo = np.minimum(np.floor(x).astype(np.int64), np.maximum(shape - 2, 0))
     w = x - lo  # in [0, 1] (can be 1 at the last voxel)
-    out = torch.zeros((x.shape[0], features.shape[0]), dtype=torch.float32)
+    dev = features.device
+    out = torch.zeros((x.shape[0], features.shape[0]), dtype=torch.float32, device=dev)
     for corner in range(8):
         d = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
-        idx = np.minimum(lo + d, shape - 1)
+        idx = torch.from_numpy(np.minimum(lo + d, shape - 1)).to(dev)
         wt = np.prod(np.where(d == 1, w, 1.0 - w), axis=1)
         vals = features[:, idx[:, 0], idx[:, 1], idx[:, 2]].T.float()
-        out += torch.from_numpy(wt.astype(np.float32))[:, None] * vals
+        out += torch.from_numpy(wt.astype(np.float32)).to(dev)[:, None] * vals
     return out
 
 

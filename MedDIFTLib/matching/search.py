@@ -10,6 +10,9 @@ parabola fit. Candidates can be limited to a ball around a prior position
 Confidence per match: the peak similarity, its margin over the best coarse
 candidate farther than ``margin_radius_mm`` from the match, and the
 forward-backward error (match the match back into the fixed volume).
+
+The coarse values come from the cheaper of two exact strategies (:mod:`.strategy`). Everything runs
+on the matcher's device (a GPU when the pyramids or the caller say so); results come back as numpy.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ import torch
 
 from ..data.geometry import Grid, Volume, apply_affine, as_points, resample
 from ..errors import InputError, opt
+from ..features.options import resolve_device
 from ..features.pyramid import FeaturePyramid
 from ..runtime import Cancel, Progress, check_cancel, report
 from .priors import resolve_prior, search_radius
-from .similarity import SimilarityTarget, full_lattice, strided_lattice
-
-NEG = -float("inf")
+from .similarity import SimilarityTarget, full_lattice
+from .strategy import NEG, STRATEGIES, MatchLattice, on_lattice, top_candidates
 
 
 @dataclass
@@ -43,12 +46,18 @@ class MatchOptions:
     margin_radius_mm: float = 8.0  # "outside a small radius" for the margin
     forward_backward: bool = True
     memory_budget_mb: float = 64.0  # working memory for a batch of queries (sets the batch size)
+    strategy: str = "auto"  # native | upsampled | auto (the cheaper estimate): see matching.strategy
+    upsampled_budget_mb: float = 1024.0  # memory the upsampled strategy may keep per moving pyramid
 
     def __post_init__(self):
         self.radius_mm = search_radius(self.radius_mm)  # 0 or None: global; the rule is the priors' own
-        if not 0 < float(self.memory_budget_mb) < float("inf"):
-            raise InputError(f"the memory budget must be a positive number of MB, got {self.memory_budget_mb} "
-                             f"({opt('memory_budget')})")
+        for name, key in (("memory_budget_mb", "memory_budget"), ("upsampled_budget_mb", "upsampled_budget")):
+            if not 0 < float(getattr(self, name)) < float("inf"):
+                what = "the memory budget" if key == "memory_budget" else "the upsampled strategy's budget"
+                raise InputError(f"{what} must be a positive number of MB, got {getattr(self, name)} ({opt(key)})")
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"unknown matching strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)} "
+                             f"({opt('match_strategy')})")
         for name in ("coarse_stride", "top_k"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 shown = opt(name) if name == "coarse_stride" else name
@@ -77,20 +86,24 @@ class Matcher:
 
     Holds the prepared moving target (its norm maps are computed once and
     reused), so interactive queries cost only their own dot products.
+    ``device``: where to compute (``cpu``, ``cuda[:N]``, ``auto``, a torch device); default: where the
+    moving pyramid's features are. An unusable one is refused in words before any work.
     """
 
-    def __init__(self, fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[MatchOptions] = None):
+    def __init__(self, fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[MatchOptions] = None,
+                 device=None):
         self.options = options or MatchOptions()
         names = self.options.levels or [n for n in moving.names if n in fixed.names]
         missing = [n for n in names if n not in fixed.names or n not in moving.names]
         if missing or not names:
             raise InputError(f"feature levels {missing or names} are not in both pyramids "
                              f"(fixed {fixed.names}, moving {moving.names})")
+        self.device = moving.levels[0].features.device if device is None else resolve_device(str(device))
         self.fixed, self.moving = fixed, moving
-        self.target = SimilarityTarget(moving, names)
+        self.target = SimilarityTarget(moving, names, self.device)
         self.grid: Grid = self.target.grid
         self._full_inv = None
-        self._coarse = None
+        self._lattice: Optional[MatchLattice] = None
         self._backward: Optional[Matcher] = None
         # a local search evaluates only each query's window; False: the whole coarse lattice, masked to the
         # ball (the former path, kept to show that both give the same matches: tests and bench_matching.py)
@@ -113,15 +126,12 @@ class Matcher:
     # --- cached lattices -----------------------------------------------------
 
     @property
-    def coarse(self):
-        """Coarse lattice, its world points and 1/norm maps (computed once)."""
-        if self._coarse is None:
-            lat = strided_lattice(self.grid.shape, self.stride)
-            ijk = np.stack(np.meshgrid(*lat, indexing="ij"), -1).reshape(-1, 3)
-            ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, ijk).astype(np.float32))
-            inv = [self.target.inv_norm(li, lat) for li in range(len(self.target.levels))]
-            self._coarse = (lat, ras, inv)
-        return self._coarse
+    def lattice(self) -> MatchLattice:
+        """The coarse lattice and what its strategies keep (each computed on first use)."""
+        if self._lattice is None:
+            self._lattice = MatchLattice(self.target, self.stride, self.options.strategy,
+                                         self.options.upsampled_budget_mb)
+        return self._lattice
 
     @property
     def full_inv_norms(self) -> list[torch.Tensor]:
@@ -158,17 +168,20 @@ class Matcher:
                 raise InputError(f"candidate mask has shape {mask.shape}, the moving grid is {tuple(self.grid.shape)}")
             if not mask.any():
                 raise InputError("candidate mask is empty: no voxel of the moving volume is allowed")
-            mask_t = torch.from_numpy(mask)
+            mask_t = torch.from_numpy(mask).to(self.device)
 
         out_vox = np.zeros((n, 3), np.int64)
         out_pts = np.zeros((n, 3))
         sim = np.full(n, np.nan)
         margin = np.full(n, np.nan)
-        lat, coarse_ras, coarse_inv = self.coarse
+        lattice = self.lattice
+        lat = lattice.axes
         local = prior is not None and opts.radius_mm is not None
         windowed = local and self.windowed
+        strategy = lattice.choose(n, [p.stop - p.start for p in self._window_positions(prior[0])[1]]
+                                  if windowed else None)
         # a query's coarse map and about three temporaries of its size, in float32
-        batch = 1 if windowed else int(np.clip(opts.memory_budget_mb * 2**20 // (16 * int(np.prod([len(a) for a in lat]))),
+        batch = 1 if windowed else int(np.clip(opts.memory_budget_mb * 2**20 // (16 * int(np.prod(lattice.shape))),
                                              1, 64))
         for start in range(0, n, batch):
             check_cancel(cancel)
@@ -176,29 +189,26 @@ class Matcher:
             sl = slice(start, min(n, start + batch))
             qs = self.target.query_descriptors(self.fixed, pts[sl])
             if windowed:  # only the window around the prior: its cost grows with the radius, not the scan
-                win = self._window(prior[start])
-                sub = [a[(a >= lo) & (a < hi)] for a, lo, hi in zip(lat, win[0], win[1])]
-                if min(len(a) for a in sub) == 0:
+                win, pos = self._window_positions(prior[start])
+                if min(p.stop - p.start for p in pos) <= 0:
                     raise InputError(f"point #{start} at {np.round(pts[start], 2).tolist()} has no candidate voxel "
                                      "in the moving volume within the search radius and mask")
-                pos = [np.searchsorted(a, b) for a, b in zip(lat, sub)]
-                sub_ras = coarse_ras.reshape(*[len(a) for a in lat], 3)[np.ix_(*pos)].reshape(-1, 3)
-                sub_inv = [inv[np.ix_(*pos)] for inv in coarse_inv]  # the same values the global search uses
+                use_lat = [a[p] for a, p in zip(lat, pos)]
                 crops = self.target.window_dots(qs, win)
-                s = self.target.similarity_window(crops, sub, sub_inv)
+                s = lattice.window_scores(qs, crops, pos, strategy)
                 dots = self.target.paste(crops)
-                use_lat, use_ras, use_pos = sub, sub_ras, pos
             else:
                 dots = self.target.dot_maps(qs)
-                s = self.target.similarity(dots, lat, coarse_inv)  # (b, *cshape), exact values
-                use_lat, use_ras, use_pos = lat, coarse_ras, None
+                s = lattice.scores(qs, dots, strategy)  # (b, *cshape), exact values
+                use_lat = lat
             b = s.shape[0]
             cshape = tuple(s.shape[1:])
             if mask_t is not None:
-                s.masked_fill_(~mask_t[np.ix_(*use_lat)].reshape(1, *cshape), NEG)
+                s.masked_fill_(~on_lattice(mask_t, use_lat).reshape(1, *cshape), NEG)
             if local:
-                pr = torch.from_numpy(prior[sl].astype(np.float32))
-                far_from_prior = torch.cdist(pr, use_ras) > opts.radius_mm + self._coarse_slack()
+                pr = torch.from_numpy(prior[sl].astype(np.float32)).to(self.device)
+                ras = lattice.ras_grid(None if use_lat is lat else use_lat)
+                far_from_prior = torch.cdist(pr, ras) > opts.radius_mm + self._coarse_slack()
                 s.masked_fill_(far_from_prior.reshape(b, *cshape), NEG)
             none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
             if none_left.any():
@@ -206,16 +216,18 @@ class Matcher:
                 name = f"point {labels[bad]!r}" if labels is not None else f"point #{bad}"
                 raise InputError(f"{name} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
                                  f"moving volume within the search radius and mask")
-            cand, pool_vals, pool_idx = _top_candidates(s, opts.top_k)
+            cand, pool_vals, pool_idx = top_candidates(s, opts.top_k)
             best_v, best_s = self._refine(dots, cand, use_lat, sl, prior, mask_t)
-            out_vox[sl] = best_v.numpy()
-            sim[sl] = best_s.numpy()
-            margin[sl] = self._margin(best_v, best_s, pool_vals, pool_idx, use_ras).numpy()
-            offs = self._subvoxel(dots, best_v, mask_t) if opts.subvoxel else torch.zeros(b, 3)
-            out_pts[sl] = apply_affine(self.grid.ijk_to_ras, best_v.numpy() + offs.numpy())
+            out_vox[sl] = best_v.cpu().numpy()
+            sim[sl] = best_s.cpu().numpy()
+            pool_ras = lattice.ras_of(pool_idx, use_lat)
+            margin[sl] = self._margin(best_v, best_s, pool_vals, pool_ras).cpu().numpy()
+            offs = self._subvoxel(dots, best_v, mask_t).cpu().numpy() if opts.subvoxel else np.zeros((b, 3))
+            out_pts[sl] = apply_affine(self.grid.ijk_to_ras, out_vox[sl] + offs)
         report(progress, "match", 1.0)
 
         fb = np.full(n, np.nan)
+        extra = {"strategy": strategy}  # which exact strategy scored the coarse lattice (matching.strategy)
         do_fb = opts.forward_backward if forward_backward is None else forward_backward
         if do_fb:
             check_cancel(cancel)
@@ -225,17 +237,18 @@ class Matcher:
             back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel,
                                   progress=back_progress)
             fb = np.linalg.norm(back_res.points - pts, axis=1)
-        return MatchResult(out_pts, sim, margin, fb, out_vox)
+            extra["fb_strategy"] = back_res.extra["strategy"]
+        return MatchResult(out_pts, sim, margin, fb, out_vox, extra)
 
-    def _margin(self, best_v, best_s, pool_vals, pool_idx, coarse_ras) -> torch.Tensor:
+    def _margin(self, best_v, best_s, pool_vals, pool_ras) -> torch.Tensor:
         """Peak minus the best coarse candidate farther than ``margin_radius_mm`` from the match.
 
-        Candidates come from the pool of highest coarse values; when all of
-        them are near the match, the lowest pool value bounds the rest, so
-        the margin returned is a lower bound (conservative).
+        Candidates come from the pool of highest coarse values (``pool_ras``: their positions); when
+        all of them are near the match, the lowest pool value bounds the rest, so the margin
+        returned is a lower bound (conservative).
         """
-        match_ras = torch.from_numpy(apply_affine(self.grid.ijk_to_ras, best_v.numpy()).astype(np.float32))
-        dist = (coarse_ras[pool_idx] - match_ras[:, None]).norm(dim=-1)  # (b, pool)
+        match_ras = self.lattice.world(best_v).float()
+        dist = (pool_ras - match_ras[:, None]).norm(dim=-1)  # (b, pool)
         far = (dist > self.options.margin_radius_mm) & torch.isfinite(pool_vals)
         other = torch.where(far, pool_vals, torch.full_like(pool_vals, NEG)).amax(dim=1)
         fallback = torch.where(torch.isfinite(pool_vals[:, -1]), pool_vals[:, -1], best_s)
@@ -245,9 +258,17 @@ class Matcher:
     def backward(self) -> "Matcher":
         """The matcher from moving back to fixed (same options), built once."""
         if self._backward is None:
-            self._backward = Matcher(self.moving, self.fixed, self.options)
+            self._backward = Matcher(self.moving, self.fixed, self.options, device=self.device)
             self._backward.windowed = self.windowed
         return self._backward
+
+    def _window_positions(self, prior_ras) -> tuple:
+        """The window of one prior position (:meth:`_window`) and the lattice points inside it, as one
+        slice per axis (the lattice is sorted, so they are a box of it)."""
+        win = self._window(prior_ras)
+        pos = [slice(int(np.searchsorted(a, lo)), int(np.searchsorted(a, hi))) for a, lo, hi in
+               zip(self.lattice.axes, win[0], win[1])]
+        return win, pos
 
     def _window(self, prior_ras) -> tuple:
         """Target-voxel box [lo, hi) holding every voxel within radius + slack of one prior position,
@@ -267,13 +288,12 @@ class Matcher:
         return float(np.linalg.norm(sp) / 2)
 
     def _allowed(self, ijk: torch.Tensor, rows: torch.Tensor, sl: slice, prior, mask_t) -> torch.Tensor:
-        ok = torch.ones(ijk.shape[0], dtype=torch.bool)
+        ok = torch.ones(ijk.shape[0], dtype=torch.bool, device=self.device)
         if mask_t is not None:
             ok &= mask_t[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
         if prior is not None and self.options.radius_mm is not None:
-            ras = apply_affine(self.grid.ijk_to_ras, ijk.numpy())
-            pr = prior[sl][rows.numpy()]
-            ok &= torch.from_numpy(np.linalg.norm(ras - pr, axis=1) <= self.options.radius_mm)
+            pr = torch.from_numpy(np.asarray(prior[sl], dtype=np.float64)).to(self.device)[rows]
+            ok &= (self.lattice.world(ijk) - pr).norm(dim=1) <= self.options.radius_mm
         return ok
 
     def _refine(self, dots, cand, lat, sl, prior, mask_t):
@@ -283,24 +303,27 @@ class Matcher:
         # flat coarse index -> target voxel, without materialising the whole lattice
         ny, nz = len(lat[1]), len(lat[2])
         c = cand.clamp_min(0)
-        axes = [torch.as_tensor(a) for a in lat]
+        axes = [torch.from_numpy(np.asarray(a)).to(self.device) for a in lat]
         start = torch.stack([axes[0][c // (ny * nz)], axes[1][(c // nz) % ny], axes[2][c % nz]], -1)
         centers, best_s = self._climb(dots, start, cand >= 0, self.options.refine_radius, sl, prior, mask_t)
         pick = best_s.argmax(dim=1)
-        rows = torch.arange(b)
-        centers, best_s = self._climb(dots, centers[rows, pick][:, None], torch.ones(b, 1, dtype=torch.bool),
+        rows = torch.arange(b, device=self.device)
+        centers, best_s = self._climb(dots, centers[rows, pick][:, None],
+                                      torch.ones(b, 1, dtype=torch.bool, device=self.device),
                                       2 * self.options.refine_radius, sl, prior, mask_t)
         return centers[:, 0], best_s[:, 0]
 
     def _climb(self, dots, centers, alive, radius, sl, prior, mask_t):
         """Move each (query, candidate) centre to the best voxel of its window until none moves."""
         b, k = centers.shape[:2]
-        shape = torch.tensor(self.grid.shape)
-        rows = torch.arange(b)[:, None].expand(b, k)
-        win = torch.stack(torch.meshgrid(*[torch.arange(-radius, radius + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        best_s = torch.full((b, k), NEG)
+        dev = self.device
+        shape = torch.tensor(self.grid.shape, device=dev)
+        rows = torch.arange(b, device=dev)[:, None].expand(b, k)
+        step = torch.arange(-radius, radius + 1, device=dev)
+        win = torch.stack(torch.meshgrid(step, step, step, indexing="ij"), -1).reshape(-1, 3)
+        best_s = torch.full((b, k), NEG, device=dev)
         for _ in range(64):
-            pts = (centers[:, :, None, :] + win[None, None]).clamp(min=torch.zeros(3, dtype=torch.long), max=shape - 1)
+            pts = (centers[:, :, None, :] + win[None, None]).clamp(min=torch.zeros_like(shape), max=shape - 1)
             flat_pts = pts.reshape(-1, 3)
             flat_rows = rows[:, :, None].expand(b, k, win.shape[0]).reshape(-1)
             vals = self.target.similarity_at(dots, flat_rows, flat_pts)
@@ -317,13 +340,12 @@ class Matcher:
     def _subvoxel(self, dots, vox, mask_t) -> torch.Tensor:
         """Per-axis parabola through the peak and its two neighbours; offsets in [-0.5, 0.5]."""
         b = vox.shape[0]
-        shape = torch.tensor(self.grid.shape)
-        steps = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.eye(3, dtype=torch.long),
-                           -torch.eye(3, dtype=torch.long)])  # centre, +x,+y,+z, -x,-y,-z
+        shape = torch.tensor(self.grid.shape, device=self.device)
+        steps = _STEPS.to(self.device)  # centre, +x,+y,+z, -x,-y,-z
         pts = vox[:, None, :] + steps[None]  # (b, 7, 3)
         inside = ((pts >= 0) & (pts < shape)).all(-1)
         pts = torch.minimum(pts.clamp_min(0), shape - 1)
-        rows = torch.arange(b)[:, None].expand(b, 7)
+        rows = torch.arange(b, device=self.device)[:, None].expand(b, 7)
         vals = self.target.similarity_at(dots, rows.reshape(-1), pts.reshape(-1, 3)).reshape(b, 7)
         s0, sp, sm = vals[:, :1], vals[:, 1:4], vals[:, 4:7]
         den = sm - 2 * s0 + sp
@@ -337,8 +359,12 @@ class Matcher:
         """Similarity of one fixed point to every moving voxel, as a volume on the moving pyramid grid."""
         qs = self.target.query_descriptors(self.fixed, as_points(point_ras)[:1])
         dots = self.target.dot_maps(qs)
-        arr = self.target.similarity(dots, full_lattice(self.grid.shape), self.full_inv_norms)[0]
-        arr = arr.numpy().astype(np.float32)
+        lattice = self.lattice
+        if lattice.shape == tuple(self.grid.shape):  # stride 1: the lattice is the grid, and what it keeps serves
+            arr = lattice.scores(qs, dots, lattice.choose(1))[0]
+        else:
+            arr = self.target.similarity(dots, full_lattice(self.grid.shape), self.full_inv_norms)[0]
+        arr = arr.cpu().numpy().astype(np.float32)
         return Volume(arr, self.grid.ijk_to_ras.copy(), "similarity")
 
     def mask_from_volume(self, mask: Volume) -> np.ndarray:
@@ -347,39 +373,7 @@ class Matcher:
         return np.asarray(res.array) > 0
 
 
-def _top_candidates(s: torch.Tensor, k: int, pool: int = 256):
-    """Coarse candidates per map: the k highest local maxima (3x3x3) and the k highest values.
-
-    Local maxima cover separate basins; the highest values also catch a narrow
-    peak that falls between coarse samples and shows only as a high slope.
-    Local maxima are looked for among the ``pool`` highest values only (a
-    lower one could not win). Returns the candidates' flat indices (b, 2k),
-    -1 where there are fewer, and the pool's values and flat indices.
-    """
-    b = s.shape[0]
-    shape = s.shape[1:]
-    flat = s.reshape(b, -1)
-    pool = min(pool, flat.shape[1])
-    vals, idx = flat.topk(pool, dim=1)
-    coords = torch.stack([idx // (shape[1] * shape[2]), (idx // shape[2]) % shape[1], idx % shape[2]], -1)
-    is_max = torch.isfinite(vals)
-    size = torch.tensor(shape)
-    for d in _NEIGHBOURS:
-        nb = coords + d
-        inside = ((nb >= 0) & (nb < size)).all(-1)
-        nb = torch.minimum(nb.clamp_min(0), size - 1)
-        nflat = (nb[..., 0] * shape[1] + nb[..., 1]) * shape[2] + nb[..., 2]
-        is_max &= ~inside | (torch.gather(flat, 1, nflat) <= vals)
-    kk = min(k, pool)
-    score = torch.where(is_max, vals, torch.full_like(vals, NEG))
-    mvals, mpos = score.topk(kk, dim=1)
-    maxima = torch.where(torch.isfinite(mvals), torch.gather(idx, 1, mpos), torch.full_like(mpos, -1))
-    tops = torch.where(torch.isfinite(vals[:, :kk]), idx[:, :kk], torch.full_like(idx[:, :kk], -1))
-    return torch.cat([maxima, tops], dim=1), vals, idx
-
-
-_NEIGHBOURS = [torch.tensor(d) for d in
-               [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1) if (dx, dy, dz) != (0, 0, 0)]]
+_STEPS = torch.tensor([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (-1, 0, 0), (0, -1, 0), (0, 0, -1)])
 
 
 __all__ = ["MatchOptions", "MatchResult", "Matcher"]

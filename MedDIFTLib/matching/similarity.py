@@ -16,6 +16,10 @@ handful of multiply-adds per level instead of C_l.
 
 Everything here works on a *lattice*: the Cartesian product of index lists
 along the target's three axes (a stride-s coarse grid, a box, a full grid).
+
+Every tensor is made on the target's device (the ``device`` of
+:class:`SimilarityTarget`, by default where the moving pyramid's features are), so the same code runs on
+a GPU; only the callers move final results to the CPU.
 """
 
 from __future__ import annotations
@@ -48,22 +52,23 @@ class AxisTable:
 
     def matrix(self) -> torch.Tensor:
         """The interpolation as a dense (targets x sources) matrix, two weights per row."""
-        m = torch.zeros(len(self.i0), self.n_src)
-        rows = torch.arange(len(self.i0))
+        m = torch.zeros(len(self.i0), self.n_src, device=self.w.device)
+        rows = torch.arange(len(self.i0), device=self.w.device)
         m.index_put_((rows, self.i0), 1 - self.w, accumulate=True)
         m.index_put_((rows, self.i1), self.w, accumulate=True)
         return m
 
 
-def axis_table(n_src: int, n_dst: int, dst_indices) -> AxisTable:
-    dst = torch.as_tensor(np.asarray(dst_indices), dtype=torch.float64)
+def axis_table(n_src: int, n_dst: int, dst_indices, device=None) -> AxisTable:
+    """The table of ``dst_indices`` (computed in float64 on the CPU, a few hundred numbers), on ``device``."""
+    dst = torch.from_numpy(np.asarray(dst_indices, dtype=np.float64))
     src = (dst + 0.5) * (n_src / n_dst) - 0.5
     src = torch.clamp(src, min=0.0)
     i0 = torch.clamp(torch.floor(src).long(), max=n_src - 1)
     i1 = torch.clamp(i0 + 1, max=n_src - 1)
     w = (src - i0.double()).clamp(0.0, 1.0)
     w = torch.where(i1 == i0, torch.zeros_like(w), w)
-    return AxisTable(i0, i1, w.float(), int(n_src))
+    return AxisTable(i0.to(device), i1.to(device), w.float().to(device), int(n_src))
 
 
 def interp_axis(t: torch.Tensor, axis: int, table: AxisTable) -> torch.Tensor:
@@ -92,6 +97,9 @@ def _corner_pairs():
     return torch.tensor(pa), torch.tensor(pb), torch.tensor(didx), torch.tensor(factor)
 
 
+_PAIRS = _corner_pairs()  # CPU constants; each level keeps a copy on its device
+
+
 def _chunked_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Tensor:
     """Sum over the channel axis (0) of a * b, a few channels at a time."""
     out = None
@@ -109,9 +117,10 @@ class LevelSimilarity:
     vectors exact on any lattice.
     """
 
-    def __init__(self, level: FeatureLevel, target_shape):
+    def __init__(self, level: FeatureLevel, target_shape, device=None):
         self.level = level
-        self.feats = level.features.float()
+        self.feats = level.features.to(device).float()  # no copy when already float32 there
+        self.device = self.feats.device
         self.src_shape = tuple(int(s) for s in self.feats.shape[1:])
         self.target_shape = tuple(int(s) for s in target_shape)
         self._gram = None
@@ -129,7 +138,7 @@ class LevelSimilarity:
         if self._gram is None:
             f = self.feats
             n = tuple(f.shape[1:])
-            stack = torch.zeros((len(OFFSETS), *n))  # one block; norm2_at gathers from it directly
+            stack = torch.zeros((len(OFFSETS), *n), device=self.device)  # one block; norm2_at gathers from it directly
             gram = {d: stack[i] for i, d in enumerate(OFFSETS)}
             gram[(0, 0, 0)].copy_(_chunked_dot(f, f))
             for d in OFFSETS:
@@ -143,7 +152,7 @@ class LevelSimilarity:
         return self._gram
 
     def tables(self, lattice) -> list[AxisTable]:
-        return [axis_table(n, N, idx) for n, N, idx in zip(self.src_shape, self.target_shape, lattice)]
+        return [axis_table(n, N, idx, self.device) for n, N, idx in zip(self.src_shape, self.target_shape, lattice)]
 
     def norm2(self, lattice) -> torch.Tensor:
         """|U(m)(v)|^2 on the lattice, exact, by separable passes over the Gram maps.
@@ -173,9 +182,9 @@ class LevelSimilarity:
         """Upsampled value of map ``rows[m]`` at integer target voxel ``ijk[m]`` (8-corner gather)."""
         parts = [(t.i0[ijk[:, a]], t.i1[ijk[:, a]], t.w[ijk[:, a]]) for a, t in enumerate(self.full_tables)]
         n1, n2, n3 = self.src_shape
-        out = torch.zeros(ijk.shape[0])
+        out = torch.zeros(ijk.shape[0], device=self.device)
         for corner in range(8):
-            idx, wt = [], torch.ones(ijk.shape[0])
+            idx, wt = [], torch.ones(ijk.shape[0], device=self.device)
             for axis, (i0, i1, w) in enumerate(parts):
                 bit = (corner >> (2 - axis)) & 1
                 idx.append(i1 if bit else i0)
@@ -193,13 +202,12 @@ class LevelSimilarity:
         its weight is 0, so corner-bit differences serve as offsets.
         """
         if self._pairs is None:
-            self._pairs = _corner_pairs()
+            self._pairs = tuple(t.to(self.device) for t in (*_PAIRS, _CORNER_BITS))
         self.gram  # noqa: B018 - builds the stack on first use
-        pa, pb, didx, factor = self._pairs
+        pa, pb, didx, factor, bits = self._pairs  # bits: (8, 3)
         parts = [(t.i0[ijk[:, a]], t.i1[ijk[:, a]], t.w[ijk[:, a]]) for a, t in enumerate(self.full_tables)]
-        bits = _CORNER_BITS  # (8, 3)
         idx = [torch.where(bits[:, a, None].bool(), parts[a][1][None], parts[a][0][None]) for a in range(3)]  # (8, M)
-        w = torch.ones(8, ijk.shape[0])
+        w = torch.ones(8, ijk.shape[0], device=self.device)
         for a in range(3):
             w = w * torch.where(bits[:, a, None].bool(), parts[a][2][None], 1 - parts[a][2][None])
         n1, n2, n3 = self.src_shape
@@ -253,11 +261,12 @@ class SimilarityTarget:
     describe); every level is axis-aligned with it by construction.
     """
 
-    def __init__(self, pyramid: FeaturePyramid, levels=None):
+    def __init__(self, pyramid: FeaturePyramid, levels=None, device=None):
         self.pyramid = pyramid.select(levels)
         self.grid: Grid = self.pyramid.grid
         self.shape = tuple(int(s) for s in self.grid.shape)
-        self.levels = [LevelSimilarity(lv, self.shape) for lv in self.pyramid.levels]
+        self.device = torch.device(device) if device is not None else self.pyramid.levels[0].features.device
+        self.levels = [LevelSimilarity(lv, self.shape, self.device) for lv in self.pyramid.levels]
         self._norm_cache: dict = {}
 
     @property
@@ -338,14 +347,15 @@ class SimilarityTarget:
     def similarity_at(self, dots: list[torch.Tensor], rows: torch.Tensor, ijk: torch.Tensor) -> torch.Tensor:
         """Exact similarity of query ``rows[m]`` at integer target voxels ``ijk[m]`` (M, 3): the same
         value as :meth:`similarity` there, from 8-corner gathers instead of a lattice."""
-        total = torch.zeros(ijk.shape[0])
+        total = torch.zeros(ijk.shape[0], device=self.device)
         for lv, d in zip(self.levels, dots):
             total += lv.upsample_at(d, rows, ijk) * lv.norm2_at(ijk).sqrt().clamp_min(EPS).reciprocal()
         return total / len(self.levels)
 
     def query_descriptors(self, source: FeaturePyramid, ras) -> list[torch.Tensor]:
-        """Descriptors of world points in ``source``, per level of this target (same names)."""
-        return [source.level(name).sample(ras) for name in self.names]
+        """Descriptors of world points in ``source``, per level of this target (same names), on this
+        target's device (the fixed pyramid may live elsewhere: only these few vectors move)."""
+        return [source.level(name).sample(ras).to(self.device) for name in self.names]
 
 
 def full_lattice(shape) -> list[np.ndarray]:

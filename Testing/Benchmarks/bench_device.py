@@ -13,8 +13,9 @@ Writes ``DIR/device.json`` (every figure) and ``DIR/device.md`` (a table for the
    must still finish through the fallback (more splits, then the CPU), which it records;
 3. features of the tiny test checkpoints (real MONAI networks, random weights, real file format) on
    the device against the CPU: cosine per level (target >= 0.999);
-4. matching of 300 points and one click with the pyramids on the device against the CPU: identical
-   argmax on >= 99% of points, the rest within one voxel; click latency after caching.
+4. matching of 300 points and one click on the device against the CPU (the matcher given the device,
+   as ``meddift match --device`` does): identical argmax on >= 99% of points, the rest within one
+   voxel; click latency after caching; for the automatic strategy and each forced one.
 
 On the CPU (``--device cpu``) stage 2 is skipped (nothing to cap) and 3-4 compare the CPU with
 itself, which keeps the script from rotting: the test suite runs it with ``--quick --tiny``
@@ -137,36 +138,40 @@ def tiny_parity(device, folder):
 
 
 def matching_parity(device, pyr_dev, n_points=300):
-    """Matching with the pyramids on the device vs on the CPU: argmax agreement and click latency."""
+    """Matching on the device vs on the CPU, the way ``meddift match --device`` runs it: the same CPU
+    pyramids, the matcher given the device (it moves what it needs; the session does the same). Argmax
+    agreement and click latency with the automatic strategy, and the agreement of each forced one."""
     from MedDIFTLib.data.geometry import apply_affine
     from MedDIFTLib.matching.search import Matcher, MatchOptions
 
-    from MedDIFTLib.features.pyramid import FeatureLevel, FeaturePyramid
-
     cpu = pyr_dev["cpu"]
-    dev = FeaturePyramid([FeatureLevel(lv.name, lv.features.to(device), lv.ijk_to_ras) for lv in cpu.levels],
-                         cpu.grid, dict(cpu.identity))
     grid = cpu.grid
     rng = np.random.default_rng(0)
     pts = apply_affine(grid.ijk_to_ras, rng.uniform(2, np.asarray(grid.shape) - 3, size=(n_points, 3)))
-    res, times = {}, {}
-    for name, p in (("device", dev), ("cpu", cpu)):
-        m = Matcher(p, p, MatchOptions())
-        t = time.perf_counter()
-        res[name] = m.match(pts)
-        times[name] = time.perf_counter() - t
-        m.match(pts[:1])  # warm: the click below is "after caching"
-        t = time.perf_counter()
-        m.match(pts[:1])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times[name + "_click_ms"] = 1000 * (time.perf_counter() - t)
-    diff = np.abs(res["device"].voxel - res["cpu"].voxel).max(axis=1)
-    return {"points": n_points, "identical_argmax": round(float((diff == 0).mean()), 4),
+    runs = {}
+    for strategy in ("auto", "native", "upsampled"):
+        res, times = {}, {}
+        for name, dev in (("device", device), ("cpu", torch.device("cpu"))):
+            m = Matcher(cpu, cpu, MatchOptions(strategy=strategy), device=dev)
+            t = time.perf_counter()
+            res[name] = m.match(pts)
+            times[name] = time.perf_counter() - t
+            m.match(pts[:1])  # warm: the click below is "after caching"
+            t = time.perf_counter()
+            m.match(pts[:1])
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times[name + "_click_ms"] = 1000 * (time.perf_counter() - t)
+        diff = np.abs(res["device"].voxel - res["cpu"].voxel).max(axis=1)
+        runs[strategy] = {
+            "strategy_used": res["device"].extra["strategy"], "identical_argmax": round(float((diff == 0).mean()), 4),
             "max_voxel_difference": int(diff.max()), "within_one_voxel": round(float((diff <= 1).mean()), 4),
             "match_s": {"device": round(times["device"], 3), "cpu": round(times["cpu"], 3)},
             "click_ms": {"device": round(times["device_click_ms"], 2), "cpu": round(times["cpu_click_ms"], 2)},
             "ok": bool((diff == 0).mean() >= 0.99 and diff.max() <= 1)}
+    out = dict(runs.pop("auto"), points=n_points, forced=runs)
+    out["ok"] = out["ok"] and all(r["ok"] for r in runs.values())
+    return out
 
 
 def markdown(r) -> str:

@@ -17,6 +17,12 @@ backbone's features: the thorax phantom pair at the size of the issue's CT pair 
 2 mm, breathing motion), weight-free MIND-SSC pyramids, ``--queries`` landmarks, ``--radius`` mm:
 the global search, the former masked local search (whole coarse lattice, masked to the ball) and
 the windowed one, with their ratios and whether they agree.
+
+``--strategies`` times the global matching of the same phantom's landmarks with each exact strategy
+forced (``native``: native-resolution dot maps; ``upsampled``: the descriptor upsampled once) and with
+the automatic choice, each from a fresh matcher on the same pyramids in one process (wall and CPU
+seconds; forward-backward on, as by default), prints the cost model's estimates and the ratios, and
+checks that the three find the same voxels (exit status 1 if not).
 """
 
 from __future__ import annotations
@@ -158,11 +164,10 @@ def run_brute(n_queries: int) -> dict:
     return out
 
 
-def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queries: int) -> None:
-    """Global vs masked-local vs windowed-local search on one phantom pair, same process, same pyramids."""
+def phantom_pyramids(n_queries: int, shape, spacing: float):
+    """The thorax phantom pair, its landmarks and its MIND-SSC pyramids (the --local and --strategies input)."""
     from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
     from MedDIFTLib.features import create_backbone
-    from MedDIFTLib.matching.search import Matcher, MatchOptions
 
     import MedDIFTLib
 
@@ -173,23 +178,36 @@ def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queri
     bb = create_backbone("mind-ssc", device="cpu")
     pf, pm = bb.extract(pair.fixed), bb.extract(pair.moving)
     print(f"phantom pair {tuple(shape)} at {spacing} mm, MIND-SSC levels "
-          f"{[(lv.name, lv.channels, lv.shape) for lv in pm.levels]}, {len(pts)} landmarks, radius {radius} mm, "
-          f"{os.cpu_count()} CPU cores; features {time.perf_counter() - t:.1f} s")
+          f"{[(lv.name, lv.channels, lv.shape) for lv in pm.levels]}, {len(pts)} landmarks, "
+          f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"features {time.perf_counter() - t:.1f} s")
+    return pts, pf, pm
+
+
+def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queries: int) -> None:
+    """Global vs masked-local vs windowed-local search on one phantom pair, same process, same pyramids."""
+    from MedDIFTLib.matching.search import Matcher, MatchOptions
+
+    pts, pf, pm = phantom_pyramids(n_queries, shape, spacing)
+    print(f"radius {radius} mm")
 
     def timed(opts, windowed, q):
         m = Matcher(pf, pm, opts)
         m.windowed = windowed
         t0 = time.perf_counter()
-        _ = m.coarse, m.target.levels[0].gram, m.backward().coarse  # one-time setup, timed apart
+        # one-time setup, timed apart: the norm maps of the coarse lattice, both ways
+        _ = m.lattice.inv_norms, m.target.levels[0].gram, m.backward().lattice.inv_norms
         setup = time.perf_counter() - t0
         t0 = time.perf_counter()
         res = m.match(q)
         return res, setup, time.perf_counter() - t0
 
     k = min(masked_queries, len(pts))  # the slow paths on a subset; the per-point figures compare
-    g, gs, gt = timed(MatchOptions(), True, pts[:k])
-    ml, ms, mt = timed(MatchOptions(radius_mm=radius), False, pts[:k])
-    wl, ws, wt = timed(MatchOptions(radius_mm=radius), True, pts)
+    # the native strategy in all three, so that the norm maps timed apart are what each search reads
+    # (the strategies are compared by --strategies)
+    g, gs, gt = timed(MatchOptions(strategy="native"), True, pts[:k])
+    ml, ms, mt = timed(MatchOptions(radius_mm=radius, strategy="native"), False, pts[:k])
+    wl, ws, wt = timed(MatchOptions(radius_mm=radius, strategy="native"), True, pts)
     wk = wl.voxel[:k]
     same = np.all(ml.voxel == wk, axis=1).mean()
     print(f"global search:        {gt:8.1f} s for {k} points ({gt / k:.2f} s/point), setup {gs:.1f} s")
@@ -198,8 +216,46 @@ def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queri
     print(f"per point, windowed / global: {100 * (wt / len(pts)) / (gt / k):.1f}%; windowed / masked: "
           f"{100 * (wt / len(pts)) / (mt / k):.1f}%; same voxel as the masked search: {100 * same:.1f}% of {k}; "
           f"max point difference {np.abs(ml.points - wl.points[:k]).max():.2e} mm")
-    print(f"(forward-backward on in all three; global vs local differ in results by design: "
+    print(f"(native strategy and forward-backward on in all three; global vs local differ in results by design: "
           f"{100 * np.all(g.voxel == wk, axis=1).mean():.0f}% same voxel)")
+
+
+def run_strategies(n_queries: int, shape, spacing: float, repeats: int) -> int:
+    """Global matching with each exact strategy forced, and with the automatic choice, on the same pyramids."""
+    from MedDIFTLib.matching.search import Matcher, MatchOptions
+
+    pts, pf, pm = phantom_pyramids(n_queries, shape, spacing)
+    names = ("native", "upsampled", "auto")
+    probe = Matcher(pf, pm)
+    c = probe.lattice.costs()
+    print(f"coarse lattice {probe.lattice.shape} (stride {probe.stride}); estimated work per query: native "
+          f"{c.native_query / 1e9:.2f}, upsampled {c.upsampled_query / 1e9:.2f} GFLOP-eq; one-time: native "
+          f"{c.native_setup / 1e9:.1f}, upsampled {c.upsampled_setup / 1e9:.1f}; upsampled descriptor "
+          f"{c.upsampled_bytes / 2**20:.0f} MB (budget {probe.options.upsampled_budget_mb:.0f} MB)")
+    best, res = {}, {}
+    for _ in range(repeats):  # interleaved, the fastest of each kept: the cores are shared
+        for name in names:
+            t, cpu = time.perf_counter(), time.process_time()
+            m = Matcher(pf, pm, MatchOptions(strategy=name))  # fresh: its setup is part of its cost
+            res[name] = m.match(pts)
+            wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+            if name not in best or wall < best[name][0]:
+                best[name] = (wall, cpu)
+    print(f"global matching of {len(pts)} points, forward-backward on, from a fresh matcher (setup included), "
+          f"fastest of {repeats}:")
+    for name in names:
+        chose = f" (chose {res[name].extra['strategy']}, back {res[name].extra['fb_strategy']})" if name == "auto" else ""
+        print(f"  {name + chose:40s} {best[name][0]:7.1f} s wall  {best[name][1]:7.1f} s CPU")
+    fast = min(("native", "upsampled"), key=lambda k: best[k][0])
+    print(f"upsampled / native: {best['upsampled'][0] / best['native'][0]:.2f} wall, "
+          f"{best['upsampled'][1] / best['native'][1]:.2f} CPU; auto / faster forced ({fast}): "
+          f"{best['auto'][0] / best[fast][0]:.2f} wall, {best['auto'][1] / best[fast][1]:.2f} CPU")
+    same = {k: float(np.all(res[k].voxel == res["native"].voxel, axis=1).mean()) for k in ("upsampled", "auto")}
+    diff = max(np.abs(res[k].points - res["native"].points).max() for k in ("upsampled", "auto"))
+    print(f"same voxel as native: upsampled {100 * same['upsampled']:.1f}%, auto {100 * same['auto']:.1f}% of "
+          f"{len(pts)}; max point difference {diff:.2e} mm; max similarity difference "
+          f"{np.abs(res['upsampled'].similarity - res['native'].similarity).max():.1e}")
+    return 0 if min(same.values()) == 1.0 else 1
 
 
 def main():
@@ -212,7 +268,11 @@ def main():
     ap.add_argument("--shape", type=int, nargs=3, default=[250, 236, 141])
     ap.add_argument("--spacing", type=float, default=2.0)
     ap.add_argument("--slow-queries", type=int, default=20, help="--local: points for the global and masked runs")
+    ap.add_argument("--strategies", action="store_true", help="native vs upsampled vs auto on the phantom (see above)")
+    ap.add_argument("--repeats", type=int, default=1, help="--strategies: runs of each, the fastest kept")
     args = ap.parse_args()
+    if args.strategies:
+        raise SystemExit(run_strategies(args.queries, args.shape, args.spacing, args.repeats))
     if args.local:
         run_local(args.queries, args.radius, args.shape, args.spacing, args.slow_queries)
         return

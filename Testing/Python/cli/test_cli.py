@@ -47,6 +47,27 @@ def test_cli_match_writes_points_and_heatmap_and_never_overwrites(pair, landmark
     assert cli_main(args + ["--force"]) == 0
 
 
+def test_cli_match_strategy_flags_reach_the_matcher_and_give_the_same_matches(pair, landmarks, tmp_path, no_weights,
+                                                                               capsys):
+    write_volume(pair.fixed, tmp_path / "fixed.nii.gz")
+    write_volume(pair.moving, tmp_path / "moving.nii.gz")
+    write_points(landmarks, tmp_path / "fixed.csv")
+    base = ["match", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--points",
+            str(tmp_path / "fixed.csv"), "--backbone", "mind-ssc"]
+    out = {}
+    for strategy in ("native", "upsampled"):
+        assert cli_main(base + ["--out", str(tmp_path / f"{strategy}.csv"), "--match-strategy", strategy]) == 0
+        out[strategy] = read_points(tmp_path / f"{strategy}.csv")
+    np.testing.assert_allclose(out["native"].points, out["upsampled"].points, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out["native"].values["similarity"], out["upsampled"].values["similarity"], atol=1e-5)
+    capsys.readouterr()
+    # forced beyond its budget (this 80^3 scan's descriptor is 47 MB): refused in words, nothing written
+    rc = cli_main(base + ["--out", str(tmp_path / "o.csv"), "--match-strategy", "upsampled", "--upsampled-budget", "8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "more than its budget of 8 MB: raise --upsampled-budget or use --match-strategy auto" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_cli_match_reports_bad_input_cleanly(tmp_path, capsys, no_weights):
     rc = cli_main(["match", str(tmp_path / "no.nii.gz"), str(tmp_path / "no2.nii.gz"), "--points",
                    str(tmp_path / "p.csv"), "--out", str(tmp_path / "o.csv")])

@@ -109,6 +109,8 @@ def _umask():
     (["--region", "moon"], "unknown body region 'moon'"),
     (["--radius", "-5"], "--radius"),
     (["--radius", "nan"], "--radius"),
+    (["--upsampled-budget", "0"], "the upsampled strategy's budget must be a positive number of MB, got 0.0 "
+                                  "(--upsampled-budget)"),
     (["--backbone", "maisi"], "MAISI weights not found"),
     (["--prior", "coarse"], "a prior needs a search radius (--radius MM)"),
     (["--prior", "identity"], "a prior needs a search radius (--radius MM)"),
@@ -124,14 +126,18 @@ def test_bad_options_are_refused_before_any_work_in_cli_words(files, args, expec
     assert not (d / "late.csv").exists()  # nothing written, so the rerun needs no --force
 
 
-def test_cuda_on_a_cpu_only_torch_is_refused_in_words(files):
+@pytest.mark.parametrize("backbone", ["auto", "mind-ssc"])
+def test_cuda_on_a_cpu_only_torch_is_refused_in_words(files, backbone):
+    """Also with the weight-free backbone, whose features never need the GPU: ``--device`` is where matching
+    runs too, so it is checked at once, before any volume is read."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this torch has CUDA")
     d, _ = files
-    rc, err = meddift(d, "--out", d / "cuda.csv", "--device", "cuda")
+    rc, err = meddift(d, "--out", d / "cuda.csv", "--device", "cuda", "--backbone", backbone)
     assert rc == 2 and "no CUDA device" in err and "--device cpu" in err
+    assert "fixed: features" not in err and "backbone:" not in err and not (d / "cuda.csv").exists()
 
 
 @pytest.mark.parametrize("out, expected", [
