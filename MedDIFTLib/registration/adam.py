@@ -22,6 +22,8 @@ from ..runtime import Cancel, Progress, check_cancel, report
 from .descriptors import box3
 from .warped_ssd import channels_last, warped_ssd
 
+WORKSPACE_BYTES = 1 << 30  # at most 1 GiB of gathered corners (62^3 voxels x 36 channels: 0.27 GiB)
+
 
 def smooth(u: torch.Tensor) -> torch.Tensor:
     """Three 3^3 box filters of a (3, X, Y, Z) field (edges averaged over what exists)."""
@@ -49,6 +51,8 @@ def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Ten
     """
     shape = tuple(fixed.shape[1:])
     fl, ml = channels_last(fixed.float()), channels_last(moving.float())
+    # the eight gathered corners kept between the residual and the gradient, when that fits
+    workspace = torch.empty((8, *fl.shape), device=fl.device) if 8 * fl.numel() * 4 <= WORKSPACE_BYTES else None
     u = init.clone().float().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     for it in range(iterations):
@@ -57,7 +61,7 @@ def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Ten
             report(progress, "refine field", it / max(iterations, 1))
         opt.zero_grad()
         s = smooth(u)
-        cost = warped_ssd(s, ml, fl, shape).mean()  # = (warp(moving, s) - fixed)^2 summed over channels
+        cost = warped_ssd(s, ml, fl, shape, workspace).mean()  # = (warp(moving, s) - fixed)^2 summed over channels
         loss = cost + lam * diffusion(s)
         loss.backward()
         opt.step()

@@ -5,9 +5,10 @@ ConvexAdam (Siebert, Hansen and Heinrich, 2021) separates the two halves of
 registration: a local search that is globally optimal per control point (the
 argmin of a cost volume over a discrete displacement range) and a smoothness
 prior, coupled by a quadratic penalty whose weight grows over a few
-iterations. We reuse the package's ``coupled_convex`` block as it is; it only
-sees a cost volume and a table of displacements, so it is agnostic to the
-descriptor. What it lacks, written here:
+iterations. Its ``coupled_convex`` block only sees a cost volume and a table of
+displacements, so it is agnostic to the descriptor; we keep its scheme and
+weights and rewrite its arithmetic for speed on a CPU (tested equal to the
+package's block). What the package lacks, written here:
 
 * the cost volume over *any* descriptor channels, with a displacement step finer
   than the control grid (ConvexAdam's ``correlate`` shifts pooled maps, so its
@@ -27,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .descriptors import box3, warp
+from .descriptors import box3, box_filter, warp
 
 
 def displacement_table(steps: int, step: int) -> torch.Tensor:
@@ -52,7 +53,7 @@ def cost_volume(fixed: torch.Tensor, moving: torch.Tensor, pool: int, table: tor
     """
     f = F.avg_pool3d(fixed[None], pool, stride=pool)[0]  # (D, cx, cy, cz)
     cx, cy, cz = f.shape[1:]
-    m = F.avg_pool3d(moving[None], pool, stride=1)[0]  # (D, X-pool+1, ...): box starting at each voxel
+    m = box_filter(moving, pool)  # (D, X-pool+1, ...): the box starting at each voxel
     reach = int(table.abs().max().item())
     m = F.pad(m[None], [reach] * 6, mode="replicate")[0]
     f_last = f.permute(1, 2, 3, 0).contiguous()  # (cx, cy, cz, D)
@@ -67,25 +68,43 @@ def cost_volume(fixed: torch.Tensor, moving: torch.Tensor, pool: int, table: tor
         ph, ph_sq = phases[r]
         a, b, c = (s // pool for s in start)
         window = (slice(a, a + cx), slice(b, b + cy), slice(c, c + cz))
-        dot = torch.einsum("xyzd,xyzd->xyz", ph[window], f_last)
-        out[n] = (f_sq + ph_sq[window]).sub_(dot, alpha=2.0)
+        torch.add(f_sq, ph_sq[window], out=out[n]).sub_(torch.linalg.vecdot(ph[window], f_last), alpha=2.0)
     return box3(box3(out))
+
+
+COUPLING = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # the package's coupling weights, in control-cell units
 
 
 def coupled_convex(cost: torch.Tensor, table: torch.Tensor, pool: int) -> torch.Tensor:
     """ConvexAdam's coupled convex optimisation on our cost volume: (3, cx, cy, cz) in grid voxels.
 
-    The package block works in units of control cells (its displacement step is
-    one cell), and its coupling weights are tuned for those units, so the table is
-    expressed in cells for the call and the result scaled back.
+    The scheme, its weights and its smoothing are those of the package's ``coupled_convex``
+    block, which works in units of control cells (its displacement step is one cell), so
+    the table is expressed in cells and the result scaled back. Each round takes, per cell,
+    the displacement ``d_k`` minimising ``cost_k + w |d_k - s|^2`` (``s``: the smoothed
+    previous answer), then averages the answers over 3^3 cells. The package forms the
+    penalty as three squared differences per displacement and cell; since ``|s|^2`` is the
+    same for every ``k`` of a cell, the argmin is that of ``cost_k + w |d_k|^2 - 2 w d_k . s``,
+    one (K x 3) by (3 x cells) product per slice of cells. Same answers (a test compares
+    them with the package's block), in half the time on a CPU.
     """
-    from convexAdam.convex_adam_utils import coupled_convex as _coupled
-
     shape = tuple(cost.shape[1:])
-    mesh = (table / pool).T.reshape(3, -1, 1).to(cost.dtype)
-    argmin = torch.argmin(cost, 0)
-    disp = _coupled(cost, argmin, mesh, 1, shape)  # (1, 3, cx, cy, cz), cells
-    return disp[0] * pool
+    mesh = (table / pool).to(cost.dtype)  # (K, 3) in cells
+    sq = mesh.pow(2).sum(1, keepdim=True)  # (K, 1)
+
+    def smoothed(choice):
+        d = mesh[choice.reshape(-1)].T.reshape(1, 3, *shape)
+        return F.avg_pool3d(d, 3, padding=1, stride=1)[0]  # as the package: zero-padded borders
+
+    soft = smoothed(cost.argmin(0))
+    choice = torch.empty(shape, dtype=torch.long)
+    for w in COUPLING:
+        for i in range(shape[0]):  # a slice of cells at a time keeps the (K, cells) scores in the cache
+            score = torch.addmm(cost[:, i].reshape(cost.shape[0], -1), mesh, soft[:, i].reshape(3, -1),
+                                alpha=-2.0 * w).add_(sq, alpha=w)
+            choice[i] = score.argmin(0).view(shape[1:])
+        soft = smoothed(choice)
+    return soft * pool
 
 
 def inverse_consistent(forward: torch.Tensor, backward: torch.Tensor, iterations: int = 15):

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..runtime import Cancel, Progress, check_cancel
+from ..runtime import Cancel, Progress, check_cancel, report
 from ..features.pyramid import FeaturePyramid
 from ..data.geometry import OBLIQUE_TOLERANCE_DEG, Volume, apply_affine
 from .dense import RegistrationOptions, register
@@ -76,6 +76,7 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
         from .dense import registration_grid
 
         spacing = opts.prealign_spacing_mm or opts.control * float(registration_grid(pf, opts).spacing[0])
+        report(progress, "pre-align", 0.0)
         a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels)
     rounds = []
     for _ in range(MAX_ROUNDS):

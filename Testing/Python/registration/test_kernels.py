@@ -7,6 +7,8 @@ Shapes are odd and unequal, and displacements reach beyond the grid, so the bord
 rules are covered.
 """
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,9 +69,37 @@ def test_warped_ssd_and_its_gradient_equal_grid_sample_with_autograd(shape, chan
     u1 = disp.clone().requires_grad_(True)
     ref = (warp(moving, u1) - fixed).pow(2).sum(0)
     (ref * torch.linspace(0.5, 2.0, ref.numel()).view(ref.shape)).sum().backward()
-    u2 = disp.clone().requires_grad_(True)
-    got = warped_ssd(u2, channels_last(moving), channels_last(fixed), shape)
-    (got * torch.linspace(0.5, 2.0, got.numel()).view(got.shape)).sum().backward()
-    assert torch.allclose(got, ref, atol=1e-4, rtol=1e-5)
-    assert (u2.grad - u1.grad).abs().max() <= 1e-5 * u1.grad.abs().max()  # float32 rounding
+    for workspace in (None, torch.empty(8, math.prod(shape), channels)):  # corners gathered twice, or kept
+        u2 = disp.clone().requires_grad_(True)
+        got = warped_ssd(u2, channels_last(moving), channels_last(fixed), shape, workspace)
+        (got * torch.linspace(0.5, 2.0, got.numel()).view(got.shape)).sum().backward()
+        assert torch.allclose(got, ref, atol=1e-4, rtol=1e-5)
+        assert (u2.grad - u1.grad).abs().max() <= 1e-5 * u1.grad.abs().max()  # float32 rounding
     assert u2.grad.abs().max() > 0.1  # a real gradient, not zeros on both sides
+
+
+@pytest.mark.parametrize("steps, step, pool, cells", [(6, 2, 4, (9, 8, 10)), (2, 1, 3, (5, 7, 6))])
+def test_coupled_convex_gives_the_packages_answers(steps, step, pool, cells):
+    """Our arithmetic (one matrix product per slice) against convexAdam's own block, same scheme."""
+    from convexAdam.convex_adam_utils import coupled_convex as package_block
+
+    from MedDIFTLib.registration.convex import coupled_convex
+
+    table = displacement_table(steps, step)
+    raw = torch.rand(table.shape[0], *cells, generator=torch.Generator().manual_seed(4))
+    cost = F.avg_pool3d(raw[None], 3, stride=1, padding=1)[0]  # smooth, as real costs are
+    ours = coupled_convex(cost, table, pool)
+    mesh = (table / pool).T.reshape(3, -1, 1)
+    ref = package_block(cost, cost.argmin(0), mesh, 1, cells)[0] * pool
+    assert ours.shape == (3, *cells)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert ours.abs().max() > 0  # the cost is random: the answers are not all zero shifts
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_box_filter_equals_avg_pool(size):
+    from MedDIFTLib.registration.descriptors import box_filter
+
+    x = torch.randn(3, 9, 7, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ref = F.avg_pool3d(x[None], size, stride=1)[0]
+    assert torch.allclose(box_filter(x, size), ref, atol=1e-12)
