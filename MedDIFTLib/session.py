@@ -339,7 +339,8 @@ class MatchSession:
             self.check_inputs(fixed, moving)
             bb = self.registration_backbone()
             feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
-            self._fields[key] = register_volumes(fixed, moving, feats, opts, initial, progress, cancel)
+            self._fields[key] = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
+                                                 device=self.match_device)
         return self._fields[key]
 
     def heatmap(self, fixed: Volume, moving: Volume, point_ras) -> Volume:

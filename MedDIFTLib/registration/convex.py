@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from .descriptors import box3, box_filter, warp
 
 
-def displacement_table(steps: int, step: int) -> torch.Tensor:
+def displacement_table(steps: int, step: int, device=None) -> torch.Tensor:
     """All shifts ``step * (a, b, c)`` with ``|a|, |b|, |c| <= steps``: (K, 3) in grid voxels."""
-    r = torch.arange(-steps, steps + 1) * step
+    r = torch.arange(-steps, steps + 1, device=device) * step
     return torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3).float()
 
 
@@ -59,7 +59,7 @@ def cost_volume(fixed: torch.Tensor, moving: torch.Tensor, pool: int, table: tor
     f_last = f.permute(1, 2, 3, 0).contiguous()  # (cx, cy, cz, D)
     f_sq = f_last.pow(2).sum(-1)
     phases = {}
-    out = torch.empty((table.shape[0], cx, cy, cz))
+    out = torch.empty((table.shape[0], cx, cy, cz), device=fixed.device)
     for n, start in enumerate((table.long() + reach).tolist()):
         r = tuple(s % pool for s in start)
         if r not in phases:
@@ -97,7 +97,7 @@ def coupled_convex(cost: torch.Tensor, table: torch.Tensor, pool: int) -> torch.
         return F.avg_pool3d(d, 3, padding=1, stride=1)[0]  # as the package: zero-padded borders
 
     soft = smoothed(cost.argmin(0))
-    choice = torch.empty(shape, dtype=torch.long)
+    choice = torch.empty(shape, dtype=torch.long, device=cost.device)
     for w in COUPLING:
         for i in range(shape[0]):  # a slice of cells at a time keeps the (K, cells) scores in the cache
             score = torch.addmm(cost[:, i].reshape(cost.shape[0], -1), mesh, soft[:, i].reshape(3, -1),

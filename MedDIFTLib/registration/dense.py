@@ -98,12 +98,14 @@ def registration_grid(fixed: FeaturePyramid, opts: RegistrationOptions) -> AxisG
 
 def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[RegistrationOptions] = None,
              initial: Optional[np.ndarray] = None, progress: Optional[Progress] = None,
-             cancel: Optional[Cancel] = None) -> DenseField:
+             cancel: Optional[Cancel] = None, device=None) -> DenseField:
     """Dense fixed -> moving correspondence of two pyramids (any backbone).
 
     ``initial``: a 4x4 RAS matrix (fixed -> moving points) known beforehand, for example
-    from a user's transform file; it replaces the automatic pre-alignment.
+    from a user's transform file; it replaces the automatic pre-alignment. ``device``: where
+    to compute (``--device``; default: the fixed pyramid's); the field comes back on the CPU.
     """
+    dev = torch.device(device) if device is not None else fixed.levels[0].features.device
     opts = options or RegistrationOptions()
     t0 = time.perf_counter()
     grid = registration_grid(fixed, opts)
@@ -118,15 +120,15 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
             raise InputError("the initial transform must be an invertible 4x4 RAS matrix")
         info["prealign_used"] = "given"
     else:
-        a, pre = prealign(fixed, moving, coarse, opts.prealign, opts.levels)
+        a, pre = prealign(fixed, moving, coarse, opts.prealign, opts.levels, device=dev)
         info.update(pre)
     report(progress, "pre-align", 1.0)
     check_cancel(cancel)
 
     report(progress, "descriptors", 0.0)
     pts = grid.points()
-    fd = stacked_descriptors(fixed, pts, opts.levels)
-    md = stacked_descriptors(moving, pts @ a[:3, :3].T + a[:3, 3], opts.levels)
+    fd = stacked_descriptors(fixed, pts, opts.levels, dev)
+    md = stacked_descriptors(moving, pts @ a[:3, :3].T + a[:3, 3], opts.levels, dev)
     fd, md, kept = reduce_channels(fd, md, opts.max_channels)
     info["channels"], info["energy_kept"] = int(fd.shape[0]), round(kept, 4)
     report(progress, "descriptors", 1.0)
@@ -136,7 +138,7 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
     if min(grid.shape) < 2 * pool:
         raise InputError(f"the fixed scan is too small for dense registration at {h:.2f} mm "
                          f"({grid.shape} grid voxels; at least {2 * pool} per axis)")
-    table = displacement_table(max(1, math.ceil(opts.search_mm / (opts.step * h))), opts.step)
+    table = displacement_table(max(1, math.ceil(opts.search_mm / (opts.step * h))), opts.step, dev)
     report(progress, "discrete search", 0.0)
     dfd, dmd, dkept = reduce_channels(fd, md, opts.discrete_channels or opts.max_channels)
     info["discrete_channels"], info["discrete_energy_kept"] = int(dfd.shape[0]), round(dkept, 4)
@@ -153,13 +155,13 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
     ap = opts.adam_pool
     agrid = grid.pooled(ap)
     # Adam cell a is centred on grid voxel ap*a + (ap-1)/2; control cell c on pool*c + (pool-1)/2
-    axes = [((ap * torch.arange(n, dtype=torch.float32) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
+    axes = [((ap * torch.arange(n, dtype=torch.float32, device=dev) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
             for n in agrid.shape]
     init = resample_cells(disp, axes) / ap
     fa = F.avg_pool3d(fd[None], ap, stride=ap)[0]
     ma = F.avg_pool3d(md[None], ap, stride=ap)[0]
     u = instance_optimise(fa, ma, init, opts.lam, opts.iterations, progress=progress, cancel=cancel)
-    u_mm = (u * agrid.spacing[0]).permute(1, 2, 3, 0).numpy().astype(np.float64)
+    u_mm = (u * agrid.spacing[0]).permute(1, 2, 3, 0).cpu().numpy().astype(np.float64)
     info["seconds"] = round(time.perf_counter() - t0, 2)
     return DenseField(a, agrid, u_mm, info)
 

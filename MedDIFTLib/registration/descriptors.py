@@ -67,8 +67,10 @@ def covering_axis_grid(grid: Grid, spacing_mm: float) -> AxisGrid:
     return AxisGrid(tuple(int(n) for n in shape), origin, np.full(3, float(spacing_mm)))
 
 
-def sample_level(level: FeatureLevel, ras_points: np.ndarray) -> torch.Tensor:
-    """Trilinear descriptors of ``level`` at world points (..., 3): (C, ...), border-clamped."""
+def sample_level(level: FeatureLevel, ras_points: np.ndarray, device=None) -> torch.Tensor:
+    """Trilinear descriptors of ``level`` at world points (..., 3): (C, ...), border-clamped, on
+    ``device`` (default: the level's own)."""
+    dev = torch.device(device) if device is not None else level.features.device
     lead = ras_points.shape[:-1]
     inv = np.linalg.inv(level.ijk_to_ras)
     size = np.asarray(level.shape, dtype=np.float64)
@@ -77,9 +79,9 @@ def sample_level(level: FeatureLevel, ras_points: np.ndarray) -> torch.Tensor:
     scale = 2.0 / np.maximum(size - 1.0, 1.0)
     m = (scale[:, None] * inv[:3, :3])[::-1]
     t = (scale * inv[:3, 3] - 1.0)[::-1]
-    pts = torch.as_tensor(np.ascontiguousarray(ras_points.reshape(-1, 3)), dtype=torch.float64)
-    g = torch.addmm(torch.from_numpy(t.copy())[None], pts, torch.from_numpy(m.T.copy())).float()
-    feats = level.features.float()[None]
+    pts = torch.from_numpy(np.ascontiguousarray(ras_points.reshape(-1, 3), dtype=np.float64))
+    g = torch.addmm(torch.from_numpy(t.copy())[None], pts, torch.from_numpy(m.T.copy())).float().to(dev)
+    feats = level.features.to(dev).float()[None]
     out = F.grid_sample(feats, g.view(1, 1, 1, -1, 3), mode="bilinear", padding_mode="border", align_corners=True)
     return out.view(level.channels, *lead)
 
@@ -87,9 +89,9 @@ def sample_level(level: FeatureLevel, ras_points: np.ndarray) -> torch.Tensor:
 def warp(field: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """``field`` (C, X, Y, Z) read at ``x + disp(x)``, disp (3, X, Y, Z) in voxels of that grid:
     trilinear, border-clamped, ``align_corners=True`` (voxel ``n`` is index ``n``)."""
-    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in disp.shape[1:]],
-                                     indexing="ij"), 0)
-    size = torch.tensor(field.shape[1:], dtype=torch.float32).view(3, 1, 1, 1)
+    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=disp.device)
+                                       for n in disp.shape[1:]], indexing="ij"), 0)
+    size = torch.tensor(field.shape[1:], dtype=torch.float32, device=disp.device).view(3, 1, 1, 1)
     norm = 2.0 * (idx + disp) / (size - 1).clamp_min(1.0) - 1.0
     grid = norm.permute(1, 2, 3, 0).flip(-1)[None]
     return F.grid_sample(field[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
@@ -133,13 +135,13 @@ def box_filter(x: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-def stacked_descriptors(pyramid: FeaturePyramid, ras_points: np.ndarray, levels=None) -> torch.Tensor:
+def stacked_descriptors(pyramid: FeaturePyramid, ras_points: np.ndarray, levels=None, device=None) -> torch.Tensor:
     """Per-level L2-normalised descriptors scaled by 1/sqrt(L), stacked: (D, ...)."""
     lvls = [pyramid.level(n) for n in levels] if levels else pyramid.levels
     scale = 1.0 / math.sqrt(len(lvls))
     parts = []
     for lv in lvls:
-        d = sample_level(lv, ras_points)
+        d = sample_level(lv, ras_points, device)
         parts.append(d.div_(d.norm(dim=0, keepdim=True).clamp_min_(1e-8)).mul_(scale))
     return torch.cat(parts, 0)
 
@@ -155,11 +157,11 @@ def reduce_channels(fixed: torch.Tensor, moving: torch.Tensor, max_channels: int
     d = fixed.shape[0]
     if d <= max_channels:
         return fixed, moving, 1.0
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)  # the same samples on every device
     rows = []
     for t in (fixed, moving):
         flat = t.reshape(d, -1)
-        idx = torch.randint(flat.shape[1], (min(samples, flat.shape[1]),), generator=gen)
+        idx = torch.randint(flat.shape[1], (min(samples, flat.shape[1]),), generator=gen, device="cpu").to(t.device)
         rows.append(flat[:, idx].T)
     x = torch.cat(rows, 0).double()
     cov = x.T @ x

@@ -28,10 +28,10 @@ def rotation_deg(m: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
 
 
-def coarse_descriptors(pyramid: FeaturePyramid, spacing_mm: float, levels=None):
+def coarse_descriptors(pyramid: FeaturePyramid, spacing_mm: float, levels=None, device=None):
     """Descriptors averaged over cells of ``spacing_mm`` covering the scan: ((N, D) unit rows, (N, 3) RAS)."""
     fine = covering_axis_grid(pyramid.grid, spacing_mm / 2.0)
-    d = stacked_descriptors(pyramid, fine.points(), levels)
+    d = stacked_descriptors(pyramid, fine.points(), levels, device)
     d = F.avg_pool3d(d[None], 2, stride=2)[0]
     cells = fine.pooled(2)
     flat = d.reshape(d.shape[0], -1).T
@@ -55,10 +55,10 @@ def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def mutual_matches(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: float, n_queries: int = 3000,
-                   levels=None, seed: int = 0):
+                   levels=None, seed: int = 0, device=None):
     """Global mutual nearest-neighbour matches between coarse cells: (fixed RAS, moving RAS, similarity)."""
-    fd, fp = coarse_descriptors(fixed, spacing_mm, levels)
-    md, mp = coarse_descriptors(moving, spacing_mm, levels)
+    fd, fp = coarse_descriptors(fixed, spacing_mm, levels, device)
+    md, mp = coarse_descriptors(moving, spacing_mm, levels, device)
     # the most distinctive fixed cells: least like the scan's average descriptor (air and flat tissue are alike)
     typical = fd.mean(0)
     typical = typical / typical.norm().clamp_min(1e-8)
@@ -66,10 +66,10 @@ def mutual_matches(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: fl
     pick = order[: min(n_queries, len(order) // 2 or 1)]
     q = fd[pick]
     best = (q @ md.T).max(1)
-    back = (md[best.indices] @ fd.T).argmax(1)
-    returned = np.linalg.norm(fp[back.numpy()] - fp[pick.numpy()], axis=1) <= 1.5 * spacing_mm
-    keep = np.flatnonzero(returned)
-    return fp[pick.numpy()][keep], mp[best.indices.numpy()][keep], best.values.numpy()[keep]
+    back = (md[best.indices] @ fd.T).argmax(1).cpu().numpy()
+    pick, hit, sim = pick.cpu().numpy(), best.indices.cpu().numpy(), best.values.cpu().numpy()
+    keep = np.flatnonzero(np.linalg.norm(fp[back] - fp[pick], axis=1) <= 1.5 * spacing_mm)
+    return fp[pick][keep], mp[hit][keep], sim[keep]
 
 
 def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold_mm: float, trials: int = 2000,
@@ -106,11 +106,11 @@ def least_trimmed(src: np.ndarray, dst: np.ndarray, affine: bool = False, iterat
 
 
 def prealign(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: float, kind: str = "rigid",
-             levels=None, seed: int = 0) -> tuple[np.ndarray, dict]:
+             levels=None, seed: int = 0, device=None) -> tuple[np.ndarray, dict]:
     """The pre-alignment (4x4 RAS, fixed -> moving points) and a report of how it was found."""
     if kind == "none":
         return np.eye(4), {"prealign": "none"}
-    src, dst, _ = mutual_matches(fixed, moving, spacing_mm, levels=levels, seed=seed)
+    src, dst, _ = mutual_matches(fixed, moving, spacing_mm, levels=levels, seed=seed, device=device)
     threshold = 1.5 * spacing_mm
     model, inl = ransac_rigid(src, dst, threshold, seed=seed)
     identity_inliers = int((np.linalg.norm(dst - src, axis=1) < threshold).sum())

@@ -61,8 +61,10 @@ def in_fixed_frame(moving: Volume, a: np.ndarray) -> Volume:
 
 def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume], FeaturePyramid],
                      options: Optional[RegistrationOptions] = None, initial: Optional[np.ndarray] = None,
-                     progress: Optional[Progress] = None, cancel: Optional[Cancel] = None) -> DenseField:
-    """Dense fixed -> moving map of two scans; ``features(volume)`` gives (cached) pyramids."""
+                     progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
+                     device=None) -> DenseField:
+    """Dense fixed -> moving map of two scans; ``features(volume)`` gives (cached) pyramids;
+    ``device``: where to compute (default: the fixed pyramid's)."""
     opts = options or RegistrationOptions()
     pf, pm = features(fixed), features(moving)
     pre = {"prealign": opts.prealign}
@@ -77,13 +79,14 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
 
         spacing = opts.prealign_spacing_mm or opts.control * float(registration_grid(pf, opts).spacing[0])
         report(progress, "pre-align", 0.0)
-        a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels)
+        a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels, device=device)
     rounds = []
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)
         turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
         pm_k = features(in_fixed_frame(moving, a)) if turned else pm
-        field = register(pf, pm_k, opts, initial=np.eye(4) if turned else a, progress=progress, cancel=cancel)
+        field = register(pf, pm_k, opts, initial=np.eye(4) if turned else a, progress=progress, cancel=cancel,
+                         device=device)
         if turned:  # the field maps fixed points into the re-described scan: compose with a
             field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
         rounds.append({"rotation_deg": round(rotation_deg(a), 2),

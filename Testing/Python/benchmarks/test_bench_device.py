@@ -25,5 +25,8 @@ def test_bench_device_quick_on_cpu_writes_every_section(tmp_path):
     assert r["oom_fallback"] == {"skipped": "no GPU: nothing to cap"}
     assert r["tiny_parity"]["ok"] and set(r["tiny_parity"]["cosine_per_level"]) == {"up0", "up1", "up2", "up3"}
     assert r["matching"]["ok"] and r["matching"]["identical_argmax"] == 1.0 and r["matching"]["points"] == 20
+    reg = r["registration"]
+    assert reg["ok"] and reg["max_point_difference_mm"] == 0.0 and reg["shape"] == [64, 64, 64]
+    assert reg["cpu"]["tre_mm"] < 2.0  # the breathing is found (initial TRE several mm), on a 64^3 pair
     md = (tmp_path / "device.md").read_text()
-    assert "RANDOM weights (timing only)" in md and "| 64x64x64 | 1 |" in md
+    assert "RANDOM weights (timing only)" in md and "| 64x64x64 | 1 |" in md and "Dense registration" in md
