@@ -7,6 +7,8 @@ anisotropic included) and go out exactly.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,34 @@ def check_image_path(path) -> Path:
     return path
 
 
+def _write_pair(volume: Volume, path: Path, compress: bool, force: bool) -> Path:
+    """A header + data file pair (.mhd/.nhdr) cannot be renamed as one file. It is written
+    whole in a private folder beside the target, then the data file is moved into place and
+    the header last: a crash leaves the old header (with its old data, unless that shared the
+    new data file's name) or the complete new pair, never a new header without its data."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    if not force and path.exists():
+        raise OutputWriteError(f"cannot write {path}: it exists; choose another name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        sitk.WriteImage(to_sitk(volume), str(work / path.name), compress)
+        data = [f for f in work.iterdir() if f.name != path.name]
+        if not force:
+            taken = [path.parent / f.name for f in data if (path.parent / f.name).exists()]
+            if taken:
+                raise OutputWriteError(f"cannot write {path}: its data file {taken[0]} exists; choose another name")
+        for f in data:
+            os.replace(f, path.parent / f.name)
+        os.replace(work / path.name, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
 def write_volume(volume: Volume, path, compress: bool = True, force: bool = True) -> Path:
     """Write atomically: a temporary file beside the target, renamed into place
     (``force=False``: only if the name is still free, see :mod:`MedDIFTLib.atomic`).
@@ -155,13 +185,9 @@ def write_volume(volume: Volume, path, compress: bool = True, force: bool = True
 
     path = Path(path)
     ext = _extension(check_image_path(path))
-    if ext in (".mhd", ".nhdr"):
-        # header + data file pairs cannot be renamed as one; write directly
-        if path.exists() and not force:
-            raise OutputWriteError(f"output exists: {path}; choose another name")
-        sitk.WriteImage(to_sitk(volume), str(path), compress)
-        return path
     try:
+        if ext in (".mhd", ".nhdr"):
+            return _write_pair(volume, path, compress, force)
         with atomic_path(path, suffix=ext, force=force) as tmp:
             sitk.WriteImage(to_sitk(volume), tmp, compress)
     except OutputWriteError:

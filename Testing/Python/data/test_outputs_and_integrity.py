@@ -55,3 +55,34 @@ def test_hints_render_per_interface():
     assert render(err, "cli") == "use --radius 25"
     assert render(err, "worker") == "use matching.radius_mm = 25"
     assert render(err, "slicer") == "use Advanced > Search radius = 25"
+
+
+@pytest.mark.parametrize("ext", [".mhd", ".nhdr"])
+def test_header_and_data_pairs_are_written_whole_or_not_at_all(tmp_path, ext, monkeypatch):
+    """An .mhd/.nhdr pair is built in a private folder, data moved first, header last."""
+    rng = np.random.default_rng(1)
+    one = Volume(rng.normal(size=(6, 5, 4)).astype(np.float32), np.diag([1.5, 2.0, 2.5, 1.0]), "one")
+    two = Volume(rng.normal(size=(7, 5, 4)).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]), "two")
+    target = tmp_path / f"out{ext}"
+    write_volume(one, target)
+    names = sorted(f.name for f in tmp_path.iterdir())
+    assert target.name in names and len(names) == 2  # the header and its data file, no leftovers
+    np.testing.assert_array_equal(read_volume(target).array, one.array)
+    with pytest.raises(OutputWriteError, match="exists"):
+        write_volume(two, target, force=False)
+    np.testing.assert_array_equal(read_volume(target).array, one.array)
+
+    import SimpleITK as sitk
+
+    def disk_full(*args, **kwargs):
+        raise RuntimeError("Could not write data: No space left on device")
+
+    monkeypatch.setattr(sitk, "WriteImage", disk_full)  # a failed write: the old pair stays whole
+    with pytest.raises(OutputWriteError, match="disk full"):
+        write_volume(two, target)
+    monkeypatch.undo()
+    assert sorted(f.name for f in tmp_path.iterdir()) == names
+    np.testing.assert_array_equal(read_volume(target).array, one.array)
+    write_volume(two, target)  # and a replacement replaces both files
+    assert sorted(f.name for f in tmp_path.iterdir()) == names
+    np.testing.assert_array_equal(read_volume(target).array, two.array)
