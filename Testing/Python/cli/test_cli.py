@@ -84,6 +84,8 @@ def test_demo_writes_every_output_and_beats_identity(tmp_path, no_weights):
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"fixed.nii.gz", "moving.nii.gz", "fixed_landmarks.csv", "true_moving_landmarks.csv",
             "matched_landmarks.csv", "matched_landmarks.mrk.json", "heatmap_L1.nii.gz", "demo_L1.png", "tre.md",
-            "summary.json"} <= names
+            "summary.json", "field.nii.gz", "dense_matched_landmarks.csv", "dense_matched_landmarks.mrk.json"} <= names
     assert report["backbone"] == "mind-ssc" and report["tre_after"]["mean"] < report["tre_before"]["mean"]
+    assert report["tre_dense"]["mean"] < report["tre_after"]["mean"] and report["folding_share"] < 0.001
+    assert "dense registration" in report["table"]
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["tre_after"]["n"] == 8
