@@ -1,7 +1,8 @@
 """``meddift match ... --server URL``: the same job and the same output files, computed by a server.
 
-The landmarks are read and the outputs written here, exactly as in a local run; only the
-features, the dense registration (``--prior dense``) and the search happen on the server
+The landmarks are read and the outputs written here, exactly as in a local run; the scans (with
+their ``--fixed-hu-offset``/``--moving-hu-offset``, applied by the server) and the ``--mask`` go up
+as bytes; only the features, the dense registration (``--prior dense``) and the search happen on the server
 (``meddift serve``), through the same client the Slicer module uses. A prior that is a
 transform file is turned into its 4x4 matrix here: the server never reads a path a client names.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..data.landmark_io import read_points, write_points
 from ..data.points import PointSet
-from ..errors import InputError
+from ..errors import InputError, render
 from ..service.protocol import decode_match
 from ..service.remote_client import LOCAL_ONLY, RemoteClient, read_token
 from .options import engine_options, match_options
@@ -38,13 +39,6 @@ def remote_prior(spec):
                 return np.asarray(m, dtype=float).tolist()
     raise InputError(f"--prior {spec}: with --server only identity, coarse, dense or a 4x4 RAS matrix file "
                      "(.txt/.npy) can be used; run without --server for ITK transforms and displacement fields")
-
-
-def refuse_hu_offsets(args) -> None:
-    """The server reads the uploaded scans as they are: a per-scan correction is not carried yet."""
-    if args.fixed_hu_offset or args.moving_hu_offset:
-        raise InputError("--fixed-hu-offset/--moving-hu-offset are not available with --server yet; store the scans "
-                         "in HU (rescaled) or run without --server")
 
 
 @contextlib.contextmanager
@@ -75,17 +69,17 @@ def remote_session(args, registration=None):
 
 
 def load_pair(client, on_event, args, extract: bool = True) -> None:
-    """Both scans onto the server (not sent again when it holds the same bytes), their features computed."""
-    for key, path in (("fixed", args.fixed), ("moving", args.moving)):
-        client.request("load_volume", on_event, name=key, path=str(path), label=Path(path).name)
+    """Both scans onto the server (not sent again when it holds the same bytes), each with its own HU
+    offset (applied by the server as a local run applies it), their features computed."""
+    for key, path, offset in (("fixed", args.fixed, args.fixed_hu_offset),
+                              ("moving", args.moving, args.moving_hu_offset)):
+        client.request("load_volume", on_event, name=key, path=str(path), label=Path(path).name,
+                       hu_offset=float(offset or 0.0))
         if extract:
             client.request("extract", on_event, name=key)
 
 
 def run_remote(args) -> int:
-    if args.mask:
-        raise InputError("--mask is not available with --server yet; run without --server to use a mask")
-    refuse_hu_offsets(args)
     reference = None
     if args.points_format in ("learn2reg", "elastix"):
         from ..data.image_io import read_volume
@@ -95,10 +89,14 @@ def run_remote(args) -> int:
     prior = remote_prior(args.prior)
     registration = registration_options(args) if prior == "dense" else None
     with remote_session(args, registration) as (client, on_event):
+        if args.mask:  # its bytes, as a scan's (the server never reads a path); first: a bad one stops the work
+            client.request("load_volume", on_event, name="mask", path=str(args.mask), label=Path(args.mask).name)
         load_pair(client, on_event, args)
         result = client.request("match", on_event, fixed="fixed", moving="moving", points=points.points.tolist(),
-                                labels=list(points.labels), prior=prior)
+                                labels=list(points.labels), prior=prior, mask="mask" if args.mask else None)
         pts, labels, values, warnings = decode_match(result)
+        if result.get("warning_templates") is not None:  # in this command's words (--moving-hu-offset ...)
+            warnings = [render(t, "cli") for t in result["warning_templates"]]
         for w in warnings:
             print(f"meddift: warning: {w}", file=sys.stderr)
         matched = PointSet(pts, labels, values, name=f"{points.name or 'landmarks'} matched")

@@ -16,12 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..atomic import atomic_path, write_text_atomic
-from .match_remote import load_pair, refuse_hu_offsets, remote_session
+from .match_remote import load_pair, remote_session
 
 
 def run_remote_register(args, opts, initial, paths: dict) -> dict:
     """Register on the server; returns {what: path} of the outputs written and ``report_data``."""
-    refuse_hu_offsets(args)
     tmp = Path(tempfile.mkdtemp(prefix="meddift-register-"))
     try:
         local = {key: tmp / paths[key].name for key in ("field", "inverse_field", "moving_resampled")}

@@ -20,8 +20,9 @@ replies and events on stdout::
     {"id": 4, "ok": false, "error": "plain words", "kind": "InputError"}
 
 (``label``, optional, is the user's name for the volume, used in messages; ``hu_offset``,
-optional, is added to that volume's voxels (a CT stored without its rescale: -1024); a
-``match`` result carries ``warnings``: plain sentences about doubtful inputs, with options named
+optional, is added to that volume's voxels (a CT stored without its rescale: -1024); ``mask``,
+optional in ``match``, names a loaded volume: candidates only where it is > 0 (resampled onto the
+moving scan); a ``match`` result carries ``warnings``: plain sentences about doubtful inputs, with options named
 as request fields, and ``warning_templates``, the same with options marked neutrally for a client
 to name in its own words (``errors.render``). An error reply adds ``template`` and ``hints``
 (``[{"option": ..., "value": ...}]``) likewise. ``heatmap`` never writes over a loaded volume's

@@ -171,7 +171,7 @@ class RemoteClient:
         if cmd == "cancel":
             return {"cancelled": bool(self._call("POST", f"/v1/sessions/{sid}/cancel")["cancelled"])}
         if cmd == "load_volume":
-            return self._load(sid, fields["name"], fields["path"], fields.get("label"), emit)
+            return self._load(sid, fields["name"], fields["path"], fields.get("label"), emit, fields.get("hu_offset"))
         local = {k: fields.pop(k, None) for k in DOWNLOADS.get(cmd, ())}
         for key, path in local.items():
             if key != "out" and path:
@@ -211,8 +211,9 @@ class RemoteClient:
             raise WorkerError(status.get("error") or "the job failed", status.get("kind") or "MedDIFTError")
         return status["result"]
 
-    def _load(self, sid: str, name: str, path, label, emit) -> dict:
-        """Upload a local file, unless the server already holds these exact bytes (asked first)."""
+    def _load(self, sid: str, name: str, path, label, emit, hu_offset=None) -> dict:
+        """Upload a local file, unless the server already holds these exact bytes (asked first);
+        ``hu_offset``: this scan's intensity correction, applied by the server as the worker does."""
         path, tmp = Path(path), None
         fmt = next((f for suffix, f in UPLOAD_FORMATS.items() if path.name.lower().endswith(suffix)), None)
         try:
@@ -222,7 +223,8 @@ class RemoteClient:
                 tmp = Path(tempfile.mkdtemp(prefix="meddift-upload-"))
                 path, fmt = write_volume(read_volume(path), tmp / "volume.nrrd"), "nrrd"
             digest = _sha256(path)
-            body = {"sha256": digest, **({"label": label} if label else {})}
+            offset = {"hu_offset": hu_offset} if hu_offset not in (None, 0, 0.0) else {}
+            body = {"sha256": digest, **({"label": label} if label else {}), **offset}
             try:
                 return self._call("POST", f"/v1/sessions/{sid}/volumes/{name}/attach", body)
             except WorkerError as err:
@@ -230,7 +232,8 @@ class RemoteClient:
                     raise
             emit({"event": "progress", "stage": "upload", "fraction": 0.0})
             size = path.stat().st_size
-            params = {"format": fmt, **({"label": label} if label else {})}
+            params = {"format": fmt, **({"label": label} if label else {}),
+                      **({"hu_offset": repr(hu_offset)} if offset else {})}
             out = self._call("PUT", f"/v1/sessions/{sid}/volumes/{name}", content=_chunks(path), params=params,
                              headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
             emit({"event": "progress", "stage": "upload", "fraction": 1.0})

@@ -13,8 +13,8 @@ status, never a stack trace (those go to the server's log). The routes:
 ``POST /v1/sessions``                                 ``{"engine", "matching", "registration"}`` -> session
 ``DELETE /v1/sessions/{sid}``                         close: cancel its jobs, delete its files
 ``GET  /v1/sessions/{sid}/volumes``                   this session's volumes (nobody else's)
-``POST /v1/sessions/{sid}/volumes/{name}/attach``     ``{"sha256"}``: use a volume the server holds
-``PUT  /v1/sessions/{sid}/volumes/{name}``            the bytes of a NRRD/NIfTI/MHA file
+``POST /v1/sessions/{sid}/volumes/{name}/attach``     ``{"sha256", "hu_offset"}``: use a volume the server holds
+``PUT  /v1/sessions/{sid}/volumes/{name}``            the bytes of a NRRD/NIfTI/MHA file (``?hu_offset=``)
 ``POST /v1/sessions/{sid}/jobs?wait=S``               ``{"op": extract|match|heatmap|register, ...}``
 ``GET  /v1/sessions/{sid}/jobs/{jid}?wait=S``         status: state, queue position, stage, result
 ``POST /v1/sessions/{sid}/jobs/{jid}/cancel``         cancel one job; ``/v1/sessions/{sid}/cancel``: all
@@ -22,6 +22,10 @@ status, never a stack trace (those go to the server's log). The routes:
 ``DELETE /v1/sessions/{sid}/files/{name}``            that file, once downloaded
 ====================================================  =========================================
 
+A volume's ``hu_offset`` (optional, a finite number) is added to its voxels as the local worker's
+``load_volume`` does; it is applied after the dedup by digest, so the same bytes with and without
+an offset are two volumes (:func:`.server_state.store_key`). A ``match`` job's ``mask`` names a
+volume uploaded the same way (a candidate mask on the moving scan, resampled as a local run does).
 ``wait`` makes a request a long poll: with the features cached, a click is one ``POST .../jobs``.
 What each job accepts, and the files it writes, is :mod:`.server_ops`.
 """
@@ -38,7 +42,8 @@ from typing import Optional
 
 from .. import __version__
 from .protocol import PROTOCOL_VERSION, dumps
-from .server_ops import FILE_NAME, OPERATIONS, checked, job_outputs, label as _label, name as _name
+from .server_ops import FILE_NAME, OPERATIONS, checked, hu_offset as _hu_offset, job_outputs, label as _label
+from .server_ops import name as _name
 from .server_ops import registration_options
 from .server_state import ApiError, ServerState
 
@@ -149,7 +154,7 @@ def create_app(state: ServerState):
         digest, label = body.get("sha256"), body.get("label")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ApiError(400, "'sha256' must be the 64 hex digits of the file's SHA-256", "BadRequest")
-        out = state.attach(sess, _name(name), digest, _label(label))
+        out = state.attach(sess, _name(name), digest, _label(label), _hu_offset(body.get("hu_offset")))
         if out is None:
             raise ApiError(404, "the server holds no volume with this digest: upload its bytes", "NotFound")
         return reply({**out, "deduplicated": True})
@@ -158,6 +163,7 @@ def create_app(state: ServerState):
     async def upload(sid: str, name: str, request: Request):
         sess = state.session(sid, caller(request))
         name = _name(name)
+        offset = _hu_offset(request.query_params.get("hu_offset"), from_query=True)
         fmt = request.query_params.get("format", "nrrd")
         if fmt not in FORMATS:
             raise ApiError(400, f"unknown format {fmt!r}; send one of {sorted(FORMATS)}", "BadRequest")
@@ -181,7 +187,7 @@ def create_app(state: ServerState):
             if size == 0:
                 raise ApiError(400, "the upload is empty: send the bytes of a NRRD, NIfTI or MHA file", "BadRequest")
             out = await run_in_threadpool(state.add_upload, sess, name, path, h.hexdigest(),
-                                          _label(request.query_params.get("label")))
+                                          _label(request.query_params.get("label")), offset)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

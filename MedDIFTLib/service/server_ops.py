@@ -22,7 +22,9 @@ from .server_access import ApiError
 OPERATIONS = {
     # op: fields checked before the job is queued (name -> kind; "?" optional)
     "extract": {"name": "volume"},
-    "match": {"fixed": "volume", "moving": "volume", "points": "points", "labels": "labels?", "prior": "prior?"},
+    # "mask": a volume of the session (uploaded like a scan), candidates only where it is > 0
+    "match": {"fixed": "volume", "moving": "volume", "points": "points", "labels": "labels?", "prior": "prior?",
+              "mask": "volume?"},
     "heatmap": {"fixed": "volume", "moving": "volume", "point": "point"},
     # the dense fixed -> moving displacement field; "warped"/"inverse": also write those (flags here,
     # paths in the local worker's command), downloadable from the job's result
@@ -37,6 +39,8 @@ JOB_FILES = {
 """The files each operation writes: the worker's request key, where the server puts a path of its own."""
 FILE_NAME = re.compile(r"^(heatmap|field|warped|inverse)-[0-9a-f]{12}\.nrrd$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HU_OFFSET_MAX = 100000.0
+"""The largest HU offset accepted (in magnitude): a CT's rescale intercept is -1024 or -32768 at most."""
 
 
 def job_outputs(op: str, msg: dict, folder: Path) -> dict:
@@ -147,6 +151,25 @@ def label(value) -> Optional[str]:
     return value
 
 
+def hu_offset(value, from_query: bool = False) -> float:
+    """A scan's HU offset from a request (0 when absent): a finite number of at most
+    :data:`HU_OFFSET_MAX` in magnitude, refused (400) in the request, before any upload is read.
+    ``from_query``: the text of a query parameter (``PUT .../volumes/{name}?hu_offset=-1024``)."""
+    if value is None:
+        return 0.0
+    shown = value
+    if from_query:
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if not _is_number(value) or not math.isfinite(value) or abs(value) > HU_OFFSET_MAX:
+        raise ApiError(400, f"'hu_offset' must be a finite number of HU between {-HU_OFFSET_MAX:g} and "
+                            f"{HU_OFFSET_MAX:g} (for a CT stored without its rescale: -1024), got {shown!r}",
+                       "BadRequest")
+    return float(value)
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)  # NaN: a point without a position
 
@@ -163,4 +186,4 @@ def _is_matrix(m) -> bool:
 
 
 __all__ = ["OPERATIONS", "JOB_FILES", "FILE_NAME", "checked", "job_outputs", "public_result",
-           "registration_options", "name", "label"]
+           "registration_options", "name", "label", "hu_offset", "HU_OFFSET_MAX"]

@@ -10,7 +10,9 @@ enforce (who may touch what, how much, how long) sit in one place apart from the
   the same answer as asking for one that does not exist (no listing across callers).
 - **Volumes** are held once per upload digest (SHA-256 of the bytes received, computed here,
   never taken from the client), so a second upload of the same file, by anyone, is skipped;
-  features are cached on disk by the volume's content digest (the engine's own cache).
+  features are cached on disk by the volume's content digest (the engine's own cache). A scan's
+  HU offset (``hu_offset``) is applied after that dedup, to the bytes as read: the scan with an
+  offset is held under its own key (:func:`store_key`), never confused with the scan without.
 - **Jobs** run one at a time on the server's device, in one thread, in submission order: a GPU
   runs one model well and two badly. Each job runs through the background worker's own command
   code (:class:`~MedDIFTLib.service.worker.Worker`), so local and remote results are the same code.
@@ -81,7 +83,7 @@ class ClientSession:
     engine: dict
     matching: dict
     registration: Optional[dict] = None  # RegistrationOptions fields for prior "dense" (None: the defaults)
-    volumes: dict = field(default_factory=dict)  # name -> upload digest
+    volumes: dict = field(default_factory=dict)  # name -> store key (upload digest, and its HU offset)
     jobs: dict = field(default_factory=dict)  # job id -> Job
     last_used: float = field(default_factory=time.monotonic)
 
@@ -153,9 +155,9 @@ class ServerState:
                     self.expired.popitem(last=False)
             for job in sess.jobs.values():
                 self._cancel(job)
-            used = {d for s in self.sessions.values() for d in s.volumes.values()}
-            for digest in set(sess.volumes.values()) - used:
-                self.store.pop(digest, None)
+            used = {k for s in self.sessions.values() for key in s.volumes.values() for k in (key, _raw(key))}
+            for key in {k for key in sess.volumes.values() for k in (key, _raw(key))} - used:
+                self.store.pop(key, None)
             if not self.sessions:  # nobody left: features stay in the disk cache, not in memory
                 for engine in self.engines.values():
                     engine.forget()
@@ -174,15 +176,18 @@ class ServerState:
 
     # --- volumes -----------------------------------------------------------------
 
-    def attach(self, sess: ClientSession, name: str, digest: str, label: Optional[str]) -> Optional[dict]:
-        """Give the session the volume uploaded with this digest, if the server holds it (no upload)."""
+    def attach(self, sess: ClientSession, name: str, digest: str, label: Optional[str],
+               hu_offset: float = 0.0) -> Optional[dict]:
+        """Give the session the volume uploaded with this digest, if the server holds it (no upload),
+        with this scan's ``hu_offset`` added (a volume of its own: see :func:`store_key`)."""
         with self.lock:
-            vol = self.store.get(digest)
-            if vol is None:
+            raw = self.store.get(digest)
+            if raw is None:
                 return None
-            return self._bind(sess, name, digest, vol, label)
+            return self._bind(sess, name, digest, raw, label, hu_offset)
 
-    def add_upload(self, sess: ClientSession, name: str, path: Path, digest: str, label: Optional[str]) -> dict:
+    def add_upload(self, sess: ClientSession, name: str, path: Path, digest: str, label: Optional[str],
+                   hu_offset: float = 0.0) -> dict:
         """Read an uploaded file (its size checked before its voxels are read) and give it to the session."""
         from ..data.image_io import read_volume
         from ..errors import ImageReadError
@@ -198,15 +203,26 @@ class ServerState:
             raise ApiError(400, f"volume {shown!r}: {str(err).split(': ', 1)[-1]}", "ImageReadError") from err
         vol.metadata["path"] = f"upload {name}"  # the server's file name is nobody's business
         with self.lock:
-            vol = self.store.setdefault(digest, vol)
-            return self._bind(sess, name, digest, vol, label)
+            raw = self.store.setdefault(digest, vol)  # the bytes as read: the dedup is by their digest
+            return self._bind(sess, name, digest, raw, label, hu_offset)
 
-    def _bind(self, sess, name, digest, vol, label) -> dict:
+    def _bind(self, sess, name, digest, raw, label, hu_offset: float = 0.0) -> dict:
+        """Under the lock: the volume ``raw`` (the upload as read), shifted by ``hu_offset`` as the local
+        worker's ``load_volume`` does, held once per (digest, offset) and named ``name`` in the session."""
+        from ..data.image_io import with_hu_offset
+
+        key = store_key(digest, hu_offset)
+        vol = self.store.get(key)
+        if vol is None:
+            vol = self.store[key] = with_hu_offset(raw, hu_offset)
         if label:
             vol = _relabelled(vol, label)
-        sess.volumes[name] = digest
+        sess.volumes[name] = key
         sess.worker.volumes[name] = vol
-        return {"name": name, "shape": list(vol.shape), "spacing": vol.spacing.tolist(), "sha256": digest}
+        out = {"name": name, "shape": list(vol.shape), "spacing": vol.spacing.tolist(), "sha256": digest}
+        if hu_offset:
+            out["hu_offset"] = float(hu_offset)
+        return out
 
     # --- jobs --------------------------------------------------------------------
 
@@ -333,6 +349,18 @@ class ServerState:
             self.changed.notify_all()
 
 
+def store_key(digest: str, hu_offset: float = 0.0) -> str:
+    """Where the store holds an upload with this HU offset: the upload digest itself without one, the
+    digest and the offset (``repr``: exact) with one, so that the two are never taken for each other."""
+    offset = float(hu_offset or 0.0)
+    return digest if offset == 0.0 else f"{digest}@{offset!r}"
+
+
+def _raw(key: str) -> str:
+    """The upload digest of a store key (the raw upload that a shifted volume is made from)."""
+    return key.split("@", 1)[0]
+
+
 def _voxel_count(path: Path, shown: str) -> int:
     """Voxels from the header alone, so a huge (or decompression-bomb) upload is refused unread."""
     import SimpleITK as sitk
@@ -359,4 +387,4 @@ def _relabelled(vol, label: str):
     return out
 
 
-__all__ = ["ApiError", "Limits", "Tokens", "ServerState", "Job", "ClientSession", "CancelledError"]
+__all__ = ["ApiError", "Limits", "Tokens", "ServerState", "store_key", "Job", "ClientSession", "CancelledError"]

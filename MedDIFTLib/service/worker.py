@@ -165,7 +165,9 @@ class Worker:
         if isinstance(prior, list):  # a 4x4 RAS matrix; a string (file, "coarse", "identity") is the session's to resolve
             prior = matrix_prior(prior)
         ps = PointSet(pts.reshape(-1, 3), labels)
-        report = session.match(fixed, moving, ps, prior=prior, progress=progress, cancel=self._cancelled)
+        # a candidate mask on the moving scan (any geometry: resampled onto it, as ``meddift match --mask``)
+        mask = self._volume(msg, "mask") if msg.get("mask") is not None else None
+        report = session.match(fixed, moving, ps, prior=prior, mask=mask, progress=progress, cancel=self._cancelled)
         out = report.points
         result = encode_match(out.points, out.labels, out.values, [render(w, "worker") for w in report.warnings])
         result["warning_templates"] = list(report.warnings)

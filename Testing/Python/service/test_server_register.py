@@ -196,14 +196,7 @@ def test_cli_dense_prior_and_register_with_server_write_what_a_local_run_writes(
     # outputs exist now: refused before anything is sent, unless --force
     assert main(["register", *common, "--out", str(tmp_path / "remote"), "--no-figure", *remote]) == 2
     assert main(["register", *common, "--out", str(tmp_path / "remote"), "--no-figure", "--force", *remote]) == 0
-    # a per-scan HU correction cannot travel yet: said so, before any upload
-    log_before = server.log().count("PUT /v1/sessions/")
-    assert main(["register", *common, "--out", str(tmp_path / "hu"), "--moving-hu-offset", "-1024", *remote]) == 2
-    assert "not available with --server yet" in capsys.readouterr().err
-    assert server.log().count("PUT /v1/sessions/") == log_before and not (tmp_path / "hu").exists()
-    assert main(["match", *match, "--mask", str(f / "fixed.nrrd"), "--out", str(tmp_path / "m.csv"), *remote]) == 2
-    assert "--mask is not available with --server" in capsys.readouterr().err
-    assert server.log().count("PUT /v1/sessions/") == log_before and not (tmp_path / "m.csv").exists()
+    # (--mask and the per-scan HU offsets with --server: test_server_mask_offset.py)
 
 
 def read_volume_vectors(path):
