@@ -103,3 +103,20 @@ def test_box_filter_equals_avg_pool(size):
     x = torch.randn(3, 9, 7, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     ref = F.avg_pool3d(x[None], size, stride=1)[0]
     assert torch.allclose(box_filter(x, size), ref, atol=1e-12)
+
+
+def test_the_shift_loop_runs_on_one_thread_and_restores_torch_s_setting():
+    from MedDIFTLib.registration.convex import one_thread
+
+    before = torch.get_num_threads()
+    seen = []
+    with one_thread(torch.device("cpu")):
+        seen.append(torch.get_num_threads())
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        with one_thread(torch.device("cpu")):
+            raise ValueError("a failure inside")
+    assert torch.get_num_threads() == before
+    table = displacement_table(1, 1)
+    cost_volume(torch.randn(2, 8, 8, 8), torch.randn(2, 8, 8, 8), 2, table)
+    assert torch.get_num_threads() == before
