@@ -75,7 +75,8 @@ class SmoothWaves:
             x = nx
         raise InputError("the displacement did not invert (fixed-point iteration did not converge)")
 
-    def jacobian_det(self, pts) -> np.ndarray:
+    def jacobian_det(self, pts, h=None) -> np.ndarray:
+        """det(I + Du), analytic (``h`` is accepted for the motions' finite-difference signature)."""
         return np.linalg.det(np.eye(3) + self.jacobian(pts))
 
 
