@@ -21,6 +21,7 @@ def cases_from_args(args):
         dirlab_copd_cases,
         learn2reg_cases,
         phantom_suite,
+        warped_ct_cases,
     )
 
     sources = []
@@ -34,6 +35,13 @@ def cases_from_args(args):
         sources.append(dirlab_4dct_cases(args.dirlab_4dct))
     if args.dirlab_copd:
         sources.append(dirlab_copd_cases(args.dirlab_copd))
+    if getattr(args, "warped_ct", None):
+        sources.append(warped_ct_cases(args.warped_ct, variants=[v.strip() for v in args.warped_variants.split(",")
+                                                                 if v.strip()],
+                                       amplitude_mm=args.warped_amplitude, rotation_deg=args.warped_rotation,
+                                       shift_mm=args.warped_shift, noise_hu=args.warped_noise,
+                                       n_landmarks=args.warped_landmarks, seed=args.warped_seed,
+                                       wavelength_mm=args.warped_wavelength))
     return itertools.chain(*sources)
 
 
@@ -52,8 +60,8 @@ def run(args) -> int:
         log(n)
     res = evaluate(cases_from_args(args), methods, log=log)
     if not res.rows:
-        raise InputError("nothing to evaluate: no cases (use the phantom suite, --learn2reg, --dirlab-4dct or "
-                         "--dirlab-copd)")
+        raise InputError("nothing to evaluate: no cases (use the phantom suite, --learn2reg, --dirlab-4dct, "
+                         "--dirlab-copd or --warped-ct)")
     report = write_report(res, args.out, notes=notes)
     print(report.read_text())
     return 0

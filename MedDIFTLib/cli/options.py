@@ -123,3 +123,14 @@ def add_case_arguments(p) -> None:
     p.add_argument("--learn2reg-split", default="Tr", choices=["Tr", "Ts"])
     p.add_argument("--dirlab-4dct", metavar="ROOT", help="a folder holding DIR-Lab Case1Pack ... Case10Pack")
     p.add_argument("--dirlab-copd", metavar="ROOT", help="a folder holding DIR-Lab copd1 ... copd10")
+    p.add_argument("--warped-ct", metavar="FILE", nargs="+",
+                   help="real CT files, each deformed by a known smooth motion (exact ground truth)")
+    p.add_argument("--warped-variants", default="smooth,repositioned",
+                   help="comma list: smooth (the smooth field only), repositioned (then a rigid motion)")
+    p.add_argument("--warped-amplitude", type=float, default=8.0, help="peak of the smooth displacement, mm")
+    p.add_argument("--warped-wavelength", type=float, default=120.0, help="shortest wavelength of the field, mm")
+    p.add_argument("--warped-rotation", type=float, default=8.0, help="repositioned: rotation about S, degrees")
+    p.add_argument("--warped-shift", type=float, default=20.0, help="repositioned: translation length, mm")
+    p.add_argument("--warped-noise", type=float, default=10.0, help="noise added to the warped scan, HU")
+    p.add_argument("--warped-landmarks", type=int, default=30, help="landmarks per warped-CT case")
+    p.add_argument("--warped-seed", type=int, default=0, help="seed of the motion and the noise")

@@ -215,3 +215,30 @@ def dirlab_copd_cases(root, cases=range(1, 11), fixed_phase: str = "iBH", moving
                            rf"copd{n}_300_{{phase}}_xyz_r1\.txt", DIRLAB_COPD_GEOMETRY[key]["spacing"], (512, 512), None)
     if not found:
         raise InputError(f"{root}: no DIR-Lab COPD case folders (copd1 ... copd10)")
+
+
+WARPED_VARIANTS = ("smooth", "repositioned")
+
+
+def warped_ct_cases(paths, variants=WARPED_VARIANTS, amplitude_mm: float = 8.0, rotation_deg: float = 8.0,
+                    shift_mm: float = 20.0, noise_hu: float = 10.0, n_landmarks: int = 30, seed: int = 0,
+                    **warp) -> Iterable[Case]:
+    """Real CT scans, each deformed by a known smooth motion (:mod:`.warped`): exact TRE on real anatomy.
+
+    Per scan and variant one case; the variants are datasets of their own in the report:
+    ``warped-ct-smooth`` (the smooth field only) and ``warped-ct-repositioned`` (the same field, then
+    ``rotation_deg`` about S and ``shift_mm`` along (1, -1, 1)/sqrt(3)). Each scan is read when its
+    cases are reached, so a long list of files does not sit in memory.
+    """
+    from ..data.image_io import read_volume
+    from .warped import make_warped_case
+
+    unknown = [v for v in variants if v not in WARPED_VARIANTS]
+    if unknown:
+        raise InputError(f"unknown warped-CT variant(s) {unknown}; choose from {list(WARPED_VARIANTS)}")
+    for path in paths:
+        fixed = read_volume(path)
+        for v in variants:
+            rigid = {"rotation_deg": rotation_deg, "shift_mm": shift_mm} if v == "repositioned" else {}
+            yield make_warped_case(fixed, name=fixed.name, dataset=f"warped-ct-{v}", amplitude_mm=amplitude_mm,
+                                   noise_hu=noise_hu, n_landmarks=n_landmarks, seed=seed, **rigid, **warp)
