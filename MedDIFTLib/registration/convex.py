@@ -82,16 +82,16 @@ def cost_volume(fixed: torch.Tensor, moving: torch.Tensor, pool: int, table: tor
     m = F.pad(m[None], [reach] * 6, mode="replicate")[0]
     f_last = f.permute(1, 2, 3, 0).contiguous()  # (cx, cy, cz, D)
     f_sq = f_last.pow(2).sum(-1)
-    phases = {}
     out = torch.empty((table.shape[0], cx, cy, cz), device=fixed.device)
     with one_thread(fixed.device):
-        _fill_costs(out, m, f_last, f_sq, table, reach, pool, phases)
+        _fill_costs(out, m, f_last, f_sq, table, reach, pool)
     return box3(box3(out))
 
 
-def _fill_costs(out, m, f_last, f_sq, table, reach, pool, phases):
+def _fill_costs(out, m, f_last, f_sq, table, reach, pool):
     """``out[n]`` = SSD of every cell at shift ``n`` (see :func:`cost_volume`)."""
     cx, cy, cz = out.shape[1:]
+    phases = {}  # phase r -> (its channels-last map, its squared norms), made when first needed
     for n, start in enumerate((table.long() + reach).tolist()):
         r = tuple(s % pool for s in start)
         if r not in phases:

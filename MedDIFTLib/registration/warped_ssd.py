@@ -16,9 +16,10 @@ the grid and the gradient is zero where they were clamped, as in PyTorch.
 The whole grid goes through each operation at once: split into cache-sized
 chunks it was as fast on an idle machine, but each of the many small
 operations then waits for both cores, which on a busy machine made an
-iteration ten times slower. Corners are gathered twice (for the residual and
-for the dot products) rather than kept, so only two (voxels, channels)
-buffers exist.
+iteration ten times slower. The eight gathered corners are kept for the dot
+products in a caller's workspace when one is given (the Adam loop passes one
+when it fits); without it each corner is gathered again, and only two
+(voxels, channels) buffers exist.
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ class WarpedSSD(torch.autograd.Function):
             f = [factor(k, a) for a in range(3)]
             for a in range(3):
                 term = f[(a + 1) % 3] * f[(a + 2) % 3] * dot
-                grad[a].add_(term) if _CORNERS[k][a] else grad[a].sub_(term)
+                if _CORNERS[k][a]:
+                    grad[a].add_(term)
+                else:
+                    grad[a].sub_(term)
         ctx.save_for_backward(grad * inside.T)
         ctx.shape = shape
         return ssd.reshape(shape)

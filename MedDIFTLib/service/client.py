@@ -163,12 +163,7 @@ class WorkerClient:
     def request(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None,
                 timeout: Optional[float] = None, **fields):
         """Send a request and wait for its reply; events go to ``on_event``."""
-        pending = self.submit(cmd, on_event, **fields)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not pending.poll(0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))):
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WorkerError(f"no answer from the worker within {timeout:.0f} s", "Timeout")
-        return pending.result
+        return wait_reply(self.submit(cmd, on_event, **fields), timeout, "the worker")
 
     def _receive(self, timeout: float) -> Optional[dict]:
         """The next message, waiting at most ``timeout`` s (None when none came); WorkerCrashed when
@@ -241,6 +236,16 @@ class Pending:
 
 
 
+def wait_reply(pending, timeout: Optional[float], who: str):
+    """Poll a submitted request until its reply (the blocking ``request`` of the local worker client
+    and of the remote client alike); a Timeout error names ``who``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not pending.poll(0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WorkerError(f"no answer from {who} within {timeout:.0f} s", "Timeout")
+    return pending.result
+
+
 def start_and_wait(client, timeout: float, who: str) -> dict:
     """``client.launch()``, then its non-blocking ``poll_ready`` until ready (the blocking ``start`` of
     the local worker client and of the remote client alike); a Timeout error names ``who``."""
@@ -252,4 +257,4 @@ def start_and_wait(client, timeout: float, who: str) -> dict:
     return client.ready
 
 
-__all__ = ["WorkerClient", "Pending", "WorkerError", "WorkerCrashed", "InputError", "start_and_wait"]
+__all__ = ["WorkerClient", "Pending", "WorkerError", "WorkerCrashed", "InputError", "start_and_wait", "wait_reply"]

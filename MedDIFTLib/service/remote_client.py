@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import CancelledError, MedDIFTError
-from .client import WorkerCrashed, WorkerError, start_and_wait
+from .client import WorkerCrashed, WorkerError, start_and_wait, wait_reply
 from .protocol import PROTOCOL_VERSION
 
 FINAL = ("done", "failed", "cancelled")
@@ -137,12 +137,7 @@ class RemoteClient:
 
     def request(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None,
                 timeout: Optional[float] = None, **fields):
-        pending = self.submit(cmd, on_event, **fields)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not pending.poll(0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))):
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WorkerError(f"no answer from the MedDIFT server within {timeout:.0f} s", "Timeout")
-        return pending.result
+        return wait_reply(self.submit(cmd, on_event, **fields), timeout, "the MedDIFT server")
 
     # --- the commands ----------------------------------------------------------------
 

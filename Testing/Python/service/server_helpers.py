@@ -170,3 +170,20 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def phantom_files(folder: Path, size: int, seed: int, n_landmarks: int) -> dict:
+    """A phantom pair (``fixed.nrrd``, ``moving.nrrd``), its landmarks (``points.csv``), two tokens and a
+    throwaway TLS certificate in ``folder``: what every server test starts from."""
+    from MedDIFTLib.data.image_io import write_volume
+    from MedDIFTLib.data.landmark_io import write_points
+    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+
+    pair = make_pair(shape=(size,) * 3, spacing=(5.0, 5.0, 5.0), seed=seed)
+    write_volume(pair.fixed, folder / "fixed.nrrd")
+    write_volume(pair.moving, folder / "moving.nrrd")
+    lm = sample_landmarks(pair, n=n_landmarks, seed=seed)
+    write_points(lm, folder / "points.csv")
+    token_file, tokens = make_tokens(folder, 2)
+    return {"folder": folder, "pair": pair, "lm": lm, "token_file": token_file, "tokens": tokens,
+            "tls": make_tls(folder / "tls")}

@@ -11,12 +11,10 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx) is not installed")
 
-from server_helpers import ENGINE, ServerProcess, make_tls, make_tokens, wait_until  # noqa: E402
+from server_helpers import ENGINE, ServerProcess, phantom_files, wait_until  # noqa: E402
 
 from MedDIFTLib.cli import main  # noqa: E402
 from MedDIFTLib.data.image_io import read_volume, write_volume  # noqa: E402
-from MedDIFTLib.data.landmark_io import write_points  # noqa: E402
-from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
 from MedDIFTLib.service.client import WorkerClient, WorkerCrashed  # noqa: E402
 
 MATCHING = {"radius_mm": 25.0}
@@ -24,16 +22,9 @@ MATCHING = {"radius_mm": 25.0}
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("server_jobs")
-    pair = make_pair(shape=(48, 48, 48), spacing=(5.0, 5.0, 5.0), seed=7)
-    write_volume(pair.fixed, folder / "fixed.nrrd")
-    write_volume(pair.moving, folder / "moving.nrrd")
-    write_volume(pair.fixed, folder / "fixed-again.nii.gz")  # the same voxels, other bytes
-    lm = sample_landmarks(pair, n=5, seed=7)
-    write_points(lm, folder / "points.csv")
-    token_file, tokens = make_tokens(folder, 2)
-    return {"folder": folder, "pair": pair, "lm": lm, "token_file": token_file, "tokens": tokens,
-            "tls": make_tls(folder / "tls")}
+    files = phantom_files(tmp_path_factory.mktemp("server_jobs"), 48, seed=7, n_landmarks=5)
+    write_volume(files["pair"].fixed, files["folder"] / "fixed-again.nii.gz")  # the same voxels, other bytes
+    return files
 
 
 @pytest.fixture(scope="module")

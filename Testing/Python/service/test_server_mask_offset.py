@@ -10,12 +10,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx) is not installed")
 
-from server_helpers import ENGINE, ServerProcess, make_tls, make_tokens  # noqa: E402
+from server_helpers import ENGINE, ServerProcess, phantom_files  # noqa: E402
 
 from MedDIFTLib.cli import main  # noqa: E402
-from MedDIFTLib.data.image_io import read_volume, write_volume  # noqa: E402
-from MedDIFTLib.data.landmark_io import read_points, write_points  # noqa: E402
-from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
+from MedDIFTLib.data.image_io import write_volume  # noqa: E402
+from MedDIFTLib.data.landmark_io import read_points  # noqa: E402
 from MedDIFTLib.service.remote_client import WorkerError  # noqa: E402
 
 MATCHING = {"radius_mm": 30.0}
@@ -23,21 +22,15 @@ MATCHING = {"radius_mm": 30.0}
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("server_mask_offset")
-    pair = make_pair(shape=(40, 40, 40), spacing=(5.0, 5.0, 5.0), seed=3)
-    write_volume(pair.fixed, folder / "fixed.nrrd")
-    write_volume(pair.moving, folder / "moving.nrrd")
+    files = phantom_files(tmp_path_factory.mktemp("server_mask_offset"), 40, seed=3, n_landmarks=5)
+    folder, pair = files["folder"], files["pair"]
     raw = pair.moving.with_array(np.asarray(pair.moving.array, dtype=np.float32) + np.float32(1024))
     write_volume(raw, folder / "moving-raw.nrrd")  # a CT stored without its rescale: -1024 corrects it
     i, j, k = np.indices(pair.moving.shape)
     mask = ((i // 4 + j // 4 + k // 4) % 2 == 0).astype(np.uint8)  # 4-voxel blocks: candidates in every window
     write_volume(pair.moving.with_array(mask, name="mask"), folder / "mask.nrrd")
     (folder / "broken-mask.nrrd").write_bytes(b"NRRD0004\nthis is not an image\n")
-    lm = sample_landmarks(pair, n=5, seed=3)
-    write_points(lm, folder / "points.csv")
-    token_file, tokens = make_tokens(folder, 2)
-    return {"folder": folder, "pair": pair, "lm": lm, "mask": mask, "token_file": token_file, "tokens": tokens,
-            "tls": make_tls(folder / "tls")}
+    return {**files, "mask": mask}
 
 
 @pytest.fixture(scope="module")

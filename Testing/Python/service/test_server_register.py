@@ -12,13 +12,12 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx) is not installed")
 
-from server_helpers import ENGINE, ServerProcess, make_tls, make_tokens, wait_until  # noqa: E402
+from server_helpers import ENGINE, ServerProcess, phantom_files, wait_until  # noqa: E402
 
 from MedDIFTLib.cli import main  # noqa: E402
-from MedDIFTLib.data.image_io import read_volume, write_volume  # noqa: E402
-from MedDIFTLib.data.landmark_io import read_points, write_points  # noqa: E402
+from MedDIFTLib.data.image_io import read_volume  # noqa: E402
+from MedDIFTLib.data.landmark_io import read_points  # noqa: E402
 from MedDIFTLib.errors import CancelledError  # noqa: E402
-from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
 from MedDIFTLib.service.client import WorkerClient, WorkerError  # noqa: E402
 
 SLOW = {"iterations": 100000}  # a registration that runs until it is cancelled (minutes on this machine)
@@ -26,15 +25,7 @@ SLOW = {"iterations": 100000}  # a registration that runs until it is cancelled 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("server_register")
-    pair = make_pair(shape=(40, 40, 40), spacing=(5.0, 5.0, 5.0), seed=11)
-    write_volume(pair.fixed, folder / "fixed.nrrd")
-    write_volume(pair.moving, folder / "moving.nrrd")
-    lm = sample_landmarks(pair, n=8, seed=11)
-    write_points(lm, folder / "points.csv")
-    token_file, tokens = make_tokens(folder, 2)
-    return {"folder": folder, "pair": pair, "lm": lm, "token_file": token_file, "tokens": tokens,
-            "tls": make_tls(folder / "tls")}
+    return phantom_files(tmp_path_factory.mktemp("server_register"), 40, seed=11, n_landmarks=8)
 
 
 @pytest.fixture(scope="module")
