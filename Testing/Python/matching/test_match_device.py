@@ -38,6 +38,7 @@ def pyramids():
 
 
 def _identical(a, b):
+    """Same computation (the same code on the same CPU, summing in the same order): bit for bit."""
     np.testing.assert_array_equal(a.voxel, b.voxel)
     for name in ("points", "similarity", "margin", "fb_error_mm"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
