@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field, fields
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
+import torch
 
 from .data.digest import volume_digest
 from .data.geometry import Volume, require_inside, resample
@@ -31,39 +32,12 @@ from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
 from .features.options import check_engine_options, resolve_device
 from .features.pyramid import FeaturePyramid
-from .matching.priors import PriorFn, identity_prior, resolve_prior
-from .matching.search import Matcher, MatchOptions
+from .matching.priors import identity_prior, resolve_prior
+from .matching.search import Matcher, MatchResult
+from .options import BackboneName, EngineOptions, MatchOptions, MindLevel, PriorKind, RegistrationOptions
 from .runtime import Cancel, Progress, staged
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EngineOptions:
-    """What computes the features (everything that changes them)."""
-
-    backbone: str = "auto"  # maisi | mind-ssc | auto (MAISI when its weights are found)
-    weights_dir: Optional[str] = None
-    device: str = "auto"
-    timestep: int = 20
-    levels: Optional[list] = None
-    ensemble: int = 1
-    latent: str = "sample"
-    region: str = "thorax"
-    seed: int = 0
-    size_policy: str = "paper"
-    cache_dir: Optional[str] = None
-    use_cache: bool = True
-    # (an HU offset is not an engine option: it belongs to one scan, see data.image_io.with_hu_offset)
-    random_init: bool = False  # MAISI only: random weights, an explicit control (ablations), never the default
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EngineOptions":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"unknown engine options {unknown}; known: {sorted(names)}")
-        return cls(**d)
 
 
 @dataclass
@@ -89,27 +63,27 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
     (:func:`~MedDIFTLib.features.options.check_engine_options`), and an explicit ``maisi`` finds its
     weights before anything announces it."""
     name = opts.backbone
-    if name == "maisi" and not opts.random_init:
+    if name == BackboneName.MAISI and not opts.random_init:
         from .features.maisi.weights import find_weights
 
         check_engine_options(opts, "maisi")
         find_weights(opts.weights_dir)
-    if name == "auto":
+    if name == BackboneName.AUTO:
         from .features.maisi.weights import find_weights
 
         try:
             find_weights(opts.weights_dir)
-            name = "maisi"
+            name = BackboneName.MAISI.value
         except WeightsError as err:
-            name = "mind-ssc"
+            name = BackboneName.MIND_SSC.value
             reason = str(err).split(";")[0]
             note = (f"{reason}; using the weight-free MIND-SSC descriptor instead. This is NOT the MedDIFT "
                     "diffusion-feature method: install the weights (`meddift weights download`) to use it.")
             return _build(name, opts, shared), note
     bb = _build(name, opts, shared)
-    note = ("MAISI v1 diffusion features (MedDIFT)" if name == "maisi"
+    note = ("MAISI v1 diffusion features (MedDIFT)" if name == BackboneName.MAISI
             else "weight-free MIND-SSC descriptor (not the diffusion-feature method)")
-    if name == "maisi":
+    if name == BackboneName.MAISI:
         try:  # a lenient load is never silent: the CLI prints this note, the worker sends it to Slicer
             how = bb.load_note()
         except WeightsError:  # refused: the same error stops the first extraction, with the files named
@@ -120,8 +94,10 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
 
 
 def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None) -> Backbone:
+    """The backbone ``name`` with the options that apply to it; its own class resolves ``device``
+    (``auto``: an accelerator only for a backbone that wants one)."""
     check_engine_options(opts, name)
-    if name == "maisi":
+    if name == BackboneName.MAISI:
         shared = shared or SharedCaches()
         kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
                   ensemble=opts.ensemble, latent=opts.latent, region=opts.region, seed=opts.seed,
@@ -130,7 +106,7 @@ def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None
         if opts.levels:
             kw["levels"] = tuple(opts.levels)
         return create_backbone("maisi", **kw)
-    kw = {"device": opts.device if opts.device != "auto" else "cpu"}
+    kw: dict[str, Any] = {"device": opts.device}
     if opts.levels:
         kw["levels"] = tuple(opts.levels)
     return create_backbone(name, **kw)
@@ -143,7 +119,7 @@ class MatchSession:
     engine: EngineOptions = field(default_factory=EngineOptions)
     matching: MatchOptions = field(default_factory=MatchOptions)
     shared: SharedCaches = field(default_factory=SharedCaches)
-    registration: Optional[object] = None  # RegistrationOptions of prior="dense" (None: the defaults)
+    registration: Optional[RegistrationOptions] = None  # for prior="dense" (None: the defaults)
 
     def __post_init__(self):
         self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
@@ -171,6 +147,14 @@ class MatchSession:
         self._matchers.clear()
         self._fields.clear()
 
+    def describe(self) -> dict:
+        """What runs, as a configure reply says it (worker and server alike): the backbone, its note,
+        the option warnings (neutral templates, see :func:`~MedDIFTLib.errors.render`) and the device."""
+        dev = getattr(self.backbone, "device", None)
+        return {"backbone": self.backbone.name, "note": self.backbone_note,
+                "warning_templates": list(self.option_warnings),
+                "device": str(dev) if dev is not None else "cpu", "cuda_available": torch.cuda.is_available()}
+
     # --- features ------------------------------------------------------------
 
     def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
@@ -185,7 +169,7 @@ class MatchSession:
                 self._checked[key] = check_ct(vol, role)
             out += self._checked[key]
         out += check_pair(fixed, moving, local_search)
-        if self.backbone.name == "mind-ssc":
+        if self.backbone.name == BackboneName.MIND_SSC:
             out += check_voxel_sizes(fixed, moving)
         if points is not None:
             out += check_labels(points)
@@ -208,10 +192,11 @@ class MatchSession:
         (1.65 vs 1.67 mm on a phantom case) and its global search would cost more; registration does
         (phantom suite: 1.18 mm mean without it, 0.84 mm with it)."""
         bb = self.backbone
-        if bb.name == "mind-ssc" and not self.engine.levels and "mind1" not in bb.level_names:
+        finest = MindLevel.MIND1.value
+        if bb.name == BackboneName.MIND_SSC and not self.engine.levels and finest not in bb.level_names:
             if self._reg_backbone is None:
-                self._reg_backbone = create_backbone("mind-ssc", levels=("mind1",) + tuple(bb.level_names),
-                                                     device=self.engine.device if self.engine.device != "auto" else "cpu")
+                self._reg_backbone = create_backbone(bb.name, levels=(finest,) + tuple(bb.level_names),
+                                                     device=self.engine.device)
             return self._reg_backbone
         return bb
 
@@ -226,17 +211,23 @@ class MatchSession:
 
     # --- the job -------------------------------------------------------------
 
-    def match(self, fixed: Volume, moving: Volume, points: PointSet, prior: Optional[PriorFn | str] = None,
+    def match(self, fixed: Volume, moving: Volume, points: PointSet, prior: Any = None,
               mask: Optional[Volume] = None, progress: Optional[Progress] = None,
               cancel: Optional[Cancel] = None) -> MatchReport:
         """Matched points in the moving volume (same labels, with similarity and confidence values)
         and the warnings about doubtful inputs, as a :class:`MatchReport`.
 
-        Points without a position (NaN) stay without one. ``prior`` is a
-        function of fixed RAS points, ``"coarse"`` (match with the coarsest
-        level first), a transform file, or None: the identity with the
-        session's search radius, a global search without one (see
-        :func:`~MedDIFTLib.matching.priors.resolve_prior`).
+        Points without a position (NaN) stay without one.
+
+        Args:
+            fixed, moving: the scans.
+            points: landmarks on the fixed scan.
+            prior: anything :func:`~MedDIFTLib.matching.priors.resolve_prior` takes: None (the identity
+                with the session's search radius, a global search without one), ``"coarse"`` (the
+                coarsest level first), ``"dense"`` (the dense registration), a function of fixed RAS
+                points, a 4x4 matrix, a transform file, or a resolved prior.
+            mask: candidates only where this volume is > 0 (resampled onto the moving scan).
+            progress, cancel: see :mod:`MedDIFTLib.runtime`.
         """
         if len(points) == 0:
             raise InputError("the landmark list is empty: place at least one point on the fixed volume")
@@ -246,43 +237,27 @@ class MatchSession:
         pts = points.points[defined]
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
-        # the dense prior places points itself (its argmax window needs no radius); any other prior narrows a search
-        explicit = prior is not None and not (isinstance(prior, str) and prior in ("", "dense"))
-        prior = resolve_prior(prior, self.matching.radius_mm)
-        if explicit and self.matching.radius_mm is None:
+        resolved = resolve_prior(prior, self.matching.radius_mm)
+        if resolved.needs_radius and self.matching.radius_mm is None:
             raise InputError(f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
                              "search; give a radius, or leave the prior out for a global search")
         # a window around the same world point: empty when the scans do not overlap
-        local = prior is identity_prior and self.matching.radius_mm is not None
+        local = resolved.kind == PriorKind.IDENTITY and self.matching.radius_mm is not None
         warnings = self.check_inputs(fixed, moving, points, local_search=local)
-        if prior == "dense":
+        if resolved.kind == PriorKind.DENSE:
             res = self._dense_match(fixed, moving, pts, progress, cancel)
         else:
             matcher = self.matcher(fixed, moving, progress, cancel)
             prior_pts = None
-            if prior == "coarse":
+            if resolved.kind == PriorKind.COARSE:
                 prior_pts = self.coarse_prior(matcher, pts, cancel)
-            elif prior is not None:
-                prior_pts = prior(pts)
+            elif resolved.fn is not None:
+                prior_pts = resolved(pts)
             mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
             res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel,
                                 labels=labels)
-
-        n = len(points)
-        out = np.full((n, 3), np.nan)
-        out[defined] = res.points
-        values = {}
-        confidence, fb_flag = _checked_confidence(res, self.features(moving).grid)
-        columns = [("similarity", res.similarity), ("confidence", confidence), ("margin", res.margin),
-                   ("fb_error_mm", res.fb_error_mm), ("fb_flag", fb_flag)]
-        if "argmax_gap_mm" in res.extra:
-            columns.append(("argmax_gap_mm", res.extra["argmax_gap_mm"]))
-        for name, arr in columns:
-            full = np.full(n, np.nan)
-            full[defined] = arr
-            values[name] = full
-        return MatchReport(PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched"),
-                           warnings)
+        matched = _matched_points(points, res, self.features(moving).grid)
+        return MatchReport(matched, warnings)
 
     def _dense_match(self, fixed: Volume, moving: Volume, pts: np.ndarray, progress, cancel):
         """Points from the dense field, scored (and, with an explicit radius, moved) by the paper's argmax.
@@ -310,8 +285,8 @@ class MatchSession:
         gap = np.linalg.norm(res.points - prior_pts, axis=1)
         if self.matching.radius_mm is None:
             res.points = prior_pts
-        res.extra["argmax_gap_mm"] = gap
-        res.extra["confidence"] = res.confidence * np.clip(1.0 - gap / window, 0.0, 1.0)
+        res.argmax_gap_mm = gap
+        res.confidence_factor = np.clip(1.0 - gap / window, 0.0, 1.0)
         return res
 
     def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
@@ -355,6 +330,25 @@ class MatchSession:
 
 
 
+def _matched_points(points: PointSet, res: MatchResult, moving_grid) -> PointSet:
+    """The matches as a point set of every input row: the defined rows from ``res``, with their
+    scores; rows without a position stay without one (NaN)."""
+    defined, n = points.defined, len(points)
+    out = np.full((n, 3), np.nan)
+    out[defined] = res.points
+    confidence, fb_flag = _checked_confidence(res, moving_grid)
+    columns = [("similarity", res.similarity), ("confidence", confidence), ("margin", res.margin),
+               ("fb_error_mm", res.fb_error_mm), ("fb_flag", fb_flag)]
+    if res.argmax_gap_mm is not None:
+        columns.append(("argmax_gap_mm", res.argmax_gap_mm))
+    values = {}
+    for name, arr in columns:
+        full = np.full(n, np.nan)
+        full[defined] = arr
+        values[name] = full
+    return PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched")
+
+
 def _checked_confidence(res, moving_grid) -> tuple[np.ndarray, np.ndarray]:
     """Confidence that says what similarity and margin alone do not: whether the match leads back.
 
@@ -364,7 +358,7 @@ def _checked_confidence(res, moving_grid) -> tuple[np.ndarray, np.ndarray]:
     passes ``limit`` (shown in every output), 0 where it does not, NaN where it was not checked.
     """
     limit = 2.0 * float(np.max(np.linalg.norm(np.asarray(moving_grid.ijk_to_ras)[:3, :3], axis=0)))
-    base = np.asarray(res.extra.get("confidence", res.confidence), dtype=np.float64)
+    base = np.asarray(res.confidence, dtype=np.float64)
     fb = np.asarray(res.fb_error_mm, dtype=np.float64)
     checked = np.isfinite(fb)
     factor = np.where(checked, np.clip(1.0 - fb / (2.0 * limit), 0.0, 1.0), 1.0)

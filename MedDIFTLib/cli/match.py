@@ -8,35 +8,49 @@ exclusively (without ``--force``) or replaced atomically (with it), see :mod:`Me
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 
 import numpy as np
 
 from ..atomic import check_outputs
-from ..data.image_io import check_image_path, read_volume, write_volume
+from ..data.image_io import check_image_path, read_volume
 from ..data.landmark_io import check_points_path, read_points, write_points
+from ..data.points import PointSet
+from ..engine import EngineInfo, Scan
 from ..errors import InputError, render
-from ..session import MatchSession
+from ..options import is_named_prior
 from .options import (
     add_backbone_arguments,
     add_cache_arguments,
     add_feature_arguments,
+    add_registration_arguments,
     add_search_arguments,
     add_server_arguments,
     engine_options,
     match_options,
+    open_engine,
     refuse_hu_offset,
+    registration_options,
 )
 from .progress import ProgressPrinter
-from .register import add_registration_arguments, registration_options
 
 
 def say(text: str, kind: str = "") -> None:
     print(f"meddift: {kind}{render(text, 'cli')}", file=sys.stderr)
 
 
-def run(args) -> int:
+def say_configured(info: EngineInfo) -> None:
+    """What runs where, and the options that do not apply to it (``match`` and ``register``)."""
+    say(f"backbone: {info.note}")
+    say(f"computing on {info.place}, device {info.device}")
+    for w in info.warnings:
+        say(w, "warning: ")
+
+
+def check_args(args) -> None:
+    """Every refusal that needs no file read: option pairs, output paths, inputs never overwritten."""
     if bool(args.heatmap_for) != bool(args.heatmap):
         raise InputError("--heatmap-for LABEL and --heatmap OUT_VOLUME go together")
     refuse_hu_offset(args)
@@ -45,43 +59,52 @@ def run(args) -> int:
         check_image_path(args.heatmap)
     inputs = {"the fixed volume": args.fixed, "the moving volume": args.moving, "the --points file": args.points,
               "the --mask": args.mask}
-    if args.prior and args.prior not in ("identity", "coarse", "dense"):
+    if args.prior and not is_named_prior(args.prior):
         inputs["the --prior file"] = args.prior
     check_outputs({"--out": args.out, "--heatmap": args.heatmap}, inputs, args.force)
-    if args.server:
-        from .match_remote import run_remote
 
-        return run_remote(args)
-    session = MatchSession(engine_options(args), match_options(args),  # every option checked here
-                           registration=registration_options(args))
-    fixed = read_volume(args.fixed, hu_offset=args.fixed_hu_offset)
-    moving = read_volume(args.moving, hu_offset=args.moving_hu_offset)
-    points = read_points(args.points, format=args.points_format, reference=fixed)
-    if args.skip_outside:
-        points = skip_outside(points, fixed)
-    if args.heatmap_for:
-        idx = points.label_index(args.heatmap_for)
-        if not points.defined[idx] or not fixed.grid.contains(points.points[idx:idx + 1])[0]:
-            raise InputError(f"--heatmap-for {args.heatmap_for!r}: that point has no position in the fixed volume; "
-                             "choose a point inside it")
-    mask = read_volume(args.mask) if args.mask else None
-    say(f"backbone: {session.backbone_note}")
-    for w in session.option_warnings:
-        say(w, "warning: ")
-    report = session.match(fixed, moving, points, prior=args.prior, mask=mask, progress=ProgressPrinter())
-    matched = report.points
-    for w in report.warnings:
-        say(w, "warning: ")
-    write_points(matched, args.out, force=args.force)
-    n_ok = int(np.sum(np.all(np.isfinite(matched.points), axis=1)))
-    missing = [lb for lb, ok in zip(matched.labels, np.all(np.isfinite(matched.points), axis=1)) if not ok]
-    tail = f"; {len(missing)} without a position: {', '.join(missing[:10])}" if missing else ""
-    say(f"{n_ok} of {len(matched)} points matched -> {args.out}{tail}")
-    if args.heatmap_for:
-        hm = session.heatmap(fixed, moving, points.points[idx])
-        write_volume(hm, args.heatmap, force=args.force)
-        say(f"heatmap of {args.heatmap_for} -> {args.heatmap}")
+
+def run(args) -> int:
+    """``meddift match``, locally or on ``--server`` alike (see :mod:`MedDIFTLib.engine`)."""
+    check_args(args)
+    options = engine_options(args), match_options(args), registration_options(args)  # each checks itself
+    engine = open_engine(args, ProgressPrinter())
+    with contextlib.closing(engine):
+        say_configured(engine.configure(*options))
+        prior = engine.prior(args.prior)  # a file read here, refused in words before any scan is sent
+        fixed = Scan(args.fixed, args.fixed_hu_offset, read_volume(args.fixed, hu_offset=args.fixed_hu_offset))
+        moving = Scan(args.moving, args.moving_hu_offset)
+        points = read_points(args.points, format=args.points_format, reference=fixed.volume)
+        if args.skip_outside:
+            points = skip_outside(points, fixed.volume)
+        idx = heatmap_index(args, points, fixed.volume) if args.heatmap_for else None
+        report = engine.match(fixed, moving, points, prior=prior,
+                              mask=Scan(args.mask) if args.mask else None)
+        for w in report.warnings:
+            say(w, "warning: ")
+        write_points(report.points, args.out, force=args.force)
+        say(summary(report.points, args.out))
+        if idx is not None:
+            engine.heatmap(fixed, moving, points.points[idx], args.heatmap, force=args.force)
+            say(f"heatmap of {args.heatmap_for} -> {args.heatmap}")
     return 0
+
+
+def heatmap_index(args, points: PointSet, fixed) -> int:
+    """The row of ``--heatmap-for``, refused unless that point lies in the fixed volume."""
+    idx = points.label_index(args.heatmap_for)
+    if not points.defined[idx] or not fixed.grid.contains(points.points[idx:idx + 1])[0]:
+        raise InputError(f"--heatmap-for {args.heatmap_for!r}: that point has no position in the fixed volume; "
+                         "choose a point inside it")
+    return idx
+
+
+def summary(matched: PointSet, out) -> str:
+    """The last line of a run: how many points have a match, and which have none."""
+    ok = np.all(np.isfinite(matched.points), axis=1)
+    missing = [lb for lb, good in zip(matched.labels, ok) if not good]
+    tail = f"; {len(missing)} without a position: {', '.join(missing[:10])}" if missing else ""
+    return f"{int(ok.sum())} of {len(matched)} points matched -> {out}{tail}"
 
 
 def skip_outside(points, fixed):

@@ -8,10 +8,18 @@ the case group; ``ablate`` the weights folder alone (its variants choose the bac
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Optional
 
+import numpy as np
+
+from ..engine import Engine, LocalEngine
 from ..errors import InputError
-from ..matching.search import MatchOptions
-from ..session import EngineOptions
+from ..options import BACKBONE_NAMES, PREALIGN_KINDS, EngineOptions, MatchOptions, RegistrationOptions
+from ..runtime import Progress
+from ..service.remote_client import read_token
+from ..service.remote_engine import RemoteEngine
 
 
 def add_weights_dir_argument(p) -> None:
@@ -21,7 +29,7 @@ def add_weights_dir_argument(p) -> None:
 def add_backbone_arguments(p: argparse.ArgumentParser) -> None:
     """Which backbone, where its weights are, where it runs (match, demo)."""
     g = p.add_argument_group("backbone")
-    g.add_argument("--backbone", choices=["auto", "maisi", "mind-ssc"], default="auto",
+    g.add_argument("--backbone", choices=BACKBONE_NAMES, default=EngineOptions.backbone,
                    help="maisi: MedDIFT diffusion features (needs weights); mind-ssc: weight-free descriptor; "
                         "auto: maisi when its weights are found (default)")
     add_weights_dir_argument(g)
@@ -81,6 +89,55 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--server", metavar="URL", help="e.g. https://gpu-box:8765; the same outputs as a local run")
     g.add_argument("--token-file", help="file holding the server's token (or set MEDDIFT_TOKEN)")
     g.add_argument("--ca-file", help="CA certificate (PEM) that signed a self-signed server's certificate")
+
+
+def open_engine(args, progress: Optional[Progress] = None) -> Engine:
+    """The engine of ``--server`` when given (the token read here and never printed), else this process's."""
+    if not getattr(args, "server", None):
+        return LocalEngine(progress)
+    token = read_token(args.token_file)
+    if token is None:
+        print("meddift: warning: no token (--token-file F or MEDDIFT_TOKEN); the server must run --no-auth",
+              file=sys.stderr)
+    return RemoteEngine(args.server, token=token, ca_file=args.ca_file, progress=progress)
+
+
+def add_registration_arguments(p) -> None:
+    """How the dense map is found (register; match --prior dense)."""
+    d = RegistrationOptions()
+    g = p.add_argument_group("registration")
+    g.add_argument("--prealign", choices=PREALIGN_KINDS, default=d.prealign,
+                   help=f"automatic pre-alignment from global feature matches (default {d.prealign})")
+    g.add_argument("--search", type=float, default=d.search_mm, metavar="MM",
+                   help=f"discrete search range around the pre-aligned position (default {d.search_mm:g} mm)")
+    g.add_argument("--grid-spacing", type=float, default=None, metavar="MM",
+                   help="registration grid spacing (default: the fixed scan's voxel size, coarser on large scans)")
+    g.add_argument("--smoothness", type=float, default=d.lam, metavar="LAMBDA",
+                   help=f"weight of the diffusion regulariser (default {d.lam:g})")
+    g.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"Adam refinement iterations (default {d.iterations})")
+
+
+def registration_options(args) -> RegistrationOptions:
+    """The options' own checks name the flags (errors.opt), so nothing is checked twice here."""
+    return RegistrationOptions(prealign=args.prealign, search_mm=args.search, spacing_mm=args.grid_spacing,
+                               lam=args.smoothness, iterations=args.iterations)
+
+
+def initial_matrix(spec: Optional[str]) -> Optional[np.ndarray]:
+    """``--initial``: a 4x4 RAS matrix file (.txt/.npy), or None."""
+    if not spec:
+        return None
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{path}: initial transform file not found")
+    try:
+        m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
+    except ValueError as err:
+        raise InputError(f"{path}: not a 4x4 matrix ({err})") from err
+    if np.shape(m) != (4, 4):
+        raise InputError(f"{path}: the initial transform must be a 4x4 RAS matrix, got shape {np.shape(m)}")
+    return m
 
 
 def engine_options(args) -> EngineOptions:

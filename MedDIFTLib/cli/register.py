@@ -2,70 +2,33 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 from pathlib import Path
 
 from ..atomic import check_outputs
-from ..data.image_io import read_volume
-from ..errors import InputError, render
-from ..registration import PREALIGN_KINDS, RegistrationOptions
+from ..errors import InputError
+from ..options import MatchOptions
 from ..registration.field import FIELD_EXTENSIONS
-from ..registration.outputs import output_paths, write_outputs
-from ..session import MatchSession
-from .options import (
+from ..registration.outputs import output_paths
+from ..engine import Scan
+from .match import say, say_configured
+from .options import (  # noqa: F401  (registration_options, initial_matrix: importable here as before)
     add_backbone_arguments,
     add_cache_arguments,
     add_feature_arguments,
+    add_registration_arguments,
     add_server_arguments,
     engine_options,
+    initial_matrix,
+    open_engine,
     refuse_hu_offset,
+    registration_options,
 )
 from .progress import ProgressPrinter
 
 
-def add_registration_arguments(p) -> None:
-    """How the dense map is found (register; match --prior dense)."""
-    d = RegistrationOptions()
-    g = p.add_argument_group("registration")
-    g.add_argument("--prealign", choices=PREALIGN_KINDS, default=d.prealign,
-                   help=f"automatic pre-alignment from global feature matches (default {d.prealign})")
-    g.add_argument("--search", type=float, default=d.search_mm, metavar="MM",
-                   help=f"discrete search range around the pre-aligned position (default {d.search_mm:g} mm)")
-    g.add_argument("--grid-spacing", type=float, default=None, metavar="MM",
-                   help="registration grid spacing (default: the fixed scan's voxel size, coarser on large scans)")
-    g.add_argument("--smoothness", type=float, default=d.lam, metavar="LAMBDA",
-                   help=f"weight of the diffusion regulariser (default {d.lam:g})")
-    g.add_argument("--iterations", type=int, default=d.iterations,
-                   help=f"Adam refinement iterations (default {d.iterations})")
-    g.add_argument("--initial", metavar="FILE",
-                   help="a known initial transform instead of the automatic pre-alignment: 4x4 RAS matrix "
-                        "(.txt/.npy) mapping fixed to moving points")
-
-
-def registration_options(args) -> RegistrationOptions:
-    """The options' own checks name the flags (errors.opt), so nothing is checked twice here."""
-    return RegistrationOptions(prealign=args.prealign, search_mm=args.search, spacing_mm=args.grid_spacing,
-                               lam=args.smoothness, iterations=args.iterations)
-
-
-def initial_matrix(spec):
-    if not spec:
-        return None
-    import numpy as np
-
-    path = Path(spec)
-    if not path.exists():
-        raise InputError(f"{path}: initial transform file not found")
-    try:
-        m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
-    except ValueError as err:
-        raise InputError(f"{path}: not a 4x4 matrix ({err})") from err
-    if np.shape(m) != (4, 4):
-        raise InputError(f"{path}: the initial transform must be a 4x4 RAS matrix, got shape {np.shape(m)}")
-    return m
-
-
 def run(args) -> int:
+    """``meddift register``, locally or on ``--server`` alike (see :mod:`MedDIFTLib.engine`)."""
     if args.field_ext not in FIELD_EXTENSIONS:
         raise InputError(f"--field-format must be one of {', '.join(FIELD_EXTENSIONS)}")
     opts = registration_options(args)
@@ -77,25 +40,17 @@ def run(args) -> int:
         raise InputError(f"--out {out} is a file; it must be a folder")
     check_outputs({f"--out {p.name}": p for p in paths.values()},
                   {"the fixed volume": args.fixed, "the moving volume": args.moving}, args.force)
-    if args.server:
-        from .register_remote import run_remote_register
-
-        written = run_remote_register(args, opts, initial, paths)
-    else:
-        session = MatchSession(engine_options(args))  # every engine option checked before reading
-        fixed = read_volume(args.fixed, hu_offset=args.fixed_hu_offset)
-        moving = read_volume(args.moving, hu_offset=args.moving_hu_offset)
-        print(f"meddift: backbone: {render(session.backbone_note, 'cli')}", file=sys.stderr)
-        field = session.register(fixed, moving, opts, initial=initial, progress=ProgressPrinter())
-        written = write_outputs(field, fixed, moving, out, args.field_ext, figure=not args.no_figure,
-                                force=args.force)
-    rep = written.pop("report_data")
-    j = rep["jacobian"]
-    print(f"meddift: pre-alignment: {rep.get('prealign_used', 'none')}; folding voxels "
-          f"{100 * j['folding_share']:.3f}%, Jacobian {j['jacobian_min']:.2f}..{j['jacobian_max']:.2f}; "
-          f"{rep.get('seconds', 0):.1f} s", file=sys.stderr)
-    for what, path in written.items():
-        print(f"meddift: {what} -> {path}", file=sys.stderr)
+    engine = open_engine(args, ProgressPrinter())
+    with contextlib.closing(engine):
+        say_configured(engine.configure(engine_options(args), MatchOptions(), opts))  # every option checked
+        fixed, moving = Scan(args.fixed, args.fixed_hu_offset), Scan(args.moving, args.moving_hu_offset)
+        done = engine.register(fixed, moving, opts, initial, out, args.field_ext, figure=not args.no_figure,
+                               force=args.force)
+    rep, j = done.report, done.report["jacobian"]
+    say(f"pre-alignment: {rep.get('prealign_used', 'none')}; folding voxels {100 * j['folding_share']:.3f}%, "
+        f"Jacobian {j['jacobian_min']:.2f}..{j['jacobian_max']:.2f}; {rep.get('seconds', 0):.1f} s")
+    for what, path in done.written.items():
+        say(f"{what} -> {path}")
     return 0
 
 
@@ -115,5 +70,8 @@ def add_parser(sub) -> None:
     add_feature_arguments(p)
     add_cache_arguments(p)
     add_registration_arguments(p)
+    p.add_argument("--initial", metavar="FILE",
+                   help="a known initial transform instead of the automatic pre-alignment: 4x4 RAS matrix "
+                        "(.txt/.npy) mapping fixed to moving points")
     add_server_arguments(p)
     p.set_defaults(func=run)

@@ -18,6 +18,9 @@ class Backbone(ABC):
     """Turns a CT volume (HU, any orientation) into a feature pyramid."""
 
     name: str = "backbone"
+    wants_accelerator: bool = False
+    """Whether extraction gains from a GPU: ``device="auto"`` resolves to CUDA (when there is one) only
+    for a backbone that says so (:func:`~MedDIFTLib.features.options.resolve_device`)."""
 
     @abstractmethod
     def identity(self) -> dict:

@@ -25,8 +25,10 @@ from ..data.checks import require_min_size
 from ..data.digest import volume_digest
 from ..data.geometry import Volume, axis_aligned_ras
 from ..errors import InputError
+from ..options import MIND_LEVELS
 from ..runtime import Cancel, Progress, check_cancel, report
 from .base import Backbone
+from .options import resolve_device
 from .preprocess import PREPROCESS_VERSION, hu_to_unit
 from .pyramid import FeatureLevel, FeaturePyramid, level_matrix
 
@@ -34,7 +36,7 @@ SIX = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
 # the 12 SSC pairs: neighbours whose offsets are orthogonal (the octahedron's edges)
 SSC_PAIRS = [(a, b) for a in range(6) for b in range(a + 1, 6)
              if sum(x * y for x, y in zip(SIX[a], SIX[b])) == 0]
-LEVELS = {"mind1": 1, "mind2": 2, "mind4": 4}
+LEVELS = dict(zip(MIND_LEVELS, (1, 2, 4)))  # level name -> its voxel size in scan voxels
 
 
 class MindSSCBackbone(Backbone):
@@ -51,7 +53,7 @@ class MindSSCBackbone(Backbone):
             raise InputError("MIND-SSC needs radius >= 0 and dilation >= 1")
         self.levels = tuple(levels)
         self.radius, self.dilation = int(radius), int(dilation)
-        self.device = torch.device("cpu" if device in ("auto", None) else device)
+        self.device = resolve_device(device, self.wants_accelerator)
 
     @property
     def level_names(self) -> list[str]:

@@ -12,24 +12,28 @@ from __future__ import annotations
 import math
 
 from ..errors import InputError, opt
+from ..options import BACKBONE_NAMES, MAISI_LEVELS, MIND_LEVELS, BackboneName
 
-BACKBONE_NAMES = ("auto", "maisi", "mind-ssc")
 BODY_REGIONS = ("head", "thorax", "abdomen", "pelvis")  # MAISI's body-region condition (networks.BODY_REGIONS)
 NUM_TRAIN_TIMESTEPS = 1000  # MAISI v1's DDPM schedule (networks.MaisiConfig.num_train_timesteps)
-MAISI_LEVELS = ("up0", "up1", "up2", "up3")
-MIND_LEVELS = ("mind1", "mind2", "mind4")
 # MAISI-only options and their defaults: set otherwise with MIND-SSC, they are reported as ignored
 MAISI_ONLY = {"timestep": 20, "ensemble": 1, "latent": "sample", "region": "thorax", "seed": 0,
               "size_policy": "paper"}
 
 
-def resolve_device(device: str = "auto"):
-    """``auto`` (CUDA when available, else CPU), ``cpu``, or ``cuda[:N]``, as a torch device; anything
-    else, or CUDA on a torch without it, refused in words."""
+def resolve_device(device: str = "auto", accelerator: bool = True):
+    """``auto``, ``cpu``, or ``cuda[:N]``, as a torch device; anything else, or CUDA on a torch without
+    it, refused in words.
+
+    Args:
+        device: the device asked for.
+        accelerator: whether the work gains from a GPU (a backbone's ``wants_accelerator``): ``auto``
+            is CUDA when there is one and this is true, the CPU otherwise.
+    """
     import torch
 
     if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if accelerator and torch.cuda.is_available() else "cpu")
     text = str(device).strip().lower()
     try:
         dev = torch.device(text)
@@ -90,7 +94,7 @@ def check_engine_options(opts, backbone: str) -> list:
                          f"({opt('backbone')})")
     resolve_device(opts.device)
     values = {k: getattr(opts, k) for k in MAISI_ONLY}
-    if backbone == "maisi":
+    if backbone == BackboneName.MAISI:
         check_maisi_values(levels=opts.levels, **values)
         return []
     check_maisi_values(**values)

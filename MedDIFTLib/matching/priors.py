@@ -10,15 +10,21 @@ fixed one. ITK works in LPS; the flip to RAS happens here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ..data.geometry import LPS_TO_RAS, apply_affine, as_points
-from ..errors import InputError, opt
+from ..errors import InputError
+from ..options import PriorKind, search_radius  # search_radius: importable here as before
 
 PriorFn = Callable[[np.ndarray], np.ndarray]
+GLOBAL = "global"
+"""A :class:`Prior`'s kind when there is none: a global search."""
+TRANSFORM = "transform"
+"""A :class:`Prior`'s kind for a map of points (a matrix, a transform file, a function)."""
 
 DENSE_CHECK_MM = 6.0
 """With ``prior="dense"``: the window around the field's position in which the paper's argmax is
@@ -31,23 +37,6 @@ ablations' reference, the Slicer self-test): larger than breathing motion at the
 enough to keep a match off a similar-looking structure elsewhere."""
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def search_radius(radius_mm) -> Optional[float]:
-    """The one rule for a search radius, wherever it is given (CLI, worker, Slicer panel, demo,
-    evaluation): ``None`` or 0 is a global search; otherwise a finite positive number of mm."""
-    if radius_mm is None:
-        return None
-    try:
-        r = float(radius_mm)
-    except (TypeError, ValueError):
-        r = float("nan")
-    if r == 0.0:
-        return None
-    if not np.isfinite(r) or r < 0:
-        raise InputError(f"the search radius must be a positive number of mm (0 or none: search the whole moving "
-                         f"volume), got {radius_mm!r} ({opt('radius')})")
-    return r
 
 
 def identity_prior(points) -> np.ndarray:
@@ -72,24 +61,58 @@ def itk_transform_prior(transform) -> PriorFn:
     return fn
 
 
-def resolve_prior(spec=None, radius_mm: Optional[float] = None):
-    """The prior a search uses, decided here only: ``None`` for a global search (no radius, no spec);
-    the identity (the same world point) when a radius is given without a spec; ``"coarse"`` and
-    ``"dense"`` (the session's dense registration) as they are; a callable as is; any other spec
-    through :func:`load_prior`."""
-    if spec is None or (isinstance(spec, str) and spec == ""):
-        return identity_prior if radius_mm else None
-    if spec in ("coarse", "dense") or callable(spec):
+@dataclass(frozen=True)
+class Prior:
+    """The prior of a search, resolved: what :func:`resolve_prior` always returns.
+
+    ``kind``: :data:`GLOBAL` (no prior: search everywhere), a :class:`~MedDIFTLib.options.PriorKind`
+    value (``identity``, ``coarse``, ``dense``) or :data:`TRANSFORM`; ``fn`` maps fixed RAS points to
+    expected moving RAS points where the kind has such a map (identity, transform). ``needs_radius``:
+    the prior only narrows a local search, so a search radius must be given (false for the identity
+    that a radius implies, the dense prior, which places points itself, and a global search).
+    """
+
+    kind: str
+    fn: Optional[PriorFn] = None
+    needs_radius: bool = False
+
+    def __call__(self, points) -> np.ndarray:
+        """The expected moving RAS points of fixed RAS ``points`` (identity and transform priors)."""
+        if self.fn is None:
+            raise InputError(f"the {self.kind} prior does not map points by itself")
+        return self.fn(points)
+
+
+def resolve_prior(spec: Any = None, radius_mm: Optional[float] = None) -> Prior:
+    """The prior a search uses, decided here only, as a :class:`Prior`.
+
+    Args:
+        spec: None or "" (the identity when a radius is given, else a global search), a
+            :class:`~MedDIFTLib.options.PriorKind` name, a :class:`Prior` (as is), a function of
+            fixed RAS points, a 4x4 RAS matrix, or a file (see :func:`load_prior`).
+        radius_mm: the search radius (None: a global search).
+    """
+    if isinstance(spec, Prior):
         return spec
+    if spec is None or (isinstance(spec, str) and spec == ""):
+        return Prior(PriorKind.IDENTITY.value, identity_prior) if radius_mm else Prior(GLOBAL)
+    if isinstance(spec, str) and spec in (PriorKind.COARSE, PriorKind.DENSE):
+        return Prior(str(spec), needs_radius=spec == PriorKind.COARSE)
+    if isinstance(spec, str) and spec == PriorKind.IDENTITY:
+        return Prior(PriorKind.IDENTITY.value, identity_prior, needs_radius=True)
+    if callable(spec):
+        return Prior(TRANSFORM, spec, needs_radius=True)
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        return Prior(TRANSFORM, matrix_prior(spec), needs_radius=True)
     if isinstance(spec, str):
-        return load_prior(spec)
+        return Prior(TRANSFORM, load_prior(spec), needs_radius=True)
     raise InputError(f"unknown prior {spec!r}")
 
 
 def load_prior(spec: str) -> PriorFn:
     """``identity``, or a file: ``.txt``/``.npy`` 4x4 RAS matrix, ITK transform
     (``.tfm``, ``.h5``, ITK ``.txt``), or a displacement-field image."""
-    if spec in (None, "", "identity"):
+    if spec in (None, "", PriorKind.IDENTITY):
         return identity_prior
     path = Path(spec)
     if not path.exists():
@@ -121,5 +144,5 @@ def load_prior(spec: str) -> PriorFn:
         raise InputError(f"{path}: cannot read transform ({str(exc).splitlines()[0]})") from exc
 
 
-__all__ = ["PriorFn", "DEFAULT_RADIUS_MM", "DENSE_CHECK_MM", "identity_prior", "matrix_prior", "itk_transform_prior", "load_prior",
-           "resolve_prior", "LPS_TO_RAS"]
+__all__ = ["PriorFn", "Prior", "GLOBAL", "TRANSFORM", "DEFAULT_RADIUS_MM", "DENSE_CHECK_MM", "identity_prior",
+           "matrix_prior", "itk_transform_prior", "load_prior", "resolve_prior", "search_radius", "LPS_TO_RAS"]

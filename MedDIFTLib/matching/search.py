@@ -24,44 +24,14 @@ import numpy as np
 import torch
 
 from ..data.geometry import Grid, Volume, apply_affine, as_points, resample
-from ..errors import InputError, opt
+from ..errors import InputError
 from ..features.options import resolve_device
 from ..features.pyramid import FeaturePyramid
+from ..options import MatchOptions  # its home; importable here as before
 from ..runtime import Cancel, Progress, check_cancel, report
-from .priors import resolve_prior, search_radius
+from .priors import resolve_prior
 from .similarity import SimilarityTarget, full_lattice
-from .strategy import NEG, STRATEGIES, MatchLattice, on_lattice, top_candidates
-
-
-@dataclass
-class MatchOptions:
-    """How to search. Defaults reproduce the global argmax of the paper."""
-
-    levels: Optional[list] = None  # feature levels used (None: all in the pyramids)
-    radius_mm: Optional[float] = None  # local search: only within this distance of the prior
-    coarse_stride: Optional[int] = None  # coarse lattice step in target voxels; None: auto (see Matcher.stride)
-    top_k: int = 8  # coarse local maxima refined at full resolution
-    refine_radius: int = 1  # hill-climbing window half-size, voxels (climbs until a local maximum)
-    subvoxel: bool = True  # parabola fit of the peak
-    margin_radius_mm: float = 8.0  # "outside a small radius" for the margin
-    forward_backward: bool = True
-    memory_budget_mb: float = 64.0  # working memory for a batch of queries (sets the batch size)
-    strategy: str = "auto"  # native | upsampled | auto (the cheaper estimate): see matching.strategy
-    upsampled_budget_mb: float = 1024.0  # memory the upsampled strategy may keep per moving pyramid
-
-    def __post_init__(self):
-        self.radius_mm = search_radius(self.radius_mm)  # 0 or None: global; the rule is the priors' own
-        for name, key in (("memory_budget_mb", "memory_budget"), ("upsampled_budget_mb", "upsampled_budget")):
-            if not 0 < float(getattr(self, name)) < float("inf"):
-                what = "the memory budget" if key == "memory_budget" else "the upsampled strategy's budget"
-                raise InputError(f"{what} must be a positive number of MB, got {getattr(self, name)} ({opt(key)})")
-        if self.strategy not in STRATEGIES:
-            raise InputError(f"unknown matching strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)} "
-                             f"({opt('match_strategy')})")
-        for name in ("coarse_stride", "top_k"):
-            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
-                shown = opt(name) if name == "coarse_stride" else name
-                raise InputError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)} ({shown})")
+from .strategy import NEG, MatchLattice, on_lattice, top_candidates
 
 
 @dataclass
@@ -74,11 +44,15 @@ class MatchResult:
     fb_error_mm: np.ndarray  # (N,) forward-backward error, NaN when not computed
     voxel: np.ndarray  # (N, 3) integer target voxel of the peak (moving pyramid grid)
     extra: dict = field(default_factory=dict)
+    argmax_gap_mm: Optional[np.ndarray] = None  # (N,) prior "dense": the field's position to the argmax
+    confidence_factor: Optional[np.ndarray] = None  # (N,) 0..1, prior "dense": lowered as that gap grows
 
     @property
     def confidence(self) -> np.ndarray:
-        """A 0..1 summary: the margin, scaled (a margin of 0.1 or more is clear-cut)."""
-        return np.clip(self.margin / 0.1, 0.0, 1.0)
+        """A 0..1 summary: the margin, scaled (a margin of 0.1 or more is clear-cut), times the
+        ``confidence_factor`` where one is set."""
+        base = np.clip(self.margin / 0.1, 0.0, 1.0)
+        return base if self.confidence_factor is None else base * self.confidence_factor
 
 
 class Matcher:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Optional
 
 import numpy as np
@@ -28,65 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from ..runtime import Cancel, Progress, check_cancel, report
-from ..errors import InputError, opt
+from ..errors import InputError
 from ..features.pyramid import FeaturePyramid
+from ..options import PREALIGN_KINDS, RegistrationOptions  # their home; importable here as before
 from .adam import instance_optimise
 from .convex import coupled_convex, cost_volume, displacement_table, inverse_consistent, resample_cells
 from .descriptors import AxisGrid, covering_axis_grid, reduce_channels, stacked_descriptors
 from .field import DenseField
 from .prealign import prealign
-
-PREALIGN_KINDS = ("none", "rigid", "affine")
-
-
-@dataclass
-class RegistrationOptions:
-    """How to register. Distances in mm; ``control`` and ``step`` in registration-grid voxels.
-
-    The discrete stage only has to place each control cell within one search step, so its
-    cost volume (the largest array, one SSD per cell and shift) sees the descriptors'
-    leading 12 principal components, MIND-SSC's own channel count and what ConvexAdam's
-    discrete stage uses; the continuous stage, which sets the sub-voxel answer, sees up to
-    ``max_channels``. Measured on the phantom suite (6 cases): 0.847 mm mean with 12
-    channels in the cost volume against 0.850 mm with all 36, at a third of its cost.
-    """
-
-    spacing_mm: Optional[float] = None  # registration grid; None: the fixed scan's voxel size, within max_voxels
-    max_voxels: int = 2_000_000  # bounds memory and time on large scans (coarser grid when exceeded)
-    search_mm: float = 30.0  # discrete search range around the pre-aligned position
-    control: int = 4  # grid voxels per control cell of the discrete stage
-    step: int = 2  # grid voxels between tested displacements
-    prealign: str = "rigid"  # none | rigid | affine
-    prealign_spacing_mm: Optional[float] = None  # coarse cells of the global matching; None: one control cell
-    inverse_consistent: bool = True
-    lam: float = 0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
-    iterations: int = 80
-    adam_pool: int = 2  # the continuous stage works on grid voxels pooled by this
-    max_channels: int = 64  # more descriptor channels are projected on their principal components
-    discrete_channels: Optional[int] = 12  # cost-volume channels (leading components); None: max_channels
-    levels: Optional[list] = None
-
-    def __post_init__(self):
-        """Every check once, in neutral option names: the CLI shows its flags, the worker its fields."""
-        if self.prealign not in PREALIGN_KINDS:
-            raise InputError(f"{opt('prealign')} must be one of {', '.join(PREALIGN_KINDS)}, got {self.prealign!r}")
-        public = {"search_mm": ("search", "positive (mm)"), "lam": ("smoothness", "zero or positive"),
-                  "spacing_mm": ("grid_spacing", "positive (mm)"), "iterations": ("iterations", "zero or more")}
-        for field, (name, rule) in public.items():
-            v = getattr(self, field)
-            if v is None and field == "spacing_mm":
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise InputError(f"{opt(name)} must be a finite number, got {v!r}")
-            if v < 0 or (v == 0 and rule.startswith("positive")):
-                raise InputError(f"{opt(name)} must be {rule}, got {v:g}")
-        for name in ("max_voxels", "control", "step", "adam_pool", "max_channels", "discrete_channels"):
-            v = getattr(self, name)
-            if v is None and name == "discrete_channels":
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
-                raise InputError(f"registration option {name} must be a whole number of at least 1, got {v!r}")
-
 
 def registration_grid(fixed: FeaturePyramid, opts: RegistrationOptions) -> AxisGrid:
     """Isotropic grid over the fixed scan at its finest voxel size, coarsened to ``max_voxels``."""

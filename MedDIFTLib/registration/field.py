@@ -143,6 +143,12 @@ def _extension(path: Path) -> str:
 def write_field(displacement_ras: np.ndarray, grid: Grid, path, force: bool = True) -> Path:
     """Write atomically as an ITK displacement field image, or as an ITK transform file (``.h5``);
     ``force=False``: only if the name is still free (see :mod:`MedDIFTLib.atomic`)."""
+    return write_field_image(field_image(displacement_ras, grid), path, force)
+
+
+def write_field_image(img, path, force: bool = True) -> Path:
+    """Write a SimpleITK displacement field image as :func:`write_field` does (its one writer: a field
+    downloaded from a server goes through here too)."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -150,7 +156,6 @@ def write_field(displacement_ras: np.ndarray, grid: Grid, path, force: bool = Tr
     if ext not in FIELD_EXTENSIONS:
         raise InputError(f"{path}: a displacement field is written as {', '.join(FIELD_EXTENSIONS)}; "
                          f"not {ext or 'a file without extension'}")
-    img = field_image(displacement_ras, grid)
     try:
         with atomic_path(path, suffix=ext, force=force) as tmp:
             if ext == ".h5":

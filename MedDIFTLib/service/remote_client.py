@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import CancelledError, MedDIFTError
+from ..options import FINAL_STATES, SERVER_OWNED_ENGINE_KEYS, JobState
 from .client import WorkerCrashed, WorkerError, start_and_wait, wait_reply
 from .protocol import PROTOCOL_VERSION
 
-FINAL = ("done", "failed", "cancelled")
-LOCAL_ONLY = ("weights_dir", "cache_dir", "use_cache", "device")  # the server chooses these
+FINAL = FINAL_STATES
+LOCAL_ONLY = SERVER_OWNED_ENGINE_KEYS  # the server chooses these
 UPLOAD_FORMATS = {".nrrd": "nrrd", ".nii.gz": "nii.gz", ".nii": "nii", ".mha": "mha"}
 DOWNLOADS = {"heatmap": ("out",), "register": ("out", "warped", "inverse")}
 """Fields of a command that name a local file to write: the server is asked for the file instead
@@ -200,10 +201,12 @@ class RemoteClient:
                     emit({"event": "progress", "stage": stage, "fraction": status["fraction"]})
             status = self._call("GET", f"/v1/sessions/{self._sid()}/jobs/{jid}", params={"wait": self.poll_wait})
         self.last_status = status  # the server's word on the last job (its device time in "seconds")
-        if status["state"] == "cancelled":
+        if status["state"] == JobState.CANCELLED:
             raise CancelledError(status.get("error") or "cancelled")
-        if status["state"] == "failed":
-            raise WorkerError(status.get("error") or "the job failed", status.get("kind") or "MedDIFTError")
+        if status["state"] == JobState.FAILED:
+            # the neutral template when the server sent one: each client says options in its own words
+            raise WorkerError(status.get("template") or status.get("error") or "the job failed",
+                              status.get("kind") or "MedDIFTError")
         return status["result"]
 
     def _load(self, sid: str, name: str, path, label, emit, hu_offset=None) -> dict:
@@ -334,7 +337,7 @@ class RemotePending:
 
 def _convert(src: Path, out, field: bool) -> None:
     """A downloaded NRRD written as ``out``'s format: a scalar volume as the worker writes one, a
-    displacement field as an ITK image (or a transform file, ``.h5``), as ``meddift register`` does."""
+    displacement field by the engine's own field writer (as ``meddift register`` writes it)."""
     if not field:
         from ..data.image_io import read_volume, write_volume
 
@@ -342,15 +345,9 @@ def _convert(src: Path, out, field: bool) -> None:
         return
     import SimpleITK as sitk
 
-    from ..atomic import atomic_path
+    from ..registration.field import write_field_image
 
-    img = sitk.ReadImage(str(src), sitk.sitkVectorFloat64)
-    suffix = ".nii.gz" if str(out).lower().endswith(".nii.gz") else Path(out).suffix
-    with atomic_path(out, suffix=suffix) as tmp:
-        if suffix.lower() == ".h5":
-            sitk.WriteTransform(sitk.DisplacementFieldTransform(img), str(tmp))
-        else:
-            sitk.WriteImage(img, str(tmp), True)
+    write_field_image(sitk.ReadImage(str(src), sitk.sitkVectorFloat64), out)
 
 
 def _sha256(path: Path) -> str:

@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Optional
 
+from ..errors import InputError
+from ..options import PRIOR_NAMES, RegistrationOptions, is_named_prior
 from .server_access import ApiError
 
 OPERATIONS = {
@@ -107,9 +109,9 @@ def _check_field(key: str, kind: str, value, body: dict, volumes) -> None:
                 or len(value) != len(body.get("points") or []):
             bad("must be one string per point")
     elif kind == "prior":
-        if not (value in ("identity", "coarse", "dense") or _is_matrix(value)):
-            bad("must be 'identity', 'coarse', 'dense' or a 4x4 RAS matrix (a transform file on the server is "
-                "never read)")
+        if not (is_named_prior(value) or _is_matrix(value)):
+            bad(f"must be {', '.join(map(repr, PRIOR_NAMES))} or a 4x4 RAS matrix (a transform file on the server "
+                "is never read)")
     elif kind == "matrix":
         if not _is_matrix(value):
             bad("must be a 4x4 RAS matrix (a transform file on the server is never read)")
@@ -120,19 +122,13 @@ def _check_field(key: str, kind: str, value, body: dict, volumes) -> None:
         registration_options(value, key)
 
 
-def registration_options(value, key: str = "registration"):
+def registration_options(value, key: str = "registration") -> RegistrationOptions:
     """RegistrationOptions from a request's object, refused (400) when a field is unknown or out of range:
     checked in the request, not after the queue."""
-    from ..errors import InputError
-    from ..registration import RegistrationOptions
-
     if not isinstance(value, dict):
         raise ApiError(400, f"{key!r} must be an object of registration options", "BadRequest")
     try:
-        return RegistrationOptions(**value)
-    except TypeError as err:
-        raise ApiError(400, f"{key!r}: {err}".replace("RegistrationOptions.__init__()", "registration options"),
-                       "BadRequest") from err
+        return RegistrationOptions.from_dict(value)
     except InputError as err:
         raise ApiError(400, f"{key!r}: {err}", "BadRequest") from err
 

@@ -36,7 +36,7 @@ from typing import Optional
 from ..errors import CancelledError, InputError
 from .server_access import ApiError, Limits, Tokens
 from .server_ops import public_result, registration_options
-from .worker import Worker
+from .worker import Worker, configure_reply
 
 log = logging.getLogger("meddift.server")
 
@@ -57,6 +57,7 @@ class Job:
     result: Optional[dict] = None
     error: Optional[str] = None
     kind: Optional[str] = None
+    template: Optional[str] = None  # the error with its options marked neutrally (errors.render)
     cancel_requested: bool = False
     started: Optional[float] = None
     finished: Optional[float] = None
@@ -70,7 +71,7 @@ class Job:
         if self.state == "done":
             out["result"] = self.result
         elif self.state in ("failed", "cancelled"):
-            out.update(error=self.error, kind=self.kind)
+            out.update(error=self.error, kind=self.kind, **({"template": self.template} if self.template else {}))
         return out
 
 
@@ -289,7 +290,8 @@ class ServerState:
             try:
                 reply = {"ok": True, "result": self._configure(job.session)}
             except (InputError, TypeError, ApiError) as err:
-                reply = {"ok": False, "error": str(err), "kind": "InputError"}
+                reply = {"ok": False, "error": str(err), "kind": "InputError",
+                         "template": err.template if isinstance(err, InputError) else None}
             return self._finish(job, reply)
         worker = job.session.worker
         replies = []
@@ -326,11 +328,7 @@ class ServerState:
         sess.worker.session = engine.with_matching(MatchOptions(**sess.matching))
         if sess.registration is not None:  # with_matching made a copy: this session's own options
             sess.worker.session.registration = registration_options(sess.registration)
-        import torch
-
-        dev = getattr(engine.backbone, "device", None)
-        return {"session": sess.id, "backbone": engine.backbone.name, "note": engine.backbone_note,
-                "device": str(dev) if dev is not None else "cpu", "cuda_available": torch.cuda.is_available()}
+        return {"session": sess.id, **configure_reply(sess.worker.session)}  # the worker's reply, the same
 
     def _finish(self, job: Job, reply: dict) -> None:
         with self.changed:
@@ -341,6 +339,7 @@ class ServerState:
                 cancelled = reply.get("kind") == "CancelledError"
                 job.state = "cancelled" if cancelled else "failed"
                 job.stage, job.error, job.kind = job.state, reply.get("error"), reply.get("kind")
+                job.template = reply.get("template")
             self.changed.notify_all()
 
     def stop(self) -> None:

@@ -14,13 +14,17 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from .. import __version__
 from ..errors import CancelledError, InputError, MedDIFTError, render
+from ..options import EngineOptions, MatchOptions, RegistrationOptions, UnknownOptionsError
 from .protocol import PROTOCOL_VERSION, dumps, encode_match, loads
+
+if TYPE_CHECKING:  # the session (torch) is imported by the first configure: "ready" goes out at once
+    from ..session import MatchSession
 
 
 class Worker:
@@ -112,23 +116,12 @@ class Worker:
         return {"bye": True}
 
     def cmd_configure(self, msg, progress):
-        from ..matching.search import MatchOptions
-        from ..session import EngineOptions, MatchSession
+        from ..session import MatchSession
 
-        engine = EngineOptions.from_dict(msg.get("engine") or {})
-        try:
-            matching = MatchOptions(**(msg.get("matching") or {}))
-        except TypeError as exc:
-            raise InputError(f"bad matching options: {exc}") from exc
+        engine = EngineOptions.from_dict(msg.get("engine"))
+        matching = MatchOptions.from_dict(msg.get("matching"))
         self.session = MatchSession(engine, matching, registration=_registration_options(msg.get("registration")))
-        import torch
-
-        dev = getattr(self.session.backbone, "device", None)
-        return {"backbone": self.session.backbone.name, "note": self.session.backbone_note,
-                "warnings": [render(w, "worker") for w in self.session.option_warnings],
-                "warning_templates": list(self.session.option_warnings),
-                "device": str(dev) if dev is not None else "cpu",
-                "cuda_available": torch.cuda.is_available()}
+        return configure_reply(self.session)
 
     def cmd_load_volume(self, msg, progress):
         from ..data.image_io import read_volume
@@ -153,7 +146,6 @@ class Worker:
 
     def cmd_match(self, msg, progress):
         from ..data.points import PointSet
-        from ..matching.priors import matrix_prior
 
         session = self._session()
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
@@ -161,9 +153,7 @@ class Worker:
         if pts is None or pts.ndim != 2 or (len(pts) and pts.shape[1] != 3):
             raise InputError("match needs 'points': a list of [x, y, z] RAS millimetres")
         labels = msg.get("labels")
-        prior = msg.get("prior")
-        if isinstance(prior, list):  # a 4x4 RAS matrix; a string (file, "coarse", "identity") is the session's to resolve
-            prior = matrix_prior(prior)
+        prior = msg.get("prior")  # a name, a file or a 4x4 RAS matrix: the session resolves it
         ps = PointSet(pts.reshape(-1, 3), labels)
         # a candidate mask on the moving scan (any geometry: resampled onto it, as ``meddift match --mask``)
         mask = self._volume(msg, "mask") if msg.get("mask") is not None else None
@@ -229,17 +219,20 @@ class Worker:
         return result
 
 
-def _registration_options(d):
+def configure_reply(session: MatchSession) -> dict:
+    """The reply to ``configure``, the worker's and the server's alike: what runs (see
+    :meth:`MatchSession.describe`) and the option warnings in the protocol's words."""
+    described = session.describe()
+    return {**described, "warnings": [render(w, "worker") for w in described["warning_templates"]]}
+
+
+def _registration_options(d: Optional[dict]) -> Optional[RegistrationOptions]:
     """RegistrationOptions from a protocol dict (None when absent)."""
     if d is None:
         return None
-    from ..registration import RegistrationOptions
-
-    if not isinstance(d, dict):
-        raise InputError("registration options must be an object of RegistrationOptions fields")
     try:
-        return RegistrationOptions(**d)
-    except TypeError as exc:
+        return RegistrationOptions.from_dict(d)
+    except UnknownOptionsError as exc:
         raise InputError(f"bad registration options: {exc}") from exc
 
 

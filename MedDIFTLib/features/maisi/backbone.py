@@ -23,6 +23,7 @@ from ...errors import InputError, opt
 from ...runtime import Cancel, Progress, check_cancel, report
 from ..base import Backbone
 from ..cache import MemoryLRU
+from ...options import MAISI_LEVELS
 from ..options import check_maisi_values, resolve_device  # one owner of the device and option rules
 from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
 from ..pyramid import FeatureLevel, FeaturePyramid, level_matrix
@@ -39,7 +40,7 @@ from .networks import (
 
 log = logging.getLogger(__name__)
 
-LEVEL_NAMES = ("up0", "up1", "up2", "up3")
+LEVEL_NAMES = MAISI_LEVELS
 """Decoder up-block outputs, deepest first: 512/256/128/64 channels at 1/16, 1/8, 1/4, 1/4."""
 
 
@@ -53,6 +54,7 @@ class MaisiBackbone(Backbone):
     """
 
     name = "maisi"
+    wants_accelerator = True
 
     def __init__(self, weights_dir=None, device: str = "auto", timestep: int = 20,
                  levels: Sequence[str] = LEVEL_NAMES, ensemble: int = 1, latent: str = "sample",
@@ -61,7 +63,7 @@ class MaisiBackbone(Backbone):
                  config: Optional[MaisiConfig] = None, random_init: bool = False,
                  memory_limit_bytes: Optional[int] = None, encodings: Optional[MemoryLRU] = None,
                  file_digests: Optional[dict] = None):
-        dev = resolve_device(device)
+        dev = resolve_device(device, self.wants_accelerator)
         # MAISI's memory splits of the VAE convolutions change no weights: 8 on a GPU as released,
         # 1 on the CPU (measured: splitting made the CPU encode slower and saved little memory)
         self.config = config or MaisiConfig.v1(num_splits=8 if dev.type == "cuda" else 1)
