@@ -19,7 +19,11 @@ replies and events on stdout::
     {"id": 3, "ok": true, "result": {...}}
     {"id": 4, "ok": false, "error": "plain words", "kind": "InputError"}
 
-(``label``, optional, is the user's name for the volume, used in messages; ``hu_offset``,
+(``configure`` takes the fields of :class:`~MedDIFTLib.options.EngineOptions`, ``MatchOptions`` and
+``RegistrationOptions`` as objects, unknown keys refused; it replies ``backbone``, ``note``, ``device``,
+``cuda_available``, ``warnings`` and ``warning_templates`` about options that do not apply, built by
+:func:`~MedDIFTLib.service.worker.configure_reply` for the worker and the server alike;
+``label``, optional, is the user's name for the volume, used in messages; ``hu_offset``,
 optional, is added to that volume's voxels (a CT stored without its rescale: -1024); ``mask``,
 optional in ``match``, names a loaded volume: candidates only where it is > 0 (resampled onto the
 moving scan); a ``match`` result carries ``warnings``: plain sentences about doubtful inputs, with options named
