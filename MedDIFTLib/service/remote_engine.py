@@ -99,7 +99,8 @@ class RemoteEngine:
             self._load("mask", mask)
         self._load("fixed", fixed, extract=True)
         self._load("moving", moving, extract=True)
-        sent = [None if not np.all(np.isfinite(p)) else [float(x) for x in p] for p in points.points]
+        # a point without a position (--skip-outside) goes as [null, null, null] and comes back without one
+        sent = [[float(x) if np.isfinite(x) else None for x in p] for p in points.points]
         result = self._request("match", fixed="fixed", moving="moving", points=sent, labels=list(points.labels),
                                prior=prior, mask="mask" if mask is not None else None)
         pts, labels, values, warnings = decode_match(result)
