@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine import Engine, LocalEngine
 from ..errors import InputError
-from ..options import BACKBONE_NAMES, PREALIGN_KINDS, EngineOptions, MatchOptions, RegistrationOptions
+from ..options import BACKBONE_NAMES, MAISI_LEVELS, MIND_LEVELS, PREALIGN_KINDS, EngineOptions, MatchOptions, RegistrationOptions
 from ..runtime import Progress
 from ..service.remote_client import read_token
 from ..service.remote_engine import RemoteEngine
@@ -39,7 +39,8 @@ def add_backbone_arguments(p: argparse.ArgumentParser) -> None:
 def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     """How the features are computed (match)."""
     g = p.add_argument_group("features")
-    g.add_argument("--levels", help="comma-separated feature levels (maisi: up0,up1,up2,up3; default all)")
+    g.add_argument("--levels", help=f"comma-separated feature levels (maisi: {','.join(MAISI_LEVELS)}; mind-ssc: "
+                                    f"{','.join(MIND_LEVELS)}; default all)")
     g.add_argument("--timestep", type=int, default=20, help="DDPM timestep of the noise (default 20)")
     g.add_argument("--ensemble", type=int, default=1, help="average features over K noise draws (default 1)")
     g.add_argument("--latent", choices=["sample", "mean"], default="sample", help="VAE latent: posterior sample or mean")

@@ -6,22 +6,23 @@
 weights, for running and comparing where no diffusion weights exist.
 """
 
+from ..options import BackboneName
 from .base import Backbone
 
 __all__ = ["Backbone", "create_backbone", "BACKBONES"]
 
-BACKBONES = ("maisi", "mind-ssc")
+BACKBONES = (BackboneName.MAISI.value, BackboneName.MIND_SSC.value)
 
 
 def create_backbone(name: str, **options) -> Backbone:
     """Build a backbone by name (``maisi`` or ``mind-ssc``) with its options."""
     from ..errors import InputError
 
-    if name == "maisi":
+    if name == BackboneName.MAISI:
         from .maisi.backbone import MaisiBackbone
 
         return MaisiBackbone(**options)
-    if name in ("mind-ssc", "mind"):
+    if name in (BackboneName.MIND_SSC, "mind"):
         from .mind_ssc import MindSSCBackbone
 
         return MindSSCBackbone(**options)

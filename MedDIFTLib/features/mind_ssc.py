@@ -25,7 +25,7 @@ from ..data.checks import require_min_size
 from ..data.digest import volume_digest
 from ..data.geometry import Volume, axis_aligned_ras
 from ..errors import InputError
-from ..options import MIND_LEVELS
+from ..options import MIND_LEVELS, BackboneName
 from ..runtime import Cancel, Progress, check_cancel, report
 from .base import Backbone
 from .options import resolve_device
@@ -42,7 +42,7 @@ LEVELS = dict(zip(MIND_LEVELS, (1, 2, 4)))  # level name -> its voxel size in sc
 class MindSSCBackbone(Backbone):
     """Multi-scale MIND-SSC features (12 channels per level)."""
 
-    name = "mind-ssc"
+    name = BackboneName.MIND_SSC.value
 
     def __init__(self, levels: Sequence[str] = ("mind2", "mind4"), radius: int = 1, dilation: int = 2,
                  device: str = "cpu"):

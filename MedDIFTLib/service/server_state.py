@@ -34,15 +34,16 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CancelledError, InputError
+from ..options import FINAL_STATES, SERVER_OWNED_ENGINE_KEYS
 from .server_access import ApiError, Limits, Tokens
 from .server_ops import public_result, registration_options
 from .worker import Worker, configure_reply
 
 log = logging.getLogger("meddift.server")
 
-FINAL = ("done", "failed", "cancelled")
-SERVER_OWNED_ENGINE_KEYS = ("weights_dir", "cache_dir", "use_cache", "device")
-"""Engine options the server decides (folders and device are the server's, never a client's path)."""
+FINAL = FINAL_STATES
+# SERVER_OWNED_ENGINE_KEYS: engine options the server decides (folders and device are the server's,
+# never a client's path); one list in MedDIFTLib.options, which the remote client filters by too
 
 
 @dataclass

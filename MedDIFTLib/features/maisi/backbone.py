@@ -23,7 +23,7 @@ from ...errors import InputError, opt
 from ...runtime import Cancel, Progress, check_cancel, report
 from ..base import Backbone
 from ..cache import MemoryLRU
-from ...options import MAISI_LEVELS
+from ...options import MAISI_LEVELS, BackboneName
 from ..options import check_maisi_values, resolve_device  # one owner of the device and option rules
 from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
 from ..pyramid import FeatureLevel, FeaturePyramid, level_matrix
@@ -53,7 +53,7 @@ class MaisiBackbone(Backbone):
     labelled as such in the identity, never a stand-in for pretrained ones.
     """
 
-    name = "maisi"
+    name = BackboneName.MAISI.value
     wants_accelerator = True
 
     def __init__(self, weights_dir=None, device: str = "auto", timestep: int = 20,
