@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
 
 from ..errors import InputError
 
@@ -78,19 +77,19 @@ class TimePoint:
 
     name: str
     new_lesions: NewLesions = NewLesions.NO
-    non_target: Optional[Response] = None
+    non_target: Response | None = None
 
 
 @dataclass
 class TimePointResult:
     name: str
-    sum_mm: Optional[float]  # the sum of the measured targets (None: none measured)
+    sum_mm: float | None  # the sum of the measured targets (None: none measured)
     missing: list[str]  # targets without an accepted length here
-    change_from_baseline: Optional[float]  # fraction, -0.3 = 30% smaller
-    nadir_mm: Optional[float]  # the smallest sum before this time point
-    change_from_nadir: Optional[float]
+    change_from_baseline: float | None  # fraction, -0.3 = 30% smaller
+    nadir_mm: float | None  # the smallest sum before this time point
+    change_from_nadir: float | None
     target: Response
-    non_target: Optional[Response]
+    non_target: Response | None
     new_lesions: NewLesions
     overall: Response
     reasons: list[str] = field(default_factory=list)
@@ -100,16 +99,16 @@ class TimePointResult:
 class Worksheet:
     lesions: list[Lesion]
     timepoints: list[TimePoint]
-    lengths: dict[tuple[str, str], Optional[float]]
+    lengths: dict[tuple[str, str], float | None]
     results: list[TimePointResult]
     warnings: list[str]
 
-    def length(self, label: str, timepoint: str) -> Optional[float]:
+    def length(self, label: str, timepoint: str) -> float | None:
         return self.lengths.get((label, timepoint))
 
 
 def assess(
-    lesions: Sequence[Lesion], timepoints: Sequence[TimePoint], lengths: Mapping[tuple[str, str], Optional[float]]
+    lesions: Sequence[Lesion], timepoints: Sequence[TimePoint], lengths: Mapping[tuple[str, str], float | None]
 ) -> Worksheet:
     """The response table of a follow-up.
 
@@ -212,13 +211,13 @@ def _assess_one(tp: TimePoint, targets, lengths, earlier: list[TimePointResult])
     )
 
 
-def _change(total: Optional[float], ref: Optional[float]) -> Optional[float]:
+def _change(total: float | None, ref: float | None) -> float | None:
     if total is None or ref is None or ref <= 0.0:
         return None
     return (total - ref) / ref
 
 
-def _progressed(total: Optional[float], nadir: Optional[float]) -> bool:
+def _progressed(total: float | None, nadir: float | None) -> bool:
     if total is None or nadir is None:
         return False
     return total - nadir >= PD_ABSOLUTE_MM - EPS_MM and total >= (1.0 + PD_INCREASE) * nadir - EPS_MM
@@ -244,7 +243,7 @@ def _target_response(targets, measured, missing, total, base, nadir, reasons) ->
     return Response.SD
 
 
-def _overall(target: Optional[Response], tp: TimePoint, reasons: list[str]) -> Response:
+def _overall(target: Response | None, tp: TimePoint, reasons: list[str]) -> Response:
     """The guideline's Table 1 (with target lesions) and Table 2 (non-target lesions only)."""
     nt = tp.non_target
     if tp.new_lesions == NewLesions.YES:

@@ -19,7 +19,6 @@ import csv
 import html
 import io
 from pathlib import Path
-from typing import Optional
 
 from ..atomic import write_text_atomic
 from ..errors import InputError
@@ -56,7 +55,7 @@ def read_lengths(path, timepoints_path=None) -> tuple[list[Lesion], list[TimePoi
         raise InputError(f"{path}: missing column(s) {', '.join(absent)}; expected {', '.join(LENGTH_COLUMNS)}")
     lesions: dict[str, Lesion] = {}
     names: list[str] = []
-    lengths: dict[tuple[str, str], Optional[float]] = {}
+    lengths: dict[tuple[str, str], float | None] = {}
     for n, row in enumerate(rows, start=2):
         where = f"{path}, line {n}"
         lesion = Lesion(
@@ -76,7 +75,7 @@ def read_lengths(path, timepoints_path=None) -> tuple[list[Lesion], list[TimePoi
     return list(lesions.values()), _timepoints(names, timepoints_path), lengths
 
 
-def _length(text: str, where: str) -> Optional[float]:
+def _length(text: str, where: str) -> float | None:
     if not text:
         return None
     try:
@@ -100,11 +99,11 @@ def _timepoints(names: list[str], path) -> list[TimePoint]:
     return [given.get(n, TimePoint(n)) for n in names]
 
 
-def _pct(x: Optional[float]) -> str:
+def _pct(x: float | None) -> str:
     return "" if x is None else f"{100.0 * x:+.1f}%"
 
 
-def _mm(x: Optional[float]) -> str:
+def _mm(x: float | None) -> str:
     return "" if x is None else f"{x:.1f}"
 
 
@@ -167,9 +166,7 @@ def worksheet_csv(ws: Worksheet) -> str:
     return buf.getvalue()
 
 
-def worksheet_html(
-    ws: Worksheet, title: str = "Lesion follow-up (RECIST 1.1)", thumbnails: Optional[dict] = None
-) -> str:
+def worksheet_html(ws: Worksheet, title: str = "Lesion follow-up (RECIST 1.1)", thumbnails: dict | None = None) -> str:
     """A one-page report, printable to PDF. ``thumbnails``: ``(lesion, time point) -> image URI`` (the Slicer
     module passes PNGs of the slice views as data URIs); missing ones are left blank."""
     thumbnails = thumbnails or {}
