@@ -32,6 +32,7 @@ What each job accepts, and the files it writes, is :mod:`.server_ops`.
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' types at run time
 import logging
+import signal
 from typing import Optional
 
 import uvicorn
@@ -96,10 +97,23 @@ def run_server(state: ServerState, host: str, port: int, certfile: Optional[str]
     config = uvicorn.Config(create_app(state), host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile,
                             log_level=log_level, access_log=True, server_header=False, timeout_keep_alive=30,
                             log_config=uvicorn_log_config())
+    previous = signal.signal(signal.SIGTERM, _stopped)  # uvicorn re-raises it once it has shut down
     try:
         uvicorn.Server(config).run()
+    except _Stopped:
+        log.info("stopped by SIGTERM")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         state.stop()
+
+
+class _Stopped(Exception):
+    """SIGTERM, raised after uvicorn's graceful shutdown so that the sessions' files are deleted
+    (the default action would end the process before any ``finally``)."""
+
+
+def _stopped(signum, frame) -> None:
+    raise _Stopped()
 
 
 __all__ = ["create_app", "run_server", "OPERATIONS"]
