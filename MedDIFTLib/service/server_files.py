@@ -10,7 +10,9 @@ server and marked as its own (:data:`MARKER`). What lies there goes away:
 - a job's result file, ``--retention`` seconds after it was written, if the client has not
   downloaded and deleted it before (uploads stay while their session is open: jobs read them).
 
-Only folders that carry the marker are removed: a folder the server did not make (a user's
+One server uses a work folder at a time (:func:`lock_work_dir`; a second is refused at start), so
+the start-up sweep never touches a live session of another server. Only folders that carry the
+marker are removed: a folder the server did not make (a user's
 files under ``--work-dir/sessions``) is left alone and named in the log. And a job writes only
 through :func:`check_outputs`: inside its session's folder, never over an existing file.
 """
@@ -18,19 +20,57 @@ through :func:`check_outputs`: inside its session's folder, never over an existi
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable, Optional
 
+from ..errors import InputError
 from .server_access import ApiError
 from .server_ops import FILE_NAME
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (a second server on one --work-dir is not detected there)
+    fcntl = None
 
 log = logging.getLogger("meddift.server")
 
 SESSIONS = "sessions"
 MARKER = ".meddift-session"
 """A file in every session folder the server made: the proof that removing the folder removes only its own files."""
+LOCK = ".meddift-serve.lock"
+
+
+def lock_work_dir(work_dir: Path) -> Optional[IO]:
+    """Hold ``WORK_DIR/.meddift-serve.lock`` for the life of this process, so that a second server on the
+    same ``--work-dir`` is refused instead of deleting the first one's live sessions at its start-up sweep.
+
+    Args:
+        work_dir: the server's ``--work-dir`` (created if missing).
+
+    Returns:
+        The open lock file (keep it open: closing it releases the lock), or None where locks do not exist.
+    """
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        log.warning("cannot lock %s on this system: give each server its own --work-dir", work_dir)
+        return None
+    handle = open(Path(work_dir) / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise InputError(f"--work-dir {work_dir} is in use by another meddift serve ({holder}): give each server "
+                         "its own work folder") from err
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def new_session_folder(work_dir: Path, sid: str) -> Path:
@@ -136,5 +176,5 @@ def check_outputs(folder: Path, outputs: dict, inputs: Iterable[Path]) -> None:
                                 "the server log)", "InternalError")
 
 
-__all__ = ["SESSIONS", "MARKER", "new_session_folder", "remove_session_folder", "sweep_stale_sessions",
+__all__ = ["SESSIONS", "MARKER", "LOCK", "lock_work_dir", "new_session_folder", "remove_session_folder", "sweep_stale_sessions",
            "expire_results", "check_outputs"]

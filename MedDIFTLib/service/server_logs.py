@@ -18,6 +18,8 @@ import copy
 import logging
 import re
 
+from uvicorn.config import LOGGING_CONFIG
+
 SAFE_QUERY = frozenset({"wait", "format", "hu_offset"})
 """Query parameters written as sent: numbers and format names of the API, nothing a client chooses freely."""
 REDACTED = "[redacted]"
@@ -60,8 +62,6 @@ class RedactSecrets(logging.Filter):
 
 def uvicorn_log_config() -> dict:
     """uvicorn's own logging configuration with :class:`RedactSecrets` on each of its handlers."""
-    from uvicorn.config import LOGGING_CONFIG
-
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"redact": {"()": RedactSecrets}}
     for handler in config["handlers"].values():

@@ -90,6 +90,7 @@ async def upload(vname: str, request: Request, sess: Session, state: State):
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, _too_big(int(declared), state.limits.max_upload_mb), "LimitExceeded")
     path = sess.folder / f"upload-{secrets.token_hex(8)}{FORMATS[fmt]}"
+    check_outputs(sess.folder, {"upload": path}, sess.folder.glob("upload-*"))
     try:
         digest, size = await _receive(request, path, limit, state.limits.max_upload_mb)
         out = await run_in_threadpool(state.add_upload, sess, vname, path, digest, label(params.get("label")), offset)

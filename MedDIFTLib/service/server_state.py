@@ -33,7 +33,8 @@ from typing import Optional
 
 from ..errors import CancelledError, InputError
 from .server_access import ApiError, Limits, Tokens
-from .server_files import expire_results, new_session_folder, remove_session_folder, sweep_stale_sessions
+from .server_files import (expire_results, lock_work_dir, new_session_folder, remove_session_folder,
+                           sweep_stale_sessions)
 from .server_ops import public_result, registration_options
 from .server_types import FINAL, ClientSession, Job, JobState
 from .worker import Worker
@@ -56,6 +57,7 @@ class ServerState:
         self.engines: dict[str, object] = {}  # engine options (JSON) -> MatchSession, shared by sessions
         self._ids = itertools.count(1)
         self._stop = threading.Event()
+        self._work_lock = lock_work_dir(self.work_dir)  # one server per work folder: its sweep is then safe
         sweep_stale_sessions(self.work_dir)  # before any session of this process exists
         threading.Thread(target=self._run_jobs, name="meddift-server-jobs", daemon=True).start()
         threading.Thread(target=self._reap, name="meddift-server-reaper", daemon=True).start()

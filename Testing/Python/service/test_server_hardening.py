@@ -5,11 +5,14 @@ stops, at the start after a crash, and ``--retention`` seconds after a job wrote
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx) is not installed")
 
-from server_helpers import ENGINE, ServerProcess, make_tokens, wait_until  # noqa: E402
+from server_helpers import (ENGINE, ServerProcess, free_port, make_tokens, serve_command, server_env,  # noqa: E402
+                            wait_until)
 
 from MedDIFTLib.data.image_io import write_volume  # noqa: E402
 from MedDIFTLib.evaluation.phantom import make_pair  # noqa: E402
@@ -144,7 +147,8 @@ def test_a_session_folder_holds_its_files_until_it_closes_and_results_until_rete
     wait_until(lambda: not home.exists(), timeout=10)
 
 
-def test_session_files_go_when_the_server_stops_and_after_a_crash_at_the_next_start(tmp_path):
+def test_session_files_go_when_the_server_stops_and_after_a_crash_at_the_next_start_and_one_server_per_work_dir(
+        tmp_path):
     token_file, tokens = make_tokens(tmp_path, 1)
     work = tmp_path / "work"
     pair = make_pair(shape=(24, 24, 24), spacing=(6.0, 6.0, 6.0), seed=6)
@@ -163,6 +167,10 @@ def test_session_files_go_when_the_server_stops_and_after_a_crash_at_the_next_st
 
     stopped = ServerProcess(tmp_path / "a", "--token-file", token_file, "--work-dir", str(work))
     home = open_with_upload(stopped)
+    second = subprocess.run(serve_command(free_port(), "--token-file", token_file, "--work-dir", str(work)),
+                            capture_output=True, text=True, timeout=120, env=server_env(tmp_path))
+    assert second.returncode == 2 and "is in use by another meddift serve (pid" in second.stderr, second.stderr
+    assert list(home.glob("upload-*"))  # the live session of the first server is untouched
     assert stopped.terminate() == 0  # SIGTERM: the open session is closed and its files deleted
     assert not home.exists()
     crashed = ServerProcess(tmp_path / "b", "--token-file", token_file, "--work-dir", str(work))
