@@ -28,6 +28,12 @@ an offset are two volumes (:func:`.server_state.store_key`). A ``match`` job's `
 volume uploaded the same way (a candidate mask on the moving scan, resampled as a local run does).
 ``wait`` makes a request a long poll: with the features cached, a click is one ``POST .../jobs``.
 What each job accepts, and the files it writes, is :mod:`.server_ops`.
+
+The app is routers (:mod:`.server_routes`) whose routes name what they need as dependencies
+(:mod:`.server_requests`: the caller, the session, the job, a JSON body checked for size and depth
+before it is parsed), over one :class:`~.server_state.ServerState`. The options of a new session
+are checked key by key (:mod:`.server_options`), the session's files are kept and deleted by
+:mod:`.server_files`, and every log handler redacts secrets (:mod:`.server_logs`).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' types at run time
