@@ -23,6 +23,7 @@ from uvicorn.config import LOGGING_CONFIG
 SAFE_QUERY = frozenset({"wait", "format", "hu_offset"})
 """Query parameters written as sent: numbers and format names of the API, nothing a client chooses freely."""
 REDACTED = "[redacted]"
+_PLAIN = logging.Formatter()
 
 _QUERY = re.compile(r"([?&;])([^=&;#\s\"']*)=([^&;#\s\"']*)")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[^\s\"',;]+")
@@ -57,6 +58,10 @@ class RedactSecrets(logging.Filter):
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.args, dict):
             record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:  # a traceback's messages may quote a request
+            record.exc_text = redact(_PLAIN.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
