@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 from pathlib import Path
+import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
@@ -36,8 +37,6 @@ files = APIRouter(prefix="/v1/sessions/{sid}/files")
 
 @sessions.get("/info")
 def info(who: Caller, state: State):
-    import torch  # the server's device, asked when a client asks (torch is imported by the engine anyway)
-
     return reply({"service": "meddift", "version": __version__, "protocol": PROTOCOL_VERSION,
                   "operations": sorted(OPERATIONS), "cuda_available": torch.cuda.is_available(),
                   "device": state.engine_defaults.get("device", "auto"),

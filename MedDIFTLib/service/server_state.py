@@ -21,6 +21,7 @@ enforce (who may touch what, how much, how long) sit in one place apart from the
 from __future__ import annotations
 
 import collections
+import copy
 import hmac
 import itertools
 import json
@@ -31,7 +32,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..errors import CancelledError, InputError
+import SimpleITK as sitk
+import torch
+
+from ..data.image_io import read_volume, with_hu_offset
+from ..errors import CancelledError, ImageReadError, InputError
+from ..matching.search import MatchOptions
+from ..session import EngineOptions, MatchSession
 from .server_access import ApiError, Limits, Tokens
 from .server_files import (expire_results, lock_work_dir, new_session_folder, remove_session_folder,
                            sweep_stale_sessions)
@@ -152,9 +159,6 @@ class ServerState:
     def add_upload(self, sess: ClientSession, name: str, path: Path, digest: str, label: Optional[str],
                    hu_offset: float = 0.0) -> dict:
         """Read an uploaded file (its size checked before its voxels are read) and give it to the session."""
-        from ..data.image_io import read_volume
-        from ..errors import ImageReadError
-
         shown = label or name
         voxels = _voxel_count(path, shown)
         if voxels > self.limits.max_voxels:
@@ -172,8 +176,6 @@ class ServerState:
     def _bind(self, sess, name, digest, raw, label, hu_offset: float = 0.0) -> dict:
         """Under the lock: the volume ``raw`` (the upload as read), shifted by ``hu_offset`` as the local
         worker's ``load_volume`` does, held once per (digest, offset) and named ``name`` in the session."""
-        from ..data.image_io import with_hu_offset
-
         key = store_key(digest, hu_offset)
         vol = self.store.get(key)
         if vol is None:
@@ -278,9 +280,6 @@ class ServerState:
     def _configure(self, sess: ClientSession) -> dict:
         """The session's engine view: one MatchSession per engine configuration, shared by every session
         that asks for it (one model in GPU memory; features kept by volume digest)."""
-        from ..matching.search import MatchOptions
-        from ..session import EngineOptions, MatchSession
-
         options = {**sess.engine, **self.engine_defaults}
         key = json.dumps(options, sort_keys=True, default=str)
         if key not in self.engines:
@@ -289,7 +288,6 @@ class ServerState:
         sess.worker.session = engine.with_matching(MatchOptions(**sess.matching))
         if sess.registration is not None:  # with_matching made a copy: this session's own options
             sess.worker.session.registration = registration_options(sess.registration)
-        import torch
 
         dev = getattr(engine.backbone, "device", None)
         return {"session": sess.id, "backbone": engine.backbone.name, "note": engine.backbone_note,
@@ -328,8 +326,6 @@ def _raw(key: str) -> str:
 
 def _voxel_count(path: Path, shown: str) -> int:
     """Voxels from the header alone, so a huge (or decompression-bomb) upload is refused unread."""
-    import SimpleITK as sitk
-
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -345,8 +341,6 @@ def _voxel_count(path: Path, shown: str) -> int:
 
 def _relabelled(vol, label: str):
     """The same voxels under the caller's name (used in messages); the digest memo is kept."""
-    import copy
-
     out = copy.copy(vol)
     out.name = label
     return out
