@@ -53,6 +53,9 @@ class MatchRequest:
     prior: Optional[str] = None  # "dense": points from the dense registration's map
     transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
     warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
+    transform_node_id: Optional[str] = None  # the output transform the panel names (None: a new node)
+    warped_node_id: Optional[str] = None  # the output volume for the warped moving volume (None: a new node)
+    inverse: bool = False  # also the inverse transform node (fixed -> moving as "to parent")
 
 
 def read_field(path) -> tuple:

@@ -30,6 +30,7 @@ from MedDIFTLib.service.client import WorkerClient
 from MedDIFTLib.service.protocol import decode_match
 
 from .jobsteps import Background, MatchRequest, read_field  # noqa: F401  (MatchRequest: the logic's API)
+from .transforms import transform_outputs, warped_output
 from .scene import (
     add_volume_node,
     output_markups_node,
@@ -45,6 +46,28 @@ HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 # Relative cost of each kind of step, for the overall progress (feature extraction dominates).
 STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.5, "extract": 10.0,
                 "register": 10.0, "match": 3.0, "heatmap": 1.0}
+# Where each sub-stage the worker reports lies within its step (start, end), so that a step's own
+# stages (each 0..1) move the bar through the step instead of filling it at the first stage's end.
+SUBSTAGES = {
+    "register": {"pre-align": (0.0, 0.1), "descriptors": (0.1, 0.2), "discrete search": (0.2, 0.45),
+                 "refine field": (0.45, 1.0)},
+    "extract": {"preprocess": (0.0, 0.05), "load model": (0.05, 0.15), "vae encode": (0.15, 0.55),
+                "unet": (0.55, 1.0), "mind-ssc": (0.05, 1.0)},
+    "match": {"match": (0.0, 0.7), "match back (forward-backward check)": (0.7, 1.0)},
+}
+
+
+def _node(scene, node_id: Optional[str]):
+    return scene.GetNodeByID(node_id) if node_id else None
+
+
+def substage_fraction(cmd: str, stage: str, fraction: float) -> float:
+    """The step's own fraction done when its sub-stage ``stage`` (``"fixed: unet"``: the part after
+    the last ": ") reports ``fraction``; an unknown stage spans the whole step."""
+    start, end = SUBSTAGES.get(cmd, {}).get(stage.rsplit(": ", 1)[-1], (0.0, 1.0))
+    return start + (end - start) * min(max(fraction, 0.0), 1.0)
+
+
 STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
                   "restarted): press Apply again")
 
@@ -212,7 +235,7 @@ class MatchJob:
     def _progress(self, msg: dict):
         if msg.get("event") == "progress":
             self.stage = f"{self._current[0]}: {msg['stage']}"
-            self._set_fraction(float(msg["fraction"]))
+            self._set_fraction(substage_fraction(self._current[1], msg["stage"], float(msg["fraction"])))
 
     def _set_fraction(self, step_fraction: float):
         """The whole job's progress: finished steps plus this part of the current one (never backwards,
@@ -267,13 +290,11 @@ class MatchJob:
                            "heatmap_label": self.heatmap_label, "warnings": self.warnings}
             moving_node = scene.GetNodeByID(r.moving_volume_id)
             if self.field is not None:
-                from .transforms import add_displacement_transform
-
-                disp, ijk_to_ras = self.field
-                self.result["transform_node"] = add_displacement_transform(
-                    scene, disp, ijk_to_ras, f"MedDIFT {moving_node.GetName()} to fixed")
+                self.result.update(transform_outputs(scene, _node(scene, r.transform_node_id), *self.field,
+                                                     moving_node.GetName(), r.inverse))
             if self.warped is not None:
-                self.result["warped_node"] = add_volume_node(scene, self.warped, f"{moving_node.GetName()} registered")
+                self.result["warped_node"] = warped_output(scene, _node(scene, r.warped_node_id), self.warped,
+                                                           moving_node.GetName())
             if r.record_session:
                 from .session import TrackingSession
 
