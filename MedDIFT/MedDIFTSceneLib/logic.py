@@ -49,8 +49,8 @@ STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.
 # Where each sub-stage the worker reports lies within its step (start, end), so that a step's own
 # stages (each 0..1) move the bar through the step instead of filling it at the first stage's end.
 SUBSTAGES = {
-    "register": {"pre-align": (0.0, 0.1), "descriptors": (0.1, 0.2), "discrete search": (0.2, 0.45),
-                 "refine field": (0.45, 1.0)},
+    "register": {"features": (0.0, 0.1), "pre-align": (0.1, 0.2), "descriptors": (0.2, 0.3),
+                 "discrete search": (0.3, 0.5), "refine field": (0.5, 1.0)},
     "extract": {"preprocess": (0.0, 0.05), "load model": (0.05, 0.15), "vae encode": (0.15, 0.55),
                 "unet": (0.55, 1.0), "mind-ssc": (0.05, 1.0)},
     "match": {"match": (0.0, 0.7), "match back (forward-backward check)": (0.7, 1.0)},
@@ -62,9 +62,11 @@ def _node(scene, node_id: Optional[str]):
 
 
 def substage_fraction(cmd: str, stage: str, fraction: float) -> float:
-    """The step's own fraction done when its sub-stage ``stage`` (``"fixed: unet"``: the part after
-    the last ": ") reports ``fraction``; an unknown stage spans the whole step."""
-    start, end = SUBSTAGES.get(cmd, {}).get(stage.rsplit(": ", 1)[-1], (0.0, 1.0))
+    """The step's own fraction done when its sub-stage ``stage`` reports ``fraction``: the first part
+    of ``"features: mind-ssc"`` or ``"fixed: unet"`` that the step knows places it; an unknown stage
+    spans the whole step."""
+    known = SUBSTAGES.get(cmd, {})
+    start, end = next((known[part] for part in stage.split(": ") if part in known), (0.0, 1.0))
     return start + (end - start) * min(max(fraction, 0.0), 1.0)
 
 

@@ -71,9 +71,10 @@ def reusable(node) -> bool:
     if node.GetAttribute(OUTPUT_ATTRIBUTE) == "1":
         return True
     if node.IsA("vtkMRMLTransformNode"):
-        if not node.IsLinear():  # a grid transform node without its grid yet
+        if not node.IsLinear():  # a new grid transform node holds a 1x1x1 placeholder grid
             t = node.GetTransformFromParent()
-            return t is not None and t.IsA("vtkOrientedGridTransform") and t.GetDisplacementGrid() is None
+            grid = t.GetDisplacementGrid() if t is not None and t.IsA("vtkOrientedGridTransform") else False
+            return grid is None or (grid is not False and grid.GetNumberOfPoints() <= 1)
         m = vtk.vtkMatrix4x4()
         node.GetMatrixTransformToParent(m)
         return all(m.GetElement(r, c) == float(r == c) for r in range(4) for c in range(4))  # identity: new

@@ -19,17 +19,7 @@ from typing import Optional
 import slicer
 from slicer.i18n import tr as _
 
-from MedDIFTSceneLib.dependencies import (
-    SERVER_MODULES,
-    SERVER_REQUIREMENTS,
-    dependency_problems,
-    missing_modules,
-    needed_modules,
-    pip_install_constrained,
-    requirements,
-    worker_python,
-    write_constraints,
-)
+from MedDIFTSceneLib import dependencies as deps  # through the module: tests replace its look-ups
 
 RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources")
 REQUIREMENTS_FILE = os.path.join(RESOURCES, "requirements.txt")
@@ -42,7 +32,7 @@ class DependencyLogicMixin:
     @staticmethod
     def workerPython() -> str:
         """Slicer's Python launcher (PythonSlicer), the interpreter the worker runs in; never Slicer itself."""
-        return worker_python()
+        return deps.worker_python()
 
     def _denseChosen(self) -> bool:
         p = self.getParameterNode() if hasattr(self, "getParameterNode") else None
@@ -51,13 +41,13 @@ class DependencyLogicMixin:
     def dependencyProblems(self, server: bool = False, dense: Optional[bool] = None) -> list[str]:
         """What stops a run with these options (empty: ready); ``dense`` None: the panel's choice."""
         if server:
-            return [f"{m} is not installed" for m in missing_modules(SERVER_MODULES)]
-        return dependency_problems(REQUIREMENTS_FILE, self._denseChosen() if dense is None else dense)
+            return [f"{m} is not installed" for m in deps.missing_modules(deps.SERVER_MODULES)]
+        return deps.dependency_problems(REQUIREMENTS_FILE, self._denseChosen() if dense is None else dense)
 
     @classmethod
     def selfTestSkipReason(cls) -> Optional[str]:
         """Why the self-test cannot run here (torch or MONAI missing or unusable), or None."""
-        problems = dependency_problems(REQUIREMENTS_FILE, dense=False)
+        problems = deps.dependency_problems(REQUIREMENTS_FILE, dense=False)
         if not problems:
             return None
         return ("MedDIFT's self-test needs torch and MONAI in Slicer's Python; nothing is installed in testing "
@@ -68,12 +58,12 @@ class DependencyLogicMixin:
         torch through the PyTorch extension, the rest from requirements.txt under a constraints file
         that keeps Slicer's numpy, SimpleITK, VTK (and torch) as they are. ``server``: only what the
         client of a MedDIFT server needs (no torch, no model: the server has those)."""
-        modules = SERVER_MODULES if server else tuple(needed_modules(dense))
-        missing = missing_modules(modules)
+        modules = deps.SERVER_MODULES if server else tuple(deps.needed_modules(dense))
+        missing = deps.missing_modules(modules)
         if not missing:
             return []
         if server:
-            return self._pipInstall(SERVER_REQUIREMENTS, lambda: missing_modules(SERVER_MODULES))
+            return self._pipInstall(deps.SERVER_REQUIREMENTS, lambda: deps.missing_modules(deps.SERVER_MODULES))
         if "torch" in missing:
             try:
                 import PyTorchUtils
@@ -82,15 +72,15 @@ class DependencyLogicMixin:
             torchLogic = PyTorchUtils.PyTorchUtilsLogic()
             if not torchLogic.torchInstalled():
                 if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.8") is None:
-                    return missing_modules(modules)
-        return self._pipInstall(requirements(REQUIREMENTS_FILE), lambda: missing_modules(modules))
+                    return deps.missing_modules(modules)
+        return self._pipInstall(deps.requirements(REQUIREMENTS_FILE), lambda: deps.missing_modules(modules))
 
     def _pipInstall(self, reqs: list, still_missing) -> list[str]:
         """pip-install ``reqs`` under the constraints; returns ``still_missing()`` afterwards."""
         folder = tempfile.mkdtemp(prefix="meddift-pip-")
         try:
-            constraints = write_constraints(os.path.join(folder, "constraints.txt"))
-            pip_install_constrained(slicer.util.pip_install, reqs, constraints)
+            constraints = deps.write_constraints(os.path.join(folder, "constraints.txt"))
+            deps.pip_install_constrained(slicer.util.pip_install, reqs, constraints)
         except Exception as err:  # pip's own message is in the log; the caller says what is missing
             logging.error(f"MedDIFT: installing {reqs} failed: {err}")
         finally:
