@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from typing import Optional
 
+import qt
 import slicer
 from slicer.i18n import tr as _
 
@@ -111,8 +112,11 @@ class DependencyLogicMixin:
             self.dependencyMessage = _("Not started: installing {packages} was declined.").format(
                 packages="; ".join(problems))
             return False
-        with slicer.util.WaitCursor():
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)  # pip takes minutes
+        try:
             self.installDependencies(server, dense)
+        finally:
+            slicer.app.restoreOverrideCursor()
         still = self.dependencyProblems(server, dense)
         if still:
             self.dependencyMessage = _("Installation failed: {problems}. pip's messages are in the Python "
