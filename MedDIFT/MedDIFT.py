@@ -16,6 +16,7 @@ import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLTransformNode
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -26,6 +27,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+DOCUMENTATION_URL = "https://github.com/meddift/SlicerMedDIFT#the-slicer-extension"  # the README's Slicer section
 # MedDIFTSceneLib and MedDIFTWidgetLib sit next to this file; MedDIFTLib too once installed as an
 # extension, or one folder up in a source checkout (the module folder added as an "additional module path").
 ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
@@ -50,7 +52,7 @@ class MedDIFT(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MedDIFT")
-        self.parent.categories = [_("Registration")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Registration")]
         self.parent.dependencies = []
         self.parent.contributors = ["MedDIFT developers"]
         self.parent.helpText = _(
@@ -59,8 +61,13 @@ class MedDIFT(ScriptedLoadableModule):
             "heatmap. With Live on, every new or moved landmark is matched at once. "
             "Features: MAISI v1 diffusion model (MedDIFT, arXiv 2512.05571) when its weights are installed, "
             "otherwise a weight-free MIND-SSC descriptor (named as such in the log).")
+        self.parent.helpText += " " + _('See the <a href="{url}">documentation</a>.').format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
-            "MedDIFT uses NVIDIA's MAISI networks through MONAI. The method follows arXiv 2512.05571.")
+            "MedDIFT (Apache License 2.0) follows arXiv 2512.05571. It uses NVIDIA's MAISI v1 networks through "
+            "MONAI (Apache License 2.0); the MAISI weights are NVIDIA's, under the licence you accept for "
+            "nvidia/NV-Generate-CT on Hugging Face. Without them it uses the MIND-SSC descriptor (Heinrich et al., "
+            "MICCAI 2013); the dense registration follows ConvexAdam (Siebert, Hansen and Heinrich, 2021; its "
+            "convexadam package, Apache License 2.0). PyTorch (BSD-style licence) comes from the PyTorch extension.")
 
 
 #
