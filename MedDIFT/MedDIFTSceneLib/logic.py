@@ -29,8 +29,7 @@ from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError, render
 from MedDIFTLib.service.client import WorkerClient
 from MedDIFTLib.service.protocol import decode_match
 
-from .jobsteps import Background, MatchRequest, read_field  # noqa: F401  (MatchRequest: the logic's API)
-from .transforms import transform_outputs, warped_output
+from .jobsteps import Background, MatchRequest, node_or_none, read_field, substage_fraction  # noqa: F401 (API)
 from .scene import (
     add_volume_node,
     output_markups_node,
@@ -41,35 +40,12 @@ from .scene import (
     volume_from_node,
     write_markups,
 )
+from .transforms import transform_outputs, warped_output
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 # Relative cost of each kind of step, for the overall progress (feature extraction dominates).
 STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.5, "extract": 10.0,
                 "register": 10.0, "match": 3.0, "heatmap": 1.0}
-# Where each sub-stage the worker reports lies within its step (start, end), so that a step's own
-# stages (each 0..1) move the bar through the step instead of filling it at the first stage's end.
-SUBSTAGES = {
-    "register": {"features": (0.0, 0.1), "pre-align": (0.1, 0.2), "descriptors": (0.2, 0.3),
-                 "discrete search": (0.3, 0.5), "refine field": (0.5, 1.0)},
-    "extract": {"preprocess": (0.0, 0.05), "load model": (0.05, 0.15), "vae encode": (0.15, 0.55),
-                "unet": (0.55, 1.0), "mind-ssc": (0.05, 1.0)},
-    "match": {"match": (0.0, 0.7), "match back (forward-backward check)": (0.7, 1.0)},
-}
-
-
-def _node(scene, node_id: Optional[str]):
-    return scene.GetNodeByID(node_id) if node_id else None
-
-
-def substage_fraction(cmd: str, stage: str, fraction: float) -> float:
-    """The step's own fraction done when its sub-stage ``stage`` reports ``fraction``: the first part
-    of ``"features: mind-ssc"`` or ``"fixed: unet"`` that the step knows places it; an unknown stage
-    spans the whole step."""
-    known = SUBSTAGES.get(cmd, {})
-    start, end = next((known[part] for part in stage.split(": ") if part in known), (0.0, 1.0))
-    return start + (end - start) * min(max(fraction, 0.0), 1.0)
-
-
 STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
                   "restarted): press Apply again")
 
@@ -292,10 +268,10 @@ class MatchJob:
                            "heatmap_label": self.heatmap_label, "warnings": self.warnings}
             moving_node = scene.GetNodeByID(r.moving_volume_id)
             if self.field is not None:
-                self.result.update(transform_outputs(scene, _node(scene, r.transform_node_id), *self.field,
+                self.result.update(transform_outputs(scene, node_or_none(scene, r.transform_node_id), *self.field,
                                                      moving_node.GetName(), r.inverse))
             if self.warped is not None:
-                self.result["warped_node"] = warped_output(scene, _node(scene, r.warped_node_id), self.warped,
+                self.result["warped_node"] = warped_output(scene, node_or_none(scene, r.warped_node_id), self.warped,
                                                            moving_node.GetName())
             if r.record_session:
                 from .session import TrackingSession

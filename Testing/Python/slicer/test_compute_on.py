@@ -208,7 +208,9 @@ def test_server_chosen_in_the_panel_gives_the_local_fiducials_and_live_click(mod
     assert progress and progress[-1] == 100 and progress == sorted(progress) and len(set(progress)) > 3
     log = ui.logTextEdit.toPlainText()
     assert f"Compute on: server {server.url}" in log and "Failed" not in log, log
-    assert type(w.logic.client).__name__ == "RemoteClient" and w.logic.client.alive
+    from MedDIFTLib.service.remote_client import RemoteClient
+
+    assert isinstance(w.logic.client, RemoteClient) and w.logic.client.alive  # with the panel's wording
     remote_node = p.outputLandmarks
     assert remote_node is not local_node and remote_node.GetNumberOfControlPoints() == len(local)
     assert [remote_node.GetNthControlPointLabel(i) for i in range(len(local))] == \
