@@ -25,7 +25,12 @@ CLI_ADVICE = (
 
 
 def not_a_server(url: str, detail: str) -> str:
-    """The message for an address that answers HTTP but is not a MedDIFT server."""
+    """The message for an address that answers HTTP but is not a MedDIFT server.
+
+    Args:
+        url: the Server URL of the panel.
+        detail: what the address answered.
+    """
     return (f"{url} answers, but it is not a MedDIFT server ({detail}); check the Server URL in "
             "Advanced > Compute on: it is the address and port 'meddift serve' printed when it started")
 

@@ -40,7 +40,12 @@ class DependencyLogicMixin:
         return bool(p and (p.denseMatching or p.outputTransform or p.warpMoving))
 
     def dependencyProblems(self, server: bool = False, dense: Optional[bool] = None) -> list[str]:
-        """What stops a run with these options (empty: ready); ``dense`` None: the panel's choice."""
+        """What stops a run with these options (empty: ready).
+
+        Args:
+            server: the run goes to a MedDIFT server (only its HTTP client is needed here).
+            dense: the run uses the dense registration; None: as the panel's options say.
+        """
         if server:
             return [f"{m} is not installed" for m in deps.missing_modules(deps.SERVER_MODULES)]
         return deps.dependency_problems(REQUIREMENTS_FILE, self._denseChosen() if dense is None else dense)
@@ -58,7 +63,12 @@ class DependencyLogicMixin:
         """Install what is missing without any dialog; returns what is still missing (empty: ready).
         torch through the PyTorch extension, the rest from requirements.txt under a constraints file
         that keeps Slicer's numpy, SimpleITK, VTK (and torch) as they are. ``server``: only what the
-        client of a MedDIFT server needs (no torch, no model: the server has those)."""
+        client of a MedDIFT server needs (no torch, no model: the server has those).
+
+        Args:
+            server: install only the server client's packages.
+            dense: include what the dense registration imports (ConvexAdam).
+        """
         modules = deps.SERVER_MODULES if server else tuple(deps.needed_modules(dense))
         missing = deps.missing_modules(modules)
         if not missing:
@@ -91,7 +101,13 @@ class DependencyLogicMixin:
     def ensureDependencies(self, askConfirmation: bool = True, server: bool = False,
                            dense: Optional[bool] = None) -> bool:
         """The GUI's check before a run: asks first, then installs; never installs in testing mode.
-        False leaves the reason in :attr:`dependencyMessage` (and an error dialog for a failed install)."""
+        False leaves the reason in :attr:`dependencyMessage` (and an error dialog for a failed install).
+
+        Args:
+            askConfirmation: ask before installing (a user's Slicer).
+            server: the run goes to a MedDIFT server.
+            dense: the run uses the dense registration; None: as the panel's options say.
+        """
         self.dependencyMessage = None
         dense = self._denseChosen() if dense is None else dense
         problems = self.dependencyProblems(server, dense)

@@ -32,7 +32,11 @@ def featureCacheFolder() -> Path:
 
 
 def cacheFiles(folder: Path) -> list:
-    """MedDIFT's own cache files in ``folder`` (see the module docstring)."""
+    """MedDIFT's own cache files in ``folder`` (see the module docstring).
+
+    Args:
+        folder: the feature cache folder.
+    """
     try:
         return [p for p in folder.iterdir() if CACHE_FILE.match(p.name) and p.is_file()]
     except OSError:  # no cache yet
@@ -40,6 +44,11 @@ def cacheFiles(folder: Path) -> list:
 
 
 def humanSize(n: int) -> str:
+    """``n`` bytes for the panel (decimal units, as file managers show them).
+
+    Args:
+        n: a size in bytes.
+    """
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -48,6 +57,11 @@ def humanSize(n: int) -> str:
 
 
 def duration(seconds: float) -> str:
+    """A time for the status line: ``"42 s"``, ``"3 min 05 s"``.
+
+    Args:
+        seconds: the time in seconds.
+    """
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
@@ -57,7 +71,11 @@ def alignSideBySide(layoutManager) -> None:
 
     Slicer's side-by-side layout asks for an axial Yellow view only as a default, which applies when
     the view node is created: a scene where Yellow already exists keeps it sagittal (axial fixed beside
-    sagittal moving)."""
+    sagittal moving).
+
+    Args:
+        layoutManager: ``slicer.app.layoutManager()``, already in the side-by-side layout.
+    """
     red = layoutManager.sliceWidget("Red").mrmlSliceNode()
     yellow = layoutManager.sliceWidget("Yellow").mrmlSliceNode()
     if yellow.GetOrientation() != red.GetOrientation():
@@ -66,7 +84,14 @@ def alignSideBySide(layoutManager) -> None:
 
 def showPointsApart(scene, fixedPoints, matchedPoints, movingViewId: str) -> None:
     """Fixed points in every view but the moving one, matched points only there (and in 3D), in
-    another colour: two sets of the same labels in one view read as one set."""
+    another colour: two sets of the same labels in one view read as one set.
+
+    Args:
+        scene: the MRML scene (its slice and 3D view nodes).
+        fixedPoints: the fixed landmarks' markups node, or None.
+        matchedPoints: the matched landmarks' markups node.
+        movingViewId: the ID of the moving (right, Yellow) slice node.
+    """
     views = [scene.GetNthNodeByClass(i, cls).GetID() for cls in ("vtkMRMLSliceNode", "vtkMRMLViewNode")
              for i in range(scene.GetNumberOfNodesByClass(cls))]
     fixedDisplay = fixedPoints.GetDisplayNode() if fixedPoints else None
