@@ -65,7 +65,11 @@ OUTPUT_ATTRIBUTE = "MedDIFT.Output"
 
 def reusable(node) -> bool:
     """Whether a run may write into ``node``, chosen as an output: one MedDIFT made, or an empty one
-    (no transform, no voxels). Anything else is the user's, never overwritten: a new node is made."""
+    (no transform, no voxels). Anything else is the user's, never overwritten: a new node is made.
+
+    Args:
+        node: the output node the panel names, or None.
+    """
     if node is None:
         return False
     if node.GetAttribute(OUTPUT_ATTRIBUTE) == "1":
