@@ -12,7 +12,8 @@ moving volume, lays that volume over the fixed one).
 Files are ITK displacement fields: a 3-component vector image on the fixed
 scan's own grid (any orientation) whose vectors are ``phi(x) - x`` in LPS
 millimetres, ITK's physical space; the flip from RAS happens in
-:func:`field_image` and nowhere else.
+:func:`field_image` and nowhere else (a NIfTI file stores RAS vectors under
+intent 1006, NIfTI's convention, which ITK turns into LPS as it reads).
 """
 
 from __future__ import annotations
@@ -140,6 +141,28 @@ def _extension(path: Path) -> str:
     return path.suffix.lower()
 
 
+def _write_nifti_displacement(displacement_ras: np.ndarray, img, path, compress: bool) -> None:
+    """NIfTI's own displacement convention: intent code 1006 (``NIFTI_INTENT_DISPVECT``) with RAS
+    vectors, which ITK (SimpleITK, Slicer, ANTs) reads back as LPS; a plain vector image (intent 1007,
+    SimpleITK's default) makes Slicer warn and guess. SimpleITK cannot write that intent for a vector
+    image, so the RAS vectors are written and the header's ``intent_code`` (bytes 68-69) is set."""
+    import gzip
+
+    import SimpleITK as sitk
+
+    ras = sitk.GetImageFromArray(np.ascontiguousarray(displacement_ras.transpose(2, 1, 0, 3)), isVector=True)
+    ras = sitk.Cast(ras, sitk.sitkVectorFloat64)
+    ras.CopyInformation(img)
+    raw = Path(f"{path}.uncompressed.nii")  # beside the atomic temporary file, removed below
+    try:
+        sitk.WriteImage(ras, str(raw), False)
+        data = bytearray(raw.read_bytes())
+    finally:
+        raw.unlink(missing_ok=True)
+    data[68:70] = (1006).to_bytes(2, "little" if data[:4] == (348).to_bytes(4, "little") else "big")
+    Path(path).write_bytes(gzip.compress(bytes(data), 6) if compress else bytes(data))
+
+
 def write_field(displacement_ras: np.ndarray, grid: Grid, path, force: bool = True) -> Path:
     """Write atomically as an ITK displacement field image, or as an ITK transform file (``.h5``);
     ``force=False``: only if the name is still free (see :mod:`MedDIFTLib.atomic`)."""
@@ -155,6 +178,8 @@ def write_field(displacement_ras: np.ndarray, grid: Grid, path, force: bool = Tr
         with atomic_path(path, suffix=ext, force=force) as tmp:
             if ext == ".h5":
                 sitk.WriteTransform(sitk.DisplacementFieldTransform(img), tmp)
+            elif ext in (".nii", ".nii.gz"):
+                _write_nifti_displacement(displacement_ras, img, tmp, ext == ".nii.gz")
             else:
                 sitk.WriteImage(img, tmp, True)
     except (RuntimeError, OSError) as err:
