@@ -15,7 +15,7 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
-from ..data.geometry import Volume, make_ijk_to_ras
+from ..data.geometry import LPS_TO_RAS, Volume, make_ijk_to_ras
 from ..data.landmark_io import DIRLAB_4DCT_GEOMETRY, DIRLAB_COPD_GEOMETRY
 from ..data.points import PointSet
 from ..errors import ImageReadError, InputError
@@ -136,7 +136,7 @@ def read_dirlab_image(path, spacing, inplane=(512, 512), slices: Optional[int] =
         intensity_offset = -DIRLAB_HU_SHIFT if low > -500 else 0.0
     array += float(intensity_offset)
     sx, sy, sz = (float(s) for s in spacing)
-    ijk_to_ras = make_ijk_to_ras((sx, sy, sz), (0.0, 0.0, 0.0), np.diag([-1.0, -1.0, 1.0]))
+    ijk_to_ras = make_ijk_to_ras((sx, sy, sz), (0.0, 0.0, 0.0), LPS_TO_RAS[:3, :3])
     return Volume(np.ascontiguousarray(array), ijk_to_ras, path.name.split(".")[0],
                   {"path": str(path), "intensity_offset": float(intensity_offset)})
 

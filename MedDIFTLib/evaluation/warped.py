@@ -153,8 +153,7 @@ def warp_volume(fixed: Volume, motion, gain: float = 1.0, offset_hu: float = 0.0
                 seed: int = 0, name: str = "") -> Volume:
     """The moving scan on the fixed grid: fixed at phi^-1 of each voxel centre, then gain, offset and
     seeded Gaussian noise (so no method can win by matching identical voxel values)."""
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in fixed.shape], indexing="ij"), -1).reshape(-1, 3)
-    y = fixed.ijk_to_world(ijk)
+    y = fixed.grid.voxel_centres()
     hu = _sample(fixed, motion.moving_to_fixed(y)).astype(np.float64)
     hu = gain * hu + offset_hu
     if noise_hu:

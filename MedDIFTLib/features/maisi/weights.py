@@ -19,7 +19,6 @@ what to do.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from ...data import digest
 from ...errors import WeightsError, opt
 from ...runtime import user_cache_dir
 from .checkpoint import (
@@ -99,13 +99,10 @@ def file_sha256(path, memo: Optional[dict] = None) -> str:
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if memo is not None and key in memo:
         return memo[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
+    sha = digest.file_sha256(p)
     if memo is not None:
-        memo[key] = h.hexdigest()
-    return h.hexdigest()
+        memo[key] = sha
+    return sha
 
 
 # Digests of the released files, from public Git LFS pointers of NV-Generate-CT copies. A file that
