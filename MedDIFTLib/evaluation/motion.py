@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.geometry import apply_affine, as_points
 from ..errors import InputError
-from .phantom import BODY_CENTRE_Y, LUNG_AXES, LUNG_CENTRES, _ellipsoid_depth
+from .body import BODY_CENTRE_Y, LUNG_AXES, LUNG_CENTRES, ellipsoid_depth
 
 
 @dataclass
@@ -57,7 +57,7 @@ class BreathingMotion:
         central = np.exp(-(x / 120.0) ** 2 - (y / 110.0) ** 2)
         uz = self.amplitude_mm * g * central
         if self.sliding:
-            depth = np.maximum(*[_ellipsoid_depth(p, c, LUNG_AXES) for c in LUNG_CENTRES])
+            depth = np.maximum(*[ellipsoid_depth(p, c, LUNG_AXES) for c in LUNG_CENTRES])
             w = 1.0 / (1.0 + np.exp(-depth / (self.sliding_width_mm / 4.0)))
             uz = uz * (self.wall_fraction + (1 - self.wall_fraction) * w)
         ux = self.lateral_expansion * x * g2

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.geometry import Volume, as_points
 from ..data.points import PointSet
 from ..errors import InputError
-from .cases import Case
+from .case import Case
 from .motion import RepositionedMotion
 
 MAX_DU = 0.5  # bound on |Du| (operator norm): x <- y - u(x) then contracts at least 2x per step

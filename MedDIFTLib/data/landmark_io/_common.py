@@ -12,7 +12,6 @@ import numpy as np
 
 from ...atomic import write_text_atomic
 from ...errors import InputError, LandmarkFormatError
-from ..geometry import LPS_FLIP
 from ..points import PointSet
 
 
