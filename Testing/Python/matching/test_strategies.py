@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
-from dense_reference import brute_force_similarity
+from dense_reference import MaskedLatticeMatcher, brute_force_similarity
 from parity import SCORE_ROUNDING, same_or_tied
 
 from MedDIFTLib.data.geometry import Grid, apply_affine, ijk_to_ras_from_itk
@@ -85,8 +85,7 @@ def test_both_strategies_find_the_same_matches_in_windows(radius, noise, stride)
     mask[:, ::2] = True
     _same(*_forced(fixed, moving, {**opts, "forward_backward": False}, pts, prior_ras=prior, mask=mask))
     # and the windowed upsampled search equals the former masked search over the whole lattice
-    masked = Matcher(fixed, moving, MatchOptions(**opts, strategy=UPSAMPLED))
-    masked.windowed = False
+    masked = MaskedLatticeMatcher(fixed, moving, MatchOptions(**opts, strategy=UPSAMPLED))
     _same(masked.match(pts, prior_ras=prior), _forced(fixed, moving, opts, pts, prior_ras=prior)[1],
           (fixed, moving, pts))
 
