@@ -110,7 +110,7 @@ def test_coarse_values_and_heatmaps_equal_the_dense_reference(strategy):
 
 def test_the_cost_model_favours_upsampled_for_few_channels_and_native_for_many():
     """On the shapes of the benchmark's phantom (250x236x141 at 2 mm, MIND-SSC) the descriptor upsampled once
-    costs less per query and about as much to set up; with MAISI's 960 channels (the issue's 192x192x208
+    costs less per query and about as much to set up; with MAISI's 960 channels (a 192x192x208
     volume, stride 2) a query would stream 960 floats per lattice point, far more than upsampling one map
     per level, and the descriptor would be 3.7 GB."""
     mind = estimate([12, 12], [(125, 118, 71), (63, 59, 36)], (250, 236, 141))
