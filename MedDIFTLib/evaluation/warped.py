@@ -28,7 +28,7 @@ from ..data.geometry import Volume, as_points
 from ..data.points import PointSet
 from ..errors import InputError
 from .case import Case
-from .motion import RepositionedMotion
+from .motion import RepositionedMotion, invert_displacement
 
 MAX_DU = 0.5  # bound on |Du| (operator norm): x <- y - u(x) then contracts at least 2x per step
 AIR_HU = -1000.0
@@ -66,14 +66,10 @@ class SmoothWaves:
         return p + self.displacement(p)
 
     def moving_to_fixed(self, pts, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
-        y = as_points(pts)
-        x = y - self.displacement(y)
-        for _ in range(max_iter):
-            nx = y - self.displacement(x)
-            if np.max(np.abs(nx - x), initial=0.0) < tol:
-                return nx
-            x = nx
-        raise InputError("the displacement did not invert (fixed-point iteration did not converge)")
+        x, converged = invert_displacement(self.displacement, pts, tol, max_iter)
+        if not converged:
+            raise InputError("the displacement did not invert (fixed-point iteration did not converge)")
+        return x
 
     def jacobian_det(self, pts, h=None) -> np.ndarray:
         """det(I + Du), analytic (``h`` is accepted for the motions' finite-difference signature)."""
