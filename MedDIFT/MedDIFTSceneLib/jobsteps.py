@@ -12,8 +12,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import numpy as np
-
 
 class Background:
     """A function run in a daemon thread; ``done()`` never waits, ``result()`` re-raises its error.
@@ -88,8 +86,8 @@ def read_field(path) -> tuple:
     """An ITK displacement field file as (RAS displacement (I, J, K, 3), IJK-to-RAS of its grid)."""
     import SimpleITK as sitk
 
-    from MedDIFTLib.data.geometry import ijk_to_ras_from_itk
+    from MedDIFTLib.data.geometry import flip_lps_ras, ijk_to_ras_from_itk
 
     img = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
     lps = sitk.GetArrayFromImage(img).transpose(2, 1, 0, 3)
-    return lps * np.array([-1.0, -1.0, 1.0]), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+    return flip_lps_ras(lps), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())

@@ -14,8 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
+from ..data.image_io import is_itk_transform_text, read_matrix_file
 from ..data.landmark_io import read_points, write_points
 from ..data.points import PointSet
 from ..errors import InputError, render
@@ -31,12 +30,9 @@ def remote_prior(spec):
     if spec in (None, "", "identity", "coarse", "dense"):
         return spec or None
     path = Path(spec)
-    if path.suffix.lower() in (".npy", ".txt") and path.is_file():
-        text = "" if path.suffix.lower() == ".npy" else path.read_text(encoding="utf-8", errors="replace")
-        if "Transform:" not in text and "#Insight Transform File" not in text:
-            m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
-            if np.shape(m) == (4, 4):
-                return np.asarray(m, dtype=float).tolist()
+    if path.suffix.lower() == ".npy" or (path.suffix.lower() == ".txt" and path.is_file()
+                                         and not is_itk_transform_text(path)):
+        return read_matrix_file(path, "a prior matrix").tolist()
     raise InputError(f"--prior {spec}: with --server only identity, coarse, dense or a 4x4 RAS matrix file "
                      "(.txt/.npy) can be used; run without --server for ITK transforms and displacement fields")
 

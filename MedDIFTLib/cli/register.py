@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..atomic import check_outputs
-from ..data.image_io import read_volume
+from ..data.image_io import read_matrix_file, read_volume
 from ..errors import InputError, render
 from ..registration import PREALIGN_KINDS, RegistrationOptions
 from ..registration.field import FIELD_EXTENSIONS
@@ -49,20 +49,7 @@ def registration_options(args) -> RegistrationOptions:
 
 
 def initial_matrix(spec):
-    if not spec:
-        return None
-    import numpy as np
-
-    path = Path(spec)
-    if not path.exists():
-        raise InputError(f"{path}: initial transform file not found")
-    try:
-        m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
-    except ValueError as err:
-        raise InputError(f"{path}: not a 4x4 matrix ({err})") from err
-    if np.shape(m) != (4, 4):
-        raise InputError(f"{path}: the initial transform must be a 4x4 RAS matrix, got shape {np.shape(m)}")
-    return m
+    return read_matrix_file(spec, "the initial transform") if spec else None
 
 
 def run(args) -> int:

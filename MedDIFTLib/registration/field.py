@@ -25,7 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError, OutputWriteError
-from ..data.geometry import Grid, Volume, apply_affine, as_points, itk_from_ijk_to_ras
+from ..data.geometry import Grid, Volume, apply_affine, as_points, flip_lps_ras, itk_from_ijk_to_ras
 from .descriptors import AxisGrid
 
 FIELD_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".h5")
@@ -91,8 +91,7 @@ class DenseField:
 
     def displacement_on(self, grid: Grid) -> np.ndarray:
         """``phi(x) - x`` (RAS mm) at every voxel centre of ``grid``: (I, J, K, 3)."""
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-        ras = apply_affine(grid.ijk_to_ras, ijk)
+        ras = grid.voxel_centres()
         out = np.empty_like(ras)
         for start in range(0, len(ras), 1 << 20):
             sl = slice(start, start + (1 << 20))
@@ -101,17 +100,14 @@ class DenseField:
 
     def inverse_displacement_on(self, grid: Grid) -> np.ndarray:
         """``phi^-1(y) - y`` (RAS mm) at every voxel centre of ``grid`` (the moving scan's)."""
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-        ras = apply_affine(grid.ijk_to_ras, ijk)
+        ras = grid.voxel_centres()
         return (self.inverse_points(ras) - ras).reshape(tuple(grid.shape) + (3,))
 
     def resample_moving(self, moving: Volume, grid: Grid, fill_value: float = -1024.0) -> Volume:
         """The moving scan on ``grid`` (the fixed scan's): voxel ``x`` takes the moving value at ``phi(x)``."""
         from scipy import ndimage
 
-        disp = self.displacement_on(grid).reshape(-1, 3)
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-        ras = apply_affine(grid.ijk_to_ras, ijk) + disp
+        ras = grid.voxel_centres() + self.displacement_on(grid).reshape(-1, 3)
         src = apply_affine(moving.ras_to_ijk, ras)
         vals = ndimage.map_coordinates(np.asarray(moving.array, dtype=np.float32), src.T, order=1,
                                        mode="constant", cval=fill_value)
@@ -123,7 +119,7 @@ def field_image(displacement_ras: np.ndarray, grid: Grid):
     """A SimpleITK displacement-field image: LPS vectors on ``grid``'s exact LPS geometry."""
     import SimpleITK as sitk
 
-    lps = displacement_ras * np.array([-1.0, -1.0, 1.0])
+    lps = flip_lps_ras(displacement_ras)
     img = sitk.GetImageFromArray(np.ascontiguousarray(lps.transpose(2, 1, 0, 3)), isVector=True)
     img = sitk.Cast(img, sitk.sitkVectorFloat64)
     spacing, origin, direction = itk_from_ijk_to_ras(grid.ijk_to_ras)
