@@ -11,13 +11,13 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo_output
 
-.PHONY: venv test demo clean
+.PHONY: venv test lint demo clean
 
 $(BIN)/.meddift-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/pip install --retries 1 --timeout 30 --extra-index-url $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(BIN)/pip install -e ".[test,baselines]"
+	$(BIN)/pip install -e ".[test,baselines,lint]"
 	touch $@
 
 venv: $(BIN)/.meddift-installed
@@ -25,6 +25,12 @@ venv: $(BIN)/.meddift-installed
 ## test: run the whole test suite (CPU only, ../shared used where present)
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (lint rules and formatting) and mypy, configured in pyproject.toml
+lint: venv
+	$(BIN)/ruff check MedDIFTLib MedDIFT Testing
+	$(BIN)/ruff format --check MedDIFTLib MedDIFT Testing
+	$(BIN)/mypy
 
 ## demo: the main job on a bundled phantom pair (see README)
 demo: venv

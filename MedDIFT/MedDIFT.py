@@ -14,8 +14,9 @@ from typing import Annotated, Optional
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLTransformNode
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -26,6 +27,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+DOCUMENTATION_URL = "https://github.com/meddift/SlicerMedDIFT#the-slicer-extension"  # the README's Slicer section
 # MedDIFTSceneLib and MedDIFTWidgetLib sit next to this file; MedDIFTLib too once installed as an
 # extension, or one folder up in a source checkout (the module folder added as an "additional module path").
 ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
@@ -38,6 +40,7 @@ from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402 - importable on
 from MedDIFTWidgetLib.actions import WidgetActionsMixin  # noqa: E402
 from MedDIFTWidgetLib.compute import ComputeOnMixin  # noqa: E402
 from MedDIFTWidgetLib.panel import HeatmapLabels  # noqa: E402
+from MedDIFTWidgetLib.readerview import ReaderViewMixin  # noqa: E402
 from MedDIFTWidgetLib.slicerlogic import SlicerLogicMixin  # noqa: E402
 
 #
@@ -49,7 +52,7 @@ class MedDIFT(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MedDIFT")
-        self.parent.categories = [_("Registration")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Registration")]
         self.parent.dependencies = []
         self.parent.contributors = ["MedDIFT developers"]
         self.parent.helpText = _(
@@ -58,8 +61,13 @@ class MedDIFT(ScriptedLoadableModule):
             "heatmap. With Live on, every new or moved landmark is matched at once. "
             "Features: MAISI v1 diffusion model (MedDIFT, arXiv 2512.05571) when its weights are installed, "
             "otherwise a weight-free MIND-SSC descriptor (named as such in the log).")
+        self.parent.helpText += " " + _('See the <a href="{url}">documentation</a>.').format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
-            "MedDIFT uses NVIDIA's MAISI networks through MONAI. The method follows arXiv 2512.05571.")
+            "MedDIFT (Apache License 2.0) follows arXiv 2512.05571. It uses NVIDIA's MAISI v1 networks through "
+            "MONAI (Apache License 2.0); the MAISI weights are NVIDIA's, under the licence you accept for "
+            "nvidia/NV-Generate-CT on Hugging Face. Without them it uses the MIND-SSC descriptor (Heinrich et al., "
+            "MICCAI 2013); the dense registration follows ConvexAdam (Siebert, Hansen and Heinrich, 2021; its "
+            "convexadam package, Apache License 2.0). PyTorch (BSD-style licence) comes from the PyTorch extension.")
 
 
 #
@@ -82,6 +90,9 @@ class MedDIFTParameterNode:
     denseMatching: bool = False  # points from the dense registration (prior "dense")
     outputTransform: bool = False  # a grid transform node with the dense map
     warpMoving: bool = False  # the moving volume resampled onto the fixed grid through the map
+    outputTransformNode: vtkMRMLTransformNode  # where the transform goes (None: a new node)
+    warpedVolume: vtkMRMLScalarVolumeNode  # where the warped moving volume goes (None: a new node)
+    inverseTransform: bool = False  # also the inverse transform (fixed-frame annotations onto the moving scan)
 
 
 #
@@ -89,7 +100,8 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWidget,
+                    VTKObservationMixin):
     """Panel wiring, Apply/Cancel and the polled job; results, live mode, the tracking table and the
     weights download are in :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the "Compute on"
     fields in :class:`MedDIFTWidgetLib.compute.ComputeOnMixin`."""
@@ -118,6 +130,7 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWi
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MedDIFTLogic()
         self.setupComputeOn()
+        self.setupReaderView()
         self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
@@ -209,7 +222,7 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWi
         if not self.useComputeSettings():  # a bad URL or a missing token: said in the panel, nothing started
             return
         if not self.logic.ensureDependencies(askConfirmation=True, server=self.computeSettings.where == "server"):
-            self._log(_("MedDIFT needs torch, MONAI and a few packages; installation was declined."))
+            self.showDependencyProblem()
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("MedDIFT could not start."), waitCursor=True):
@@ -237,7 +250,7 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWi
             self._log(_("Device: {device}").format(device=info.get("device", "?")))
             self._configureLogged = True
         self.ui.progressBar.value = int(100 * job.fraction)  # the whole job's progress, never backwards
-        self.ui.statusLabel.text = job.stage
+        self.ui.statusLabel.text = self.progressText(job)
         if running:
             return
         if job.error is not None:
@@ -310,7 +323,10 @@ class MedDIFTLogic(SlicerLogicMixin, MedDIFTLogicCore, ScriptedLoadableModuleLog
         return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
                             p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
                             engine, matching, prior="dense" if p.denseMatching else None,
-                            transform=p.outputTransform, warp=p.warpMoving)
+                            transform=p.outputTransform, warp=p.warpMoving,
+                            transform_node_id=p.outputTransformNode.GetID() if p.outputTransformNode else None,
+                            warped_node_id=p.warpedVolume.GetID() if p.warpedVolume else None,
+                            inverse=p.outputTransform and p.inverseTransform)
 
     def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
         return self.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
@@ -354,18 +370,20 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        """Reload and Test and ``slicer.selfTests``: a skip is said, not raised (Slicer shows any
+        exception there, unittest's SkipTest included, as a failure)."""
         self.setUp()
-        self.ensureDependencies()
+        reason = MedDIFTLogic.selfTestSkipReason()
+        if reason:
+            self.delayDisplay("Skipped: " + reason)
+            return
         self.test_MatchPhantomLandmarks()
 
-    def ensureDependencies(self):
-        """A fresh Slicer or the extension build machines have no torch or MONAI: install them without
-        a dialog, as testing mode requires, or skip saying what is missing and why."""
-        missing = MedDIFTLogic().installDependencies()
-        if missing:
-            self.skipTest("MedDIFT's Python dependencies could not be installed: " + ", ".join(missing))
-
     def test_MatchPhantomLandmarks(self):
+        """The index's build machines have no torch or MONAI and testing mode installs nothing: skip."""
+        reason = MedDIFTLogic.selfTestSkipReason()
+        if reason:
+            self.skipTest(reason)
         import numpy as np
         from MedDIFTSceneLib.scene import add_volume_node, write_markups
 

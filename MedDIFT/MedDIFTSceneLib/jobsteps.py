@@ -2,7 +2,8 @@
 
 :class:`MatchRequest` holds everything the panel's parameter node says (node IDs and options);
 :class:`Background` runs a step's file I/O in a thread so that polling never waits for it;
-:func:`read_field` brings a displacement field written by the worker back as RAS arrays.
+:func:`read_field` brings a displacement field written by the worker back as RAS arrays;
+:func:`substage_fraction` places a step's own sub-stages within the step's share of the progress.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
-
-import numpy as np
 
 
 class Background:
@@ -53,14 +52,42 @@ class MatchRequest:
     prior: Optional[str] = None  # "dense": points from the dense registration's map
     transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
     warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
+    transform_node_id: Optional[str] = None  # the output transform the panel names (None: a new node)
+    warped_node_id: Optional[str] = None  # the output volume for the warped moving volume (None: a new node)
+    inverse: bool = False  # also the inverse transform node (fixed -> moving as "to parent")
+
+
+# Where each sub-stage the worker reports lies within its step (start, end), so that a step's own
+# stages (each 0..1) move the bar through the step instead of filling it at the first stage's end.
+SUBSTAGES = {
+    "register": {"features": (0.0, 0.1), "pre-align": (0.1, 0.2), "descriptors": (0.2, 0.3),
+                 "discrete search": (0.3, 0.5), "refine field": (0.5, 1.0)},
+    "extract": {"preprocess": (0.0, 0.05), "load model": (0.05, 0.15), "vae encode": (0.15, 0.55),
+                "unet": (0.55, 1.0), "mind-ssc": (0.05, 1.0)},
+    "match": {"match": (0.0, 0.7), "match back (forward-backward check)": (0.7, 1.0)},
+}
+
+
+def node_or_none(scene, node_id: Optional[str]):
+    """The node of ``node_id`` in ``scene``; None for no ID (or a node deleted since)."""
+    return scene.GetNodeByID(node_id) if node_id else None
+
+
+def substage_fraction(cmd: str, stage: str, fraction: float) -> float:
+    """The step's own fraction done when its sub-stage ``stage`` reports ``fraction``: the first part
+    of ``"features: mind-ssc"`` or ``"fixed: unet"`` that the step knows places it; an unknown stage
+    spans the whole step."""
+    known = SUBSTAGES.get(cmd, {})
+    start, end = next((known[part] for part in stage.split(": ") if part in known), (0.0, 1.0))
+    return start + (end - start) * min(max(fraction, 0.0), 1.0)
 
 
 def read_field(path) -> tuple:
     """An ITK displacement field file as (RAS displacement (I, J, K, 3), IJK-to-RAS of its grid)."""
     import SimpleITK as sitk
 
-    from MedDIFTLib.data.geometry import ijk_to_ras_from_itk
+    from MedDIFTLib.data.geometry import flip_lps_ras, ijk_to_ras_from_itk
 
     img = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
     lps = sitk.GetArrayFromImage(img).transpose(2, 1, 0, 3)
-    return lps * np.array([-1.0, -1.0, 1.0]), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+    return flip_lps_ras(lps), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())

@@ -29,7 +29,7 @@ from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError, render
 from MedDIFTLib.service.client import WorkerClient
 from MedDIFTLib.service.protocol import decode_match
 
-from .jobsteps import Background, MatchRequest, read_field  # noqa: F401  (MatchRequest: the logic's API)
+from .jobsteps import Background, MatchRequest, node_or_none, read_field, substage_fraction  # noqa: F401 (API)
 from .scene import (
     add_volume_node,
     output_markups_node,
@@ -40,6 +40,7 @@ from .scene import (
     volume_from_node,
     write_markups,
 )
+from .transforms import transform_outputs, warped_output
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 # Relative cost of each kind of step, for the overall progress (feature extraction dominates).
@@ -212,7 +213,7 @@ class MatchJob:
     def _progress(self, msg: dict):
         if msg.get("event") == "progress":
             self.stage = f"{self._current[0]}: {msg['stage']}"
-            self._set_fraction(float(msg["fraction"]))
+            self._set_fraction(substage_fraction(self._current[1], msg["stage"], float(msg["fraction"])))
 
     def _set_fraction(self, step_fraction: float):
         """The whole job's progress: finished steps plus this part of the current one (never backwards,
@@ -267,13 +268,11 @@ class MatchJob:
                            "heatmap_label": self.heatmap_label, "warnings": self.warnings}
             moving_node = scene.GetNodeByID(r.moving_volume_id)
             if self.field is not None:
-                from .transforms import add_displacement_transform
-
-                disp, ijk_to_ras = self.field
-                self.result["transform_node"] = add_displacement_transform(
-                    scene, disp, ijk_to_ras, f"MedDIFT {moving_node.GetName()} to fixed")
+                self.result.update(transform_outputs(scene, node_or_none(scene, r.transform_node_id), *self.field,
+                                                     moving_node.GetName(), r.inverse))
             if self.warped is not None:
-                self.result["warped_node"] = add_volume_node(scene, self.warped, f"{moving_node.GetName()} registered")
+                self.result["warped_node"] = warped_output(scene, node_or_none(scene, r.warped_node_id), self.warped,
+                                                           moving_node.GetName())
             if r.record_session:
                 from .session import TrackingSession
 

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from MedDIFTLib.errors import InputError
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""The only hosts a plain ``http://`` Server URL may name: traffic that never leaves this computer."""
 PREFIX = "MedDIFT/"
 KEYS = {"where": "ComputeOn", "url": "ServerURL", "ca_file": "ServerCAFile", "store_token": "StoreServerToken",
         "token": "ServerToken"}
@@ -76,6 +78,10 @@ class ComputeSettings:
         if not parts.hostname or parts.path.strip("/") or parts.query:
             raise InputError(f"Server URL {url!r} must be only the server's address and port, "
                              "e.g. https://gpu-box:8765")
+        if parts.scheme == "http" and parts.hostname.lower() not in LOCAL_HOSTS:
+            raise InputError(f"Server URL {url!r}: plain http:// is accepted only for a server on this computer "
+                             "(127.0.0.1, localhost, ::1); to any other computer the token and the scans would "
+                             f"travel unencrypted: use https://{parts.netloc}")
         if not self.token.strip():
             raise InputError("Compute on: server needs the server's token (Advanced > Token); ask whoever runs "
                              "the server")
@@ -96,10 +102,10 @@ def client_factory(settings: ComputeSettings, python: Optional[str] = None,
         from MedDIFTLib.service.client import WorkerClient
 
         return lambda: WorkerClient(python=python, env=env() if callable(env) else env)
-    from MedDIFTLib.service.remote_client import RemoteClient
+    from .remote_panel import PanelRemoteClient
 
     url, token, ca = settings.url.strip(), settings.token.strip(), settings.ca_file or None
-    return lambda: RemoteClient(url, token=token, ca_file=ca)
+    return lambda: PanelRemoteClient(url, token=token, ca_file=ca)
 
 
 def use_settings(logic, settings: ComputeSettings) -> None:

@@ -23,6 +23,7 @@ class WidgetActionsMixin:
         res = job.result
         self._parameterNode.outputLandmarks = res["points_node"]
         self._parameterNode.heatmapVolume = res["heatmap_node"]
+        self.showOutputNodes(res)
         self.logic.showSideBySide(self._parameterNode, res)
         self.session = res.get("session")
         self._refreshTrackingTable()

@@ -4,15 +4,15 @@ environment, the weights download, the views. A mixin of ``MedDIFT.MedDIFTLogic`
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-import tempfile
 from subprocess import CalledProcessError
 from typing import Optional
 
 import qt
 import slicer
 from slicer.i18n import tr as _
+
+from .install import DependencyLogicMixin
+from .readerview import alignSideBySide, showPointsApart
 
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # MedDIFTSceneLib sits next to MedDIFT.py; MedDIFTLib too once installed as an extension, or one
@@ -21,12 +21,7 @@ ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
                               if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
 
 
-class SlicerLogicMixin:
-    @staticmethod
-    def workerPython() -> str:
-        """Slicer's Python launcher (PythonSlicer), the interpreter the worker runs in."""
-        return shutil.which("PythonSlicer") or sys.executable
-
+class SlicerLogicMixin(DependencyLogicMixin):
     @staticmethod
     def workerEnvironment() -> dict:
         """Read at every worker start (not once at module load), so "force CPU" applies to the next run."""
@@ -38,63 +33,6 @@ class SlicerLogicMixin:
 
     def resourcePath(self, relativePath: str) -> str:
         return os.path.join(MODULE_DIR, "Resources", relativePath)
-
-    # --- dependencies ----------------------------------------------------------------
-
-    def installDependencies(self, server: bool = False) -> list[str]:
-        """Install what is missing without any dialog; returns what is still missing (empty: ready).
-        torch through the PyTorch extension, the rest from requirements.txt under a constraints file
-        that keeps Slicer's numpy, SimpleITK, VTK (and torch) as they are. ``server``: only what the
-        client of a MedDIFT server needs (no torch, no model: the server has those)."""
-        from MedDIFTSceneLib.dependencies import SERVER_MODULES, SERVER_REQUIREMENTS, missing_modules, requirements
-
-        missing = missing_modules(SERVER_MODULES) if server else missing_modules()
-        if not missing:
-            return []
-        if server:
-            return self._pipInstall(SERVER_REQUIREMENTS, lambda: missing_modules(SERVER_MODULES))
-        if "torch" in missing:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                return [_("torch (install the PyTorch extension in the Extensions Manager and restart Slicer)")]
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.8") is None:
-                    return missing_modules()
-        return self._pipInstall(requirements(self.resourcePath("requirements.txt")), missing_modules)
-
-    def _pipInstall(self, reqs: list, still_missing) -> list[str]:
-        """pip-install ``reqs`` under the constraints; returns ``still_missing()`` afterwards."""
-        from MedDIFTSceneLib.dependencies import write_constraints
-
-        folder = tempfile.mkdtemp(prefix="meddift-pip-")
-        try:
-            slicer.util.pip_install(reqs, constraints=str(write_constraints(os.path.join(folder, "constraints.txt"))))
-        except Exception as err:  # pip's own message is in the log; the caller says what is missing
-            import logging
-
-            logging.error(f"MedDIFT: installing {reqs} failed: {err}")
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return still_missing()
-
-    def ensureDependencies(self, askConfirmation: bool = True, server: bool = False) -> bool:
-        """The GUI's check before a run: asks first (never in testing mode), then installs."""
-        from MedDIFTSceneLib.dependencies import SERVER_MODULES, missing_modules
-
-        missing = missing_modules(SERVER_MODULES) if server else missing_modules()
-        if not missing:
-            return True
-        if askConfirmation and not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
-                _("MedDIFT needs these Python packages: {packages}. Install them now? "
-                  "This can take several minutes.").format(packages=", ".join(missing))):
-            return False
-        with slicer.util.WaitCursor():
-            still = self.installDependencies(server)
-        if still:
-            slicer.util.errorDisplay(_("MedDIFT could not install: {packages}").format(packages=", ".join(still)))
-        return not still
 
     # --- weights ---------------------------------------------------------------------
 
@@ -123,6 +61,7 @@ class SlicerLogicMixin:
         """Fixed left, moving right with the heatmap as foreground; the moving view jumps to the match."""
         lm = slicer.app.layoutManager()
         lm.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        alignSideBySide(lm)
         red = lm.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
         yellow = lm.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
         red.SetBackgroundVolumeID(p.fixedVolume.GetID())
@@ -140,9 +79,8 @@ class SlicerLogicMixin:
         pos = [0.0, 0.0, 0.0]
         p.fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
         lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
-        dn = result["points_node"].GetDisplayNode()
-        if dn:
-            dn.SetViewNodeIDs([lm.sliceWidget("Yellow").mrmlSliceNode().GetID(), "vtkMRMLViewNode1"])
+        showPointsApart(slicer.mrmlScene, p.fixedLandmarks, result["points_node"],
+                        lm.sliceWidget("Yellow").mrmlSliceNode().GetID())
 
     def jumpMovingViewTo(self, point) -> None:
         lm = slicer.app.layoutManager()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..atomic import write_text_atomic
+from ..data.digest import hash_file_into
 from ..errors import InputError
 
 REQUIRED = ("id", "fixed", "moving", "points")
@@ -83,9 +84,7 @@ def content_digest(path) -> str:
     for f in files:
         if path.is_dir():
             h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        hash_file_into(h, f)
     return h.hexdigest()
 
 

@@ -11,7 +11,6 @@ one matching per pending pair; scans whose pairs are all done are not encoded ag
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Optional
 
 from .. import __version__
 from ..atomic import write_text_atomic
+from ..data.digest import file_sha256
 from ..matching.search import MatchOptions
 from ..session import EngineOptions
 from .cohort import Pair
@@ -34,14 +34,6 @@ def options_fingerprint(engine: EngineOptions, matching: MatchOptions, mode: str
     """Everything that changes a pair's outputs, as plain JSON (stored in every manifest)."""
     eng = {k: v for k, v in asdict(engine).items() if k not in _NOT_RESULTS}
     return {"engine": eng, "matching": asdict(matching), "mode": mode, "meddift": __version__}
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pair_dir(out: Path, pair_id: str) -> Path:

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meddift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import batch, cache, demo, evaluate, match, register, serve, weights
+    from . import batch, cache, demo, evaluate, match, recist, register, serve, weights
 
     match.add_parser(sub)
     register.add_parser(sub)
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_parser(sub)
     batch.add_parser(sub)
     serve.add_parser(sub)
+    recist.add_parser(sub)
     return parser
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from ..data.image_io import read_matrix_file
 from ..engine import Engine, LocalEngine
 from ..errors import InputError
 from ..options import BACKBONE_NAMES, MAISI_LEVELS, MIND_LEVELS, PREALIGN_KINDS, EngineOptions, MatchOptions, RegistrationOptions
@@ -127,18 +127,7 @@ def registration_options(args) -> RegistrationOptions:
 
 def initial_matrix(spec: Optional[str]) -> Optional[np.ndarray]:
     """``--initial``: a 4x4 RAS matrix file (.txt/.npy), or None."""
-    if not spec:
-        return None
-    path = Path(spec)
-    if not path.exists():
-        raise InputError(f"{path}: initial transform file not found")
-    try:
-        m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
-    except ValueError as err:
-        raise InputError(f"{path}: not a 4x4 matrix ({err})") from err
-    if np.shape(m) != (4, 4):
-        raise InputError(f"{path}: the initial transform must be a 4x4 RAS matrix, got shape {np.shape(m)}")
-    return m
+    return read_matrix_file(spec, "the initial transform") if spec else None
 
 
 def engine_options(args) -> EngineOptions:

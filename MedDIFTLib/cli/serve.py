@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import shutil
 import socket
@@ -55,22 +56,35 @@ def check_exposure(args) -> None:
             raise InputError(f"--{opt.replace('_', '-')} {value}: no such file")
 
 
+def check_limits(args) -> None:
+    """Numbers that would make a limit meaningless (NaN, negative) are refused with the option's name."""
+    for opt, low in (("retention", 0.0), ("max_json_mb", 1e-6), ("idle_timeout", 1e-6)):
+        value = getattr(args, opt)
+        if not (math.isfinite(value) and value >= low):
+            raise InputError(f"--{opt.replace('_', '-')} {value}: give a finite number of "
+                             f"{'seconds' if opt != 'max_json_mb' else 'MB'}, {'0 or more' if low == 0 else 'over 0'}")
+
+
 def run(args) -> int:
     from ..service.server import run_server
+    from ..service.server_logs import redact_root_handlers
     from ..service.server_state import Limits, ServerState, Tokens
 
     check_exposure(args)
+    check_limits(args)
     tokens = None
     if not args.no_auth:
         tokens = Tokens.from_file(args.token_file) if args.token_file else Tokens([os.environ["MEDDIFT_TOKEN"].strip()])
     limits = Limits(max_upload_mb=args.max_upload_mb, max_voxels=args.max_voxels, max_sessions=args.max_sessions,
-                    max_queued_jobs=args.max_queued_jobs, idle_timeout_s=args.idle_timeout)
+                    max_queued_jobs=args.max_queued_jobs, idle_timeout_s=args.idle_timeout,
+                    max_json_mb=args.max_json_mb, retention_s=args.retention)
     engine = {"device": args.device, "use_cache": True}
     if args.cache_dir:
         engine["cache_dir"] = args.cache_dir
     if args.weights_dir:
         engine["weights_dir"] = args.weights_dir
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="meddift-serve: %(message)s")
+    redact_root_handlers()  # no token in any log, however a client sent it
     own_work_dir = args.work_dir is None
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="meddift-serve-"))
     state = ServerState(limits, work_dir, engine, tokens)
@@ -100,12 +114,19 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="where jobs run: auto, cpu or cuda[:N] (default auto)")
     add_weights_dir_argument(p)
     p.add_argument("--cache-dir", help="feature cache, kept across restarts (default: $MEDDIFT_CACHE_DIR or the user cache)")
-    p.add_argument("--work-dir", help="folder for the sessions' uploads (default: a temporary folder, removed on exit)")
+    p.add_argument("--work-dir", help="folder for the sessions' uploads and results, in WORK_DIR/sessions/ (default: a "
+                                      "temporary folder, removed on exit); a session's files are deleted when it "
+                                      "closes or expires, when the server stops, and at the next start after a crash")
+    p.add_argument("--retention", type=float, default=3600.0,
+                   help="seconds a job's result file (heatmap, displacement field) is kept on the server when its "
+                        "client does not download and delete it; 0: until the session ends (default 3600)")
     g = p.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload in MB (default 1024)")
     g.add_argument("--max-voxels", type=int, default=600_000_000, help="most voxels per volume (default 600M)")
     g.add_argument("--max-sessions", type=int, default=16, help="most open sessions (default 16)")
     g.add_argument("--max-queued-jobs", type=int, default=32, help="most jobs waiting in the queue (default 32)")
+    g.add_argument("--max-json-mb", type=float, default=8.0,
+                   help="largest JSON request body in MB, refused before it is parsed (default 8)")
     g.add_argument("--idle-timeout", type=float, default=1800.0,
                    help="seconds without requests after which a session and its files are deleted (default 1800)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -8,8 +8,9 @@ Convention (the same as 3D Slicer's):
   MONAI and Slicer's IJK; *not* SimpleITK's ``[k, j, i]`` numpy view) plus a
   4x4 ``ijk_to_ras`` matrix. Voxel *centres* sit at integer indices; a voxel
   spans ``index +- 0.5``.
-* ITK/DICOM physical space is LPS; ``LPS_TO_RAS`` flips x and y. That flip
-  happens in :mod:`MedDIFTLib.data.image_io` and nowhere else.
+* ITK/DICOM physical space is LPS; ``LPS_TO_RAS`` flips x and y. That flip is
+  written here and nowhere else: matrices use ``LPS_TO_RAS``, points and vectors
+  :func:`flip_lps_ras` (image files, landmark files, ITK transforms and fields call them).
 
 Everything that maps indices to millimetres goes through this module.
 """
@@ -24,6 +25,18 @@ from ..errors import GeometryError, InputError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """4x4 matrix flipping L/R and P/A: ITK's LPS physical space to RAS (and back)."""
+
+LPS_FLIP = np.diag(LPS_TO_RAS)[:3]
+"""The same flip on the coordinates of points and vectors: (-1, -1, 1)."""
+
+
+def flip_lps_ras(xyz) -> np.ndarray:
+    """Points or vectors (..., 3) from LPS to RAS, or from RAS to LPS (the flip is its own inverse).
+
+    Args:
+        xyz: coordinates with x, y, z on the last axis.
+    """
+    return np.asarray(xyz, dtype=np.float64) * LPS_FLIP
 
 
 # ---------------------------------------------------------------------------
@@ -154,6 +167,11 @@ class Grid:
         lo = -0.5 - margin_voxels
         hi = np.asarray(self.shape, dtype=np.float64) - 0.5 + margin_voxels
         return np.all((ijk >= lo) & (ijk <= hi), axis=1)
+
+    def voxel_centres(self) -> np.ndarray:
+        """RAS mm of every voxel centre, (I*J*K, 3) in C order of ``[i, j, k]`` (reshape to ``shape + (3,)``)."""
+        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in self.shape], indexing="ij"), -1).reshape(-1, 3)
+        return apply_affine(self.ijk_to_ras, ijk)
 
     def bounds_ras(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned RAS bounding box (min, max) of the voxel edges."""

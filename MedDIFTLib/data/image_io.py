@@ -198,3 +198,41 @@ def write_volume(volume: Volume, path, compress: bool = True, force: bool = True
         raise OutputWriteError(f"cannot write {path}: {itk_reason(err)} (is the disk full?); "
                                "nothing was changed there") from err
     return path
+
+
+# --- 4x4 matrix files --------------------------------------------------------------
+
+ITK_TRANSFORM_MARKS = ("Transform:", "#Insight Transform File")
+"""Text that only an ITK transform file holds (ITK's text format also ends in ``.txt``)."""
+
+
+def is_itk_transform_text(path) -> bool:
+    """Whether a ``.txt`` file is an ITK transform file rather than a plain matrix.
+
+    Args:
+        path: the text file.
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    return any(mark in text for mark in ITK_TRANSFORM_MARKS)
+
+
+def read_matrix_file(path, what: str = "the matrix") -> np.ndarray:
+    """A 4x4 matrix from a ``.npy`` file or a text file of four rows of four numbers (``numpy.savetxt``).
+
+    Args:
+        path: the file.
+        what: the matrix in the caller's words, for the error ("the initial transform").
+
+    Raises:
+        InputError: the file is missing, unreadable as numbers, or not 4x4.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    try:
+        m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
+    except ValueError as err:
+        raise InputError(f"{path}: not a 4x4 matrix ({err})") from err
+    if np.shape(m) != (4, 4):
+        raise InputError(f"{path}: {what} must be a 4x4 homogeneous RAS matrix, got shape {np.shape(m)}")
+    return np.asarray(m, dtype=np.float64)

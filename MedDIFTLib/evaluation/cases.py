@@ -9,30 +9,22 @@ fixed-to-moving correspondence never depends on the two scans sharing a grid.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import numpy as np
 
-from ..data.geometry import Volume, make_ijk_to_ras
-from ..data.landmark_io import DIRLAB_4DCT_GEOMETRY, DIRLAB_COPD_GEOMETRY
+from ..data.geometry import LPS_TO_RAS, Volume, make_ijk_to_ras
+from ..data.image_io import read_volume
+from ..data.landmark_io import DIRLAB_4DCT_GEOMETRY, DIRLAB_COPD_GEOMETRY, read_dirlab, read_points
 from ..data.points import PointSet
 from ..errors import ImageReadError, InputError
+from .case import Case
+from .motion import BreathingMotion, RepositionedMotion
+from .phantom import make_pair, sample_landmarks
+from .warped import make_warped_case
 
 CONVERTED_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
-
-
-@dataclass
-class Case:
-    """One fixed/moving pair with corresponding landmarks (RAS mm)."""
-
-    dataset: str
-    name: str
-    fixed: Volume
-    moving: Volume
-    fixed_points: PointSet
-    moving_points: PointSet  # the truth, same order as fixed_points
 
 
 def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_landmarks: int = 20,
@@ -43,9 +35,6 @@ def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_lan
     about 25 mm on top of 15 mm breathing) and a contrast follow-up (soft tissue outside
     the lungs +120 HU, a global gain of 1.1 and offset of -40 HU, twice the noise).
     """
-    from .motion import BreathingMotion, RepositionedMotion
-    from .phantom import make_pair, sample_landmarks
-
     def case(name, seed, **kw):
         pair = make_pair(shape=shape, spacing=spacing, seed=seed, **kw)
         lm = sample_landmarks(pair, n=n_landmarks, seed=seed)
@@ -76,9 +65,6 @@ def learn2reg_cases(root, split: str = "Tr", fixed_suffix: str = "_0000", moving
                     task: str = "LungCT") -> Iterable[Case]:
     """Learn2Reg layout: ``images{split}/{task}_00XX{suffix}.nii.gz`` with keypoints in
     ``keypoints{split}/{task}_00XX{suffix}.csv`` (0-based voxel indices of *that* image)."""
-    from ..data.image_io import read_volume
-    from ..data.landmark_io import read_points
-
     root = Path(root)
     images = root / f"images{split}"
     fixed_files = sorted(images.glob(f"{task}_*{fixed_suffix}.nii.gz"))
@@ -136,7 +122,7 @@ def read_dirlab_image(path, spacing, inplane=(512, 512), slices: Optional[int] =
         intensity_offset = -DIRLAB_HU_SHIFT if low > -500 else 0.0
     array += float(intensity_offset)
     sx, sy, sz = (float(s) for s in spacing)
-    ijk_to_ras = make_ijk_to_ras((sx, sy, sz), (0.0, 0.0, 0.0), np.diag([-1.0, -1.0, 1.0]))
+    ijk_to_ras = make_ijk_to_ras((sx, sy, sz), (0.0, 0.0, 0.0), LPS_TO_RAS[:3, :3])
     return Volume(np.ascontiguousarray(array), ijk_to_ras, path.name.split(".")[0],
                   {"path": str(path), "intensity_offset": float(intensity_offset)})
 
@@ -159,8 +145,6 @@ def _image_pattern(stem: str) -> str:
 def _dirlab_volume(path: Path, spacing, inplane, slices) -> Volume:
     if path.name.lower().endswith(".img"):
         return read_dirlab_image(path, spacing, inplane, slices)
-    from ..data.image_io import read_volume
-
     return read_volume(path)
 
 
@@ -189,8 +173,6 @@ def _dirlab_pair(dataset: str, folder: Path, key: str, phases, image_re: str, la
     """One DIR-Lab case: for each phase (fixed, moving) its image and its 300-landmark file, the
     landmarks' one-based voxel indices read through that image's geometry. ``{phase}`` in the
     patterns is replaced by the phase name."""
-    from ..data.landmark_io import read_dirlab
-
     vols, pts = [], []
     for phase in phases:
         img = _find(folder, _image_pattern(image_re.replace("{phase}", phase)), f"{phase} image", key)
@@ -230,9 +212,6 @@ def warped_ct_cases(paths, variants=WARPED_VARIANTS, amplitude_mm: float = 8.0, 
     ``rotation_deg`` about S and ``shift_mm`` along (1, -1, 1)/sqrt(3)). Each scan is read when its
     cases are reached, so a long list of files does not sit in memory.
     """
-    from ..data.image_io import read_volume
-    from .warped import make_warped_case
-
     unknown = [v for v in variants if v not in WARPED_VARIANTS]
     if unknown:
         raise InputError(f"unknown warped-CT variant(s) {unknown}; choose from {list(WARPED_VARIANTS)}")

@@ -43,10 +43,7 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     pair = make_pair(shape=shape, spacing=spacing, seed=seed)
     landmarks = sample_landmarks(pair, n=n_landmarks, seed=seed)
     truth = PointSet(pair.true_moving_points(landmarks.points), list(landmarks.labels), name="true positions")
-    write_volume(pair.fixed, out / "fixed.nii.gz")
-    write_volume(pair.moving, out / "moving.nii.gz")
-    write_points(landmarks, out / "fixed_landmarks.csv")
-    write_points(truth, out / "true_moving_landmarks.csv")
+    _write_inputs(out, pair, landmarks, truth)
     log(f"phantom pair {shape} at {spacing} mm, {len(landmarks)} landmarks ({time.perf_counter() - t0:.1f} s)")
 
     session = MatchSession(engine or EngineOptions(), MatchOptions(radius_mm=radius_mm))
@@ -63,37 +60,56 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     write_volume(heatmap, out / f"heatmap_{label}.nii.gz")
 
     e_before = tre(landmarks.points, truth.points)
-    e_after = tre(matched.points, truth.points)
     method = "MedDIFT (MAISI features)" if session.backbone.name == "maisi" else "MIND-SSC features (weight-free)"
-    rows = {"identity (before)": summarize(e_before), method: summarize(e_after)}
-    dense_report = {}
-    if dense:
-        t2 = time.perf_counter()
-        field = session.register(pair.fixed, pair.moving, progress=progress)  # features already cached
-        dense_pts = PointSet(field.map_points(landmarks.points), list(landmarks.labels), name="dense matches")
-        write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, out / "field.nii.gz")
-        write_points(dense_pts, out / "dense_matched_landmarks.csv")
-        write_points(dense_pts, out / "dense_matched_landmarks.mrk.json")
-        dense_method = "MedDIFT dense (MAISI features)" if session.backbone.name == "maisi" else \
-            "MIND-SSC features, dense registration"
-        rows[dense_method] = summarize(tre(dense_pts.points, truth.points))
-        dense_report = {"dense_seconds": round(time.perf_counter() - t2, 2), "tre_dense": rows[dense_method],
-                        "folding_share": field.jacobian_stats()["folding_share"]}
-        log(f"dense registration and its points: {dense_report['dense_seconds']:.1f} s")
+    rows = {"identity (before)": summarize(e_before), method: summarize(tre(matched.points, truth.points))}
+    dense_report = _dense_row(session, pair, landmarks, truth, out, rows, progress, log) if dense else {}
     table = format_table(rows, f"TRE in mm on the phantom pair (seed {seed}, {len(landmarks)} landmarks)")
-    per_point = ["| label | before | after | similarity | fb error |", "|---|---|---|---|---|"]
-    for i, lb in enumerate(landmarks.labels):
-        per_point.append(f"| {lb} | {e_before[i]:.2f} | {e_after[i]:.2f} | {matched.values['similarity'][i]:.3f} | "
-                         f"{matched.values['fb_error_mm'][i]:.2f} |")
     report = {"backbone": session.backbone.name, "backbone_note": session.backbone_note, "search": search,
               "match_seconds": round(t_match, 2), "tre_before": rows["identity (before)"], "tre_after": rows[method],
               **dense_report}
-    (out / "tre.md").write_text(table + "\n\n" + "\n".join(per_point) + "\n")
+    (out / "tre.md").write_text(table + "\n\n" + "\n".join(_per_point(landmarks, truth, matched)) + "\n")
     (out / "summary.json").write_text(json.dumps(report, indent=2))
     if figure:
         save_figure(out / f"demo_{label}.png", pair, landmarks.points[0], matched.points[0], truth.points[0], heatmap,
                     f"{label}: {method}, similarity {matched.values['similarity'][0]:.3f}")
     return {**report, "table": table, "out_dir": str(out)}
+
+
+def _write_inputs(out: Path, pair, landmarks: PointSet, truth: PointSet) -> None:
+    """The pair and its landmarks as files, so that the demo can be repeated by hand."""
+    write_volume(pair.fixed, out / "fixed.nii.gz")
+    write_volume(pair.moving, out / "moving.nii.gz")
+    write_points(landmarks, out / "fixed_landmarks.csv")
+    write_points(truth, out / "true_moving_landmarks.csv")
+
+
+def _dense_row(session: MatchSession, pair, landmarks: PointSet, truth: PointSet, out: Path, rows: dict,
+               progress, log) -> dict:
+    """The landmarks mapped through the dense registration: its field and points written, its TRE row added to
+    ``rows``; returns the summary's dense entries."""
+    t2 = time.perf_counter()
+    field = session.register(pair.fixed, pair.moving, progress=progress)  # features already cached
+    dense_pts = PointSet(field.map_points(landmarks.points), list(landmarks.labels), name="dense matches")
+    write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, out / "field.nii.gz")
+    write_points(dense_pts, out / "dense_matched_landmarks.csv")
+    write_points(dense_pts, out / "dense_matched_landmarks.mrk.json")
+    dense_method = "MedDIFT dense (MAISI features)" if session.backbone.name == "maisi" else \
+        "MIND-SSC features, dense registration"
+    rows[dense_method] = summarize(tre(dense_pts.points, truth.points))
+    report = {"dense_seconds": round(time.perf_counter() - t2, 2), "tre_dense": rows[dense_method],
+              "folding_share": field.jacobian_stats()["folding_share"]}
+    log(f"dense registration and its points: {report['dense_seconds']:.1f} s")
+    return report
+
+
+def _per_point(landmarks: PointSet, truth: PointSet, matched: PointSet) -> list[str]:
+    """The per-landmark table of ``tre.md``: TRE before and after, similarity and forward-backward error."""
+    e_before, e_after = tre(landmarks.points, truth.points), tre(matched.points, truth.points)
+    lines = ["| label | before | after | similarity | fb error |", "|---|---|---|---|---|"]
+    for i, lb in enumerate(landmarks.labels):
+        lines.append(f"| {lb} | {e_before[i]:.2f} | {e_after[i]:.2f} | {matched.values['similarity'][i]:.3f} | "
+                     f"{matched.values['fb_error_mm'][i]:.2f} |")
+    return lines
 
 
 def save_figure(path, pair, fixed_pt, match_pt, true_pt, heatmap, title: str) -> None:

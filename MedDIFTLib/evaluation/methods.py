@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..data.geometry import Grid, Volume, resample
+from ..data.geometry import Grid, Volume, flip_lps_ras, resample
 from ..errors import InputError
 from ..matching.priors import DEFAULT_RADIUS_MM
 
@@ -213,10 +213,10 @@ class AntsSyN(Method):
             fixed, moving = (ants.image_read(str(p)) for p in paths)
             reg = ants.registration(fixed, moving, type_of_transform=self.transform, reg_iterations=self.iterations,
                                     outprefix=str(Path(tmp) / "reg_"), random_seed=0)
-            lps = case.fixed_points.points * [-1.0, -1.0, 1.0]
+            lps = flip_lps_ras(case.fixed_points.points)
             # ANTs maps points opposite to images: the forward (image) transforms take fixed points to moving ones
             out = ants.apply_transforms_to_points(3, pd.DataFrame(lps, columns=["x", "y", "z"]), reg["fwdtransforms"])
-            return out[["x", "y", "z"]].to_numpy(dtype=np.float64) * [-1.0, -1.0, 1.0]
+            return flip_lps_ras(out[["x", "y", "z"]].to_numpy(dtype=np.float64))
 
 
 class ConvexAdam(Method):
@@ -301,8 +301,8 @@ class UniGradICON(Method):
                 images.append(unigradicon.preprocess(itk.imread(str(path), itk.F), modality="ct"))
         # register_pair(net, A=moving, B=fixed) returns phi_AB, the resampling transform (fixed -> moving points)
         phi_ab, _ = icon_registration.itk_wrapper.register_pair(net, images[1], images[0], finetune_steps=None)
-        lps = case.fixed_points.points * [-1.0, -1.0, 1.0]
-        return np.array([phi_ab.TransformPoint(tuple(float(c) for c in p)) for p in lps]) * [-1.0, -1.0, 1.0]
+        lps = flip_lps_ras(case.fixed_points.points)
+        return flip_lps_ras([phi_ab.TransformPoint(tuple(float(c) for c in p)) for p in lps])
 
 
 METHODS: dict[str, Callable[[], Method]] = {

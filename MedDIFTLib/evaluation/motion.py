@@ -9,12 +9,37 @@ for every accuracy figure comes from here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from ..data.geometry import apply_affine, as_points
 from ..errors import InputError
-from .phantom import BODY_CENTRE_Y, LUNG_AXES, LUNG_CENTRES, _ellipsoid_depth
+from .body import BODY_CENTRE_Y, LUNG_AXES, LUNG_CENTRES, ellipsoid_depth
+
+
+def invert_displacement(displacement: Callable[[np.ndarray], np.ndarray], pts, tol: float,
+                        max_iter: int = 200) -> tuple[np.ndarray, bool]:
+    """Solve ``x + u(x) = y`` for each point ``y`` by the fixed-point iteration ``x <- y - u(x)``, a contraction
+    wherever ``|Du| < 1`` (every motion here keeps it so).
+
+    Args:
+        displacement: ``u``, (N, 3) RAS mm to (N, 3) mm.
+        pts: the points ``y``, (N, 3) RAS mm.
+        tol: the largest change of a step, mm, at which the iteration stops.
+        max_iter: steps at most.
+
+    Returns:
+        The points ``x``, and whether the iteration converged (else its last iterate).
+    """
+    y = as_points(pts)
+    x = y - displacement(y)
+    for _ in range(max_iter):
+        nx = y - displacement(x)
+        if np.max(np.abs(nx - x), initial=0.0) < tol:
+            return nx, True
+        x = nx
+    return x, False
 
 
 @dataclass
@@ -57,7 +82,7 @@ class BreathingMotion:
         central = np.exp(-(x / 120.0) ** 2 - (y / 110.0) ** 2)
         uz = self.amplitude_mm * g * central
         if self.sliding:
-            depth = np.maximum(*[_ellipsoid_depth(p, c, LUNG_AXES) for c in LUNG_CENTRES])
+            depth = np.maximum(*[ellipsoid_depth(p, c, LUNG_AXES) for c in LUNG_CENTRES])
             w = 1.0 / (1.0 + np.exp(-depth / (self.sliding_width_mm / 4.0)))
             uz = uz * (self.wall_fraction + (1 - self.wall_fraction) * w)
         ux = self.lateral_expansion * x * g2
@@ -69,14 +94,7 @@ class BreathingMotion:
         return p + self.displacement(p)
 
     def moving_to_fixed(self, pts, tol: float = 1e-9, max_iter: int = 200) -> np.ndarray:
-        y = as_points(pts)
-        x = y - self.displacement(y)
-        for _ in range(max_iter):
-            nx = y - self.displacement(x)
-            if np.max(np.abs(nx - x)) < tol:
-                return nx
-            x = nx
-        return x
+        return invert_displacement(self.displacement, pts, tol, max_iter)[0]
 
     def jacobian_det(self, pts, h: float = 0.25) -> np.ndarray:
         """det(D phi) by central differences (h mm)."""

@@ -29,18 +29,13 @@ import numpy as np
 from ..data.geometry import Grid, Volume, apply_affine, as_points, make_ijk_to_ras
 from ..data.points import PointSet
 from ..errors import InputError
+from .body import BODY_AXES, BODY_CENTRE_Y, HEART, LUNG_AXES, LUNG_CENTRES, SPINE_XY, ellipsoid_depth
+from .motion import BreathingMotion
 
 HU = {"air": -1000.0, "fat": -100.0, "muscle": 40.0, "lung": -850.0, "vessel": 40.0, "airway_wall": -80.0,
       "heart": 45.0, "mediastinum": 20.0, "aorta": 50.0, "bone": 700.0, "cancellous": 250.0, "disc": 80.0,
       "lesion": 30.0}
 
-# Body and organ shapes in mm (RAS, origin at the centre of the chest).
-BODY_AXES = (150.0, 105.0)  # lateral, antero-posterior semi-axes
-BODY_CENTRE_Y = 0.0
-LUNG_CENTRES = ((62.0, 5.0, 15.0), (-62.0, 5.0, 15.0))  # right lung at +x (RAS: +x is patient right)
-LUNG_AXES = (50.0, 70.0, 95.0)
-HEART = ((-15.0, 40.0, -35.0), (50.0, 42.0, 48.0))
-SPINE_XY = (0.0, -80.0)
 
 
 @dataclass
@@ -84,9 +79,9 @@ class ThoraxAnatomy:
         paint((0.93 - body_r) * scale, HU["muscle"])
         lung_depth = np.full(len(pts), -np.inf)
         for c in LUNG_CENTRES:
-            d = _ellipsoid_depth(pts, c, LUNG_AXES)
+            d = ellipsoid_depth(pts, c, LUNG_AXES)
             lung_depth = np.maximum(lung_depth, d)
-        heart_depth = _ellipsoid_depth(pts, *HEART)
+        heart_depth = ellipsoid_depth(pts, *HEART)
         medi_depth = np.minimum(20.0 - np.abs(x + 2.0), np.minimum(y + 30.0, 75.0 - y))
         medi_depth = np.minimum(medi_depth, 110.0 - z)
         lung_depth = np.minimum(lung_depth, np.minimum(-heart_depth, -medi_depth) - 3.0)
@@ -128,10 +123,10 @@ class ThoraxAnatomy:
     def lung_depth(self, pts) -> np.ndarray:
         """Signed depth (mm) inside the lungs, as used for the lung mask."""
         pts = as_points(pts)
-        d = np.maximum(*[_ellipsoid_depth(pts, c, LUNG_AXES) for c in LUNG_CENTRES])
+        d = np.maximum(*[ellipsoid_depth(pts, c, LUNG_AXES) for c in LUNG_CENTRES])
         x, y, z = pts.T
         medi = np.minimum(np.minimum(20.0 - np.abs(x + 2.0), np.minimum(y + 30.0, 75.0 - y)), 110.0 - z)
-        return np.minimum(d, np.minimum(-_ellipsoid_depth(pts, *HEART), -medi) - 3.0)
+        return np.minimum(d, np.minimum(-ellipsoid_depth(pts, *HEART), -medi) - 3.0)
 
     def vessel_distance(self, pts) -> np.ndarray:
         """Distance (mm) from points to the nearest vessel centreline."""
@@ -147,12 +142,6 @@ def _paint_sub(sub, depth, value, soft_mm):
     w = np.clip(depth / soft_mm + 0.5, 0.0, 1.0).astype(np.float32)
     sub *= 1 - w
     sub += w * value
-
-
-def _ellipsoid_depth(pts, centre, axes) -> np.ndarray:
-    """Approximate signed depth (mm) inside an ellipsoid (exact on the axes' sphere)."""
-    q = (pts - np.asarray(centre)) / np.asarray(axes)
-    return (1.0 - np.sqrt((q ** 2).sum(1))) * min(axes)
 
 
 def _segment_distance(p, a, b) -> np.ndarray:
@@ -256,17 +245,12 @@ def thorax_grid(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), ijk_to_ras: Optiona
     return Grid(tuple(int(s) for s in shape), np.asarray(ijk_to_ras, dtype=np.float64))
 
 
-def grid_points(grid: Grid) -> np.ndarray:
-    ijk = np.indices(grid.shape, dtype=np.float64).reshape(3, -1).T
-    return apply_affine(grid.ijk_to_ras, ijk)
-
-
 def make_thorax(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, lesions: int = 3,
                 ijk_to_ras: Optional[np.ndarray] = None, anatomy: Optional[ThoraxAnatomy] = None):
     """The fixed phantom: (Volume in HU, lung mask Volume, anatomy)."""
     grid = thorax_grid(shape, spacing, ijk_to_ras)
     anatomy = anatomy or make_anatomy(seed, lesions)
-    hu, lung = anatomy.render(grid_points(grid))
+    hu, lung = anatomy.render(grid.voxel_centres())
     vol = Volume(hu.reshape(grid.shape), grid.ijk_to_ras.copy(), "phantom fixed")
     return vol, vol.with_array(lung.reshape(grid.shape).astype(np.uint8), "phantom lungs"), anatomy
 
@@ -307,15 +291,13 @@ def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion
     lungs (-200..300 HU), as an injected contrast agent would, before the global
     gain ``intensity_scale`` and offset ``intensity_offset``.
     """
-    from .motion import BreathingMotion
-
     motion = motion or BreathingMotion()
     anatomy = make_anatomy(seed, lesions)
     fgrid = thorax_grid(shape, spacing, ijk_to_ras)
     mgrid = thorax_grid(shape, spacing, moving_ijk_to_ras if moving_ijk_to_ras is not None else fgrid.ijk_to_ras)
     rng = np.random.default_rng(seed + 7919)
-    hu_f, lung_f = anatomy.render(grid_points(fgrid))
-    ym = grid_points(mgrid)
+    hu_f, lung_f = anatomy.render(fgrid.voxel_centres())
+    ym = mgrid.voxel_centres()
     xm = motion.moving_to_fixed(ym)
     hu_m, lung_m = anatomy.render(xm)
     # mass conservation in the lungs: HU + 1000 scales with 1 / det(D phi)

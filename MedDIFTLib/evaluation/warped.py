@@ -27,8 +27,8 @@ import numpy as np
 from ..data.geometry import Volume, as_points
 from ..data.points import PointSet
 from ..errors import InputError
-from .cases import Case
-from .motion import RepositionedMotion
+from .case import Case
+from .motion import RepositionedMotion, invert_displacement
 
 MAX_DU = 0.5  # bound on |Du| (operator norm): x <- y - u(x) then contracts at least 2x per step
 AIR_HU = -1000.0
@@ -66,14 +66,10 @@ class SmoothWaves:
         return p + self.displacement(p)
 
     def moving_to_fixed(self, pts, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
-        y = as_points(pts)
-        x = y - self.displacement(y)
-        for _ in range(max_iter):
-            nx = y - self.displacement(x)
-            if np.max(np.abs(nx - x), initial=0.0) < tol:
-                return nx
-            x = nx
-        raise InputError("the displacement did not invert (fixed-point iteration did not converge)")
+        x, converged = invert_displacement(self.displacement, pts, tol, max_iter)
+        if not converged:
+            raise InputError("the displacement did not invert (fixed-point iteration did not converge)")
+        return x
 
     def jacobian_det(self, pts, h=None) -> np.ndarray:
         """det(I + Du), analytic (``h`` is accepted for the motions' finite-difference signature)."""
@@ -153,8 +149,7 @@ def warp_volume(fixed: Volume, motion, gain: float = 1.0, offset_hu: float = 0.0
                 seed: int = 0, name: str = "") -> Volume:
     """The moving scan on the fixed grid: fixed at phi^-1 of each voxel centre, then gain, offset and
     seeded Gaussian noise (so no method can win by matching identical voxel values)."""
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in fixed.shape], indexing="ij"), -1).reshape(-1, 3)
-    y = fixed.ijk_to_world(ijk)
+    y = fixed.grid.voxel_centres()
     hu = _sample(fixed, motion.moving_to_fixed(y)).astype(np.float64)
     hu = gain * hu + offset_hu
     if noise_hu:

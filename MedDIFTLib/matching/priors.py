@@ -16,7 +16,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..data.geometry import LPS_TO_RAS, apply_affine, as_points
+from ..data.geometry import LPS_TO_RAS, apply_affine, as_points, flip_lps_ras
+from ..data.image_io import is_itk_transform_text, read_matrix_file
 from ..errors import InputError
 from ..options import PriorKind, search_radius  # search_radius: importable here as before
 
@@ -54,9 +55,9 @@ def itk_transform_prior(transform) -> PriorFn:
     """An ITK/SimpleITK transform (LPS, fixed -> moving points) as a RAS prior."""
 
     def fn(pts):
-        lps = as_points(pts) * [-1.0, -1.0, 1.0]
+        lps = flip_lps_ras(as_points(pts))
         out = np.array([transform.TransformPoint(tuple(p)) for p in lps])
-        return out * [-1.0, -1.0, 1.0]
+        return flip_lps_ras(out)
 
     return fn
 
@@ -129,15 +130,8 @@ def load_prior(spec: str) -> PriorFn:
             raise InputError(f"{path}: a displacement field needs 3 components per voxel in 3D, got "
                              f"{field.GetNumberOfComponentsPerPixel()} in {field.GetDimension()}D")
         return itk_transform_prior(sitk.DisplacementFieldTransform(field))
-    if name.endswith(".npy"):
-        return matrix_prior(np.load(path))
-    if name.endswith(".txt"):
-        text = path.read_text(errors="replace")
-        if "Transform:" not in text and "#Insight Transform File" not in text:
-            try:
-                return matrix_prior(np.loadtxt(path))
-            except ValueError as exc:
-                raise InputError(f"{path}: not a 4x4 matrix nor an ITK transform file ({exc})") from exc
+    if name.endswith(".npy") or (name.endswith(".txt") and not is_itk_transform_text(path)):
+        return matrix_prior(read_matrix_file(path, "a prior matrix"))
     try:
         return itk_transform_prior(sitk.ReadTransform(str(path)))
     except RuntimeError as exc:

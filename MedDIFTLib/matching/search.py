@@ -30,6 +30,7 @@ from ..features.pyramid import FeaturePyramid
 from ..options import MatchOptions  # its home; importable here as before
 from ..runtime import Cancel, Progress, check_cancel, report
 from .priors import resolve_prior
+from .refine import Allowed, refine, subvoxel
 from .similarity import SimilarityTarget, full_lattice
 from .strategy import NEG, MatchLattice, on_lattice, top_candidates
 
@@ -79,18 +80,14 @@ class Matcher:
         self._full_inv = None
         self._lattice: Optional[MatchLattice] = None
         self._backward: Optional[Matcher] = None
-        # a local search evaluates only each query's window; False: the whole coarse lattice, masked to the
-        # ball (the former path, kept to show that both give the same matches: tests and bench_matching.py)
-        self.windowed = True
 
     @property
     def stride(self) -> int:
         """Coarse lattice step: the option, or two samples per voxel of the finest level.
 
         The similarity varies on the scale of the finest level's voxels; a
-        coarser lattice can step over a narrow peak (measured: random-weight
-        MAISI features on a 48^3 volume lose 14% parity at stride 2 where the
-        finest level has 1.5 target voxels per level voxel; stride 1 is exact).
+        coarser lattice can step over a narrow peak and lose parity with the
+        dense argmax (stride 1 is exact), so the step follows the finest level.
         """
         if self.options.coarse_stride is not None:
             return int(self.options.coarse_stride)
@@ -120,99 +117,137 @@ class Matcher:
     def match(self, points_ras, prior_ras=None, mask: Optional[np.ndarray] = None,
               progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
               forward_backward: Optional[bool] = None, labels: Optional[list] = None) -> MatchResult:
-        """Match fixed-volume RAS points; ``prior_ras`` (N, 3) centres local search.
+        """Match fixed-volume RAS points into the moving volume.
 
-        ``mask`` is a boolean array on the moving pyramid's grid (see
-        :meth:`mask_from_volume`): candidates outside it are never chosen.
+        Args:
+            points_ras: (N, 3) fixed-volume points, RAS mm.
+            prior_ras: (N, 3) moving-volume positions that centre a local search (``radius_mm``); default with a
+                radius: the same world points.
+            mask: boolean array on the moving pyramid's grid (see :meth:`mask_from_volume`): candidates outside
+                it are never chosen.
+            progress: called with (stage, fraction).
+            cancel: polled between batches; raises :class:`~MedDIFTLib.errors.CancelledError` when set.
+            forward_backward: match each match back (default: the options' ``forward_backward``).
+            labels: point names, for errors in the user's terms.
         """
+        search = self._search(points_ras, prior_ras, mask, labels)
+        n = len(search.pts)
+        res = MatchResult(np.zeros((n, 3)), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan),
+                          np.zeros((n, 3), np.int64), {"strategy": search.strategy})  # strategy: see matching.strategy
+        batch = self._batch_size(search)
+        for start in range(0, n, batch):
+            check_cancel(cancel)
+            report(progress, "match", start / n)
+            self._match_batch(search, slice(start, min(n, start + batch)), res)
+        report(progress, "match", 1.0)
+        do_fb = self.options.forward_backward if forward_backward is None else forward_backward
+        if do_fb:
+            self._forward_backward(search, res, progress, cancel)
+        return res
+
+    # --- the steps of a match ------------------------------------------------------
+
+    def _search(self, points_ras, prior_ras, mask, labels) -> "_Search":
+        """Validation: points, priors and mask checked in the user's terms before any work."""
         pts = as_points(points_ras)
         n = len(pts)
         if n == 0:
             raise InputError("no points to match: the landmark list is empty")
-        opts = self.options
-        if prior_ras is None and opts.radius_mm is not None:
-            prior_ras = resolve_prior(None, opts.radius_mm)(pts)  # the same world point
+        radius = self.options.radius_mm
+        if prior_ras is None and radius is not None:
+            prior_ras = resolve_prior(None, radius)(pts)  # the same world point
         prior = None if prior_ras is None else as_points(prior_ras)
         if prior is not None and len(prior) != n:
             raise InputError(f"{len(prior)} prior positions given for {n} points")
-        mask_t = None
-        if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
-            if mask.shape != tuple(self.grid.shape):
-                raise InputError(f"candidate mask has shape {mask.shape}, the moving grid is {tuple(self.grid.shape)}")
-            if not mask.any():
-                raise InputError("candidate mask is empty: no voxel of the moving volume is allowed")
-            mask_t = torch.from_numpy(mask).to(self.device)
+        search = _Search(pts, prior if radius is not None else None, self._mask_tensor(mask), labels)
+        search.strategy = self._choose_strategy(search)
+        return search
 
-        out_vox = np.zeros((n, 3), np.int64)
-        out_pts = np.zeros((n, 3))
-        sim = np.full(n, np.nan)
-        margin = np.full(n, np.nan)
-        lattice = self.lattice
-        lat = lattice.axes
-        local = prior is not None and opts.radius_mm is not None
-        windowed = local and self.windowed
-        strategy = lattice.choose(n, [p.stop - p.start for p in self._window_positions(prior[0])[1]]
-                                  if windowed else None)
+    def _mask_tensor(self, mask) -> Optional[torch.Tensor]:
+        if mask is None:
+            return None
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != tuple(self.grid.shape):
+            raise InputError(f"candidate mask has shape {mask.shape}, the moving grid is {tuple(self.grid.shape)}")
+        if not mask.any():
+            raise InputError("candidate mask is empty: no voxel of the moving volume is allowed")
+        return torch.from_numpy(mask).to(self.device)
+
+    def _choose_strategy(self, search: "_Search") -> str:
+        """The exact strategy for this call: by the lattice's cost estimate, on windows in a local search."""
+        if search.prior is None:
+            return self.lattice.choose(len(search.pts))
+        window = self._window_positions(search.prior[0])[1]
+        return self.lattice.choose(len(search.pts), [p.stop - p.start for p in window])
+
+    def _batch_size(self, search: "_Search") -> int:
+        """Queries per batch: one window at a time in a local search, else as many whole-lattice maps as the
+        memory budget holds."""
+        return 1 if search.prior is not None else self._lattice_batch()
+
+    def _lattice_batch(self) -> int:
         # a query's coarse map and about three temporaries of its size, in float32
-        batch = 1 if windowed else int(np.clip(opts.memory_budget_mb * 2**20 // (16 * int(np.prod(lattice.shape))),
-                                             1, 64))
-        for start in range(0, n, batch):
-            check_cancel(cancel)
-            report(progress, "match", start / n)
-            sl = slice(start, min(n, start + batch))
-            qs = self.target.query_descriptors(self.fixed, pts[sl])
-            if windowed:  # only the window around the prior: its cost grows with the radius, not the scan
-                win, pos = self._window_positions(prior[start])
-                if min(p.stop - p.start for p in pos) <= 0:
-                    raise InputError(f"point #{start} at {np.round(pts[start], 2).tolist()} has no candidate voxel "
-                                     "in the moving volume within the search radius and mask")
-                use_lat = [a[p] for a, p in zip(lat, pos)]
-                crops = self.target.window_dots(qs, win)
-                s = lattice.window_scores(qs, crops, pos, strategy)
-                dots = self.target.paste(crops)
-            else:
-                dots = self.target.dot_maps(qs)
-                s = lattice.scores(qs, dots, strategy)  # (b, *cshape), exact values
-                use_lat = lat
-            b = s.shape[0]
-            cshape = tuple(s.shape[1:])
-            if mask_t is not None:
-                s.masked_fill_(~on_lattice(mask_t, use_lat).reshape(1, *cshape), NEG)
-            if local:
-                pr = torch.from_numpy(prior[sl].astype(np.float32)).to(self.device)
-                ras = lattice.ras_grid(None if use_lat is lat else use_lat)
-                far_from_prior = torch.cdist(pr, ras) > opts.radius_mm + self._coarse_slack()
-                s.masked_fill_(far_from_prior.reshape(b, *cshape), NEG)
-            none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
-            if none_left.any():
-                bad = int(torch.nonzero(none_left)[0]) + start
-                name = f"point {labels[bad]!r}" if labels is not None else f"point #{bad}"
-                raise InputError(f"{name} at {np.round(pts[bad], 2).tolist()} has no candidate voxel in the "
-                                 f"moving volume within the search radius and mask")
-            cand, pool_vals, pool_idx = top_candidates(s, opts.top_k)
-            best_v, best_s = self._refine(dots, cand, use_lat, sl, prior, mask_t)
-            out_vox[sl] = best_v.cpu().numpy()
-            sim[sl] = best_s.cpu().numpy()
-            pool_ras = lattice.ras_of(pool_idx, use_lat)
-            margin[sl] = self._margin(best_v, best_s, pool_vals, pool_ras).cpu().numpy()
-            offs = self._subvoxel(dots, best_v, mask_t).cpu().numpy() if opts.subvoxel else np.zeros((b, 3))
-            out_pts[sl] = apply_affine(self.grid.ijk_to_ras, out_vox[sl] + offs)
-        report(progress, "match", 1.0)
+        cells = int(np.prod(self.lattice.shape))
+        return int(np.clip(self.options.memory_budget_mb * 2**20 // (16 * cells), 1, 64))
 
-        fb = np.full(n, np.nan)
-        extra = {"strategy": strategy}  # which exact strategy scored the coarse lattice (matching.strategy)
-        do_fb = opts.forward_backward if forward_backward is None else forward_backward
-        if do_fb:
-            check_cancel(cancel)
-            back = self.backward()
-            back_prior = pts if (prior is not None and opts.radius_mm is not None) else None
-            back_progress = (lambda stage, frac: progress("match back (forward-backward check)", frac)) if progress else None
-            back_res = back.match(out_pts, prior_ras=back_prior, forward_backward=False, cancel=cancel,
-                                  progress=back_progress)
-            fb = np.linalg.norm(back_res.points - pts, axis=1)
-            extra["fb_strategy"] = back_res.extra["strategy"]
-        return MatchResult(out_pts, sim, margin, fb, out_vox, extra)
+    def _match_batch(self, search: "_Search", sl: slice, res: MatchResult) -> None:
+        """Coarse scores, masks, the best candidates refined, margin and sub-voxel fit, written into ``res``."""
+        qs = self.target.query_descriptors(self.fixed, search.pts[sl])
+        dots, s, lat = self._coarse_scores(qs, search, sl)
+        self._mask_scores(s, lat, search, sl)
+        cand, pool_vals, pool_idx = top_candidates(s, self.options.top_k)
+        allowed = self._allowed(search, sl)
+        best_v, best_s = refine(self.target, dots, cand, lat, self.options.refine_radius, allowed)
+        res.voxel[sl] = best_v.cpu().numpy()
+        res.similarity[sl] = best_s.cpu().numpy()
+        res.margin[sl] = self._margin(best_v, best_s, pool_vals, self.lattice.ras_of(pool_idx, lat)).cpu().numpy()
+        offs = np.zeros((len(cand), 3))
+        if self.options.subvoxel:
+            offs = subvoxel(self.target, dots, best_v).cpu().numpy()
+        res.points[sl] = apply_affine(self.grid.ijk_to_ras, res.voxel[sl] + offs)
+
+    def _coarse_scores(self, qs, search: "_Search", sl: slice) -> tuple:
+        """Windowing: (dot maps, exact coarse scores (b, *cshape), the lattice axes they lie on). A local search
+        scores only the window around its prior (its cost grows with the radius, not the scan); a global one
+        the whole lattice."""
+        if search.prior is None:
+            dots = self.target.dot_maps(qs)
+            return dots, self.lattice.scores(qs, dots, search.strategy), self.lattice.axes
+        win, pos = self._window_positions(search.prior[sl.start])
+        if min(p.stop - p.start for p in pos) <= 0:
+            raise search.no_candidate(sl.start)
+        crops = self.target.window_dots(qs, win)
+        s = self.lattice.window_scores(qs, crops, pos, search.strategy)
+        return self.target.paste(crops), s, [a[p] for a, p in zip(self.lattice.axes, pos)]
+
+    def _mask_scores(self, s: torch.Tensor, lat, search: "_Search", sl: slice) -> None:
+        """Masks: lattice points outside the candidate mask or the search ball (plus the coarse slack) lose;
+        a query left without any candidate is refused by name."""
+        b, cshape = s.shape[0], tuple(s.shape[1:])
+        if search.mask is not None:
+            s.masked_fill_(~on_lattice(search.mask, lat).reshape(1, *cshape), NEG)
+        if search.prior is not None:
+            pr = torch.from_numpy(search.prior[sl].astype(np.float32)).to(self.device)
+            ras = self.lattice.ras_grid(None if lat is self.lattice.axes else lat)
+            far_from_prior = torch.cdist(pr, ras) > self.options.radius_mm + self._coarse_slack()
+            s.masked_fill_(far_from_prior.reshape(b, *cshape), NEG)
+        none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
+        if none_left.any():
+            raise search.no_candidate(int(torch.nonzero(none_left)[0]) + sl.start)
+
+    def _forward_backward(self, search: "_Search", res: MatchResult, progress, cancel) -> None:
+        """Match the matches back into the fixed volume (centred on the query points in a local search) and
+        record how far from their query points they land."""
+        check_cancel(cancel)
+
+        def back_progress(stage, frac):
+            progress("match back (forward-backward check)", frac)
+
+        back = self.backward().match(res.points, prior_ras=search.pts if search.prior is not None else None,
+                                     forward_backward=False, cancel=cancel,
+                                     progress=back_progress if progress is not None else None)
+        res.fb_error_mm[:] = np.linalg.norm(back.points - search.pts, axis=1)
+        res.extra["fb_strategy"] = back.extra["strategy"]
 
     def _margin(self, best_v, best_s, pool_vals, pool_ras) -> torch.Tensor:
         """Peak minus the best coarse candidate farther than ``margin_radius_mm`` from the match.
@@ -231,9 +266,8 @@ class Matcher:
 
     def backward(self) -> "Matcher":
         """The matcher from moving back to fixed (same options), built once."""
-        if self._backward is None:
-            self._backward = Matcher(self.moving, self.fixed, self.options, device=self.device)
-            self._backward.windowed = self.windowed
+        if self._backward is None:  # the same kind of matcher (a subclass's search both ways)
+            self._backward = type(self)(self.moving, self.fixed, self.options, device=self.device)
         return self._backward
 
     def _window_positions(self, prior_ras) -> tuple:
@@ -261,71 +295,19 @@ class Matcher:
         sp = np.linalg.norm(self.grid.ijk_to_ras[:3, :3], axis=0) * self.stride
         return float(np.linalg.norm(sp) / 2)
 
-    def _allowed(self, ijk: torch.Tensor, rows: torch.Tensor, sl: slice, prior, mask_t) -> torch.Tensor:
-        ok = torch.ones(ijk.shape[0], dtype=torch.bool, device=self.device)
-        if mask_t is not None:
-            ok &= mask_t[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
-        if prior is not None and self.options.radius_mm is not None:
-            pr = torch.from_numpy(np.asarray(prior[sl], dtype=np.float64)).to(self.device)[rows]
-            ok &= (self.lattice.world(ijk) - pr).norm(dim=1) <= self.options.radius_mm
-        return ok
+    def _allowed(self, search: "_Search", sl: slice) -> Allowed:
+        """Whether voxels may be matches of the batch ``sl``: inside the candidate mask and their query's ball."""
 
-    def _refine(self, dots, cand, lat, sl, prior, mask_t):
-        """Hill-climb every coarse candidate at full resolution, keep the best per query,
-        then climb that one again with a window twice as wide (steps over tiny bumps)."""
-        b, k = cand.shape
-        # flat coarse index -> target voxel, without materialising the whole lattice
-        ny, nz = len(lat[1]), len(lat[2])
-        c = cand.clamp_min(0)
-        axes = [torch.from_numpy(np.asarray(a)).to(self.device) for a in lat]
-        start = torch.stack([axes[0][c // (ny * nz)], axes[1][(c // nz) % ny], axes[2][c % nz]], -1)
-        centers, best_s = self._climb(dots, start, cand >= 0, self.options.refine_radius, sl, prior, mask_t)
-        pick = best_s.argmax(dim=1)
-        rows = torch.arange(b, device=self.device)
-        centers, best_s = self._climb(dots, centers[rows, pick][:, None],
-                                      torch.ones(b, 1, dtype=torch.bool, device=self.device),
-                                      2 * self.options.refine_radius, sl, prior, mask_t)
-        return centers[:, 0], best_s[:, 0]
+        def allowed(ijk: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            ok = torch.ones(ijk.shape[0], dtype=torch.bool, device=self.device)
+            if search.mask is not None:
+                ok &= search.mask[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+            if search.prior is not None:
+                pr = torch.from_numpy(np.asarray(search.prior[sl], dtype=np.float64)).to(self.device)[rows]
+                ok &= (self.lattice.world(ijk) - pr).norm(dim=1) <= self.options.radius_mm
+            return ok
 
-    def _climb(self, dots, centers, alive, radius, sl, prior, mask_t):
-        """Move each (query, candidate) centre to the best voxel of its window until none moves."""
-        b, k = centers.shape[:2]
-        dev = self.device
-        shape = torch.tensor(self.grid.shape, device=dev)
-        rows = torch.arange(b, device=dev)[:, None].expand(b, k)
-        step = torch.arange(-radius, radius + 1, device=dev)
-        win = torch.stack(torch.meshgrid(step, step, step, indexing="ij"), -1).reshape(-1, 3)
-        best_s = torch.full((b, k), NEG, device=dev)
-        for _ in range(64):
-            pts = (centers[:, :, None, :] + win[None, None]).clamp(min=torch.zeros_like(shape), max=shape - 1)
-            flat_pts = pts.reshape(-1, 3)
-            flat_rows = rows[:, :, None].expand(b, k, win.shape[0]).reshape(-1)
-            vals = self.target.similarity_at(dots, flat_rows, flat_pts)
-            vals = vals.masked_fill(~self._allowed(flat_pts, flat_rows, sl, prior, mask_t), NEG).reshape(b, k, -1)
-            vbest, arg = vals.max(dim=2)
-            new_centers = torch.gather(pts, 2, arg[:, :, None, None].expand(b, k, 1, 3))[:, :, 0]
-            moved = (new_centers != centers).any(-1) & alive & (vbest > best_s)
-            best_s = torch.where(alive, torch.maximum(best_s, vbest), best_s)
-            centers = torch.where(moved[..., None], new_centers, centers)
-            if not moved.any():
-                break
-        return centers, best_s
-
-    def _subvoxel(self, dots, vox, mask_t) -> torch.Tensor:
-        """Per-axis parabola through the peak and its two neighbours; offsets in [-0.5, 0.5]."""
-        b = vox.shape[0]
-        shape = torch.tensor(self.grid.shape, device=self.device)
-        steps = _STEPS.to(self.device)  # centre, +x,+y,+z, -x,-y,-z
-        pts = vox[:, None, :] + steps[None]  # (b, 7, 3)
-        inside = ((pts >= 0) & (pts < shape)).all(-1)
-        pts = torch.minimum(pts.clamp_min(0), shape - 1)
-        rows = torch.arange(b, device=self.device)[:, None].expand(b, 7)
-        vals = self.target.similarity_at(dots, rows.reshape(-1), pts.reshape(-1, 3)).reshape(b, 7)
-        s0, sp, sm = vals[:, :1], vals[:, 1:4], vals[:, 4:7]
-        den = sm - 2 * s0 + sp
-        ok = (den < 0) & inside[:, 1:4] & inside[:, 4:7]
-        off = torch.where(ok, 0.5 * (sm - sp) / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
-        return off.clamp(-0.5, 0.5)
+        return allowed
 
     # --- heatmaps ------------------------------------------------------------------
 
@@ -347,7 +329,21 @@ class Matcher:
         return np.asarray(res.array) > 0
 
 
-_STEPS = torch.tensor([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (-1, 0, 0), (0, -1, 0), (0, 0, -1)])
+@dataclass
+class _Search:
+    """One call's checked inputs, shared by the steps of :meth:`Matcher.match`."""
+
+    pts: np.ndarray  # (N, 3) fixed RAS mm
+    prior: Optional[np.ndarray]  # (N, 3) moving RAS mm centring a local search; None: a global search
+    mask: Optional[torch.Tensor]  # candidate mask on the moving grid, on the matcher's device
+    labels: Optional[list]  # point names for errors
+    strategy: str = ""  # the exact strategy that scores the coarse lattice
+
+    def no_candidate(self, i: int) -> InputError:
+        """The error for query ``i`` when the radius and mask leave it nothing to choose from."""
+        name = f"point {self.labels[i]!r}" if self.labels is not None else f"point #{i}"
+        return InputError(f"{name} at {np.round(self.pts[i], 2).tolist()} has no candidate voxel in the "
+                          "moving volume within the search radius and mask")
 
 
 __all__ = ["MatchOptions", "MatchResult", "Matcher"]

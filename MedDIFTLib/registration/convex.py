@@ -40,8 +40,7 @@ def one_thread(device: torch.device):
     Each operation of the shift loop (30,000 cells x 12 channels) is too small to gain from a
     second thread, and every operation ends at a barrier where the threads wait for each
     other: on an idle 2-core machine one thread was as fast, and on a busy one (other jobs
-    on the cores) two threads spent 7 times the CPU (81.5 s against 11.4 s for the discrete
-    stage of the 128^3 benchmark, 4 other busy threads). Registration jobs run one at a time
+    on the cores) two threads spent several times the CPU of one. Registration jobs run one at a time
     per process (the worker and the server queue them), so the process-wide setting is safe.
     """
     if device.type != "cpu":

@@ -50,30 +50,54 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
              cancel: Optional[Cancel] = None, device=None) -> DenseField:
     """Dense fixed -> moving correspondence of two pyramids (any backbone).
 
-    ``initial``: a 4x4 RAS matrix (fixed -> moving points) known beforehand, for example
-    from a user's transform file; it replaces the automatic pre-alignment. ``device``: where
-    to compute (``--device``; default: the fixed pyramid's); the field comes back on the CPU.
+    Args:
+        fixed: the fixed scan's feature pyramid.
+        moving: the moving scan's feature pyramid.
+        options: how to register (default :class:`RegistrationOptions`).
+        initial: a 4x4 RAS matrix (fixed -> moving points) known beforehand, for example from a user's
+            transform file; it replaces the automatic pre-alignment.
+        progress: called with (stage, fraction).
+        cancel: polled between stages.
+        device: where to compute (``--device``; default: the fixed pyramid's); the field comes back on the CPU.
     """
     dev = torch.device(device) if device is not None else fixed.levels[0].features.device
     opts = options or RegistrationOptions()
     t0 = time.perf_counter()
     grid = registration_grid(fixed, opts)
     h = float(grid.spacing[0])
+    if min(grid.shape) < 2 * opts.control:
+        raise InputError(f"the fixed scan is too small for dense registration at {h:.2f} mm "
+                         f"({grid.shape} grid voxels; at least {2 * opts.control} per axis)")
     info = {"options": asdict(opts), "grid_shape": list(grid.shape), "grid_spacing_mm": h}
+    a = _prealignment(fixed, moving, opts, opts.prealign_spacing_mm or opts.control * h, initial, dev, info, progress)
+    check_cancel(cancel)
+    fd, md = _descriptors(fixed, moving, grid, a, opts, dev, info, progress)
+    check_cancel(cancel)
+    disp = _discrete_search(fd, md, h, opts, dev, info, progress, cancel)
+    check_cancel(cancel)
+    agrid, u_mm = _instance_optimisation(fd, md, disp, grid, opts, dev, progress, cancel)
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    return DenseField(a, agrid, u_mm, info)
 
+
+def _prealignment(fixed, moving, opts, coarse_mm: float, initial, dev, info: dict, progress) -> np.ndarray:
+    """The 4x4 RAS pre-alignment: the user's matrix, checked, or the automatic one at ``coarse_mm``."""
     report(progress, "pre-align", 0.0)
-    coarse = opts.prealign_spacing_mm or opts.control * h
     if initial is not None:
         a = np.asarray(initial, dtype=np.float64)
         if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-6:
             raise InputError("the initial transform must be an invertible 4x4 RAS matrix")
         info["prealign_used"] = "given"
     else:
-        a, pre = prealign(fixed, moving, coarse, opts.prealign, opts.levels, device=dev)
+        a, pre = prealign(fixed, moving, coarse_mm, opts.prealign, opts.levels, device=dev)
         info.update(pre)
     report(progress, "pre-align", 1.0)
-    check_cancel(cancel)
+    return a
 
+
+def _descriptors(fixed, moving, grid: AxisGrid, a: np.ndarray, opts, dev, info: dict, progress) -> tuple:
+    """Both scans' stacked descriptors on the registration grid (the moving one through the pre-alignment),
+    reduced to ``max_channels`` shared channels."""
     report(progress, "descriptors", 0.0)
     pts = grid.points()
     fd = stacked_descriptors(fixed, pts, opts.levels, dev)
@@ -81,12 +105,13 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
     fd, md, kept = reduce_channels(fd, md, opts.max_channels)
     info["channels"], info["energy_kept"] = int(fd.shape[0]), round(kept, 4)
     report(progress, "descriptors", 1.0)
-    check_cancel(cancel)
+    return fd, md
 
+
+def _discrete_search(fd, md, h: float, opts, dev, info: dict, progress, cancel) -> torch.Tensor:
+    """Displacements per control cell (in grid voxels) from the coupled convex search over the cost volume,
+    made inverse-consistent with the backward search when the options ask."""
     pool = opts.control
-    if min(grid.shape) < 2 * pool:
-        raise InputError(f"the fixed scan is too small for dense registration at {h:.2f} mm "
-                         f"({grid.shape} grid voxels; at least {2 * pool} per axis)")
     table = displacement_table(max(1, math.ceil(opts.search_mm / (opts.step * h))), opts.step, dev)
     report(progress, "discrete search", 0.0)
     dfd, dmd, dkept = reduce_channels(fd, md, opts.discrete_channels or opts.max_channels)
@@ -99,9 +124,13 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
         disp, _ = inverse_consistent(disp / pool, back / pool)
         disp = disp * pool
     report(progress, "discrete search", 1.0)
-    check_cancel(cancel)
+    return disp
 
-    ap = opts.adam_pool
+
+def _instance_optimisation(fd, md, disp, grid: AxisGrid, opts, dev, progress, cancel) -> tuple:
+    """The Adam refinement on cells of ``adam_pool`` grid voxels, started from the discrete displacements:
+    (the Adam grid, the displacement in RAS mm on it, float64 on the CPU)."""
+    ap, pool = opts.adam_pool, opts.control
     agrid = grid.pooled(ap)
     # Adam cell a is centred on grid voxel ap*a + (ap-1)/2; control cell c on pool*c + (pool-1)/2
     axes = [((ap * torch.arange(n, dtype=torch.float32, device=dev) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
@@ -110,9 +139,7 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
     fa = F.avg_pool3d(fd[None], ap, stride=ap)[0]
     ma = F.avg_pool3d(md[None], ap, stride=ap)[0]
     u = instance_optimise(fa, ma, init, opts.lam, opts.iterations, progress=progress, cancel=cancel)
-    u_mm = (u * agrid.spacing[0]).permute(1, 2, 3, 0).cpu().numpy().astype(np.float64)
-    info["seconds"] = round(time.perf_counter() - t0, 2)
-    return DenseField(a, agrid, u_mm, info)
+    return agrid, (u * agrid.spacing[0]).permute(1, 2, 3, 0).cpu().numpy().astype(np.float64)
 
 
 __all__ = ["RegistrationOptions", "register", "registration_grid", "PREALIGN_KINDS"]

@@ -12,7 +12,8 @@ moving volume, lays that volume over the fixed one).
 Files are ITK displacement fields: a 3-component vector image on the fixed
 scan's own grid (any orientation) whose vectors are ``phi(x) - x`` in LPS
 millimetres, ITK's physical space; the flip from RAS happens in
-:func:`field_image` and nowhere else.
+:func:`field_image` and nowhere else (a NIfTI file stores RAS vectors under
+intent 1006, NIfTI's convention, which ITK turns into LPS as it reads).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError, OutputWriteError
-from ..data.geometry import Grid, Volume, apply_affine, as_points, itk_from_ijk_to_ras
+from ..data.geometry import Grid, Volume, apply_affine, as_points, flip_lps_ras, itk_from_ijk_to_ras
 from .descriptors import AxisGrid
 
 FIELD_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".h5")
@@ -90,8 +91,7 @@ class DenseField:
 
     def displacement_on(self, grid: Grid) -> np.ndarray:
         """``phi(x) - x`` (RAS mm) at every voxel centre of ``grid``: (I, J, K, 3)."""
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-        ras = apply_affine(grid.ijk_to_ras, ijk)
+        ras = grid.voxel_centres()
         out = np.empty_like(ras)
         for start in range(0, len(ras), 1 << 20):
             sl = slice(start, start + (1 << 20))
@@ -100,17 +100,14 @@ class DenseField:
 
     def inverse_displacement_on(self, grid: Grid) -> np.ndarray:
         """``phi^-1(y) - y`` (RAS mm) at every voxel centre of ``grid`` (the moving scan's)."""
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-        ras = apply_affine(grid.ijk_to_ras, ijk)
+        ras = grid.voxel_centres()
         return (self.inverse_points(ras) - ras).reshape(tuple(grid.shape) + (3,))
 
     def resample_moving(self, moving: Volume, grid: Grid, fill_value: float = -1024.0) -> Volume:
         """The moving scan on ``grid`` (the fixed scan's): voxel ``x`` takes the moving value at ``phi(x)``."""
         from scipy import ndimage
 
-        disp = self.displacement_on(grid).reshape(-1, 3)
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-        ras = apply_affine(grid.ijk_to_ras, ijk) + disp
+        ras = grid.voxel_centres() + self.displacement_on(grid).reshape(-1, 3)
         src = apply_affine(moving.ras_to_ijk, ras)
         vals = ndimage.map_coordinates(np.asarray(moving.array, dtype=np.float32), src.T, order=1,
                                        mode="constant", cval=fill_value)
@@ -122,7 +119,7 @@ def field_image(displacement_ras: np.ndarray, grid: Grid):
     """A SimpleITK displacement-field image: LPS vectors on ``grid``'s exact LPS geometry."""
     import SimpleITK as sitk
 
-    lps = displacement_ras * np.array([-1.0, -1.0, 1.0])
+    lps = flip_lps_ras(displacement_ras)
     img = sitk.GetImageFromArray(np.ascontiguousarray(lps.transpose(2, 1, 0, 3)), isVector=True)
     img = sitk.Cast(img, sitk.sitkVectorFloat64)
     spacing, origin, direction = itk_from_ijk_to_ras(grid.ijk_to_ras)
@@ -138,6 +135,28 @@ def _extension(path: Path) -> str:
         if name.endswith(ext):
             return ext
     return path.suffix.lower()
+
+
+def _write_nifti_displacement(displacement_ras: np.ndarray, img, path, compress: bool) -> None:
+    """NIfTI's own displacement convention: intent code 1006 (``NIFTI_INTENT_DISPVECT``) with RAS
+    vectors, which ITK (SimpleITK, Slicer, ANTs) reads back as LPS; a plain vector image (intent 1007,
+    SimpleITK's default) makes Slicer warn and guess. SimpleITK cannot write that intent for a vector
+    image, so the RAS vectors are written and the header's ``intent_code`` (bytes 68-69) is set."""
+    import gzip
+
+    import SimpleITK as sitk
+
+    ras = sitk.GetImageFromArray(np.ascontiguousarray(displacement_ras.transpose(2, 1, 0, 3)), isVector=True)
+    ras = sitk.Cast(ras, sitk.sitkVectorFloat64)
+    ras.CopyInformation(img)
+    raw = Path(f"{path}.uncompressed.nii")  # beside the atomic temporary file, removed below
+    try:
+        sitk.WriteImage(ras, str(raw), False)
+        data = bytearray(raw.read_bytes())
+    finally:
+        raw.unlink(missing_ok=True)
+    data[68:70] = (1006).to_bytes(2, "little" if data[:4] == (348).to_bytes(4, "little") else "big")
+    Path(path).write_bytes(gzip.compress(bytes(data), 6) if compress else bytes(data))
 
 
 def write_field(displacement_ras: np.ndarray, grid: Grid, path, force: bool = True) -> Path:
@@ -160,6 +179,8 @@ def write_field_image(img, path, force: bool = True) -> Path:
         with atomic_path(path, suffix=ext, force=force) as tmp:
             if ext == ".h5":
                 sitk.WriteTransform(sitk.DisplacementFieldTransform(img), tmp)
+            elif ext in (".nii", ".nii.gz"):
+                _write_nifti_displacement(displacement_ras, img, tmp, ext == ".nii.gz")
             else:
                 sitk.WriteImage(img, tmp, True)
     except (RuntimeError, OSError) as err:

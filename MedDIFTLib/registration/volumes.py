@@ -3,9 +3,9 @@
 Descriptors are computed along the voxel axes (MIND-SSC's neighbour pairs,
 the CNN's kernels), so they change when the anatomy turns: sampling the
 moving descriptors at pre-aligned positions moves them to the right place but
-leaves them turned. Measured on the repositioned phantom (8 degrees about S,
-25 mm, breathing): 3.8 mm mean error with the turned descriptors, 1.1 mm when
-the moving scan's features were recomputed in the fixed scan's orientation.
+leaves them turned. On the repositioned phantom (a turn about S on top of a
+shift and breathing) the turned descriptors give a clearly larger error than
+features recomputed in the fixed scan's orientation (the README gives the figures).
 
 So, when the pre-alignment turns by more than ``OBLIQUE_TOLERANCE_DEG``, the
 moving scan is *re-described in the fixed frame*: its header (not its voxels)

@@ -2,9 +2,8 @@
 
 Why not ``grid_sample`` and autograd: on the CPU, PyTorch's 3D ``grid_sample``
 loops over channels voxel by voxel, forward and backward, and autograd keeps
-the warped map for the backward pass. With descriptors of tens of channels this
-was 80 % of the Adam stage (0.47 s of 0.59 s per iteration at 36 channels on a
-62^3 grid, one core). Here the moving descriptors are stored channels-last, so
+the warped map for the backward pass. With descriptors of tens of channels that
+was most of the Adam stage's time. Here the moving descriptors are stored channels-last, so
 each trilinear corner is one gather of contiguous rows, and the gradient with
 respect to the displacement is formed in the forward pass from the eight
 corner dot products ``r . m_k`` (``r`` the residual): the backward pass is a

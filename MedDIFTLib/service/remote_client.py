@@ -19,7 +19,6 @@ names it), a cancel :class:`CancelledError`, and a server that stops answering
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..data.digest import file_sha256
 from ..errors import CancelledError, MedDIFTError
 from ..options import FINAL_STATES, SERVER_OWNED_ENGINE_KEYS, JobState
 from .client import WorkerCrashed, WorkerError, start_and_wait, wait_reply
@@ -220,7 +220,7 @@ class RemoteClient:
 
                 tmp = Path(tempfile.mkdtemp(prefix="meddift-upload-"))
                 path, fmt = write_volume(read_volume(path), tmp / "volume.nrrd"), "nrrd"
-            digest = _sha256(path)
+            digest = file_sha256(path)
             offset = {"hu_offset": hu_offset} if hu_offset not in (None, 0, 0.0) else {}
             body = {"sha256": digest, **({"label": label} if label else {}), **offset}
             try:
@@ -348,14 +348,6 @@ def _convert(src: Path, out, field: bool) -> None:
     from ..registration.field import write_field_image
 
     write_field_image(sitk.ReadImage(str(src), sitk.sitkVectorFloat64), out)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _chunks(path: Path):

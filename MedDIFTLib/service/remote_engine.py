@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..atomic import atomic_path, write_text_atomic
-from ..data.image_io import read_volume, write_volume
+from ..data.image_io import is_itk_transform_text, read_matrix_file, read_volume, write_volume
 from ..data.points import PointSet
 from ..engine import EngineInfo, Registration, Scan
 from ..errors import InputError
@@ -41,12 +41,9 @@ def wire_prior(spec: Optional[str]) -> Any:
     if spec in (None, "") or is_named_prior(spec):
         return spec or None
     path = Path(str(spec))
-    if path.suffix.lower() in (".npy", ".txt") and path.is_file():
-        text = "" if path.suffix.lower() == ".npy" else path.read_text(encoding="utf-8", errors="replace")
-        if "Transform:" not in text and "#Insight Transform File" not in text:
-            m = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path)
-            if np.shape(m) == (4, 4):
-                return np.asarray(m, dtype=float).tolist()
+    if path.suffix.lower() == ".npy" or (path.suffix.lower() == ".txt" and path.is_file()
+                                         and not is_itk_transform_text(path)):
+        return read_matrix_file(path, "a prior matrix").tolist()
     raise InputError(f"--prior {spec}: with --server only identity, coarse, dense or a 4x4 RAS matrix file "
                      "(.txt/.npy) can be used; run without --server for ITK transforms and displacement fields")
 

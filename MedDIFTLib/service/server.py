@@ -28,236 +28,98 @@ an offset are two volumes (:func:`.server_state.store_key`). A ``match`` job's `
 volume uploaded the same way (a candidate mask on the moving scan, resampled as a local run does).
 ``wait`` makes a request a long poll: with the features cached, a click is one ``POST .../jobs``.
 What each job accepts, and the files it writes, is :mod:`.server_ops`.
+
+The app is routers (:mod:`.server_routes`) whose routes name what they need as dependencies
+(:mod:`.server_requests`: the caller, the session, the job, a JSON body checked for size and depth
+before it is parsed), over one :class:`~.server_state.ServerState`. The options of a new session
+are checked key by key (:mod:`.server_options`), the session's files are kept and deleted by
+:mod:`.server_files`, and every log handler redacts secrets (:mod:`.server_logs`).
 """
 
-# no `from __future__ import annotations`: FastAPI reads the route signatures' types at run time
-import hashlib
-import json
+# no `from __future__ import annotations`: FastAPI reads the handlers' types at run time
 import logging
-import math
-import re
-import secrets
-from pathlib import Path
+import signal
 from typing import Optional
 
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from .. import __version__
-from .protocol import PROTOCOL_VERSION, dumps
-from .server_ops import FILE_NAME, OPERATIONS, checked, hu_offset as _hu_offset, job_outputs, label as _label
-from .server_ops import name as _name
-from .server_ops import registration_options
+from .server_logs import uvicorn_log_config
+from .server_ops import OPERATIONS
+from .server_routes import ROUTERS
 from .server_state import ApiError, ServerState
 
 log = logging.getLogger("meddift.server")
 
-FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "nii": ".nii", "mha": ".mha"}
 
+def create_app(state: ServerState) -> FastAPI:
+    """The server's FastAPI app: its routers (:mod:`.server_routes`) over ``state``, and the error replies.
 
-def create_app(state: ServerState):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
+    Args:
+        state: the sessions, volumes and job queue the routes work on (``app.state.meddift``).
+    """
     app = FastAPI(title="MedDIFT server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
-
-    def reply(obj, status: int = 200):
-        return Response(dumps(obj), status_code=status, media_type="application/json")
-
-    @app.exception_handler(ApiError)
-    async def api_error(request, err: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return JSONResponse({"error": str(err), "kind": err.kind}, err.status, headers=headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, err):
-        what = "unknown route" if err.status_code == 404 else str(err.detail)
-        return JSONResponse({"error": f"{what}: {request.method} {request.url.path} (see GET /v1/info)",
-                             "kind": "BadRequest"}, err.status_code)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request, err):
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "internal server error; the details are in the server log",
-                             "kind": "InternalError"}, 500)
-
-    def caller(request: Request) -> str:
-        """The protocol check, then the token: the caller's identity (never the token itself)."""
-        theirs = request.headers.get("x-meddift-protocol")
-        if theirs != str(PROTOCOL_VERSION):
-            raise ApiError(400 if theirs is None else 409,
-                           f"this client speaks MedDIFT protocol {theirs or '(none: header X-MedDIFT-Protocol missing)'}"
-                           f" but the server (MedDIFT {__version__}) speaks protocol {PROTOCOL_VERSION}: "
-                           "use a client from the same release", "ProtocolMismatch")
-        if state.tokens is None:
-            return "anonymous"
-        auth = request.headers.get("authorization", "")
-        presented = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        who = state.tokens.identify(presented)
-        if who is None:
-            raise ApiError(401, "missing or wrong token: send the server's token as 'Authorization: Bearer ...' "
-                                "(meddift: --token-file F or MEDDIFT_TOKEN)", "Unauthorized")
-        return who
-
-    async def json_body(request: Request) -> dict:
-        raw = await request.body()
-        try:
-            body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(400, f"malformed JSON in the request body: {err}", "BadRequest") from err
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object", "BadRequest")
-        return body
-
-    def wait_arg(request: Request) -> float:
-        try:
-            w = float(request.query_params.get("wait", 0))
-        except ValueError as err:
-            raise ApiError(400, "'wait' must be a number of seconds", "BadRequest") from err
-        return 0.0 if not math.isfinite(w) else w
-
-    @app.get("/v1/info")
-    def info(request: Request):
-        caller(request)
-        import torch
-
-        return reply({"service": "meddift", "version": __version__, "protocol": PROTOCOL_VERSION,
-                      "operations": sorted(OPERATIONS), "cuda_available": torch.cuda.is_available(),
-                      "device": state.engine_defaults.get("device", "auto"),
-                      "limits": vars(state.limits), "auth": state.tokens is not None})
-
-    @app.post("/v1/sessions")
-    async def open_session(request: Request):
-        who = caller(request)
-        body = await json_body(request)
-        registration = body.get("registration")
-        if registration is not None:
-            registration_options(registration)  # refused here, before a session exists
-        sess, job = await run_in_threadpool(state.open_session, who, body.get("engine") or {},
-                                            body.get("matching") or {}, registration)
-        log.info("session %s opened by %s", sess.id, who)
-        return reply({"session": sess.id, "job": job.id}, 201)
-
-    @app.delete("/v1/sessions/{sid}")
-    def close_session(sid: str, request: Request):
-        state.close_session(state.session(sid, caller(request)))
-        return reply({"closed": sid})
-
-    @app.get("/v1/sessions/{sid}/volumes")
-    def list_volumes(sid: str, request: Request):
-        sess = state.session(sid, caller(request))
-        return reply({"volumes": sorted(sess.volumes)})
-
-    @app.post("/v1/sessions/{sid}/volumes/{name}/attach")
-    async def attach(sid: str, name: str, request: Request):
-        sess = state.session(sid, caller(request))
-        body = await json_body(request)
-        digest, label = body.get("sha256"), body.get("label")
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ApiError(400, "'sha256' must be the 64 hex digits of the file's SHA-256", "BadRequest")
-        out = state.attach(sess, _name(name), digest, _label(label), _hu_offset(body.get("hu_offset")))
-        if out is None:
-            raise ApiError(404, "the server holds no volume with this digest: upload its bytes", "NotFound")
-        return reply({**out, "deduplicated": True})
-
-    @app.put("/v1/sessions/{sid}/volumes/{name}")
-    async def upload(sid: str, name: str, request: Request):
-        sess = state.session(sid, caller(request))
-        name = _name(name)
-        offset = _hu_offset(request.query_params.get("hu_offset"), from_query=True)
-        fmt = request.query_params.get("format", "nrrd")
-        if fmt not in FORMATS:
-            raise ApiError(400, f"unknown format {fmt!r}; send one of {sorted(FORMATS)}", "BadRequest")
-        if "json" in request.headers.get("content-type", ""):
-            raise ApiError(415, "send the image file's bytes (application/octet-stream), not JSON: the server "
-                                "never reads a path on its own disks", "BadRequest")
-        limit = int(state.limits.max_upload_mb * 1024 * 1024)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, _too_big(int(declared), state.limits.max_upload_mb), "LimitExceeded")
-        path = sess.folder / f"upload-{secrets.token_hex(8)}{FORMATS[fmt]}"
-        h, size = hashlib.sha256(), 0
-        try:
-            with open(path, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ApiError(413, _too_big(size, state.limits.max_upload_mb), "LimitExceeded")
-                    h.update(chunk)
-                    f.write(chunk)
-            if size == 0:
-                raise ApiError(400, "the upload is empty: send the bytes of a NRRD, NIfTI or MHA file", "BadRequest")
-            out = await run_in_threadpool(state.add_upload, sess, name, path, h.hexdigest(),
-                                          _label(request.query_params.get("label")), offset)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return reply({**out, "deduplicated": False, "bytes": size})
-
-    @app.post("/v1/sessions/{sid}/jobs")
-    async def submit(sid: str, request: Request):
-        sess = state.session(sid, caller(request))
-        body = await json_body(request)
-        op = body.pop("op", None)
-        msg = job_outputs(op, checked(op, body, sess.volumes), sess.folder)
-        job = state.submit(sess, op, msg)
-        return reply(await run_in_threadpool(state.wait, job, wait_arg(request)), 202)
-
-    def find_job(sid, jid, request):
-        sess = state.session(sid, caller(request))
-        job = sess.jobs.get(jid)
-        if job is None:
-            raise ApiError(404, f"no job {jid} in this session", "NotFound")
-        return job
-
-    @app.get("/v1/sessions/{sid}/jobs/{jid}")
-    def job_status(sid: str, jid: str, request: Request):
-        return reply(state.wait(find_job(sid, jid, request), wait_arg(request)))
-
-    @app.post("/v1/sessions/{sid}/jobs/{jid}/cancel")
-    def cancel_job(sid: str, jid: str, request: Request):
-        return reply({"cancelled": state.cancel(find_job(sid, jid, request))})
-
-    @app.post("/v1/sessions/{sid}/cancel")
-    def cancel_all(sid: str, request: Request):
-        sess = state.session(sid, caller(request))
-        return reply({"cancelled": [j.id for j in list(sess.jobs.values()) if state.cancel(j)]})
-
-    def job_file(sid, fname, request) -> Path:
-        sess = state.session(sid, caller(request))
-        path = sess.folder / fname
-        if not FILE_NAME.match(fname) or not path.is_file():
-            raise ApiError(404, f"no file {fname!r} in this session", "NotFound")
-        return path
-
-    @app.get("/v1/sessions/{sid}/files/{fname}")
-    def download(sid: str, fname: str, request: Request):
-        return FileResponse(job_file(sid, fname, request), media_type="application/octet-stream", filename=fname)
-
-    @app.delete("/v1/sessions/{sid}/files/{fname}")
-    def delete_file(sid: str, fname: str, request: Request):
-        """Downloaded: not kept until the session closes (a heatmap per live click, fields of GBs)."""
-        job_file(sid, fname, request).unlink(missing_ok=True)
-        return reply({"deleted": fname})
-
+    app.state.meddift = state
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     return app
 
 
-def _too_big(size: int, limit_mb: float) -> str:
-    return (f"the upload is {size / 2**20:.1f} MB or more, over the server's limit (--max-upload-mb {limit_mb:g}); "
-            "crop or resample the volume")
+async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return JSONResponse({"error": str(err), "kind": err.kind}, err.status, headers=headers)
+
+
+async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    what = "unknown route" if err.status_code == 404 else str(err.detail)
+    return JSONResponse({"error": f"{what}: {request.method} {request.url.path} (see GET /v1/info)",
+                         "kind": "BadRequest"}, err.status_code)
+
+
+async def _internal_error(request: Request, err: Exception) -> JSONResponse:
+    """A bug: its traceback to the server's log (which redacts secrets), plain words to the client."""
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal server error; the details are in the server log",
+                         "kind": "InternalError"}, 500)
 
 
 def run_server(state: ServerState, host: str, port: int, certfile: Optional[str] = None,
                keyfile: Optional[str] = None, log_level: str = "info") -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM: uvicorn stops accepting, then returns)."""
-    import uvicorn
+    """Serve until interrupted (Ctrl-C or SIGTERM: uvicorn stops accepting, then returns); then every
+    session still open is closed and its files deleted.
 
+    Args:
+        state: the server's state (its work folder, limits and tokens).
+        host, port: where to listen.
+        certfile, keyfile: TLS certificate and key (PEM), or None for plain HTTP.
+        log_level: uvicorn's log level; every log record is redacted (:mod:`.server_logs`).
+    """
     config = uvicorn.Config(create_app(state), host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile,
-                            log_level=log_level, access_log=True, server_header=False, timeout_keep_alive=30)
+                            log_level=log_level, access_log=True, server_header=False, timeout_keep_alive=30,
+                            log_config=uvicorn_log_config())
+    previous = signal.signal(signal.SIGTERM, _stopped)  # uvicorn re-raises it once it has shut down
     try:
         uvicorn.Server(config).run()
+    except _Stopped:
+        log.info("stopped by SIGTERM")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         state.stop()
 
 
-__all__ = ["create_app", "run_server", "OPERATIONS", "Path"]
+class _Stopped(Exception):
+    """SIGTERM, raised after uvicorn's graceful shutdown so that the sessions' files are deleted
+    (the default action would end the process before any ``finally``)."""
+
+
+def _stopped(signum, frame) -> None:
+    raise _Stopped()
+
+
+__all__ = ["create_app", "run_server", "OPERATIONS"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -32,6 +33,41 @@ class Limits:
     max_sessions: int = 16
     max_queued_jobs: int = 32
     idle_timeout_s: float = 1800.0
+    max_json_mb: float = 8.0
+    retention_s: float = 3600.0
+
+
+MAX_JSON_DEPTH = 32
+"""The deepest JSON a request may nest: the API's own bodies nest 4 levels (a 4x4 matrix in an object)."""
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_too_large(limits: Limits) -> ApiError:
+    """The refusal of a JSON body over ``--max-json-mb`` (413), given as soon as the size is known."""
+    return ApiError(413, f"the request body is over {limits.max_json_mb:g} MB, the server's limit for JSON "
+                         "(--max-json-mb); send fewer points per request", "LimitExceeded")
+
+
+def check_json_body(raw: bytes, limits: Limits) -> None:
+    """Refuse a JSON body before it is parsed: larger than ``--max-json-mb`` (413), or nested deeper than
+    :data:`MAX_JSON_DEPTH` (400), since a parser given 100,000 open brackets fails deep in its recursion.
+
+    Args:
+        raw: the request body as received (already cut at the size limit by the reader).
+        limits: the server's limits (``max_json_mb``).
+    """
+    if len(raw) > limits.max_json_mb * 2**20:
+        raise json_too_large(limits)
+    depth = 0
+    for m in _JSON_TOKEN.finditer(raw):  # strings are skipped whole, so a bracket inside one does not count
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ApiError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep; MedDIFT "
+                                    "requests nest 4 at most", "BadRequest")
+        elif c in (b"]", b"}"):
+            depth -= 1
 
 
 class Tokens:
@@ -70,4 +106,4 @@ class Tokens:
         return len(self._digests)
 
 
-__all__ = ["ApiError", "Limits", "Tokens"]
+__all__ = ["ApiError", "Limits", "Tokens", "check_json_body", "json_too_large", "MAX_JSON_DEPTH"]

@@ -21,74 +21,32 @@ enforce (who may touch what, how much, how long) sit in one place apart from the
 from __future__ import annotations
 
 import collections
+import copy
 import hmac
 import itertools
 import json
 import logging
 import secrets
-import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import CancelledError, InputError
-from ..options import FINAL_STATES, SERVER_OWNED_ENGINE_KEYS
+import SimpleITK as sitk
+import torch
+
+from ..data.image_io import read_volume, with_hu_offset
+from ..errors import CancelledError, ImageReadError, InputError
+from ..matching.search import MatchOptions
+from ..session import EngineOptions, MatchSession
 from .server_access import ApiError, Limits, Tokens
+from .server_files import (expire_results, lock_work_dir, new_session_folder, remove_session_folder,
+                           sweep_stale_sessions)
 from .server_ops import public_result, registration_options
+from .server_types import FINAL, ClientSession, Job, JobState
 from .worker import Worker, configure_reply
 
 log = logging.getLogger("meddift.server")
-
-FINAL = FINAL_STATES
-# SERVER_OWNED_ENGINE_KEYS: engine options the server decides (folders and device are the server's,
-# never a client's path); one list in MedDIFTLib.options, which the remote client filters by too
-
-
-@dataclass
-class Job:
-    id: str
-    session: "ClientSession"
-    op: str
-    msg: dict
-    state: str = "queued"
-    stage: str = "queued"
-    fraction: float = 0.0
-    result: Optional[dict] = None
-    error: Optional[str] = None
-    kind: Optional[str] = None
-    template: Optional[str] = None  # the error with its options marked neutrally (errors.render)
-    cancel_requested: bool = False
-    started: Optional[float] = None
-    finished: Optional[float] = None
-
-    def status(self, position: Optional[int]) -> dict:
-        out = {"job": self.id, "op": self.op, "state": self.state, "stage": self.stage, "fraction": self.fraction}
-        if position is not None:
-            out["position"] = position  # jobs ahead of it in the queue (0: next)
-        if self.started is not None:  # time on the device, so a client can tell its network time apart
-            out["seconds"] = round((self.finished or time.monotonic()) - self.started, 4)
-        if self.state == "done":
-            out["result"] = self.result
-        elif self.state in ("failed", "cancelled"):
-            out.update(error=self.error, kind=self.kind, **({"template": self.template} if self.template else {}))
-        return out
-
-
-@dataclass
-class ClientSession:
-    id: str
-    owner: str
-    folder: Path
-    worker: Worker
-    engine: dict
-    matching: dict
-    registration: Optional[dict] = None  # RegistrationOptions fields for prior "dense" (None: the defaults)
-    volumes: dict = field(default_factory=dict)  # name -> store key (upload digest, and its HU offset)
-    jobs: dict = field(default_factory=dict)  # job id -> Job
-    last_used: float = field(default_factory=time.monotonic)
-
 
 class ServerState:
     """Sessions, volumes and the job queue of one server process (see the module docstring)."""
@@ -106,6 +64,8 @@ class ServerState:
         self.engines: dict[str, object] = {}  # engine options (JSON) -> MatchSession, shared by sessions
         self._ids = itertools.count(1)
         self._stop = threading.Event()
+        self._work_lock = lock_work_dir(self.work_dir)  # one server per work folder: its sweep is then safe
+        sweep_stale_sessions(self.work_dir)  # before any session of this process exists
         threading.Thread(target=self._run_jobs, name="meddift-server-jobs", daemon=True).start()
         threading.Thread(target=self._reap, name="meddift-server-reaper", daemon=True).start()
 
@@ -115,20 +75,13 @@ class ServerState:
                      registration: Optional[dict] = None) -> tuple[ClientSession, Job]:
         """A new session for ``owner``; its first job configures the engine (loading a model can take
         a while, so it waits in the queue like any job and the request returns at once)."""
-        if not isinstance(engine, dict) or not isinstance(matching, dict):
-            raise ApiError(400, "'engine' and 'matching' must be JSON objects")
-        own = sorted(k for k in engine if k in SERVER_OWNED_ENGINE_KEYS)
-        if own:
-            raise ApiError(400, f"engine options {own} are the server's to choose (its folders and device); "
-                                "remove them from the request")
         with self.lock:
             if len(self.sessions) >= self.limits.max_sessions:
                 raise ApiError(429, f"the server already has {len(self.sessions)} open sessions, its limit "
                                     f"(--max-sessions {self.limits.max_sessions}); close one or try later",
                                "LimitExceeded")
             sid = secrets.token_urlsafe(18)
-            folder = self.work_dir / "sessions" / sid
-            folder.mkdir(parents=True)
+            folder = new_session_folder(self.work_dir, sid)
             sess = ClientSession(sid, owner, folder, Worker(lambda m: None), dict(engine), dict(matching),
                                  dict(registration) if registration else None)
             self.sessions[sid] = sess
@@ -164,17 +117,32 @@ class ServerState:
                 for engine in self.engines.values():
                     engine.forget()
             self.changed.notify_all()
-        shutil.rmtree(sess.folder, ignore_errors=True)
+        remove_session_folder(sess.folder)
 
     def _reap(self) -> None:
-        while not self._stop.wait(min(5.0, max(0.2, self.limits.idle_timeout_s / 4))):
+        """Close idle sessions (``--idle-timeout``) and delete result files past ``--retention``."""
+        shortest = min(self.limits.idle_timeout_s, self.limits.retention_s if self.limits.retention_s > 0 else 1e9)
+        while not self._stop.wait(min(5.0, max(0.2, shortest / 4))):
             now = time.monotonic()
             with self.lock:
-                idle = [s for s in self.sessions.values() if now - s.last_used > self.limits.idle_timeout_s
-                        and not any(j.state in ("queued", "running") for j in s.jobs.values())]
+                idle = [s for s in self.sessions.values()
+                        if now - s.last_used > self.limits.idle_timeout_s and not s.busy]
+                folders = [s.folder for s in self.sessions.values()]
             for sess in idle:
                 log.info("session %s closed after %.0f s idle", sess.id, now - sess.last_used)
                 self.close_session(sess, expired=True)
+            wall = time.time()
+            for folder in folders:
+                for name in expire_results(folder, self.limits.retention_s, wall):
+                    log.info("deleted %s of session %s: kept %g s (--retention)", name, folder.name,
+                             self.limits.retention_s)
+
+    def close_all(self) -> None:
+        """Close every session (the server is stopping): their jobs cancelled, their files deleted."""
+        with self.lock:
+            sessions = list(self.sessions.values())
+        for sess in sessions:
+            self.close_session(sess)
 
     # --- volumes -----------------------------------------------------------------
 
@@ -191,9 +159,6 @@ class ServerState:
     def add_upload(self, sess: ClientSession, name: str, path: Path, digest: str, label: Optional[str],
                    hu_offset: float = 0.0) -> dict:
         """Read an uploaded file (its size checked before its voxels are read) and give it to the session."""
-        from ..data.image_io import read_volume
-        from ..errors import ImageReadError
-
         shown = label or name
         voxels = _voxel_count(path, shown)
         if voxels > self.limits.max_voxels:
@@ -211,8 +176,6 @@ class ServerState:
     def _bind(self, sess, name, digest, raw, label, hu_offset: float = 0.0) -> dict:
         """Under the lock: the volume ``raw`` (the upload as read), shifted by ``hu_offset`` as the local
         worker's ``load_volume`` does, held once per (digest, offset) and named ``name`` in the session."""
-        from ..data.image_io import with_hu_offset
-
         key = store_key(digest, hu_offset)
         vol = self.store.get(key)
         if vol is None:
@@ -242,7 +205,7 @@ class ServerState:
 
     def position(self, job: Job) -> Optional[int]:
         with self.lock:
-            return self.queue.index(job) if job.state == "queued" and job in self.queue else None
+            return self.queue.index(job) if job.state is JobState.QUEUED and job in self.queue else None
 
     def wait(self, job: Job, seconds: float) -> dict:
         """The job's status once it has finished or ``seconds`` have passed (a long poll)."""
@@ -258,12 +221,12 @@ class ServerState:
             return self._cancel(job)
 
     def _cancel(self, job: Job) -> bool:
-        if job.state == "queued":
+        if job.state is JobState.QUEUED:
             self.queue.remove(job)
-            job.state, job.stage, job.error, job.kind = "cancelled", "cancelled", "cancelled", "CancelledError"
+            job.state, job.stage, job.error, job.kind = JobState.CANCELLED, "cancelled", "cancelled", "CancelledError"
             self.changed.notify_all()
             return True
-        if job.state == "running":
+        if job.state is JobState.RUNNING:
             job.cancel_requested = True
             job.session.worker.cancel_event.set()
             return True
@@ -277,7 +240,7 @@ class ServerState:
                 if self._stop.is_set():
                     return
                 job = self.queue.popleft()
-                job.state, job.stage, job.started = "running", "starting", time.monotonic()
+                job.state, job.stage, job.started = JobState.RUNNING, "starting", time.monotonic()
                 self.changed.notify_all()
             try:
                 self._execute(job)
@@ -318,9 +281,6 @@ class ServerState:
     def _configure(self, sess: ClientSession) -> dict:
         """The session's engine view: one MatchSession per engine configuration, shared by every session
         that asks for it (one model in GPU memory; features kept by volume digest)."""
-        from ..matching.search import MatchOptions
-        from ..session import EngineOptions, MatchSession
-
         options = {**sess.engine, **self.engine_defaults}
         key = json.dumps(options, sort_keys=True, default=str)
         if key not in self.engines:
@@ -335,18 +295,20 @@ class ServerState:
         with self.changed:
             job.finished = time.monotonic()
             if reply.get("ok"):
-                job.state, job.stage, job.fraction, job.result = "done", "done", 1.0, reply.get("result")
+                job.state, job.stage, job.fraction, job.result = JobState.DONE, "done", 1.0, reply.get("result")
             else:
                 cancelled = reply.get("kind") == "CancelledError"
-                job.state = "cancelled" if cancelled else "failed"
-                job.stage, job.error, job.kind = job.state, reply.get("error"), reply.get("kind")
+                job.state = JobState.CANCELLED if cancelled else JobState.FAILED
+                job.stage, job.error, job.kind = job.state.value, reply.get("error"), reply.get("kind")
                 job.template = reply.get("template")
             self.changed.notify_all()
 
     def stop(self) -> None:
+        """Stop the job thread and the reaper, then close every session (its files deleted)."""
         self._stop.set()
         with self.changed:
             self.changed.notify_all()
+        self.close_all()
 
 
 def store_key(digest: str, hu_offset: float = 0.0) -> str:
@@ -363,8 +325,6 @@ def _raw(key: str) -> str:
 
 def _voxel_count(path: Path, shown: str) -> int:
     """Voxels from the header alone, so a huge (or decompression-bomb) upload is refused unread."""
-    import SimpleITK as sitk
-
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -380,11 +340,10 @@ def _voxel_count(path: Path, shown: str) -> int:
 
 def _relabelled(vol, label: str):
     """The same voxels under the caller's name (used in messages); the digest memo is kept."""
-    import copy
-
     out = copy.copy(vol)
     out.name = label
     return out
 
 
-__all__ = ["ApiError", "Limits", "Tokens", "ServerState", "store_key", "Job", "ClientSession", "CancelledError"]
+__all__ = ["ApiError", "Limits", "Tokens", "ServerState", "store_key", "Job", "JobState", "ClientSession",
+           "CancelledError"]

@@ -186,14 +186,15 @@ def phantom_pyramids(n_queries: int, shape, spacing: float):
 
 def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queries: int) -> None:
     """Global vs masked-local vs windowed-local search on one phantom pair, same process, same pyramids."""
+    from dense_reference import MaskedLatticeMatcher
+
     from MedDIFTLib.matching.search import Matcher, MatchOptions
 
     pts, pf, pm = phantom_pyramids(n_queries, shape, spacing)
     print(f"radius {radius} mm")
 
     def timed(opts, windowed, q):
-        m = Matcher(pf, pm, opts)
-        m.windowed = windowed
+        m = (Matcher if windowed else MaskedLatticeMatcher)(pf, pm, opts)
         t0 = time.perf_counter()
         # one-time setup, timed apart: the norm maps of the coarse lattice, both ways
         _ = m.lattice.inv_norms, m.target.levels[0].gram, m.backward().lattice.inv_norms

@@ -12,10 +12,7 @@ import numpy as np
 
 from ...atomic import write_text_atomic
 from ...errors import InputError, LandmarkFormatError
-from ..geometry import LPS_TO_RAS
 from ..points import PointSet
-
-LPS_FLIP = np.diag(LPS_TO_RAS)[:3]  # (-1, -1, 1): LPS <-> RAS on points and vectors
 
 
 def read_text(path: Path) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError, LandmarkFormatError
+from ..geometry import LPS_FLIP
 from ..points import PointSet, format_number
-from ._common import LPS_FLIP, atomic_write, numbers, read_text, require_defined
+from ._common import atomic_write, numbers, read_text, require_defined
 from .tables import need_reference
 
 

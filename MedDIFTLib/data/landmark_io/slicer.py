@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError, LandmarkFormatError
+from ..geometry import LPS_FLIP
 from ..points import (
     PointSet,
     format_number,
@@ -21,7 +22,7 @@ from ..points import (
     point_description,
     values_from_dicts,
 )
-from ._common import LPS_FLIP, atomic_write, numbers, read_text
+from ._common import atomic_write, numbers, read_text
 
 MRK_JSON_SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/"

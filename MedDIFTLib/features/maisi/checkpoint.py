@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import torch
 
 from ...errors import WeightsError
+from .release import HOW_TO_GET
 
 # Globals that a checkpoint may hold besides tensors and containers (a numpy loss or epoch, the
 # training arguments). Unpickling them runs no code, so they are allowed; anything else is refused.
@@ -49,12 +50,6 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
     return (text.splitlines()[0][:limit] if text else type(exc).__name__)
 
 
-def how_to_get() -> str:
-    from .weights import HOW_TO_GET
-
-    return HOW_TO_GET
-
-
 # --- reading ---------------------------------------------------------------------------------------
 
 def _is_harmless(name: str) -> bool:
@@ -75,7 +70,7 @@ def _damaged(path: Path, what: str) -> WeightsError:
 def _refused(path: Path, names: list) -> WeightsError:
     return WeightsError(f"{path}: holds Python objects other than tensors ({', '.join(names[:5])}); MedDIFT does not "
                         "unpickle them because that can run arbitrary code. This is not a released MAISI v1 file: "
-                        f"{how_to_get()}")
+                        f"{HOW_TO_GET}")
 
 
 def _torch_load(path: Path):
@@ -100,7 +95,7 @@ def read_checkpoint(path: Path):
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: file not found; {how_to_get()}")
+        raise WeightsError(f"{path}: file not found; {HOW_TO_GET}")
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:

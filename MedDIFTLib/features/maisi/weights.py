@@ -19,7 +19,6 @@ what to do.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Optional
 
 import torch
 
-from ...errors import WeightsError, opt
+from ...data import digest
+from ...errors import WeightsError
 from ...runtime import user_cache_dir
 from .checkpoint import (
     UNET_PREFIXES,
@@ -42,19 +42,11 @@ from .checkpoint import (
     unet_required,
 )
 from .networks import MaisiConfig, build_autoencoder, build_unet
+# the release's names, also read from here by the CLI and the downloader
+from .release import AUTOENCODER_FILE, FILES, HF_REPO_ID, HOW_TO_GET, OFFLINE_HINT, REPO_URL, UNET_FILE  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-HF_REPO_ID = "nvidia/NV-Generate-CT"
-AUTOENCODER_FILE = "models/autoencoder_v1.pt"
-UNET_FILE = "models/diff_unet_3d_ddpm-ct.pt"
-REPO_URL = f"https://huggingface.co/{HF_REPO_ID}"
-FILES = {"autoencoder": AUTOENCODER_FILE, "unet": UNET_FILE}
-HOW_TO_GET = (f"get them with `meddift weights download --token YOUR_HF_TOKEN` (the repository {REPO_URL} is gated: "
-              "log in there and accept its licence first), or point MEDDIFT_WEIGHTS_DIR or " + opt("weights_dir") + " at a folder "
-              f"that holds {Path(AUTOENCODER_FILE).name} and {Path(UNET_FILE).name}")
-OFFLINE_HINT = ("on a machine without internet, copy the two files from one that has it into a folder and set "
-                "MEDDIFT_WEIGHTS_DIR or use " + opt("weights_dir"))
 
 
 def default_weights_dir() -> Path:
@@ -99,13 +91,10 @@ def file_sha256(path, memo: Optional[dict] = None) -> str:
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if memo is not None and key in memo:
         return memo[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
+    sha = digest.file_sha256(p)
     if memo is not None:
-        memo[key] = h.hexdigest()
-    return h.hexdigest()
+        memo[key] = sha
+    return sha
 
 
 # Digests of the released files, from public Git LFS pointers of NV-Generate-CT copies. A file that

@@ -25,6 +25,7 @@ from fake_hub import FakeHub
 from tiny_maisi import AUTOENCODER_FILE, TINY_CONFIG, UNET_FILE, write_tiny_checkpoints
 
 from MedDIFTLib.cli import main as cli_main
+from MedDIFTLib.data import digest
 from MedDIFTLib.errors import WeightsError
 from MedDIFTLib.features.maisi import download, weights
 from MedDIFTLib.features.maisi.networks import MaisiConfig
@@ -246,7 +247,7 @@ def test_sha256_is_computed_once_per_file_version(tiny, tmp_path, monkeypatch):
     shutil.copy(tiny / AUTOENCODER_FILE, path)
     calls = []
     real = hashlib.sha256
-    monkeypatch.setattr(weights.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(digest.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
     expected = real(path.read_bytes()).hexdigest()
     memo = {}  # the owner's (a session's) memo: no hash is remembered behind the caller's back
     assert weights.file_sha256(path, memo) == expected and len(calls) == 1

@@ -1,8 +1,8 @@
 """A local search evaluates only its window, and finds exactly what the masked global search finds.
 
-The former path (the whole coarse lattice, masked to the search ball) stays in the matcher as
-``windowed = False``; these tests hold the two to identical matches and scores on oblique,
-anisotropic grids with noisy features, priors at the border, masks and forward-backward checks.
+The masked global search (the whole coarse lattice, masked to the search ball) is the tests' reference,
+:class:`dense_reference.MaskedLatticeMatcher`; these tests hold the two to identical matches and scores on
+oblique, anisotropic grids with noisy features, priors at the border, masks and forward-backward checks.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dense_reference import MaskedLatticeMatcher
 from parity import SCORE_ROUNDING, same_or_tied
 from synthetic_pyramids import world_feature_pyramid
 
@@ -25,8 +26,7 @@ def _grid(shape=(52, 44, 38)):
 
 
 def _both(fixed, moving, opts, pts, **kw):
-    masked = Matcher(fixed, moving, opts)
-    masked.windowed = False
+    masked = MaskedLatticeMatcher(fixed, moving, opts)
     windowed = Matcher(fixed, moving, opts)
     return masked.match(pts, **kw), windowed.match(pts, **kw), (fixed, moving, pts)
 
@@ -80,7 +80,5 @@ def test_a_window_reads_only_its_part_of_each_level(monkeypatch):
     Matcher(fixed, moving, MatchOptions(radius_mm=5.0, forward_backward=False)).match(pts)
     windowed = sum(sizes)
     sizes.clear()
-    m = Matcher(fixed, moving, MatchOptions(radius_mm=5.0, forward_backward=False))
-    m.windowed = False
-    m.match(pts)
+    MaskedLatticeMatcher(fixed, moving, MatchOptions(radius_mm=5.0, forward_backward=False)).match(pts)
     assert windowed * 8 < sum(sizes) == sum(lv.features[0].numel() for lv in moving.levels)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
-from dense_reference import brute_force_similarity
+from dense_reference import MaskedLatticeMatcher, brute_force_similarity
 from parity import SCORE_ROUNDING, same_or_tied
 
 from MedDIFTLib.data.geometry import Grid, apply_affine, ijk_to_ras_from_itk
@@ -85,8 +85,7 @@ def test_both_strategies_find_the_same_matches_in_windows(radius, noise, stride)
     mask[:, ::2] = True
     _same(*_forced(fixed, moving, {**opts, "forward_backward": False}, pts, prior_ras=prior, mask=mask))
     # and the windowed upsampled search equals the former masked search over the whole lattice
-    masked = Matcher(fixed, moving, MatchOptions(**opts, strategy=UPSAMPLED))
-    masked.windowed = False
+    masked = MaskedLatticeMatcher(fixed, moving, MatchOptions(**opts, strategy=UPSAMPLED))
     _same(masked.match(pts, prior_ras=prior), _forced(fixed, moving, opts, pts, prior_ras=prior)[1],
           (fixed, moving, pts))
 
@@ -111,7 +110,7 @@ def test_coarse_values_and_heatmaps_equal_the_dense_reference(strategy):
 
 def test_the_cost_model_favours_upsampled_for_few_channels_and_native_for_many():
     """On the shapes of the benchmark's phantom (250x236x141 at 2 mm, MIND-SSC) the descriptor upsampled once
-    costs less per query and about as much to set up; with MAISI's 960 channels (the issue's 192x192x208
+    costs less per query and about as much to set up; with MAISI's 960 channels (a 192x192x208
     volume, stride 2) a query would stream 960 floats per lattice point, far more than upsampling one map
     per level, and the descriptor would be 3.7 GB."""
     mind = estimate([12, 12], [(125, 118, 71), (63, 59, 36)], (250, 236, 141))

@@ -154,8 +154,10 @@ def test_a_client_of_another_protocol_version_is_refused_naming_both(tls_server)
     (["--host", "0.0.0.0", "--token-file", "{tokens}"], "not a loopback address.*--tls-cert"),
     (["--host", "0.0.0.0", "--no-auth", "--insecure"], "--no-auth is only allowed on a loopback address"),
     (["--host", "127.0.0.1"], "a token is required"),
+    (["--no-auth", "--retention", "-5"], r"--retention -5.0: give a finite number of seconds, 0 or more"),
+    (["--no-auth", "--max-json-mb", "nan"], r"--max-json-mb nan: give a finite number of MB, over 0"),
 ])
-def test_exposed_or_unauthenticated_servers_are_refused_before_binding(tmp_path, args, message):
+def test_exposed_unauthenticated_or_meaninglessly_limited_servers_are_refused_before_binding(tmp_path, args, message):
     token_file, _ = make_tokens(tmp_path)
     cmd = serve_command(0, *[a.replace("{tokens}", token_file) for a in args])  # the case's --host comes last, wins
     env = server_env(tmp_path)

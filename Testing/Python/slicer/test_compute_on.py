@@ -208,7 +208,9 @@ def test_server_chosen_in_the_panel_gives_the_local_fiducials_and_live_click(mod
     assert progress and progress[-1] == 100 and progress == sorted(progress) and len(set(progress)) > 3
     log = ui.logTextEdit.toPlainText()
     assert f"Compute on: server {server.url}" in log and "Failed" not in log, log
-    assert type(w.logic.client).__name__ == "RemoteClient" and w.logic.client.alive
+    from MedDIFTLib.service.remote_client import RemoteClient
+
+    assert isinstance(w.logic.client, RemoteClient) and w.logic.client.alive  # with the panel's wording
     remote_node = p.outputLandmarks
     assert remote_node is not local_node and remote_node.GetNumberOfControlPoints() == len(local)
     assert [remote_node.GetNthControlPointLabel(i) for i in range(len(local))] == \
@@ -258,3 +260,98 @@ def test_cancel_and_a_server_stopped_mid_job_leave_the_scene_as_it_was(module_wi
         assert w.ui.applyButton.text == "Apply" and w.lastJob is None
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765",
+                                 "https://gpu-box:8765"])
+def test_plain_http_is_accepted_for_a_server_on_this_computer(url):
+    from MedDIFTSceneLib.remote import ComputeSettings
+
+    ComputeSettings(where="server", url=url, token="t" * 24).check()  # no error
+
+
+def test_plain_http_to_another_computer_is_refused_in_the_panel(module_widget, no_weights):
+    import slicer
+
+    w = module_widget
+    _phantom_scene(slicer)
+    for url in ("http://gpu-box:8765", "http://10.0.0.7:8765", "http://127.0.0.1.example.org:8765"):
+        _choose_server(w.ui, url, "t" * 24)
+        with _errors() as shown:
+            w.ui.applyButton.click()
+        assert w.job is None and w.logic.client is None, url  # refused before any connection
+        assert "only for a server on this computer" in w.ui.statusLabel.text, w.ui.statusLabel.text
+        assert "unencrypted" in shown.texts[0] and "https://" in shown.texts[0]
+
+
+class _NotMedDIFT:
+    """A real HTTP server on 127.0.0.1 that is not MedDIFT: every GET is a 404 page, as a web server's."""
+
+    def __enter__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                body = b"<html><body>404 Not Found</body></html>"
+                self.send_response(404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        return False
+
+
+def test_an_address_that_is_not_a_meddift_server_says_so(module_widget, no_weights):
+    pytest.importorskip("httpx", reason="the server extra (httpx) is not installed")
+    import slicer
+
+    w = module_widget
+    _phantom_scene(slicer)
+    count = slicer.mrmlScene.GetNumberOfNodes()
+    with _NotMedDIFT() as web, _errors() as shown:
+        _choose_server(w.ui, web.url, "t" * 24)
+        _apply_and_wait(w, timeout=60)
+    status = w.ui.statusLabel.text
+    assert "is not a MedDIFT server" in status and "Server URL" in status, status
+    assert status != "Failed: HTTP 404" and "is not a MedDIFT server" in shown.texts[0]
+    assert slicer.mrmlScene.GetNumberOfNodes() == count and w.ui.applyButton.text == "Apply"
+
+
+def test_a_wrong_token_is_said_in_the_panels_words(module_widget, no_weights, tls_server):
+    import slicer
+
+    server, token, ca = tls_server
+    w = module_widget
+    _phantom_scene(slicer)
+    with _errors() as shown:
+        _choose_server(w.ui, server.url, "wrong-" + token, ca)
+        _apply_and_wait(w, timeout=60)
+    status = w.ui.statusLabel.text
+    assert "refused the token" in status and "Advanced > Token" in status, status
+    assert "--token-file" not in shown.texts[0] and "MEDDIFT_TOKEN" not in shown.texts[0]
+
+
+def test_server_messages_lose_their_command_line_advice():
+    from MedDIFTSceneLib.remote_panel import panel_words
+
+    url = "https://gpu-box:8765"
+    tls = panel_words("cannot verify the certificate of the MedDIFT server at x (e); for a self-signed server give "
+                      "its CA file (--ca-file)", "TLSError", url)
+    assert tls.endswith("choose its CA certificate in Advanced > CA file") and "--" not in tls
+    limit = panel_words("the server already has 4 open sessions, its limit (--max-sessions 4); close one or try "
+                        "later", "LimitExceeded", url)
+    assert "--max-sessions" not in limit and "a limit set by whoever runs the server" in limit
+    assert "not a MedDIFT server" in panel_words("HTTP 404", "HTTP404", url)

@@ -11,6 +11,7 @@ headless Slicer, where ``slicer.util.mainWindow()`` is None as under
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -93,3 +94,72 @@ def test_every_module_python_file_is_installed():
     present = {str(p.relative_to(REPO / "MedDIFT")).replace("\\", "/")
                for folder in ("MedDIFTSceneLib", "MedDIFTWidgetLib") for p in (REPO / "MedDIFT" / folder).glob("*.py")}
     assert sorted(present - listed) == []
+
+
+# --- the Extensions Index entry and the module's own description -----------------------------------
+
+INDEX_ENTRY = REPO / "Resources" / "ExtensionsIndex" / "MedDIFT.json"
+SCHEMA = Path(__file__).resolve().parent / "index_schema" / "slicer-extension-catalog-entry-schema-v1.0.2.json"
+
+
+def test_index_entry_is_formatted_as_the_index_requires():
+    """The index's pre-commit runs prettier with prettier-plugin-multiline-arrays at wrap threshold 0:
+    every non-empty array one item per line, two-space indent, LF endings, a final newline; its
+    checker refuses CR line endings. ``json.dumps(indent=2)`` writes exactly that layout."""
+    raw = INDEX_ENTRY.read_bytes()
+    assert b"\r" not in raw and b"\t" not in raw
+    text = raw.decode("utf-8")
+    assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+    assert all(line == line.rstrip() for line in text.splitlines())
+
+
+def test_index_entry_validates_against_slicers_schema_and_matches_the_cmake_description():
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
+    entry = json.loads(INDEX_ENTRY.read_text(encoding="utf-8"))
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert entry["$schema"].split("#")[0] == schema["$id"].split("#")[0]
+    jsonschema.validate(entry, schema)
+    # the index checker's own rules: the file name is the CMake project, the repository starts with
+    # "Slicer" (the extension does not), the category is one it knows ("Registration" is), a licence file
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert re.findall(r"project\s*\(\s*([^\s\)\n\r]+)", text, re.IGNORECASE)[0] == INDEX_ENTRY.stem == "MedDIFT"
+    assert entry["scm_url"].rstrip("/").split("/")[-1].removesuffix(".git").startswith("Slicer")
+    assert entry["category"] == _cmake_set("EXTENSION_CATEGORY")[0] == "Registration"
+    assert entry["build_dependencies"] == _cmake_set("EXTENSION_DEPENDS")
+    assert (REPO / "LICENSE").is_file()
+
+
+def test_module_description_translates_its_category_and_names_its_sources(slicer_app, monkeypatch):
+    """Slicer translates module categories in the context ``qSlicerAbstractCoreModule`` (its own
+    modules' categories live there); the help text links the documentation; the acknowledgement names
+    the descriptor, the method's sources and their licences; the contributors are the CMake ones."""
+    import slicer_standin
+
+    asked = []
+    monkeypatch.setattr(slicer_app.app, "translate", lambda context, text: asked.append((context, text)) or text)
+    parent = slicer_standin.loadModule(str(REPO / "MedDIFT" / "MedDIFT.py"))
+    assert ("qSlicerAbstractCoreModule", "Registration") in asked
+    assert list(parent.categories) == ["Registration"]
+    assert list(parent.contributors) == [" ".join(_cmake_set("EXTENSION_CONTRIBUTORS"))]
+    link = re.search(r'<a href="([^"]+)">', parent.helpText)
+    assert link, parent.helpText
+    url, _, anchor = link.group(1).partition("#")
+    assert url == _cmake_set("EXTENSION_HOMEPAGE")[0].split("#")[0] and anchor
+    headings = [re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", (REPO / "README.md").read_text(encoding="utf-8"), re.M)]
+    assert anchor in headings, (anchor, headings)
+    ack = parent.acknowledgementText
+    for words in ("MIND-SSC", "Heinrich", "ConvexAdam", "MONAI", "MAISI", "Apache License 2.0", "licence", "2512.05571"):
+        assert words in ack, words
+
+
+def test_readme_is_a_homepage_for_the_extension():
+    """The index shows the README as the extension's homepage: a picture of the module (a file in
+    this repository), the licence, the paper to cite, and the install from the Extensions Manager."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+\.png)\)", text)
+    assert images and all((REPO / i).is_file() for i in images), images
+    assert any("Panel" in i for i in images)
+    assert re.search(r"\[[^\]]*\]\(LICENSE\)", text) and "Apache License 2.0" in text
+    assert "arXiv 2512.05571" in text and ("@article" in text or "@misc" in text)
+    assert "Extensions Manager" in text and re.search(r"search for \*\*MedDIFT\*\*", text)
