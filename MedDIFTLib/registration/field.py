@@ -179,7 +179,8 @@ def write_field_image(img, path, force: bool = True) -> Path:
         with atomic_path(path, suffix=ext, force=force) as tmp:
             if ext == ".h5":
                 sitk.WriteTransform(sitk.DisplacementFieldTransform(img), tmp)
-            elif ext in (".nii", ".nii.gz"):
+            elif ext in (".nii", ".nii.gz"):  # the image's LPS vectors back to RAS, on the (i, j, k) axes
+                displacement_ras = flip_lps_ras(sitk.GetArrayFromImage(img)).transpose(2, 1, 0, 3)
                 _write_nifti_displacement(displacement_ras, img, tmp, ext == ".nii.gz")
             else:
                 sitk.WriteImage(img, tmp, True)
