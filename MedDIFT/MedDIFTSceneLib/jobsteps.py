@@ -1,7 +1,12 @@
-"""What a job is asked to do, and the pieces of its steps that run off the GUI thread.
+"""What a job is asked to do, and the steps it is made of.
 
-:class:`MatchRequest` holds everything the panel's parameter node says (node IDs and options);
-:class:`Background` runs a step's file I/O in a thread so that polling never waits for it;
+:class:`MatchRequest` holds everything the panel's parameter node says (node IDs and options), taken
+when the job starts: the job never reads the panel again. A job is a list of steps, each a small
+object that starts without waiting and says when it has finished: :class:`LaunchStep` (a worker
+process), :class:`WorkerStep` (one request to the worker) and :class:`LocalStep` (file I/O in a
+thread, :class:`Background`). Each step hands its result to its own ``on_result`` callable, so a new
+step needs no branch elsewhere; its ``weight`` is its usual share of the job's time, for the progress
+bar (a step without an entry in :data:`STEP_WEIGHTS` counts as 1).
 :func:`read_field` brings a displacement field written by the worker back as RAS arrays.
 """
 
@@ -9,9 +14,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+
+from MedDIFTLib.data.geometry import ijk_to_ras_from_itk
+from MedDIFTLib.errors import InputError, MedDIFTError
+
+# Relative cost of each kind of step, for the overall progress (feature extraction dominates).
+STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.5, "extract": 10.0,
+                "register": 10.0, "match": 3.0, "heatmap": 1.0}
+
+
+class OverwriteDeclined(InputError):
+    """The user answered "No" to replacing an output list's points: nothing was started."""
 
 
 class Background:
@@ -38,6 +54,85 @@ class Background:
         return self._result
 
 
+def _ignore(result: Any) -> None:
+    return None
+
+
+class Step:
+    """One non-blocking part of a job: ``start(client)``, then ``finished()`` until True.
+
+    Args:
+        name: what the panel shows while it runs ("fixed features").
+        kind: the kind of work, which sets its ``weight`` in the progress.
+        on_result: called with the step's result when it has finished.
+    """
+
+    def __init__(self, name: str, kind: str, on_result: Callable[[Any], None] = _ignore):
+        self.name, self.kind, self.on_result = name, kind, on_result
+        self.weight = STEP_WEIGHTS.get(kind, 1.0)
+
+    def start(self, client, on_event: Callable[[dict], None]) -> None:
+        raise NotImplementedError
+
+    def finished(self) -> bool:
+        raise NotImplementedError
+
+
+class LaunchStep(Step):
+    """Start the worker process; finished once it said it is ready."""
+
+    def __init__(self):
+        super().__init__("start worker", "launch")
+        self.client = None
+
+    def start(self, client, on_event: Callable[[dict], None]) -> None:
+        self.client = client
+        client.launch()
+
+    def finished(self) -> bool:
+        return bool(self.client.poll_ready())
+
+
+class WorkerStep(Step):
+    """One request to the worker (``cmd`` with ``fields``); its progress events go to the job."""
+
+    def __init__(self, name: str, cmd: str, fields: dict, on_result: Callable[[Any], None] = _ignore):
+        super().__init__(name, cmd, on_result)
+        self.cmd, self.fields = cmd, fields
+        self.pending = None
+
+    def start(self, client, on_event: Callable[[dict], None]) -> None:
+        self.pending = client.submit(self.cmd, on_event=on_event, **self.fields)
+
+    def finished(self) -> bool:
+        if not self.pending.poll():
+            return False
+        self.on_result(self.pending.result or {})
+        return True
+
+
+class LocalStep(Step):
+    """A function run in a thread (file I/O); an ``OSError`` becomes the user's error."""
+
+    def __init__(self, name: str, run: Callable[[], Any], on_result: Callable[[Any], None] = _ignore):
+        super().__init__(name, "local", on_result)
+        self.run = run
+        self.background: Optional[Background] = None
+
+    def start(self, client, on_event: Callable[[dict], None]) -> None:
+        self.background = Background(self.run)
+
+    def finished(self) -> bool:
+        if not self.background.done():
+            return False
+        try:
+            result = self.background.result()
+        except OSError as err:  # a full disk, a temporary folder removed under us
+            raise MedDIFTError(f"{self.name}: {err}") from err
+        self.on_result(result)
+        return True
+
+
 @dataclass
 class MatchRequest:
     """What to match: node IDs and options (everything the GUI's parameter node holds)."""
@@ -54,12 +149,32 @@ class MatchRequest:
     transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
     warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
 
+    def input_ids(self) -> dict[str, str]:
+        """The nodes the job reads or writes, by the name the user knows them by."""
+        ids = {"fixed volume": self.fixed_volume_id, "moving volume": self.moving_volume_id,
+               "fixed landmarks": self.fixed_points_id}
+        if self.output_points_id:
+            ids["output point list"] = self.output_points_id
+        return ids
+
+
+@dataclass
+class MatchResult:
+    """What a finished job put into the scene, and what it matched."""
+
+    points_node: Any  # vtkMRMLMarkupsFiducialNode with the matches
+    heatmap_node: Any  # the module's similarity volume
+    matched: Any  # PointSet of the matches (RAS mm) with their scores
+    heatmap_label: str  # the landmark the heatmap is for
+    warnings: list = field(default_factory=list)  # the engine's doubts about the inputs
+    transform_node: Any = None  # grid transform with the dense map, when asked for
+    warped_node: Any = None  # the moving volume resampled onto the fixed grid, when asked for
+    session: Any = None  # the two-scan TrackingSession of this pair, when recorded
+
 
 def read_field(path) -> tuple:
     """An ITK displacement field file as (RAS displacement (I, J, K, 3), IJK-to-RAS of its grid)."""
     import SimpleITK as sitk
-
-    from MedDIFTLib.data.geometry import ijk_to_ras_from_itk
 
     img = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
     lps = sitk.GetArrayFromImage(img).transpose(2, 1, 0, 3)

@@ -61,13 +61,17 @@ class TrackingSession:
         return [cls(n) for n in nodes if n.GetAttribute(SESSION_ATTRIBUTE) == "1"]
 
     @classmethod
-    def for_pair(cls, scene, fixed_volume, moving_volume, fixed_points) -> "TrackingSession":
-        """The two-scan session of one Apply: reused when the same three nodes were matched before."""
+    def find_pair(cls, scene, fixed_volume, moving_volume, fixed_points) -> Optional["TrackingSession"]:
+        """The two-scan session of an earlier Apply on the same three nodes, if any (reused)."""
         for s in cls.all_in(scene):
             if (s.baseline_volume is fixed_volume and s.baseline_points is fixed_points
                     and s.follow_ups == [moving_volume]):
                 return s
-        return cls.create(scene, fixed_volume, fixed_points, [moving_volume], "baseline")
+        return None
+
+    @property
+    def name(self) -> str:
+        return self.node.GetName()
 
     # --- what it holds ---------------------------------------------------------------
 
