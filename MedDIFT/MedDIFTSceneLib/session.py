@@ -44,9 +44,12 @@ class TrackingSession:
         ids = [baseline_volume.GetID()] + [v.GetID() for v in follow_ups]
         if len(set(ids)) != len(ids):
             raise InputError("the baseline and the follow-ups must be different volumes")
-        node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", scene.GenerateUniqueName(name))
-        node.SetAttribute(SESSION_ATTRIBUTE, "1")
+        node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+        node.UnRegister(None)  # CreateNodeByClass hands over a reference; the scene keeps its own
+        node.SetName(scene.GenerateUniqueName(name))
+        node.SetAttribute(SESSION_ATTRIBUTE, "1")  # before it is added: observers of NodeAdded see a session
         node.SetHideFromEditors(False)
+        node = scene.AddNode(node)
         node.SetParameter("mode", mode)
         node.SetNodeReferenceID("baselineVolume", baseline_volume.GetID())
         node.SetNodeReferenceID("baselineLandmarks", baseline_points.GetID())
