@@ -282,9 +282,19 @@ class SceneChanges:
         self._undo: list[Callable[[], None]] = []
 
     def added(self, node):
-        """Record a node the job added (removed on rollback); returns it."""
-        self._undo.append(lambda: self.scene.RemoveNode(node) if self.scene.IsNodePresent(node) else None)
+        """Record a node the job added (removed on rollback, with its display and storage nodes); returns it."""
+        self._undo.append(lambda: self._remove(node))
         return node
+
+    def _remove(self, node) -> None:
+        helpers = []
+        if node.IsA("vtkMRMLDisplayableNode"):
+            helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLStorableNode"):
+            helpers.append(node.GetStorageNode())
+        for n in [node] + [h for h in helpers if h is not None]:
+            if self.scene.IsNodePresent(n):
+                self.scene.RemoveNode(n)
 
     def keep_markups(self, node) -> None:
         """Record an existing point list's points, locks and attributes before they are replaced."""
