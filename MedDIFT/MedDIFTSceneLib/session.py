@@ -49,13 +49,12 @@ class TrackingSession:
         node.SetName(scene.GenerateUniqueName(name))
         node.SetAttribute(SESSION_ATTRIBUTE, "1")  # before it is added: observers of NodeAdded see a session
         node.SetHideFromEditors(False)
-        node = scene.AddNode(node)
         node.SetParameter("mode", mode)
         node.SetNodeReferenceID("baselineVolume", baseline_volume.GetID())
         node.SetNodeReferenceID("baselineLandmarks", baseline_points.GetID())
         for v in follow_ups:
             node.AddNodeReferenceID("followUpVolume", v.GetID())
-        return cls(node)
+        return cls(scene.AddNode(node))
 
     @classmethod
     def all_in(cls, scene) -> list["TrackingSession"]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import qt
 from slicer.i18n import tr as _
 
+from MedDIFTLib.errors import InputError
+
 
 class HeatmapLabels:
     """Keeps the "heatmap for" combo box equal to the fixed landmarks' labels.
@@ -120,7 +122,14 @@ class SessionTable:
             for node in {id(n): n for n in nodes if n is not None}.values():
                 for event in self.EVENTS:
                     self._observed.append((node, node.AddObserver(getattr(node, event), self._onPointsChanged)))
+            for event in ("ReferenceAddedEvent", "ReferenceModifiedEvent", "ReferenceRemovedEvent"):
+                # a follow-up's list set (a tracking run going on): observe the new list too
+                node = session.node
+                self._observed.append((node, node.AddObserver(getattr(node, event), self._onSessionChanged)))
         self.refresh()
+
+    def _onSessionChanged(self, caller=None, event=None) -> None:
+        self.setSession(self.session)
 
     def _onPointsChanged(self, caller=None, event=None) -> None:
         self.refresh()
@@ -130,7 +139,10 @@ class SessionTable:
         if session is not None and session.node.GetScene() is None:  # the session node was deleted
             self.setSession(None)
             return
-        fillTrackingTable(self.table, session)
+        try:
+            fillTrackingTable(self.table, session)
+        except InputError:  # a session whose baseline list was deleted: nothing to show
+            fillTrackingTable(self.table, None)
 
     def selectedLabel(self):
         """The landmark label shown in the selected row, or None."""

@@ -44,7 +44,7 @@ class SessionsMixin:
         index = self.sessionComboBox.findData(session.node.GetID()) if session is not None else -1
         if index >= 0 and index != self.sessionComboBox.currentIndex:
             self.sessionComboBox.currentIndex = index
-        elif index < 0 or self.sessionTable.session is None or self.sessionTable.session.node is not session.node:
+        else:  # the same session: its lists or verdicts may have changed all the same
             self.sessionTable.setSession(session)
 
     def refreshSessions(self) -> None:
@@ -62,11 +62,12 @@ class SessionsMixin:
             combo.clear()
             for name, node_id in items:
                 combo.addItem(name, node_id)
-            combo.currentIndex = combo.findData(chosen) if chosen is not None else -1
+            # the chosen session when it is still there, else the newest one (none: an empty table)
+            combo.currentIndex = combo.findData(chosen) if chosen is not None else len(items) - 1
         finally:
             combo.blockSignals(False)
-        if combo.currentIndex < 0 and self.sessionTable.session is not None:
-            self.sessionTable.setSession(None)
+        if combo.itemData(combo.currentIndex) != chosen:
+            self.onSessionChosen(combo.currentIndex)
 
     def onSessionChosen(self, index: int) -> None:
         node_id = self.sessionComboBox.itemData(index) if index >= 0 else None
