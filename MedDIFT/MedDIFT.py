@@ -36,12 +36,13 @@ for _dir in ENGINE_DIRS:  # the engine, MedDIFTLib: next to this file once insta
         sys.path.insert(0, _dir)
 
 from MedDIFTSceneLib.jobsteps import MatchRequest, OverwriteDeclined  # noqa: E402 - importable once on the path
-from MedDIFTSceneLib.logic import HEATMAP_ATTRIBUTE, MedDIFTLogicCore  # noqa: E402
-from MedDIFTSceneLib.session import TrackingSession  # noqa: E402
+from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402
 from MedDIFTWidgetLib.actions import WidgetActionsMixin  # noqa: E402
 from MedDIFTWidgetLib.compute import ComputeOnMixin  # noqa: E402
-from MedDIFTWidgetLib.panel import HeatmapLabels  # noqa: E402
+from MedDIFTWidgetLib.console import ConsoleMixin  # noqa: E402
+from MedDIFTWidgetLib.panel import HeatmapLabels, distinctDefaultVolumes  # noqa: E402
 from MedDIFTWidgetLib.sessions import SessionsMixin  # noqa: E402
+from MedDIFTWidgetLib.trackpanel import TrackPanelMixin  # noqa: E402
 
 DOUBLE_CLICK_S = 0.5  # a second click on Apply this soon is the end of a double click, not a Cancel
 
@@ -95,11 +96,12 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, ScriptedLoadableModuleWidget,
+class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, TrackPanelMixin, ScriptedLoadableModuleWidget,
                     VTKObservationMixin):
-    """Panel wiring, Apply/Cancel and the polled job; results, live mode and the weights download are in
+    """Panel wiring and Apply/Cancel; the polled job, its results, live mode and the weights download are in
     :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the tracking sessions and their table in
-    :class:`MedDIFTWidgetLib.sessions.SessionsMixin`, the "Compute on" fields in
+    :class:`MedDIFTWidgetLib.sessions.SessionsMixin`, tracking through follow-ups in
+    :class:`MedDIFTWidgetLib.trackpanel.TrackPanelMixin`, the "Compute on" fields in
     :class:`MedDIFTWidgetLib.compute.ComputeOnMixin`."""
 
     def __init__(self, parent=None) -> None:
@@ -109,6 +111,7 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, ScriptedL
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self.job = None
+        self._jobKind = "match"  # or "track": what the running job's end shows
         self.lastJob = None
         self._jobStartedAt = 0.0
         self._configureLogged = True
@@ -132,6 +135,7 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, ScriptedL
         self.logic = MedDIFTLogic()
         self.setupComputeOn()
         self.setupSessions()
+        self.setupTrackPanel()
         self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
@@ -186,24 +190,11 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, ScriptedL
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        self._distinctDefaultVolumes()
+        distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
 
     def onVolumeAdded(self, caller=None, event=None) -> None:
         if self._parameterNode is not None and not slicer.mrmlScene.IsImporting():
-            self._distinctDefaultVolumes()
-
-    def _distinctDefaultVolumes(self) -> None:
-        """The default selection: the first two scans as fixed and moving, never the same one twice."""
-        p = self._parameterNode
-        scene = slicer.mrmlScene
-        volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-                   for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-        volumes = [v for v in volumes if v.GetAttribute(HEATMAP_ATTRIBUTE) != "1"]
-        if not p.fixedVolume and volumes:
-            p.fixedVolume = volumes[0]
-        others = [v for v in volumes if v is not p.fixedVolume]
-        if (not p.movingVolume or p.movingVolume is p.fixedVolume) and others:
-            p.movingVolume = others[0]
+            distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode: Optional[MedDIFTParameterNode]) -> None:
         if self._parameterNode:
@@ -265,58 +256,11 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, ScriptedL
             self._log(self.ui.statusLabel.text)
             slicer.util.errorDisplay(_("MedDIFT could not start: {error}").format(error=err))
             return
-        self.job, self._jobStartedAt, self._configureLogged = job, time.monotonic(), False
+        self.job, self._jobKind, self._jobStartedAt, self._configureLogged = job, "match", time.monotonic(), False
         self.ui.applyButton.text = _("Cancel")
         self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
         self.ui.progressBar.visible = True
         self.timer.start()
-
-    def onTimer(self) -> None:
-        job = self.job
-        if job is None:
-            self.timer.stop()
-            return
-        running = job.poll()  # never raises: an error ends the job
-        if not self._configureLogged and (job.configure_result or not running):
-            # the worker's configure step (or the options it already had) says what runs
-            info = job.configure_result or self.logic.core.configure_result or {}
-            self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
-            self._log(_("Device: {device}").format(device=info.get("device", "?")))
-            self._configureLogged = True
-        self.ui.progressBar.value = int(100 * job.fraction)  # the whole job's progress, never backwards
-        self.ui.statusLabel.text = job.stage
-        if running:
-            return
-        self._jobEnded()  # first: timer stopped, panel back to Apply; dialogs only after that
-        try:
-            if job.error is not None:
-                self.ui.statusLabel.text = _("Failed: {error}").format(error=job.error)
-                self._log(self.ui.statusLabel.text)
-                slicer.util.errorDisplay(_("MedDIFT failed: {error}").format(error=job.error))
-            elif job.result is not None:
-                self._showResults(job)
-        except Exception as err:  # noqa: BLE001 - showing the results failed; the run itself is done
-            logging.exception("MedDIFT: showing the results failed")
-            self.ui.statusLabel.text = _("Failed to show the results: {error}").format(error=err)
-            slicer.util.errorDisplay(self.ui.statusLabel.text)
-
-    def _jobEnded(self) -> None:
-        self.timer.stop()
-        job, self.job = self.job, None
-        if job is not None:
-            for line in job.log:
-                self._log(line)
-            if job.result is not None:
-                self.lastJob = job
-        if self.lastJob is not None and not self.logic.core.has_features(self.lastJob):
-            # cancelled, crashed or replaced worker: its features are gone, live mode needs a new run
-            self.lastJob = None
-            self._log(_("Live matching needs the features of a run: press Apply again."))
-        self.ui.applyButton.text = _("Apply")
-        self.ui.progressBar.visible = False
-        self._checkCanApply()
-        if self.ui.liveModeCheckBox.checked:
-            self._startLive()
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -328,11 +272,12 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, ScriptedL
 #
 
 
-class MedDIFTLogic(SlicerLogicMixin, ScriptedLoadableModuleLogic):
+class MedDIFTLogic(ConsoleMixin, SlicerLogicMixin, ScriptedLoadableModuleLogic):
     """The module's one logic: the Qt-free scene logic in ``self.core``
     (:class:`MedDIFTSceneLib.logic.MedDIFTLogicCore`: worker, jobs, live matches, tracking sessions),
     plus what needs Slicer itself (:class:`MedDIFTWidgetLib.slicerlogic.SlicerLogicMixin`: dependencies,
-    worker environment, weights, views) and the parameter node. Usable from the Python console:
+    worker environment, weights, views), the console helpers (:class:`MedDIFTWidgetLib.console.ConsoleMixin`)
+    and the parameter node. Usable from the Python console:
 
     >>> logic = slicer.modules.meddift.widgetRepresentation().self().logic  # or MedDIFTLogic()
     >>> job = logic.match(fixedVolume, movingVolume, fixedPoints)   # blocks until done
@@ -345,10 +290,10 @@ class MedDIFTLogic(SlicerLogicMixin, ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         # the environment is a function: read at each worker start, so "force CPU" needs no reload
         self.core = MedDIFTLogicCore(slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment)
-        self.trackingJob = None  # the console's tracking run, polled by trackingTimer
+        self.trackingJob = None  # the console's tracking run (logic.track), polled by trackingTimer
         self.trackingTimer = qt.QTimer()
         self.trackingTimer.setInterval(100)
-        self.trackingTimer.connect("timeout()", self._pollTracking)
+        self.trackingTimer.connect("timeout()", self.pollTracking)
 
     @property
     def client(self):
@@ -377,38 +322,6 @@ class MedDIFTLogic(SlicerLogicMixin, ScriptedLoadableModuleLogic):
 
     def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
         return self.core.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
-
-    def match(self, fixedVolume, movingVolume, fixedPoints, backbone: str = "auto", device: str = "auto",
-              searchRadius: float = 0.0, timeout: float = 3600.0):
-        """Console use: run the whole job and return it (``job.result`` holds the new nodes). The panel's
-        settings are not touched; refused while a run of this logic is in progress."""
-        request = MatchRequest(fixedVolume.GetID(), movingVolume.GetID(), fixedPoints.GetID(),
-                               engine={"backbone": backbone, "device": device},
-                               matching={"radius_mm": searchRadius or None})
-        job = self.core.start_match(request).run(timeout=timeout)
-        if job.error is not None:
-            raise RuntimeError(str(job.error))
-        return job
-
-    def track(self, baselineVolume, baselineLandmarks, followUpVolumes, mode: str = "previous",
-              backbone: str = "auto", device: str = "auto", searchRadius: float = 0.0):
-        """Console use: track the landmarks through every follow-up without blocking Slicer; returns the
-        running :class:`~MedDIFTSceneLib.multiscan.TrackingJob` (``done``, ``fraction``, ``session``,
-        ``cancel()``). The session is in the scene at once, listed in the panel."""
-        self.core._refuse_if_busy("start tracking")
-        session = TrackingSession.create(slicer.mrmlScene, baselineVolume, baselineLandmarks, followUpVolumes, mode)
-        engine = {"backbone": backbone, "device": device}
-        self.trackingJob = self.core.start_tracking(session, engine, {"radius_mm": searchRadius or None})
-        self.trackingTimer.start()
-        return self.trackingJob
-
-    def _pollTracking(self) -> None:
-        job = self.trackingJob
-        if job is None or not job.poll():
-            self.trackingTimer.stop()
-            if job is not None:
-                logging.info("MedDIFT tracking: " + ("done" if job.error is None and not job.cancelled else
-                                                     f"{job.stage}: {job.error}"))
 
 
 #

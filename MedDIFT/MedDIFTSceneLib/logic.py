@@ -101,7 +101,7 @@ class MedDIFTLogicCore:
     def busy(self) -> bool:
         return self.job is not None and not self.job.done
 
-    def _refuse_if_busy(self, what: str) -> None:
+    def refuse_if_busy(self, what: str) -> None:
         if self.busy():
             raise InputError(f"cannot {what}: a MedDIFT run is in progress ({self.job.stage}); wait for it to "
                              "finish or cancel it first")
@@ -109,7 +109,7 @@ class MedDIFTLogicCore:
     def start_match(self, request: MatchRequest, overwrite: Optional[Callable[[object], bool]] = None) -> MatchJob:
         """Start a job; refused while another runs (both would talk to the one worker and
         write the same output nodes)."""
-        self._refuse_if_busy("start another run")
+        self.refuse_if_busy("start another run")
         self.live.clear()  # a click's answer would be for the features this job replaces
         self.job = MatchJob(self, request, overwrite)
         return self.job
@@ -132,7 +132,7 @@ class MedDIFTLogicCore:
     def _check_live(self, job: Optional[MatchJob]) -> None:
         if job is None or job.result is None:
             raise InputError("run a match first: live mode uses its features")
-        self._refuse_if_busy("match a point live")
+        self.refuse_if_busy("match a point live")
         if not self.has_features(job):
             raise InputError(STALE_FEATURES)
 

@@ -1,4 +1,5 @@
-"""The widget's actions besides Apply: a run's results shown, live mode and the weights download.
+"""The widget's actions besides Apply: the running job polled and ended, its results shown, live mode and
+the weights download.
 A mixin of ``MedDIFT.MedDIFTWidget`` (it uses its ``ui``, ``logic``, ``_parameterNode`` and ``_log``),
 split out so that ``MedDIFT.py`` stays readable."""
 
@@ -14,6 +15,56 @@ from MedDIFTSceneLib.scene import PointEvents
 
 
 class WidgetActionsMixin:
+    # --- the running job, polled by the panel's timer ----------------------------------------
+
+    def onTimer(self) -> None:
+        job = self.job
+        if job is None:
+            self.timer.stop()
+            return
+        running = job.poll()  # never raises: an error ends the job
+        if not self._configureLogged and (job.configure_result or not running):
+            # the worker's configure step (or the options it already had) says what runs
+            info = job.configure_result or self.logic.core.configure_result or {}
+            self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
+            self._log(_("Device: {device}").format(device=info.get("device", "?")))
+            self._configureLogged = True
+        self.ui.progressBar.value = int(100 * job.fraction)  # the whole job's progress, never backwards
+        self.ui.statusLabel.text = job.stage
+        if running:
+            return
+        self._jobEnded()  # first: timer stopped, panel back to Apply; dialogs only after that
+        try:
+            if job.error is not None:
+                self.ui.statusLabel.text = _("Failed: {error}").format(error=job.error)
+                self._log(self.ui.statusLabel.text)
+                slicer.util.errorDisplay(_("MedDIFT failed: {error}").format(error=job.error))
+            elif job.result is not None:
+                (self._showTracking if self._jobKind == "track" else self._showResults)(job)
+        except Exception as err:  # noqa: BLE001 - showing the results failed; the run itself is done
+            logging.exception("MedDIFT: showing the results failed")
+            self.ui.statusLabel.text = _("Failed to show the results: {error}").format(error=err)
+            slicer.util.errorDisplay(self.ui.statusLabel.text)
+
+    def _jobEnded(self) -> None:
+        self.timer.stop()
+        job, self.job = self.job, None
+        if job is not None:
+            for line in job.log:
+                self._log(line)
+            if job.result is not None and self._jobKind == "match":  # live mode uses this pair's features
+                self.lastJob = job
+        if self.lastJob is not None and not self.logic.core.has_features(self.lastJob):
+            # cancelled, crashed or replaced worker: its features are gone, live mode needs a new run
+            self.lastJob = None
+            self._log(_("Live matching needs the features of a run: press Apply again."))
+        self.ui.applyButton.text = _("Apply")
+        self.trackButton.text = _("Track")
+        self.ui.progressBar.visible = False
+        self._checkCanApply()
+        if self.ui.liveModeCheckBox.checked:
+            self._startLive()
+
     # --- a finished run --------------------------------------------------------------
 
     def _confirmOverwrite(self, node) -> bool:

@@ -6,6 +6,7 @@ import qt
 from slicer.i18n import tr as _
 
 from MedDIFTLib.errors import InputError
+from MedDIFTSceneLib.logic import HEATMAP_ATTRIBUTE
 
 
 class HeatmapLabels:
@@ -159,3 +160,16 @@ class SessionTable:
     def remove(self) -> None:
         self._unobserve()
         self.session = None
+
+
+def distinctDefaultVolumes(p, scene) -> None:
+    """The default selection: the first two scans as fixed and moving, never the same one twice (Slicer's
+    node selectors both take the first volume loaded). The module's own heatmap is not a scan."""
+    volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    volumes = [v for v in volumes if v.GetAttribute(HEATMAP_ATTRIBUTE) != "1"]
+    if not p.fixedVolume and volumes:
+        p.fixedVolume = volumes[0]
+    others = [v for v in volumes if v is not p.fixedVolume]
+    if (not p.movingVolume or p.movingVolume is p.fixedVolume) and others:
+        p.movingVolume = others[0]
