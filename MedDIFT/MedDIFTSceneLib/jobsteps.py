@@ -171,6 +171,10 @@ class MatchResult:
     warped_node: Any = None  # the moving volume resampled onto the fixed grid, when asked for
     session: Any = None  # the two-scan TrackingSession of this pair, when recorded
 
+    def __getitem__(self, key: str) -> Any:
+        """``result["points_node"]``: scripts written when the result was a dict keep working."""
+        return getattr(self, key)
+
 
 def read_field(path) -> tuple:
     """An ITK displacement field file as (RAS displacement (I, J, K, 3), IJK-to-RAS of its grid)."""
