@@ -59,6 +59,7 @@ class MatchJob:
         self.heatmap_label = ""
         self.fixed_key = self.moving_key = ""
         self.output_node = None  # the list the matches go into (None: a new one)
+        self.output_count = 0  # its number of points when it was chosen (a change since: a new list)
         self.tmp = Path(tempfile.mkdtemp(prefix="meddift-job-"))
         self._current = None
         self._done_weight = 0.0
@@ -66,6 +67,7 @@ class MatchJob:
         try:
             self._check_inputs()
             self.output_node = self._output_node(overwrite)
+            self.output_count = self.output_node.GetNumberOfControlPoints() if self.output_node else 0
             plan = self._plan()
             self._steps = self.logic.worker_steps(request.engine, request.matching, self) + plan
         except BaseException:  # refused before starting: leave no temporary folder behind
@@ -273,6 +275,11 @@ class MatchJob:
         matched = PointSet(pts, labels, values)
         moving_node = scene.GetNodeByID(r.moving_volume_id)
         out_node = self.output_node
+        if out_node is not None and out_node.GetNumberOfControlPoints() != self.output_count:
+            # points placed in it while the job ran: nobody agreed to replace those
+            self.log.append(f"{out_node.GetName()!r} changed while the run went on and was kept: the matches "
+                            "are in a new list")
+            out_node = None
         if out_node is not None and out_node.GetNumberOfControlPoints() > 0:
             changes.keep_markups(out_node)
         if out_node is None:

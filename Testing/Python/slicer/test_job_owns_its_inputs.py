@@ -166,3 +166,21 @@ def test_a_double_click_or_a_console_match_leave_the_panel_job_alone(module_widg
     assert (p.fixedVolume, p.movingVolume, p.fixedLandmarks, p.backbone) == (fixed, moving, points, "mind-ssc")
     run_to_end(w)
     assert job.error is None and job.result is not None and not errors
+
+
+def test_points_placed_in_the_output_list_mid_job_are_never_replaced(module_widget, errors):
+    import slicer
+
+    w = module_widget
+    pair, fixed, moving, points, _ = scene_with_pair(slicer)
+    configure(w, fixed, moving, points)
+    target = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "my matches")
+    w._parameterNode.outputLandmarks = target  # empty: no question
+    w.ui.applyButton.click()
+    target.AddControlPoint(4.0, 5.0, 6.0, "placed meanwhile")
+    run_to_end(w)
+    assert not errors and target.GetNumberOfControlPoints() == 1
+    assert target.GetNthControlPointLabel(0) == "placed meanwhile"
+    out = w.lastJob.result.points_node
+    assert out is not target and out.GetNumberOfControlPoints() == points.GetNumberOfControlPoints()
+    assert "changed while the run went on and was kept" in w.ui.logTextEdit.toPlainText()
