@@ -51,7 +51,13 @@ class MedDIFTLogicCore:
     def worker_steps(self, engine: dict, matching: dict, job: Optional[MatchJob] = None) -> list:
         """The job steps that give it a running worker configured with these options: start one
         (when none runs) and configure it (when its options differ). Steps of the job's poll loop,
-        so that neither blocks the GUI."""
+        so that neither blocks the GUI.
+
+        Args:
+            engine: the engine options (backbone, device, ...), as the worker's configure takes them.
+            matching: the matching options (search radius).
+            job: the job these steps belong to; told the worker's configure answer (backbone, warnings).
+        """
         steps = []
         env = self.worker_env()
         if self.client is not None and self.client.alive and env != self._client_env:
@@ -62,7 +68,8 @@ class MedDIFTLogicCore:
             steps.append(LaunchStep())
         wanted = {"engine": engine, "matching": matching}
         if self._configured != wanted:
-            steps.append(WorkerStep("configure", "configure", wanted, lambda result: self._configured_for(job, wanted, result)))
+            steps.append(WorkerStep("configure", "configure", wanted,
+                                    lambda result: self._configured_for(job, wanted, result)))
         return steps
 
     def _configured_for(self, job: Optional[MatchJob], options: dict, result: dict) -> None:
