@@ -99,15 +99,24 @@ class MatchJob:
         if node is None:
             return None
         owner = session_of(scene, node)
-        if owner is not None and r.record_session:
-            session, t = owner
-            if session.volumes()[t].GetID() != r.moving_volume_id or session.source(t)[1].GetID() != r.fixed_points_id:
-                self.log.append(f"{node.GetName()!r} holds another pair's matches: writing a new list")
-                return None
+        if owner is not None and r.record_session and not self._same_pair(*owner):
+            self.log.append(f"{node.GetName()!r} holds another pair's matches: writing a new list")
+            return None
         if node.GetNumberOfControlPoints() == 0 or (overwrite is not None and overwrite(node)):
             return node
         raise OverwriteDeclined(f"the output point list {node.GetName()!r} already has points and was kept; "
                                 "choose another output list (or none, for a new one) and press Apply again")
+
+    def _same_pair(self, session: TrackingSession, t: int) -> bool:
+        """Whether time point ``t`` of ``session`` matches this request's moving volume from its points."""
+        r = self.request
+        moving = session.volumes()[t]
+        try:
+            source = session.source(t)[1]
+        except InputError:  # its source has no matches (any more)
+            return False
+        return (moving is not None and source is not None and moving.GetID() == r.moving_volume_id
+                and source.GetID() == r.fixed_points_id)
 
     def _plan(self) -> list:
         scene, r = self.logic.scene, self.request
