@@ -192,8 +192,11 @@ class MedDIFTWidget(ComputeOnMixin, WidgetActionsMixin, SessionsMixin, TrackPane
         self.setParameterNode(self.logic.getParameterNode())
         distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
 
-    def onVolumeAdded(self, caller=None, event=None) -> None:
-        if self._parameterNode is not None and not slicer.mrmlScene.IsImporting():
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onVolumeAdded(self, caller, event, node=None) -> None:
+        """A scan loaded: it becomes the moving volume if the selectors would show one scan twice."""
+        if (self._parameterNode is not None and node is not None and node.IsA("vtkMRMLScalarVolumeNode")
+                and not slicer.mrmlScene.IsImporting()):
             distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode: Optional[MedDIFTParameterNode]) -> None:
@@ -287,7 +290,7 @@ class MedDIFTLogic(ConsoleMixin, SlicerLogicMixin, ScriptedLoadableModuleLogic):
     """
 
     def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
+        super().__init__()  # the mixins have no state: Slicer's logic base is the only one initialised
         # the environment is a function: read at each worker start, so "force CPU" needs no reload
         self.core = MedDIFTLogicCore(slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment)
         self.trackingJob = None  # the console's tracking run (logic.track), polled by trackingTimer
