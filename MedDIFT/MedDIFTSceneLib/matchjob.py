@@ -305,7 +305,8 @@ class MatchJob:
             result.transform_node = changes.added(add_displacement_transform(
                 scene, disp, ijk_to_ras, f"MedDIFT {moving_node.GetName()} to fixed"))
         if self.warped is not None:
-            result.warped_node = changes.added(add_volume_node(scene, self.warped, f"{moving_node.GetName()} registered"))
+            result.warped_node = changes.added(
+                add_volume_node(scene, self.warped, f"{moving_node.GetName()} registered"))
         if r.record_session:
             result.session = self._record_session(changes, out_node)
         return result
