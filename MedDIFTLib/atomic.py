@@ -76,10 +76,24 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def check_outputs(outputs: dict, inputs: dict, force: bool = False) -> None:
-    """``outputs`` and ``inputs`` map a name the user knows (``--out``, ``the moving volume``) to a path.
-    Refuse an output that is an input (even with ``force``), two outputs on one path, and each
-    output :func:`check_output_path` refuses."""
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies inside ``folder`` (symlinks and relative paths resolved)."""
+    try:
+        return folder.is_dir() and path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def refuse_input_overlap(outputs: dict, inputs: dict) -> None:
+    """Refuse an output that is one of the inputs: the same file (through a symlink, a relative
+    path or a hard link), a file an input is made of (an .mhd's data file), or a path inside an
+    input folder (a DICOM series). Holds even when replacing is allowed. Both map a name the user
+    knows (``--out``, ``the moving volume``) to a path.
+
+    Args:
+        outputs: name -> path of every file the job writes.
+        inputs: name -> path of every file or folder the job reads.
+    """
     outs = {k: Path(v) for k, v in outputs.items() if v}
     ins = {k: Path(v) for k, v in inputs.items() if v}
     for oname, opath in outs.items():
@@ -87,6 +101,17 @@ def check_outputs(outputs: dict, inputs: dict, force: bool = False) -> None:
             if _same(opath, ipath) or any(_same(opath, p) for p in _companions(ipath)):
                 raise OutputWriteError(f"{oname} {opath} is {iname}: an output never replaces an input "
                                        "(not even when replacing is allowed); choose another name")
+            if _inside(opath, ipath):
+                raise OutputWriteError(f"{oname} {opath} lies inside {iname} {ipath}, a folder the job reads: "
+                                       "an output never goes among the inputs; choose another place")
+
+
+def check_outputs(outputs: dict, inputs: dict, force: bool = False) -> None:
+    """``outputs`` and ``inputs`` map a name the user knows (``--out``, ``the moving volume``) to a path.
+    Refuse an output that is an input (even with ``force``, :func:`refuse_input_overlap`), two
+    outputs on one path, and each output :func:`check_output_path` refuses."""
+    outs = {k: Path(v) for k, v in outputs.items() if v}
+    refuse_input_overlap(outputs, inputs)
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:

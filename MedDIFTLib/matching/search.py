@@ -25,6 +25,7 @@ import torch
 
 from ..data.geometry import Grid, Volume, apply_affine, as_points, resample
 from ..errors import InputError, opt
+from ..evidence import check_radius_resolution, require_finite_scores
 from ..features.options import resolve_device
 from ..features.pyramid import FeaturePyramid
 from ..runtime import Cancel, Progress, check_cancel, report
@@ -156,6 +157,7 @@ class Matcher:
         if n == 0:
             raise InputError("no points to match: the landmark list is empty")
         opts = self.options
+        check_radius_resolution(opts.radius_mm, self.grid.ijk_to_ras)
         if prior_ras is None and opts.radius_mm is not None:
             prior_ras = resolve_prior(None, opts.radius_mm)(pts)  # the same world point
         prior = None if prior_ras is None else as_points(prior_ras)
@@ -225,6 +227,7 @@ class Matcher:
             offs = self._subvoxel(dots, best_v, mask_t).cpu().numpy() if opts.subvoxel else np.zeros((b, 3))
             out_pts[sl] = apply_affine(self.grid.ijk_to_ras, out_vox[sl] + offs)
         report(progress, "match", 1.0)
+        require_finite_scores(sim, pts, labels)
 
         fb = np.full(n, np.nan)
         extra = {"strategy": strategy}  # which exact strategy scored the coarse lattice (matching.strategy)
