@@ -155,6 +155,32 @@ def recover(folder) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def claim_folder(folder, who: str, inputs: Optional[dict] = None) -> Path:
+    """A folder that a command fills with files of its own names (``meddift demo``, ``evaluate``):
+    refused when it is an input or lies inside one, and when it holds anything that no earlier run of
+    the command wrote (recognised by the mark it leaves, never by file names); made if missing, and
+    marked as the command's.
+
+    Args:
+        folder: the ``--out`` folder.
+        who: the command (``demo``), named in the mark and the message.
+        inputs: name -> path of the command's inputs.
+    """
+    folder = Path(folder)
+    refuse_input_overlap({"--out": folder}, inputs or {})
+    mark = folder / f".meddift-{who}"
+    if folder.is_dir() and not mark.exists():
+        found = sorted(p.name for p in folder.iterdir())
+        if found:
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise OutputWriteError(f"--out {folder} holds files meddift {who} did not write ({shown}); it never "
+                                   "writes over those: choose a new or empty folder")
+    Created().mkdir(folder)
+    if not mark.exists():
+        mark.write_text(f"written by meddift {who}\n")
+    return folder
+
+
 class OutputSet:
     """The files of one job, built aside and put in place together (see the module's docstring).
 
@@ -266,4 +292,4 @@ class OutputSet:
             self.created.remove_empty()
 
 
-__all__ = ["OutputSet", "Created", "recover", "deferred_interrupts", "refuse_input_overlap", "STAGE_PREFIX"]
+__all__ = ["OutputSet", "Created", "claim_folder", "recover", "deferred_interrupts", "refuse_input_overlap", "STAGE_PREFIX"]
