@@ -17,8 +17,8 @@ one, never a mix.
 - Clean-up removes only what this run created, recorded as it was created (:class:`Created`):
   its private folders and the folders it had to make, and those only when empty of anything else.
 
-The server's sessions call :func:`refuse_input_overlap` on a job's output paths and use
-:class:`OutputSet` for a job's result files.
+Every writer goes through here; a new one (the server's job files) checks its output paths with
+:func:`refuse_input_overlap` and writes through :class:`OutputSet`.
 """
 
 from __future__ import annotations
