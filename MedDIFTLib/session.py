@@ -264,6 +264,7 @@ class MatchSession:
                 prior_pts = self.coarse_prior(matcher, pts, cancel)
             elif prior is not None:
                 prior_pts = prior(pts)
+                warnings += getattr(prior, "warnings", [])  # a prior field covering only some points
             mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
             res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel,
                                 labels=labels)

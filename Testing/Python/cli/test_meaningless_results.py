@@ -59,10 +59,10 @@ def test_a_radius_under_the_grid_resolution_is_refused_and_one_at_it_matches_ins
     assert "inf" not in text and "nan" not in text
 
 
-def _field(path: Path, origin_lps) -> None:
-    """A uniform 3 mm displacement on a 10^3 grid of 5 mm voxels starting at ``origin_lps``."""
-    img = sitk.GetImageFromArray(np.full((10, 10, 10, 3), 3.0), isVector=True)
-    img.SetSpacing((5.0, 5.0, 5.0))
+def _field(path: Path, origin_lps, n: int = 10, spacing: float = 5.0) -> None:
+    """A uniform 3 mm displacement on an ``n``^3 grid of ``spacing`` mm voxels starting at ``origin_lps``."""
+    img = sitk.GetImageFromArray(np.full((n, n, n, 3), 3.0), isVector=True)
+    img.SetSpacing((spacing,) * 3)
     img.SetOrigin(tuple(float(v) for v in origin_lps))
     sitk.WriteImage(img, str(path))
 
@@ -71,6 +71,15 @@ def test_a_prior_field_covering_none_of_the_points_is_refused(files, tmp_path):
     _field(tmp_path / "far.nii.gz", (5000.0, 5000.0, 5000.0))
     rc, err = match(files, "--radius", "12", "--prior", tmp_path / "far.nii.gz", "--out", tmp_path / "o.csv")
     assert rc == 2 and "covers none of the 5 points" in err and not (tmp_path / "o.csv").exists()
+
+
+def test_a_prior_field_covering_some_of_the_points_is_warned(files, tmp_path):
+    from MedDIFTLib.data.landmark_io import read_points
+
+    first = read_points(files / "p.csv").points[0] * [-1.0, -1.0, 1.0]  # LPS
+    _field(tmp_path / "near.nii.gz", first - 3.0, n=4, spacing=2.0)  # a 6 mm cube around the first point
+    rc, err = match(files, "--radius", "12", "--prior", tmp_path / "near.nii.gz", "--out", tmp_path / "o.csv")
+    assert rc == 0 and "meddift: warning: the prior" in err and "covers 1 of the 5 points" in err, err
 
 
 def register(d, out, *args, moving="m.nii.gz"):
