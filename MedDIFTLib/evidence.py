@@ -46,6 +46,11 @@ def require_contrast(array: np.ndarray, name: str) -> None:
                          "register; check that it is the scan you meant")
 
 
+def least_radius(ijk_to_ras: np.ndarray) -> float:
+    """Half a voxel diagonal of a grid: the least search radius whose ball always holds a voxel centre."""
+    return float(np.linalg.norm(np.linalg.norm(np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3], axis=0)) / 2)
+
+
 def check_radius_resolution(radius_mm: Optional[float], ijk_to_ras: np.ndarray) -> None:
     """Refuse a search radius under half a voxel diagonal of the moving grid the search runs on: a
     ball that small may hold no voxel at all, and the 'match' would be a score of minus infinity.
@@ -57,7 +62,7 @@ def check_radius_resolution(radius_mm: Optional[float], ijk_to_ras: np.ndarray) 
     if radius_mm is None:
         return
     spacing = np.linalg.norm(np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3], axis=0)
-    least = float(np.linalg.norm(spacing) / 2)
+    least = least_radius(ijk_to_ras)
     if radius_mm < least:
         raise InputError(f"the search radius {radius_mm:g} mm is under the moving scan's resolution (voxels of "
                          f"{', '.join(f'{s:.2f}' for s in spacing)} mm): a ball that small may hold no voxel; give "
@@ -158,5 +163,5 @@ def prealign_evidence(fixed, moving, a: np.ndarray, given: bool) -> dict:
     return {"overlap_after_prealign": round(share, 4), "warnings": warnings}
 
 
-__all__ = ["require_contrast", "check_radius_resolution", "require_finite_scores", "prior_coverage",
+__all__ = ["require_contrast", "least_radius", "check_radius_resolution", "require_finite_scores", "prior_coverage",
            "checked_initial", "overlap_share", "prealign_evidence", "MIN_OVERLAP", "WARN_OVERLAP"]

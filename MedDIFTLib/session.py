@@ -296,11 +296,12 @@ class MatchSession:
         """
         import dataclasses
 
+        from .evidence import least_radius
         from .matching.priors import DENSE_CHECK_MM
 
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
         prior_pts = field.map_points(pts)
-        window = self.matching.radius_mm or DENSE_CHECK_MM
+        window = self.matching.radius_mm or max(DENSE_CHECK_MM, least_radius(self.features(moving).grid.ijk_to_ras))
         key = (volume_digest(fixed), volume_digest(moving), "dense", window)
         if key not in self._matchers:
             pf = self.features(fixed, staged(progress, "fixed"), cancel)
