@@ -3,8 +3,8 @@ as it was (empty, or the earlier complete set whose inverse still undoes its fie
 mechanism under it (:class:`MedDIFTLib.outputs.OutputSet`) undoes a half-done step.
 
 The register runs are real subprocesses on a small phantom pair (40^3 at 6 mm, MIND-SSC). SIGINT is
-sent when the private folder holds k finished files (k = 0..4 of the five), found by polling the
-folder, so each run is interrupted at a different write.
+sent when the private folder holds k finished files (k = 0, 1, 2: while the field is written, after
+it, after the inverse), found by polling the folder, so each run is interrupted at another write.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from MedDIFTLib.evaluation.phantom import make_pair
 from MedDIFTLib.outputs import STAGE_PREFIX, OutputSet, deferred_interrupts
 
 ROOT = Path(__file__).resolve().parents[3]
-SET = ["field.nii.gz", "inverse_field.nii.gz", "moving_resampled.nii.gz", "registration.json", "registration.png"]
+SET = ["field.nii.gz", "inverse_field.nii.gz", "moving_resampled.nii.gz", "registration.json"]  # + the figure
 LPS = np.array([-1.0, -1.0, 1.0])
 
 
@@ -74,22 +74,23 @@ def _inverse_error_mm(out: Path, fixed) -> float:
     return float(np.max(np.linalg.norm(np.array(moved) * LPS - ras, axis=1)))
 
 
-@pytest.mark.parametrize("files", [0, 3])
+@pytest.mark.parametrize("files", [0, 2])
 def test_register_interrupted_while_writing_leaves_nothing(pair, tmp_path, files):
     out = tmp_path / "reg"
     proc = _register(pair, out)
-    assert _interrupt_after(proc, out, files)  # the figure, drawn last, takes far longer than the poll
+    assert _interrupt_after(proc, out, files)  # the warped scan and the figure, still to come, take far longer
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert _names(out) == []  # no field alone, no private folder; the folder it made is gone too
 
 
-@pytest.mark.parametrize("files", [1, 3])
+@pytest.mark.parametrize("files", [1, 2])
 def test_force_over_a_complete_set_interrupted_keeps_the_old_set_and_its_inverse(pair, tmp_path, files):
     out = tmp_path / "reg"
     first = _register(pair, out)
     assert first.wait(timeout=120) == 0, first.stderr.read()
-    old = {name: (out / name).read_bytes() for name in SET}
+    old = {name: (out / name).read_bytes() for name in _names(out)}
+    assert set(SET) <= set(old)  # and registration.png where matplotlib is installed
     fixed = read_volume(pair / "fixed.nii.gz")
     assert _inverse_error_mm(out, fixed) < 0.5  # the inverse is sampled on the moving grid: sub-voxel (6 mm)
     proc = _register(pair, out, "--force", "--smoothness", "2.0", "--search", "18")  # another field
