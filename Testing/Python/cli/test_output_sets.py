@@ -9,6 +9,7 @@ it, after the inverse), found by polling the folder, so each run is interrupted 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -134,3 +135,25 @@ def test_sigint_during_the_put_in_place_waits_for_its_end(tmp_path):
             time.sleep(0.05)
             got.append("finished")  # not interrupted in between
     assert got == ["finished"]
+
+
+def test_a_run_killed_halfway_through_the_put_in_place_is_undone_by_the_next(tmp_path):
+    """What a SIGKILL between two renames leaves (the journal, one old file aside, one new file linked)
+    is built here by the same steps; the next run on the folder puts the earlier set back."""
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "b.txt").write_text("old b")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stage = tmp_path / f"{STAGE_PREFIX}killed"
+    stage.mkdir()
+    (stage / "owner").write_text(f"{dead}\n")
+    for name in ("a.txt", "b.txt"):
+        (stage / name).write_text(f"new {name[0]}")
+    moves = [[str(stage / n), str(tmp_path / n), str(stage / f".old.{n}")] for n in ("a.txt", "b.txt")]
+    (stage / "journal.json").write_text(json.dumps({"moves": moves, "done": False}))
+    os.replace(tmp_path / "a.txt", stage / ".old.a.txt")  # first move done, the second not begun
+    os.link(stage / "a.txt", tmp_path / "a.txt")
+    with OutputSet({"c": tmp_path / "c.txt"}) as out:  # the next run on this folder
+        out.path("c").write_text("c")
+        out.commit()
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.txt": "old a", "b.txt": "old b", "c.txt": "c"}
