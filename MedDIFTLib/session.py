@@ -301,7 +301,8 @@ class MatchSession:
 
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
         prior_pts = field.map_points(pts)
-        window = self.matching.radius_mm or max(DENSE_CHECK_MM, least_radius(self.features(moving).grid.ijk_to_ras))
+        least = least_radius(self.features(moving, staged(progress, "moving"), cancel).grid.ijk_to_ras)
+        window = self.matching.radius_mm or max(DENSE_CHECK_MM, least)  # never under the grid's resolution
         key = (volume_digest(fixed), volume_digest(moving), "dense", window)
         if key not in self._matchers:
             pf = self.features(fixed, staged(progress, "fixed"), cancel)
