@@ -109,3 +109,18 @@ def test_an_output_inside_an_input_folder_or_through_a_symlink_is_refused(files)
         refuse_input_overlap({"--heatmap": files / "link.nii.gz"}, {"the moving volume": files / "m.nii.gz"})
     # beside the inputs, not among them: allowed
     refuse_input_overlap({"--out": files / "other.csv"}, {"the fixed volume": series, "moving": files / "m.nii.gz"})
+
+
+def test_a_command_filling_a_folder_takes_only_a_new_empty_or_its_own_folder(tmp_path):
+    from MedDIFTLib.outputs import claim_folder
+
+    claim_folder(tmp_path / "new", "demo")  # made and marked
+    (tmp_path / "new" / "summary.json").write_text("{}")  # what the demo writes
+    claim_folder(tmp_path / "new", "demo")  # an earlier demo's folder: taken again
+    with pytest.raises(OutputWriteError, match="holds files meddift evaluate did not write"):
+        claim_folder(tmp_path / "new", "evaluate")  # another command's folder is foreign to it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "summary.json").write_text("a user's file")
+    with pytest.raises(OutputWriteError, match=r"holds files meddift demo did not write \(summary\.json\)"):
+        claim_folder(tmp_path / "mine", "demo")
+    assert (tmp_path / "mine" / "summary.json").read_text() == "a user's file"
