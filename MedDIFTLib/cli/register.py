@@ -83,6 +83,8 @@ def run(args) -> int:
           f"{rep.get('seconds', 0):.1f} s", file=sys.stderr)
     for what, path in written.items():
         print(f"meddift: {what} -> {path}", file=sys.stderr)
+    for w in rep.get("warnings", []):
+        print(f"meddift: warning: {render(w, 'cli')}", file=sys.stderr)
     return 0
 
 
