@@ -9,6 +9,7 @@ Slicer. The widget never blocks: a timer polls the running job.
 import logging
 import os
 import sys
+import time
 from typing import Annotated, Optional
 
 import qt
@@ -28,20 +29,26 @@ from slicer.util import VTKObservationMixin
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 DOCUMENTATION_URL = "https://github.com/meddift/SlicerMedDIFT#the-slicer-extension"  # the README's Slicer section
-# MedDIFTSceneLib and MedDIFTWidgetLib sit next to this file; MedDIFTLib too once installed as an
-# extension, or one folder up in a source checkout (the module folder added as an "additional module path").
-ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
-                              if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
-for _dir in ENGINE_DIRS:
+if MODULE_DIR not in sys.path:  # MedDIFTWidgetLib and MedDIFTSceneLib sit next to this file
+    sys.path.insert(0, MODULE_DIR)
+from MedDIFTWidgetLib.slicerlogic import ENGINE_DIRS, SlicerLogicMixin  # noqa: E402 - once the folder is on the path
+
+for _dir in ENGINE_DIRS:  # the engine, MedDIFTLib: next to this file once installed, one folder up in a checkout
     if _dir not in sys.path:
         sys.path.insert(0, _dir)
 
-from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402 - importable once the folders above are on the path
+from MedDIFTSceneLib.jobsteps import MatchRequest, OverwriteDeclined  # noqa: E402 - importable once on the path
+from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402
 from MedDIFTWidgetLib.actions import WidgetActionsMixin  # noqa: E402
 from MedDIFTWidgetLib.compute import ComputeOnMixin  # noqa: E402
-from MedDIFTWidgetLib.panel import HeatmapLabels  # noqa: E402
+from MedDIFTWidgetLib.console import ConsoleMixin  # noqa: E402
+from MedDIFTWidgetLib.panel import HeatmapLabels, distinctDefaultVolumes  # noqa: E402
 from MedDIFTWidgetLib.readerview import ReaderViewMixin  # noqa: E402
-from MedDIFTWidgetLib.slicerlogic import SlicerLogicMixin  # noqa: E402
+from MedDIFTWidgetLib.sessions import SessionsMixin  # noqa: E402
+from MedDIFTWidgetLib.trackpanel import TrackPanelMixin  # noqa: E402
+
+DOUBLE_CLICK_S = 0.5  # a second click on Apply this soon is the end of a double click, not a Cancel
+
 
 #
 # MedDIFT
@@ -100,11 +107,14 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, ScriptedLoadableModuleWidget,
+class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, SessionsMixin, TrackPanelMixin, ScriptedLoadableModuleWidget,
                     VTKObservationMixin):
-    """Panel wiring, Apply/Cancel and the polled job; results, live mode, the tracking table and the
-    weights download are in :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the "Compute on"
-    fields in :class:`MedDIFTWidgetLib.compute.ComputeOnMixin`."""
+    """Panel wiring and Apply/Cancel; the polled job, its results, live mode and the weights download are in
+    :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the tracking sessions and their table in
+    :class:`MedDIFTWidgetLib.sessions.SessionsMixin`, tracking through follow-ups in
+    :class:`MedDIFTWidgetLib.trackpanel.TrackPanelMixin`, the "Compute on" fields in
+    :class:`MedDIFTWidgetLib.compute.ComputeOnMixin`, progress, views and output nodes in
+    :class:`MedDIFTWidgetLib.readerview.ReaderViewMixin`."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -113,14 +123,20 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self.job = None
+        self._jobKind = "match"  # or "track": what the running job's end shows
         self.lastJob = None
+        self._jobStartedAt = 0.0
         self._configureLogged = True
         self.pointEvents = None
         self.heatmapLabels = None
-        self.session = None  # the tracking session the table shows
+        self.sessionTable = None
+        self.sessionComboBox = None
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
         self.timer.connect("timeout()", self.onTimer)
+        self.liveTimer = qt.QTimer()  # polls a live click's answer
+        self.liveTimer.setInterval(50)
+        self.liveTimer.connect("timeout()", self.onLiveTimer)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -131,11 +147,14 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
         self.logic = MedDIFTLogic()
         self.setupComputeOn()
         self.setupReaderView()
+        self.setupSessions()
+        self.setupTrackPanel()
         self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onVolumeAdded)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.liveModeCheckBox.connect("toggled(bool)", self.onLiveModeToggled)
         self.ui.fixedLandmarksSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFixedLandmarksChanged)
@@ -150,8 +169,10 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
 
     def cleanup(self) -> None:
         self.timer.stop()
+        self.liveTimer.stop()
         self.removeObservers()
         self._stopLive()
+        self.cleanupSessions()
         if self.heatmapLabels:
             self.heatmapLabels.remove()
         if self.logic:
@@ -167,22 +188,29 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self.job and not self.job.done:
+        if self.job is not None:
             self.job.cancel()
+            self._jobEnded()
         self._stopLive()
-        self.lastJob, self.session = None, None
+        self.lastJob = None
+        self.sessionTable.setSession(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        self.refreshSessions()
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.fixedVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if first:
-                self._parameterNode.fixedVolume = first
+        distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onVolumeAdded(self, caller, event, node=None) -> None:
+        """A scan loaded: it becomes the moving volume if the selectors would show one scan twice."""
+        if (self._parameterNode is not None and node is not None and node.IsA("vtkMRMLScalarVolumeNode")
+                and not slicer.mrmlScene.IsImporting()):
+            distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode: Optional[MedDIFTParameterNode]) -> None:
         if self._parameterNode:
@@ -195,13 +223,16 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        if self.job and not self.job.done:
+        if self.job is not None:
             return
         p = self._parameterNode
         ok = bool(p and p.fixedVolume and p.movingVolume and p.fixedLandmarks)
-        self.ui.applyButton.enabled = ok
-        self.ui.applyButton.toolTip = _("Extract features of both volumes and match every landmark") if ok else \
-            _("Select a fixed volume, a moving volume and fixed landmarks")
+        same = ok and p.fixedVolume is p.movingVolume
+        self.ui.applyButton.enabled = ok and not same
+        self.ui.applyButton.toolTip = (
+            _("The fixed and moving volumes are the same scan: select two different volumes") if same else
+            _("Extract features of both volumes and match every landmark") if ok else
+            _("Select a fixed volume, a moving volume and fixed landmarks"))
         self._refreshHeatmapLabels()
 
     def onFixedLandmarksChanged(self, node) -> None:
@@ -214,7 +245,10 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
     # --- Apply / Cancel ------------------------------------------------------------
 
     def onApplyButton(self) -> None:
-        if self.job and not self.job.done:
+        if self.job is not None:
+            if time.monotonic() - self._jobStartedAt < DOUBLE_CLICK_S:
+                self._log(_("Still running: the second click of a double click was not taken as Cancel."))
+                return
             self.job.cancel()
             self._log(_("Cancelled: the worker was stopped; the scene is unchanged."))
             self._jobEnded()
@@ -224,60 +258,25 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
         if not self.logic.ensureDependencies(askConfirmation=True, server=self.computeSettings.where == "server"):
             self.showDependencyProblem()
             return
+        self._stopLive()
         try:
-            with slicer.util.tryWithErrorDisplay(_("MedDIFT could not start."), waitCursor=True):
-                self._stopLive()
-                self.job = self.logic.startMatch(self._parameterNode, self.ui.heatmapLabelComboBox.currentText,
-                                                 self.ui.weightsPathLineEdit.currentPath, self._confirmOverwrite)
-        except Exception:
-            self.job = None
+            # the request is read here, once, and every question asked (the job never reads the panel again)
+            job = self.logic.startMatch(self._parameterNode, self.ui.heatmapLabelComboBox.currentText,
+                                        self.ui.weightsPathLineEdit.currentPath, self._confirmOverwrite)
+        except OverwriteDeclined as err:
+            self.ui.statusLabel.text = _("Not started: {error}").format(error=err)
+            self._log(self.ui.statusLabel.text)
             return
-        self._configureLogged = False
+        except Exception as err:  # noqa: BLE001 - said once, nothing started
+            self.ui.statusLabel.text = _("Not started: {error}").format(error=err)
+            self._log(self.ui.statusLabel.text)
+            slicer.util.errorDisplay(_("MedDIFT could not start: {error}").format(error=err))
+            return
+        self.job, self._jobKind, self._jobStartedAt, self._configureLogged = job, "match", time.monotonic(), False
         self.ui.applyButton.text = _("Cancel")
+        self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
         self.ui.progressBar.visible = True
         self.timer.start()
-
-    def onTimer(self) -> None:
-        job = self.job
-        if job is None:
-            self.timer.stop()
-            return
-        running = job.poll()
-        if not self._configureLogged and (job.configure_result or not running):
-            # the worker's configure step (or the options it already had) says what runs
-            info = job.configure_result or self.logic.configure_result or {}
-            self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
-            self._log(_("Device: {device}").format(device=info.get("device", "?")))
-            self._configureLogged = True
-        self.ui.progressBar.value = int(100 * job.fraction)  # the whole job's progress, never backwards
-        self.ui.statusLabel.text = self.progressText(job)
-        if running:
-            return
-        if job.error is not None:
-            slicer.util.errorDisplay(_("MedDIFT failed: {error}").format(error=job.error))
-            self._log(_("Failed: {error}").format(error=job.error))
-            self.ui.statusLabel.text = _("Failed: {error}").format(error=job.error)
-        elif job.result is not None:
-            self._showResults(job)
-        self._jobEnded()
-
-    def _jobEnded(self) -> None:
-        self.timer.stop()
-        if self.job:
-            for line in self.job.log:
-                self._log(line)
-            if self.job.result is not None:
-                self.lastJob = self.job
-        if self.lastJob is not None and not self.logic.has_features(self.lastJob):
-            # cancelled, crashed or replaced worker: its features are gone, live mode needs a new run
-            self.lastJob = None
-            self._log(_("Live matching needs the features of a run: press Apply again."))
-        self.job = None
-        self.ui.applyButton.text = _("Apply")
-        self.ui.progressBar.visible = False
-        self._checkCanApply()
-        if self.ui.liveModeCheckBox.checked:
-            self._startLive()
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -289,23 +288,37 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Scripte
 #
 
 
-class MedDIFTLogic(SlicerLogicMixin, MedDIFTLogicCore, ScriptedLoadableModuleLogic):
-    """The module's one logic: the Qt-free scene logic (:class:`MedDIFTSceneLib.logic.MedDIFTLogicCore`:
-    worker, jobs, live matches, tracking sessions) plus what needs Slicer itself
-    (:class:`MedDIFTWidgetLib.slicerlogic.SlicerLogicMixin`: dependencies, worker environment, weights,
-    views) and the parameter node. Usable from the Python console without the GUI:
+class MedDIFTLogic(ConsoleMixin, SlicerLogicMixin, ScriptedLoadableModuleLogic):
+    """The module's one logic: the Qt-free scene logic in ``self.core``
+    (:class:`MedDIFTSceneLib.logic.MedDIFTLogicCore`: worker, jobs, live matches, tracking sessions),
+    plus what needs Slicer itself (:class:`MedDIFTWidgetLib.slicerlogic.SlicerLogicMixin`: dependencies,
+    worker environment, weights, views), the console helpers (:class:`MedDIFTWidgetLib.console.ConsoleMixin`)
+    and the parameter node. Usable from the Python console:
 
     >>> logic = slicer.modules.meddift.widgetRepresentation().self().logic  # or MedDIFTLogic()
     >>> job = logic.match(fixedVolume, movingVolume, fixedPoints)   # blocks until done
-    >>> job.result["points_node"], job.result["heatmap_node"]
+    >>> job.result.points_node, job.result.heatmap_node
+    >>> tracking = logic.track(baseline, baselinePoints, [month3, month6])  # returns at once
+    >>> tracking.done, tracking.fraction, tracking.session
     """
 
     def __init__(self) -> None:
-        # Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no arguments, which
-        # must reach object, not MedDIFTLogicCore (it needs the scene): hence the explicit calls.
-        ScriptedLoadableModuleLogic.__init__(self)
+        super().__init__()  # the mixins have no state: Slicer's logic base is the only one initialised
         # the environment is a function: read at each worker start, so "force CPU" needs no reload
-        MedDIFTLogicCore.__init__(self, slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment)
+        self.core = MedDIFTLogicCore(slicer.mrmlScene, python=self.workerPython(), env=self.workerEnvironment)
+        self.trackingJob = None  # the console's tracking run (logic.track), polled by trackingTimer
+        self.trackingTimer = qt.QTimer()
+        self.trackingTimer.setInterval(100)
+        self.trackingTimer.connect("timeout()", self.pollTracking)
+
+    @property
+    def client(self):
+        """The worker (or server session) client in use, None when none runs."""
+        return self.core.client
+
+    def shutdown(self) -> None:
+        self.trackingTimer.stop()
+        self.core.shutdown()
 
     def getParameterNode(self):
         return MedDIFTParameterNode(super().getParameterNode())
@@ -316,9 +329,7 @@ class MedDIFTLogic(SlicerLogicMixin, MedDIFTLogicCore, ScriptedLoadableModuleLog
                   "weights_dir": weightsDir or None}
         return engine, {"radius_mm": p.searchRadius or None}
 
-    def requestFromParameters(self, p, heatmapLabel: str = "", weightsDir: str = ""):
-        from MedDIFTSceneLib.logic import MatchRequest
-
+    def requestFromParameters(self, p, heatmapLabel: str = "", weightsDir: str = "") -> MatchRequest:
         engine, matching = self.engineOptions(p, weightsDir)
         return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
                             p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
@@ -329,30 +340,7 @@ class MedDIFTLogic(SlicerLogicMixin, MedDIFTLogicCore, ScriptedLoadableModuleLog
                             inverse=p.outputTransform and p.inverseTransform)
 
     def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
-        return self.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
-
-    def match(self, fixedVolume, movingVolume, fixedPoints, backbone: str = "auto", device: str = "auto",
-              searchRadius: float = 0.0, timeout: float = 3600.0):
-        """Console use: run the whole job and return it (``job.result`` holds the new nodes)."""
-        p = self.getParameterNode()
-        p.fixedVolume, p.movingVolume, p.fixedLandmarks = fixedVolume, movingVolume, fixedPoints
-        p.backbone, p.device, p.searchRadius = backbone, device, searchRadius
-        job = self.startMatch(p).run(timeout=timeout)
-        if job.error is not None:
-            raise RuntimeError(str(job.error))
-        return job
-
-    def track(self, baselineVolume, baselineLandmarks, followUpVolumes, mode: str = "previous",
-              backbone: str = "auto", device: str = "auto", searchRadius: float = 0.0, timeout: float = 3600.0):
-        """Console use: track the landmarks through every follow-up; returns the session (in the scene)."""
-        from MedDIFTSceneLib.session import TrackingSession
-
-        session = TrackingSession.create(slicer.mrmlScene, baselineVolume, baselineLandmarks, followUpVolumes, mode)
-        engine = {"backbone": backbone, "device": device}
-        job = self.start_tracking(session, engine, {"radius_mm": searchRadius or None}).run(timeout=timeout)
-        if job.error is not None:
-            raise RuntimeError(str(job.error))
-        return session
+        return self.core.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
 
 
 #
@@ -404,14 +392,14 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
             job = logic.match(fixedNode, movingNode, pointsNode, backbone="mind-ssc", device="cpu", searchRadius=25.0)
         finally:
             logic.shutdown()
-        matched = job.result["matched"]
+        matched = job.result.matched
         truth = pair.true_moving_points(landmarks.points)
         errors = tre(matched.points, truth)
         before = tre(landmarks.points, truth)
         self.delayDisplay(f"TRE {np.mean(errors):.2f} mm (identity {np.mean(before):.2f} mm)")
-        self.assertEqual(job.result["points_node"].GetNumberOfControlPoints(), len(landmarks))
+        self.assertEqual(job.result.points_node.GetNumberOfControlPoints(), len(landmarks))
         self.assertLess(np.median(errors), np.median(before))
         self.assertLess(np.median(errors), 6.0)
-        hm = job.result["heatmap_node"]
+        hm = job.result.heatmap_node
         self.assertEqual(hm.GetImageData().GetDimensions(), movingNode.GetImageData().GetDimensions())
         self.delayDisplay("Test passed")

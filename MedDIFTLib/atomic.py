@@ -76,17 +76,63 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _identities(path: Path) -> list:
+    """What makes two spellings one file: the resolved path, and (device, inode) when it exists."""
+    keys = []
+    try:
+        keys.append(str(path.resolve()))
+        st = os.stat(path)
+        keys.append((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
+def _input_index(inputs: dict) -> tuple[dict, dict]:
+    """Every input and every file it is made of, by identity; and the input folders, by resolved path.
+    Built once, so that checking a cohort's thousands of outputs stays linear."""
+    files, folders = {}, {}
+    for name, path in inputs.items():
+        for p in [path, *_companions(path)]:
+            for key in _identities(p):
+                files.setdefault(key, (name, path))
+        if path.is_dir():
+            folders.setdefault(str(path.resolve()), (name, path))
+    return files, folders
+
+
+def refuse_input_overlap(outputs: dict, inputs: dict) -> None:
+    """Refuse an output that is one of the inputs: the same file (through a symlink, a relative
+    path or a hard link), a file an input is made of (an .mhd's data file, a DICOM series' slice),
+    or a path inside an input folder (a DICOM series). Holds even when replacing is allowed. Both
+    map a name the user knows (``--out``, ``the moving volume``) to a path.
+
+    Args:
+        outputs: name -> path of every file the job writes.
+        inputs: name -> path of every file or folder the job reads.
+    """
+    files, folders = _input_index({k: Path(v) for k, v in inputs.items() if v})
+    for oname, opath in ((k, Path(v)) for k, v in outputs.items() if v):
+        hit = next((files[k] for k in _identities(opath) if k in files), None)
+        if hit is not None:
+            raise OutputWriteError(f"{oname} {opath} is {hit[0]}: an output never replaces an input "
+                                   "(not even when replacing is allowed); choose another name")
+        try:
+            above = [str(p) for p in opath.resolve().parents]
+        except OSError:
+            above = []
+        hit = next((folders[p] for p in above if p in folders), None)
+        if hit is not None:
+            raise OutputWriteError(f"{oname} {opath} lies inside {hit[0]} {hit[1]}, a folder the job reads: "
+                                   "an output never goes among the inputs; choose another place")
+
+
 def check_outputs(outputs: dict, inputs: dict, force: bool = False) -> None:
     """``outputs`` and ``inputs`` map a name the user knows (``--out``, ``the moving volume``) to a path.
-    Refuse an output that is an input (even with ``force``), two outputs on one path, and each
-    output :func:`check_output_path` refuses."""
+    Refuse an output that is an input (even with ``force``, :func:`refuse_input_overlap`), two
+    outputs on one path, and each output :func:`check_output_path` refuses."""
     outs = {k: Path(v) for k, v in outputs.items() if v}
-    ins = {k: Path(v) for k, v in inputs.items() if v}
-    for oname, opath in outs.items():
-        for iname, ipath in ins.items():
-            if _same(opath, ipath) or any(_same(opath, p) for p in _companions(ipath)):
-                raise OutputWriteError(f"{oname} {opath} is {iname}: an output never replaces an input "
-                                       "(not even when replacing is allowed); choose another name")
+    refuse_input_overlap(outputs, inputs)
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:

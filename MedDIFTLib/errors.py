@@ -49,6 +49,7 @@ OPTIONS = {
     "grid_spacing": ("--grid-spacing", "registration.spacing_mm", None),
     "smoothness": ("--smoothness", "registration.lam", None),
     "iterations": ("--iterations", "registration.iterations", None),
+    "initial": ("--initial", "register.initial", None),
 }
 INTERFACES = ("cli", "worker", "slicer")
 

@@ -253,6 +253,7 @@ class MatchSession:
                 prior_pts = self.coarse_prior(matcher, pts, cancel)
             elif resolved.fn is not None:
                 prior_pts = resolved(pts)
+                warnings += getattr(resolved.fn, "warnings", [])  # a prior field covering only some points
             mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
             res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel,
                                 labels=labels)
@@ -270,11 +271,13 @@ class MatchSession:
         """
         import dataclasses
 
+        from .evidence import least_radius
         from .matching.priors import DENSE_CHECK_MM
 
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
         prior_pts = field.map_points(pts)
-        window = self.matching.radius_mm or DENSE_CHECK_MM
+        least = least_radius(self.features(moving, staged(progress, "moving"), cancel).grid.ijk_to_ras)
+        window = self.matching.radius_mm or max(DENSE_CHECK_MM, least)  # never under the grid's resolution
         key = (volume_digest(fixed), volume_digest(moving), "dense", window)
         if key not in self._matchers:
             pf = self.features(fixed, staged(progress, "fixed"), cancel)

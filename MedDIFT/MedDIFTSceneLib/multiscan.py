@@ -13,7 +13,7 @@ from typing import Optional
 
 from MedDIFTLib.errors import MedDIFTError
 
-from .logic import MatchRequest
+from .jobsteps import MatchRequest
 from .session import TrackingSession
 
 
@@ -57,18 +57,19 @@ class TrackingJob:
         if job.error is not None or job.cancelled:
             self.done, self.error, self.cancelled = True, job.error, job.cancelled
             return False
-        node = job.result["points_node"]
+        node = job.result.points_node
         if self.session.matched(self.t) is None:
             node.SetName(self.logic.scene.GenerateUniqueName(f"MedDIFT {self.session.follow_ups[self.t - 1].GetName()}"))
         self.session.set_matched(self.t, node)
         if self.t < self.n:
             try:
                 self._next()
-            except MedDIFTError as err:
+            except Exception as err:  # noqa: BLE001 - the chain stops and says why
                 self.done, self.error = True, err
                 return False
             return True
-        self.result = dict(job.result, session=self.session)
+        job.result.session = self.session
+        self.result = job.result
         self.stage, self.fraction, self.done = "done", 1.0, True
         return False
 

@@ -267,3 +267,65 @@ class PointEvents:
         for tag in self._tags:
             self.node.RemoveObserver(tag)
         self._tags = []
+
+
+class SceneChanges:
+    """What a job's results did to the scene, so that a failure part-way undoes all of it.
+
+    A job writes several nodes (matched list, heatmap, transform, warped volume, session); if any of
+    them fails, the scene must be as it was before the job. Nodes the job added are removed; a user's
+    point list it replaced, and the module's heatmap it refilled, get their old content back.
+    """
+
+    def __init__(self, scene):
+        self.scene = scene
+        self._undo: list[Callable[[], None]] = []
+
+    def added(self, node):
+        """Record a node the job added (removed on rollback, with its display and storage nodes); returns it."""
+        self._undo.append(lambda: self._remove(node))
+        return node
+
+    def _remove(self, node) -> None:
+        helpers = []
+        if node.IsA("vtkMRMLDisplayableNode"):
+            helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLStorableNode"):
+            helpers.append(node.GetStorageNode())
+        for n in [node] + [h for h in helpers if h is not None]:
+            if self.scene.IsNodePresent(n):
+                self.scene.RemoveNode(n)
+
+    def keep_markups(self, node) -> None:
+        """Record an existing point list's points, locks and attributes before they are replaced."""
+        ps = pointset_from_markups(node)
+        locks = [node.GetNthControlPointLocked(i) for i in range(node.GetNumberOfControlPoints())]
+        attrs = {name: node.GetAttribute(name) for name in (node.GetAttributeNames() or ())}
+
+        def restore():
+            write_markups(node, ps, locked=False)
+            for i, lock in enumerate(locks):
+                node.SetNthControlPointLocked(i, lock)
+            for name in node.GetAttributeNames() or ():
+                if name not in attrs:
+                    node.RemoveAttribute(name)
+            for name, value in attrs.items():
+                node.SetAttribute(name, value)
+
+        self._undo.append(restore)
+
+    def keep_transform(self, node) -> None:
+        """Record a transform node's current map before a run replaces it. Setting a map makes the node
+        observe a new VTK transform, so holding the old object is enough to put it back."""
+        old = node.GetTransformFromParent()
+        self._undo.append(lambda: node.SetAndObserveTransformFromParent(old))
+
+    def keep_volume(self, node) -> None:
+        """Record a volume's voxels and geometry before they are replaced."""
+        volume = volume_from_node(node) if node.GetImageData() is not None else None
+        self._undo.append(lambda: update_volume_node(node, volume) if volume is not None else None)
+
+    def rollback(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()

@@ -44,15 +44,17 @@ class TrackingSession:
         ids = [baseline_volume.GetID()] + [v.GetID() for v in follow_ups]
         if len(set(ids)) != len(ids):
             raise InputError("the baseline and the follow-ups must be different volumes")
-        node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", scene.GenerateUniqueName(name))
-        node.SetAttribute(SESSION_ATTRIBUTE, "1")
+        node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+        node.UnRegister(None)  # CreateNodeByClass hands over a reference; the scene keeps its own
+        node.SetName(scene.GenerateUniqueName(name))
+        node.SetAttribute(SESSION_ATTRIBUTE, "1")  # before it is added: observers of NodeAdded see a session
         node.SetHideFromEditors(False)
         node.SetParameter("mode", mode)
         node.SetNodeReferenceID("baselineVolume", baseline_volume.GetID())
         node.SetNodeReferenceID("baselineLandmarks", baseline_points.GetID())
         for v in follow_ups:
             node.AddNodeReferenceID("followUpVolume", v.GetID())
-        return cls(node)
+        return cls(scene.AddNode(node))
 
     @classmethod
     def all_in(cls, scene) -> list["TrackingSession"]:
@@ -61,13 +63,17 @@ class TrackingSession:
         return [cls(n) for n in nodes if n.GetAttribute(SESSION_ATTRIBUTE) == "1"]
 
     @classmethod
-    def for_pair(cls, scene, fixed_volume, moving_volume, fixed_points) -> "TrackingSession":
-        """The two-scan session of one Apply: reused when the same three nodes were matched before."""
+    def find_pair(cls, scene, fixed_volume, moving_volume, fixed_points) -> Optional["TrackingSession"]:
+        """The two-scan session of an earlier Apply on the same three nodes, if any (reused)."""
         for s in cls.all_in(scene):
             if (s.baseline_volume is fixed_volume and s.baseline_points is fixed_points
                     and s.follow_ups == [moving_volume]):
                 return s
-        return cls.create(scene, fixed_volume, fixed_points, [moving_volume], "baseline")
+        return None
+
+    @property
+    def name(self) -> str:
+        return self.node.GetName()
 
     # --- what it holds ---------------------------------------------------------------
 

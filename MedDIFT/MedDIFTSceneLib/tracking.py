@@ -65,6 +65,19 @@ def accept(matched_node, label: str) -> None:
     matched_node.SetAttribute(STATUS_PREFIX + label, "accepted")
 
 
+def clear_verdicts(matched_node, labels: Optional[list] = None) -> None:
+    """Forget the verdicts of ``labels`` (default: all): their matches were just placed anew, and a
+    verdict belongs to the position the reader saw."""
+    for name in list(matched_node.GetAttributeNames() or ()):
+        if name.startswith(STATUS_PREFIX) and (labels is None or name[len(STATUS_PREFIX):] in labels):
+            matched_node.RemoveAttribute(name)
+
+
+def verdict(matched_node, label: str) -> str:
+    """The reader's verdict on the match of ``label``: proposed, accepted or corrected."""
+    return matched_node.GetAttribute(STATUS_PREFIX + label) or "proposed"
+
+
 def start_correction(matched_node, label: str) -> None:
     """Unlock the match so the reader can drag it; its moved position is what is kept and exported."""
     matched_node.SetNthControlPointLocked(_index(matched_node, label), False)

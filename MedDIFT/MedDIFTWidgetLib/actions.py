@@ -1,37 +1,99 @@
-"""The widget's actions besides Apply: a run's results shown, live mode, the tracking table (accept,
-correct, export) and the weights download. A mixin of ``MedDIFT.MedDIFTWidget`` (it uses its ``ui``, ``logic``,
-``_parameterNode``, ``session`` and ``_log``), split out so that ``MedDIFT.py`` stays readable."""
+"""The widget's actions besides Apply: the running job polled and ended, its results shown, live mode and
+the weights download.
+A mixin of ``MedDIFT.MedDIFTWidget`` (it uses its ``ui``, ``logic``, ``_parameterNode`` and ``_log``),
+split out so that ``MedDIFT.py`` stays readable."""
 
 from __future__ import annotations
+
+import logging
 
 import qt
 import slicer
 from slicer.i18n import tr as _
 
-from .panel import fillTrackingTable, selectedTimePoint
+from MedDIFTSceneLib.scene import PointEvents
 
 
 class WidgetActionsMixin:
+    # --- the running job, polled by the panel's timer ----------------------------------------
+
+    def onTimer(self) -> None:
+        job = self.job
+        if job is None:
+            self.timer.stop()
+            return
+        running = job.poll()  # never raises: an error ends the job
+        if not self._configureLogged and (job.configure_result or not running):
+            # the worker's configure step (or the options it already had) says what runs
+            info = job.configure_result or self.logic.core.configure_result or {}
+            self._log(_("Backbone: {note}").format(note=info.get("note", "?")))
+            self._log(_("Device: {device}").format(device=info.get("device", "?")))
+            self._configureLogged = True
+        self.ui.progressBar.value = int(100 * job.fraction)  # the whole job's progress, never backwards
+        self.ui.statusLabel.text = self.progressText(job)
+        if running:
+            return
+        self._jobEnded()  # first: timer stopped, panel back to Apply; dialogs only after that
+        try:
+            if job.error is not None:
+                self.ui.statusLabel.text = _("Failed: {error}").format(error=job.error)
+                self._log(self.ui.statusLabel.text)
+                slicer.util.errorDisplay(_("MedDIFT failed: {error}").format(error=job.error))
+            elif job.result is not None:
+                (self._showTracking if self._jobKind == "track" else self._showResults)(job)
+        except Exception as err:  # noqa: BLE001 - showing the results failed; the run itself is done
+            logging.exception("MedDIFT: showing the results failed")
+            self.ui.statusLabel.text = _("Failed to show the results: {error}").format(error=err)
+            slicer.util.errorDisplay(self.ui.statusLabel.text)
+
+    def _jobEnded(self) -> None:
+        self.timer.stop()
+        job, self.job = self.job, None
+        if job is not None:
+            for line in job.log:
+                self._log(line)
+            if job.result is not None and self._jobKind == "match":  # live mode uses this pair's features
+                self.lastJob = job
+        if self.lastJob is not None and not self.logic.core.has_features(self.lastJob):
+            # cancelled, crashed or replaced worker: its features are gone, live mode needs a new run
+            self.lastJob = None
+            self._log(_("Live matching needs the features of a run: press Apply again."))
+        self.ui.applyButton.text = _("Apply")
+        self.trackButton.text = _("Track")
+        self.ui.progressBar.visible = False
+        self._checkCanApply()
+        if self.ui.liveModeCheckBox.checked:
+            self._startLive()
+
     # --- a finished run --------------------------------------------------------------
 
     def _confirmOverwrite(self, node) -> bool:
+        """Asked when Apply is pressed, before any work: "No" starts nothing."""
         return slicer.util.confirmYesNoDisplay(
             _("The point list '{name}' already has {n} points. Replace them with the matches?").format(
                 name=node.GetName(), n=node.GetNumberOfControlPoints()))
 
     def _showResults(self, job) -> None:
-        res = job.result
-        self._parameterNode.outputLandmarks = res["points_node"]
-        self._parameterNode.heatmapVolume = res["heatmap_node"]
-        self.showOutputNodes(res)
-        self.logic.showSideBySide(self._parameterNode, res)
-        self.session = res.get("session")
-        self._refreshTrackingTable()
-        if res.get("warnings"):  # also in the job's log
-            slicer.util.warningDisplay("\n\n".join(res["warnings"]), windowTitle=_("MedDIFT: check the inputs"))
-        m = res["matched"]
+        """Show the run's own nodes (its request), whatever the panel selects now."""
+        res, r, scene = job.result, job.request, slicer.mrmlScene
+        fixed, moving, landmarks = (scene.GetNodeByID(i) for i in
+                                    (r.fixed_volume_id, r.moving_volume_id, r.fixed_points_id))
+        p = self._parameterNode
+        if p is not None and (p.fixedVolume, p.movingVolume, p.fixedLandmarks) == (fixed, moving, landmarks):
+            p.outputLandmarks = res.points_node
+            p.heatmapVolume = res.heatmap_node
+            self.showOutputNodes(res)
+        else:
+            self._log(_("The run's matches are in '{name}' (the panel's selection changed while it ran).").format(
+                name=res.points_node.GetName()))
+        self.logic.showSideBySide(fixed, moving, landmarks, res)
+        if res.session is not None:
+            self.showSession(res.session)
+        m = res.matched
         self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
-            n=int(m.defined.sum()), label=res["heatmap_label"])
+            n=int(m.defined.sum()), label=res.heatmap_label)
+        if res.warnings:  # also in the job's log
+            slicer.util.warningDisplay("\n\n".join(res.warnings), windowTitle=_("MedDIFT: check the inputs"))
 
     # --- live mode -------------------------------------------------------------------
 
@@ -41,11 +103,11 @@ class WidgetActionsMixin:
             self._startLive()
 
     def _startLive(self) -> None:
-        from MedDIFTSceneLib.scene import PointEvents
-
-        if self.lastJob is None or not self._parameterNode.fixedLandmarks:
+        if self.lastJob is None:
             return
-        self.pointEvents = PointEvents(self._parameterNode.fixedLandmarks, self.onFixedPointChanged)
+        node = slicer.mrmlScene.GetNodeByID(self.lastJob.request.fixed_points_id)
+        if node is not None:
+            self.pointEvents = PointEvents(node, self.onFixedPointChanged)
 
     def _stopLive(self) -> None:
         if self.pointEvents:
@@ -53,66 +115,41 @@ class WidgetActionsMixin:
             self.pointEvents = None
 
     def onFixedPointChanged(self, index: int) -> None:
-        if self.job and not self.job.done:
+        """A point of the last run's fixed list was placed or moved: ask for its match and return at once
+        (called from a VTK observer on the GUI thread; the answer comes through :meth:`onLiveTimer`)."""
+        if self.job is not None:
             return
-        if not self.logic.has_features(self.lastJob):
+        if not self.logic.core.has_features(self.lastJob):
             self.lastJob = None
             self._stopLive()
             self.ui.statusLabel.text = _("Live matching needs the features of a run: press Apply again.")
             self._log(self.ui.statusLabel.text)
             return
         try:
-            with slicer.util.tryWithErrorDisplay(_("Live match failed."), waitCursor=True):
-                res = self.logic.match_point(self.lastJob, index)
-                self.logic.jumpMovingViewTo(res["point"])
-                self._refreshTrackingTable()
-                self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(label=res["label"],
-                                                                                 s=res["similarity"] or 0.0)
-        except Exception:
-            pass
-
-    # --- tracking table ----------------------------------------------------------------
-
-    def _refreshTrackingTable(self) -> None:
-        fillTrackingTable(self.ui.trackingTable, self.session)
-
-    def _selectedPair(self):
-        """(matched node, label) of the selected row and time point, or None."""
-        if self.session is None:
-            return None
-        row = self.ui.trackingTable.currentRow()
-        rows = self.session.rows()
-        if row < 0 or row >= len(rows):
-            return None
-        node = self.session.matched(selectedTimePoint(self.ui.trackingTable, self.session))
-        return (node, rows[row]["label"]) if node is not None else None
-
-    def onTrackingAction(self, action: str) -> None:
-        from MedDIFTSceneLib.tracking import accept, start_correction
-
-        selected = self._selectedPair()
-        if selected is None:
+            self.logic.core.live_click(self.lastJob, index)
+        except Exception as err:  # noqa: BLE001 - said in the panel; the scene is unchanged
+            self.ui.statusLabel.text = _("Live match: {error}").format(error=err)
             return
-        (accept if action == "accept" else start_correction)(*selected)
-        self._refreshTrackingTable()
+        self.ui.statusLabel.text = _("Matching the moved landmark...")
+        self.liveTimer.start()
 
-    def onExport(self, extension: str) -> None:
-        """The pairs of the selected time point (its source and its matches)."""
-        from MedDIFTSceneLib.tracking import export_pairs, pairs_from_nodes
-
-        if self.session is None:
+    def onLiveTimer(self) -> None:
+        live = self.logic.core.poll_live()
+        if not self.logic.core.live.busy():
+            self.liveTimer.stop()
+        if live is None:
             return
-        t = selectedTimePoint(self.ui.trackingTable, self.session)
-        matched = self.session.matched(t)
-        if matched is None:
+        if live.error is not None:
+            self.ui.statusLabel.text = _("Live match failed: {error}").format(error=live.error)
+            self._log(self.ui.statusLabel.text)
+            logging.error(str(live.error))
             return
-        path = qt.QFileDialog.getSaveFileName(None, _("Export landmark pairs"), "landmark_pairs" + extension,
-                                              f"*{extension}")
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Export failed.")):
-            written = export_pairs(pairs_from_nodes(self.session.source(t)[1], matched), path)
-            self._log(_("Exported: {files}").format(files=", ".join(str(w) for w in written)))
+        res = live.result
+        self.logic.jumpMovingViewTo(res["point"])
+        self.heatmapLabels.select(res["label"])
+        self.sessionTable.refresh()
+        self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(label=res["label"],
+                                                                         s=res["similarity"] or 0.0)
 
     # --- weights -------------------------------------------------------------------
 

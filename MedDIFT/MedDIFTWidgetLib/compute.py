@@ -72,7 +72,7 @@ class ComputeOnMixin:
         s = self.computeSettings
         try:
             if effective(s) != self._computeInUse:
-                use_settings(self.logic, s)  # checks the setting first
+                use_settings(self.logic.core, s)  # checks the setting first
                 self._computeInUse = effective(s)
                 self._log(_("Compute on: {where}").format(where=s.describe()))
             else:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import qt
 from slicer.i18n import tr as _
 
+from MedDIFTLib.errors import InputError
+from MedDIFTSceneLib.logic import HEATMAP_ATTRIBUTE
+
 
 class HeatmapLabels:
     """Keeps the "heatmap for" combo box equal to the fixed landmarks' labels.
@@ -49,6 +52,12 @@ class HeatmapLabels:
         if idx >= 0:
             combo.setCurrentIndex(idx)
 
+    def select(self, label: str) -> None:
+        """Show ``label`` as the landmark the heatmap is for (a live click made its heatmap)."""
+        index = self.comboBox.findText(label)
+        if index >= 0:
+            self.comboBox.setCurrentIndex(index)
+
     def _unobserve(self) -> None:
         if self.node is not None:
             for tag in self._tags:
@@ -87,3 +96,80 @@ def selectedTimePoint(table, session) -> int:
     n = len(session.follow_ups)
     return min(n, (col - 1) // 3 + 1) if col >= 1 else n
 
+
+
+class SessionTable:
+    """The tracking table of one session, kept equal to the scene.
+
+    It observes the session's point lists (baseline landmarks and every follow-up's matches): a point
+    added, moved, relabelled or removed there, by the reader or by code, refreshes the table at once,
+    so a row always shows the landmark its buttons act on (:meth:`selectedLabel` reads the row's own
+    label, never an index into a list that may have changed).
+    """
+
+    EVENTS = ("PointAddedEvent", "PointRemovedEvent", "PointModifiedEvent", "PointPositionDefinedEvent",
+              "PointPositionUndefinedEvent")
+
+    def __init__(self, table):
+        self.table = table
+        self.session = None
+        self._observed: list[tuple] = []
+
+    def setSession(self, session) -> None:
+        self._unobserve()
+        self.session = session
+        if session is not None:
+            nodes = [session.baseline_points] + [session.matched(t) for t in range(1, len(session.follow_ups) + 1)]
+            for node in {id(n): n for n in nodes if n is not None}.values():
+                for event in self.EVENTS:
+                    self._observed.append((node, node.AddObserver(getattr(node, event), self._onPointsChanged)))
+            for event in ("ReferenceAddedEvent", "ReferenceModifiedEvent", "ReferenceRemovedEvent"):
+                # a follow-up's list set (a tracking run going on): observe the new list too
+                node = session.node
+                self._observed.append((node, node.AddObserver(getattr(node, event), self._onSessionChanged)))
+        self.refresh()
+
+    def _onSessionChanged(self, caller=None, event=None) -> None:
+        self.setSession(self.session)
+
+    def _onPointsChanged(self, caller=None, event=None) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        session = self.session
+        if session is not None and session.node.GetScene() is None:  # the session node was deleted
+            self.setSession(None)
+            return
+        try:
+            fillTrackingTable(self.table, session)
+        except InputError:  # a session whose baseline list was deleted: nothing to show
+            fillTrackingTable(self.table, None)
+
+    def selectedLabel(self):
+        """The landmark label shown in the selected row, or None."""
+        row = self.table.currentRow()
+        if self.session is None or not 0 <= row < self.table.rowCount or self.table.item(row, 0) is None:
+            return None
+        return self.table.item(row, 0).text()
+
+    def _unobserve(self) -> None:
+        for node, tag in self._observed:
+            node.RemoveObserver(tag)
+        self._observed = []
+
+    def remove(self) -> None:
+        self._unobserve()
+        self.session = None
+
+
+def distinctDefaultVolumes(p, scene) -> None:
+    """The default selection: the first two scans as fixed and moving, never the same one twice (Slicer's
+    node selectors both take the first volume loaded). The module's own heatmap is not a scan."""
+    volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    volumes = [v for v in volumes if v.GetAttribute(HEATMAP_ATTRIBUTE) != "1"]
+    if not p.fixedVolume and volumes:
+        p.fixedVolume = volumes[0]
+    others = [v for v in volumes if v is not p.fixedVolume]
+    if (not p.movingVolume or p.movingVolume is p.fixedVolume) and others:
+        p.movingVolume = others[0]

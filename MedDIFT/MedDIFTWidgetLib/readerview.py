@@ -129,12 +129,12 @@ class ReaderViewMixin:
 
     # --- outputs -----------------------------------------------------------------------
 
-    def showOutputNodes(self, result: dict) -> None:
+    def showOutputNodes(self, result) -> None:
         """The run's transform and warped volume in their selectors (a next run writes there again)."""
-        if result.get("transform_node") is not None:
-            self._parameterNode.outputTransformNode = result["transform_node"]
-        if result.get("warped_node") is not None:
-            self._parameterNode.warpedVolume = result["warped_node"]
+        if result.transform_node is not None:
+            self._parameterNode.outputTransformNode = result.transform_node
+        if result.warped_node is not None:
+            self._parameterNode.warpedVolume = result.warped_node
 
     def showDependencyProblem(self) -> None:
         """Why a run did not start (missing, too old or failed to install), in the panel."""

@@ -1,5 +1,5 @@
 """What MedDIFT's logic does through Slicer itself: dependencies, the worker's interpreter and
-environment, the weights download, the views. A mixin of ``MedDIFT.MedDIFTLogic``."""
+environment, the weights download, the views. A mixin of ``MedDIFT.MedDIFTLogic`` (no state of its own)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .readerview import alignSideBySide, showPointsApart
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # MedDIFTSceneLib sits next to MedDIFT.py; MedDIFTLib too once installed as an extension, or one
 # folder up in a source checkout (the module folder added as an "additional module path").
+# The one list of the engine's folders: MedDIFT.py puts them on sys.path, the worker gets them in PYTHONPATH.
 ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
                               if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
 
@@ -57,29 +58,31 @@ class SlicerLogicMixin(DependencyLogicMixin):
 
     # --- views -----------------------------------------------------------------------
 
-    def showSideBySide(self, p, result) -> None:
-        """Fixed left, moving right with the heatmap as foreground; the moving view jumps to the match."""
+    def showSideBySide(self, fixedVolume, movingVolume, fixedLandmarks, result) -> None:
+        """Fixed left, moving right with the heatmap as foreground; the moving view jumps to the match.
+        The nodes are the run's own (its request), not the panel's current selection."""
         lm = slicer.app.layoutManager()
         lm.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
         alignSideBySide(lm)
         red = lm.sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
         yellow = lm.sliceWidget("Yellow").sliceLogic().GetSliceCompositeNode()
-        red.SetBackgroundVolumeID(p.fixedVolume.GetID())
+        red.SetBackgroundVolumeID(fixedVolume.GetID())
         red.SetForegroundVolumeID(None)
-        yellow.SetBackgroundVolumeID(p.movingVolume.GetID())
-        yellow.SetForegroundVolumeID(result["heatmap_node"].GetID())
+        yellow.SetBackgroundVolumeID(movingVolume.GetID())
+        yellow.SetForegroundVolumeID(result.heatmap_node.GetID())
         yellow.SetForegroundOpacity(0.5)
         for name in ("Red", "Yellow"):
             lm.sliceWidget(name).sliceLogic().FitSliceToAll()
-        m = result["matched"]
-        label = result["heatmap_label"]
+        m = result.matched
+        label = result.heatmap_label
         self.jumpMovingViewTo(m.points[m.label_index(label)])
-        fixedIdx = next(i for i in range(p.fixedLandmarks.GetNumberOfControlPoints())
-                        if p.fixedLandmarks.GetNthControlPointLabel(i) == label)
-        pos = [0.0, 0.0, 0.0]
-        p.fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
-        lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
-        showPointsApart(slicer.mrmlScene, p.fixedLandmarks, result["points_node"],
+        fixedIdx = next((i for i in range(fixedLandmarks.GetNumberOfControlPoints())
+                         if fixedLandmarks.GetNthControlPointLabel(i) == label), None)
+        if fixedIdx is not None:  # the reader may have removed or renamed it meanwhile
+            pos = [0.0, 0.0, 0.0]
+            fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
+            lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
+        showPointsApart(slicer.mrmlScene, fixedLandmarks, result.points_node,
                         lm.sliceWidget("Yellow").mrmlSliceNode().GetID())
 
     def jumpMovingViewTo(self, point) -> None:

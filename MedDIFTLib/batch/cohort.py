@@ -8,8 +8,11 @@ that pair fails, is recorded, and the cohort goes on.
 
 Scans are identified by the sha256 of their bytes, not by their path: a baseline listed under
 two spellings, or copied into two folders, is still encoded once. Hashing a large cohort costs
-a read of every file, so digests are remembered in a small JSON file keyed by path, size and
-modification time (``OUT/.digests.json``); a changed file gets a new digest.
+a read of every file, so digests are remembered in a small JSON file (``OUT/.digests.json``)
+keyed by path, device, inode, size, modification time *and* change time. Size and modification
+time alone can be made to look the same (``cp -p``, ``touch -r``, a restored backup); the change
+time cannot be set by any user tool, and every write or rename of the file moves it, so a
+replaced scan always gets a new digest and its pairs are redone.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ class Pair:
 
 
 class DigestMemo:
-    """sha256 of files, remembered by (path, size, mtime_ns) so that a restart does not re-read
-    every scan of the cohort; written atomically, and ignored when unreadable."""
+    """sha256 of files, remembered by (path, device, inode, size, mtime_ns, ctime_ns) so that a
+    restart does not re-read every unchanged scan; written atomically, and ignored when unreadable."""
 
     def __init__(self, path: Optional[Path] = None):
         self.path = Path(path) if path else None
@@ -63,8 +66,7 @@ class DigestMemo:
         self._dirty = False
 
     def __call__(self, path: str) -> str:
-        st = os.stat(path)
-        key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        key = f"{path}|{_stamp(Path(path))}"
         if key not in self._known:
             self._known[key] = content_digest(path)
             self._dirty = True
@@ -74,6 +76,21 @@ class DigestMemo:
         if self.path and self._dirty:
             write_text_atomic(self.path, json.dumps(self._known, indent=0, sort_keys=True))
             self._dirty = False
+
+
+def _stamp(path: Path) -> str:
+    """What changes whenever a file is written or replaced: (device, inode, size, mtime, ctime); for a
+    folder (a DICOM series) the same of each of its files, hashed."""
+    def one(p: Path) -> str:
+        st = os.stat(p)
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    if not path.is_dir():
+        return one(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}|{one(f)}\n".encode())
+    return h.hexdigest()
 
 
 def content_digest(path) -> str:

@@ -12,7 +12,6 @@ one matching per pending pair; scans whose pairs are all done are not encoded ag
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -25,6 +24,8 @@ from ..session import EngineOptions
 from .cohort import Pair
 
 MANIFEST = "manifest.json"
+PAIR_FILES = ("matched.csv", "field.nii.gz", "error.txt", MANIFEST, ".task.field.nii.gz")
+"""What a run writes in a pair's folder, and all it ever removes there (never the folder)."""
 MANIFEST_VERSION = 1
 # engine options that say where things are, not what is computed
 _NOT_RESULTS = ("cache_dir", "use_cache", "weights_dir")
@@ -40,11 +41,17 @@ def pair_dir(out: Path, pair_id: str) -> Path:
     return Path(out) / "pairs" / pair_id
 
 
-def write_manifest(folder: Path, pair: Pair, options: dict, outputs: list[str], record: dict) -> dict:
-    """Written last, after every output is in place: its presence means the outputs were complete."""
+def manifest_text(folder: Path, pair: Pair, options: dict, outputs: list[str], record: dict) -> tuple[dict, str]:
+    """The manifest of the outputs in ``folder`` (their sha256 read there), and its JSON text."""
     manifest = {"version": MANIFEST_VERSION, "id": pair.id, "inputs": dict(pair.digests), "options": options,
                 "outputs": {name: file_sha256(folder / name) for name in outputs}, "record": record}
-    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest, json.dumps(manifest, indent=1, sort_keys=True)
+
+
+def write_manifest(folder: Path, pair: Pair, options: dict, outputs: list[str], record: dict) -> dict:
+    """Written last, after every output is in place: its presence means the outputs were complete."""
+    manifest, text = manifest_text(folder, pair, options, outputs, record)
+    write_text_atomic(folder / MANIFEST, text)
     return manifest
 
 
@@ -71,12 +78,21 @@ def completed(folder: Path, pair: Pair, options: dict) -> Optional[dict]:
     return manifest
 
 
-def clear_pair(folder: Path) -> None:
-    """Remove a stale pair folder's manifest first (so a crash midway never leaves a manifest
-    pointing at half-replaced files), then the rest."""
-    (folder / MANIFEST).unlink(missing_ok=True)
-    if folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
+def run_outputs(out: Path, pairs: list) -> dict:
+    """Every file a batch run may write or replace, named for messages: the summaries, the digest
+    memo, and each pair's files (no folder: a run removes none)."""
+    out = Path(out)
+    files = {f"--out {name}": out / name for name in ("summary.csv", "summary.md", ".digests.json")}
+    for pair in pairs:
+        for name in PAIR_FILES:
+            files[f"pair {pair.id}'s {name}"] = pair_dir(out, pair.id) / name
+    return files
+
+
+def pair_inputs(pairs: list) -> dict:
+    """Every input file of the pairs, named for messages."""
+    return {f"pair {p.id}'s {role}": getattr(p, role) for p in pairs
+            for role in ("fixed", "moving", "points", "truth", "prior") if getattr(p, role)}
 
 
 @dataclass
@@ -107,5 +123,5 @@ def make_plan(pairs: list[Pair], out: Path, options: dict, resume: bool = True) 
     return plan
 
 
-__all__ = ["Plan", "make_plan", "options_fingerprint", "write_manifest", "completed", "clear_pair", "pair_dir",
-           "file_sha256", "MANIFEST"]
+__all__ = ["Plan", "make_plan", "options_fingerprint", "write_manifest", "manifest_text", "completed", "pair_dir",
+           "file_sha256", "run_outputs", "pair_inputs", "MANIFEST", "PAIR_FILES"]

@@ -6,9 +6,12 @@ Without an address Ray starts in this process (one machine, nothing to set up); 
 nodes need MedDIFT installed and must see the cohort's files, ``OUT`` and the feature cache at
 the same paths (shared storage: see :mod:`~MedDIFTLib.batch.tasks` for why pyramids go there).
 
-The driver writes each pair's points and then its manifest (both atomic) when its task returns,
-so an interruption at any moment leaves every pair either complete and verifiable or to be
-redone; the summary is written at the end of every run, interrupted or not.
+The driver writes each pair's files (points, field, manifest) as one set when its task returns
+(:class:`~MedDIFTLib.outputs.OutputSet`), so an interruption at any moment leaves every pair
+either complete and verifiable or as it was; a failed pair's set is its ``error.txt``. Before
+any work every file the run may write is checked against every input of the cohort (the cohort
+CSV included): a run never writes over, and never removes, what it did not create. The summary
+is written at the end of every run, interrupted or not.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,11 +28,22 @@ import numpy as np
 from ..data.landmark_io import read_points, write_points
 from ..data.points import PointSet
 from ..errors import CancelledError, InputError
+from ..outputs import OutputSet, refuse_input_overlap
 from ..matching.search import MatchOptions
 from ..session import EngineOptions
 from . import tasks
 from .cohort import DigestMemo, read_cohort
-from .plan import MANIFEST, clear_pair, make_plan, options_fingerprint, pair_dir, write_manifest
+from .plan import (
+    MANIFEST,
+    PAIR_FILES,
+    make_plan,
+    manifest_text,
+    options_fingerprint,
+    pair_dir,
+    pair_inputs,
+    run_outputs,
+)
+from .tasks import FIELD, TASK_FIELD
 from .summary import BatchCounts, BatchResult, tre_record, write_summary
 
 log = logging.getLogger(__name__)
@@ -85,32 +99,40 @@ def _connect(ray, address: Optional[str], num_cpus: Optional[int]) -> bool:
     return True
 
 
-def _write_pair(out: Path, pair, res: dict, options: dict, truth_cache: dict) -> dict:
-    """The driver's half of a finished pair: points file, TRE, manifest (last)."""
-    folder = pair_dir(out, pair.id)
-    (folder / MANIFEST).unlink(missing_ok=True)
-    (folder / ERROR).unlink(missing_ok=True)
+def _write_pair(run: "_Run", pair, res: dict, truth_cache: dict) -> dict:
+    """The driver's half of a finished pair: points, the task's field, TRE, manifest, put in place as one set."""
+    folder = pair_dir(run.out, pair.id)
+    dense = bool(res.get("outputs"))
+    targets = {"points": folder / MATCHED, "manifest": folder / MANIFEST}
+    if dense:
+        targets["field"] = folder / FIELD
+    members = tuple(folder / n for n in PAIR_FILES if n not in (MATCHED, MANIFEST))
     pts = np.asarray(res["points"], dtype=float)
     values = {k: np.asarray(v, dtype=float) for k, v in res.get("values", {}).items()}
-    write_points(PointSet(pts, res["labels"], values, name=res["name"]), folder / MATCHED)
     record = {"status": "ok", "seconds": res["seconds"], "points": len(pts), "peak_rss_mb": res.get("peak_rss_mb"),
               "backbone": res.get("backbone"), "warnings": res.get("warnings", []), "reencoded": res["reencoded"]}
     if pair.truth:
         if pair.truth not in truth_cache:
             truth_cache[pair.truth] = read_points(pair.truth)
         record.update(tre_record(pts, res["labels"], np.asarray(res["fixed_points"]), truth_cache[pair.truth]))
-    outputs = [MATCHED] + [name for name in res.get("outputs", {})]
-    write_manifest(folder, pair, options, outputs, record)
+    with OutputSet(targets, pair_inputs([pair]), force=True, members=members) as outputs:
+        write_points(PointSet(pts, res["labels"], values, name=res["name"]), outputs.path("points"))
+        if dense:
+            os.replace(folder / TASK_FIELD, outputs.path("field"))
+        stage = outputs.path("points").parent
+        _, text = manifest_text(stage, pair, run.options, [MATCHED] + ([FIELD] if dense else []), record)
+        outputs.path("manifest").write_text(text, encoding="utf-8")
+        outputs.commit()
     return record
 
 
-def _write_failure(out: Path, pair, error: str, seconds=None) -> dict:
-    folder = pair_dir(out, pair.id)
-    clear_pair(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    from ..atomic import write_text_atomic
-
-    write_text_atomic(folder / ERROR, error + "\n")
+def _write_failure(run: "_Run", pair, error: str, seconds=None) -> dict:
+    """A failed pair's set is its reason alone: any earlier files of the pair's set go with it."""
+    folder = pair_dir(run.out, pair.id)
+    members = tuple(folder / n for n in PAIR_FILES if n != ERROR)
+    with OutputSet({"error": folder / ERROR}, pair_inputs([pair]), force=True, members=members) as outputs:
+        outputs.path("error").write_text(error + "\n", encoding="utf-8")
+        outputs.commit()
     return {"status": "failed", "error": error, "seconds": seconds}
 
 
@@ -119,6 +141,116 @@ def _task_error(err: Exception) -> str:
     cause = getattr(err, "cause", None) or err
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()
+
+
+@dataclass
+class _Run:
+    """One run's settings and state, shared by its stages."""
+
+    cohort: Path
+    out: Path
+    engine: EngineOptions
+    matching: MatchOptions
+    mode: str
+    prior: Optional[str]
+    pairs: list
+    options: dict
+    plan: object
+    result: BatchResult
+    t0: float = field(default_factory=time.time)
+
+
+def _prepare(cohort_csv, out, engine: Optional[EngineOptions], matching: Optional[MatchOptions], mode: str,
+             prior: Optional[str], resume: bool) -> _Run:
+    """Read and check the cohort, check every output against every input, plan; nothing computed yet."""
+    out, cohort_csv = Path(out), Path(cohort_csv)
+    refuse_input_overlap(run_outputs(out, []), {"the cohort file": cohort_csv})  # before the memo is written
+    out.mkdir(parents=True, exist_ok=True)
+    engine = replace(engine) if engine else EngineOptions()  # a copy: the caller's options stay as given
+    engine.cache_dir = str(Path(engine.cache_dir or out / "features").resolve())
+    engine.use_cache = True  # the cache is how pyramids reach the matching tasks
+    matching = matching or MatchOptions()
+    pairs = read_cohort(cohort_csv, DigestMemo(out / ".digests.json"))
+    refuse_input_overlap(run_outputs(out, pairs), {"the cohort file": cohort_csv, **pair_inputs(pairs)})
+    options = options_fingerprint(engine, matching, mode)
+    plan = make_plan(pairs, out, options, resume=resume)
+    counts = BatchCounts(pairs=len(pairs), done_earlier=len(plan.done), scans=plan.distinct_scans,
+                         scans_planned=len(plan.scans))
+    result = BatchResult(counts)
+    for pid, manifest in plan.done.items():
+        result.records[pid] = dict(manifest.get("record", {}), status="done earlier")
+    return _Run(cohort_csv, out, engine, matching, mode, prior, pairs, options, plan, result)
+
+
+def _submit(ray, run: _Run, retries: int, pending: dict) -> None:
+    """One extraction task per distinct scan, one matching task per pending pair (into ``pending``)."""
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+        p for p in (engine_root(), os.environ.get("PYTHONPATH")) if p)}}
+    common = dict(max_retries=int(retries), retry_exceptions=RETRY_EXCEPTIONS, runtime_env=runtime_env)
+    extract = ray.remote(tasks.extract_scan).options(**common, **extraction_resources(run.engine,
+                                                                                      ray.cluster_resources()))
+    match = ray.remote(tasks.match_pair).options(**common, num_cpus=1)
+    eng, mat = asdict(run.engine), asdict(run.matching)
+    ext = {d: extract.remote(path, d, eng, mat) for d, path in run.plan.scans.items()}
+    for ref in ext.values():
+        pending[ref] = ("scan", None)
+    for pair in run.plan.pending:
+        ref = match.remote(tasks.pair_payload(pair), ext[pair.digest("fixed")], ext[pair.digest("moving")],
+                           eng, mat, run.mode, run.prior, str(pair_dir(run.out, pair.id)))
+        pending[ref] = ("pair", pair)
+
+
+def _record(run: _Run, kind: str, pair, res: dict, truth_cache: dict) -> None:
+    """Count a finished task and write a finished pair's files."""
+    counts = run.result.counts
+    if kind == "scan":
+        counts.scans_ready += 1
+        counts.scans_encoded += bool(res.get("ok") and res.get("encoded"))
+        counts.scans_failed += not res.get("ok")
+        run.result.extractions.append(res)
+    elif res.get("ok"):
+        run.result.records[pair.id] = _write_pair(run, pair, res, truth_cache)
+        counts.matched += 1
+        counts.reencoded += len(res.get("reencoded", []))
+    else:
+        run.result.records[pair.id] = _write_failure(run, pair, res["error"], res.get("seconds"))
+        counts.failed += 1
+
+
+def _collect(ray, run: _Run, pending: dict, progress, cancel) -> None:
+    """Wait for the tasks, recording each as it finishes; ``cancel`` polled between results."""
+    truth_cache: dict = {}
+    while pending:
+        if cancel is not None and cancel():
+            raise CancelledError("batch cancelled; finished pairs are kept, run again to do the rest")
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        for ref in ready:
+            kind, pair = pending.pop(ref)
+            try:
+                res = ray.get(ref)
+            except Exception as err:  # a task that still failed after its retries
+                res = {"ok": False, "error": _task_error(err)}
+            _record(run, kind, pair, res, truth_cache)
+        run.result.counts.elapsed_s = time.time() - run.t0
+        if progress and ready:
+            progress(run.result.counts)
+
+
+def _cancel_all(ray, pending: dict) -> None:
+    for ref in pending:
+        try:
+            ray.cancel(ref, force=False)
+        except Exception as err:  # noqa: BLE001 - a finished or lost task: nothing to cancel
+            log.debug("cancel: %s", err)
+
+
+def _summarise(run: _Run) -> None:
+    result = run.result
+    result.counts.elapsed_s = time.time() - run.t0
+    backbones = sorted({e.get("note") for e in result.extractions if e.get("ok") and e.get("note")})
+    header = {"cohort": str(run.cohort.resolve()), "mode": run.mode,
+              "backbone": "; ".join(backbones) or run.engine.backbone, "feature cache": run.engine.cache_dir}
+    write_summary(run.out, [p.id for p in run.pairs], result, header)
 
 
 def run_batch(cohort_csv, out, engine: Optional[EngineOptions] = None, matching: Optional[MatchOptions] = None,
@@ -136,83 +268,22 @@ def run_batch(cohort_csv, out, engine: Optional[EngineOptions] = None, matching:
     if mode not in ("points", "dense"):
         raise InputError(f"unknown mode {mode!r}: points or dense")
     ray = require_ray()
-    t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    engine = replace(engine) if engine else EngineOptions()  # a copy: the caller's options stay as given
-    engine.cache_dir = str(Path(engine.cache_dir or out / "features").resolve())
-    engine.use_cache = True  # the cache is how pyramids reach the matching tasks
-    matching = matching or MatchOptions()
-    pairs = read_cohort(cohort_csv, DigestMemo(out / ".digests.json"))
-    options = options_fingerprint(engine, matching, mode)
-    plan = make_plan(pairs, out, options, resume=resume)
-    counts = BatchCounts(pairs=len(pairs), done_earlier=len(plan.done), scans=plan.distinct_scans,
-                         scans_planned=len(plan.scans))
-    result = BatchResult(counts)
-    for pid, manifest in plan.done.items():
-        result.records[pid] = dict(manifest.get("record", {}), status="done earlier")
-    eng, mat = asdict(engine), asdict(matching)
-
-    started = _connect(ray, address, num_cpus) if plan.pending else False
-    pending = {}
+    run = _prepare(cohort_csv, out, engine, matching, mode, prior, resume)
+    started = _connect(ray, address, num_cpus) if run.plan.pending else False
+    pending: dict = {}
     try:
-        if plan.pending:
-            runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-                p for p in (engine_root(), os.environ.get("PYTHONPATH")) if p)}}
-            common = dict(max_retries=int(retries), retry_exceptions=RETRY_EXCEPTIONS, runtime_env=runtime_env)
-            extract = ray.remote(tasks.extract_scan).options(
-                **common, **extraction_resources(engine, ray.cluster_resources()))
-            match = ray.remote(tasks.match_pair).options(**common, num_cpus=1)
-            ext = {d: extract.remote(path, d, eng, mat) for d, path in plan.scans.items()}
-            for ref in ext.values():
-                pending[ref] = ("scan", None)
-            for pair in plan.pending:
-                ref = match.remote(tasks.pair_payload(pair), ext[pair.digest("fixed")], ext[pair.digest("moving")],
-                                   eng, mat, mode, prior, str(pair_dir(out, pair.id)))
-                pending[ref] = ("pair", pair)
-        truth_cache: dict = {}
-        while pending:
-            if cancel is not None and cancel():
-                raise CancelledError("batch cancelled; finished pairs are kept, run again to do the rest")
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in ready:
-                kind, pair = pending.pop(ref)
-                try:
-                    res = ray.get(ref)
-                except Exception as err:  # a task that still failed after its retries
-                    res = {"ok": False, "error": _task_error(err)}
-                if kind == "scan":
-                    counts.scans_ready += 1
-                    counts.scans_encoded += bool(res.get("ok") and res.get("encoded"))
-                    counts.scans_failed += not res.get("ok")
-                    result.extractions.append(res)
-                elif res.get("ok"):
-                    result.records[pair.id] = _write_pair(out, pair, res, options, truth_cache)
-                    counts.matched += 1
-                    counts.reencoded += len(res.get("reencoded", []))
-                else:
-                    result.records[pair.id] = _write_failure(out, pair, res["error"], res.get("seconds"))
-                    counts.failed += 1
-            counts.elapsed_s = time.time() - t0
-            if progress and ready:
-                progress(counts)
+        if run.plan.pending:
+            _submit(ray, run, retries, pending)
+        _collect(ray, run, pending, progress, cancel)
     except (CancelledError, KeyboardInterrupt):
-        result.interrupted = True
-        for ref in pending:
-            try:
-                ray.cancel(ref, force=False)
-            except Exception as err:  # noqa: BLE001 - a finished or lost task: nothing to cancel
-                log.debug("cancel: %s", err)
+        run.result.interrupted = True
+        _cancel_all(ray, pending)
         raise
     finally:
-        counts.elapsed_s = time.time() - t0
-        backbones = sorted({e.get("note") for e in result.extractions if e.get("ok") and e.get("note")})
-        header = {"cohort": str(Path(cohort_csv).resolve()), "mode": mode,
-                  "backbone": "; ".join(backbones) or engine.backbone, "feature cache": engine.cache_dir}
-        write_summary(out, [p.id for p in pairs], result, header)
+        _summarise(run)
         if started:
             ray.shutdown()
-    return result
+    return run.result
 
 
-__all__ = ["run_batch", "require_ray", "extraction_resources", "MATCHED", "ERROR"]
+__all__ = ["run_batch", "require_ray", "extraction_resources", "MATCHED", "ERROR", "FIELD"]

@@ -28,6 +28,10 @@ from typing import Optional
 
 from ..errors import MedDIFTError
 
+FIELD = "field.nii.gz"
+"""A dense pair's displacement field, in its folder."""
+TASK_FIELD = ".task.field.nii.gz"
+"""Where a matching task leaves the field for the driver (a name the pair's set owns)."""
 _SESSIONS: dict = {}  # per worker process: options -> MatchSession (the model stays loaded between tasks)
 
 
@@ -110,9 +114,9 @@ def match_pair(pair: dict, fixed_info: dict, moving_info: dict, engine: dict, ma
             from ..registration import write_field
 
             field = session.register(fixed, moving)  # the pair's dense map; the points then come from it
-            target = Path(out_dir) / "field.nii.gz"
+            target = Path(out_dir) / TASK_FIELD  # the driver puts it in place with the pair's other files
             write_field(field.displacement_on(fixed.grid), fixed.grid, target)
-            outputs["field.nii.gz"] = str(target)
+            outputs[FIELD] = str(target)
             report = session.match(fixed, moving, points, prior="dense")
             result = {"points": report.points.points, "labels": list(report.points.labels),
                       "values": dict(report.points.values), "warnings": list(report.warnings)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..matching.priors import DEFAULT_RADIUS_MM
+from ..outputs import claim_folder
 from .options import add_backbone_arguments, add_cache_arguments, engine_options
 from .progress import ProgressPrinter
 
@@ -12,6 +13,7 @@ from .progress import ProgressPrinter
 def run(args) -> int:
     from ..evaluation.demo import run_demo
 
+    claim_folder(args.out, "demo")  # a new or empty folder, or an earlier demo's: nothing foreign overwritten
     res = run_demo(args.out, engine_options(args), args.radius or None, args.landmarks, args.seed,
                    progress=ProgressPrinter(), log=lambda msg: print(f"meddift demo: {msg}", file=sys.stderr),
                    dense=not args.no_dense)

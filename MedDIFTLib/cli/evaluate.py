@@ -7,7 +7,15 @@ import itertools
 import sys
 
 from ..errors import InputError
+from ..outputs import claim_folder
 from .options import add_case_arguments, add_weights_dir_argument
+
+
+def dataset_inputs(args) -> dict:
+    """The datasets an evaluation reads (no output may go among them)."""
+    found = {f"--{k.replace('_', '-')}": getattr(args, k, None) for k in ("learn2reg", "dirlab_4dct", "dirlab_copd")}
+    found.update({f"--warped-ct {p}": p for p in getattr(args, "warped_ct", None) or []})
+    return found
 
 
 def _floats(text: str) -> list:
@@ -52,6 +60,7 @@ def run(args) -> int:
     def log(msg):
         print(msg, file=sys.stderr)
 
+    claim_folder(args.out, "evaluate", dataset_inputs(args))  # before any work: nothing foreign overwritten
     methods = resolve_methods(args.methods, log=log)
     # one line per distinct note: the MedDIFT methods (points, dense, dense + argmax) share a backbone
     notes = list(dict.fromkeys(f"MedDIFT pipeline backbone: {m.session.backbone_note}"
@@ -90,6 +99,7 @@ def run_ablation(args) -> int:
     def log(msg):
         print(msg, file=sys.stderr)
 
+    claim_folder(args.out, "ablate", dataset_inputs(args))  # before any work: nothing foreign overwritten
     try:
         find_weights(args.weights_dir)
         have_weights = True

@@ -51,6 +51,8 @@ def run(args) -> int:
         f"Jacobian {j['jacobian_min']:.2f}..{j['jacobian_max']:.2f}; {rep.get('seconds', 0):.1f} s")
     for what, path in done.written.items():
         say(f"{what} -> {path}")
+    for w in done.report.get("warnings", []):
+        say(w, "warning: ")
     return 0
 
 

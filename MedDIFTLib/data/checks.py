@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GeometryError, InputError, opt
+from ..evidence import require_contrast
 from .geometry import Volume
 
 LABELMAP_MAX_VALUES = 64  # a segmentation has a few integer labels; a CT has thousands of distinct values
@@ -51,6 +52,7 @@ def check_ct(volume: Volume, role: str = "fixed") -> list:
         raise InputError(f"{name} has {a.ndim} dimensions {a.shape}; a 3D volume is needed")
     require_min_size(a.shape, name)
     require_finite(a, name)
+    require_contrast(a, name)
     sample = a[:: max(1, a.shape[0] // 64), :: max(1, a.shape[1] // 64), :: max(1, a.shape[2] // 64)]
     values = np.unique(sample)
     if values.size <= LABELMAP_MAX_VALUES and np.all(values == np.round(values)) and values.min() >= 0:

@@ -19,6 +19,7 @@ import numpy as np
 from ..data.geometry import LPS_TO_RAS, apply_affine, as_points, flip_lps_ras
 from ..data.image_io import is_itk_transform_text, read_matrix_file
 from ..errors import InputError
+from ..evidence import prior_coverage
 from ..options import PriorKind, search_radius  # search_radius: importable here as before
 
 PriorFn = Callable[[np.ndarray], np.ndarray]
@@ -59,6 +60,27 @@ def itk_transform_prior(transform) -> PriorFn:
         out = np.array([transform.TransformPoint(tuple(p)) for p in lps])
         return flip_lps_ras(out)
 
+    return fn
+
+
+def field_prior(field, path) -> PriorFn:
+    """A displacement-field image (ITK, LPS) as a RAS prior. A field is known only on its grid (outside
+    it ITK applies no displacement), so each call counts the points inside the grid: none is refused,
+    some is warned (:func:`~MedDIFTLib.evidence.prior_coverage`; the warnings on ``fn.warnings``)."""
+    import SimpleITK as sitk
+
+    d = np.asarray(field.GetDirection(), dtype=np.float64).reshape(3, 3) * np.asarray(field.GetSpacing())
+    to_index = np.linalg.inv(d)
+    origin, size = np.asarray(field.GetOrigin()), np.asarray(field.GetSize())
+    move = itk_transform_prior(sitk.DisplacementFieldTransform(field))
+
+    def fn(pts):
+        lps = as_points(pts) * [-1.0, -1.0, 1.0]
+        ijk = (lps - origin) @ to_index.T
+        fn.warnings = prior_coverage(np.all((ijk >= -0.5) & (ijk <= size - 0.5), axis=1), str(path))
+        return move(pts)
+
+    fn.warnings = []
     return fn
 
 
@@ -129,7 +151,7 @@ def load_prior(spec: str) -> PriorFn:
         if field.GetNumberOfComponentsPerPixel() != 3 or field.GetDimension() != 3:
             raise InputError(f"{path}: a displacement field needs 3 components per voxel in 3D, got "
                              f"{field.GetNumberOfComponentsPerPixel()} in {field.GetDimension()}D")
-        return itk_transform_prior(sitk.DisplacementFieldTransform(field))
+        return field_prior(field, path)
     if name.endswith(".npy") or (name.endswith(".txt") and not is_itk_transform_text(path)):
         return matrix_prior(read_matrix_file(path, "a prior matrix"))
     try:

@@ -25,6 +25,7 @@ import torch
 
 from ..data.geometry import Grid, Volume, apply_affine, as_points, resample
 from ..errors import InputError
+from ..evidence import check_radius_resolution, require_finite_scores
 from ..features.options import resolve_device
 from ..features.pyramid import FeaturePyramid
 from ..options import MatchOptions  # its home; importable here as before
@@ -140,6 +141,7 @@ class Matcher:
             report(progress, "match", start / n)
             self._match_batch(search, slice(start, min(n, start + batch)), res)
         report(progress, "match", 1.0)
+        require_finite_scores(res.similarity, search.pts, labels)
         do_fb = self.options.forward_backward if forward_backward is None else forward_backward
         if do_fb:
             self._forward_backward(search, res, progress, cancel)
@@ -154,6 +156,7 @@ class Matcher:
         if n == 0:
             raise InputError("no points to match: the landmark list is empty")
         radius = self.options.radius_mm
+        check_radius_resolution(radius, self.grid.ijk_to_ras)
         if prior_ras is None and radius is not None:
             prior_ras = resolve_prior(None, radius)(pts)  # the same world point
         prior = None if prior_ras is None else as_points(prior_ras)

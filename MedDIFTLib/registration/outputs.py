@@ -1,27 +1,32 @@
-"""What ``meddift register`` leaves in its output folder, written atomically, file by file.
+"""What ``meddift register`` leaves in its output folder: one set, whole or absent.
 
 * ``field.nii.gz``: the ITK displacement field on the fixed grid (fixed -> moving
   points; ``SimpleITK.DisplacementFieldTransform`` applies it to points, Slicer
   loads it as a transform that lays the moving scan over the fixed one);
 * ``inverse_field.nii.gz``: the same on the moving grid, moving -> fixed points;
 * ``moving_resampled.nii.gz``: the moving scan warped onto the fixed grid;
-* ``registration.json``: how it was found (pre-alignment, grid, timings) and the
-  Jacobian statistics of the map (share of folding voxels, min, max);
+* ``registration.json``: how it was found (pre-alignment, its overlap, grid, timings),
+  the warnings, and the Jacobian statistics of the map (share of folding voxels, min, max);
 * ``registration.png``: checkerboard and difference images before and after, on
   the middle coronal and axial slices of the fixed scan (needs matplotlib).
+
+The files are built aside and put in place together (:class:`~MedDIFTLib.outputs.OutputSet`):
+an interrupted run leaves the earlier complete set, never a new field beside an old inverse.
+This module is the one owner of the report; the worker's ``register`` writes through it too.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from ..atomic import write_text_atomic
 from ..data.geometry import Volume, resample
 from ..data.image_io import write_volume
-from .field import DenseField, write_field
+from ..outputs import OutputSet
+from .field import FIELD_EXTENSIONS, DenseField, write_field
 
 OUTPUT_NAMES = ("field", "inverse_field", "moving_resampled", "registration.json", "registration.png")
 
@@ -33,24 +38,75 @@ def output_paths(out_dir, field_ext: str = ".nii.gz") -> dict:
             "figure": out / "registration.png"}
 
 
-def write_outputs(field: DenseField, fixed: Volume, moving: Volume, out_dir, field_ext: str = ".nii.gz",
-                  figure: bool = True, force: bool = False) -> dict:
-    """Write every output (replacing existing ones only with ``force``); returns {what: path} and the
-    report dict under ``"report_data"``."""
-    paths = output_paths(out_dir, field_ext)
-    write_field(field.displacement_on(fixed.grid), fixed.grid, paths["field"], force=force)
-    write_field(field.inverse_displacement_on(moving.grid), moving.grid, paths["inverse_field"], force=force)
-    warped = field.resample_moving(moving, fixed.grid)
-    write_volume(warped, paths["moving_resampled"], force=force)
-    report = {"fixed": fixed.name, "moving": moving.name, "prealign_ras": np.round(field.prealign, 6).tolist(),
-              "jacobian": field.jacobian_stats(),
-              **{k: v for k, v in field.info.items() if k != "options"}, "options": field.info.get("options")}
-    write_text_atomic(paths["report"], json.dumps(report, indent=2, default=float) + "\n", force=force)
-    written = {k: paths[k] for k in ("field", "inverse_field", "moving_resampled", "report")}
-    if figure and _figure(fixed, moving, warped, paths["figure"], force):
-        written["figure"] = paths["figure"]
+def registration_report(field: DenseField, fixed: Volume, moving: Volume) -> dict:
+    """The report of a registration (``registration.json``, the worker's ``report``): how the map was
+    found, the evidence that it means something (pre-alignment overlap), warnings, Jacobian statistics."""
+    return {"fixed": fixed.name, "moving": moving.name, "prealign_ras": np.round(field.prealign, 6).tolist(),
+            "jacobian": field.jacobian_stats(), "warnings": list(field.info.get("warnings", [])),
+            **{k: v for k, v in field.info.items() if k not in ("options", "warnings")},
+            "options": field.info.get("options")}
+
+
+def volume_inputs(*volumes: Volume) -> dict:
+    """The files the volumes were read from, named for messages (no output may be one of them)."""
+    return {f"the input volume {v.name or i}": v.metadata.get("path") for i, v in enumerate(volumes)
+            if v.metadata.get("path")}
+
+
+def write_set(field: DenseField, fixed: Volume, moving: Volume, targets: dict, inputs: Optional[dict] = None,
+              force: bool = False, labels: Optional[dict] = None, members: tuple = ()) -> dict:
+    """Write the outputs named in ``targets`` as one set (see the module's docstring).
+
+    Args:
+        field: the registration.
+        fixed: the fixed scan.
+        moving: the moving scan.
+        targets: what -> path, for any of ``field``, ``inverse_field``, ``moving_resampled``, ``report``,
+            ``figure`` (None: not written).
+        inputs: name -> path of the job's inputs; the volumes' own files are added.
+        force: replace an existing set; without it every target must be free.
+        labels: what -> the name the user gave it, for messages (``'out'``, ``--out field.nii.gz``).
+        members: paths of an earlier set this one replaces as a whole (an old figure not drawn now).
+    Returns: what -> path of each file written, and the report under ``"report_data"``.
+    """
+    targets = {k: Path(v) for k, v in targets.items() if v}
+    inputs = {**volume_inputs(fixed, moving), **(inputs or {})}
+    report = registration_report(field, fixed, moving)
+    with OutputSet(targets, inputs, force, members, labels) as out:
+        warped = field.resample_moving(moving, fixed.grid)
+        if "field" in targets:
+            write_field(field.displacement_on(fixed.grid), fixed.grid, out.path("field"))
+        if "inverse_field" in targets:
+            write_field(field.inverse_displacement_on(moving.grid), moving.grid, out.path("inverse_field"))
+        if "moving_resampled" in targets:
+            write_volume(warped, out.path("moving_resampled"))
+        if "report" in targets:
+            out.path("report").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+        if "figure" in targets:
+            _figure(fixed, moving, warped, out.path("figure"), force=True)
+        written = dict(out.commit())
     written["report_data"] = report
     return written
+
+
+def write_outputs(field: DenseField, fixed: Volume, moving: Volume, out_dir, field_ext: str = ".nii.gz",
+                  figure: bool = True, force: bool = False) -> dict:
+    """Write ``meddift register``'s set into ``out_dir`` (replacing an earlier set only with ``force``);
+    returns {what: path} and the report dict under ``"report_data"``."""
+    targets, members, labels = output_set(out_dir, field_ext, figure)
+    return write_set(field, fixed, moving, targets, force=force, labels=labels, members=members)
+
+
+def output_set(out_dir, field_ext: str = ".nii.gz", figure: bool = True) -> tuple[dict, tuple, dict]:
+    """``meddift register``'s set in ``out_dir`` as :class:`~MedDIFTLib.outputs.OutputSet` takes it:
+    (targets, members, labels); a run on a server places its downloads by the same rule."""
+    paths = output_paths(out_dir, field_ext)
+    targets = {k: p for k, p in paths.items() if k != "figure" or figure}
+    # an earlier set's files this one does not write (another field format, a figure) go with it
+    others = [p for ext in FIELD_EXTENSIONS if ext != field_ext for p in output_paths(out_dir, ext).values()]
+    members = tuple(dict.fromkeys(others + ([] if figure else [paths["figure"]])))
+    labels = {k: f"--out {p.name}" for k, p in paths.items()}
+    return targets, members, labels
 
 
 def _checker(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:

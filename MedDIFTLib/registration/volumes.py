@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..evidence import checked_initial, prealign_evidence
 from ..runtime import Cancel, Progress, check_cancel, report
 from ..features.pyramid import FeaturePyramid
 from ..data.geometry import OBLIQUE_TOLERANCE_DEG, Volume, apply_affine
@@ -66,6 +67,8 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
     """Dense fixed -> moving map of two scans; ``features(volume)`` gives (cached) pyramids;
     ``device``: where to compute (default: the fixed pyramid's)."""
     opts = options or RegistrationOptions()
+    initial = checked_initial(initial)  # before any work: an affine, invertible matrix that keeps an overlap
+    given = None if initial is None else prealign_evidence(fixed, moving, initial, given=True)
     pf, pm = features(fixed), features(moving)
     pre = {"prealign": opts.prealign}
     if initial is not None:
@@ -80,6 +83,7 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
         spacing = opts.prealign_spacing_mm or opts.control * float(registration_grid(pf, opts).spacing[0])
         report(progress, "pre-align", 0.0)
         a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels, device=device)
+    pre.update(given or prealign_evidence(fixed, moving, a, given=False))  # refused when no overlap
     rounds = []
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)

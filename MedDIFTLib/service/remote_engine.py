@@ -18,14 +18,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..atomic import atomic_path, write_text_atomic
 from ..data.image_io import is_itk_transform_text, read_matrix_file, read_volume, write_volume
 from ..data.points import PointSet
 from ..engine import EngineInfo, Registration, Scan
 from ..errors import InputError
 from ..options import SERVER_OWNED_ENGINE_KEYS, EngineOptions, MatchOptions, RegistrationOptions, is_named_prior
 from ..registration.outputs import _figure as draw_figure  # the local run's own drawing
-from ..registration.outputs import output_paths
+from ..outputs import OutputSet
+from ..registration.outputs import output_set
 from ..runtime import Progress
 from ..session import MatchReport
 from .protocol import decode_match
@@ -117,31 +117,27 @@ class RemoteEngine:
     def register(self, fixed: Scan, moving: Scan, options: RegistrationOptions, initial: Optional[np.ndarray],
                  out_dir: Path, field_ext: str = ".nii.gz", figure: bool = True,
                  force: bool = False) -> Registration:
-        paths = output_paths(out_dir, field_ext)
+        targets, members, labels = output_set(out_dir, field_ext, figure)
         self._load("fixed", fixed)  # register computes the features it needs
         self._load("moving", moving)
-        tmp = Path(tempfile.mkdtemp(prefix="meddift-register-"))
-        try:
-            local = {key: tmp / paths[key].name for key in ("field", "inverse_field", "moving_resampled")}
+        with tempfile.TemporaryDirectory(prefix="meddift-register-") as tmp:
+            local = {key: Path(tmp) / targets[key].name for key in ("field", "inverse_field", "moving_resampled")}
             result = self._request("register", fixed="fixed", moving="moving", options=options.to_dict(),
                                    initial=None if initial is None else np.asarray(initial, dtype=float).tolist(),
                                    out=str(local["field"]), inverse=str(local["inverse_field"]),
                                    warped=str(local["moving_resampled"]))
-            written = {}
-            for key, src in local.items():
-                with atomic_path(paths[key], suffix="".join(src.suffixes[-2:]) or ".tmp", force=force) as dest:
-                    shutil.copyfile(src, dest)
-                written[key] = paths[key]
             report = result["report"]
-            write_text_atomic(paths["report"], json.dumps(report, indent=2, default=float) + "\n", force=force)
-            written["report"] = paths["report"]
-            if figure and draw_figure(read_volume(fixed.path, hu_offset=fixed.hu_offset),
-                                      read_volume(moving.path, hu_offset=moving.hu_offset),
-                                      read_volume(local["moving_resampled"]), paths["figure"], force):
-                written["figure"] = paths["figure"]
-            return Registration(written, report)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            inputs = {"the fixed volume": fixed.path, "the moving volume": moving.path}
+            with OutputSet(targets, inputs, force, members, labels) as out:  # one set, as a local run's
+                for key, src in local.items():
+                    shutil.copyfile(src, out.path(key))
+                out.path("report").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+                if "figure" in targets:
+                    draw_figure(read_volume(fixed.path, hu_offset=fixed.hu_offset),
+                                read_volume(moving.path, hu_offset=moving.hu_offset),
+                                read_volume(local["moving_resampled"]), out.path("figure"), force=True)
+                written = dict(out.commit())
+        return Registration(written, report)
 
     def close(self) -> None:
         self.client.stop()

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import IO, Iterable, Optional
 
-from ..errors import InputError
+from ..atomic import refuse_input_overlap
+from ..errors import InputError, OutputWriteError
 from .server_access import ApiError
 from .server_ops import FILE_NAME
 
@@ -166,10 +167,14 @@ def check_outputs(folder: Path, outputs: dict, inputs: Iterable[Path]) -> None:
             any file is touched.
     """
     home = Path(folder).resolve()
-    read = {Path(p).resolve() for p in inputs}
+    read = {f"input {i}": p for i, p in enumerate(inputs)}
     for key, value in outputs.items():
         path = Path(value).resolve()
-        clash = path in read or any(path in p.parents for p in read)
+        try:  # the product's one rule against writing over an input (atomic.refuse_input_overlap)
+            refuse_input_overlap({key: path}, read)
+            clash = False
+        except OutputWriteError:
+            clash = True
         if path.parent != home or path.exists() or clash or path.name == MARKER:
             log.error("refused output %s=%s of a job in %s", key, value, folder)
             raise ApiError(500, "internal server error: a job's output path was refused (the details are in "

@@ -187,8 +187,8 @@ class Worker:
         on request the warped moving scan (``warped``) and the moving -> fixed field on the moving grid
         (``inverse``); ``initial``: a known 4x4 RAS fixed -> moving matrix instead of the pre-alignment.
         The result carries the report ``meddift register`` writes, so a remote run can write it too."""
-        from ..data.image_io import write_volume
-        from ..registration import write_field
+        from ..atomic import check_outputs
+        from ..registration.outputs import write_set
 
         session = self._session()
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
@@ -202,20 +202,21 @@ class Worker:
             if initial.shape != (4, 4) or not np.isfinite(initial).all():
                 raise InputError("register 'initial' must be a 4x4 RAS matrix of finite numbers")
         opts = _registration_options(msg.get("options")) or session.registration
+        # checked before any work, as one set: never a loaded input, free unless forced
+        force = msg.get("force") is True
+        targets = {"field": out, "inverse_field": inverse_out, "moving_resampled": warped_out}
+        labels = {"field": "register 'out'", "inverse_field": "register 'inverse'",
+                  "moving_resampled": "register 'warped'"}
+        inputs = {f"loaded volume {k!r}": v.metadata.get("path") for k, v in self.volumes.items()}
+        check_outputs({labels[k]: p for k, p in targets.items()}, inputs, force)
         t = time.perf_counter()
         field = session.register(fixed, moving, opts, initial=initial, progress=progress, cancel=self._cancelled)
-        write_field(field.displacement_on(fixed.grid), fixed.grid, out)
-        report = {"fixed": fixed.name, "moving": moving.name, "prealign_ras": np.round(field.prealign, 6).tolist(),
-                  "jacobian": field.jacobian_stats(),
-                  **{k: v for k, v in field.info.items() if k != "options"}, "options": field.info.get("options")}
+        written = write_set(field, fixed, moving, targets, inputs, force, labels)
+        report = written["report_data"]
         result = {"path": out, "jacobian": report["jacobian"], "prealign": field.info.get("prealign_used"),
-                  "seconds": round(time.perf_counter() - t, 3), "report": report}
-        if inverse_out:
-            write_field(field.inverse_displacement_on(moving.grid), moving.grid, inverse_out)
-            result["inverse"] = inverse_out
-        if warped_out:
-            write_volume(field.resample_moving(moving, fixed.grid), warped_out)
-            result["warped"] = warped_out
+                  "seconds": round(time.perf_counter() - t, 3), "report": report, "warnings": report["warnings"]}
+        result.update({key: str(written[k]) for key, k in (("inverse", "inverse_field"), ("warped", "moving_resampled"))
+                       if k in written})
         return result
 
 

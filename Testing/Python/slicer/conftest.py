@@ -48,3 +48,27 @@ def module_widget(slicer_app):
     yield representation.self()
     if representation.isEntered:
         representation.exit()
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Every error the panel shows (in testing mode Slicer's errorDisplay only logs it)."""
+    import slicer
+
+    shown = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, *a, **k: shown.append(text))
+    return shown
+
+
+@pytest.fixture
+def real_dialogs(monkeypatch):
+    """Slicer as a reader runs it: questions and error boxes are modal dialogs (testing mode off, a main
+    window for the error boxes to sit on)."""
+    import qt
+
+    import slicer
+
+    slicer.app.setTestingEnabled(False)
+    monkeypatch.setattr(slicer.util, "mainWindow", lambda: qt.QMainWindow())
+    yield
+    slicer.app.setTestingEnabled(True)

@@ -195,6 +195,7 @@ def test_server_chosen_in_the_panel_gives_the_local_fiducials_and_live_click(mod
     target = start + np.array([6.0, 0.0, 0.0])
     ui.liveModeCheckBox.checked = True
     points.SetNthControlPointPositionWorld(0, *target)
+    assert slicer_standin.runEventLoop(lambda: not w.liveTimer.active, timeout=60)  # the click's answer, when it comes
     local_click = _positions(local_node)[0]
     ui.liveModeCheckBox.checked = False
     points.SetNthControlPointPositionWorld(0, *start)
@@ -221,6 +222,7 @@ def test_server_chosen_in_the_panel_gives_the_local_fiducials_and_live_click(mod
         np.median(np.linalg.norm(_positions(points) - truth, axis=1))
     ui.liveModeCheckBox.checked = True  # the click, through the server
     points.SetNthControlPointPositionWorld(0, *target)
+    assert slicer_standin.runEventLoop(lambda: not w.liveTimer.active, timeout=60)  # the click's answer, when it comes
     np.testing.assert_allclose(_positions(remote_node)[0], local_click, atol=1e-4)
     assert server.log().count("POST /v1/sessions/") >= 1
     assert token not in server.log() and token not in log

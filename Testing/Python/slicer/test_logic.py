@@ -62,29 +62,34 @@ def test_job_puts_matches_and_heatmap_into_the_scene(setup, pair):
     scene, logic, fixed, moving, points, lm = setup
     job = logic.start_match(_request(fixed, moving, points)).run(timeout=300)
     assert job.error is None, job.error
-    out = job.result["points_node"]
+    out = job.result.points_node
     matched = pointset_from_markups(out)
     assert matched.labels == lm.labels
     truth = pair.true_moving_points(lm.points)
     assert np.median(tre(matched.points, truth)) < np.median(tre(lm.points, truth))
     assert all(out.GetNthControlPointLocked(i) for i in range(out.GetNumberOfControlPoints()))
     assert "similarity=" in out.GetNthControlPointDescription(0)
-    hm = job.result["heatmap_node"]
+    hm = job.result.heatmap_node
     assert hm.GetImageData().GetDimensions() == moving.GetImageData().GetDimensions()
     assert hm.GetAttribute("MedDIFT.Heatmap") == "1"
     assert not job.tmp.exists()  # temporary volumes removed
     # a second run reuses the module's heatmap node, and creates a new point list (not overwriting)
     job2 = logic.start_match(_request(fixed, moving, points)).run(timeout=300)
-    assert job2.result["heatmap_node"] is hm and job2.result["points_node"] is not out
+    assert job2.result.heatmap_node is hm and job2.result.points_node is not out
 
 
-def test_existing_user_points_need_confirmation(setup):
+def test_existing_user_points_are_asked_about_before_any_work(setup):
+    """The question comes first: "No" starts nothing (no worker, no temporary files), "Yes" replaces."""
+    from MedDIFTSceneLib.jobsteps import OverwriteDeclined
+
     scene, logic, fixed, moving, points, lm = setup
     user = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "mine")
     user.AddControlPoint(vtk.vtkVector3d(1, 2, 3), "keep")
-    job = logic.start_match(_request(fixed, moving, points, output_points_id=user.GetID()),
-                            overwrite=lambda node: False).run(timeout=300)
-    assert job.error is not None and "already has points" in str(job.error)
+    asked = []
+    with pytest.raises(OverwriteDeclined, match="'mine' already has points and was kept"):
+        logic.start_match(_request(fixed, moving, points, output_points_id=user.GetID()),
+                          overwrite=lambda node: asked.append(node) or False)
+    assert asked == [user] and logic.client is None and not logic.busy()
     assert user.GetNumberOfControlPoints() == 1 and user.GetNthControlPointLabel(0) == "keep"
     job = logic.start_match(_request(fixed, moving, points, output_points_id=user.GetID()),
                             overwrite=lambda node: True).run(timeout=300)
@@ -157,20 +162,20 @@ def test_input_warnings_reach_the_job(setup, pair):
     raw = add_volume_node(scene, Volume(pair.moving.array + 1024.0, pair.moving.ijk_to_ras, "raw"), "raw moving")
     job = logic.start_match(_request(fixed, raw, points)).run(timeout=300)
     assert job.error is None
-    assert len(job.result["warnings"]) == 1 and "moving volume 'raw moving'" in job.result["warnings"][0]
+    assert len(job.result.warnings) == 1 and "moving volume 'raw moving'" in job.result.warnings[0]
     # said in the panel's words (no CLI flag): the correction belongs to the scan it names
-    assert "correct this scan: add -1024 to the" in job.result["warnings"][0]
-    assert "--" not in job.result["warnings"][0]
+    assert "correct this scan: add -1024 to the" in job.result.warnings[0]
+    assert "--" not in job.result.warnings[0]
     assert any(line.startswith("warning: moving volume") for line in job.log)
 
 
 def test_live_match_moves_the_partner_and_updates_the_heatmap(setup, pair):
     scene, logic, fixed, moving, points, lm = setup
     job = logic.start_match(_request(fixed, moving, points)).run(timeout=300)
-    out = job.result["points_node"]
+    out = job.result.points_node
     from MedDIFTSceneLib.scene import volume_from_node
 
-    hm_before = volume_from_node(job.result["heatmap_node"]).array.copy()
+    hm_before = volume_from_node(job.result.heatmap_node).array.copy()
     # the user drags landmark 2 onto landmark 4's position: its partner must follow to 4's match
     target = lm.points[4]
     points.SetNthControlPointPositionWorld(2, *target)
@@ -181,7 +186,7 @@ def test_live_match_moves_the_partner_and_updates_the_heatmap(setup, pair):
     q = [0.0, 0.0, 0.0]
     out.GetNthControlPointPositionWorld(4, q)
     assert np.linalg.norm(np.array(p) - np.array(q)) < 5.0 * np.sqrt(3)
-    hm_after = volume_from_node(job.result["heatmap_node"]).array
+    hm_after = volume_from_node(job.result.heatmap_node).array
     assert hm_after.shape == hm_before.shape and np.abs(hm_after - hm_before).max() > 1e-3  # the new point's map
     # a new point added to the fixed list gets a partner
     points.AddControlPointWorld(vtk.vtkVector3d(*lm.points[0]), "new")
@@ -192,7 +197,7 @@ def test_live_match_moves_the_partner_and_updates_the_heatmap(setup, pair):
 def test_pair_table_accept_correct_and_export(setup, tmp_path):
     scene, logic, fixed, moving, points, lm = setup
     job = logic.start_match(_request(fixed, moving, points)).run(timeout=300)
-    out = job.result["points_node"]
+    out = job.result.points_node
     pairs = pairs_from_nodes(points, out)
     assert [p.label for p in pairs] == lm.labels and all(p.status == "proposed" for p in pairs)
     accept(out, lm.labels[0])
@@ -218,9 +223,9 @@ def test_dense_job_adds_a_transform_that_lays_moving_over_fixed_and_a_warped_vol
                            prior="dense", transform=True, warp=True)  # no radius: the map's position is the match
     job = logic.start_match(request).run(timeout=600)
     assert job.error is None, job.error
-    tnode, wnode = job.result["transform_node"], job.result["warped_node"]
+    tnode, wnode = job.result.transform_node, job.result.warped_node
     assert tnode.IsA("vtkMRMLGridTransformNode") and wnode.GetName() == "moving registered"
-    matched = pointset_from_markups(job.result["points_node"])
+    matched = pointset_from_markups(job.result.points_node)
     assert "argmax_gap_mm" in matched.values
     # the node maps each fixed landmark (world) where the matched point is: the map's position
     from_parent = tnode.GetTransformFromParent()
@@ -249,4 +254,4 @@ def test_option_errors_are_said_in_the_panels_words(setup):
     assert _node_ids(scene) == before
     request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={"radius_mm": 0})
     job = logic.start_match(request).run(timeout=300)
-    assert job.error is None and len(job.result["matched"]) == len(lm)
+    assert job.error is None and len(job.result.matched) == len(lm)

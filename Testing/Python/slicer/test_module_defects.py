@@ -38,7 +38,7 @@ def test_writing_volumes_never_blocks_progress_is_monotonic_and_features_go_with
     """Defect 7: both volumes were written on the GUI thread when the job was created. Here writing
     waits for an event: creating the job and polling it must still return at once. Defect 6: once the
     worker is gone, a live match says "press Apply again" instead of failing on a None client."""
-    import MedDIFTSceneLib.logic as logic_module
+    import MedDIFTSceneLib.matchjob as logic_module
     from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore
 
     from MedDIFTLib.errors import InputError
@@ -61,7 +61,7 @@ def test_writing_volumes_never_blocks_progress_is_monotonic_and_features_go_with
         for _ in range(20):
             job.poll()
         assert time.monotonic() - t0 < 3.0, "creating or polling the job waited for the volumes to be written"
-        assert [s[0] for s in job._steps if s[0].startswith("write")] or job.stage.startswith("write")
+        assert [s.name for s in job._steps if s.name.startswith("write")] or job.stage.startswith("write")
         release.set()
         fractions = []
         while job.poll():
@@ -83,7 +83,7 @@ def test_worker_environment_is_read_at_each_start(module_widget):
     """The 'Also' line: the environment was captured once, so "force CPU" needed a module reload. Now
     it is read at each worker start, and a running worker started with another one is replaced."""
     w = module_widget
-    logic = w.logic
+    logic = w.logic.core
     assert "CUDA_VISIBLE_DEVICES" not in logic.worker_env() or os.environ.get("CUDA_VISIBLE_DEVICES") == ""
     qt.QSettings().setValue("MedDIFT/ForceCPU", "true")
     assert logic.worker_env()["CUDA_VISIBLE_DEVICES"] == ""
@@ -97,7 +97,7 @@ def test_worker_environment_is_read_at_each_start(module_widget):
     old = RunningWorker()
     logic.client, logic._client_env = old, {"PATH": "/bin"}
     steps = logic.worker_steps({}, {})
-    assert old.killed and [s[0] for s in steps][:1] == ["start worker"]
+    assert old.killed and [s.name for s in steps][:1] == ["start worker"]
     assert logic.client.env["CUDA_VISIBLE_DEVICES"] == ""
     logic.client = None
 

@@ -60,6 +60,17 @@ def _run_to_end(w, timeout=600):
     assert slicer_standin.runEventLoop(lambda: w.job is None, timeout=timeout), "the job did not finish"
 
 
+def _wait_live(w, timeout=60):
+    assert slicer_standin.runEventLoop(lambda: not w.logic.core.live.busy() and not w.liveTimer.active,
+                                       timeout=timeout), "the live match did not come back"
+
+
+def _past_double_click(w):
+    """As if the reader clicked Cancel a second after Apply (a click sooner is the second half of a
+    double click, not a Cancel); without running the event loop, which could finish a short job."""
+    w._jobStartedAt -= 1.0
+
+
 def test_panel_and_parameter_node_bind_both_ways(module_widget):
     import slicer
 
@@ -137,19 +148,23 @@ def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp
     rows = csv_path.read_text().splitlines()
     assert len(rows) == 1 + points.GetNumberOfControlPoints() and rows[2].endswith("accepted")
 
-    # live: move a fixed landmark; its partner is matched again at once with the cached features
+    # live: move a fixed landmark; the move returns at once (the observer never waits for the worker)
+    # and its partner is matched again with the cached features when the answer arrives
     ui.liveModeCheckBox.checked = True
     before = np.array(out.GetNthControlPointPositionWorld(0))
     target = fixed_pts[0] + np.array([7.0, 0.0, 0.0])
     points.SetNthControlPointPositionWorld(0, *target)
+    np.testing.assert_allclose(out.GetNthControlPointPositionWorld(0), before)  # not yet: nothing waited
+    _wait_live(w)
     after = np.array(out.GetNthControlPointPositionWorld(0))
     assert not np.allclose(after, before)
     assert np.linalg.norm(after - pair.true_moving_points(target[None])[0]) < 8.0
 
     # defect 6: Cancel kills the worker and its features; a moved point then says "press Apply again"
     # (it used to fail with "'NoneType' object has no attribute 'request'" on every move)
+    w._parameterNode.outputLandmarks = None  # a new list: no question about replacing this one
     ui.applyButton.click()
-    slicer.app.processEvents()
+    _past_double_click(w)
     ui.applyButton.click()  # Cancel
     assert w.lastJob is None and "press Apply again" in ui.logTextEdit.toPlainText()
     partner = np.array(out.GetNthControlPointPositionWorld(0))
@@ -176,7 +191,7 @@ def test_cancel_and_scene_close_leave_the_scene_as_it_was(module_widget):
     _configure(w, fixed, moving, points)
     count = slicer.mrmlScene.GetNumberOfNodes()
     w.ui.applyButton.click()
-    slicer.app.processEvents()
+    _past_double_click(w)
     w.ui.applyButton.click()  # Cancel
     assert w.job is None and w.ui.applyButton.text == "Apply"
     assert slicer.mrmlScene.GetNumberOfNodes() == count

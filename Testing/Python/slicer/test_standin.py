@@ -204,3 +204,41 @@ def test_a_collected_combo_box_leaves_no_observer_on_the_scene(slicer_app, monke
         del combo, scene, cycle
         gc.collect()
     assert printed == []
+
+
+def test_a_dialog_opened_from_a_timer_inside_another_is_seen_as_stacked(slicer_app):
+    """Qt's modal dialog runs a nested event loop: a timer slot that opens a dialog runs inside it."""
+    import qt
+
+    timer = qt.QTimer()
+    timer.setInterval(100)
+    timer.connect("timeout()", lambda: qt.QMessageBox.warning(None, "again", "from the timer"))
+    timer.start()
+    for _ in range(1 + qt._views.DIALOG_TIMER_ROUNDS):  # the first box, then one per round of its loop
+        qt.answerNextDialog("QMessageBox.warning", qt.QMessageBox.Ok)
+    qt.QMessageBox.warning(None, "first", "opened by the test")
+    timer.stop()
+    assert qt.stackedDialogs == [("QMessageBox.warning", "from the timer")] * qt._views.DIALOG_TIMER_ROUNDS
+    qt.clearDialogAnswers()
+    assert not qt.stackedDialogs
+
+
+def test_blocked_signals_and_inserted_widgets_behave_as_in_qt(slicer_app):
+    import qt
+
+    combo, seen = qt.QComboBox(), []
+    combo.connect("currentIndexChanged(int)", seen.append)
+    assert combo.blockSignals(True) is False
+    combo.addItem("a")
+    assert combo.blockSignals(False) is True and seen == [] and combo.currentIndex == 0
+    combo.addItem("b")
+    combo.currentIndex = 1
+    assert seen == [1]
+    box = qt.QWidget()
+    layout = qt.QVBoxLayout(box)
+    first, second, inserted = qt.QLabel("1"), qt.QLabel("2"), qt.QLabel("0")
+    layout.addWidget(first)
+    layout.addWidget(second)
+    layout.insertWidget(layout.indexOf(second), inserted)
+    assert [layout.itemAt(i) for i in range(layout.count())] == [first, inserted, second]
+    assert inserted.parentWidget() is box

@@ -214,7 +214,18 @@ class QObject:
                 return True
         return False
 
+    def blockSignals(self, block):
+        """As QObject::blockSignals: returns the previous state."""
+        old = self.__dict__.get("_blocked", False)
+        self.__dict__["_blocked"] = bool(block)
+        return old
+
+    def signalsBlocked(self):
+        return self.__dict__.get("_blocked", False)
+
     def emit(self, signature, *args):
+        if self.__dict__.get("_blocked", False):
+            return
         for fn in list(self._slots.get(normalize(signature), [])):
             try:
                 _call_slot(fn, args)

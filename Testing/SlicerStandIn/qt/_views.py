@@ -8,16 +8,28 @@ Dialogs need a person. A test says in advance what the person answers with
 ``answerNextDialog(kind, value)``; a dialog that opens without a prepared
 answer fails the test (``AssertionError``), which is how tests check that
 nothing asks the user in testing mode.
+
+A modal dialog in real Qt runs a nested event loop until the person answers:
+timers keep firing inside it, so a slot that opens a dialog can be re-entered
+(a 100 ms poll timer opening a second error box behind the first). Here each
+dialog, while "open", fires every active timer ``DIALOG_TIMER_ROUNDS`` times (as
+if the person took that long to read it), and a dialog opened while another is
+open is recorded in ``stackedDialogs`` (and answered at once), so tests see the
+same re-entrancy.
 """
 
 from __future__ import annotations
 
+from . import _core
 from ._core import Prop, QObject, Signal
 from ._inputs import QDialog
 from ._widgets import QFrame, Qt, QWidget
 
 _answers: list[tuple[str, object]] = []
 asked: list[tuple[str, str]] = []  # (kind, text) of every dialog shown, for tests to read
+stackedDialogs: list[tuple[str, str]] = []  # dialogs opened while another one was still open
+DIALOG_TIMER_ROUNDS = 3
+_open: list[str] = []
 
 
 def answerNextDialog(kind: str, value) -> None:
@@ -28,15 +40,36 @@ def answerNextDialog(kind: str, value) -> None:
 def clearDialogAnswers() -> None:
     _answers.clear()
     asked.clear()
+    stackedDialogs.clear()
+    _open.clear()
+
+
+def _spin() -> None:
+    """The nested event loop of an open modal dialog: every active timer fires, as time passes."""
+    for _ in range(DIALOG_TIMER_ROUNDS):
+        for timer in list(_core._activeTimers):
+            timer._due = 0.0
+        _core.processEvents()
 
 
 def _answer(kind: str, text: str):
     asked.append((kind, text))
+    if _open:
+        stackedDialogs.append((kind, text))
     for i, (k, v) in enumerate(_answers):
         if k == kind:
             del _answers[i]
-            return v
-    raise AssertionError(f"{kind} opened without a prepared answer: {text!r}")
+            break
+    else:
+        raise AssertionError(f"{kind} opened without a prepared answer: {text!r}")
+    if _open:  # already wrong (recorded above); not spun again, which in Qt would nest without end
+        return v
+    _open.append(kind)
+    try:
+        _spin()
+    finally:
+        _open.pop()
+    return v
 
 
 class QTableWidgetItem:
@@ -257,4 +290,4 @@ class QMainWindow(QWidget):
 
 __all__ = ["QTableWidgetItem", "QHeaderView", "QAbstractItemView", "QTableWidget", "QMessageBox", "QFileDialog",
            "QInputDialog", "QProgressDialog", "QDesktopServices", "QMainWindow", "answerNextDialog",
-           "clearDialogAnswers", "asked", "QWidget"]
+           "clearDialogAnswers", "asked", "stackedDialogs", "QWidget"]

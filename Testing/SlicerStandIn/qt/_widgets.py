@@ -48,6 +48,12 @@ class QWidget(QObject):
     def isWidgetType(self):
         return True
 
+    def parentWidget(self):
+        p = self.parent()
+        while p is not None and not isinstance(p, QWidget):
+            p = p.parent()
+        return p
+
     def layout(self):
         return self._layout
 
@@ -117,6 +123,15 @@ class QLayout(QObject):
         owner = self._owner()
         if owner is not None:
             widget.setParent(owner)
+
+    def insertWidget(self, index, widget, *args):
+        """As QBoxLayout::insertWidget: a negative index appends."""
+        self.addWidget(widget)
+        self._items.remove(widget)
+        self._items.insert(index if 0 <= index <= len(self._items) else len(self._items), widget)
+
+    def indexOf(self, widget):
+        return self._items.index(widget) if widget in self._items else -1
 
     def addLayout(self, layout, *args):
         self._items.append(layout)
