@@ -14,7 +14,8 @@ from server_helpers import ServerProcess, make_tls, make_tokens, wait_until  # n
 from MedDIFTLib.errors import InputError  # noqa: E402
 from MedDIFTLib.evaluation.metrics import tre  # noqa: E402
 from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
-from MedDIFTLib.service.client import WorkerCrashed  # noqa: E402
+from MedDIFTLib.service.client import WorkerClient, WorkerCrashed  # noqa: E402
+from MedDIFTLib.service.remote_client import RemoteClient  # noqa: E402
 from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore  # noqa: E402
 from MedDIFTSceneLib.remote import ComputeSettings, use_settings  # noqa: E402
 from MedDIFTSceneLib.scene import add_volume_node, volume_from_node, write_markups  # noqa: E402
@@ -138,7 +139,7 @@ def test_dense_matching_transform_and_warp_on_the_server_equal_this_computer(rem
                                              prior="dense", transform=True, warp=True)).run(timeout=300)
         logic.shutdown()
         assert job.error is None, job.log
-        assert type(job.client).__name__ == ("RemoteClient" if where == "server" else "WorkerClient")
+        assert isinstance(job.client, RemoteClient if where == "server" else WorkerClient)
         tx, warped = job.result["transform_node"], job.result["warped_node"]
         mapped = [tx.GetTransformFromParent().TransformPoint(pt.tolist()) for pt in lm.points]  # fixed -> moving
         results[where] = (job.result["matched"].points, np.array(mapped), volume_from_node(warped).array.copy())
