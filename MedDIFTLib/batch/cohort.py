@@ -28,6 +28,7 @@ from typing import Optional
 
 from ..atomic import write_text_atomic
 from ..data.digest import hash_file_into
+from ..data.landmark_io import read_points
 from ..errors import InputError
 
 REQUIRED = ("id", "fixed", "moving", "points")
@@ -108,13 +109,28 @@ def content_digest(path) -> str:
 def read_cohort(csv_path, memo: Optional[DigestMemo] = None) -> list[Pair]:
     """The pairs of a cohort CSV (paths relative to its folder), or one InputError listing every
     problem found. Landmark files are parsed here (cheap) so that a bad one stops the run early."""
-    from ..data.landmark_io import read_points
-
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise InputError(f"{csv_path}: no such cohort file")
+    rows = _cohort_rows(csv_path)
     base = csv_path.resolve().parent
     memo = memo or DigestMemo()
+    problems: list[str] = []
+    pairs: list[Pair] = []
+    seen: set = set()
+    for n, raw in enumerate(rows, start=2):  # line 1 is the header
+        pair = _pair_of_row(n, raw, base, memo, seen, problems)
+        if pair is not None:
+            pairs.append(pair)
+    memo.save()
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise InputError(f"{csv_path}: {len(problems)} problem(s), nothing was run:\n  " + "\n  ".join(shown))
+    return pairs
+
+
+def _cohort_rows(csv_path: Path) -> list[dict]:
+    """The rows of a cohort CSV whose header holds the required columns."""
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: no such cohort file")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -128,46 +144,44 @@ def read_cohort(csv_path, memo: Optional[DigestMemo] = None) -> list[Pair]:
                          f"{','.join(REQUIRED)} (optional: {','.join(OPTIONAL)}), found {','.join(header)}")
     if not rows:
         raise InputError(f"{csv_path}: no pairs (a header `{','.join(REQUIRED)}` and one row per pair)")
-    problems, pairs, seen = [], [], set()
-    for n, raw in enumerate(rows, start=2):  # line 1 is the header
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        pid = row["id"]
-        where = f"line {n} ({pid or 'no id'})"
-        if not _SAFE_ID.match(pid):
-            problems.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names the output folder)")
+    return rows
+
+
+def _pair_of_row(n: int, raw: dict, base: Path, memo: DigestMemo, seen: set, problems: list) -> Optional[Pair]:
+    """Line ``n``'s pair, or None with what is wrong with it appended to ``problems``."""
+    row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+    pid = row["id"]
+    where = f"line {n} ({pid or 'no id'})"
+    if not _SAFE_ID.match(pid):
+        problems.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names the output folder)")
+        return None
+    if pid in seen:
+        problems.append(f"{where}: duplicate id")
+        return None
+    seen.add(pid)
+    paths, digests = {}, []
+    for role in REQUIRED[1:] + OPTIONAL:
+        value = row.get(role) or ""
+        if not value:
+            if role in REQUIRED:
+                problems.append(f"{where}: no {role} given")
             continue
-        if pid in seen:
-            problems.append(f"{where}: duplicate id")
+        p = Path(value) if Path(value).is_absolute() else base / value
+        if not p.exists():
+            problems.append(f"{where}: {role} {p}: no such file")
             continue
-        seen.add(pid)
-        paths, digests = {}, []
-        for role in REQUIRED[1:] + OPTIONAL:
-            value = row.get(role) or ""
-            if not value:
-                if role in REQUIRED:
-                    problems.append(f"{where}: no {role} given")
-                continue
-            p = Path(value) if Path(value).is_absolute() else base / value
-            if not p.exists():
-                problems.append(f"{where}: {role} {p}: no such file")
-                continue
-            paths[role] = str(p)
-            digests.append((role, memo(str(p))))
-        if len(paths) < len(REQUIRED) - 1 + sum(1 for r in OPTIONAL if row.get(r)):
-            continue
-        for role in ("points", "truth"):
-            if role in paths:
-                try:
-                    read_points(paths[role])
-                except InputError as err:
-                    problems.append(f"{where}: {role}: {err}")
-        pairs.append(Pair(pid, paths["fixed"], paths["moving"], paths["points"], paths.get("truth"),
-                          paths.get("prior"), tuple(digests)))
-    memo.save()
-    if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise InputError(f"{csv_path}: {len(problems)} problem(s), nothing was run:\n  " + "\n  ".join(shown))
-    return pairs
+        paths[role] = str(p)
+        digests.append((role, memo(str(p))))
+    if len(paths) < len(REQUIRED) - 1 + sum(1 for r in OPTIONAL if row.get(r)):
+        return None
+    for role in ("points", "truth"):
+        if role in paths:
+            try:
+                read_points(paths[role])
+            except InputError as err:
+                problems.append(f"{where}: {role}: {err}")
+    return Pair(pid, paths["fixed"], paths["moving"], paths["points"], paths.get("truth"), paths.get("prior"),
+                tuple(digests))
 
 
 __all__ = ["Pair", "DigestMemo", "content_digest", "read_cohort", "REQUIRED", "OPTIONAL"]

@@ -28,6 +28,7 @@ import numpy as np
 from ..data.landmark_io import read_points, write_points
 from ..data.points import PointSet
 from ..errors import CancelledError, InputError
+from ..features import backbone_class
 from ..outputs import OutputSet, refuse_input_overlap
 from ..matching.search import MatchOptions
 from ..session import EngineOptions
@@ -70,11 +71,11 @@ def engine_root() -> str:
 
 def extraction_resources(engine: EngineOptions, cluster: dict) -> dict:
     """A GPU per extraction when the backbone runs on CUDA, one CPU otherwise. ``auto`` means CUDA
-    for MAISI when the cluster has GPUs (MIND-SSC runs on the CPU unless told otherwise)."""
+    when the cluster has GPUs and the backbone says it gains from one (``Backbone.wants_accelerator``)."""
     device = (engine.device or "auto").lower()
     if device.startswith("cuda"):
         return {"num_cpus": 1, "num_gpus": 1}
-    if device == "auto" and engine.backbone in ("auto", "maisi") and cluster.get("GPU", 0) > 0:
+    if device == "auto" and cluster.get("GPU", 0) > 0 and backbone_class(engine.backbone).wants_accelerator:
         return {"num_cpus": 1, "num_gpus": 1}
     return {"num_cpus": 1}
 
