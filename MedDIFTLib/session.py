@@ -66,7 +66,7 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
     if name == BackboneName.MAISI and not opts.random_init:
         from .features.maisi.weights import find_weights
 
-        check_engine_options(opts, "maisi")
+        check_engine_options(opts, BackboneName.MAISI.value)
         find_weights(opts.weights_dir)
     if name == BackboneName.AUTO:
         from .features.maisi.weights import find_weights
@@ -105,7 +105,7 @@ def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None
                   file_digests=shared.file_digests)
         if opts.levels:
             kw["levels"] = tuple(opts.levels)
-        return create_backbone("maisi", **kw)
+        return create_backbone(BackboneName.MAISI.value, **kw)
     kw: dict[str, Any] = {"device": opts.device}
     if opts.levels:
         kw["levels"] = tuple(opts.levels)

@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..features.maisi.backbone import LEVEL_NAMES
 from ..matching.priors import DEFAULT_RADIUS_MM, DENSE_CHECK_MM
 from ..matching.search import MatchOptions
+from ..options import BackboneName
 from ..session import EngineOptions, MatchSession, SharedCaches
 from .methods import MedDIFTMethod
 
@@ -62,9 +63,9 @@ def ablation_variants(groups=GROUPS, maisi_weights: bool = False, random_control
     if unknown:
         raise InputError(f"unknown ablation groups {unknown}; choose from {', '.join(GROUPS)}")
     base = EngineOptions(use_cache=False, weights_dir=weights_dir)
-    maisi = replace(base, backbone="maisi")
+    maisi = replace(base, backbone=BackboneName.MAISI.value)
     control = replace(maisi, random_init=True)
-    mind = replace(base, backbone="mind-ssc")
+    mind = replace(base, backbone=BackboneName.MIND_SSC.value)
     # the MAISI groups run on the real weights, or on the labelled random control when asked
     ref, tag, skipped = None, "", []
     if maisi_weights:

@@ -21,6 +21,7 @@ from ..data.landmark_io import write_points
 from ..data.points import PointSet
 from ..matching.priors import DEFAULT_RADIUS_MM
 from ..matching.search import MatchOptions
+from ..options import BackboneName
 from ..registration import write_field
 from ..session import EngineOptions, MatchSession
 from .metrics import format_table, summarize, tre
@@ -60,7 +61,7 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     write_volume(heatmap, out / f"heatmap_{label}.nii.gz")
 
     e_before = tre(landmarks.points, truth.points)
-    method = "MedDIFT (MAISI features)" if session.backbone.name == "maisi" else "MIND-SSC features (weight-free)"
+    method = "MedDIFT (MAISI features)" if session.backbone.name == BackboneName.MAISI else "MIND-SSC features (weight-free)"
     rows = {"identity (before)": summarize(e_before), method: summarize(tre(matched.points, truth.points))}
     dense_report = _dense_row(session, pair, landmarks, truth, out, rows, progress, log) if dense else {}
     table = format_table(rows, f"TRE in mm on the phantom pair (seed {seed}, {len(landmarks)} landmarks)")
@@ -93,7 +94,7 @@ def _dense_row(session: MatchSession, pair, landmarks: PointSet, truth: PointSet
     write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, out / "field.nii.gz")
     write_points(dense_pts, out / "dense_matched_landmarks.csv")
     write_points(dense_pts, out / "dense_matched_landmarks.mrk.json")
-    dense_method = "MedDIFT dense (MAISI features)" if session.backbone.name == "maisi" else \
+    dense_method = "MedDIFT dense (MAISI features)" if session.backbone.name == BackboneName.MAISI else \
         "MIND-SSC features, dense registration"
     rows[dense_method] = summarize(tre(dense_pts.points, truth.points))
     report = {"dense_seconds": round(time.perf_counter() - t2, 2), "tre_dense": rows[dense_method],

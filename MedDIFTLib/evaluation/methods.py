@@ -25,6 +25,7 @@ import numpy as np
 from ..data.geometry import Grid, Volume, flip_lps_ras, resample
 from ..errors import InputError
 from ..matching.priors import DEFAULT_RADIUS_MM
+from ..options import BackboneName
 
 UNIGRADICON_WEIGHTS_ENV = "MEDDIFT_UNIGRADICON_WEIGHTS"
 
@@ -72,7 +73,7 @@ class MedDIFTMethod(Method):
                                                MatchOptions(radius_mm=radius_mm))
         self.radius_mm = self.session.matching.radius_mm
         self.prior = prior
-        self.name = name or self.default_name(self.session.backbone.name == "maisi")
+        self.name = name or self.default_name(self.session.backbone.name == BackboneName.MAISI)
 
     def default_name(self, maisi: bool) -> str:
         return "MedDIFT (MAISI)" if maisi else "MIND-SSC (weight-free MedDIFT pipeline)"
