@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -202,10 +202,4 @@ class BackgroundRegistration:
 
     def ready(self) -> bool:
         return self.done and self.field is not None
-
-
-def new_registration(scene, request, client_factory: Callable[[], object]) -> BackgroundRegistration:
-    """A background registration of ``request``'s pair (a :class:`~.jobsteps.MatchRequest`)."""
-    return BackgroundRegistration(scene, request.fixed_volume_id, request.moving_volume_id, request.engine,
-                                  client_factory())
 

@@ -14,29 +14,16 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-import numpy as np
-
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.service.client import WorkerClient
 
 from .jobsteps import LaunchStep, MatchRequest, MatchResult, WorkerStep, read_field  # noqa: F401 (the logic's API)
-from .densefield import (
-    FROM_FIELD,
-    PROVISIONAL,
-    BackgroundRegistration,
-    field_lookup,
-    mark_provisional,
-    new_registration,
-    pair_key,
-    set_source,
-    source_of,
-    upgrade_provisional,
-)
+from .densefield import BackgroundRegistration
+from .denseset import DenseRegistrations, place_from_field
 from .live import LiveMatch, LiveQueue
 from .matchjob import MatchJob
 from .multiscan import TrackingJob
-from .scene import SceneChanges, add_volume_node, pointset_from_markups, set_partner, update_volume_node
-from .tracking import clear_verdicts, verdict
+from .scene import SceneChanges, add_volume_node, pointset_from_markups, update_volume_node
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
@@ -63,7 +50,9 @@ class MedDIFTLogicCore:
         # a new client: local worker by default; remote.use_settings puts a server session here
         self.client_factory: Optional[Callable[[], object]] = None
         self.live = LiveQueue(self)  # live matches of the last finished job
-        self.dense: Optional[BackgroundRegistration] = None  # the selected pair's background registration
+        # the pairs' background registrations, each in a worker of its own (the same kind as the main one)
+        self.registrations = DenseRegistrations(scene, lambda: self.client_factory() if self.client_factory else
+                                                WorkerClient(python=self.python, env=self.worker_env()))
 
     # --- worker ----------------------------------------------------------------
 
@@ -162,71 +151,51 @@ class MedDIFTLogicCore:
                 live.result["point"] = placed.points[placed.label_index(live.result["label"])]
         return live
 
-    # --- the pair's dense field, registered in the background ------------------------------------
+    # --- the pairs' dense fields, registered in the background ------------------------------------
+
+    @property
+    def dense(self) -> Optional[BackgroundRegistration]:
+        """The registration asked for last (the selected pair's, after an Apply or a click)."""
+        return self.registrations.newest
 
     def start_dense(self, request: MatchRequest) -> BackgroundRegistration:
-        """Register ``request``'s pair in a worker of its own, unless that runs or is done already (a
-        registration of another pair is cancelled: one pair is selected at a time)."""
-        d = self.dense
-        if d is not None and d.key == self._key(request) and (not d.done or d.ready()):
-            return d
-        self.cancel_dense()
-        factory = self.client_factory or (lambda: WorkerClient(python=self.python, env=self.worker_env()))
-        self.dense = new_registration(self.scene, request, factory)
-        return self.dense
-
-    def _key(self, request: MatchRequest) -> tuple:
-        return pair_key(self.scene, request.fixed_volume_id, request.moving_volume_id, request.engine)
+        """Register ``request``'s pair in a worker of its own, unless that runs or is done already."""
+        return self.registrations.start(request.fixed_volume_id, request.moving_volume_id, request.engine)
 
     def cancel_dense(self) -> None:
-        if self.dense is not None:
-            self.dense.cancel()
-        self.dense = None
+        self.registrations.cancel_all()
 
-    def keep_dense_only_for(self, fixed_id: Optional[str], moving_id: Optional[str]) -> None:
-        """The selected pair is now (``fixed_id``, ``moving_id``): a registration of another is not needed."""
-        d = self.dense
-        if d is not None and (d.fixed_id, d.moving_id) != (fixed_id, moving_id):
-            self.cancel_dense()
+    def keep_dense_only_for(self, pairs) -> list:
+        """Only these (fixed ID, moving ID) pairs are still wanted: the others are cancelled (returned)."""
+        return self.registrations.keep_only(pairs)
 
     def dense_for(self, request: Optional[MatchRequest]) -> Optional[BackgroundRegistration]:
         """The background registration of exactly this pair (nodes, voxels, engine options), if any."""
-        d = self.dense
-        return d if d is not None and request is not None and d.key == self._key(request) else None
+        if request is None:
+            return None
+        return self.registrations.find(request.fixed_volume_id, request.moving_volume_id, request.engine)
 
     def field_for(self, request: Optional[MatchRequest]) -> Optional[tuple]:
         d = self.dense_for(request)
         return d.field if d is not None and d.ready() else None
 
-    def provisional(self, request: MatchRequest, out_node, labels: list) -> list:
-        """Point matches of ``labels`` just put in ``out_node``: marked provisional when the pair is being
-        registered (and re-placed at once when its field is already there). Returns the labels re-placed."""
-        d = self.dense_for(request)
-        if d is None or (d.done and not d.ready()):
-            return []
-        mark_provisional(out_node, labels)
-        fixed_node = self.scene.GetNodeByID(request.fixed_points_id)
-        if (out_node, fixed_node) not in d.targets:
-            d.targets.append((out_node, fixed_node))
-        return upgrade_provisional(out_node, fixed_node, d.field) if d.ready() else []
+    def provisional(self, request: MatchRequest, out_node, labels: list, fixed_points=None) -> list:
+        """Point matches of ``labels`` just put in ``out_node`` for ``request``'s pair: provisional while
+        its field is coming, re-placed at once when it is there. Returns the labels re-placed.
 
-    def poll_dense(self) -> Optional[BackgroundRegistration]:
-        """Advance the background registration; returns it once it has ended, its provisional matches
-        re-placed (``upgraded``: the labels) when its field came."""
-        d = self.dense
-        if d is None or d.done or d.poll():
-            return None
-        d.upgraded = []
-        for out_node, fixed_node in d.targets:
-            if not (self.scene.IsNodePresent(out_node) and self.scene.IsNodePresent(fixed_node)):
-                continue
-            if d.ready():
-                d.upgraded += upgrade_provisional(out_node, fixed_node, d.field)
-            else:  # failed: no field will come, so the point matches are simply the answer
-                for label in pointset_from_markups(fixed_node).labels:
-                    if source_of(out_node, label) == PROVISIONAL:
-                        set_source(out_node, label, None)
-        return d
+        Args:
+            request: the pair (and engine options) the matches were made for.
+            out_node: the matched point list.
+            labels: the labels just placed.
+            fixed_points: the fixed point list (default: the request's).
+        """
+        fixed_node = fixed_points or self.scene.GetNodeByID(request.fixed_points_id)
+        return self.registrations.provisional(request.fixed_volume_id, request.moving_volume_id, request.engine,
+                                              out_node, fixed_node, labels)
+
+    def poll_dense(self) -> list:
+        """Advance the background registrations; those that ended now, provisional matches re-placed."""
+        return self.registrations.poll()
 
     def field_click(self, job: MatchJob, index: int) -> dict:
         """A live click once the pair's field is here: the fixed point moved through it, in this
@@ -234,22 +203,8 @@ class MedDIFTLogicCore:
         field = self.field_for(job.request)
         if field is None:
             raise InputError("the dense field of this pair is not ready")
-        out_node = job.result.points_node
-        ps = pointset_from_markups(self.scene.GetNodeByID(job.request.fixed_points_id))
-        if not 0 <= index < len(ps) or not ps.defined[index]:
-            raise InputError(f"point {index + 1} of the fixed list has no position")
-        label = ps.labels[index]
-        said = verdict(out_node, label)
-        if said != "proposed":
-            raise InputError(f"the match of {label!r} was {said} by you and is kept; press Apply to match "
-                             "every landmark again")
-        point = field_lookup(ps.points[index], *field)[0]
-        if not np.all(np.isfinite(point)):
-            raise InputError(f"{label!r} lies outside the fixed volume the field was computed on")
-        set_partner(out_node, label, point, {})
-        clear_verdicts(out_node, [label])
-        set_source(out_node, label, FROM_FIELD)
-        return {"label": label, "point": point, "similarity": None}
+        return place_from_field(job.result.points_node, self.scene.GetNodeByID(job.request.fixed_points_id),
+                                index, field)
 
     def _check_live(self, job: Optional[MatchJob]) -> None:
         if job is None or job.result is None:
