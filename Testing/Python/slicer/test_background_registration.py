@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import slicer_standin
-from reading_helpers import configure, positions, run_to_end, scene_with_pair
+from reading_helpers import configure, positions, run_to_end, scene_with_pair, wait_live
 
 from MedDIFTSceneLib.densefield import FROM_FIELD, PROVISIONAL, field_lookup
 
@@ -90,6 +90,11 @@ def test_provisional_matches_are_replaced_from_the_field_and_checked_ones_kept(m
     ui.correctButton.click()
     out.SetNthControlPointPositionWorld(2, *(positions(out)[2] + np.array([0.0, 4.0, 0.0])))  # the reader's drag
     kept = positions(out)[1:3]
+    ui.liveModeCheckBox.checked = True  # a click before the field: a point match at once, provisional too
+    points.SetNthControlPointPositionWorld(3, *(positions(points)[3] + np.array([5.0, 0.0, -5.0])))
+    w.denseTimer.stop()  # the click asked for the pair's registration (it runs); its field still waits
+    wait_live(w)
+    assert _statuses(ui.trackingTable) == [PROVISIONAL, "accepted", "corrected", PROVISIONAL]
     _wait_field(w)
     assert _statuses(ui.trackingTable) == [FROM_FIELD, "accepted", "corrected", FROM_FIELD]
     expected = field_lookup(positions(points), *dense.field)
@@ -150,3 +155,36 @@ def test_changing_the_pair_cancels_its_registration_and_its_field_never_serves_a
     again = w.logic.core.dense
     slicer.mrmlScene.Clear(0)  # closing the scene cancels it too
     assert again.cancelled and (again.client.proc is None or again.client.proc.poll() is not None)
+
+
+def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(module_widget):
+    import slicer
+
+    from MedDIFTSceneLib.scene import add_volume_node
+
+    w = module_widget
+    ui = w.ui
+    pair, base, month3, points, _ = scene_with_pair(slicer)
+    month6 = add_volume_node(slicer.mrmlScene, pair.moving, "month 6")
+    configure(w, base, month3, points, dense_refine=True)
+    w.trackModeComboBox.setCurrentIndex(1)  # from the baseline: pairs (baseline, month 3), (baseline, month 6)
+    for node in (month3, month6):
+        ui.movingVolumeSelector.setCurrentNode(node)
+        w.addFollowUpButton.click()
+    w.trackButton.click()
+    regs = list(w.logic.core.registrations.items)
+    assert [(d.fixed_id, d.moving_id) for d in regs] == [(base.GetID(), month3.GetID()), (base.GetID(), month6.GetID())]
+    w.denseTimer.stop()  # the fields come after the point matches, when the test lets them
+    run_to_end(w)
+    table = ui.trackingTable
+    status_columns = [c for c in range(table.columnCount) if table.horizontalHeaderItem(c).text().endswith(": status")]
+    assert len(status_columns) == 2
+    column = lambda c: [table.item(r, c).text() for r in range(table.rowCount)]  # noqa: E731
+    assert all(column(c) == [PROVISIONAL] * 4 for c in status_columns)
+    w.denseTimer.start()
+    assert slicer_standin.runEventLoop(lambda: all(d.done for d in regs) and not w.denseTimer.active, timeout=300)
+    assert all(d.ready() for d in regs), [d.error for d in regs]
+    assert all(column(c) == [FROM_FIELD] * 4 for c in status_columns)
+    for d in regs:  # each follow-up's list is its own pair's field at the baseline points
+        out = next(n for n, _f in d.targets)
+        np.testing.assert_allclose(positions(out), field_lookup(positions(points), *d.field), atol=1e-6)
