@@ -49,7 +49,7 @@ def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
                  for k in ("similarity", "confidence", "fb_error_mm")}
         pairs.append(Pair(label, fixed.points[i], matched.points[j], score["similarity"],
                           score["confidence"], score["fb_error_mm"],
-                          matched_node.GetAttribute(STATUS_PREFIX + label) or "proposed"))
+                          shown_status(matched_node, label)))
     return pairs
 
 

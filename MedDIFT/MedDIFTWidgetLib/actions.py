@@ -133,7 +133,7 @@ class WidgetActionsMixin:
             return
         self.ui.statusLabel.text = _("Matching the moved landmark...")
         self.liveTimer.start()
-        self.startDense(self.lastJob.request)  # the first click starts the pair's registration
+        self.startDense(self.lastJob.request, fromApply=False)  # the first click starts the pair's registration
 
     def onLiveTimer(self) -> None:
         live = self.logic.core.poll_live()

@@ -36,12 +36,14 @@ class DensePanelMixin:
         p = self._parameterNode
         return bool(p is not None and p.denseRefine and not p.denseMatching)
 
-    def startDense(self, request) -> None:
-        """Register ``request``'s pair in the background unless that runs or is done already."""
+    def startDense(self, request, fromApply: bool = True) -> None:
+        """Register ``request``'s pair in the background unless that runs or is done already. An Apply
+        also ends a tracking run's registrations still waiting (they would run before this one)."""
         if not self.denseWanted():
             return
-        self.denseTrackPairs = set()  # a tracking run's registrations are not needed now (nor ahead in line)
-        self.denseCheckPair()
+        if fromApply:
+            self.denseTrackPairs = set()
+            self.denseCheckPair()
         try:
             d = self.logic.core.start_dense(request)
         except Exception as err:  # noqa: BLE001 - the point matches simply stay the answer

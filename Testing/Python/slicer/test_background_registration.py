@@ -13,6 +13,7 @@ import slicer_standin
 from reading_helpers import configure, positions, run_to_end, scene_with_pair, wait_live
 
 from MedDIFTSceneLib.densefield import FROM_FIELD, PROVISIONAL, field_lookup
+from MedDIFTSceneLib.tracking import pairs_from_nodes
 
 
 # --- the lookup ---------------------------------------------------------------------------------
@@ -102,6 +103,7 @@ def test_provisional_matches_are_replaced_from_the_field_and_checked_ones_kept(m
     np.testing.assert_allclose(positions(out)[[0, 3]], expected[[0, 3]], atol=1e-6)
     np.testing.assert_allclose(positions(out)[1:3], kept)
     assert out.GetNthControlPointDescription(3).startswith(FROM_FIELD)
+    assert [p.status for p in pairs_from_nodes(points, out)] == [FROM_FIELD, "accepted", "corrected", FROM_FIELD]
     assert dense.client.proc.poll() is not None  # its worker is done with and gone
     truth = pair.true_moving_points(positions(points))
     # the phantom's motion is smooth: the field's points are near the truth (5 mm voxels: within two voxels)
