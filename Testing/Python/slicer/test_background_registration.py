@@ -8,6 +8,7 @@ its event loop and dialogs are the stand-ins'.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import slicer_standin
 from reading_helpers import configure, positions, run_to_end, scene_with_pair, wait_live
@@ -145,6 +146,7 @@ def test_changing_the_pair_cancels_its_registration_and_its_field_never_serves_a
     ui.applyButton.click()
     dense = w.logic.core.dense
     assert slicer_standin.runEventLoop(lambda: dense.client.alive, timeout=30)
+    assert w.denseLabel.text.startswith("Dense registration:")  # its own progress line, beside Apply's
     ui.movingVolumeSelector.setCurrentNode(other)  # the reader picks another follow-up
     assert dense.cancelled and dense.client.proc.poll() is not None  # killed at once, not left running
     assert w.logic.core.dense is None and "cancelled" in w.denseLabel.text
@@ -159,23 +161,27 @@ def test_changing_the_pair_cancels_its_registration_and_its_field_never_serves_a
     assert again.cancelled and (again.client.proc is None or again.client.proc.poll() is not None)
 
 
-def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(module_widget):
+@pytest.mark.parametrize("mode", ["baseline", "previous"])
+def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(module_widget, mode):
     import slicer
 
     from MedDIFTSceneLib.scene import add_volume_node
+    from MedDIFTSceneLib.session import MODES
 
     w = module_widget
     ui = w.ui
     pair, base, month3, points, _ = scene_with_pair(slicer)
     month6 = add_volume_node(slicer.mrmlScene, pair.moving, "month 6")
     configure(w, base, month3, points, dense_refine=True)
-    w.trackModeComboBox.setCurrentIndex(1)  # from the baseline: pairs (baseline, month 3), (baseline, month 6)
+    w.trackModeComboBox.setCurrentIndex(MODES.index(mode))
     for node in (month3, month6):
         ui.movingVolumeSelector.setCurrentNode(node)
         w.addFollowUpButton.click()
     w.trackButton.click()
     regs = list(w.logic.core.registrations.items)
-    assert [(d.fixed_id, d.moving_id) for d in regs] == [(base.GetID(), month3.GetID()), (base.GetID(), month6.GetID())]
+    second_from = base if mode == "baseline" else month3  # each follow-up's pair is the one it is matched on
+    assert [(d.fixed_id, d.moving_id) for d in regs] == [(base.GetID(), month3.GetID()),
+                                                         (second_from.GetID(), month6.GetID())]
     w.denseTimer.stop()  # the fields come after the point matches, when the test lets them
     run_to_end(w)
     table = ui.trackingTable
@@ -187,6 +193,6 @@ def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(
     assert slicer_standin.runEventLoop(lambda: all(d.done for d in regs) and not w.denseTimer.active, timeout=300)
     assert all(d.ready() for d in regs), [d.error for d in regs]
     assert all(column(c) == [FROM_FIELD] * 4 for c in status_columns)
-    for d in regs:  # each follow-up's list is its own pair's field at the baseline points
-        out = next(n for n, _f in d.targets)
-        np.testing.assert_allclose(positions(out), field_lookup(positions(points), *d.field), atol=1e-6)
+    for d in regs:  # each follow-up's list: its own pair's field at its source's (already re-placed) points
+        (out, source), = d.targets
+        np.testing.assert_allclose(positions(out), field_lookup(positions(source), *d.field), atol=1e-6)
