@@ -62,7 +62,13 @@ def field_lookup(points: np.ndarray, displacement: np.ndarray, ijk_to_ras: np.nd
 
 def set_source(out_node, label: str, source: Optional[str]) -> None:
     """Say where the match of ``label`` came from (``PROVISIONAL``, ``FROM_FIELD``; None: forget): a node
-    attribute the table reads, and the free text of the point's description (its scores kept)."""
+    attribute the table reads, and the free text of the point's description (its scores kept).
+
+    Args:
+        out_node: the matched point list.
+        label: the landmark's label.
+        source: what to say, or None to say nothing.
+    """
     if source is None:
         out_node.RemoveAttribute(SOURCE_PREFIX + label)
     else:
@@ -74,11 +80,17 @@ def set_source(out_node, label: str, source: Optional[str]) -> None:
 
 
 def source_of(out_node, label: str) -> Optional[str]:
+    """Where the match of ``label`` in ``out_node`` came from, if said (:func:`set_source`)."""
     return out_node.GetAttribute(SOURCE_PREFIX + label)
 
 
 def mark_provisional(out_node, labels: list) -> None:
-    """Matches just placed by point matching, to be re-placed when the pair's field arrives."""
+    """Matches just placed by point matching, to be re-placed when the pair's field arrives.
+
+    Args:
+        out_node: the matched point list.
+        labels: the labels of the matches just placed.
+    """
     for label in labels:
         set_source(out_node, label, PROVISIONAL)
 
@@ -114,7 +126,14 @@ def upgrade_provisional(out_node, fixed_node, field: tuple) -> list:
 
 
 def pair_key(scene, fixed_id: str, moving_id: str, engine: dict) -> tuple:
-    """What a field belongs to: both nodes, the version of their voxels, and the engine options."""
+    """What a field belongs to: both nodes, the version of their voxels, and the engine options.
+
+    Args:
+        scene: the MRML scene.
+        fixed_id: the fixed volume node's ID.
+        moving_id: the moving volume node's ID.
+        engine: the engine options the registration runs with.
+    """
     stamps = []
     for node_id in (fixed_id, moving_id):
         node = scene.GetNodeByID(node_id)

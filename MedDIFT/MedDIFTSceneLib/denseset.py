@@ -116,7 +116,14 @@ class DenseRegistrations:
 
 def place_from_field(out_node, fixed_node, index: int, field: tuple) -> dict:
     """A click once the pair's field is here: fixed point ``index`` moved through it, into ``out_node``
-    (refused for a match the reader accepted or corrected). Returns the label and the new point."""
+    (refused for a match the reader accepted or corrected). Returns the label and the new point.
+
+    Args:
+        out_node: the matched point list.
+        fixed_node: the fixed point list.
+        index: the clicked point's index in ``fixed_node``.
+        field: (RAS displacement (I, J, K, 3), IJK-to-RAS) of the pair's field.
+    """
     ps = pointset_from_markups(fixed_node)
     if not 0 <= index < len(ps) or not ps.defined[index]:
         raise InputError(f"point {index + 1} of the fixed list has no position")
