@@ -196,3 +196,28 @@ def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(
     for d in regs:  # each follow-up's list: its own pair's field at its source's (already re-placed) points
         (out, source), = d.targets
         np.testing.assert_allclose(positions(out), field_lookup(positions(source), *d.field), atol=1e-6)
+
+
+def test_a_registration_that_fails_leaves_the_point_matches_as_the_answer(module_widget, tmp_path):
+    import slicer
+
+    from MedDIFTLib.service.client import WorkerClient
+
+    w = module_widget
+    ui = w.ui
+    _, fixed, moving, points, _ = scene_with_pair(slicer)
+    configure(w, fixed, moving, points, dense_refine=True)
+    # a real worker client whose interpreter is not there: its start fails as a broken install would
+    w.logic.core.registrations.client_factory = lambda: WorkerClient(python=str(tmp_path / "no-python"))
+    ui.applyButton.click()
+    w.denseTimer.stop()
+    run_to_end(w)
+    out = w._parameterNode.outputLandmarks
+    placed = positions(out)
+    assert _statuses(ui.trackingTable) == [PROVISIONAL] * 4
+    w.denseTimer.start()
+    assert slicer_standin.runEventLoop(lambda: not w.denseTimer.active, timeout=30)
+    assert w.logic.core.dense.error is not None and "failed" in w.denseLabel.text
+    assert _statuses(ui.trackingTable) == ["proposed"] * 4  # no field will come: nothing says provisional
+    assert not out.GetNthControlPointDescription(0).startswith(PROVISIONAL)
+    np.testing.assert_allclose(positions(out), placed)
