@@ -42,6 +42,7 @@ from MedDIFTSceneLib.logic import MedDIFTLogicCore  # noqa: E402
 from MedDIFTWidgetLib.actions import WidgetActionsMixin  # noqa: E402
 from MedDIFTWidgetLib.compute import ComputeOnMixin  # noqa: E402
 from MedDIFTWidgetLib.console import ConsoleMixin  # noqa: E402
+from MedDIFTWidgetLib.densepanel import DensePanelMixin  # noqa: E402
 from MedDIFTWidgetLib.panel import HeatmapLabels, distinctDefaultVolumes  # noqa: E402
 from MedDIFTWidgetLib.readerview import ReaderViewMixin  # noqa: E402
 from MedDIFTWidgetLib.sessions import SessionsMixin  # noqa: E402
@@ -95,6 +96,7 @@ class MedDIFTParameterNode:
     searchRadius: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
     backbone: Annotated[str, Choice(["auto", "maisi", "mind-ssc"])] = "auto"
     denseMatching: bool = False  # points from the dense registration (prior "dense")
+    denseRefine: bool = True  # register in the background; provisional point matches re-placed from the field
     outputTransform: bool = False  # a grid transform node with the dense map
     warpMoving: bool = False  # the moving volume resampled onto the fixed grid through the map
     outputTransformNode: vtkMRMLTransformNode  # where the transform goes (None: a new node)
@@ -107,7 +109,7 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, SessionsMixin, TrackPanelMixin, ScriptedLoadableModuleWidget,
+class MedDIFTWidget(DensePanelMixin, ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, SessionsMixin, TrackPanelMixin, ScriptedLoadableModuleWidget,
                     VTKObservationMixin):
     """Panel wiring and Apply/Cancel; the polled job, its results, live mode and the weights download are in
     :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the tracking sessions and their table in
@@ -149,6 +151,7 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Session
         self.setupReaderView()
         self.setupSessions()
         self.setupTrackPanel()
+        self.setupDensePanel()
         self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
@@ -170,6 +173,7 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Session
     def cleanup(self) -> None:
         self.timer.stop()
         self.liveTimer.stop()
+        self.denseTimer.stop()
         self.removeObservers()
         self._stopLive()
         self.cleanupSessions()
@@ -192,6 +196,7 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Session
             self.job.cancel()
             self._jobEnded()
         self._stopLive()
+        self.cancelDense()
         self.lastJob = None
         self.sessionTable.setSession(None)
         self.setParameterNode(None)
@@ -223,6 +228,7 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Session
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
+        self.denseCheckPair()
         if self.job is not None:
             return
         p = self._parameterNode
@@ -277,6 +283,7 @@ class MedDIFTWidget(ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, Session
         self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
         self.ui.progressBar.visible = True
         self.timer.start()
+        self.startDense(job.request)
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)

@@ -3,7 +3,10 @@
 :class:`MedDIFTLogicCore` owns the worker process (a local one, or a server session through
 ``client_factory``), starts one job at a time (:class:`~.matchjob.MatchJob`, or a
 :class:`~.multiscan.TrackingJob` of several), and the live matches of a finished job
-(:class:`~.live.LiveQueue`). Nothing here blocks except the console helpers named so.
+(:class:`~.live.LiveQueue`). It also owns the pair's background registration
+(:class:`~.densefield.BackgroundRegistration`, a worker of its own): while it runs, point matches are
+provisional; when its field arrives they are re-placed from it, and a click becomes a field lookup
+here (no worker). Nothing here blocks except the console helpers named so.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from MedDIFTLib.errors import InputError
 from MedDIFTLib.service.client import WorkerClient
 
 from .jobsteps import LaunchStep, MatchRequest, MatchResult, WorkerStep, read_field  # noqa: F401 (the logic's API)
+from .densefield import BackgroundRegistration
+from .denseset import DenseRegistrations, place_from_field
 from .live import LiveMatch, LiveQueue
 from .matchjob import MatchJob
 from .multiscan import TrackingJob
-from .scene import SceneChanges, add_volume_node, update_volume_node
+from .scene import SceneChanges, add_volume_node, pointset_from_markups, update_volume_node
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
@@ -45,6 +50,9 @@ class MedDIFTLogicCore:
         # a new client: local worker by default; remote.use_settings puts a server session here
         self.client_factory: Optional[Callable[[], object]] = None
         self.live = LiveQueue(self)  # live matches of the last finished job
+        # the pairs' background registrations, each in a worker of its own (the same kind as the main one)
+        self.registrations = DenseRegistrations(scene, lambda: self.client_factory() if self.client_factory else
+                                                WorkerClient(python=self.python, env=self.worker_env()))
 
     # --- worker ----------------------------------------------------------------
 
@@ -98,6 +106,7 @@ class MedDIFTLogicCore:
         self.client, self._configured, self.features_job = None, None, None
 
     def shutdown(self) -> None:
+        self.cancel_dense()
         self.live.clear()
         if self.client is not None:
             self.client.stop()
@@ -133,8 +142,69 @@ class MedDIFTLogicCore:
         self.live.click(job, index)
 
     def poll_live(self) -> Optional[LiveMatch]:
-        """Advance the live match in flight; returns it once finished (``result`` or ``error``)."""
-        return self.live.poll()
+        """Advance the live match in flight; returns it once finished (``result`` or ``error``). Its
+        point match is provisional while the pair's field is coming (re-placed at once if it came)."""
+        live = self.live.poll()
+        if live is not None and live.error is None and live.result is not None:
+            if self.provisional(live.job.request, live.job.result.points_node, [live.result["label"]]):
+                placed = pointset_from_markups(live.job.result.points_node)
+                live.result["point"] = placed.points[placed.label_index(live.result["label"])]
+        return live
+
+    # --- the pairs' dense fields, registered in the background ------------------------------------
+
+    @property
+    def dense(self) -> Optional[BackgroundRegistration]:
+        """The registration asked for last (the selected pair's, after an Apply or a click)."""
+        return self.registrations.newest
+
+    def start_dense(self, request: MatchRequest) -> BackgroundRegistration:
+        """Register ``request``'s pair in a worker of its own, unless that runs or is done already."""
+        return self.registrations.start(request.fixed_volume_id, request.moving_volume_id, request.engine)
+
+    def cancel_dense(self) -> None:
+        self.registrations.cancel_all()
+
+    def keep_dense_only_for(self, pairs) -> list:
+        """Only these (fixed ID, moving ID) pairs are still wanted: the others are cancelled (returned)."""
+        return self.registrations.keep_only(pairs)
+
+    def dense_for(self, request: Optional[MatchRequest]) -> Optional[BackgroundRegistration]:
+        """The background registration of exactly this pair (nodes, voxels, engine options), if any."""
+        if request is None:
+            return None
+        return self.registrations.find(request.fixed_volume_id, request.moving_volume_id, request.engine)
+
+    def field_for(self, request: Optional[MatchRequest]) -> Optional[tuple]:
+        d = self.dense_for(request)
+        return d.field if d is not None and d.ready() else None
+
+    def provisional(self, request: MatchRequest, out_node, labels: list, fixed_points=None) -> list:
+        """Point matches of ``labels`` just put in ``out_node`` for ``request``'s pair: provisional while
+        its field is coming, re-placed at once when it is there. Returns the labels re-placed.
+
+        Args:
+            request: the pair (and engine options) the matches were made for.
+            out_node: the matched point list.
+            labels: the labels just placed.
+            fixed_points: the fixed point list (default: the request's).
+        """
+        fixed_node = fixed_points or self.scene.GetNodeByID(request.fixed_points_id)
+        return self.registrations.provisional(request.fixed_volume_id, request.moving_volume_id, request.engine,
+                                              out_node, fixed_node, labels)
+
+    def poll_dense(self) -> list:
+        """Advance the background registrations; those that ended now, provisional matches re-placed."""
+        return self.registrations.poll()
+
+    def field_click(self, job: MatchJob, index: int) -> dict:
+        """A live click once the pair's field is here: the fixed point moved through it, in this
+        process (no worker round trip). Returns the label and the new point."""
+        field = self.field_for(job.request)
+        if field is None:
+            raise InputError("the dense field of this pair is not ready")
+        return place_from_field(job.result.points_node, self.scene.GetNodeByID(job.request.fixed_points_id),
+                                index, field)
 
     def _check_live(self, job: Optional[MatchJob]) -> None:
         if job is None or job.result is None:

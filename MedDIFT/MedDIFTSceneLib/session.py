@@ -22,7 +22,7 @@ import numpy as np
 from MedDIFTLib.errors import InputError
 
 from .scene import pointset_from_markups
-from .tracking import STATUS_PREFIX
+from .tracking import shown_status
 
 SESSION_ATTRIBUTE = "MedDIFT.TrackingSession"
 MODES = ("previous", "baseline")
@@ -145,7 +145,7 @@ class TrackingSession:
             for j, label in enumerate(ps.labels):
                 conf = ps.values["confidence"][j] if "confidence" in ps.values else np.nan
                 sim = ps.values["similarity"][j] if "similarity" in ps.values else np.nan
-                status = node.GetAttribute(STATUS_PREFIX + label) or "proposed"
+                status = shown_status(node, label)
                 if status == "proposed" and ps.values.get("fb_flag") is not None and ps.values["fb_flag"][j] == 1:
                     status = "check: does not match back"  # the forward-backward check failed
                 cells[label] = (ps.points[j], float(conf), float(sim), status)

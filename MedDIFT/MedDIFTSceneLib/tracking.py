@@ -21,6 +21,7 @@ from .scene import pointset_from_markups
 
 STATUS_PREFIX = "MedDIFT.status."
 STATUSES = ("proposed", "accepted", "corrected")
+SOURCE_PREFIX = "MedDIFT.source."  # where a proposed match came from (provisional, the dense field)
 
 
 @dataclass
@@ -48,7 +49,7 @@ def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
                  for k in ("similarity", "confidence", "fb_error_mm")}
         pairs.append(Pair(label, fixed.points[i], matched.points[j], score["similarity"],
                           score["confidence"], score["fb_error_mm"],
-                          matched_node.GetAttribute(STATUS_PREFIX + label) or "proposed"))
+                          shown_status(matched_node, label)))
     return pairs
 
 
@@ -67,15 +68,23 @@ def accept(matched_node, label: str) -> None:
 
 def clear_verdicts(matched_node, labels: Optional[list] = None) -> None:
     """Forget the verdicts of ``labels`` (default: all): their matches were just placed anew, and a
-    verdict belongs to the position the reader saw."""
+    verdict belongs to the position the reader saw (and so does where it came from)."""
     for name in list(matched_node.GetAttributeNames() or ()):
-        if name.startswith(STATUS_PREFIX) and (labels is None or name[len(STATUS_PREFIX):] in labels):
-            matched_node.RemoveAttribute(name)
+        for prefix in (STATUS_PREFIX, SOURCE_PREFIX):
+            if name.startswith(prefix) and (labels is None or name[len(prefix):] in labels):
+                matched_node.RemoveAttribute(name)
 
 
 def verdict(matched_node, label: str) -> str:
     """The reader's verdict on the match of ``label``: proposed, accepted or corrected."""
     return matched_node.GetAttribute(STATUS_PREFIX + label) or "proposed"
+
+
+def shown_status(matched_node, label: str) -> str:
+    """What the table's status column says: the reader's verdict, or for a match the reader has not
+    checked, where it came from when that is known (provisional point match, the dense field)."""
+    said = verdict(matched_node, label)
+    return (matched_node.GetAttribute(SOURCE_PREFIX + label) or said) if said == "proposed" else said
 
 
 def start_correction(matched_node, label: str) -> None:

@@ -75,6 +75,7 @@ class WidgetActionsMixin:
 
     def _showResults(self, job) -> None:
         """Show the run's own nodes (its request), whatever the panel selects now."""
+        self.denseAfterMatch(job)
         res, r, scene = job.result, job.request, slicer.mrmlScene
         fixed, moving, landmarks = (scene.GetNodeByID(i) for i in
                                     (r.fixed_volume_id, r.moving_volume_id, r.fixed_points_id))
@@ -117,7 +118,7 @@ class WidgetActionsMixin:
     def onFixedPointChanged(self, index: int) -> None:
         """A point of the last run's fixed list was placed or moved: ask for its match and return at once
         (called from a VTK observer on the GUI thread; the answer comes through :meth:`onLiveTimer`)."""
-        if self.job is not None:
+        if self.job is not None or self.denseFieldClick(index):
             return
         if not self.logic.core.has_features(self.lastJob):
             self.lastJob = None
@@ -132,6 +133,7 @@ class WidgetActionsMixin:
             return
         self.ui.statusLabel.text = _("Matching the moved landmark...")
         self.liveTimer.start()
+        self.startDense(self.lastJob.request, fromApply=False)  # the first click starts the pair's registration
 
     def onLiveTimer(self) -> None:
         live = self.logic.core.poll_live()

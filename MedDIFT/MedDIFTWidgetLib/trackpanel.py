@@ -92,7 +92,9 @@ class TrackPanelMixin:
         self.ui.applyButton.text = self.trackButton.text = _("Cancel")
         self.ui.progressBar.visible = True
         self.timer.start()
+        self.denseTrackStarted(session, engine)
 
     def _showTracking(self, job) -> None:
+        self.denseAfterTracking(job)
         self.showSession(job.session)
         self.ui.statusLabel.text = _("Tracked through {n} follow-ups").format(n=len(job.session.follow_ups))

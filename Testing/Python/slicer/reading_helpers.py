@@ -22,8 +22,11 @@ def scene_with_pair(slicer, n=4, extra_volume=False):
     return pair, fixed, moving, points, other
 
 
-def configure(w, fixed, moving, points):
+def configure(w, fixed, moving, points, dense_refine=False):
+    """The panel set for the phantom pair; the background dense registration off unless asked for (it is
+    the panel's default, but these tests are about what point matching answers)."""
     ui = w.ui
+    ui.denseRefineCheckBox.checked = dense_refine
     ui.fixedVolumeSelector.setCurrentNode(fixed)
     ui.movingVolumeSelector.setCurrentNode(moving)
     ui.fixedLandmarksSelector.setCurrentNode(points)
