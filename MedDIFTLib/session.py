@@ -195,18 +195,34 @@ class MatchSession:
 
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
-        """The volume's pyramid from the session's backbone (or ``backbone``), computed once."""
+        """The volume's pyramid from the session's backbone (or ``backbone``), computed once. When the
+        registration's wider pyramid of the volume is in memory, the session backbone's levels are
+        taken from it (the same levels with the same values, see :meth:`registration_backbone`):
+        a dense match followed by clicks extracts each scan once."""
         backbone = backbone or self.backbone
-        key = volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
+        key = self._pyramid_key(volume, backbone)
         if key not in self._pyramids:
-            self._pyramids[key] = extract_cached(backbone, volume, self.cache, progress, cancel)
+            wider = None
+            if backbone is self.backbone and self._reg_backbone is not None:
+                wider = self._pyramids.get(self._pyramid_key(volume, self._reg_backbone))
+            if wider is not None:
+                pyramid = wider.select(backbone.level_names)
+                pyramid.identity.update(backbone.identity())
+            else:
+                pyramid = extract_cached(backbone, volume, self.cache, progress, cancel)
+            self._pyramids[key] = pyramid
         return self._pyramids[key]
+
+    def _pyramid_key(self, volume: Volume, backbone: Backbone):
+        return volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
 
     def registration_backbone(self) -> Backbone:
         """The backbone whose pyramids dense registration uses: the session's own, except that the
         weight-free MIND-SSC gets its full-resolution level too. Point matching gains nothing from it
         (1.65 vs 1.67 mm on a phantom case) and its global search would cost more; registration does
-        (phantom suite: 1.18 mm mean without it, 0.84 mm with it)."""
+        (phantom suite: 1.18 mm mean without it, 0.84 mm with it). Its pyramid holds every level of the
+        session's backbone, computed the same way (MIND-SSC's levels are independent of each other),
+        so one extraction serves the registration, the dense match's scores and later clicks."""
         bb = self.backbone
         if bb.name == "mind-ssc" and not self.engine.levels and "mind1" not in bb.level_names:
             if self._reg_backbone is None:
@@ -287,32 +303,42 @@ class MatchSession:
     def _dense_match(self, fixed: Volume, moving: Volume, pts: np.ndarray, progress, cancel):
         """Points from the dense field, scored (and, with an explicit radius, moved) by the paper's argmax.
 
-        The field's position is the match: on the phantom suite it beats the local argmax around it
-        (0.91 against 1.24 mm mean on a case, weight-free descriptor), because the field knows
-        that neighbours move alike. The argmax within ``DENSE_CHECK_MM`` still scores it: its
-        similarity and margin, and ``argmax_gap_mm``, the distance between the two, which lowers the
-        confidence as it grows. With a search radius the argmax within it is the match instead.
+        The field's position is the match unless the backbone says the argmax around it sharpens it
+        (:attr:`~MedDIFTLib.features.base.Backbone.field_argmax`, decided there only). The argmax
+        within ``DENSE_CHECK_MM`` still scores it: its similarity and margin, and ``argmax_gap_mm``,
+        the distance between the two, which lowers the confidence as it grows. With a search radius
+        the argmax within it is the match instead. Scoring is a search of a small window around
+        each position, on the registration's own pyramids: nothing is extracted twice, and once
+        the field is known a click costs a field lookup and that window.
         """
-        import dataclasses
-
         from .matching.priors import DENSE_CHECK_MM
 
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
         prior_pts = field.map_points(pts)
         window = self.matching.radius_mm or DENSE_CHECK_MM
-        key = (volume_digest(fixed), volume_digest(moving), "dense", window)
-        if key not in self._matchers:
-            pf = self.features(fixed, staged(progress, "fixed"), cancel)
-            pm = self.features(moving, staged(progress, "moving"), cancel)
-            self._matchers[key] = Matcher(pf, pm, dataclasses.replace(self.matching, radius_mm=window),
-                                          device=self.match_device)
-        res = self._matchers[key].match(pts, prior_ras=prior_pts, progress=progress, cancel=cancel)
+        res = self._window_matcher(fixed, moving, window, progress, cancel).match(
+            pts, prior_ras=prior_pts, progress=progress, cancel=cancel)
         gap = np.linalg.norm(res.points - prior_pts, axis=1)
-        if self.matching.radius_mm is None:
+        if self.matching.radius_mm is None and not self.backbone.field_argmax:
             res.points = prior_pts
         res.extra["argmax_gap_mm"] = gap
         res.extra["confidence"] = res.confidence * np.clip(1.0 - gap / window, 0.0, 1.0)
         return res
+
+    def _window_matcher(self, fixed: Volume, moving: Volume, window: float, progress, cancel) -> Matcher:
+        """The matcher that scores field positions within ``window`` mm: the registration backbone's
+        pyramids (those the field came from), restricted to the levels point matching uses."""
+        import dataclasses
+
+        key = (volume_digest(fixed), volume_digest(moving), "dense", window)
+        if key not in self._matchers:
+            bb = self.registration_backbone()
+            pf = self.features(fixed, staged(progress, "fixed"), cancel, bb)
+            pm = self.features(moving, staged(progress, "moving"), cancel, bb)
+            levels = self.matching.levels or [n for n in self.backbone.level_names if n in pf.names] or None
+            opts = dataclasses.replace(self.matching, radius_mm=window, levels=levels)
+            self._matchers[key] = Matcher(pf, pm, opts, device=self.match_device)
+        return self._matchers[key]
 
     def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
         """Global match with the coarsest level only: a cheap prior for the full local search."""
@@ -328,8 +354,12 @@ class MatchSession:
     def register(self, fixed: Volume, moving: Volume, options=None, initial: Optional[np.ndarray] = None,
                  progress: Optional[Progress] = None, cancel: Optional[Cancel] = None):
         """The dense fixed -> moving map (:class:`~MedDIFTLib.registration.DenseField`), kept in memory
-        per pair and options: the features are the session's own (cached), nothing is computed twice."""
+        per pair and options, and on disk in the session's cache (keyed by both scans' content, the
+        backbone's identity and every option: :mod:`~MedDIFTLib.registration.field_cache`), so a pair
+        reopened by another run, worker or server is not registered again; the features are the
+        session's own (cached), nothing is computed twice."""
         from .registration import RegistrationOptions
+        from .registration.field_cache import cached_field, field_key, store_field
         from .registration.volumes import register_volumes
 
         opts = options or RegistrationOptions()
@@ -338,9 +368,17 @@ class MatchSession:
         if key not in self._fields:
             self.check_inputs(fixed, moving)
             bb = self.registration_backbone()
-            feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
-            self._fields[key] = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
-                                                 device=self.match_device)
+            disk_key = field_key(key[0], key[1], bb.identity(), opts, initial)
+            field = cached_field(self.cache, disk_key)
+            if field is not None:
+                if progress is not None:
+                    progress("registration (cached)", 1.0)
+            else:
+                feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
+                field = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
+                                         device=self.match_device)
+                store_field(self.cache, disk_key, field)
+            self._fields[key] = field
         return self._fields[key]
 
     def heatmap(self, fixed: Volume, moving: Volume, point_ras) -> Volume:
