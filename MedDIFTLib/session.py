@@ -31,7 +31,7 @@ from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
 from .features.options import check_engine_options, resolve_device
 from .features.pyramid import FeaturePyramid
-from .matching.priors import PriorFn, identity_prior, resolve_prior
+from .matching.priors import DEFAULT_PRIOR, PriorFn, identity_prior, resolve_prior
 from .matching.search import Matcher, MatchOptions
 from .runtime import Cancel, Progress, staged
 
@@ -250,9 +250,10 @@ class MatchSession:
 
         Points without a position (NaN) stay without one. ``prior`` is a
         function of fixed RAS points, ``"coarse"`` (match with the coarsest
-        level first), a transform file, or None: the identity with the
-        session's search radius, a global search without one (see
-        :func:`~MedDIFTLib.matching.priors.resolve_prior`).
+        level first), a transform file, ``"dense"`` (the default, None:
+        :data:`~MedDIFTLib.matching.priors.DEFAULT_PRIOR`) or ``"none"``: the
+        paper's argmax, within the session's search radius of the same world point,
+        global without one (see :func:`~MedDIFTLib.matching.priors.resolve_prior`).
         """
         if len(points) == 0:
             raise InputError("the landmark list is empty: place at least one point on the fixed volume")
@@ -263,7 +264,8 @@ class MatchSession:
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
         # the dense prior places points itself (its argmax window needs no radius); any other prior narrows a search
-        explicit = prior is not None and not (isinstance(prior, str) and prior in ("", "dense"))
+        prior = DEFAULT_PRIOR if prior is None else prior  # the dense map unless "none" (the paper's argmax)
+        explicit = not (isinstance(prior, str) and prior in ("", "dense", "none"))
         prior = resolve_prior(prior, self.matching.radius_mm)
         if explicit and self.matching.radius_mm is None:
             raise InputError(f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "

@@ -1,0 +1,111 @@
+"""Dense fields cached on disk: a reopened pair is not registered again, a changed scan or option
+never reuses a stale field, and the dense match extracts each scan once. A small phantom pair
+(40^3 at 6 mm, weight-free MIND-SSC) keeps the registrations to seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from MedDIFTLib.data.digest import volume_digest
+from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+from MedDIFTLib.features.cache import FeatureCache
+from MedDIFTLib.registration import RegistrationOptions
+from MedDIFTLib.registration import volumes as reg_volumes
+from MedDIFTLib.registration.field_cache import field_key, load_field, save_field
+from MedDIFTLib.session import EngineOptions, MatchSession
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_pair(shape=(40, 40, 40), spacing=(6.0, 6.0, 6.0), seed=2)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the registrations actually computed (the real function runs)."""
+    calls = []
+    real = reg_volumes.register_volumes
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(reg_volumes, "register_volumes", spy)
+    return calls
+
+
+def _session(cache_dir, **reg):
+    return MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", cache_dir=str(cache_dir)),
+                        registration=RegistrationOptions(iterations=20, **reg) if reg else None)
+
+
+def test_a_reopened_pair_takes_its_field_from_the_cache(pair, tmp_path, counted):
+    opts = RegistrationOptions(iterations=20)
+    first = _session(tmp_path).register(pair.fixed, pair.moving, opts)
+    stages = []
+    again = _session(tmp_path).register(pair.fixed, pair.moving, opts, progress=lambda s, f: stages.append(s))
+    assert len(counted) == 1 and stages == ["registration (cached)"]
+    np.testing.assert_array_equal(again.u, first.u)  # the same numbers, read back (npz keeps float64 exactly)
+    np.testing.assert_array_equal(again.prealign, first.prealign)
+    assert again.grid.shape == first.grid.shape and again.info == first.info
+    assert len(FeatureCache(tmp_path).entries("field")) == 1
+
+
+def test_one_changed_voxel_or_option_registers_again(pair, tmp_path, counted):
+    opts = RegistrationOptions(iterations=20)
+    _session(tmp_path).register(pair.fixed, pair.moving, opts)
+    arr = np.array(pair.moving.array, copy=True)
+    arr[20, 20, 20] += 1.0
+    _session(tmp_path).register(pair.fixed, pair.moving.with_array(arr), opts)
+    _session(tmp_path).register(pair.fixed, pair.moving, RegistrationOptions(iterations=21))
+    _session(tmp_path).register(pair.fixed, pair.moving, opts, initial=np.eye(4))
+    assert len(counted) == 4
+    assert len(FeatureCache(tmp_path).entries("field")) == 4
+
+
+def test_the_key_names_every_input():
+    opts = RegistrationOptions()
+    base = field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts)
+    others = [field_key("f2", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),
+              field_key("f", "m2", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),
+              field_key("m", "f", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),  # the direction counts
+              field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind2"]}, opts),
+              field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, RegistrationOptions(lam=0.6)),
+              field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts, initial=np.eye(4))]
+    assert len({base, *others}) == 7
+    assert base == field_key("f", "m", {"levels": ["mind1"], "backbone": "mind-ssc"}, RegistrationOptions())
+
+
+def test_a_corrupt_or_foreign_field_file_is_not_used(pair, tmp_path, counted):
+    opts = RegistrationOptions(iterations=20)
+    first = _session(tmp_path).register(pair.fixed, pair.moving, opts)
+    (path,) = [p for p, _, _ in FeatureCache(tmp_path).entries("field")]
+    path.write_bytes(b"truncated")  # the cache's own entry, damaged: removed and registered again
+    again = _session(tmp_path).register(pair.fixed, pair.moving, opts)
+    assert len(counted) == 2
+    np.testing.assert_allclose(again.u, first.u, atol=1e-6)  # recomputed: the same algorithm on one thread
+    # a valid field file of another key under this key's name is refused by its content
+    other = tmp_path / "other.field.npz"
+    save_field(first, other, "another key")
+    with pytest.raises(Exception, match="not the cached field of its key"):
+        load_field(other, path.name.split(".")[0])
+
+
+def test_dense_match_extracts_each_scan_once_and_clicks_reuse_it(pair, tmp_path, monkeypatch):
+    from MedDIFTLib.features import mind_ssc
+
+    calls = []
+    real = mind_ssc.MindSSCBackbone.extract
+    monkeypatch.setattr(mind_ssc.MindSSCBackbone, "extract",
+                        lambda self, vol, *a, **k: calls.append(tuple(self.levels)) or real(self, vol, *a, **k))
+    session = MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False),
+                           registration=RegistrationOptions(iterations=20))
+    lm = sample_landmarks(pair, n=4, seed=2)
+    report = session.match(pair.fixed, pair.moving, lm, prior="dense")
+    click = session.match(pair.fixed, pair.moving, lm.subset([1]), prior="dense")
+    assert calls == [("mind1", "mind2", "mind4")] * 2  # the fixed and the moving scan, once each
+    np.testing.assert_allclose(click.points.points[0], report.points.points[1], atol=1e-9)
+    # the scores come from the same levels point matching uses, read from the wider pyramid
+    plain = session.features(pair.moving)
+    assert plain.names == ["mind2", "mind4"] and volume_digest(pair.moving) in session._pyramids
