@@ -23,8 +23,8 @@ from typing import Callable, Optional
 
 from ..data.digest import volume_digest
 from ..data.geometry import Volume
-from ..errors import InputError
-from ..atomic import write_text_atomic
+from ..atomic import reason, write_text_atomic
+from ..errors import InputError, OutputWriteError
 from ..runtime import Cancel, Progress, user_cache_dir
 from .base import Backbone
 from .pyramid import FeaturePyramid
@@ -99,6 +99,14 @@ def _last_line(err: BaseException) -> str:
     return text.splitlines()[-1] if text else type(err).__name__
 
 
+def _why(err: BaseException, path: Path) -> str:
+    """Why a write failed, in the user's terms: the operating system's reason when there is one."""
+    cause = err.__cause__ if isinstance(err, OutputWriteError) else err
+    if isinstance(cause, OSError) and not isinstance(cause, OutputWriteError):
+        return reason(cause, path)
+    return _last_line(err)
+
+
 class FeatureCache:
     """MedDIFT's disk cache under ``folder``: pyramids (``<key>.pt``) and dense fields
     (``<key>.field.npz``, :mod:`MedDIFTLib.registration.field_cache`), at most ``limit_bytes`` in
@@ -142,10 +150,10 @@ class FeatureCache:
                 self._disable(str(err))
         return self._off is None
 
-    def _disable(self, why: str) -> None:
+    def _disable(self, why: str, then: str = "going on without the cache") -> None:
         if self._off is None:
             self._off = why
-            log.warning("feature cache: %s; going on without the cache", why)
+            log.warning("feature cache: %s; %s", why, then)
 
     # --- entries -----------------------------------------------------------------
 
@@ -271,7 +279,7 @@ class FeatureCache:
         except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
             if not os.path.lexists(path):
                 _marker(path).unlink(missing_ok=True)
-            self._disable(f"cannot write {path} ({_last_line(err)})")
+            self._disable(f"cannot write {path} ({_why(err, path)})", "going on without caching it")
             return None
 
     # --- pyramids ------------------------------------------------------------------
