@@ -118,7 +118,7 @@ def match_pair(pair: dict, fixed_info: dict, moving_info: dict, engine: dict, ma
                       "values": dict(report.points.values), "warnings": list(report.warnings)}
         else:
             prior = resolve_prior(pair.get("prior") or prior_spec, session.matching.radius_mm)
-            report = session.match(fixed, moving, points, prior=prior)
+            report = session.match(fixed, moving, points, prior=prior if prior is not None else "none")
             result = {"points": report.points.points, "labels": list(report.points.labels),
                       "values": dict(report.points.values), "warnings": list(report.warnings)}
         session.forget()

@@ -71,7 +71,7 @@ class MedDIFTMethod(Method):
         self.session = session or MatchSession(engine or EngineOptions(use_cache=False),
                                                MatchOptions(radius_mm=radius_mm))
         self.radius_mm = self.session.matching.radius_mm
-        self.prior = prior
+        self.prior = prior or "none"  # no prior: the paper's argmax (the session's own default is dense)
         self.name = name or self.default_name(self.session.backbone.name == "maisi")
 
     def default_name(self, maisi: bool) -> str:
