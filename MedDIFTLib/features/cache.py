@@ -123,6 +123,7 @@ class FeatureCache:
         self.limit_bytes = int(limit_bytes) if limit_bytes is not None else default_limit_bytes()
         self._off: Optional[str] = None  # why this process goes on without the cache
         self._checked = False
+        self._write_failed = False
 
     # --- the folder ------------------------------------------------------------
 
@@ -150,10 +151,10 @@ class FeatureCache:
                 self._disable(str(err))
         return self._off is None
 
-    def _disable(self, why: str, then: str = "going on without the cache") -> None:
+    def _disable(self, why: str) -> None:
         if self._off is None:
             self._off = why
-            log.warning("feature cache: %s; %s", why, then)
+            log.warning("feature cache: %s; going on without the cache", why)
 
     # --- entries -----------------------------------------------------------------
 
@@ -237,7 +238,8 @@ class FeatureCache:
 
     def load(self, key: str, kind: str, read: Callable[[Path], object]) -> Optional[object]:
         """``read(path)`` of the entry, or None: absent, not the cache's own (left alone, said), or
-        unreadable (``read`` raised InputError: removed, to be rebuilt)."""
+        unreadable (``read`` raised InputError: removed, to be rebuilt). ``read`` checks that the
+        content carries ``key``: an entry an earlier version wrote without a marker is adopted."""
         if not self._usable():
             return None
         path = self.path_for(key, kind)
@@ -247,15 +249,21 @@ class FeatureCache:
         except OSError as err:
             self._disable(f"cannot read {path.parent}: {err.strerror or _last_line(err)}")
             return None
-        if not self.owns(path):
-            log.warning("feature cache: %s was not written by the cache; left alone, computing without it", path)
-            return None
+        owned = self.owns(path)
         try:
             value = read(path)
         except InputError as err:
-            log.warning("feature cache: %s; rebuilding", err)
-            self.remove(path)
+            if owned:
+                log.warning("feature cache: %s; rebuilding", err)
+                self.remove(path)
+            else:
+                log.warning("feature cache: %s was not written by the cache; left alone, computing without it", path)
             return None
+        if not owned:  # written by a version before markers: its content carries its own key, so it is ours
+            try:
+                self._write_marker(path, kind)
+            except OSError:  # a read-only cache: used as it is
+                pass
         try:
             os.utime(path)  # its last use, for the least-recently-used limit
         except OSError:
@@ -272,15 +280,20 @@ class FeatureCache:
             log.warning("feature cache: %s exists and was not written by the cache; left alone", path)
             return None
         try:
-            write_text_atomic(_marker(path), _marker_text(path.name, kind))
+            self._write_marker(path, kind)
             write(path)
             self.enforce_limit(keep=path)
             return path
         except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
             if not os.path.lexists(path):
                 _marker(path).unlink(missing_ok=True)
-            self._disable(f"cannot write {path} ({_why(err, path)})", "going on without caching it")
+            if not self._write_failed:  # said once; a later write may succeed (space freed meanwhile)
+                self._write_failed = True
+                log.warning("feature cache: cannot write %s (%s); going on without caching it", path, _why(err, path))
             return None
+
+    def _write_marker(self, path: Path, kind: str) -> None:
+        write_text_atomic(_marker(path), _marker_text(path.name, kind))
 
     # --- pyramids ------------------------------------------------------------------
 

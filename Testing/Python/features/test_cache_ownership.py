@@ -121,3 +121,28 @@ def test_match_says_why_it_goes_on_without_an_unusable_cache(tmp_path):
     assert "3 of 3 points matched" in res.stderr and not_a_folder.read_bytes() == b"a file"
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert len(rows) == 4 and all(np.isfinite(float(v)) for v in rows[1].split(",")[1:4])
+
+
+def test_an_entry_an_earlier_version_wrote_is_recognised_by_its_content(tmp_path):
+    """Before markers, an entry was a bare ``<key>.pt`` whose stored identity names its key: it is
+    read (not extracted again), adopted, and from then on counted and cleared like any entry."""
+    from MedDIFTLib.data.digest import volume_digest
+    from MedDIFTLib.features.cache import cache_key
+    from MedDIFTLib.features.mind_ssc import MindSSCBackbone
+
+    class NoExtraction(MindSSCBackbone):
+        def extract(self, volume, progress=None, cancel=None):
+            raise AssertionError("extracted although the cache holds the pyramid")
+
+    folder = tmp_path / "cache"
+    vol = make_pair(shape=(24, 24, 24), seed=4).fixed
+    bb = create_backbone("mind-ssc")
+    key = cache_key(volume_digest(vol), bb.identity())
+    legacy = bb.extract(vol)
+    legacy.identity["cache_key"] = key
+    legacy.save(folder / f"{key}.pt")  # no marker, as an earlier version wrote it
+    got = extract_cached(NoExtraction(), vol, FeatureCache(folder))
+    assert got.identity["cache_key"] == key
+    assert "1 pyramid file(s)" in meddift("cache", "info", "--cache-dir", folder).stdout
+    assert meddift("cache", "clear", "--cache-dir", folder).returncode == 0
+    assert list(folder.iterdir()) == []
