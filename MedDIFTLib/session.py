@@ -311,35 +311,31 @@ class MatchSession:
         the distance between the two, which lowers the confidence as it grows. With a search radius
         the argmax within it is the match instead. Scoring is a search of a small window around
         each position, on the registration's own pyramids: nothing is extracted twice, and once
-        the field is known a click costs a field lookup and that window.
+        the field is known a click costs a field lookup and that window
+        (:mod:`~MedDIFTLib.registration.field_lookup`).
         """
         from .matching.priors import DENSE_CHECK_MM
 
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
-        prior_pts = field.map_points(pts)
         window = self.matching.radius_mm or DENSE_CHECK_MM
-        res = self._window_matcher(fixed, moving, window, progress, cancel).match(
-            pts, prior_ras=prior_pts, progress=progress, cancel=cancel)
-        gap = np.linalg.norm(res.points - prior_pts, axis=1)
-        if self.matching.radius_mm is None and not self.backbone.field_argmax:
-            res.points = prior_pts
-        res.extra["argmax_gap_mm"] = gap
-        res.extra["confidence"] = res.confidence * np.clip(1.0 - gap / window, 0.0, 1.0)
-        return res
+        move = self.matching.radius_mm is not None or self.backbone.field_argmax
+        return self._field_scorer(fixed, moving, progress, cancel).score(
+            pts, field.map_points(pts), window, move=move, forward_backward=self.matching.forward_backward,
+            progress=progress, cancel=cancel)
 
-    def _window_matcher(self, fixed: Volume, moving: Volume, window: float, progress, cancel) -> Matcher:
-        """The matcher that scores field positions within ``window`` mm: the registration backbone's
-        pyramids (those the field came from), restricted to the levels point matching uses."""
-        import dataclasses
+    def _field_scorer(self, fixed: Volume, moving: Volume, progress, cancel):
+        """What scores field positions (:class:`~MedDIFTLib.registration.field_lookup.FieldScorer`), once
+        per pair: on the registration backbone's pyramids (those the field came from), restricted to
+        the levels point matching uses."""
+        from .registration.field_lookup import FieldScorer
 
-        key = (volume_digest(fixed), volume_digest(moving), "dense", window)
+        key = (volume_digest(fixed), volume_digest(moving), "field scores")
         if key not in self._matchers:
             bb = self.registration_backbone()
             pf = self.features(fixed, staged(progress, "fixed"), cancel, bb)
             pm = self.features(moving, staged(progress, "moving"), cancel, bb)
             levels = self.matching.levels or [n for n in self.backbone.level_names if n in pf.names] or None
-            opts = dataclasses.replace(self.matching, radius_mm=window, levels=levels)
-            self._matchers[key] = Matcher(pf, pm, opts, device=self.match_device)
+            self._matchers[key] = FieldScorer(pf, pm, levels, device=self.match_device)
         return self._matchers[key]
 
     def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
