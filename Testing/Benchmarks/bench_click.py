@@ -3,7 +3,8 @@
 In one run, on the demo pair (128^3 phantom at 2.5 mm, 20 landmarks, weight-free MIND-SSC):
 
 1. ``meddift match`` with the default prior (dense) against ``meddift register``, each a fresh
-   process with a fresh cache (features extracted in both): the target is a ratio of at most 1.10;
+   process with a fresh cache (features extracted in both), interleaved, the fastest of
+   ``--repeats`` runs each: the target is a ratio of at most 1.10;
 2. reopening the registered pair: a new session, the field read from the cache (target under 1 s);
 3. a click (one landmark through ``MatchSession.match``, engine time) answered from the field
    against a live point-matching click (the paper's argmax: within 25 mm, and global), p50 and p95
@@ -58,6 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--spacing", type=float, default=2.5)
     p.add_argument("--clicks", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=2, help="runs of each command; the fastest counts")
     args = p.parse_args(argv)
 
     from MedDIFTLib.data.image_io import write_volume
@@ -73,12 +75,16 @@ def main(argv=None) -> int:
         write_volume(pair.fixed, d / "fixed.nii.gz")
         write_volume(pair.moving, d / "moving.nii.gz")
         write_points(lm, d / "lm.csv")
-        common = ["--backbone", "mind-ssc"]
-        t_match = _cli(d / "c1", "match", d / "fixed.nii.gz", d / "moving.nii.gz", "--points", d / "lm.csv",
-                       "--out", d / "m.csv", *common)
-        t_reg = _cli(d / "c2", "register", d / "fixed.nii.gz", d / "moving.nii.gz", "--out", d / "reg", *common)
+        common = ["--backbone", "mind-ssc", "--force"]
+        t_match, t_reg = [], []
+        for r in range(args.repeats):  # interleaved, each with a fresh cache: the host's load hits both alike
+            t_match.append(_cli(d / f"m{r}", "match", d / "fixed.nii.gz", d / "moving.nii.gz", "--points",
+                                d / "lm.csv", "--out", d / "m.csv", *common))
+            t_reg.append(_cli(d / f"r{r}", "register", d / "fixed.nii.gz", d / "moving.nii.gz", "--out", d / "reg",
+                              *common))
+        t_match, t_reg = min(t_match), min(t_reg)
 
-        engine = EngineOptions(backbone="mind-ssc", device="cpu", cache_dir=str(d / "c1"))
+        engine = EngineOptions(backbone="mind-ssc", device="cpu", cache_dir=str(d / "m0"))
         t0 = time.perf_counter()
         session = MatchSession(engine, MatchOptions(radius_mm=None))
         session.register(pair.fixed, pair.moving)  # the field `meddift match` left in the cache
@@ -90,8 +96,8 @@ def main(argv=None) -> int:
 
     print(f"demo pair {args.size}^3 at {args.spacing} mm, weight-free MIND-SSC, {os.cpu_count()} CPU(s), "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(f"  meddift match (default prior: dense)   {t_match:7.1f} s wall")
-    print(f"  meddift register                       {t_reg:7.1f} s wall")
+    print(f"  meddift match (default prior: dense)   {t_match:7.1f} s wall (fastest of {args.repeats})")
+    print(f"  meddift register                       {t_reg:7.1f} s wall (fastest of {args.repeats})")
     print(f"  ratio match / register                 {t_match / t_reg:7.2f}   (target <= 1.10)")
     print(f"  reopening the pair: field from cache   {t_reopen:7.2f} s   (target < 1 s)")
     print(f"clicks, engine time over {args.clicks} clicks (MatchSession.match of one landmark):")
