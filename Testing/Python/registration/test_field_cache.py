@@ -109,3 +109,46 @@ def test_dense_match_extracts_each_scan_once_and_clicks_reuse_it(pair, tmp_path,
     # the scores come from the same levels point matching uses, read from the wider pyramid
     plain = session.features(pair.moving)
     assert plain.names == ["mind2", "mind4"] and volume_digest(pair.moving) in session._pyramids
+
+
+def test_a_second_command_on_the_same_pair_reuses_the_field_of_the_first(pair, tmp_path):
+    """`meddift match` (dense by default) then `meddift register` on the same scans, each its own
+    process with the same cache folder: the second reads the field, registers nothing, and writes
+    the field the first computed (the points of the first are that field's positions)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import SimpleITK as sitk
+
+    from MedDIFTLib.data.image_io import write_volume
+    from MedDIFTLib.data.landmark_io import read_points, write_points
+
+    repo = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1", MEDDIFT_CACHE_DIR=str(tmp_path / "cache"))
+    write_volume(pair.fixed, tmp_path / "fixed.nii.gz")
+    write_volume(pair.moving, tmp_path / "moving.nii.gz")
+    lm = sample_landmarks(pair, n=4, seed=2)
+    write_points(lm, tmp_path / "lm.csv")
+    scans = [str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz")]
+    common = ["--backbone", "mind-ssc", "--iterations", "20"]
+
+    def meddift(*args):
+        res = subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", *args], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        return res.stderr
+
+    first = meddift("match", *scans, "--points", str(tmp_path / "lm.csv"), "--out", str(tmp_path / "m.csv"), *common)
+    assert "discrete search" in first and "registration (cached)" not in first
+    second = meddift("register", *scans, "--out", str(tmp_path / "reg"), "--no-figure", *common)
+    assert "registration (cached)" in second and "discrete search" not in second
+    tx = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(str(tmp_path / "reg" / "field.nii.gz")),
+                                                   sitk.sitkVectorFloat64))
+    lps = np.array([-1.0, -1.0, 1.0])
+    mapped = np.array([tx.TransformPoint(tuple(p * lps)) for p in lm.points]) * lps
+    # the field image is the field resampled on the fixed scan's 6 mm grid, then interpolated again by
+    # ITK: within 0.25 mm of the engine's own positions (the motion here is several mm)
+    np.testing.assert_allclose(read_points(tmp_path / "m.csv").points, mapped, atol=0.25)
+    assert np.linalg.norm(mapped - lm.points, axis=1).max() > 1.0
