@@ -132,7 +132,14 @@ class FeatureCache:
         does not exist yet is fine: it is empty, and made on the first write)."""
         where = next((p for p in [self.folder, *self.folder.parents] if os.path.lexists(p)), None)
         if where is not None and not where.is_dir():
-            raise CacheFolderError(f"the cache folder {self.folder} cannot be used: {where} is a file, not a folder")
+            if where.is_file():
+                raise CacheFolderError(f"the cache folder {self.folder} cannot be used: {where} is a file, not a folder")
+            try:  # a link to nowhere or to itself, a device: what the system says of it
+                os.stat(where)
+                why = "it is not a folder"
+            except OSError as err:
+                why = err.strerror or _last_line(err)
+            raise CacheFolderError(f"the cache folder {self.folder} cannot be read: {where}: {why}")
         if where == self.folder:
             try:
                 with os.scandir(self.folder) as it:

@@ -93,6 +93,18 @@ def test_a_cache_folder_that_is_a_file_is_an_error_for_info_and_clear(tmp_path):
     assert inside.returncode == 2 and f"{not_a_folder} is a file, not a folder" in inside.stderr
 
 
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links as a POSIX system makes them")
+def test_a_cache_folder_that_cannot_be_reached_is_an_error_in_the_systems_words(tmp_path):
+    """A link to itself (any user, root included, fails to read it) and a link to nowhere."""
+    loop, nowhere = tmp_path / "loop", tmp_path / "nowhere"
+    loop.symlink_to(loop)
+    nowhere.symlink_to(tmp_path / "gone")
+    for folder, words in ((loop, "Too many levels of symbolic links"), (nowhere, "No such file or directory")):
+        for action in ("info", "clear"):
+            res = meddift("cache", action, "--cache-dir", folder)
+            assert res.returncode == 2 and f"cannot be read: {folder}: {words}" in res.stderr, res.stderr
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
                     reason="a folder without read permission is readable by root: needs a normal user")
 def test_an_unreadable_cache_folder_is_an_error_for_info_and_clear(tmp_path):
