@@ -31,7 +31,7 @@ from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
 from .features.options import check_engine_options, resolve_device
 from .features.pyramid import FeaturePyramid
-from .matching.priors import DEFAULT_PRIOR, PriorFn, identity_prior, resolve_prior
+from .matching.priors import DEFAULT_PRIOR, DENSE_CHECK_MM, PriorFn, identity_prior, resolve_prior
 from .matching.search import Matcher, MatchOptions
 from .runtime import Cancel, Progress, staged
 
@@ -195,16 +195,14 @@ class MatchSession:
 
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
-        """The volume's pyramid from the session's backbone (or ``backbone``), computed once. When the
-        registration's wider pyramid of the volume is in memory, the session backbone's levels are
-        taken from it (the same levels with the same values, see :meth:`registration_backbone`):
-        a dense match followed by clicks extracts each scan once."""
+        """The volume's pyramid from the session's backbone (or ``backbone``), computed once; the session
+        backbone's levels come from the registration's wider pyramid when it is in memory (the same
+        values, see :meth:`registration_backbone`): a dense match and later clicks extract a scan once."""
         backbone = backbone or self.backbone
         key = self._pyramid_key(volume, backbone)
         if key not in self._pyramids:
-            wider = None
-            if backbone is self.backbone and self._reg_backbone is not None:
-                wider = self._pyramids.get(self._pyramid_key(volume, self._reg_backbone))
+            reg = self._reg_backbone if backbone is self.backbone else None
+            wider = self._pyramids.get(self._pyramid_key(volume, reg)) if reg is not None else None
             if wider is not None:
                 pyramid = wider.select(backbone.level_names)
                 pyramid.identity.update(backbone.identity())
@@ -220,9 +218,8 @@ class MatchSession:
         """The backbone whose pyramids dense registration uses: the session's own, except that the
         weight-free MIND-SSC gets its full-resolution level too. Point matching gains nothing from it
         (1.65 vs 1.67 mm on a phantom case) and its global search would cost more; registration does
-        (phantom suite: 1.18 mm mean without it, 0.84 mm with it). Its pyramid holds every level of the
-        session's backbone, computed the same way (MIND-SSC's levels are independent of each other),
-        so one extraction serves the registration, the dense match's scores and later clicks."""
+        (phantom suite: 1.18 mm mean without it, 0.84 mm with it). Its pyramid holds the session backbone's
+        levels computed the same way (MIND-SSC's levels are independent): one extraction serves all."""
         bb = self.backbone
         if bb.name == "mind-ssc" and not self.engine.levels and "mind1" not in bb.level_names:
             if self._reg_backbone is None:
@@ -306,16 +303,11 @@ class MatchSession:
         """Points from the dense field, scored (and, with an explicit radius, moved) by the paper's argmax.
 
         The field's position is the match unless the backbone says the argmax around it sharpens it
-        (:attr:`~MedDIFTLib.features.base.Backbone.field_argmax`, decided there only). The argmax
-        within ``DENSE_CHECK_MM`` still scores it: its similarity and margin, and ``argmax_gap_mm``,
-        the distance between the two, which lowers the confidence as it grows. With a search radius
-        the argmax within it is the match instead. Scoring is a search of a small window around
-        each position, on the registration's own pyramids: nothing is extracted twice, and once
-        the field is known a click costs a field lookup and that window
-        (:mod:`~MedDIFTLib.registration.field_lookup`).
+        (:attr:`~MedDIFTLib.features.base.Backbone.field_argmax`, decided there only); with a search
+        radius the argmax within it is. The argmax within ``DENSE_CHECK_MM`` scores it (similarity,
+        margin, ``argmax_gap_mm``): a lookup in a small window on the registration's own pyramids
+        (:mod:`~MedDIFTLib.registration.field_lookup`), so once the field is known a click is cheap.
         """
-        from .matching.priors import DENSE_CHECK_MM
-
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
         window = self.matching.radius_mm or DENSE_CHECK_MM
         move = self.matching.radius_mm is not None or self.backbone.field_argmax
@@ -324,9 +316,8 @@ class MatchSession:
             progress=progress, cancel=cancel)
 
     def _field_scorer(self, fixed: Volume, moving: Volume, progress, cancel):
-        """What scores field positions (:class:`~MedDIFTLib.registration.field_lookup.FieldScorer`), once
-        per pair: on the registration backbone's pyramids (those the field came from), restricted to
-        the levels point matching uses."""
+        """The pair's :class:`~MedDIFTLib.registration.field_lookup.FieldScorer`, made once: the field's own
+        pyramids, restricted to the levels point matching uses."""
         from .registration.field_lookup import FieldScorer
 
         key = (volume_digest(fixed), volume_digest(moving), "field scores")
@@ -352,10 +343,8 @@ class MatchSession:
     def register(self, fixed: Volume, moving: Volume, options=None, initial: Optional[np.ndarray] = None,
                  progress: Optional[Progress] = None, cancel: Optional[Cancel] = None):
         """The dense fixed -> moving map (:class:`~MedDIFTLib.registration.DenseField`), kept in memory
-        per pair and options, and on disk in the session's cache (keyed by both scans' content, the
-        backbone's identity and every option: :mod:`~MedDIFTLib.registration.field_cache`), so a pair
-        reopened by another run, worker or server is not registered again; the features are the
-        session's own (cached), nothing is computed twice."""
+        per pair and options and in the session's disk cache (:mod:`~MedDIFTLib.registration.field_cache`):
+        a pair reopened by another run, worker or server is not registered again."""
         from .registration import RegistrationOptions
         from .registration.field_cache import cached_field, field_key, store_field
         from .registration.volumes import register_volumes
@@ -368,10 +357,9 @@ class MatchSession:
             bb = self.registration_backbone()
             disk_key = field_key(key[0], key[1], bb.identity(), opts, initial)
             field = cached_field(self.cache, disk_key)
-            if field is not None:
-                if progress is not None:
-                    progress("registration (cached)", 1.0)
-            else:
+            if field is not None and progress is not None:
+                progress("registration (cached)", 1.0)
+            elif field is None:
                 feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
                 field = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
                                          device=self.match_device)
