@@ -196,15 +196,14 @@ class MatchSession:
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
         """The volume's pyramid from the session's backbone (or ``backbone``), computed once; the session
-        backbone's levels come from the registration's wider pyramid when it is in memory (the same
-        values, see :meth:`registration_backbone`): a dense match and later clicks extract a scan once."""
+        backbone's levels are taken from the registration's wider pyramid (the same values, see
+        :meth:`registration_backbone`): with dense the default, a scan is extracted once for all uses."""
         backbone = backbone or self.backbone
         key = self._pyramid_key(volume, backbone)
         if key not in self._pyramids:
-            reg = self._reg_backbone if backbone is self.backbone else None
-            wider = self._pyramids.get(self._pyramid_key(volume, reg)) if reg is not None else None
-            if wider is not None:
-                pyramid = wider.select(backbone.level_names)
+            reg = self.registration_backbone() if backbone is self.backbone else backbone
+            if reg is not backbone:
+                pyramid = self.features(volume, progress, cancel, reg).select(backbone.level_names)
                 pyramid.identity.update(backbone.identity())
             else:
                 pyramid = extract_cached(backbone, volume, self.cache, progress, cancel)

@@ -60,7 +60,7 @@ def _cache_state(session, volume) -> tuple[str, bool]:
     from ..data.digest import volume_digest
     from ..features.cache import cache_key
 
-    key = cache_key(volume_digest(volume), session.backbone.identity())
+    key = cache_key(volume_digest(volume), session.registration_backbone().identity())  # what features() caches
     return key, session.cache.path_for(key).exists()
 
 
