@@ -195,9 +195,8 @@ class MatchSession:
 
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
-        """The volume's pyramid from the session's backbone (or ``backbone``), computed once; the session
-        backbone's levels are taken from the registration's wider pyramid (the same values, see
-        :meth:`registration_backbone`): with dense the default, a scan is extracted once for all uses."""
+        """The volume's pyramid from the session's backbone (or ``backbone``), computed once: the session
+        backbone's levels come from the registration's (:meth:`registration_backbone`), extracted once."""
         backbone = backbone or self.backbone
         key = self._pyramid_key(volume, backbone)
         if key not in self._pyramids:
@@ -217,8 +216,7 @@ class MatchSession:
         """The backbone whose pyramids dense registration uses: the session's own, except that the
         weight-free MIND-SSC gets its full-resolution level too. Point matching gains nothing from it
         (1.65 vs 1.67 mm on a phantom case) and its global search would cost more; registration does
-        (phantom suite: 1.18 mm mean without it, 0.84 mm with it). Its pyramid holds the session backbone's
-        levels computed the same way (MIND-SSC's levels are independent): one extraction serves all."""
+        (phantom suite: 1.18 mm mean without it, 0.84 mm with it). Its pyramid holds the session's levels too."""
         bb = self.backbone
         if bb.name == "mind-ssc" and not self.engine.levels and "mind1" not in bb.level_names:
             if self._reg_backbone is None:
@@ -260,7 +258,11 @@ class MatchSession:
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
         # the dense prior places points itself (its argmax window needs no radius); any other prior narrows a search
-        prior = DEFAULT_PRIOR if prior is None else prior  # the dense map unless "none" (the paper's argmax)
+        # the dense map unless "none" (the paper's argmax); a candidate mask restricts a point search
+        prior = (DEFAULT_PRIOR if mask is None else "none") if prior is None else prior
+        if mask is not None and isinstance(prior, str) and prior == "dense":
+            raise InputError("a candidate mask restricts the point search, and the dense prior does not search: "
+                             f"leave out the mask, or match by the paper's argmax ({opt('prior', 'none')})")
         explicit = not (isinstance(prior, str) and prior in ("", "dense", "none"))
         prior = resolve_prior(prior, self.matching.radius_mm)
         if explicit and self.matching.radius_mm is None:

@@ -152,3 +152,22 @@ def test_a_second_command_on_the_same_pair_reuses_the_field_of_the_first(pair, t
     # ITK: within 0.25 mm of the engine's own positions (the motion here is several mm)
     np.testing.assert_allclose(read_points(tmp_path / "m.csv").points, mapped, atol=0.25)
     assert np.linalg.norm(mapped - lm.points, axis=1).max() > 1.0
+
+
+def test_a_mask_means_the_papers_argmax_and_is_refused_with_an_explicit_dense_prior(pair, tmp_path):
+    """The dense prior does not search, so a candidate mask cannot narrow it: given without a prior the
+    mask selects the paper's argmax (the same matches as asking for it), with ``dense`` it is refused
+    before any registration."""
+    from MedDIFTLib.errors import InputError
+    from MedDIFTLib.matching.search import MatchOptions
+
+    session = MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False), MatchOptions(radius_mm=25.0))
+    lm = sample_landmarks(pair, n=3, seed=2)
+    mask = pair.moving.with_array((np.asarray(pair.moving.array) > -500).astype(np.uint8))
+    with pytest.raises(InputError, match="a candidate mask restricts the point search, and the dense prior does not"):
+        session.match(pair.fixed, pair.moving, lm, prior="dense", mask=mask)
+    assert not session._fields  # refused before any registration
+    default = session.match(pair.fixed, pair.moving, lm, mask=mask).points
+    plain = session.match(pair.fixed, pair.moving, lm, prior="none", mask=mask).points
+    np.testing.assert_array_equal(default.points, plain.points)
+    assert "argmax_gap_mm" not in default.values and not session._fields
