@@ -340,7 +340,7 @@ class MedDIFTLogic(ConsoleMixin, SlicerLogicMixin, ScriptedLoadableModuleLogic):
         engine, matching = self.engineOptions(p, weightsDir)
         return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
                             p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
-                            engine, matching, prior="dense" if p.denseMatching else None,
+                            engine, matching, prior="dense" if p.denseMatching else "none",
                             transform=p.outputTransform, warp=p.warpMoving,
                             transform_node_id=p.outputTransformNode.GetID() if p.outputTransformNode else None,
                             warped_node_id=p.warpedVolume.GetID() if p.warpedVolume else None,

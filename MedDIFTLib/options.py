@@ -65,7 +65,8 @@ class PriorKind(Choice):
 
     IDENTITY = "identity"  # the same world point
     COARSE = "coarse"  # a global match on the coarsest level first
-    DENSE = "dense"  # the session's dense registration
+    DENSE = "dense"  # the session's dense registration (the default)
+    NONE = "none"  # the paper's plain argmax: global, or within the radius of the same world point
 
 
 class Prealign(Choice):

@@ -32,7 +32,7 @@ from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
 from .features.options import check_engine_options, resolve_device
 from .features.pyramid import FeaturePyramid
-from .matching.priors import identity_prior, resolve_prior
+from .matching.priors import DEFAULT_PRIOR, DENSE_CHECK_MM, identity_prior, resolve_prior
 from .matching.search import Matcher, MatchResult
 from .options import BackboneName, EngineOptions, MatchOptions, MindLevel, PriorKind, RegistrationOptions
 from .runtime import Cancel, Progress, staged
@@ -179,18 +179,28 @@ class MatchSession:
 
     def features(self, volume: Volume, progress: Optional[Progress] = None,
                  cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
-        """The volume's pyramid from the session's backbone (or ``backbone``), computed once."""
+        """The volume's pyramid from the session's backbone (or ``backbone``), computed once: the session
+        backbone's levels come from the registration's (:meth:`registration_backbone`), extracted once."""
         backbone = backbone or self.backbone
-        key = volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
+        key = self._pyramid_key(volume, backbone)
         if key not in self._pyramids:
-            self._pyramids[key] = extract_cached(backbone, volume, self.cache, progress, cancel)
+            reg = self.registration_backbone() if backbone is self.backbone else backbone
+            if reg is not backbone:
+                pyramid = self.features(volume, progress, cancel, reg).select(backbone.level_names)
+                pyramid.identity.update(backbone.identity())
+            else:
+                pyramid = extract_cached(backbone, volume, self.cache, progress, cancel)
+            self._pyramids[key] = pyramid
         return self._pyramids[key]
+
+    def _pyramid_key(self, volume: Volume, backbone: Backbone):
+        return volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
 
     def registration_backbone(self) -> Backbone:
         """The backbone whose pyramids dense registration uses: the session's own, except that the
         weight-free MIND-SSC gets its full-resolution level too. Point matching gains nothing from it
         (1.65 vs 1.67 mm on a phantom case) and its global search would cost more; registration does
-        (phantom suite: 1.18 mm mean without it, 0.84 mm with it)."""
+        (phantom suite: 1.18 mm mean without it, 0.84 mm with it). Its pyramid holds the session's levels too."""
         bb = self.backbone
         finest = MindLevel.MIND1.value
         if bb.name == BackboneName.MIND_SSC and not self.engine.levels and finest not in bb.level_names:
@@ -222,10 +232,11 @@ class MatchSession:
         Args:
             fixed, moving: the scans.
             points: landmarks on the fixed scan.
-            prior: anything :func:`~MedDIFTLib.matching.priors.resolve_prior` takes: None (the identity
-                with the session's search radius, a global search without one), ``"coarse"`` (the
-                coarsest level first), ``"dense"`` (the dense registration), a function of fixed RAS
-                points, a 4x4 matrix, a transform file, or a resolved prior.
+            prior: anything :func:`~MedDIFTLib.matching.priors.resolve_prior` takes: None (the default,
+                :data:`~MedDIFTLib.matching.priors.DEFAULT_PRIOR`: the dense registration; with a mask, the
+                paper's argmax), ``"none"`` (the paper's argmax: within the session's search radius of the
+                same world point, global without one), ``"dense"``, ``"coarse"`` (the coarsest level
+                first), a function of fixed RAS points, a 4x4 matrix, a transform file, or a resolved prior.
             mask: candidates only where this volume is > 0 (resampled onto the moving scan).
             progress, cancel: see :mod:`MedDIFTLib.runtime`.
         """
@@ -237,7 +248,12 @@ class MatchSession:
         pts = points.points[defined]
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
+        # the dense map unless "none" (the paper's argmax); a candidate mask restricts a point search
+        prior = (DEFAULT_PRIOR if mask is None else PriorKind.NONE.value) if prior is None else prior
         resolved = resolve_prior(prior, self.matching.radius_mm)
+        if mask is not None and resolved.kind == PriorKind.DENSE:
+            raise InputError("a candidate mask restricts the point search, and the dense prior does not search: "
+                             f"leave out the mask, or match by the paper's argmax ({opt('prior', 'none')})")
         if resolved.needs_radius and self.matching.radius_mm is None:
             raise InputError(f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
                              "search; give a radius, or leave the prior out for a global search")
@@ -263,34 +279,32 @@ class MatchSession:
     def _dense_match(self, fixed: Volume, moving: Volume, pts: np.ndarray, progress, cancel):
         """Points from the dense field, scored (and, with an explicit radius, moved) by the paper's argmax.
 
-        The field's position is the match: on the phantom suite it beats the local argmax around it
-        (0.91 against 1.24 mm mean on a case, weight-free descriptor), because the field knows
-        that neighbours move alike. The argmax within ``DENSE_CHECK_MM`` still scores it: its
-        similarity and margin, and ``argmax_gap_mm``, the distance between the two, which lowers the
-        confidence as it grows. With a search radius the argmax within it is the match instead.
+        The field's position is the match unless the backbone says the argmax around it sharpens it
+        (:attr:`~MedDIFTLib.features.base.Backbone.field_argmax`, decided there only); with a search
+        radius the argmax within it is. The argmax within ``DENSE_CHECK_MM`` scores it (similarity,
+        margin, ``argmax_gap_mm``): a lookup in a small window on the registration's own pyramids
+        (:mod:`~MedDIFTLib.registration.field_lookup`), so once the field is known a click is cheap.
         """
-        import dataclasses
-
-        from .evidence import least_radius
-        from .matching.priors import DENSE_CHECK_MM
-
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
-        prior_pts = field.map_points(pts)
-        least = least_radius(self.features(moving, staged(progress, "moving"), cancel).grid.ijk_to_ras)
-        window = self.matching.radius_mm or max(DENSE_CHECK_MM, least)  # never under the grid's resolution
-        key = (volume_digest(fixed), volume_digest(moving), "dense", window)
+        window = self.matching.radius_mm or DENSE_CHECK_MM
+        move = self.matching.radius_mm is not None or self.backbone.field_argmax
+        return self._field_scorer(fixed, moving, progress, cancel).score(
+            pts, field.map_points(pts), window, move=move, forward_backward=self.matching.forward_backward,
+            progress=progress, cancel=cancel)
+
+    def _field_scorer(self, fixed: Volume, moving: Volume, progress, cancel):
+        """The pair's :class:`~MedDIFTLib.registration.field_lookup.FieldScorer`, made once: the field's own
+        pyramids, restricted to the levels point matching uses."""
+        from .registration.field_lookup import FieldScorer
+
+        key = (volume_digest(fixed), volume_digest(moving), "field scores")
         if key not in self._matchers:
-            pf = self.features(fixed, staged(progress, "fixed"), cancel)
-            pm = self.features(moving, staged(progress, "moving"), cancel)
-            self._matchers[key] = Matcher(pf, pm, dataclasses.replace(self.matching, radius_mm=window),
-                                          device=self.match_device)
-        res = self._matchers[key].match(pts, prior_ras=prior_pts, progress=progress, cancel=cancel)
-        gap = np.linalg.norm(res.points - prior_pts, axis=1)
-        if self.matching.radius_mm is None:
-            res.points = prior_pts
-        res.argmax_gap_mm = gap
-        res.confidence_factor = np.clip(1.0 - gap / window, 0.0, 1.0)
-        return res
+            bb = self.registration_backbone()
+            pf = self.features(fixed, staged(progress, "fixed"), cancel, bb)
+            pm = self.features(moving, staged(progress, "moving"), cancel, bb)
+            levels = self.matching.levels or [n for n in self.backbone.level_names if n in pf.names] or None
+            self._matchers[key] = FieldScorer(pf, pm, levels, device=self.match_device)
+        return self._matchers[key]
 
     def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
         """Global match with the coarsest level only: a cheap prior for the full local search."""
@@ -306,8 +320,10 @@ class MatchSession:
     def register(self, fixed: Volume, moving: Volume, options=None, initial: Optional[np.ndarray] = None,
                  progress: Optional[Progress] = None, cancel: Optional[Cancel] = None):
         """The dense fixed -> moving map (:class:`~MedDIFTLib.registration.DenseField`), kept in memory
-        per pair and options: the features are the session's own (cached), nothing is computed twice."""
+        per pair and options and in the session's disk cache (:mod:`~MedDIFTLib.registration.field_cache`):
+        a pair reopened by another run, worker or server is not registered again."""
         from .registration import RegistrationOptions
+        from .registration.field_cache import cached_field, field_key, store_field
         from .registration.volumes import register_volumes
 
         opts = options or RegistrationOptions()
@@ -316,9 +332,16 @@ class MatchSession:
         if key not in self._fields:
             self.check_inputs(fixed, moving)
             bb = self.registration_backbone()
-            feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
-            self._fields[key] = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
-                                                 device=self.match_device)
+            disk_key = field_key(key[0], key[1], bb.identity(), opts, initial)
+            field = cached_field(self.cache, disk_key)
+            if field is not None and progress is not None:
+                progress("registration (cached)", 1.0)
+            elif field is None:
+                feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
+                field = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
+                                         device=self.match_device)
+                store_field(self.cache, disk_key, field)
+            self._fields[key] = field
         return self._fields[key]
 
     def heatmap(self, fixed: Volume, moving: Volume, point_ras) -> Volume:

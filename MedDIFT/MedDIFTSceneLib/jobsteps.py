@@ -144,7 +144,9 @@ class MatchRequest:
     engine: dict = field(default_factory=dict)
     matching: dict = field(default_factory=dict)
     record_session: bool = True  # keep the pair as a two-scan tracking session in the scene (multi-scan: no)
-    prior: Optional[str] = None  # "dense": points from the dense registration's map
+    # "none": the paper's argmax (the module's own jobs: the background registration then re-places the points
+    # from the field, MedDIFTSceneLib.densefield); "dense": points from the dense registration's map in this job
+    prior: Optional[str] = "none"
     transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
     warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
     transform_node_id: Optional[str] = None  # the output transform the panel names (None: a new node)

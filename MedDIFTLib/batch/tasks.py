@@ -64,7 +64,7 @@ def _cache_state(session, volume) -> tuple[str, bool]:
     from ..data.digest import volume_digest
     from ..features.cache import cache_key
 
-    key = cache_key(volume_digest(volume), session.backbone.identity())
+    key = cache_key(volume_digest(volume), session.registration_backbone().identity())  # what features() caches
     return key, session.cache.path_for(key).exists()
 
 
@@ -122,7 +122,7 @@ def match_pair(pair: dict, fixed_info: dict, moving_info: dict, engine: dict, ma
                       "values": dict(report.points.values), "warnings": list(report.warnings)}
         else:
             prior = resolve_prior(pair.get("prior") or prior_spec, session.matching.radius_mm)
-            report = session.match(fixed, moving, points, prior=prior)
+            report = session.match(fixed, moving, points, prior=prior if prior is not None else "none")
             result = {"points": report.points.points, "labels": list(report.points.labels),
                       "values": dict(report.points.values), "warnings": list(report.warnings)}
         session.forget()

@@ -66,10 +66,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search")
     g.add_argument("--radius", type=float, help="local search radius in mm around the prior (default: global search)")
     g.add_argument("--prior", default=None,
-                   help="prior for local search: identity (default with --radius), coarse (coarsest level first), "
-                        "dense (the dense registration's map; its position is the match unless --radius is given), "
-                        "or a file: 4x4 RAS matrix (.txt/.npy), ITK transform (.tfm/.h5/.txt) or displacement field "
-                        "image, mapping fixed to moving points")
+                   help="where each match comes from: dense (the default: the dense registration's map; its "
+                        "position is the match, or with --radius the argmax within that radius of it), none (the "
+                        "paper's plain argmax: global, or within --radius of the same world point), identity, "
+                        "coarse (coarsest level first), or a file: 4x4 RAS matrix (.txt/.npy), ITK transform "
+                        "(.tfm/.h5/.txt) or displacement field image, mapping fixed to moving points")
     g.add_argument("--mask", help="candidate mask on the moving scan (label image; matches only where > 0)")
     g.add_argument("--no-subvoxel", action="store_true", help="keep matches on voxel centres")
     g.add_argument("--no-forward-backward", action="store_true", help="skip the forward-backward check")

@@ -52,7 +52,7 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     search = f"local search within {radius_mm:g} mm of the same world point" if radius_mm else "global search"
     log(f"search: {search}")
     t1 = time.perf_counter()
-    matched = session.match(pair.fixed, pair.moving, landmarks, progress=progress).points
+    matched = session.match(pair.fixed, pair.moving, landmarks, prior="none", progress=progress).points
     t_match = time.perf_counter() - t1
     write_points(matched, out / "matched_landmarks.csv")
     write_points(matched, out / "matched_landmarks.mrk.json")

@@ -25,7 +25,7 @@ import numpy as np
 from ..data.geometry import Grid, Volume, flip_lps_ras, resample
 from ..errors import InputError
 from ..matching.priors import DEFAULT_RADIUS_MM
-from ..options import BackboneName
+from ..options import BackboneName, PriorKind
 
 UNIGRADICON_WEIGHTS_ENV = "MEDDIFT_UNIGRADICON_WEIGHTS"
 
@@ -72,7 +72,7 @@ class MedDIFTMethod(Method):
         self.session = session or MatchSession(engine or EngineOptions(use_cache=False),
                                                MatchOptions(radius_mm=radius_mm))
         self.radius_mm = self.session.matching.radius_mm
-        self.prior = prior
+        self.prior = prior or PriorKind.NONE.value  # no prior: the paper's argmax (the session's own default is dense)
         self.name = name or self.default_name(self.session.backbone.name == BackboneName.MAISI)
 
     def default_name(self, maisi: bool) -> str:

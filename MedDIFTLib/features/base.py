@@ -22,6 +22,16 @@ class Backbone(ABC):
     """Whether extraction gains from a GPU: ``device="auto"`` resolves to CUDA (when there is one) only
     for a backbone that says so (:func:`~MedDIFTLib.features.options.resolve_device`)."""
 
+    field_argmax: bool = False
+    """Whether, with the dense prior, the paper's argmax within a small window around the field's
+    position (:data:`~MedDIFTLib.matching.priors.DENSE_CHECK_MM`) is the match instead of the
+    position itself: the one place this is decided, per backbone. False for every backbone so far.
+    MIND-SSC, measured: the window's argmax blurs the field's answer (README, "Dense
+    correspondence", the phantom-suite table: "MedDIFT dense, MIND-SSC" against "MedDIFT dense +
+    argmax 6 mm"). MAISI: unmeasured (no weights where it was developed), so the field's position,
+    the measured better answer of the other backbone. The argmax still scores the position
+    (``argmax_gap_mm``), and an explicit search radius always makes it the match."""
+
     @abstractmethod
     def identity(self) -> dict:
         """JSON-able description of everything that changes the features

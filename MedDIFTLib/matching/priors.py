@@ -33,6 +33,12 @@ DENSE_CHECK_MM = 6.0
 looked up to score the match (and, with an explicit radius, to move it). Two finest MIND-SSC voxels
 on a typical 3 mm scan: the field's own error is about 1 mm there."""
 
+DEFAULT_PRIOR = "dense"
+"""The prior of a match that names none (``MatchSession.match``, hence the CLI, the worker, the server
+and the panel): the dense registration's map, the most accurate answer measured (README, "Dense
+correspondence"). The one place this default is set. ``"none"`` is the paper's plain argmax: a global
+search, or within the search radius of the same world point."""
+
 DEFAULT_RADIUS_MM = 25.0
 """The local search radius used by default where one is used (the demo, the evaluation, the
 ablations' reference, the Slicer self-test): larger than breathing motion at the lung base, small
@@ -160,5 +166,6 @@ def load_prior(spec: str) -> PriorFn:
         raise InputError(f"{path}: cannot read transform ({str(exc).splitlines()[0]})") from exc
 
 
-__all__ = ["PriorFn", "Prior", "GLOBAL", "TRANSFORM", "DEFAULT_RADIUS_MM", "DENSE_CHECK_MM", "identity_prior",
-           "matrix_prior", "itk_transform_prior", "load_prior", "resolve_prior", "search_radius", "LPS_TO_RAS"]
+__all__ = ["PriorFn", "Prior", "GLOBAL", "TRANSFORM", "DEFAULT_PRIOR", "DEFAULT_RADIUS_MM", "DENSE_CHECK_MM",
+           "identity_prior", "matrix_prior", "itk_transform_prior", "load_prior", "resolve_prior", "search_radius",
+           "LPS_TO_RAS"]

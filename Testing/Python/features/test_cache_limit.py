@@ -56,3 +56,26 @@ def test_limit_from_the_environment_is_checked(monkeypatch):
     monkeypatch.setenv("MEDDIFT_CACHE_MAX_GB", "lots")
     with pytest.raises(InputError, match="MEDDIFT_CACHE_MAX_GB must be a number"):
         default_limit_bytes()
+
+
+def test_fields_and_pyramids_share_one_limit(tmp_path):
+    """A dense field is an entry like a pyramid: counted in the same limit, least recently used out first."""
+    from MedDIFTLib.registration.descriptors import AxisGrid
+    from MedDIFTLib.registration.field import DenseField
+    from MedDIFTLib.registration.field_cache import cached_field, store_field
+
+    field = DenseField(np.eye(4), AxisGrid((20, 20, 20), np.zeros(3), np.ones(3)),
+                       np.random.default_rng(0).normal(size=(20, 20, 20, 3)), {"note": "synthetic"})
+    probe = FeatureCache(tmp_path / "probe", limit_bytes=10**12)
+    store_field(probe, "a" * 32, field)
+    size = probe.info()["bytes"]
+    cache = FeatureCache(tmp_path / "c", limit_bytes=int(2.5 * size))
+    for key in ("a" * 32, "b" * 32):
+        store_field(cache, key, field)
+        time.sleep(0.05)
+    np.testing.assert_array_equal(cached_field(cache, "a" * 32).u, field.u)  # a hit: "a" is now the most recent
+    time.sleep(0.05)
+    store_field(cache, "c" * 32, field)  # a third passes the limit: "b" goes
+    assert cached_field(cache, "b" * 32) is None and cached_field(cache, "a" * 32) is not None
+    info = cache.info()
+    assert info["fields"] == 2 and info["files"] == 2 and info["bytes"] <= cache.limit_bytes

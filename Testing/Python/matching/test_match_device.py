@@ -91,7 +91,7 @@ def test_the_session_matches_on_its_engine_device():
     points = sample_landmarks(pair, n=6, seed=3)
     session = MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False), MatchOptions())
     assert session.match_device == torch.device("cpu")
-    report = session.match(pair.fixed, pair.moving, points)
+    report = session.match(pair.fixed, pair.moving, points, prior="none")  # point matching: the matchers
     m = session.matcher(pair.fixed, pair.moving)
     assert m.device == session.match_device and m.backward().device == session.match_device
     direct = Matcher(session.features(pair.fixed), session.features(pair.moving), MatchOptions(), device="cpu")

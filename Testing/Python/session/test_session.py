@@ -130,7 +130,7 @@ def test_confidence_carries_the_forward_backward_check_and_a_flag_marks_matches_
     from MedDIFTLib.session import _checked_confidence
 
     session = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
-    out = session.match(pair.fixed, pair.moving, landmarks).points
+    out = session.match(pair.fixed, pair.moving, landmarks, prior="none").points  # the paper's argmax
     fb, flag, conf = out.values["fb_error_mm"], out.values["fb_flag"], out.values["confidence"]
     limit = 2.0 * 4.0  # two moving voxels
     np.testing.assert_array_equal(flag, (fb > limit).astype(float))
@@ -155,4 +155,4 @@ def test_a_point_without_candidates_is_named_by_its_label(pair, landmarks, no_we
     corner = np.zeros(pair.moving.shape, dtype=np.uint8)
     corner[:3, :3, :3] = 1
     with pytest.raises(InputError, match=f"point '{landmarks.labels[0]}' at .* has no candidate voxel"):
-        session.match(pair.fixed, pair.moving, landmarks, mask=pair.moving.with_array(corner))
+        session.match(pair.fixed, pair.moving, landmarks, prior="none", mask=pair.moving.with_array(corner))
