@@ -13,9 +13,7 @@ import time
 from typing import Annotated, Optional
 
 import qt
-import slicer
 import vtk
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLTransformNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -26,6 +24,9 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+import slicer
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLTransformNode
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 DOCUMENTATION_URL = "https://github.com/meddift/SlicerMedDIFT#the-slicer-extension"  # the README's Slicer section
@@ -68,14 +69,16 @@ class MedDIFT(ScriptedLoadableModule):
             "volume, press Apply, and MedDIFT places their matches on the moving volume and shows a similarity "
             "heatmap. With Live on, every new or moved landmark is matched at once. "
             "Features: MAISI v1 diffusion model (MedDIFT, arXiv 2512.05571) when its weights are installed, "
-            "otherwise a weight-free MIND-SSC descriptor (named as such in the log).")
+            "otherwise a weight-free MIND-SSC descriptor (named as such in the log)."
+        )
         self.parent.helpText += " " + _('See the <a href="{url}">documentation</a>.').format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "MedDIFT (Apache License 2.0) follows arXiv 2512.05571. It uses NVIDIA's MAISI v1 networks through "
             "MONAI (Apache License 2.0); the MAISI weights are NVIDIA's, under the licence you accept for "
             "nvidia/NV-Generate-CT on Hugging Face. Without them it uses the MIND-SSC descriptor (Heinrich et al., "
             "MICCAI 2013); the dense registration follows ConvexAdam (Siebert, Hansen and Heinrich, 2021; its "
-            "convexadam package, Apache License 2.0). PyTorch (BSD-style licence) comes from the PyTorch extension.")
+            "convexadam package, Apache License 2.0). PyTorch (BSD-style licence) comes from the PyTorch extension."
+        )
 
 
 #
@@ -109,8 +112,16 @@ class MedDIFTParameterNode:
 #
 
 
-class MedDIFTWidget(DensePanelMixin, ReaderViewMixin, ComputeOnMixin, WidgetActionsMixin, SessionsMixin, TrackPanelMixin, ScriptedLoadableModuleWidget,
-                    VTKObservationMixin):
+class MedDIFTWidget(
+    DensePanelMixin,
+    ReaderViewMixin,
+    ComputeOnMixin,
+    WidgetActionsMixin,
+    SessionsMixin,
+    TrackPanelMixin,
+    ScriptedLoadableModuleWidget,
+    VTKObservationMixin,
+):
     """Panel wiring and Apply/Cancel; the polled job, its results, live mode and the weights download are in
     :class:`MedDIFTWidgetLib.actions.WidgetActionsMixin`, the tracking sessions and their table in
     :class:`MedDIFTWidgetLib.sessions.SessionsMixin`, tracking through follow-ups in
@@ -162,8 +173,9 @@ class MedDIFTWidget(DensePanelMixin, ReaderViewMixin, ComputeOnMixin, WidgetActi
         self.ui.liveModeCheckBox.connect("toggled(bool)", self.onLiveModeToggled)
         self.ui.fixedLandmarksSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFixedLandmarksChanged)
         self.ui.downloadWeightsButton.connect("clicked(bool)", self.onDownloadWeights)
-        self.ui.weightsPathLineEdit.connect("currentPathChanged(QString)",
-                                            lambda p: qt.QSettings().setValue("MedDIFT/WeightsDir", p))
+        self.ui.weightsPathLineEdit.connect(
+            "currentPathChanged(QString)", lambda p: qt.QSettings().setValue("MedDIFT/WeightsDir", p)
+        )
         self.ui.acceptButton.connect("clicked(bool)", lambda: self.onTrackingAction("accept"))
         self.ui.correctButton.connect("clicked(bool)", lambda: self.onTrackingAction("correct"))
         self.ui.exportCsvButton.connect("clicked(bool)", lambda: self.onExport(".csv"))
@@ -213,8 +225,12 @@ class MedDIFTWidget(DensePanelMixin, ReaderViewMixin, ComputeOnMixin, WidgetActi
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def onVolumeAdded(self, caller, event, node=None) -> None:
         """A scan loaded: it becomes the moving volume if the selectors would show one scan twice."""
-        if (self._parameterNode is not None and node is not None and node.IsA("vtkMRMLScalarVolumeNode")
-                and not slicer.mrmlScene.IsImporting()):
+        if (
+            self._parameterNode is not None
+            and node is not None
+            and node.IsA("vtkMRMLScalarVolumeNode")
+            and not slicer.mrmlScene.IsImporting()
+        ):
             distinctDefaultVolumes(self._parameterNode, slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode: Optional[MedDIFTParameterNode]) -> None:
@@ -236,9 +252,12 @@ class MedDIFTWidget(DensePanelMixin, ReaderViewMixin, ComputeOnMixin, WidgetActi
         same = ok and p.fixedVolume is p.movingVolume
         self.ui.applyButton.enabled = ok and not same
         self.ui.applyButton.toolTip = (
-            _("The fixed and moving volumes are the same scan: select two different volumes") if same else
-            _("Extract features of both volumes and match every landmark") if ok else
-            _("Select a fixed volume, a moving volume and fixed landmarks"))
+            _("The fixed and moving volumes are the same scan: select two different volumes")
+            if same
+            else _("Extract features of both volumes and match every landmark")
+            if ok
+            else _("Select a fixed volume, a moving volume and fixed landmarks")
+        )
         self._refreshHeatmapLabels()
 
     def onFixedLandmarksChanged(self, node) -> None:
@@ -267,8 +286,12 @@ class MedDIFTWidget(DensePanelMixin, ReaderViewMixin, ComputeOnMixin, WidgetActi
         self._stopLive()
         try:
             # the request is read here, once, and every question asked (the job never reads the panel again)
-            job = self.logic.startMatch(self._parameterNode, self.ui.heatmapLabelComboBox.currentText,
-                                        self.ui.weightsPathLineEdit.currentPath, self._confirmOverwrite)
+            job = self.logic.startMatch(
+                self._parameterNode,
+                self.ui.heatmapLabelComboBox.currentText,
+                self.ui.weightsPathLineEdit.currentPath,
+                self._confirmOverwrite,
+            )
         except OverwriteDeclined as err:
             self.ui.statusLabel.text = _("Not started: {error}").format(error=err)
             self._log(self.ui.statusLabel.text)
@@ -331,20 +354,32 @@ class MedDIFTLogic(ConsoleMixin, SlicerLogicMixin, ScriptedLoadableModuleLogic):
         return MedDIFTParameterNode(super().getParameterNode())
 
     def engineOptions(self, p, weightsDir: str = "") -> tuple[dict, dict]:
-        engine = {"backbone": p.backbone, "device": p.device, "timestep": p.timestep,
-                  "levels": [s.strip() for s in p.levels.split(",") if s.strip()] or None,
-                  "weights_dir": weightsDir or None}
+        engine = {
+            "backbone": p.backbone,
+            "device": p.device,
+            "timestep": p.timestep,
+            "levels": [s.strip() for s in p.levels.split(",") if s.strip()] or None,
+            "weights_dir": weightsDir or None,
+        }
         return engine, {"radius_mm": p.searchRadius or None}
 
     def requestFromParameters(self, p, heatmapLabel: str = "", weightsDir: str = "") -> MatchRequest:
         engine, matching = self.engineOptions(p, weightsDir)
-        return MatchRequest(p.fixedVolume.GetID(), p.movingVolume.GetID(), p.fixedLandmarks.GetID(),
-                            p.outputLandmarks.GetID() if p.outputLandmarks else None, heatmapLabel or None,
-                            engine, matching, prior="dense" if p.denseMatching else "none",
-                            transform=p.outputTransform, warp=p.warpMoving,
-                            transform_node_id=p.outputTransformNode.GetID() if p.outputTransformNode else None,
-                            warped_node_id=p.warpedVolume.GetID() if p.warpedVolume else None,
-                            inverse=p.outputTransform and p.inverseTransform)
+        return MatchRequest(
+            p.fixedVolume.GetID(),
+            p.movingVolume.GetID(),
+            p.fixedLandmarks.GetID(),
+            p.outputLandmarks.GetID() if p.outputLandmarks else None,
+            heatmapLabel or None,
+            engine,
+            matching,
+            prior="dense" if p.denseMatching else "none",
+            transform=p.outputTransform,
+            warp=p.warpMoving,
+            transform_node_id=p.outputTransformNode.GetID() if p.outputTransformNode else None,
+            warped_node_id=p.warpedVolume.GetID() if p.warpedVolume else None,
+            inverse=p.outputTransform and p.inverseTransform,
+        )
 
     def startMatch(self, p, heatmapLabel: str = "", weightsDir: str = "", overwrite=None):
         return self.core.start_match(self.requestFromParameters(p, heatmapLabel, weightsDir), overwrite)
@@ -380,10 +415,10 @@ class MedDIFTTest(ScriptedLoadableModuleTest):
         if reason:
             self.skipTest(reason)
         import numpy as np
-        from MedDIFTSceneLib.scene import add_volume_node, write_markups
 
         from MedDIFTLib.evaluation.metrics import tre
         from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+        from MedDIFTSceneLib.scene import add_volume_node, write_markups
 
         self.delayDisplay("Making a phantom pair with known breathing motion")
         pair = make_pair(shape=(96, 96, 96), spacing=(2.5, 2.5, 2.5), seed=3)

@@ -115,16 +115,20 @@ def refuse_input_overlap(outputs: dict, inputs: dict) -> None:
     for oname, opath in ((k, Path(v)) for k, v in outputs.items() if v):
         hit = next((files[k] for k in _identities(opath) if k in files), None)
         if hit is not None:
-            raise OutputWriteError(f"{oname} {opath} is {hit[0]}: an output never replaces an input "
-                                   "(not even when replacing is allowed); choose another name")
+            raise OutputWriteError(
+                f"{oname} {opath} is {hit[0]}: an output never replaces an input "
+                "(not even when replacing is allowed); choose another name"
+            )
         try:
             above = [str(p) for p in opath.resolve().parents]
         except OSError:
             above = []
         hit = next((folders[p] for p in above if p in folders), None)
         if hit is not None:
-            raise OutputWriteError(f"{oname} {opath} lies inside {hit[0]} {hit[1]}, a folder the job reads: "
-                                   "an output never goes among the inputs; choose another place")
+            raise OutputWriteError(
+                f"{oname} {opath} lies inside {hit[0]} {hit[1]}, a folder the job reads: "
+                "an output never goes among the inputs; choose another place"
+            )
 
 
 def check_outputs(outputs: dict, inputs: dict, force: bool = False) -> None:
@@ -135,7 +139,7 @@ def check_outputs(outputs: dict, inputs: dict, force: bool = False) -> None:
     refuse_input_overlap(outputs, inputs)
     names = list(outs)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             if _same(outs[a], outs[b]):
                 raise OutputWriteError(f"{a} and {b} are the same file {outs[a]}; give each its own name")
     for opath in outs.values():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class Scan:
 
     path: str
     hu_offset: float = 0.0
-    volume: Optional[Volume] = field(default=None, compare=False)
+    volume: Volume | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -67,23 +67,33 @@ class Engine(Protocol):
     """The jobs a front end asks for; every method raises :class:`~MedDIFTLib.errors.MedDIFTError`
     in the user's terms."""
 
-    def configure(self, engine: EngineOptions, matching: MatchOptions,
-                  registration: Optional[RegistrationOptions] = None) -> EngineInfo:
+    def configure(
+        self, engine: EngineOptions, matching: MatchOptions, registration: RegistrationOptions | None = None
+    ) -> EngineInfo:
         """Choose the backbone and options (every option checked); says what runs."""
 
-    def prior(self, spec: Optional[str]) -> Any:
+    def prior(self, spec: str | None) -> Any:
         """``--prior`` as this engine takes it, refused in words before any work."""
 
-    def match(self, fixed: Scan, moving: Scan, points: PointSet, prior: Any = None,
-              mask: Optional[Scan] = None) -> MatchReport:
+    def match(
+        self, fixed: Scan, moving: Scan, points: PointSet, prior: Any = None, mask: Scan | None = None
+    ) -> MatchReport:
         """The matched points (every row of ``points``) and the warnings, as neutral templates."""
 
     def heatmap(self, fixed: Scan, moving: Scan, point_ras: np.ndarray, out: Path, force: bool = False) -> Path:
         """The similarity of one fixed point to every moving voxel, written to ``out``."""
 
-    def register(self, fixed: Scan, moving: Scan, options: RegistrationOptions, initial: Optional[np.ndarray],
-                 out_dir: Path, field_ext: str = ".nii.gz", figure: bool = True,
-                 force: bool = False) -> Registration:
+    def register(
+        self,
+        fixed: Scan,
+        moving: Scan,
+        options: RegistrationOptions,
+        initial: np.ndarray | None,
+        out_dir: Path,
+        field_ext: str = ".nii.gz",
+        figure: bool = True,
+        force: bool = False,
+    ) -> Registration:
         """The dense fixed -> moving map, written as ``meddift register`` writes it."""
 
     def close(self) -> None:
@@ -93,18 +103,19 @@ class Engine(Protocol):
 class LocalEngine:
     """The :class:`Engine` of this process: a :class:`MatchSession`, its progress on ``progress``."""
 
-    def __init__(self, progress: Optional[Progress] = None):
+    def __init__(self, progress: Progress | None = None):
         self.progress = progress
-        self.session: Optional[MatchSession] = None
+        self.session: MatchSession | None = None
         self._volumes: dict = {}
 
-    def configure(self, engine: EngineOptions, matching: MatchOptions,
-                  registration: Optional[RegistrationOptions] = None) -> EngineInfo:
+    def configure(
+        self, engine: EngineOptions, matching: MatchOptions, registration: RegistrationOptions | None = None
+    ) -> EngineInfo:
         self.session = MatchSession(engine, matching, registration=registration)
         d = self.session.describe()
         return EngineInfo(d["backbone"], d["note"], d["device"], d["warning_templates"])
 
-    def prior(self, spec: Optional[str]) -> Any:
+    def prior(self, spec: str | None) -> Any:
         return resolve_prior(spec, self._session().matching.radius_mm)
 
     def volume(self, scan: Scan) -> Volume:
@@ -116,8 +127,9 @@ class LocalEngine:
             self._volumes[key] = read_volume(scan.path, hu_offset=scan.hu_offset)
         return self._volumes[key]
 
-    def match(self, fixed: Scan, moving: Scan, points: PointSet, prior: Any = None,
-              mask: Optional[Scan] = None) -> MatchReport:
+    def match(
+        self, fixed: Scan, moving: Scan, points: PointSet, prior: Any = None, mask: Scan | None = None
+    ) -> MatchReport:
         f, m = self.volume(fixed), self.volume(moving)
         mask_volume = self.volume(mask) if mask is not None else None
         return self._session().match(f, m, points, prior=prior, mask=mask_volume, progress=self.progress)
@@ -126,9 +138,17 @@ class LocalEngine:
         hm = self._session().heatmap(self.volume(fixed), self.volume(moving), point_ras)
         return write_volume(hm, out, force=force)
 
-    def register(self, fixed: Scan, moving: Scan, options: RegistrationOptions, initial: Optional[np.ndarray],
-                 out_dir: Path, field_ext: str = ".nii.gz", figure: bool = True,
-                 force: bool = False) -> Registration:
+    def register(
+        self,
+        fixed: Scan,
+        moving: Scan,
+        options: RegistrationOptions,
+        initial: np.ndarray | None,
+        out_dir: Path,
+        field_ext: str = ".nii.gz",
+        figure: bool = True,
+        force: bool = False,
+    ) -> Registration:
         f, m = self.volume(fixed), self.volume(moving)
         dense = self._session().register(f, m, options, initial=initial, progress=self.progress)
         written = write_outputs(dense, f, m, out_dir, field_ext, figure=figure, force=force)

@@ -65,7 +65,7 @@ def opt(name: str, value=None) -> str:
     """An option named neutrally inside a message (``value``: what to set it to, if one is advised)."""
     if name not in OPTIONS:
         raise KeyError(f"unknown option name {name!r}")
-    return "{opt:%s}" % name if value is None else "{opt:%s=%s}" % (name, value)
+    return f"{{opt:{name}}}" if value is None else f"{{opt:{name}={value}}}"
 
 
 def _one(name: str, value, interface: str) -> str:

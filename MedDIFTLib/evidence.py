@@ -20,8 +20,6 @@ because the checks are in the engine, is:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from .errors import InputError, opt
@@ -42,8 +40,10 @@ def require_contrast(array: np.ndarray, name: str) -> None:
     """
     a = np.asarray(array)
     if a.size and float(np.min(a)) == float(np.max(a)):
-        raise InputError(f"{name} is {float(a.flat[0]):g} everywhere: there is nothing in it to match or "
-                         "register; check that it is the scan you meant")
+        raise InputError(
+            f"{name} is {float(a.flat[0]):g} everywhere: there is nothing in it to match or "
+            "register; check that it is the scan you meant"
+        )
 
 
 def least_radius(ijk_to_ras: np.ndarray) -> float:
@@ -51,7 +51,7 @@ def least_radius(ijk_to_ras: np.ndarray) -> float:
     return float(np.linalg.norm(np.linalg.norm(np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3], axis=0)) / 2)
 
 
-def check_radius_resolution(radius_mm: Optional[float], ijk_to_ras: np.ndarray) -> None:
+def check_radius_resolution(radius_mm: float | None, ijk_to_ras: np.ndarray) -> None:
     """Refuse a search radius under half a voxel diagonal of the moving grid the search runs on: a
     ball that small may hold no voxel at all, and the 'match' would be a score of minus infinity.
 
@@ -64,12 +64,14 @@ def check_radius_resolution(radius_mm: Optional[float], ijk_to_ras: np.ndarray) 
     spacing = np.linalg.norm(np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3], axis=0)
     least = least_radius(ijk_to_ras)
     if radius_mm < least:
-        raise InputError(f"the search radius {radius_mm:g} mm is under the moving scan's resolution (voxels of "
-                         f"{', '.join(f'{s:.2f}' for s in spacing)} mm): a ball that small may hold no voxel; give "
-                         f"{opt('radius', f'{np.ceil(least * 10) / 10:g}')} or more, or 0 for a global search")
+        raise InputError(
+            f"the search radius {radius_mm:g} mm is under the moving scan's resolution (voxels of "
+            f"{', '.join(f'{s:.2f}' for s in spacing)} mm): a ball that small may hold no voxel; give "
+            f"{opt('radius', f'{np.ceil(least * 10) / 10:g}')} or more, or 0 for a global search"
+        )
 
 
-def require_finite_scores(similarity: np.ndarray, points: np.ndarray, labels: Optional[list] = None) -> None:
+def require_finite_scores(similarity: np.ndarray, points: np.ndarray, labels: list | None = None) -> None:
     """Refuse a match whose best score is not finite (no candidate was scored): it is no match.
 
     Args:
@@ -81,8 +83,10 @@ def require_finite_scores(similarity: np.ndarray, points: np.ndarray, labels: Op
     if len(bad):
         i = int(bad[0])
         name = f"point {labels[i]!r}" if labels is not None else f"point #{i}"
-        raise InputError(f"{name} at {np.round(points[i], 2).tolist()} (and {len(bad) - 1} more) found no scored "
-                         f"candidate in the moving volume: widen {opt('radius')} or check the prior")
+        raise InputError(
+            f"{name} at {np.round(points[i], 2).tolist()} (and {len(bad) - 1} more) found no scored "
+            f"candidate in the moving volume: widen {opt('radius')} or check the prior"
+        )
 
 
 def prior_coverage(inside: np.ndarray, what: str) -> list:
@@ -96,15 +100,18 @@ def prior_coverage(inside: np.ndarray, what: str) -> list:
     inside = np.asarray(inside, dtype=bool)
     n, k = len(inside), int(inside.sum())
     if n and k == 0:
-        raise InputError(f"the prior {what} covers none of the {n} points (they lie outside its grid), so it would "
-                         "act as the identity: check that the field belongs to these scans")
+        raise InputError(
+            f"the prior {what} covers none of the {n} points (they lie outside its grid), so it would "
+            "act as the identity: check that the field belongs to these scans"
+        )
     if k < n:
-        return [f"the prior {what} covers {k} of the {n} points; the other {n - k} are searched around the same "
-                "world point"]
+        return [
+            f"the prior {what} covers {k} of the {n} points; the other {n - k} are searched around the same world point"
+        ]
     return []
 
 
-def checked_initial(matrix) -> Optional[np.ndarray]:
+def checked_initial(matrix) -> np.ndarray | None:
     """A given initial transform as a 4x4 affine matrix, or refused: finite, bottom row 0 0 0 1,
     invertible (a projective or singular matrix has no meaning as a fixed -> moving map).
 
@@ -117,16 +124,25 @@ def checked_initial(matrix) -> Optional[np.ndarray]:
     if a.shape != (4, 4) or not np.all(np.isfinite(a)):
         raise InputError(f"the initial transform ({opt('initial')}) must be a 4x4 RAS matrix of finite numbers")
     if not np.allclose(a[3], [0, 0, 0, 1], atol=1e-9):
-        raise InputError(f"the initial transform ({opt('initial')}) is not affine: its bottom row is "
-                         f"{np.round(a[3], 6).tolist()}, it must be [0, 0, 0, 1]")
+        raise InputError(
+            f"the initial transform ({opt('initial')}) is not affine: its bottom row is "
+            f"{np.round(a[3], 6).tolist()}, it must be [0, 0, 0, 1]"
+        )
     if abs(np.linalg.det(a[:3, :3])) < 1e-6:
-        raise InputError(f"the initial transform ({opt('initial')}) is singular (it flattens space): "
-                         "it must be invertible")
+        raise InputError(
+            f"the initial transform ({opt('initial')}) is singular (it flattens space): it must be invertible"
+        )
     return a
 
 
-def overlap_share(fixed_ijk_to_ras: np.ndarray, fixed_shape, moving_ijk_to_ras: np.ndarray, moving_shape,
-                  a: np.ndarray, samples: int = 12) -> float:
+def overlap_share(
+    fixed_ijk_to_ras: np.ndarray,
+    fixed_shape,
+    moving_ijk_to_ras: np.ndarray,
+    moving_shape,
+    a: np.ndarray,
+    samples: int = 12,
+) -> float:
     """Share of the fixed scan that ``a`` (fixed -> moving points) puts inside the moving scan, from a
     ``samples``^3 lattice over the fixed scan."""
     axes = [np.linspace(0, s - 1, samples) for s in fixed_shape]
@@ -152,16 +168,33 @@ def prealign_evidence(fixed, moving, a: np.ndarray, given: bool) -> dict:
     share = overlap_share(fixed.ijk_to_ras, fixed.shape, moving.ijk_to_ras, moving.shape, a)
     source = f"the initial transform ({opt('initial')})" if given else "the pre-alignment"
     if share < MIN_OVERLAP:
-        fix = "check its direction (fixed -> moving points) and units" if given else \
-            f"give a known transform ({opt('initial')}) or check the scans' origins"
-        raise InputError(f"after {source} only {100 * share:.0f}% of the fixed scan lies inside the moving scan: "
-                         f"the registration would be of background; {fix}")
+        fix = (
+            "check its direction (fixed -> moving points) and units"
+            if given
+            else f"give a known transform ({opt('initial')}) or check the scans' origins"
+        )
+        raise InputError(
+            f"after {source} only {100 * share:.0f}% of the fixed scan lies inside the moving scan: "
+            f"the registration would be of background; {fix}"
+        )
     warnings = []
     if share < WARN_OVERLAP:
-        warnings.append(f"after {source} only {100 * share:.0f}% of the fixed scan lies inside the moving scan; the "
-                        "field outside that part is extrapolated")
+        warnings.append(
+            f"after {source} only {100 * share:.0f}% of the fixed scan lies inside the moving scan; the "
+            "field outside that part is extrapolated"
+        )
     return {"overlap_after_prealign": round(share, 4), "warnings": warnings}
 
 
-__all__ = ["require_contrast", "least_radius", "check_radius_resolution", "require_finite_scores", "prior_coverage",
-           "checked_initial", "overlap_share", "prealign_evidence", "MIN_OVERLAP", "WARN_OVERLAP"]
+__all__ = [
+    "require_contrast",
+    "least_radius",
+    "check_radius_resolution",
+    "require_finite_scores",
+    "prior_coverage",
+    "checked_initial",
+    "overlap_share",
+    "prealign_evidence",
+    "MIN_OVERLAP",
+    "WARN_OVERLAP",
+]

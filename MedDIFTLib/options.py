@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
 from .errors import InputError, opt
 
@@ -125,7 +125,7 @@ class Options:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, d: Optional[dict]):
+    def from_dict(cls, d: dict | None):
         """An instance from ``d`` (None: the defaults); every value checked by the class itself.
 
         Args:
@@ -150,16 +150,16 @@ class EngineOptions(Options):
     what = "engine options"
 
     backbone: str = BackboneName.AUTO.value  # maisi | mind-ssc | auto (MAISI when its weights are found)
-    weights_dir: Optional[str] = None
+    weights_dir: str | None = None
     device: str = "auto"
     timestep: int = 20
-    levels: Optional[list] = None
+    levels: list | None = None
     ensemble: int = 1
     latent: str = "sample"
     region: str = "thorax"
     seed: int = 0
     size_policy: str = "paper"
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     use_cache: bool = True
     # (an HU offset is not an engine option: it belongs to one scan, see data.image_io.with_hu_offset)
     random_init: bool = False  # MAISI only: random weights, an explicit control (ablations), never the default
@@ -169,7 +169,7 @@ SERVER_OWNED_ENGINE_KEYS = ("weights_dir", "cache_dir", "use_cache", "device")
 """Engine options a server decides (its folders and its device); a client never sends them."""
 
 
-def search_radius(radius_mm: Any) -> Optional[float]:
+def search_radius(radius_mm: Any) -> float | None:
     """The one rule for a search radius, wherever it is given (CLI, worker, Slicer panel, demo,
     evaluation): ``None`` or 0 is a global search; otherwise a finite positive number of mm.
 
@@ -185,8 +185,10 @@ def search_radius(radius_mm: Any) -> Optional[float]:
     if r == 0.0:
         return None
     if not math.isfinite(r) or r < 0:
-        raise InputError(f"the search radius must be a positive number of mm (0 or none: search the whole moving "
-                         f"volume), got {radius_mm!r} ({opt('radius')})")
+        raise InputError(
+            f"the search radius must be a positive number of mm (0 or none: search the whole moving "
+            f"volume), got {radius_mm!r} ({opt('radius')})"
+        )
     return r
 
 
@@ -196,9 +198,9 @@ class MatchOptions(Options):
 
     what = "matching options"
 
-    levels: Optional[list] = None  # feature levels used (None: all in the pyramids)
-    radius_mm: Optional[float] = None  # local search: only within this distance of the prior
-    coarse_stride: Optional[int] = None  # coarse lattice step in target voxels; None: auto (see Matcher.stride)
+    levels: list | None = None  # feature levels used (None: all in the pyramids)
+    radius_mm: float | None = None  # local search: only within this distance of the prior
+    coarse_stride: int | None = None  # coarse lattice step in target voxels; None: auto (see Matcher.stride)
     top_k: int = 8  # coarse local maxima refined at full resolution
     refine_radius: int = 1  # hill-climbing window half-size, voxels (climbs until a local maximum)
     subvoxel: bool = True  # parabola fit of the peak
@@ -215,8 +217,10 @@ class MatchOptions(Options):
                 what = "the memory budget" if key == "memory_budget" else "the upsampled strategy's budget"
                 raise InputError(f"{what} must be a positive number of MB, got {getattr(self, name)} ({opt(key)})")
         if self.strategy not in STRATEGIES:
-            raise InputError(f"unknown matching strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)} "
-                             f"({opt('match_strategy')})")
+            raise InputError(
+                f"unknown matching strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)} "
+                f"({opt('match_strategy')})"
+            )
         for name in ("coarse_stride", "top_k"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 shown = opt(name) if name == "coarse_stride" else name
@@ -237,27 +241,33 @@ class RegistrationOptions(Options):
 
     what = "registration options"
 
-    spacing_mm: Optional[float] = None  # registration grid; None: the fixed scan's voxel size, within max_voxels
+    spacing_mm: float | None = None  # registration grid; None: the fixed scan's voxel size, within max_voxels
     max_voxels: int = 2_000_000  # bounds memory and time on large scans (coarser grid when exceeded)
     search_mm: float = 30.0  # discrete search range around the pre-aligned position
     control: int = 4  # grid voxels per control cell of the discrete stage
     step: int = 2  # grid voxels between tested displacements
     prealign: str = Prealign.RIGID.value  # none | rigid | affine
-    prealign_spacing_mm: Optional[float] = None  # coarse cells of the global matching; None: one control cell
+    prealign_spacing_mm: float | None = None  # coarse cells of the global matching; None: one control cell
     inverse_consistent: bool = True
-    lam: float = 0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
+    lam: float = (
+        0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
+    )
     iterations: int = 80
     adam_pool: int = 2  # the continuous stage works on grid voxels pooled by this
     max_channels: int = 64  # more descriptor channels are projected on their principal components
-    discrete_channels: Optional[int] = 12  # cost-volume channels (leading components); None: max_channels
-    levels: Optional[list] = None
+    discrete_channels: int | None = 12  # cost-volume channels (leading components); None: max_channels
+    levels: list | None = None
 
     def __post_init__(self):
         """Every check once, in neutral option names: the CLI shows its flags, the worker its fields."""
         if self.prealign not in PREALIGN_KINDS:
             raise InputError(f"{opt('prealign')} must be one of {', '.join(PREALIGN_KINDS)}, got {self.prealign!r}")
-        public = {"search_mm": ("search", "positive (mm)"), "lam": ("smoothness", "zero or positive"),
-                  "spacing_mm": ("grid_spacing", "positive (mm)"), "iterations": ("iterations", "zero or more")}
+        public = {
+            "search_mm": ("search", "positive (mm)"),
+            "lam": ("smoothness", "zero or positive"),
+            "spacing_mm": ("grid_spacing", "positive (mm)"),
+            "iterations": ("iterations", "zero or more"),
+        }
         for field, (name, rule) in public.items():
             v = getattr(self, field)
             if v is None and field == "spacing_mm":
@@ -274,7 +284,28 @@ class RegistrationOptions(Options):
                 raise InputError(f"registration option {name} must be a whole number of at least 1, got {v!r}")
 
 
-__all__ = ["Choice", "BackboneName", "MaisiLevel", "MindLevel", "PriorKind", "Prealign", "Strategy", "JobState",
-           "FINAL_STATES", "BACKBONE_NAMES", "MAISI_LEVELS", "MIND_LEVELS", "PRIOR_NAMES", "PREALIGN_KINDS",
-           "STRATEGIES", "is_named_prior", "Options", "UnknownOptionsError", "EngineOptions", "MatchOptions", "RegistrationOptions",
-           "SERVER_OWNED_ENGINE_KEYS", "search_radius"]
+__all__ = [
+    "Choice",
+    "BackboneName",
+    "MaisiLevel",
+    "MindLevel",
+    "PriorKind",
+    "Prealign",
+    "Strategy",
+    "JobState",
+    "FINAL_STATES",
+    "BACKBONE_NAMES",
+    "MAISI_LEVELS",
+    "MIND_LEVELS",
+    "PRIOR_NAMES",
+    "PREALIGN_KINDS",
+    "STRATEGIES",
+    "is_named_prior",
+    "Options",
+    "UnknownOptionsError",
+    "EngineOptions",
+    "MatchOptions",
+    "RegistrationOptions",
+    "SERVER_OWNED_ENGINE_KEYS",
+    "search_radius",
+]

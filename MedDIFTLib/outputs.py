@@ -31,8 +31,8 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from .atomic import _umask, check_outputs, reason, refuse_input_overlap
 from .errors import OutputWriteError, opt
@@ -155,7 +155,7 @@ def recover(folder) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def claim_folder(folder, who: str, inputs: Optional[dict] = None) -> Path:
+def claim_folder(folder, who: str, inputs: dict | None = None) -> Path:
     """A folder that a command fills with files of its own names (``meddift demo``, ``evaluate``):
     refused when it is an input or lies inside one, and when it holds anything that no earlier run of
     the command wrote (recognised by the mark it leaves, never by file names); made if missing, and
@@ -173,8 +173,10 @@ def claim_folder(folder, who: str, inputs: Optional[dict] = None) -> Path:
         found = sorted(p.name for p in folder.iterdir())
         if found:
             shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-            raise OutputWriteError(f"--out {folder} holds files meddift {who} did not write ({shown}); it never "
-                                   "writes over those: choose a new or empty folder")
+            raise OutputWriteError(
+                f"--out {folder} holds files meddift {who} did not write ({shown}); it never "
+                "writes over those: choose a new or empty folder"
+            )
     Created().mkdir(folder)
     if not mark.exists():
         mark.write_text(f"written by meddift {who}\n")
@@ -198,8 +200,14 @@ class OutputSet:
         labels: name -> how the user knows that output (``--out field.nii.gz``), for messages.
     """
 
-    def __init__(self, targets: dict, inputs: Optional[dict] = None, force: bool = False,
-                 members: tuple = (), labels: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        targets: dict,
+        inputs: dict | None = None,
+        force: bool = False,
+        members: tuple = (),
+        labels: dict | None = None,
+    ) -> None:
         self.targets = {k: Path(v) for k, v in targets.items()}
         self.force = force
         self.members = [Path(m) for m in members if Path(m) not in self.targets.values()]
@@ -208,7 +216,7 @@ class OutputSet:
         self.created = Created()
         self._stages: dict = {}
 
-    def __enter__(self) -> "OutputSet":
+    def __enter__(self) -> OutputSet:
         for target in self.targets.values():
             parent = target.parent
             if parent in self._stages:
@@ -218,8 +226,9 @@ class OutputSet:
             try:
                 stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent))
             except OSError as err:
-                raise OutputWriteError(f"cannot write in {parent}: {reason(err, parent)}; nothing was changed there") \
-                    from err
+                raise OutputWriteError(
+                    f"cannot write in {parent}: {reason(err, parent)}; nothing was changed there"
+                ) from err
             (stage / _OWNER).write_text(f"{os.getpid()}\n")
             self._stages[parent] = stage
         return self
@@ -239,13 +248,15 @@ class OutputSet:
         moves = []
         for name, target in written.items():
             moves.append((str(self.path(name)), str(target), str(self._stages[target.parent] / f".old.{target.name}")))
-        stale = [t for t in list(self.targets.values()) + self.members
-                 if t not in written.values() and os.path.lexists(t)]
+        stale = [
+            t for t in list(self.targets.values()) + self.members if t not in written.values() and os.path.lexists(t)
+        ]
         if stale and not self.force:
             raise OutputWriteError(f"output exists: {stale[0]}; choose another folder or use {opt('force')}")
         for t in stale:
-            moves.append(("", str(t), str(self._stages.get(t.parent, next(iter(self._stages.values())))
-                                          / f".old.{t.name}")))
+            moves.append(
+                ("", str(t), str(self._stages.get(t.parent, next(iter(self._stages.values()))) / f".old.{t.name}"))
+            )
         mode = 0o666 & ~_umask()
         for staged, _, _ in moves:
             if staged:
@@ -277,8 +288,9 @@ class OutputSet:
                     os.unlink(target)
             _undo(moves, 0, backed)
             where = Path(getattr(err, "filename", None) or moves[0][1])
-            raise OutputWriteError(f"cannot write {where}: {reason(err, where)}; the earlier files are as they "
-                                   "were") from err
+            raise OutputWriteError(
+                f"cannot write {where}: {reason(err, where)}; the earlier files are as they were"
+            ) from err
         for j in journals:
             j.write_text(json.dumps({"moves": moves, "done": True}))
 
@@ -292,4 +304,12 @@ class OutputSet:
             self.created.remove_empty()
 
 
-__all__ = ["OutputSet", "Created", "claim_folder", "recover", "deferred_interrupts", "refuse_input_overlap", "STAGE_PREFIX"]
+__all__ = [
+    "OutputSet",
+    "Created",
+    "claim_folder",
+    "recover",
+    "deferred_interrupts",
+    "refuse_input_overlap",
+    "STAGE_PREFIX",
+]

@@ -9,8 +9,8 @@ code. Matching, features and the session import these from here, never from a la
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from .errors import CancelledError
 
@@ -21,19 +21,19 @@ Cancel = Callable[[], bool]
 """``cancel()`` returns True when the user asked to stop."""
 
 
-def check_cancel(cancel: Optional[Cancel]) -> None:
+def check_cancel(cancel: Cancel | None) -> None:
     """Raise CancelledError between stages when the user asked to stop."""
     if cancel is not None and cancel():
         raise CancelledError("cancelled by the user")
 
 
-def report(progress: Optional[Progress], stage: str, fraction: float) -> None:
+def report(progress: Progress | None, stage: str, fraction: float) -> None:
     """Call ``progress`` when there is one (stages need not test for None)."""
     if progress is not None:
         progress(stage, float(fraction))
 
 
-def staged(progress: Optional[Progress], prefix: str) -> Optional[Progress]:
+def staged(progress: Progress | None, prefix: str) -> Progress | None:
     """``progress`` with every stage name prefixed (``"fixed: vae encode"``)."""
     if progress is None:
         return None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class MatchReport:
     warnings: list = field(default_factory=list)
 
 
-def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None) -> tuple[Backbone, str]:
+def resolve_backbone(opts: EngineOptions, shared: SharedCaches | None = None) -> tuple[Backbone, str]:
     """The backbone to use, and a plain sentence saying which and why. Its options are checked first
     (:func:`~MedDIFTLib.features.options.check_engine_options`), and an explicit ``maisi`` finds its
     weights before anything announces it."""
@@ -77,12 +77,17 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
         except WeightsError as err:
             name = BackboneName.MIND_SSC.value
             reason = str(err).split(";")[0]
-            note = (f"{reason}; using the weight-free MIND-SSC descriptor instead. This is NOT the MedDIFT "
-                    "diffusion-feature method: install the weights (`meddift weights download`) to use it.")
+            note = (
+                f"{reason}; using the weight-free MIND-SSC descriptor instead. This is NOT the MedDIFT "
+                "diffusion-feature method: install the weights (`meddift weights download`) to use it."
+            )
             return _build(name, opts, shared), note
     bb = _build(name, opts, shared)
-    note = ("MAISI v1 diffusion features (MedDIFT)" if name == BackboneName.MAISI
-            else "weight-free MIND-SSC descriptor (not the diffusion-feature method)")
+    note = (
+        "MAISI v1 diffusion features (MedDIFT)"
+        if name == BackboneName.MAISI
+        else "weight-free MIND-SSC descriptor (not the diffusion-feature method)"
+    )
     if name == BackboneName.MAISI:
         try:  # a lenient load is never silent: the CLI prints this note, the worker sends it to Slicer
             how = bb.load_note()
@@ -93,16 +98,25 @@ def resolve_backbone(opts: EngineOptions, shared: Optional[SharedCaches] = None)
     return bb, note
 
 
-def _build(name: str, opts: EngineOptions, shared: Optional[SharedCaches] = None) -> Backbone:
+def _build(name: str, opts: EngineOptions, shared: SharedCaches | None = None) -> Backbone:
     """The backbone ``name`` with the options that apply to it; its own class resolves ``device``
     (``auto``: an accelerator only for a backbone that wants one)."""
     check_engine_options(opts, name)
     if name == BackboneName.MAISI:
         shared = shared or SharedCaches()
-        kw = dict(weights_dir=opts.weights_dir, device=opts.device, timestep=opts.timestep,
-                  ensemble=opts.ensemble, latent=opts.latent, region=opts.region, seed=opts.seed,
-                  size_policy=opts.size_policy, random_init=opts.random_init, encodings=shared.encodings,
-                  file_digests=shared.file_digests)
+        kw = dict(
+            weights_dir=opts.weights_dir,
+            device=opts.device,
+            timestep=opts.timestep,
+            ensemble=opts.ensemble,
+            latent=opts.latent,
+            region=opts.region,
+            seed=opts.seed,
+            size_policy=opts.size_policy,
+            random_init=opts.random_init,
+            encodings=shared.encodings,
+            file_digests=shared.file_digests,
+        )
         if opts.levels:
             kw["levels"] = tuple(opts.levels)
         return create_backbone(BackboneName.MAISI.value, **kw)
@@ -119,7 +133,7 @@ class MatchSession:
     engine: EngineOptions = field(default_factory=EngineOptions)
     matching: MatchOptions = field(default_factory=MatchOptions)
     shared: SharedCaches = field(default_factory=SharedCaches)
-    registration: Optional[RegistrationOptions] = None  # for prior="dense" (None: the defaults)
+    registration: RegistrationOptions | None = None  # for prior="dense" (None: the defaults)
 
     def __post_init__(self):
         self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
@@ -133,9 +147,9 @@ class MatchSession:
         self._matchers: dict[tuple, Matcher] = {}
         self._checked: dict[str, list] = {}  # volume digest -> its warnings
         self._fields: dict[tuple, object] = {}  # (digests, registration options) -> DenseField
-        self._reg_backbone: Optional[Backbone] = None
+        self._reg_backbone: Backbone | None = None
 
-    def with_matching(self, matching: MatchOptions) -> "MatchSession":
+    def with_matching(self, matching: MatchOptions) -> MatchSession:
         """The same backbone and in-memory features with other search options (ablations, retuning)."""
         other = copy.copy(self)
         other.matching, other._matchers = matching, {}
@@ -151,14 +165,19 @@ class MatchSession:
         """What runs, as a configure reply says it (worker and server alike): the backbone, its note,
         the option warnings (neutral templates, see :func:`~MedDIFTLib.errors.render`) and the device."""
         dev = getattr(self.backbone, "device", None)
-        return {"backbone": self.backbone.name, "note": self.backbone_note,
-                "warning_templates": list(self.option_warnings),
-                "device": str(dev) if dev is not None else "cpu", "cuda_available": torch.cuda.is_available()}
+        return {
+            "backbone": self.backbone.name,
+            "note": self.backbone_note,
+            "warning_templates": list(self.option_warnings),
+            "device": str(dev) if dev is not None else "cpu",
+            "cuda_available": torch.cuda.is_available(),
+        }
 
     # --- features ------------------------------------------------------------
 
-    def check_inputs(self, fixed: Volume, moving: Volume, points: Optional[PointSet] = None,
-                     local_search: bool = False) -> list[str]:
+    def check_inputs(
+        self, fixed: Volume, moving: Volume, points: PointSet | None = None, local_search: bool = False
+    ) -> list[str]:
         """Refuse unusable inputs (InputError) and return the warnings about doubtful ones."""
         from .data.checks import check_ct, check_labels, check_pair, check_voxel_sizes
 
@@ -177,8 +196,13 @@ class MatchSession:
             log.warning(render(w))
         return out
 
-    def features(self, volume: Volume, progress: Optional[Progress] = None,
-                 cancel: Optional[Cancel] = None, backbone: Optional[Backbone] = None) -> FeaturePyramid:
+    def features(
+        self,
+        volume: Volume,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+        backbone: Backbone | None = None,
+    ) -> FeaturePyramid:
         """The volume's pyramid from the session's backbone (or ``backbone``), computed once: the session
         backbone's levels come from the registration's (:meth:`registration_backbone`), extracted once."""
         backbone = backbone or self.backbone
@@ -194,7 +218,9 @@ class MatchSession:
         return self._pyramids[key]
 
     def _pyramid_key(self, volume: Volume, backbone: Backbone):
-        return volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
+        return (
+            volume_digest(volume) if backbone is self.backbone else (volume_digest(volume), repr(backbone.identity()))
+        )
 
     def registration_backbone(self) -> Backbone:
         """The backbone whose pyramids dense registration uses: the session's own, except that the
@@ -205,13 +231,15 @@ class MatchSession:
         finest = MindLevel.MIND1.value
         if bb.name == BackboneName.MIND_SSC and not self.engine.levels and finest not in bb.level_names:
             if self._reg_backbone is None:
-                self._reg_backbone = create_backbone(bb.name, levels=(finest,) + tuple(bb.level_names),
-                                                     device=self.engine.device)
+                self._reg_backbone = create_backbone(
+                    bb.name, levels=(finest,) + tuple(bb.level_names), device=self.engine.device
+                )
             return self._reg_backbone
         return bb
 
-    def matcher(self, fixed: Volume, moving: Volume, progress: Optional[Progress] = None,
-                cancel: Optional[Cancel] = None) -> Matcher:
+    def matcher(
+        self, fixed: Volume, moving: Volume, progress: Progress | None = None, cancel: Cancel | None = None
+    ) -> Matcher:
         key = (volume_digest(fixed), volume_digest(moving))
         if key not in self._matchers:
             pf = self.features(fixed, staged(progress, "fixed"), cancel)
@@ -221,9 +249,16 @@ class MatchSession:
 
     # --- the job -------------------------------------------------------------
 
-    def match(self, fixed: Volume, moving: Volume, points: PointSet, prior: Any = None,
-              mask: Optional[Volume] = None, progress: Optional[Progress] = None,
-              cancel: Optional[Cancel] = None) -> MatchReport:
+    def match(
+        self,
+        fixed: Volume,
+        moving: Volume,
+        points: PointSet,
+        prior: Any = None,
+        mask: Volume | None = None,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> MatchReport:
         """Matched points in the moving volume (same labels, with similarity and confidence values)
         and the warnings about doubtful inputs, as a :class:`MatchReport`.
 
@@ -252,11 +287,15 @@ class MatchSession:
         prior = (DEFAULT_PRIOR if mask is None else PriorKind.NONE.value) if prior is None else prior
         resolved = resolve_prior(prior, self.matching.radius_mm)
         if mask is not None and resolved.kind == PriorKind.DENSE:
-            raise InputError("a candidate mask restricts the point search, and the dense prior does not search: "
-                             f"leave out the mask, or match by the paper's argmax ({opt('prior', 'none')})")
+            raise InputError(
+                "a candidate mask restricts the point search, and the dense prior does not search: "
+                f"leave out the mask, or match by the paper's argmax ({opt('prior', 'none')})"
+            )
         if resolved.needs_radius and self.matching.radius_mm is None:
-            raise InputError(f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
-                             "search; give a radius, or leave the prior out for a global search")
+            raise InputError(
+                f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
+                "search; give a radius, or leave the prior out for a global search"
+            )
         # a window around the same world point: empty when the scans do not overlap
         local = resolved.kind == PriorKind.IDENTITY and self.matching.radius_mm is not None
         warnings = self.check_inputs(fixed, moving, points, local_search=local)
@@ -271,8 +310,9 @@ class MatchSession:
                 prior_pts = resolved(pts)
                 warnings += getattr(resolved.fn, "warnings", [])  # a prior field covering only some points
             mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
-            res = matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel,
-                                labels=labels)
+            res = matcher.match(
+                pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel, labels=labels
+            )
         matched = _matched_points(points, res, self.features(moving).grid)
         return MatchReport(matched, warnings)
 
@@ -289,8 +329,14 @@ class MatchSession:
         window = self.matching.radius_mm or DENSE_CHECK_MM
         move = self.matching.radius_mm is not None or self.backbone.field_argmax
         return self._field_scorer(fixed, moving, progress, cancel).score(
-            pts, field.map_points(pts), window, move=move, forward_backward=self.matching.forward_backward,
-            progress=progress, cancel=cancel)
+            pts,
+            field.map_points(pts),
+            window,
+            move=move,
+            forward_backward=self.matching.forward_backward,
+            progress=progress,
+            cancel=cancel,
+        )
 
     def _field_scorer(self, fixed: Volume, moving: Volume, progress, cancel):
         """The pair's :class:`~MedDIFTLib.registration.field_lookup.FieldScorer`, made once: the field's own
@@ -306,19 +352,32 @@ class MatchSession:
             self._matchers[key] = FieldScorer(pf, pm, levels, device=self.match_device)
         return self._matchers[key]
 
-    def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Optional[Cancel] = None) -> np.ndarray:
+    def coarse_prior(self, matcher: Matcher, pts: np.ndarray, cancel: Cancel | None = None) -> np.ndarray:
         """Global match with the coarsest level only: a cheap prior for the full local search."""
         coarsest = min(matcher.target.levels, key=lambda lv: np.prod(lv.src_shape)).level.name
         own = matcher.options
-        opts = MatchOptions(levels=[coarsest], forward_backward=False, subvoxel=False, coarse_stride=matcher.stride,
-                            memory_budget_mb=own.memory_budget_mb, strategy=own.strategy,
-                            upsampled_budget_mb=own.upsampled_budget_mb)
+        opts = MatchOptions(
+            levels=[coarsest],
+            forward_backward=False,
+            subvoxel=False,
+            coarse_stride=matcher.stride,
+            memory_budget_mb=own.memory_budget_mb,
+            strategy=own.strategy,
+            upsampled_budget_mb=own.upsampled_budget_mb,
+        )
         return Matcher(matcher.fixed, matcher.moving, opts, device=matcher.device).match(pts, cancel=cancel).points
 
     # --- dense correspondence ---------------------------------------------------
 
-    def register(self, fixed: Volume, moving: Volume, options=None, initial: Optional[np.ndarray] = None,
-                 progress: Optional[Progress] = None, cancel: Optional[Cancel] = None):
+    def register(
+        self,
+        fixed: Volume,
+        moving: Volume,
+        options=None,
+        initial: np.ndarray | None = None,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ):
         """The dense fixed -> moving map (:class:`~MedDIFTLib.registration.DenseField`), kept in memory
         per pair and options and in the session's disk cache (:mod:`~MedDIFTLib.registration.field_cache`):
         a pair reopened by another run, worker or server is not registered again."""
@@ -327,8 +386,12 @@ class MatchSession:
         from .registration.volumes import register_volumes
 
         opts = options or RegistrationOptions()
-        key = (volume_digest(fixed), volume_digest(moving), repr(opts),
-               None if initial is None else np.round(np.asarray(initial, dtype=np.float64), 9).tobytes())
+        key = (
+            volume_digest(fixed),
+            volume_digest(moving),
+            repr(opts),
+            None if initial is None else np.round(np.asarray(initial, dtype=np.float64), 9).tobytes(),
+        )
         if key not in self._fields:
             self.check_inputs(fixed, moving)
             bb = self.registration_backbone()
@@ -338,8 +401,9 @@ class MatchSession:
                 progress("registration (cached)", 1.0)
             elif field is None:
                 feats = lambda vol: self.features(vol, staged(progress, "features"), cancel, bb)  # noqa: E731
-                field = register_volumes(fixed, moving, feats, opts, initial, progress, cancel,
-                                         device=self.match_device)
+                field = register_volumes(
+                    fixed, moving, feats, opts, initial, progress, cancel, device=self.match_device
+                )
                 store_field(self.cache, disk_key, field)
             self._fields[key] = field
         return self._fields[key]
@@ -355,7 +419,6 @@ class MatchSession:
         return out
 
 
-
 def _matched_points(points: PointSet, res: MatchResult, moving_grid) -> PointSet:
     """The matches as a point set of every input row: the defined rows from ``res``, with their
     scores; rows without a position stay without one (NaN)."""
@@ -363,8 +426,13 @@ def _matched_points(points: PointSet, res: MatchResult, moving_grid) -> PointSet
     out = np.full((n, 3), np.nan)
     out[defined] = res.points
     confidence, fb_flag = _checked_confidence(res, moving_grid)
-    columns = [("similarity", res.similarity), ("confidence", confidence), ("margin", res.margin),
-               ("fb_error_mm", res.fb_error_mm), ("fb_flag", fb_flag)]
+    columns = [
+        ("similarity", res.similarity),
+        ("confidence", confidence),
+        ("margin", res.margin),
+        ("fb_error_mm", res.fb_error_mm),
+        ("fb_flag", fb_flag),
+    ]
     if res.argmax_gap_mm is not None:
         columns.append(("argmax_gap_mm", res.argmax_gap_mm))
     values = {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -60,7 +59,7 @@ def field_lookup(points: np.ndarray, displacement: np.ndarray, ijk_to_ras: np.nd
 # --- where a match came from, in the scene (attribute and point description) ----------------------
 
 
-def set_source(out_node, label: str, source: Optional[str]) -> None:
+def set_source(out_node, label: str, source: str | None) -> None:
     """Say where the match of ``label`` came from (``PROVISIONAL``, ``FROM_FIELD``; None: forget): a node
     attribute the table reads, and the free text of the point's description (its scores kept).
 
@@ -79,7 +78,7 @@ def set_source(out_node, label: str, source: Optional[str]) -> None:
             out_node.SetNthControlPointDescription(i, describe(source or "", values))
 
 
-def source_of(out_node, label: str) -> Optional[str]:
+def source_of(out_node, label: str) -> str | None:
     """Where the match of ``label`` in ``out_node`` came from, if said (:func:`set_source`)."""
     return out_node.GetAttribute(SOURCE_PREFIX + label)
 
@@ -108,8 +107,11 @@ def upgrade_provisional(out_node, fixed_node, field: tuple) -> list:
         The labels re-placed.
     """
     fixed = pointset_from_markups(fixed_node)
-    todo = [i for i, label in enumerate(fixed.labels) if fixed.defined[i]
-            and source_of(out_node, label) == PROVISIONAL and verdict(out_node, label) == "proposed"]
+    todo = [
+        i
+        for i, label in enumerate(fixed.labels)
+        if fixed.defined[i] and source_of(out_node, label) == PROVISIONAL and verdict(out_node, label) == "proposed"
+    ]
     if not todo:
         return []
     moved = field_lookup(fixed.points[todo], *field)
@@ -156,7 +158,7 @@ class BackgroundRegistration:
     def __init__(self, scene, fixed_id: str, moving_id: str, engine: dict, client):
         self.key = pair_key(scene, fixed_id, moving_id, engine)
         self.fixed_id, self.moving_id, self.client = fixed_id, moving_id, client
-        self.field: Optional[tuple] = None
+        self.field: tuple | None = None
         self.done, self.cancelled, self.error = False, False, None
         self.stage, self.fraction = "starting", 0.0
         self.targets: list = []  # (matched list, fixed list) node pairs to upgrade when the field arrives
@@ -170,8 +172,9 @@ class BackgroundRegistration:
             LocalStep("write moving", lambda: write_volume(moving, paths["moving"])),
             WorkerStep("load fixed", "load_volume", {"name": "fixed", "path": str(paths["fixed"])}),
             WorkerStep("load moving", "load_volume", {"name": "moving", "path": str(paths["moving"])}),
-            WorkerStep("dense registration", "register", {"fixed": "fixed", "moving": "moving",
-                                                          "out": str(paths["field"])}),
+            WorkerStep(
+                "dense registration", "register", {"fixed": "fixed", "moving": "moving", "out": str(paths["field"])}
+            ),
             LocalStep("read field", lambda: read_field(paths["field"]), lambda f: setattr(self, "field", f)),
         ]
         self._total = sum(s.weight for s in self._steps)
@@ -221,4 +224,3 @@ class BackgroundRegistration:
 
     def ready(self) -> bool:
         return self.done and self.field is not None
-

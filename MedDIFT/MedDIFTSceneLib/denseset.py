@@ -8,7 +8,7 @@ its pair's key only (both nodes, their voxels, the engine options), so it never 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class DenseRegistrations:
         self.items: list[BackgroundRegistration] = []
 
     @property
-    def newest(self) -> Optional[BackgroundRegistration]:
+    def newest(self) -> BackgroundRegistration | None:
         return self.items[-1] if self.items else None
 
     def running(self) -> bool:
@@ -59,7 +59,7 @@ class DenseRegistrations:
         self.items.append(d)
         return d
 
-    def find(self, fixed_id: str, moving_id: str, engine: dict) -> Optional[BackgroundRegistration]:
+    def find(self, fixed_id: str, moving_id: str, engine: dict) -> BackgroundRegistration | None:
         """The registration of exactly this pair (nodes, voxels, engine options), if any."""
         key = pair_key(self.scene, fixed_id, moving_id, engine)
         return next((d for d in self.items if d.key == key), None)
@@ -130,8 +130,9 @@ def place_from_field(out_node, fixed_node, index: int, field: tuple) -> dict:
     label = ps.labels[index]
     said = verdict(out_node, label)
     if said != "proposed":
-        raise InputError(f"the match of {label!r} was {said} by you and is kept; press Apply to match "
-                         "every landmark again")
+        raise InputError(
+            f"the match of {label!r} was {said} by you and is kept; press Apply to match every landmark again"
+        )
     point = field_lookup(ps.points[index], *field)[0]
     if not np.all(np.isfinite(point)):
         raise InputError(f"{label!r} lies outside the fixed volume the field was computed on")

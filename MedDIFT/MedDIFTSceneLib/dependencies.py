@@ -23,8 +23,8 @@ import inspect
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 try:  # Slicer ships packaging (slicer.packaging imports it); pip's vendored copy otherwise
     from packaging.requirements import Requirement
@@ -70,8 +70,10 @@ def installed_pins(names=PROTECTED, version=importlib.metadata.version) -> list[
 def write_constraints(path, names=PROTECTED) -> Path:
     """A pip constraints file pinning what Slicer already has; pip then refuses to upgrade it."""
     path = Path(path)
-    path.write_text("# Slicer's own packages: never replaced by MedDIFT's dependencies\n"
-                    + "".join(pin + "\n" for pin in installed_pins(names)))
+    path.write_text(
+        "# Slicer's own packages: never replaced by MedDIFT's dependencies\n"
+        + "".join(pin + "\n" for pin in installed_pins(names))
+    )
     return path
 
 
@@ -84,8 +86,9 @@ BASE_MODULES = {"torch": "torch", "monai": "monai", "einops": "einops", "hugging
 """Import name -> distribution of what every local run imports."""
 DENSE_MODULES = {"convexAdam": "convexadam"}
 """... and what the dense registration adds (its rigid pre-alignment uses ConvexAdam's least-trimmed fit)."""
-TORCH_FIX = ("update torch in the PyTorch Utils module (uninstall it there, then install a version {spec}) "
-             "and restart Slicer")
+TORCH_FIX = (
+    "update torch in the PyTorch Utils module (uninstall it there, then install a version {spec}) and restart Slicer"
+)
 
 
 def needed_modules(dense: bool = False) -> dict:
@@ -98,7 +101,7 @@ def needed_modules(dense: bool = False) -> dict:
     return {**BASE_MODULES, **(DENSE_MODULES if dense else {})}
 
 
-def _version_or_none(name: str, version: Callable[[str], str]) -> Optional[str]:
+def _version_or_none(name: str, version: Callable[[str], str]) -> str | None:
     try:
         return version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -135,8 +138,10 @@ def dependency_problems(requirements_path, dense: bool = False, find_spec=None, 
         for line in requires("monai") or []:
             req = Requirement(line)
             if req.name.lower() == "torch" and not req.marker and not _satisfies(torch.split("+")[0], req):
-                problems.append(f"torch {torch} is too old for MONAI {monai} (it needs torch{req.specifier}): "
-                                + TORCH_FIX.format(spec=str(req.specifier)))
+                problems.append(
+                    f"torch {torch} is too old for MONAI {monai} (it needs torch{req.specifier}): "
+                    + TORCH_FIX.format(spec=str(req.specifier))
+                )
     return problems
 
 
@@ -178,5 +183,7 @@ def worker_python(which: Callable = shutil.which, executable: str = sys.executab
                 return str(folder / name)
     if Path(executable).name.lower().startswith("python"):
         return executable
-    raise RuntimeError(f"cannot find Slicer's PythonSlicer (next to {executable}); the worker must not be started "
-                       "with the Slicer application itself: reinstall Slicer")
+    raise RuntimeError(
+        f"cannot find Slicer's PythonSlicer (next to {executable}); the worker must not be started "
+        "with the Slicer application itself: reinstall Slicer"
+    )

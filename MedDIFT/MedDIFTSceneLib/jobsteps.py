@@ -14,15 +14,24 @@ bar (a step without an entry in :data:`STEP_WEIGHTS` counts as 1).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from MedDIFTLib.data.geometry import flip_lps_ras, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError, MedDIFTError
 
 # Relative cost of each kind of step, for the overall progress (feature extraction dominates).
-STEP_WEIGHTS = {"launch": 2.0, "configure": 3.0, "local": 0.5, "load_volume": 0.5, "extract": 10.0,
-                "register": 10.0, "match": 3.0, "heatmap": 1.0}
+STEP_WEIGHTS = {
+    "launch": 2.0,
+    "configure": 3.0,
+    "local": 0.5,
+    "load_volume": 0.5,
+    "extract": 10.0,
+    "register": 10.0,
+    "match": 3.0,
+    "heatmap": 1.0,
+}
 
 
 class OverwriteDeclined(InputError):
@@ -116,7 +125,7 @@ class LocalStep(Step):
     def __init__(self, name: str, run: Callable[[], Any], on_result: Callable[[Any], None] = _ignore):
         super().__init__(name, "local", on_result)
         self.run = run
-        self.background: Optional[Background] = None
+        self.background: Background | None = None
 
     def start(self, client, on_event: Callable[[dict], None]) -> None:
         self.background = Background(self.run)
@@ -139,24 +148,27 @@ class MatchRequest:
     fixed_volume_id: str
     moving_volume_id: str
     fixed_points_id: str
-    output_points_id: Optional[str] = None
-    heatmap_label: Optional[str] = None  # None: the first defined point
+    output_points_id: str | None = None
+    heatmap_label: str | None = None  # None: the first defined point
     engine: dict = field(default_factory=dict)
     matching: dict = field(default_factory=dict)
     record_session: bool = True  # keep the pair as a two-scan tracking session in the scene (multi-scan: no)
     # "none": the paper's argmax (the module's own jobs: the background registration then re-places the points
     # from the field, MedDIFTSceneLib.densefield); "dense": points from the dense registration's map in this job
-    prior: Optional[str] = "none"
+    prior: str | None = "none"
     transform: bool = False  # add a grid transform node with the dense map (fixed -> moving, "from parent")
     warp: bool = False  # add the moving volume resampled onto the fixed grid through the map
-    transform_node_id: Optional[str] = None  # the output transform the panel names (None: a new node)
-    warped_node_id: Optional[str] = None  # the output volume for the warped moving volume (None: a new node)
+    transform_node_id: str | None = None  # the output transform the panel names (None: a new node)
+    warped_node_id: str | None = None  # the output volume for the warped moving volume (None: a new node)
     inverse: bool = False  # also the inverse transform node (fixed -> moving as "to parent")
 
     def input_ids(self) -> dict[str, str]:
         """The nodes the job reads or writes, by the name the user knows them by."""
-        ids = {"fixed volume": self.fixed_volume_id, "moving volume": self.moving_volume_id,
-               "fixed landmarks": self.fixed_points_id}
+        ids = {
+            "fixed volume": self.fixed_volume_id,
+            "moving volume": self.moving_volume_id,
+            "fixed landmarks": self.fixed_points_id,
+        }
         if self.output_points_id:
             ids["output point list"] = self.output_points_id
         return ids
@@ -165,15 +177,25 @@ class MatchRequest:
 # Where each sub-stage the worker reports lies within its step (start, end), so that a step's own
 # stages (each 0..1) move the bar through the step instead of filling it at the first stage's end.
 SUBSTAGES = {
-    "register": {"features": (0.0, 0.1), "pre-align": (0.1, 0.2), "descriptors": (0.2, 0.3),
-                 "discrete search": (0.3, 0.5), "refine field": (0.5, 1.0)},
-    "extract": {"preprocess": (0.0, 0.05), "load model": (0.05, 0.15), "vae encode": (0.15, 0.55),
-                "unet": (0.55, 1.0), "mind-ssc": (0.05, 1.0)},
+    "register": {
+        "features": (0.0, 0.1),
+        "pre-align": (0.1, 0.2),
+        "descriptors": (0.2, 0.3),
+        "discrete search": (0.3, 0.5),
+        "refine field": (0.5, 1.0),
+    },
+    "extract": {
+        "preprocess": (0.0, 0.05),
+        "load model": (0.05, 0.15),
+        "vae encode": (0.15, 0.55),
+        "unet": (0.55, 1.0),
+        "mind-ssc": (0.05, 1.0),
+    },
     "match": {"match": (0.0, 0.7), "match back (forward-backward check)": (0.7, 1.0)},
 }
 
 
-def node_or_none(scene, node_id: Optional[str]):
+def node_or_none(scene, node_id: str | None):
     """The node of ``node_id`` in ``scene``; None for no ID (or a node deleted since)."""
     return scene.GetNodeByID(node_id) if node_id else None
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -45,21 +44,32 @@ class LiveMatch:
         self.label, self.point = ps.labels[index], ps.points[index]
         said = verdict(out_node, self.label)
         if said != "proposed":
-            raise InputError(f"the match of {self.label!r} was {said} by you and is kept; press Apply to match "
-                             "every landmark again")
+            raise InputError(
+                f"the match of {self.label!r} was {said} by you and is kept; press Apply to match every landmark again"
+            )
         self.tmp = Path(tempfile.mkdtemp(prefix="meddift-live-"))
-        fields = {"fixed": job.fixed_key, "moving": job.moving_key, "points": [self.point.tolist()],
-                  "labels": [self.label]}
+        fields = {
+            "fixed": job.fixed_key,
+            "moving": job.moving_key,
+            "points": [self.point.tolist()],
+            "labels": [self.label],
+        }
         if job.request.prior:
             fields["prior"] = job.request.prior  # the same map as the run's points (a dense run's field)
         hm_path = self.tmp / "heatmap.nrrd"
         self.reply = self.heatmap = self.result = None
         self._steps = [
             WorkerStep("match", "match", fields, lambda r: setattr(self, "reply", r)),
-            WorkerStep("heatmap", "heatmap", {"fixed": job.fixed_key, "moving": job.moving_key,
-                                              "point": self.point.tolist(), "out": str(hm_path)}),
-            LocalStep("read heatmap", lambda: read_volume(hm_path, name="MedDIFT similarity"),
-                      lambda v: setattr(self, "heatmap", v)),
+            WorkerStep(
+                "heatmap",
+                "heatmap",
+                {"fixed": job.fixed_key, "moving": job.moving_key, "point": self.point.tolist(), "out": str(hm_path)},
+            ),
+            LocalStep(
+                "read heatmap",
+                lambda: read_volume(hm_path, name="MedDIFT similarity"),
+                lambda v: setattr(self, "heatmap", v),
+            ),
         ]
         self._current = None
         self.done, self.error = False, None
@@ -92,8 +102,7 @@ class LiveMatch:
         clear_verdicts(result.points_node, [self.label])
         update_volume_node(result.heatmap_node, self.heatmap)
         sim = values.get("similarity", np.nan)
-        show_heatmap(self.logic.scene, result.heatmap_node,
-                     threshold=max(0.0, (0.0 if np.isnan(sim) else sim) - 0.2))
+        show_heatmap(self.logic.scene, result.heatmap_node, threshold=max(0.0, (0.0 if np.isnan(sim) else sim) - 0.2))
         result.heatmap_label = self.label
         return {"label": self.label, "point": point, **{k: None if np.isnan(v) else v for k, v in values.items()}}
 
@@ -106,8 +115,8 @@ class LiveQueue:
 
     def __init__(self, logic):
         self.logic = logic
-        self.current: Optional[LiveMatch] = None
-        self.wanted: Optional[tuple] = None  # (job, index) of the newest click not yet sent
+        self.current: LiveMatch | None = None
+        self.wanted: tuple | None = None  # (job, index) of the newest click not yet sent
 
     def click(self, job, index: int) -> None:
         """A point was placed or moved: match it when the worker is free (raises if it cannot be)."""
@@ -120,7 +129,7 @@ class LiveQueue:
     def busy(self) -> bool:
         return self.current is not None and not self.current.done
 
-    def poll(self) -> Optional[LiveMatch]:
+    def poll(self) -> LiveMatch | None:
         """Advance; returns the finished match to report (applied, or with its ``error``), or None."""
         live = self.current
         if live is None or live.poll():

@@ -12,22 +12,24 @@ here (no worker). Nothing here blocks except the console helpers named so.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.service.client import WorkerClient
 
-from .jobsteps import LaunchStep, MatchRequest, MatchResult, WorkerStep, read_field  # noqa: F401 (the logic's API)
 from .densefield import BackgroundRegistration
 from .denseset import DenseRegistrations, place_from_field
+from .jobsteps import LaunchStep, MatchRequest, MatchResult, WorkerStep, read_field  # noqa: F401 (the logic's API)
 from .live import LiveMatch, LiveQueue
 from .matchjob import MatchJob
 from .multiscan import TrackingJob
 from .scene import SceneChanges, add_volume_node, pointset_from_markups, update_volume_node
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
-STALE_FEATURES = ("the worker no longer holds the features of the last run (it was cancelled, stopped or "
-                  "restarted): press Apply again")
+STALE_FEATURES = (
+    "the worker no longer holds the features of the last run (it was cancelled, stopped or "
+    "restarted): press Apply again"
+)
 
 
 class MedDIFTLogicCore:
@@ -38,25 +40,31 @@ class MedDIFTLogicCore:
     running worker whose environment no longer matches is replaced by the next job.
     """
 
-    def __init__(self, scene, python: Optional[str] = None, env=None):
+    def __init__(self, scene, python: str | None = None, env=None):
         self.scene = scene
         self.python, self.env = python, env
-        self.client: Optional[WorkerClient] = None
-        self._client_env: Optional[dict] = None  # the environment the running worker was started with
-        self._configured: Optional[dict] = None
-        self.configure_result: Optional[dict] = None
-        self.job: Optional[MatchJob] = None  # the last job started; one at a time (they share the worker)
-        self.features_job: Optional[MatchJob] = None  # the job whose features the running worker holds
+        self.client: WorkerClient | None = None
+        self._client_env: dict | None = None  # the environment the running worker was started with
+        self._configured: dict | None = None
+        self.configure_result: dict | None = None
+        self.job: MatchJob | None = None  # the last job started; one at a time (they share the worker)
+        self.features_job: MatchJob | None = None  # the job whose features the running worker holds
         # a new client: local worker by default; remote.use_settings puts a server session here
-        self.client_factory: Optional[Callable[[], object]] = None
+        self.client_factory: Callable[[], object] | None = None
         self.live = LiveQueue(self)  # live matches of the last finished job
         # the pairs' background registrations, each in a worker of its own (the same kind as the main one)
-        self.registrations = DenseRegistrations(scene, lambda: self.client_factory() if self.client_factory else
-                                                WorkerClient(python=self.python, env=self.worker_env()))
+        self.registrations = DenseRegistrations(
+            scene,
+            lambda: (
+                self.client_factory()
+                if self.client_factory
+                else WorkerClient(python=self.python, env=self.worker_env())
+            ),
+        )
 
     # --- worker ----------------------------------------------------------------
 
-    def worker_steps(self, engine: dict, matching: dict, job: Optional[MatchJob] = None) -> list:
+    def worker_steps(self, engine: dict, matching: dict, job: MatchJob | None = None) -> list:
         """The job steps that give it a running worker configured with these options: start one
         (when none runs) and configure it (when its options differ). Steps of the job's poll loop,
         so that neither blocks the GUI.
@@ -76,24 +84,31 @@ class MedDIFTLogicCore:
             steps.append(LaunchStep())
         wanted = {"engine": engine, "matching": matching}
         if self._configured != wanted:
-            steps.append(WorkerStep("configure", "configure", wanted,
-                                    lambda result: self._configured_for(job, wanted, result)))
+            steps.append(
+                WorkerStep("configure", "configure", wanted, lambda result: self._configured_for(job, wanted, result))
+            )
         return steps
 
-    def _configured_for(self, job: Optional[MatchJob], options: dict, result: dict) -> None:
+    def _configured_for(self, job: MatchJob | None, options: dict, result: dict) -> None:
         self.configured(options, result)
         if job is not None:
             job.configured(options, result)
 
-    def worker_env(self) -> Optional[dict]:
+    def worker_env(self) -> dict | None:
         """The environment for a worker started now (None: this process's)."""
         return dict(self.env()) if callable(self.env) else self.env
 
-    def has_features(self, job: Optional[MatchJob]) -> bool:
+    def has_features(self, job: MatchJob | None) -> bool:
         """Whether live matches can use ``job``'s features: it succeeded, no later job loaded other
         volumes, and its worker still runs (not cancelled, crashed, stopped or replaced)."""
-        return (job is not None and job.result is not None and job is self.features_job
-                and self.client is not None and job.client is self.client and self.client.alive)
+        return (
+            job is not None
+            and job.result is not None
+            and job is self.features_job
+            and self.client is not None
+            and job.client is self.client
+            and self.client.alive
+        )
 
     def configured(self, options: dict, result: dict) -> None:
         """The worker now runs with ``options`` (a job's configure step finished)."""
@@ -119,10 +134,12 @@ class MedDIFTLogicCore:
 
     def refuse_if_busy(self, what: str) -> None:
         if self.busy():
-            raise InputError(f"cannot {what}: a MedDIFT run is in progress ({self.job.stage}); wait for it to "
-                             "finish or cancel it first")
+            raise InputError(
+                f"cannot {what}: a MedDIFT run is in progress ({self.job.stage}); wait for it to "
+                "finish or cancel it first"
+            )
 
-    def start_match(self, request: MatchRequest, overwrite: Optional[Callable[[object], bool]] = None) -> MatchJob:
+    def start_match(self, request: MatchRequest, overwrite: Callable[[object], bool] | None = None) -> MatchJob:
         """Start a job; refused while another runs (both would talk to the one worker and
         write the same output nodes)."""
         self.refuse_if_busy("start another run")
@@ -130,10 +147,9 @@ class MedDIFTLogicCore:
         self.job = MatchJob(self, request, overwrite)
         return self.job
 
-    def start_tracking(self, session, engine: dict, matching: dict, heatmap_label: Optional[str] = None):
+    def start_tracking(self, session, engine: dict, matching: dict, heatmap_label: str | None = None):
         """Track the session's landmarks through all its follow-ups (one job each, in order)."""
         return TrackingJob(self, session, engine, matching, heatmap_label)
-
 
     def live_click(self, job: MatchJob, index: int) -> None:
         """Live mode: match point ``index`` of ``job``'s fixed list again, without waiting; the answer
@@ -141,7 +157,7 @@ class MedDIFTLogicCore:
         self._check_live(job)
         self.live.click(job, index)
 
-    def poll_live(self) -> Optional[LiveMatch]:
+    def poll_live(self) -> LiveMatch | None:
         """Advance the live match in flight; returns it once finished (``result`` or ``error``). Its
         point match is provisional while the pair's field is coming (re-placed at once if it came)."""
         live = self.live.poll()
@@ -154,7 +170,7 @@ class MedDIFTLogicCore:
     # --- the pairs' dense fields, registered in the background ------------------------------------
 
     @property
-    def dense(self) -> Optional[BackgroundRegistration]:
+    def dense(self) -> BackgroundRegistration | None:
         """The registration asked for last (the selected pair's, after an Apply or a click)."""
         return self.registrations.newest
 
@@ -169,13 +185,13 @@ class MedDIFTLogicCore:
         """Only these (fixed ID, moving ID) pairs are still wanted: the others are cancelled (returned)."""
         return self.registrations.keep_only(pairs)
 
-    def dense_for(self, request: Optional[MatchRequest]) -> Optional[BackgroundRegistration]:
+    def dense_for(self, request: MatchRequest | None) -> BackgroundRegistration | None:
         """The background registration of exactly this pair (nodes, voxels, engine options), if any."""
         if request is None:
             return None
         return self.registrations.find(request.fixed_volume_id, request.moving_volume_id, request.engine)
 
-    def field_for(self, request: Optional[MatchRequest]) -> Optional[tuple]:
+    def field_for(self, request: MatchRequest | None) -> tuple | None:
         d = self.dense_for(request)
         return d.field if d is not None and d.ready() else None
 
@@ -190,8 +206,9 @@ class MedDIFTLogicCore:
             fixed_points: the fixed point list (default: the request's).
         """
         fixed_node = fixed_points or self.scene.GetNodeByID(request.fixed_points_id)
-        return self.registrations.provisional(request.fixed_volume_id, request.moving_volume_id, request.engine,
-                                              out_node, fixed_node, labels)
+        return self.registrations.provisional(
+            request.fixed_volume_id, request.moving_volume_id, request.engine, out_node, fixed_node, labels
+        )
 
     def poll_dense(self) -> list:
         """Advance the background registrations; those that ended now, provisional matches re-placed."""
@@ -203,10 +220,11 @@ class MedDIFTLogicCore:
         field = self.field_for(job.request)
         if field is None:
             raise InputError("the dense field of this pair is not ready")
-        return place_from_field(job.result.points_node, self.scene.GetNodeByID(job.request.fixed_points_id),
-                                index, field)
+        return place_from_field(
+            job.result.points_node, self.scene.GetNodeByID(job.request.fixed_points_id), index, field
+        )
 
-    def _check_live(self, job: Optional[MatchJob]) -> None:
+    def _check_live(self, job: MatchJob | None) -> None:
         if job is None or job.result is None:
             raise InputError("run a match first: live mode uses its features")
         self.refuse_if_busy("match a point live")
@@ -229,7 +247,7 @@ class MedDIFTLogicCore:
             raise live.error
         return live.apply()
 
-    def heatmap_node(self, heatmap, changes: Optional[SceneChanges] = None):
+    def heatmap_node(self, heatmap, changes: SceneChanges | None = None):
         """The module's own heatmap node (reused), never a user's volume."""
         for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
             node = self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")

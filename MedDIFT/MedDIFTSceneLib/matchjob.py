@@ -19,8 +19,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -54,17 +54,17 @@ class MatchJob:
         overwrite: asked (now, before any work) whether an output list with points may be replaced.
     """
 
-    def __init__(self, logic, request: MatchRequest, overwrite: Optional[Callable[[object], bool]] = None):
+    def __init__(self, logic, request: MatchRequest, overwrite: Callable[[object], bool] | None = None):
         self.logic, self.request = logic, request
         self.stage, self.fraction = "starting", 0.0
         self.done, self.error, self.cancelled = False, None, False
         self.log: list[str] = []
         self.warnings: list[str] = []  # the engine's doubts about the inputs (not CT in HU, no overlap, ...)
-        self.result: Optional[MatchResult] = None
-        self.configure_result: Optional[dict] = None  # the worker's backbone note and device, once configured
-        self.matched: Optional[dict] = None
+        self.result: MatchResult | None = None
+        self.configure_result: dict | None = None  # the worker's backbone note and device, once configured
+        self.matched: dict | None = None
         self.heatmap = self.field = self.warped = None
-        self.points: Optional[PointSet] = None
+        self.points: PointSet | None = None
         self.heatmap_label = ""
         self.fixed_key = self.moving_key = ""
         self.output_node = None  # the list the matches go into (None: a new one)
@@ -113,8 +113,10 @@ class MatchJob:
             return None
         if node.GetNumberOfControlPoints() == 0 or (overwrite is not None and overwrite(node)):
             return node
-        raise OverwriteDeclined(f"the output point list {node.GetName()!r} already has points and was kept; "
-                                "choose another output list (or none, for a new one) and press Apply again")
+        raise OverwriteDeclined(
+            f"the output point list {node.GetName()!r} already has points and was kept; "
+            "choose another output list (or none, for a new one) and press Apply again"
+        )
 
     def _same_pair(self, session: TrackingSession, t: int) -> bool:
         """Whether time point ``t`` of ``session`` matches this request's moving volume from its points."""
@@ -124,8 +126,12 @@ class MatchJob:
             source = session.source(t)[1]
         except InputError:  # its source has no matches (any more)
             return False
-        return (moving is not None and source is not None and moving.GetID() == r.moving_volume_id
-                and source.GetID() == r.fixed_points_id)
+        return (
+            moving is not None
+            and source is not None
+            and moving.GetID() == r.moving_volume_id
+            and source.GetID() == r.fixed_points_id
+        )
 
     def _plan(self) -> list:
         scene, r = self.logic.scene, self.request
@@ -137,27 +143,43 @@ class MatchJob:
         # copies of the voxels taken now (the user may edit the scene meanwhile), written in a thread
         fixed_volume, moving_volume = volume_from_node(fixed), volume_from_node(moving)
         heatmap_path = self.tmp / "heatmap.nrrd"
-        match_fields = {"fixed": self.fixed_key, "moving": self.moving_key,
-                        "points": self.points.points.tolist(),  # NaN (undefined) travels as JSON NaN
-                        "labels": self.points.labels}
+        match_fields = {
+            "fixed": self.fixed_key,
+            "moving": self.moving_key,
+            "points": self.points.points.tolist(),  # NaN (undefined) travels as JSON NaN
+            "labels": self.points.labels,
+        }
         if r.prior:
             match_fields["prior"] = r.prior
         point = self.points.points[self.points.label_index(self.heatmap_label)].tolist()
         return [
             LocalStep("write fixed", lambda: write_volume(fixed_volume, fixed_path)),
             LocalStep("write moving", lambda: write_volume(moving_volume, moving_path)),
-            WorkerStep("load fixed", "load_volume", {"name": self.fixed_key, "path": str(fixed_path),
-                                                     "label": fixed.GetName()}, self._loaded),
-            WorkerStep("load moving", "load_volume", {"name": self.moving_key, "path": str(moving_path),
-                                                      "label": moving.GetName()}),
+            WorkerStep(
+                "load fixed",
+                "load_volume",
+                {"name": self.fixed_key, "path": str(fixed_path), "label": fixed.GetName()},
+                self._loaded,
+            ),
+            WorkerStep(
+                "load moving",
+                "load_volume",
+                {"name": self.moving_key, "path": str(moving_path), "label": moving.GetName()},
+            ),
             WorkerStep("fixed features", "extract", {"name": self.fixed_key}, self._timed("fixed features")),
             WorkerStep("moving features", "extract", {"name": self.moving_key}, self._timed("moving features")),
             *self._register_steps(),
             WorkerStep("match", "match", match_fields, self._matched),
-            WorkerStep("heatmap", "heatmap", {"fixed": self.fixed_key, "moving": self.moving_key,
-                                              "point": point, "out": str(heatmap_path)}),
-            LocalStep("read heatmap", lambda: read_volume(heatmap_path, name="MedDIFT similarity"),
-                      lambda v: setattr(self, "heatmap", v)),
+            WorkerStep(
+                "heatmap",
+                "heatmap",
+                {"fixed": self.fixed_key, "moving": self.moving_key, "point": point, "out": str(heatmap_path)},
+            ),
+            LocalStep(
+                "read heatmap",
+                lambda: read_volume(heatmap_path, name="MedDIFT similarity"),
+                lambda v: setattr(self, "heatmap", v),
+            ),
         ]
 
     def _register_steps(self) -> list:
@@ -173,8 +195,13 @@ class MatchJob:
         if r.transform:
             steps.append(LocalStep("read field", lambda: read_field(field_path), lambda f: setattr(self, "field", f)))
         if r.warp:
-            steps.append(LocalStep("read warped", lambda: read_volume(warped_path, name="MedDIFT warped"),
-                                   lambda v: setattr(self, "warped", v)))
+            steps.append(
+                LocalStep(
+                    "read warped",
+                    lambda: read_volume(warped_path, name="MedDIFT warped"),
+                    lambda v: setattr(self, "warped", v),
+                )
+            )
         return steps
 
     # --- what the steps hand back ----------------------------------------------------
@@ -199,8 +226,10 @@ class MatchJob:
 
     def _registered(self, result: dict) -> None:
         j = result.get("jacobian", {})
-        self.log.append(f"{self._elapsed()} dense registration: {result.get('seconds', 0):.1f} s, pre-alignment "
-                        f"{result.get('prealign')}, folding voxels {100 * j.get('folding_share', 0):.3f}%")
+        self.log.append(
+            f"{self._elapsed()} dense registration: {result.get('seconds', 0):.1f} s, pre-alignment "
+            f"{result.get('prealign')}, folding voxels {100 * j.get('folding_share', 0):.3f}%"
+        )
 
     def _elapsed(self) -> str:
         return f"{time.monotonic() - self._t0:6.1f}s"
@@ -229,7 +258,7 @@ class MatchJob:
             self._fail(err)
         return False
 
-    def run(self, timeout: float = 3600.0, interval: float = 0.05) -> "MatchJob":
+    def run(self, timeout: float = 3600.0, interval: float = 0.05) -> MatchJob:
         """Block until done (console and tests)."""
         deadline = time.monotonic() + timeout
         while self.poll():
@@ -250,8 +279,7 @@ class MatchJob:
         scene = self.logic.scene
         for what, node_id in self.request.input_ids().items():
             if scene.GetNodeByID(node_id) is None:
-                raise InputError(f"the {what} of this run was removed from the scene while it ran; nothing was "
-                                 "written")
+                raise InputError(f"the {what} of this run was removed from the scene while it ran; nothing was written")
 
     def _start_next(self) -> None:
         self._current = self._steps.pop(0)
@@ -295,14 +323,16 @@ class MatchJob:
         out_node = self.output_node
         if out_node is not None and out_node.GetNumberOfControlPoints() != self.output_count:
             # points placed in it while the job ran: nobody agreed to replace those
-            self.log.append(f"{out_node.GetName()!r} changed while the run went on and was kept: the matches "
-                            "are in a new list")
+            self.log.append(
+                f"{out_node.GetName()!r} changed while the run went on and was kept: the matches are in a new list"
+            )
             out_node = None
         if out_node is not None and out_node.GetNumberOfControlPoints() > 0:
             changes.keep_markups(out_node)
         if out_node is None:
-            out_node = changes.added(scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
-                                                             scene.GenerateUniqueName("MedDIFT matched")))
+            out_node = changes.added(
+                scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", scene.GenerateUniqueName("MedDIFT matched"))
+            )
             out_node.CreateDefaultDisplayNodes()
         write_markups(out_node, matched, locked=True)
         clear_verdicts(out_node)  # new positions: the reader has not seen them yet
@@ -341,7 +371,7 @@ class MatchJob:
         session.set_matched(1, out_node)
         return session
 
-    def _fail(self, err: Optional[BaseException], cancelled: bool = False) -> None:
+    def _fail(self, err: BaseException | None, cancelled: bool = False) -> None:
         if isinstance(err, MedDIFTError):  # options named as this panel names them
             err.args = (render(err, "slicer"),) + tuple(err.args[1:])
         self.done, self.cancelled, self.error = True, cancelled, err

@@ -9,7 +9,6 @@ stops the chain; the time points already done stay in the session (each was a co
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 from MedDIFTLib.errors import MedDIFTError
 
@@ -18,8 +17,7 @@ from .session import TrackingSession
 
 
 class TrackingJob:
-    def __init__(self, logic, session: TrackingSession, engine: dict, matching: dict,
-                 heatmap_label: Optional[str] = None):
+    def __init__(self, logic, session: TrackingSession, engine: dict, matching: dict, heatmap_label: str | None = None):
         self.logic, self.session = logic, session
         self.engine, self.matching, self.heatmap_label = engine, matching, heatmap_label
         self.n = len(session.follow_ups)
@@ -36,9 +34,16 @@ class TrackingJob:
         fixed_volume, fixed_points = self.session.source(self.t)
         moving = self.session.follow_ups[self.t - 1]
         out = self.session.matched(self.t)
-        request = MatchRequest(fixed_volume.GetID(), moving.GetID(), fixed_points.GetID(),
-                               out.GetID() if out is not None else None, self.heatmap_label,
-                               self.engine, self.matching, record_session=False)
+        request = MatchRequest(
+            fixed_volume.GetID(),
+            moving.GetID(),
+            fixed_points.GetID(),
+            out.GetID() if out is not None else None,
+            self.heatmap_label,
+            self.engine,
+            self.matching,
+            record_session=False,
+        )
         # the only list it may replace is this session's own result for the same time point
         self.job = self.logic.start_match(request, overwrite=lambda node: node is out)
         self.log.append(f"follow-up {self.t}/{self.n}: {moving.GetName()} from {fixed_volume.GetName()}")
@@ -59,7 +64,9 @@ class TrackingJob:
             return False
         node = job.result.points_node
         if self.session.matched(self.t) is None:
-            node.SetName(self.logic.scene.GenerateUniqueName(f"MedDIFT {self.session.follow_ups[self.t - 1].GetName()}"))
+            node.SetName(
+                self.logic.scene.GenerateUniqueName(f"MedDIFT {self.session.follow_ups[self.t - 1].GetName()}")
+            )
         self.session.set_matched(self.t, node)
         if self.t < self.n:
             try:
@@ -73,7 +80,7 @@ class TrackingJob:
         self.stage, self.fraction, self.done = "done", 1.0, True
         return False
 
-    def run(self, timeout: float = 3600.0, interval: float = 0.05) -> "TrackingJob":
+    def run(self, timeout: float = 3600.0, interval: float = 0.05) -> TrackingJob:
         deadline = time.monotonic() + timeout
         while self.poll():
             if time.monotonic() > deadline:

@@ -15,9 +15,9 @@ runner, Cancel and the live click work unchanged on either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from MedDIFTLib.errors import InputError
@@ -25,8 +25,13 @@ from MedDIFTLib.errors import InputError
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """The only hosts a plain ``http://`` Server URL may name: traffic that never leaves this computer."""
 PREFIX = "MedDIFT/"
-KEYS = {"where": "ComputeOn", "url": "ServerURL", "ca_file": "ServerCAFile", "store_token": "StoreServerToken",
-        "token": "ServerToken"}
+KEYS = {
+    "where": "ComputeOn",
+    "url": "ServerURL",
+    "ca_file": "ServerCAFile",
+    "store_token": "StoreServerToken",
+    "token": "ServerToken",
+}
 
 
 @dataclass
@@ -38,14 +43,19 @@ class ComputeSettings:
     ca_file: str = ""
 
     @classmethod
-    def load(cls, settings) -> "ComputeSettings":
+    def load(cls, settings) -> ComputeSettings:
         def get(key, default=""):
             value = settings.value(PREFIX + KEYS[key], default)
             return default if value is None else value
 
         store = str(get("store_token", "false")).lower() in ("true", "1")
-        return cls(where=str(get("where", "local")) or "local", url=str(get("url")), ca_file=str(get("ca_file")),
-                   store_token=store, token=str(get("token")) if store else "")
+        return cls(
+            where=str(get("where", "local")) or "local",
+            url=str(get("url")),
+            ca_file=str(get("ca_file")),
+            store_token=store,
+            token=str(get("token")) if store else "",
+        )
 
     def save(self, settings) -> None:
         settings.setValue(PREFIX + KEYS["where"], self.where)
@@ -68,34 +78,43 @@ class ComputeSettings:
         if not url:
             raise InputError("Compute on: server needs the Server URL (Advanced), e.g. https://gpu-box:8765")
         if not url.startswith(("http://", "https://")):
-            raise InputError(f"Server URL {url!r} must start with https:// (or http:// for a server on this "
-                             "computer), e.g. https://gpu-box:8765")
+            raise InputError(
+                f"Server URL {url!r} must start with https:// (or http:// for a server on this "
+                "computer), e.g. https://gpu-box:8765"
+            )
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError as err:
             raise InputError(f"Server URL {url!r} is not a valid address ({err}); e.g. https://gpu-box:8765") from None
         if not parts.hostname or parts.path.strip("/") or parts.query:
-            raise InputError(f"Server URL {url!r} must be only the server's address and port, "
-                             "e.g. https://gpu-box:8765")
+            raise InputError(
+                f"Server URL {url!r} must be only the server's address and port, e.g. https://gpu-box:8765"
+            )
         if parts.scheme == "http" and parts.hostname.lower() not in LOCAL_HOSTS:
-            raise InputError(f"Server URL {url!r}: plain http:// is accepted only for a server on this computer "
-                             "(127.0.0.1, localhost, ::1); to any other computer the token and the scans would "
-                             f"travel unencrypted: use https://{parts.netloc}")
+            raise InputError(
+                f"Server URL {url!r}: plain http:// is accepted only for a server on this computer "
+                "(127.0.0.1, localhost, ::1); to any other computer the token and the scans would "
+                f"travel unencrypted: use https://{parts.netloc}"
+            )
         if not self.token.strip():
-            raise InputError("Compute on: server needs the server's token (Advanced > Token); ask whoever runs "
-                             "the server")
+            raise InputError(
+                "Compute on: server needs the server's token (Advanced > Token); ask whoever runs the server"
+            )
         if self.ca_file and not Path(self.ca_file).is_file():
-            raise InputError(f"CA file {self.ca_file!r} does not exist; choose the CA certificate (PEM) of the "
-                             "server, or leave CA file empty for a server with a certificate your system trusts")
+            raise InputError(
+                f"CA file {self.ca_file!r} does not exist; choose the CA certificate (PEM) of the "
+                "server, or leave CA file empty for a server with a certificate your system trusts"
+            )
 
     def describe(self) -> str:
         """For the log: where jobs run (never the token)."""
         return "this computer" if self.where == "local" else f"server {self.url}"
 
 
-def client_factory(settings: ComputeSettings, python: Optional[str] = None,
-                   env: Optional[dict] = None) -> Callable[[], object]:
+def client_factory(
+    settings: ComputeSettings, python: str | None = None, env: dict | None = None
+) -> Callable[[], object]:
     """What the logic calls for a new client: local worker process or server session."""
     settings.check()
     if settings.where == "local":

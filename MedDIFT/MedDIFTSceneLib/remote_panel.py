@@ -31,8 +31,10 @@ def not_a_server(url: str, detail: str) -> str:
         url: the Server URL of the panel.
         detail: what the address answered.
     """
-    return (f"{url} answers, but it is not a MedDIFT server ({detail}); check the Server URL in "
-            "Advanced > Compute on: it is the address and port 'meddift serve' printed when it started")
+    return (
+        f"{url} answers, but it is not a MedDIFT server ({detail}); check the Server URL in "
+        "Advanced > Compute on: it is the address and port 'meddift serve' printed when it started"
+    )
 
 
 def panel_words(message: str, kind: str, url: str) -> str:
@@ -48,8 +50,10 @@ def panel_words(message: str, kind: str, url: str) -> str:
         status = kind[4:] or "?"
         return not_a_server(url, f"it answered HTTP {status}, not a MedDIFT reply")
     if kind == "Unauthorized":
-        return (f"the MedDIFT server at {url} refused the token: check Advanced > Token (ask whoever runs the "
-                "server for it)")
+        return (
+            f"the MedDIFT server at {url} refused the token: check Advanced > Token (ask whoever runs the "
+            "server for it)"
+        )
     for pattern, words in CLI_ADVICE:
         message = pattern.sub(words, message)
     return message

@@ -13,7 +13,7 @@ follow it.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import vtk
@@ -29,8 +29,11 @@ from MedDIFTLib.data.points import (
 )
 from MedDIFTLib.errors import InputError
 
-HEATMAP_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeRainbow",
-                          "vtkMRMLColorTableNodeWarm1")
+HEATMAP_COLOR_NODE_IDS = (
+    "vtkMRMLColorTableNodeFileColdToHotRainbow.txt",
+    "vtkMRMLColorTableNodeRainbow",
+    "vtkMRMLColorTableNodeWarm1",
+)
 
 
 def vtk_to_numpy_matrix(m: vtk.vtkMatrix4x4) -> np.ndarray:
@@ -51,8 +54,10 @@ def node_to_world(node) -> np.ndarray:
     if parent is None:
         return np.eye(4)
     if not parent.IsTransformToWorldLinear():
-        raise InputError(f"node {node.GetName()!r} is under a non-linear transform ({parent.GetName()!r}); "
-                         "harden the transform on it first (Data module, right-click, Harden transform)")
+        raise InputError(
+            f"node {node.GetName()!r} is under a non-linear transform ({parent.GetName()!r}); "
+            "harden the transform on it first (Data module, right-click, Harden transform)"
+        )
     m = vtk.vtkMatrix4x4()
     parent.GetMatrixTransformToWorld(m)
     return vtk_to_numpy_matrix(m)
@@ -70,8 +75,10 @@ def volume_from_node(node) -> Volume:
         raise InputError(f"volume {node.GetName()!r} has no voxels")
     dims = image.GetDimensions()
     if image.GetNumberOfScalarComponents() != 1:
-        raise InputError(f"volume {node.GetName()!r} has {image.GetNumberOfScalarComponents()} components; "
-                         "a scalar CT volume is needed")
+        raise InputError(
+            f"volume {node.GetName()!r} has {image.GetNumberOfScalarComponents()} components; "
+            "a scalar CT volume is needed"
+        )
     flat = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
     array = flat.reshape(dims[2], dims[1], dims[0]).transpose(2, 1, 0).copy()
     ijk_to_ras = vtk.vtkMatrix4x4()
@@ -162,8 +169,9 @@ def write_markups(node, ps: PointSet, locked: bool = True) -> None:
 def set_partner(out_node, label: str, point, values: dict) -> int:
     """Put the match of ``label`` into the output list (added if missing), locked, its scores
     (``{name: number}``) in the description."""
-    idx = next((i for i in range(out_node.GetNumberOfControlPoints())
-                if out_node.GetNthControlPointLabel(i) == label), -1)
+    idx = next(
+        (i for i in range(out_node.GetNumberOfControlPoints()) if out_node.GetNthControlPointLabel(i) == label), -1
+    )
     if idx < 0:
         idx = out_node.AddControlPointWorld(vtk.vtkVector3d(*point), label)
     else:
@@ -173,7 +181,7 @@ def set_partner(out_node, label: str, point, values: dict) -> int:
     return idx
 
 
-def output_markups_node(scene, name: str, node=None, overwrite: Optional[Callable[[object], bool]] = None):
+def output_markups_node(scene, name: str, node=None, overwrite: Callable[[object], bool] | None = None):
     """The node to write results into: a new one, or ``node`` if it is empty or ``overwrite(node)`` says yes.
 
     A user's existing points are never replaced without asking.
@@ -181,8 +189,10 @@ def output_markups_node(scene, name: str, node=None, overwrite: Optional[Callabl
     if node is not None:
         if node.GetNumberOfControlPoints() == 0 or (overwrite is not None and overwrite(node)):
             return node
-        raise InputError(f"the output point list {node.GetName()!r} already has points; "
-                         "choose another output or confirm the overwrite")
+        raise InputError(
+            f"the output point list {node.GetName()!r} already has points; "
+            "choose another output or confirm the overwrite"
+        )
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", scene.GenerateUniqueName(name))
     node.CreateDefaultDisplayNodes()
     return node
@@ -213,8 +223,11 @@ class PointEvents:
             return on_event
 
         self._handlers = {  # keep references: VTK holds the Python callables weakly
-            "defined": handler("defined"), "start": handler("start"), "end": handler("end"),
-            "modified": handler("modified"), "removed": handler("removed"),
+            "defined": handler("defined"),
+            "start": handler("start"),
+            "end": handler("end"),
+            "modified": handler("modified"),
+            "removed": handler("removed"),
         }
         self._tags = [
             node.AddObserver(node.PointPositionDefinedEvent, self._handlers["defined"]),

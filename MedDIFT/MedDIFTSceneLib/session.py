@@ -15,8 +15,6 @@ it back restores the table exactly, with nothing stored by the module itself:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from MedDIFTLib.errors import InputError
@@ -35,8 +33,9 @@ class TrackingSession:
         self.node = node
 
     @classmethod
-    def create(cls, scene, baseline_volume, baseline_points, follow_ups, mode: str = "previous",
-               name: str = "MedDIFT tracking") -> "TrackingSession":
+    def create(
+        cls, scene, baseline_volume, baseline_points, follow_ups, mode: str = "previous", name: str = "MedDIFT tracking"
+    ) -> TrackingSession:
         if mode not in MODES:
             raise InputError(f"tracking mode {mode!r}: choose one of {', '.join(MODES)}")
         if not follow_ups:
@@ -57,17 +56,22 @@ class TrackingSession:
         return cls(scene.AddNode(node))
 
     @classmethod
-    def all_in(cls, scene) -> list["TrackingSession"]:
-        nodes = (scene.GetNthNodeByClass(i, "vtkMRMLScriptedModuleNode")
-                 for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")))
+    def all_in(cls, scene) -> list[TrackingSession]:
+        nodes = (
+            scene.GetNthNodeByClass(i, "vtkMRMLScriptedModuleNode")
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode"))
+        )
         return [cls(n) for n in nodes if n.GetAttribute(SESSION_ATTRIBUTE) == "1"]
 
     @classmethod
-    def find_pair(cls, scene, fixed_volume, moving_volume, fixed_points) -> Optional["TrackingSession"]:
+    def find_pair(cls, scene, fixed_volume, moving_volume, fixed_points) -> TrackingSession | None:
         """The two-scan session of an earlier Apply on the same three nodes, if any (reused)."""
         for s in cls.all_in(scene):
-            if (s.baseline_volume is fixed_volume and s.baseline_points is fixed_points
-                    and s.follow_ups == [moving_volume]):
+            if (
+                s.baseline_volume is fixed_volume
+                and s.baseline_points is fixed_points
+                and s.follow_ups == [moving_volume]
+            ):
                 return s
         return None
 
@@ -91,8 +95,10 @@ class TrackingSession:
 
     @property
     def follow_ups(self) -> list:
-        return [self.node.GetNthNodeReference("followUpVolume", i)
-                for i in range(self.node.GetNumberOfNodeReferences("followUpVolume"))]
+        return [
+            self.node.GetNthNodeReference("followUpVolume", i)
+            for i in range(self.node.GetNumberOfNodeReferences("followUpVolume"))
+        ]
 
     def volumes(self) -> list:
         """Baseline first, then the follow-ups: time point ``t`` is ``volumes()[t]``."""
@@ -162,13 +168,16 @@ class TrackingSession:
                     texts += ["", "", ""]
                     continue
                 point, conf, _sim, status = cell
-                texts += [", ".join(f"{c:.1f}" for c in point) if np.all(np.isfinite(point)) else "(none)",
-                          "" if np.isnan(conf) else f"{conf:.2f}", status]
+                texts += [
+                    ", ".join(f"{c:.1f}" for c in point) if np.all(np.isfinite(point)) else "(none)",
+                    "" if np.isnan(conf) else f"{conf:.2f}",
+                    status,
+                ]
             out.append(texts)
         return out
 
 
-def session_of(scene, matched_node) -> Optional[tuple[TrackingSession, int]]:
+def session_of(scene, matched_node) -> tuple[TrackingSession, int] | None:
     """The session and time point a matched list belongs to, if any."""
     for s in TrackingSession.all_in(scene):
         for t in range(1, len(s.follow_ups) + 1):

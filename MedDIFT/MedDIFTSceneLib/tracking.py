@@ -9,7 +9,6 @@ correction is simply the moved, unlocked matched point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -45,11 +44,21 @@ def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
         j = by_label.get(label)
         if j is None:
             continue
-        score = {k: matched.values[k][j] if k in matched.values else np.nan
-                 for k in ("similarity", "confidence", "fb_error_mm")}
-        pairs.append(Pair(label, fixed.points[i], matched.points[j], score["similarity"],
-                          score["confidence"], score["fb_error_mm"],
-                          shown_status(matched_node, label)))
+        score = {
+            k: matched.values[k][j] if k in matched.values else np.nan
+            for k in ("similarity", "confidence", "fb_error_mm")
+        }
+        pairs.append(
+            Pair(
+                label,
+                fixed.points[i],
+                matched.points[j],
+                score["similarity"],
+                score["confidence"],
+                score["fb_error_mm"],
+                shown_status(matched_node, label),
+            )
+        )
     return pairs
 
 
@@ -66,12 +75,12 @@ def accept(matched_node, label: str) -> None:
     matched_node.SetAttribute(STATUS_PREFIX + label, "accepted")
 
 
-def clear_verdicts(matched_node, labels: Optional[list] = None) -> None:
+def clear_verdicts(matched_node, labels: list | None = None) -> None:
     """Forget the verdicts of ``labels`` (default: all): their matches were just placed anew, and a
     verdict belongs to the position the reader saw (and so does where it came from)."""
     for name in list(matched_node.GetAttributeNames() or ()):
         for prefix in (STATUS_PREFIX, SOURCE_PREFIX):
-            if name.startswith(prefix) and (labels is None or name[len(prefix):] in labels):
+            if name.startswith(prefix) and (labels is None or name[len(prefix) :] in labels):
                 matched_node.RemoveAttribute(name)
 
 
@@ -96,17 +105,20 @@ def start_correction(matched_node, label: str) -> None:
 def pairs_pointsets(pairs: list[Pair]) -> tuple[PointSet, PointSet]:
     """The pairs as two point sets (fixed, moving) with the scores and verdicts."""
     labels = [p.label for p in pairs]
-    values = {"similarity": np.array([p.similarity for p in pairs]),
-              "confidence": np.array([p.confidence for p in pairs]),
-              "fb_error_mm": np.array([p.fb_error_mm for p in pairs])}
+    values = {
+        "similarity": np.array([p.similarity for p in pairs]),
+        "confidence": np.array([p.confidence for p in pairs]),
+        "fb_error_mm": np.array([p.fb_error_mm for p in pairs]),
+    }
     desc = [p.status for p in pairs]
     fixed = PointSet(np.array([p.fixed for p in pairs]).reshape(-1, 3), labels, descriptions=desc, name="fixed")
-    moving = PointSet(np.array([p.moving for p in pairs]).reshape(-1, 3), labels, values, descriptions=desc,
-                      name="moving")
+    moving = PointSet(
+        np.array([p.moving for p in pairs]).reshape(-1, 3), labels, values, descriptions=desc, name="moving"
+    )
     return fixed, moving
 
 
-def export_pairs(pairs: list[Pair], path, moving_path: Optional[str] = None) -> list:
+def export_pairs(pairs: list[Pair], path, moving_path: str | None = None) -> list:
     """CSV: one row per pair (label, fixed x/y/z, moving x/y/z, scores, status).
     ``.mrk.json``: two files, ``path`` (fixed) and ``moving_path`` (default ``<stem>_moving.mrk.json``)."""
     from pathlib import Path
@@ -119,7 +131,9 @@ def export_pairs(pairs: list[Pair], path, moving_path: Optional[str] = None) -> 
         return [path]
     if path.name.lower().endswith(".mrk.json"):
         fixed, moving = pairs_pointsets(pairs)
-        moving_path = Path(moving_path) if moving_path else path.with_name(path.name[:-len(".mrk.json")] + "_moving.mrk.json")
+        moving_path = (
+            Path(moving_path) if moving_path else path.with_name(path.name[: -len(".mrk.json")] + "_moving.mrk.json")
+        )
         write_points(fixed, path)
         write_points(moving, moving_path)
         return [path, moving_path]
@@ -134,9 +148,31 @@ def _write_pairs_csv(pairs: list[Pair], path) -> None:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["label", "fixed_x", "fixed_y", "fixed_z", "moving_x", "moving_y", "moving_z",
-                "similarity", "confidence", "fb_error_mm", "status"])
+    w.writerow(
+        [
+            "label",
+            "fixed_x",
+            "fixed_y",
+            "fixed_z",
+            "moving_x",
+            "moving_y",
+            "moving_z",
+            "similarity",
+            "confidence",
+            "fb_error_mm",
+            "status",
+        ]
+    )
     for p in pairs:
-        w.writerow([p.label, *[f"{c:.4f}" for c in p.fixed], *[f"{c:.4f}" for c in p.moving],
-                    f"{p.similarity:.5f}", f"{p.confidence:.5f}", f"{p.fb_error_mm:.4f}", p.status])
+        w.writerow(
+            [
+                p.label,
+                *[f"{c:.4f}" for c in p.fixed],
+                *[f"{c:.4f}" for c in p.moving],
+                f"{p.similarity:.5f}",
+                f"{p.confidence:.5f}",
+                f"{p.fb_error_mm:.4f}",
+                p.status,
+            ]
+        )
     write_text_atomic(path, buf.getvalue())

@@ -85,8 +85,9 @@ def reusable(node) -> bool:
     return node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is None
 
 
-def transform_outputs(scene, existing, displacement_ras: np.ndarray, ijk_to_ras: np.ndarray, moving_name: str,
-                      inverse: bool = False) -> dict:
+def transform_outputs(
+    scene, existing, displacement_ras: np.ndarray, ijk_to_ras: np.ndarray, moving_name: str, inverse: bool = False
+) -> dict:
     """The dense map as transform nodes: ``transform_node`` (fixed -> moving as "from parent": a moving
     volume under it lies over the fixed one) in ``existing`` when :func:`reusable`, else a new node; and,
     with ``inverse``, ``inverse_transform_node``: the same map as "to parent", exact (no numerical inverse),
@@ -108,8 +109,9 @@ def transform_outputs(scene, existing, displacement_ras: np.ndarray, ijk_to_ras:
     node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
     out = {"transform_node": node}
     if inverse:
-        inv = scene.AddNewNodeByClass("vtkMRMLGridTransformNode",
-                                      scene.GenerateUniqueName(f"MedDIFT fixed to {moving_name}"))
+        inv = scene.AddNewNodeByClass(
+            "vtkMRMLGridTransformNode", scene.GenerateUniqueName(f"MedDIFT fixed to {moving_name}")
+        )
         inv.SetAndObserveTransformToParent(oriented_grid_transform(displacement_ras, ijk_to_ras))
         inv.SetAttribute(OUTPUT_ATTRIBUTE, "1")
         out["inverse_transform_node"] = inv

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 
 import qt
-import slicer
 from slicer.i18n import tr as _
 
+import slicer
 from MedDIFTSceneLib.scene import PointEvents
 
 
@@ -71,28 +71,35 @@ class WidgetActionsMixin:
         """Asked when Apply is pressed, before any work: "No" starts nothing."""
         return slicer.util.confirmYesNoDisplay(
             _("The point list '{name}' already has {n} points. Replace them with the matches?").format(
-                name=node.GetName(), n=node.GetNumberOfControlPoints()))
+                name=node.GetName(), n=node.GetNumberOfControlPoints()
+            )
+        )
 
     def _showResults(self, job) -> None:
         """Show the run's own nodes (its request), whatever the panel selects now."""
         self.denseAfterMatch(job)
         res, r, scene = job.result, job.request, slicer.mrmlScene
-        fixed, moving, landmarks = (scene.GetNodeByID(i) for i in
-                                    (r.fixed_volume_id, r.moving_volume_id, r.fixed_points_id))
+        fixed, moving, landmarks = (
+            scene.GetNodeByID(i) for i in (r.fixed_volume_id, r.moving_volume_id, r.fixed_points_id)
+        )
         p = self._parameterNode
         if p is not None and (p.fixedVolume, p.movingVolume, p.fixedLandmarks) == (fixed, moving, landmarks):
             p.outputLandmarks = res.points_node
             p.heatmapVolume = res.heatmap_node
             self.showOutputNodes(res)
         else:
-            self._log(_("The run's matches are in '{name}' (the panel's selection changed while it ran).").format(
-                name=res.points_node.GetName()))
+            self._log(
+                _("The run's matches are in '{name}' (the panel's selection changed while it ran).").format(
+                    name=res.points_node.GetName()
+                )
+            )
         self.logic.showSideBySide(fixed, moving, landmarks, res)
         if res.session is not None:
             self.showSession(res.session)
         m = res.matched
         self.ui.statusLabel.text = _("{n} landmarks matched; heatmap of {label}").format(
-            n=int(m.defined.sum()), label=res.heatmap_label)
+            n=int(m.defined.sum()), label=res.heatmap_label
+        )
         if res.warnings:  # also in the job's log
             slicer.util.warningDisplay("\n\n".join(res.warnings), windowTitle=_("MedDIFT: check the inputs"))
 
@@ -150,16 +157,22 @@ class WidgetActionsMixin:
         self.logic.jumpMovingViewTo(res["point"])
         self.heatmapLabels.select(res["label"])
         self.sessionTable.refresh()
-        self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(label=res["label"],
-                                                                         s=res["similarity"] or 0.0)
+        self.ui.statusLabel.text = _("{label}: similarity {s:.3f}").format(
+            label=res["label"], s=res["similarity"] or 0.0
+        )
 
     # --- weights -------------------------------------------------------------------
 
     def onDownloadWeights(self) -> None:
         token = qt.QInputDialog.getText(
-            None, _("MAISI weights"),
-            _("The MAISI repository on Hugging Face is gated: accept its licence at "
-              "https://huggingface.co/nvidia/NV-Generate-CT, then paste an access token:"), qt.QLineEdit.Password)
+            None,
+            _("MAISI weights"),
+            _(
+                "The MAISI repository on Hugging Face is gated: accept its licence at "
+                "https://huggingface.co/nvidia/NV-Generate-CT, then paste an access token:"
+            ),
+            qt.QLineEdit.Password,
+        )
         if not token:
             return
         if not self.logic.ensureDependencies(askConfirmation=True):

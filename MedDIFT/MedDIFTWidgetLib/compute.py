@@ -12,12 +12,20 @@ and so that a run in progress is never switched under its feet.
 
 from __future__ import annotations
 
-import slicer
 from slicer.i18n import tr as _
 
+import slicer
+
 WHERE = ("local", "server")  # index of the combo box -> ComputeSettings.where
-SERVER_FIELDS = ("serverUrlLabel", "serverUrlLineEdit", "serverTokenLabel", "serverTokenLineEdit",
-                 "serverCaFileLabel", "serverCaFilePathLineEdit", "rememberTokenCheckBox")
+SERVER_FIELDS = (
+    "serverUrlLabel",
+    "serverUrlLineEdit",
+    "serverTokenLabel",
+    "serverTokenLineEdit",
+    "serverCaFileLabel",
+    "serverCaFilePathLineEdit",
+    "rememberTokenCheckBox",
+)
 """Enabled only when "server" is chosen."""
 
 
@@ -65,9 +73,8 @@ class ComputeOnMixin:
     def useComputeSettings(self) -> bool:
         """Before a job: point the logic at the panel's choice (stopping the other kind of worker only
         when the choice changed). False, with the reason in the panel, when the setting cannot work."""
-        from MedDIFTSceneLib.remote import use_settings
-
         from MedDIFTLib.errors import InputError
+        from MedDIFTSceneLib.remote import use_settings
 
         s = self.computeSettings
         try:

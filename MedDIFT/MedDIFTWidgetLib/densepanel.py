@@ -21,8 +21,10 @@ from MedDIFTSceneLib.scene import pointset_from_markups
 class DensePanelMixin:
     def setupDensePanel(self) -> None:
         self.denseLabel = qt.QLabel("")
-        self.denseLabel.toolTip = _("The dense registration of the selected pair, running in its own worker: "
-                                    "until it is ready, matches are point matches marked provisional")
+        self.denseLabel.toolTip = _(
+            "The dense registration of the selected pair, running in its own worker: "
+            "until it is ready, matches are point matches marked provisional"
+        )
         self.denseLabel.wordWrap = True
         layout = self.ui.statusLabel.parentWidget().layout()
         layout.insertWidget(layout.indexOf(self.ui.statusLabel) + 1, self.denseLabel)
@@ -84,8 +86,9 @@ class DensePanelMixin:
             if out is None or fixed_points is None:
                 continue
             labels = pointset_from_markups(out).labels
-            self.logic.core.registrations.provisional(fixed_volume.GetID(), session.follow_ups[t - 1].GetID(),
-                                                      job.engine, out, fixed_points, labels)
+            self.logic.core.registrations.provisional(
+                fixed_volume.GetID(), session.follow_ups[t - 1].GetID(), job.engine, out, fixed_points, labels
+            )
 
     def denseCheckPair(self) -> None:
         """The panel's pair changed (or the scene closes): a registration no longer needed is cancelled
@@ -118,11 +121,13 @@ class DensePanelMixin:
             d = running[0]
             queued = _(" ({n} more waiting)").format(n=len(running) - 1) if len(running) > 1 else ""
             self.denseLabel.text = _("Dense registration: {stage} ({pct}%){queued}").format(
-                stage=d.stage, pct=int(100 * d.fraction), queued=queued)
+                stage=d.stage, pct=int(100 * d.fraction), queued=queued
+            )
         for d in ended:
             if d.ready():
                 text = _("Dense field ready: {n} provisional matches re-placed from it; clicks now use it.").format(
-                    n=len(d.upgraded))
+                    n=len(d.upgraded)
+                )
             else:
                 text = _("Dense registration failed: {error}; the point matches stand.").format(error=d.error)
                 logging.error(text)
@@ -147,4 +152,3 @@ class DensePanelMixin:
         self.sessionTable.refresh()
         self.ui.statusLabel.text = _("{label}: placed from the dense field").format(label=res["label"])
         return True
-

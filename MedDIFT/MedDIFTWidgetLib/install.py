@@ -14,12 +14,11 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Optional
 
 import qt
-import slicer
 from slicer.i18n import tr as _
 
+import slicer
 from MedDIFTSceneLib import dependencies as deps  # through the module: tests replace its look-ups
 
 RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources")
@@ -27,7 +26,7 @@ REQUIREMENTS_FILE = os.path.join(RESOURCES, "requirements.txt")
 
 
 class DependencyLogicMixin:
-    dependencyMessage: Optional[str] = None
+    dependencyMessage: str | None = None
     """Why the last :meth:`ensureDependencies` said no, in the panel's words (None: it said yes)."""
 
     @staticmethod
@@ -39,7 +38,7 @@ class DependencyLogicMixin:
         p = self.getParameterNode() if hasattr(self, "getParameterNode") else None
         return bool(p and (p.denseMatching or p.outputTransform or p.warpMoving))
 
-    def dependencyProblems(self, server: bool = False, dense: Optional[bool] = None) -> list[str]:
+    def dependencyProblems(self, server: bool = False, dense: bool | None = None) -> list[str]:
         """What stops a run with these options (empty: ready).
 
         Args:
@@ -51,13 +50,15 @@ class DependencyLogicMixin:
         return deps.dependency_problems(REQUIREMENTS_FILE, self._denseChosen() if dense is None else dense)
 
     @classmethod
-    def selfTestSkipReason(cls) -> Optional[str]:
+    def selfTestSkipReason(cls) -> str | None:
         """Why the self-test cannot run here (torch or MONAI missing or unusable), or None."""
         problems = deps.dependency_problems(REQUIREMENTS_FILE, dense=False)
         if not problems:
             return None
-        return ("MedDIFT's self-test needs torch and MONAI in Slicer's Python; nothing is installed in testing "
-                "mode: " + "; ".join(problems))
+        return (
+            "MedDIFT's self-test needs torch and MONAI in Slicer's Python; nothing is installed in testing "
+            "mode: " + "; ".join(problems)
+        )
 
     def installDependencies(self, server: bool = False, dense: bool = False) -> list[str]:
         """Install what is missing without any dialog; returns what is still missing (empty: ready).
@@ -98,8 +99,7 @@ class DependencyLogicMixin:
             shutil.rmtree(folder, ignore_errors=True)
         return still_missing()
 
-    def ensureDependencies(self, askConfirmation: bool = True, server: bool = False,
-                           dense: Optional[bool] = None) -> bool:
+    def ensureDependencies(self, askConfirmation: bool = True, server: bool = False, dense: bool | None = None) -> bool:
         """The GUI's check before a run: asks first, then installs; never installs in testing mode.
         False leaves the reason in :attr:`dependencyMessage` (and an error dialog for a failed install).
 
@@ -120,13 +120,17 @@ class DependencyLogicMixin:
             return False
         if slicer.app.testingEnabled():
             self.dependencyMessage = _("Not started: {problems} (testing mode installs nothing)").format(
-                problems="; ".join(problems))
+                problems="; ".join(problems)
+            )
             return False
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                _("MedDIFT needs these Python packages: {packages}. Install them now? "
-                  "This can take several minutes.").format(packages="; ".join(problems))):
+            _(
+                "MedDIFT needs these Python packages: {packages}. Install them now? This can take several minutes."
+            ).format(packages="; ".join(problems))
+        ):
             self.dependencyMessage = _("Not started: installing {packages} was declined.").format(
-                packages="; ".join(problems))
+                packages="; ".join(problems)
+            )
             return False
         slicer.app.setOverrideCursor(qt.Qt.WaitCursor)  # pip takes minutes
         try:
@@ -135,7 +139,8 @@ class DependencyLogicMixin:
             slicer.app.restoreOverrideCursor()
         still = self.dependencyProblems(server, dense)
         if still:
-            self.dependencyMessage = _("Installation failed: {problems}. pip's messages are in the Python "
-                                       "console.").format(problems="; ".join(still))
+            self.dependencyMessage = _(
+                "Installation failed: {problems}. pip's messages are in the Python console."
+            ).format(problems="; ".join(still))
             slicer.util.errorDisplay(self.dependencyMessage)
         return not still

@@ -85,8 +85,9 @@ def fillTrackingTable(table, session) -> None:
             item = qt.QTableWidgetItem(text)
             if flagged:
                 item.setData(qt.Qt.BackgroundRole, qt.QColor(255, 214, 170))
-                item.setToolTip(_("Matched back from the moving scan, this point lands far from where it started: "
-                                  "check it"))
+                item.setToolTip(
+                    _("Matched back from the moving scan, this point lands far from where it started: check it")
+                )
             table.setItem(r, c, item)
 
 
@@ -95,7 +96,6 @@ def selectedTimePoint(table, session) -> int:
     col = table.currentColumn()
     n = len(session.follow_ups)
     return min(n, (col - 1) // 3 + 1) if col >= 1 else n
-
 
 
 class SessionTable:
@@ -107,8 +107,13 @@ class SessionTable:
     label, never an index into a list that may have changed).
     """
 
-    EVENTS = ("PointAddedEvent", "PointRemovedEvent", "PointModifiedEvent", "PointPositionDefinedEvent",
-              "PointPositionUndefinedEvent")
+    EVENTS = (
+        "PointAddedEvent",
+        "PointRemovedEvent",
+        "PointModifiedEvent",
+        "PointPositionDefinedEvent",
+        "PointPositionUndefinedEvent",
+    )
 
     def __init__(self, table):
         self.table = table
@@ -165,8 +170,10 @@ class SessionTable:
 def distinctDefaultVolumes(p, scene) -> None:
     """The default selection: the first two scans as fixed and moving, never the same one twice (Slicer's
     node selectors both take the first volume loaded). The module's own heatmap is not a scan."""
-    volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    volumes = [
+        scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
+    ]
     volumes = [v for v in volumes if v.GetAttribute(HEATMAP_ATTRIBUTE) != "1"]
     if not p.fixedVolume and volumes:
         p.fixedVolume = volumes[0]

@@ -16,9 +16,9 @@ import re
 import time
 from pathlib import Path
 
-import slicer
 from slicer.i18n import tr as _
 
+import slicer
 from MedDIFTLib.runtime import user_cache_dir
 
 CACHE_FILE = re.compile(r"^(?:[0-9a-f]{32}\.pt|\.[0-9a-f]{32}\.pt\..+)$")
@@ -92,8 +92,11 @@ def showPointsApart(scene, fixedPoints, matchedPoints, movingViewId: str) -> Non
         matchedPoints: the matched landmarks' markups node.
         movingViewId: the ID of the moving (right, Yellow) slice node.
     """
-    views = [scene.GetNthNodeByClass(i, cls).GetID() for cls in ("vtkMRMLSliceNode", "vtkMRMLViewNode")
-             for i in range(scene.GetNumberOfNodesByClass(cls))]
+    views = [
+        scene.GetNthNodeByClass(i, cls).GetID()
+        for cls in ("vtkMRMLSliceNode", "vtkMRMLViewNode")
+        for i in range(scene.GetNumberOfNodesByClass(cls))
+    ]
     fixedDisplay = fixedPoints.GetDisplayNode() if fixedPoints else None
     if fixedDisplay:
         fixedDisplay.SetViewNodeIDs([v for v in views if v != movingViewId])
@@ -138,8 +141,9 @@ class ReaderViewMixin:
 
     def showDependencyProblem(self) -> None:
         """Why a run did not start (missing, too old or failed to install), in the panel."""
-        text = self.logic.dependencyMessage or _("MedDIFT needs torch, MONAI and a few packages; installation "
-                                                 "was declined.")
+        text = self.logic.dependencyMessage or _(
+            "MedDIFT needs torch, MONAI and a few packages; installation was declined."
+        )
         self.ui.statusLabel.text = text
         self._log(text)
 
@@ -163,8 +167,9 @@ class ReaderViewMixin:
         folder = featureCacheFolder()
         files = cacheFiles(folder)
         size = sum(p.stat().st_size for p in files if p.exists())
-        self.ui.cacheInfoLabel.text = _("{folder}: {n} files, {size}").format(folder=folder, n=len(files),
-                                                                             size=humanSize(size))
+        self.ui.cacheInfoLabel.text = _("{folder}: {n} files, {size}").format(
+            folder=folder, n=len(files), size=humanSize(size)
+        )
         self.ui.clearCacheButton.enabled = bool(files)
 
     def onClearCache(self) -> None:
@@ -174,9 +179,10 @@ class ReaderViewMixin:
         folder = featureCacheFolder()
         files = cacheFiles(folder)
         if not files or not slicer.util.confirmOkCancelDisplay(
-                _("Delete {n} cached feature files ({size}) from {folder}? They are computed again when "
-                  "needed.").format(n=len(files), size=humanSize(sum(p.stat().st_size for p in files)),
-                                    folder=folder)):
+            _("Delete {n} cached feature files ({size}) from {folder}? They are computed again when needed.").format(
+                n=len(files), size=humanSize(sum(p.stat().st_size for p in files)), folder=folder
+            )
+        ):
             return
         freed = 0
         for p in files:

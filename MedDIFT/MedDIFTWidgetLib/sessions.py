@@ -10,10 +10,10 @@ removed, the scene closed or imported). The table follows the chosen session's p
 from __future__ import annotations
 
 import qt
-import slicer
 import vtk
 from slicer.i18n import tr as _
 
+import slicer
 from MedDIFTSceneLib.session import SESSION_ATTRIBUTE, TrackingSession
 from MedDIFTSceneLib.tracking import accept, export_pairs, pairs_from_nodes, start_correction
 
@@ -116,8 +116,9 @@ class SessionsMixin:
         matched = self.session.matched(t)
         if matched is None:
             return
-        path = qt.QFileDialog.getSaveFileName(None, _("Export landmark pairs"), "landmark_pairs" + extension,
-                                              f"*{extension}")
+        path = qt.QFileDialog.getSaveFileName(
+            None, _("Export landmark pairs"), "landmark_pairs" + extension, f"*{extension}"
+        )
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("Export failed.")):

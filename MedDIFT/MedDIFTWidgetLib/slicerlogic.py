@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 from subprocess import CalledProcessError
-from typing import Optional
 
 import qt
-import slicer
 from slicer.i18n import tr as _
+
+import slicer
 
 from .install import DependencyLogicMixin
 from .readerview import alignSideBySide, showPointsApart
@@ -18,8 +18,9 @@ MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # MedDIFTSceneLib sits next to MedDIFT.py; MedDIFTLib too once installed as an extension, or one
 # folder up in a source checkout (the module folder added as an "additional module path").
 # The one list of the engine's folders: MedDIFT.py puts them on sys.path, the worker gets them in PYTHONPATH.
-ENGINE_DIRS = [MODULE_DIR] + ([os.path.dirname(MODULE_DIR)]
-                              if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else [])
+ENGINE_DIRS = [MODULE_DIR] + (
+    [os.path.dirname(MODULE_DIR)] if os.path.isdir(os.path.join(os.path.dirname(MODULE_DIR), "MedDIFTLib")) else []
+)
 
 
 class SlicerLogicMixin(DependencyLogicMixin):
@@ -37,7 +38,7 @@ class SlicerLogicMixin(DependencyLogicMixin):
 
     # --- weights ---------------------------------------------------------------------
 
-    def downloadWeights(self, token: str, folder: Optional[str], log=None) -> str:
+    def downloadWeights(self, token: str, folder: str | None, log=None) -> str:
         """Download the MAISI v1 files in the worker's Python (torch is never imported into Slicer's
         process for this: the folder comes from the engine's torch-free ``runtime``)."""
         from MedDIFTLib.runtime import user_cache_dir
@@ -52,8 +53,12 @@ class SlicerLogicMixin(DependencyLogicMixin):
         try:
             slicer.util.logProcessOutput(proc, log)
         except CalledProcessError as err:
-            raise RuntimeError(_("weights download failed (exit code {code}); the log above says why "
-                                 "(token, licence not accepted, network)").format(code=err.returncode)) from None
+            raise RuntimeError(
+                _(
+                    "weights download failed (exit code {code}); the log above says why "
+                    "(token, licence not accepted, network)"
+                ).format(code=err.returncode)
+            ) from None
         return folder or str(user_cache_dir("weights", "MEDDIFT_WEIGHTS_DIR"))
 
     # --- views -----------------------------------------------------------------------
@@ -76,14 +81,21 @@ class SlicerLogicMixin(DependencyLogicMixin):
         m = result.matched
         label = result.heatmap_label
         self.jumpMovingViewTo(m.points[m.label_index(label)])
-        fixedIdx = next((i for i in range(fixedLandmarks.GetNumberOfControlPoints())
-                         if fixedLandmarks.GetNthControlPointLabel(i) == label), None)
+        fixedIdx = next(
+            (
+                i
+                for i in range(fixedLandmarks.GetNumberOfControlPoints())
+                if fixedLandmarks.GetNthControlPointLabel(i) == label
+            ),
+            None,
+        )
         if fixedIdx is not None:  # the reader may have removed or renamed it meanwhile
             pos = [0.0, 0.0, 0.0]
             fixedLandmarks.GetNthControlPointPositionWorld(fixedIdx, pos)
             lm.sliceWidget("Red").sliceLogic().GetSliceNode().JumpSliceByCentering(*pos)
-        showPointsApart(slicer.mrmlScene, fixedLandmarks, result.points_node,
-                        lm.sliceWidget("Yellow").mrmlSliceNode().GetID())
+        showPointsApart(
+            slicer.mrmlScene, fixedLandmarks, result.points_node, lm.sliceWidget("Yellow").mrmlSliceNode().GetID()
+        )
 
     def jumpMovingViewTo(self, point) -> None:
         lm = slicer.app.layoutManager()

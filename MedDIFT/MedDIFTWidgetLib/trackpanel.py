@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 
 import qt
-import slicer
 from slicer.i18n import tr as _
 
+import slicer
 from MedDIFTSceneLib.session import MODES, TrackingSession
 
 MODE_TEXTS = {"previous": "from the previous time point", "baseline": "from the baseline"}
@@ -32,12 +32,19 @@ class TrackPanelMixin:
         self.trackModeComboBox = qt.QComboBox()
         for mode in MODES:
             self.trackModeComboBox.addItem(_(MODE_TEXTS[mode]), mode)
-        self.trackModeComboBox.toolTip = _("Match each follow-up from the previous one (follows slow change) "
-                                           "or from the baseline (errors do not add up)")
+        self.trackModeComboBox.toolTip = _(
+            "Match each follow-up from the previous one (follows slow change) "
+            "or from the baseline (errors do not add up)"
+        )
         self.trackButton = qt.QPushButton(_("Track"))
         self.trackButton.toolTip = _("Track the fixed landmarks through every follow-up, one after the other")
-        for widget in (self.followUpsLabel, self.addFollowUpButton, self.clearFollowUpsButton,
-                       self.trackModeComboBox, self.trackButton):
+        for widget in (
+            self.followUpsLabel,
+            self.addFollowUpButton,
+            self.clearFollowUpsButton,
+            self.trackModeComboBox,
+            self.trackButton,
+        ):
             box.addWidget(widget)
         layout = self.ui.trackingTable.parentWidget().layout()
         layout.insertWidget(max(0, layout.indexOf(self.sessionComboBox)), row)
@@ -77,8 +84,14 @@ class TrackPanelMixin:
         engine, matching = self.logic.engineOptions(p, self.ui.weightsPathLineEdit.currentPath)
         session = None
         try:
-            session = TrackingSession.create(slicer.mrmlScene, p.fixedVolume, p.fixedLandmarks, self._followUps(),
-                                             mode, name="MedDIFT tracking " + p.fixedLandmarks.GetName())
+            session = TrackingSession.create(
+                slicer.mrmlScene,
+                p.fixedVolume,
+                p.fixedLandmarks,
+                self._followUps(),
+                mode,
+                name="MedDIFT tracking " + p.fixedLandmarks.GetName(),
+            )
             job = self.logic.core.start_tracking(session, engine, matching, self.ui.heatmapLabelComboBox.currentText)
         except Exception as err:  # noqa: BLE001 - said once, nothing started, no session left behind
             if session is not None:

@@ -24,7 +24,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ..atomic import write_text_atomic
 from ..data.digest import hash_file_into
@@ -44,11 +43,11 @@ class Pair:
     fixed: str
     moving: str
     points: str
-    truth: Optional[str] = None
-    prior: Optional[str] = None
+    truth: str | None = None
+    prior: str | None = None
     digests: tuple = ()  # ((role, sha256), ...) for every file given
 
-    def digest(self, role: str) -> Optional[str]:
+    def digest(self, role: str) -> str | None:
         return dict(self.digests).get(role)
 
 
@@ -56,7 +55,7 @@ class DigestMemo:
     """sha256 of files, remembered by (path, device, inode, size, mtime_ns, ctime_ns) so that a
     restart does not re-read every unchanged scan; written atomically, and ignored when unreadable."""
 
-    def __init__(self, path: Optional[Path] = None):
+    def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else None
         self._known: dict = {}
         if self.path and self.path.exists():
@@ -82,6 +81,7 @@ class DigestMemo:
 def _stamp(path: Path) -> str:
     """What changes whenever a file is written or replaced: (device, inode, size, mtime, ctime); for a
     folder (a DICOM series) the same of each of its files, hashed."""
+
     def one(p: Path) -> str:
         st = os.stat(p)
         return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
@@ -106,7 +106,7 @@ def content_digest(path) -> str:
     return h.hexdigest()
 
 
-def read_cohort(csv_path, memo: Optional[DigestMemo] = None) -> list[Pair]:
+def read_cohort(csv_path, memo: DigestMemo | None = None) -> list[Pair]:
     """The pairs of a cohort CSV (paths relative to its folder), or one InputError listing every
     problem found. Landmark files are parsed here (cheap) so that a bad one stops the run early."""
     csv_path = Path(csv_path)
@@ -140,14 +140,16 @@ def _cohort_rows(csv_path: Path) -> list[dict]:
         raise InputError(f"{csv_path}: cannot read the cohort ({err})") from err
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)}; the header must hold "
-                         f"{','.join(REQUIRED)} (optional: {','.join(OPTIONAL)}), found {','.join(header)}")
+        raise InputError(
+            f"{csv_path}: missing column(s) {', '.join(missing)}; the header must hold "
+            f"{','.join(REQUIRED)} (optional: {','.join(OPTIONAL)}), found {','.join(header)}"
+        )
     if not rows:
         raise InputError(f"{csv_path}: no pairs (a header `{','.join(REQUIRED)}` and one row per pair)")
     return rows
 
 
-def _pair_of_row(n: int, raw: dict, base: Path, memo: DigestMemo, seen: set, problems: list) -> Optional[Pair]:
+def _pair_of_row(n: int, raw: dict, base: Path, memo: DigestMemo, seen: set, problems: list) -> Pair | None:
     """Line ``n``'s pair, or None with what is wrong with it appended to ``problems``."""
     row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
     pid = row["id"]
@@ -180,8 +182,9 @@ def _pair_of_row(n: int, raw: dict, base: Path, memo: DigestMemo, seen: set, pro
                 read_points(paths[role])
             except InputError as err:
                 problems.append(f"{where}: {role}: {err}")
-    return Pair(pid, paths["fixed"], paths["moving"], paths["points"], paths.get("truth"), paths.get("prior"),
-                tuple(digests))
+    return Pair(
+        pid, paths["fixed"], paths["moving"], paths["points"], paths.get("truth"), paths.get("prior"), tuple(digests)
+    )
 
 
 __all__ = ["Pair", "DigestMemo", "content_digest", "read_cohort", "REQUIRED", "OPTIONAL"]

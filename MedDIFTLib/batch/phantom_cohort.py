@@ -20,9 +20,16 @@ from ..data.landmark_io import write_points
 from ..data.points import PointSet
 
 
-def write_phantom_cohort(folder, patients: int = 1, followups: int = 2, shape=(48, 48, 48),
-                         spacing=(6.5, 6.5, 6.5), landmarks: int = 8, pairs_per_patient: int | None = None,
-                         amplitudes=(10.0, 14.0, 18.0, 22.0)) -> Path:
+def write_phantom_cohort(
+    folder,
+    patients: int = 1,
+    followups: int = 2,
+    shape=(48, 48, 48),
+    spacing=(6.5, 6.5, 6.5),
+    landmarks: int = 8,
+    pairs_per_patient: int | None = None,
+    amplitudes=(10.0, 14.0, 18.0, 22.0),
+) -> Path:
     """Write scans, landmarks, true positions and ``cohort.csv`` (relative paths) into ``folder``.
 
     Pairs per patient: baseline to each follow-up and back, then follow-up to follow-up, in that

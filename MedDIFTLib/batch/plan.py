@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from .. import __version__
 from ..atomic import write_text_atomic
@@ -43,8 +42,14 @@ def pair_dir(out: Path, pair_id: str) -> Path:
 
 def manifest_text(folder: Path, pair: Pair, options: dict, outputs: list[str], record: dict) -> tuple[dict, str]:
     """The manifest of the outputs in ``folder`` (their sha256 read there), and its JSON text."""
-    manifest = {"version": MANIFEST_VERSION, "id": pair.id, "inputs": dict(pair.digests), "options": options,
-                "outputs": {name: file_sha256(folder / name) for name in outputs}, "record": record}
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "id": pair.id,
+        "inputs": dict(pair.digests),
+        "options": options,
+        "outputs": {name: file_sha256(folder / name) for name in outputs},
+        "record": record,
+    }
     return manifest, json.dumps(manifest, indent=1, sort_keys=True)
 
 
@@ -55,7 +60,7 @@ def write_manifest(folder: Path, pair: Pair, options: dict, outputs: list[str], 
     return manifest
 
 
-def completed(folder: Path, pair: Pair, options: dict) -> Optional[dict]:
+def completed(folder: Path, pair: Pair, options: dict) -> dict | None:
     """The manifest when the pair's outputs are complete and current, else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -91,8 +96,12 @@ def run_outputs(out: Path, pairs: list) -> dict:
 
 def pair_inputs(pairs: list) -> dict:
     """Every input file of the pairs, named for messages."""
-    return {f"pair {p.id}'s {role}": getattr(p, role) for p in pairs
-            for role in ("fixed", "moving", "points", "truth", "prior") if getattr(p, role)}
+    return {
+        f"pair {p.id}'s {role}": getattr(p, role)
+        for p in pairs
+        for role in ("fixed", "moving", "points", "truth", "prior")
+        if getattr(p, role)
+    }
 
 
 @dataclass
@@ -123,5 +132,17 @@ def make_plan(pairs: list[Pair], out: Path, options: dict, resume: bool = True) 
     return plan
 
 
-__all__ = ["Plan", "make_plan", "options_fingerprint", "write_manifest", "manifest_text", "completed", "pair_dir",
-           "file_sha256", "run_outputs", "pair_inputs", "MANIFEST", "PAIR_FILES"]
+__all__ = [
+    "Plan",
+    "make_plan",
+    "options_fingerprint",
+    "write_manifest",
+    "manifest_text",
+    "completed",
+    "pair_dir",
+    "file_sha256",
+    "run_outputs",
+    "pair_inputs",
+    "MANIFEST",
+    "PAIR_FILES",
+]

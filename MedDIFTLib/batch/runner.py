@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -29,8 +29,8 @@ from ..data.landmark_io import read_points, write_points
 from ..data.points import PointSet
 from ..errors import CancelledError, InputError
 from ..features import backbone_class
-from ..outputs import OutputSet, refuse_input_overlap
 from ..matching.search import MatchOptions
+from ..outputs import OutputSet, refuse_input_overlap
 from ..session import EngineOptions
 from . import tasks
 from .cohort import DigestMemo, read_cohort
@@ -44,8 +44,8 @@ from .plan import (
     pair_inputs,
     run_outputs,
 )
-from .tasks import FIELD, TASK_FIELD
 from .summary import BatchCounts, BatchResult, tre_record, write_summary
+from .tasks import FIELD, TASK_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ def require_ray():
     try:
         import ray
     except ImportError as err:
-        raise InputError("meddift batch runs on Ray, which is not installed: pip install 'meddift[cluster]' "
-                         "(or pip install 'ray>=2.9,<3')") from err
+        raise InputError(
+            "meddift batch runs on Ray, which is not installed: pip install 'meddift[cluster]' "
+            "(or pip install 'ray>=2.9,<3')"
+        ) from err
     return ray
 
 
@@ -80,12 +82,11 @@ def extraction_resources(engine: EngineOptions, cluster: dict) -> dict:
     return {"num_cpus": 1}
 
 
-def _connect(ray, address: Optional[str], num_cpus: Optional[int]) -> bool:
+def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
     """Join or start Ray; True when this call started it (and so must stop it)."""
     if ray.is_initialized():
         return False
-    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-              configure_logging=True)
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     if address:
         try:
             ray.init(address=address, **({} if address.startswith("ray://") else kw))
@@ -94,13 +95,14 @@ def _connect(ray, address: Optional[str], num_cpus: Optional[int]) -> bool:
                 f"cannot join the Ray cluster at {address}: {str(err).strip().splitlines()[-1]}. Is it running "
                 "(`ray status` on its head)? A cluster with token authentication (Ray's default) needs "
                 "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN) for an explicit address; "
-                "ray://HOST:PORT needs the Ray Client port (10001) and pip install 'meddift[cluster]'") from err
+                "ray://HOST:PORT needs the Ray Client port (10001) and pip install 'meddift[cluster]'"
+            ) from err
     else:
         ray.init(num_cpus=num_cpus, **kw)
     return True
 
 
-def _write_pair(run: "_Run", pair, res: dict, truth_cache: dict) -> dict:
+def _write_pair(run: _Run, pair, res: dict, truth_cache: dict) -> dict:
     """The driver's half of a finished pair: points, the task's field, TRE, manifest, put in place as one set."""
     folder = pair_dir(run.out, pair.id)
     dense = bool(res.get("outputs"))
@@ -110,8 +112,15 @@ def _write_pair(run: "_Run", pair, res: dict, truth_cache: dict) -> dict:
     members = tuple(folder / n for n in PAIR_FILES if n not in (MATCHED, MANIFEST))
     pts = np.asarray(res["points"], dtype=float)
     values = {k: np.asarray(v, dtype=float) for k, v in res.get("values", {}).items()}
-    record = {"status": "ok", "seconds": res["seconds"], "points": len(pts), "peak_rss_mb": res.get("peak_rss_mb"),
-              "backbone": res.get("backbone"), "warnings": res.get("warnings", []), "reencoded": res["reencoded"]}
+    record = {
+        "status": "ok",
+        "seconds": res["seconds"],
+        "points": len(pts),
+        "peak_rss_mb": res.get("peak_rss_mb"),
+        "backbone": res.get("backbone"),
+        "warnings": res.get("warnings", []),
+        "reencoded": res["reencoded"],
+    }
     if pair.truth:
         if pair.truth not in truth_cache:
             truth_cache[pair.truth] = read_points(pair.truth)
@@ -127,7 +136,7 @@ def _write_pair(run: "_Run", pair, res: dict, truth_cache: dict) -> dict:
     return record
 
 
-def _write_failure(run: "_Run", pair, error: str, seconds=None) -> dict:
+def _write_failure(run: _Run, pair, error: str, seconds=None) -> dict:
     """A failed pair's set is its reason alone: any earlier files of the pair's set go with it."""
     folder = pair_dir(run.out, pair.id)
     members = tuple(folder / n for n in PAIR_FILES if n != ERROR)
@@ -153,7 +162,7 @@ class _Run:
     engine: EngineOptions
     matching: MatchOptions
     mode: str
-    prior: Optional[str]
+    prior: str | None
     pairs: list
     options: dict
     plan: object
@@ -161,8 +170,15 @@ class _Run:
     t0: float = field(default_factory=time.time)
 
 
-def _prepare(cohort_csv, out, engine: Optional[EngineOptions], matching: Optional[MatchOptions], mode: str,
-             prior: Optional[str], resume: bool) -> _Run:
+def _prepare(
+    cohort_csv,
+    out,
+    engine: EngineOptions | None,
+    matching: MatchOptions | None,
+    mode: str,
+    prior: str | None,
+    resume: bool,
+) -> _Run:
     """Read and check the cohort, check every output against every input, plan; nothing computed yet."""
     out, cohort_csv = Path(out), Path(cohort_csv)
     refuse_input_overlap(run_outputs(out, []), {"the cohort file": cohort_csv})  # before the memo is written
@@ -175,8 +191,9 @@ def _prepare(cohort_csv, out, engine: Optional[EngineOptions], matching: Optiona
     refuse_input_overlap(run_outputs(out, pairs), {"the cohort file": cohort_csv, **pair_inputs(pairs)})
     options = options_fingerprint(engine, matching, mode)
     plan = make_plan(pairs, out, options, resume=resume)
-    counts = BatchCounts(pairs=len(pairs), done_earlier=len(plan.done), scans=plan.distinct_scans,
-                         scans_planned=len(plan.scans))
+    counts = BatchCounts(
+        pairs=len(pairs), done_earlier=len(plan.done), scans=plan.distinct_scans, scans_planned=len(plan.scans)
+    )
     result = BatchResult(counts)
     for pid, manifest in plan.done.items():
         result.records[pid] = dict(manifest.get("record", {}), status="done earlier")
@@ -185,19 +202,29 @@ def _prepare(cohort_csv, out, engine: Optional[EngineOptions], matching: Optiona
 
 def _submit(ray, run: _Run, retries: int, pending: dict) -> None:
     """One extraction task per distinct scan, one matching task per pending pair (into ``pending``)."""
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-        p for p in (engine_root(), os.environ.get("PYTHONPATH")) if p)}}
+    runtime_env = {
+        "env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (engine_root(), os.environ.get("PYTHONPATH")) if p)}
+    }
     common = dict(max_retries=int(retries), retry_exceptions=RETRY_EXCEPTIONS, runtime_env=runtime_env)
-    extract = ray.remote(tasks.extract_scan).options(**common, **extraction_resources(run.engine,
-                                                                                      ray.cluster_resources()))
+    extract = ray.remote(tasks.extract_scan).options(
+        **common, **extraction_resources(run.engine, ray.cluster_resources())
+    )
     match = ray.remote(tasks.match_pair).options(**common, num_cpus=1)
     eng, mat = asdict(run.engine), asdict(run.matching)
     ext = {d: extract.remote(path, d, eng, mat) for d, path in run.plan.scans.items()}
     for ref in ext.values():
         pending[ref] = ("scan", None)
     for pair in run.plan.pending:
-        ref = match.remote(tasks.pair_payload(pair), ext[pair.digest("fixed")], ext[pair.digest("moving")],
-                           eng, mat, run.mode, run.prior, str(pair_dir(run.out, pair.id)))
+        ref = match.remote(
+            tasks.pair_payload(pair),
+            ext[pair.digest("fixed")],
+            ext[pair.digest("moving")],
+            eng,
+            mat,
+            run.mode,
+            run.prior,
+            str(pair_dir(run.out, pair.id)),
+        )
         pending[ref] = ("pair", pair)
 
 
@@ -249,16 +276,29 @@ def _summarise(run: _Run) -> None:
     result = run.result
     result.counts.elapsed_s = time.time() - run.t0
     backbones = sorted({e.get("note") for e in result.extractions if e.get("ok") and e.get("note")})
-    header = {"cohort": str(run.cohort.resolve()), "mode": run.mode,
-              "backbone": "; ".join(backbones) or run.engine.backbone, "feature cache": run.engine.cache_dir}
+    header = {
+        "cohort": str(run.cohort.resolve()),
+        "mode": run.mode,
+        "backbone": "; ".join(backbones) or run.engine.backbone,
+        "feature cache": run.engine.cache_dir,
+    }
     write_summary(run.out, [p.id for p in run.pairs], result, header)
 
 
-def run_batch(cohort_csv, out, engine: Optional[EngineOptions] = None, matching: Optional[MatchOptions] = None,
-              mode: str = "points", address: Optional[str] = None, prior: Optional[str] = None,
-              retries: int = 2, num_cpus: Optional[int] = None, resume: bool = True,
-              progress: Optional[Callable[[BatchCounts], None]] = None,
-              cancel: Optional[Callable[[], bool]] = None) -> BatchResult:
+def run_batch(
+    cohort_csv,
+    out,
+    engine: EngineOptions | None = None,
+    matching: MatchOptions | None = None,
+    mode: str = "points",
+    address: str | None = None,
+    prior: str | None = None,
+    retries: int = 2,
+    num_cpus: int | None = None,
+    resume: bool = True,
+    progress: Callable[[BatchCounts], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> BatchResult:
     """Run every pair of ``cohort_csv`` not already complete in ``out``; return counts and records.
 
     ``engine.cache_dir`` is where pyramids go (default ``out/features``). ``retries`` bounds the

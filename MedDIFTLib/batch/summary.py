@@ -13,14 +13,23 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from ..atomic import write_text_atomic
 
-COLUMNS = ("id", "status", "seconds", "points", "tre_mean_mm", "tre_median_mm", "tre_max_mm",
-           "identity_tre_mean_mm", "worker_peak_rss_mb", "error")
+COLUMNS = (
+    "id",
+    "status",
+    "seconds",
+    "points",
+    "tre_mean_mm",
+    "tre_median_mm",
+    "tre_max_mm",
+    "identity_tre_mean_mm",
+    "worker_peak_rss_mb",
+    "error",
+)
 
 
 @dataclass
@@ -52,8 +61,8 @@ class BatchResult:
     counts: BatchCounts
     records: dict = field(default_factory=dict)  # pair id -> record
     extractions: list = field(default_factory=list)
-    summary_csv: Optional[Path] = None
-    summary_md: Optional[Path] = None
+    summary_csv: Path | None = None
+    summary_md: Path | None = None
     interrupted: bool = False
 
 
@@ -73,9 +82,13 @@ def tre_record(matched: np.ndarray, labels: list, fixed_points: np.ndarray, trut
     before = tre(fixed_points[mine][ok], t[ok])
     if not len(after):
         return {"tre_error": "no matched point with a true position"}
-    return {"tre_mean_mm": float(np.mean(after)), "tre_median_mm": float(np.median(after)),
-            "tre_max_mm": float(np.max(after)), "identity_tre_mean_mm": float(np.mean(before)),
-            "tre_n": int(len(after))}
+    return {
+        "tre_mean_mm": float(np.mean(after)),
+        "tre_median_mm": float(np.median(after)),
+        "tre_max_mm": float(np.max(after)),
+        "identity_tre_mean_mm": float(np.mean(before)),
+        "tre_n": int(len(after)),
+    }
 
 
 def _cell(value) -> str:
@@ -87,9 +100,18 @@ def _cell(value) -> str:
 
 
 def _row(pid: str, rec: dict) -> list:
-    return [pid, rec.get("status", ""), rec.get("seconds"), rec.get("points"), rec.get("tre_mean_mm"),
-            rec.get("tre_median_mm"), rec.get("tre_max_mm"), rec.get("identity_tre_mean_mm"),
-            rec.get("peak_rss_mb"), rec.get("error", "")]
+    return [
+        pid,
+        rec.get("status", ""),
+        rec.get("seconds"),
+        rec.get("points"),
+        rec.get("tre_mean_mm"),
+        rec.get("tre_median_mm"),
+        rec.get("tre_max_mm"),
+        rec.get("identity_tre_mean_mm"),
+        rec.get("peak_rss_mb"),
+        rec.get("error", ""),
+    ]
 
 
 def write_summary(out: Path, pair_ids: list, result: BatchResult, header: dict) -> BatchResult:
@@ -105,16 +127,19 @@ def write_summary(out: Path, pair_ids: list, result: BatchResult, header: dict) 
     c = result.counts
     lines = ["# MedDIFT batch summary", ""]
     lines += [f"- {k}: {v}" for k, v in header.items()]
-    lines += [f"- pairs: {c.pairs} ({c.matched} matched in this run, {c.done_earlier} done earlier, "
-              f"{c.failed} failed{', run interrupted' if result.interrupted else ''})",
-              f"- distinct scans: {c.scans}; encoded in this run: {c.scans_encoded} "
-              f"(extractions run: {c.scans_ready}, failed: {c.scans_failed})",
-              f"- wall time: {c.elapsed_s:.1f} s"]
+    lines += [
+        f"- pairs: {c.pairs} ({c.matched} matched in this run, {c.done_earlier} done earlier, "
+        f"{c.failed} failed{', run interrupted' if result.interrupted else ''})",
+        f"- distinct scans: {c.scans}; encoded in this run: {c.scans_encoded} "
+        f"(extractions run: {c.scans_ready}, failed: {c.scans_failed})",
+        f"- wall time: {c.elapsed_s:.1f} s",
+    ]
     if c.reencoded:
-        lines.append(f"- warning: {c.reencoded} pyramid(s) were encoded again by matching tasks: the feature cache "
-                     "is not on storage every worker sees (--cache-dir)")
-    tres = [result.records[p]["tre_mean_mm"] for p in pair_ids
-            if "tre_mean_mm" in result.records.get(p, {})]
+        lines.append(
+            f"- warning: {c.reencoded} pyramid(s) were encoded again by matching tasks: the feature cache "
+            "is not on storage every worker sees (--cache-dir)"
+        )
+    tres = [result.records[p]["tre_mean_mm"] for p in pair_ids if "tre_mean_mm" in result.records.get(p, {})]
     if tres:
         lines.append(f"- mean of per-pair mean TRE: {np.mean(tres):.2f} mm over {len(tres)} pairs with truth")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

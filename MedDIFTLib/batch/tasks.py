@@ -23,8 +23,6 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
-
 
 from ..errors import MedDIFTError
 
@@ -35,7 +33,7 @@ TASK_FIELD = ".task.field.nii.gz"
 _SESSIONS: dict = {}  # per worker process: options -> MatchSession (the model stays loaded between tasks)
 
 
-def peak_rss_mb() -> Optional[float]:
+def peak_rss_mb() -> float | None:
     """Peak resident memory of this process in MB (None where the OS does not say)."""
     try:
         import resource
@@ -82,18 +80,39 @@ def extract_scan(path: str, digest: str, engine: dict, matching: dict) -> dict:
         session.forget()
     except MedDIFTError as err:
         return {"ok": False, "digest": digest, "path": path, "error": str(err), "seconds": time.time() - t0}
-    return {"ok": True, "digest": digest, "path": path, "cache_key": key, "encoded": not cached,
-            "backbone": session.backbone.name, "note": session.backbone_note,
-            "seconds": round(time.time() - t0, 3), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "ok": True,
+        "digest": digest,
+        "path": path,
+        "cache_key": key,
+        "encoded": not cached,
+        "backbone": session.backbone.name,
+        "note": session.backbone_note,
+        "seconds": round(time.time() - t0, 3),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def _failure(pair: dict, error: str, t0: float) -> dict:
-    return {"ok": False, "id": pair["id"], "error": error, "seconds": round(time.time() - t0, 3),
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "ok": False,
+        "id": pair["id"],
+        "error": error,
+        "seconds": round(time.time() - t0, 3),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def match_pair(pair: dict, fixed_info: dict, moving_info: dict, engine: dict, matching: dict, mode: str,
-               prior_spec: Optional[str] = None, out_dir: Optional[str] = None) -> dict:
+def match_pair(
+    pair: dict,
+    fixed_info: dict,
+    moving_info: dict,
+    engine: dict,
+    matching: dict,
+    mode: str,
+    prior_spec: str | None = None,
+    out_dir: str | None = None,
+) -> dict:
     """Match one pair with the pyramids its two extractions cached. Returns the matched points as
     arrays (the driver writes the files), the warnings, time and memory."""
     from ..data.image_io import read_volume
@@ -118,19 +137,35 @@ def match_pair(pair: dict, fixed_info: dict, moving_info: dict, engine: dict, ma
             write_field(field.displacement_on(fixed.grid), fixed.grid, target)
             outputs[FIELD] = str(target)
             report = session.match(fixed, moving, points, prior="dense")
-            result = {"points": report.points.points, "labels": list(report.points.labels),
-                      "values": dict(report.points.values), "warnings": list(report.warnings)}
+            result = {
+                "points": report.points.points,
+                "labels": list(report.points.labels),
+                "values": dict(report.points.values),
+                "warnings": list(report.warnings),
+            }
         else:
             prior = resolve_prior(pair.get("prior") or prior_spec, session.matching.radius_mm)
             report = session.match(fixed, moving, points, prior=prior if prior is not None else "none")
-            result = {"points": report.points.points, "labels": list(report.points.labels),
-                      "values": dict(report.points.values), "warnings": list(report.warnings)}
+            result = {
+                "points": report.points.points,
+                "labels": list(report.points.labels),
+                "values": dict(report.points.values),
+                "warnings": list(report.warnings),
+            }
         session.forget()
     except MedDIFTError as err:
         return _failure(pair, str(err), t0)
-    result.update(ok=True, id=pair["id"], name=f"{pair['id']} matched", fixed_points=points.points,
-                  reencoded=reencoded, outputs=outputs, backbone=session.backbone.name,
-                  seconds=round(time.time() - t0, 3), peak_rss_mb=peak_rss_mb())
+    result.update(
+        ok=True,
+        id=pair["id"],
+        name=f"{pair['id']} matched",
+        fixed_points=points.points,
+        reencoded=reencoded,
+        outputs=outputs,
+        backbone=session.backbone.name,
+        seconds=round(time.time() - t0, 3),
+        peak_rss_mb=peak_rss_mb(),
+    )
     return result
 
 

@@ -49,4 +49,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("meddift: cancelled", file=sys.stderr)
         return 130
-

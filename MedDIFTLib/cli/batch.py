@@ -11,8 +11,8 @@ from .options import (
     add_feature_arguments,
     add_search_arguments,
     engine_options,
-    refuse_hu_offset,
     match_options,
+    refuse_hu_offset,
 )
 
 
@@ -27,9 +27,11 @@ class BatchProgress:
         total = max(c.pairs, 1)
         filled = int(self.width * c.finished / total)
         bar = "#" * filled + "." * (self.width - filled)
-        return (f"[{bar}] {c.finished}/{c.pairs} pairs | scans encoded {c.scans_encoded} "
-                f"(ready {c.scans_ready}/{c.scans_planned}) | matched {c.matched} | failed {c.failed} | "
-                f"done earlier {c.done_earlier} | {c.elapsed_s:.0f}s")
+        return (
+            f"[{bar}] {c.finished}/{c.pairs} pairs | scans encoded {c.scans_encoded} "
+            f"(ready {c.scans_ready}/{c.scans_planned}) | matched {c.matched} | failed {c.failed} | "
+            f"done earlier {c.done_earlier} | {c.elapsed_s:.0f}s"
+        )
 
     def __call__(self, counts) -> None:
         stream = self.stream or sys.stderr
@@ -47,22 +49,39 @@ def run(args) -> int:
     from ..batch.runner import run_batch
 
     if args.mask:
-        raise InputError("--mask is not supported by meddift batch (one mask for every pair is rarely right); "
-                         "run the pairs that need one with meddift match")
+        raise InputError(
+            "--mask is not supported by meddift batch (one mask for every pair is rarely right); "
+            "run the pairs that need one with meddift match"
+        )
     if args.retries < 0:
         raise InputError("--retries must be 0 or more")
     refuse_hu_offset(args)
     if args.fixed_hu_offset or args.moving_hu_offset:
-        raise InputError("--fixed-hu-offset/--moving-hu-offset belong to one pair's scans; a cohort mixes scans, so "
-                         "meddift batch does not take them: store the scans in HU (rescaled) first")
+        raise InputError(
+            "--fixed-hu-offset/--moving-hu-offset belong to one pair's scans; a cohort mixes scans, so "
+            "meddift batch does not take them: store the scans in HU (rescaled) first"
+        )
     engine = engine_options(args)
     engine.cache_dir = args.cache_dir
-    result = run_batch(args.cohort, args.out, engine, match_options(args), mode=args.mode, address=args.address,
-                       prior=args.prior, retries=args.retries, num_cpus=args.num_cpus, resume=not args.restart,
-                       progress=BatchProgress())
+    result = run_batch(
+        args.cohort,
+        args.out,
+        engine,
+        match_options(args),
+        mode=args.mode,
+        address=args.address,
+        prior=args.prior,
+        retries=args.retries,
+        num_cpus=args.num_cpus,
+        resume=not args.restart,
+        progress=BatchProgress(),
+    )
     c = result.counts
-    print(f"meddift: {c.matched} pairs matched, {c.done_earlier} done earlier, {c.failed} failed; "
-          f"{c.scans} distinct scans, {c.scans_encoded} encoded in this run -> {result.summary_md}", file=sys.stderr)
+    print(
+        f"meddift: {c.matched} pairs matched, {c.done_earlier} done earlier, {c.failed} failed; "
+        f"{c.scans} distinct scans, {c.scans_encoded} encoded in this run -> {result.summary_md}",
+        file=sys.stderr,
+    )
     for pid, rec in result.records.items():
         if rec.get("status") == "failed":
             print(f"meddift: pair {pid} failed: {rec.get('error')}", file=sys.stderr)
@@ -71,17 +90,25 @@ def run(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "batch", help="match every pair of a cohort CSV on Ray (resumable)",
+        "batch",
+        help="match every pair of a cohort CSV on Ray (resumable)",
         description="Match every pair of COHORT (CSV with id,fixed,moving,points[,truth,prior]; paths relative to "
-                    "its folder) on Ray: each distinct scan is encoded once, failed pairs are recorded and the "
-                    "cohort goes on, and a second run does only what is not verifiably complete. Exit status 1 "
-                    "when some pair failed. Needs `pip install 'meddift[cluster]'`.")
+        "its folder) on Ray: each distinct scan is encoded once, failed pairs are recorded and the "
+        "cohort goes on, and a second run does only what is not verifiably complete. Exit status 1 "
+        "when some pair failed. Needs `pip install 'meddift[cluster]'`.",
+    )
     p.add_argument("cohort", help="cohort CSV")
     p.add_argument("--out", required=True, help="output folder: pairs/<id>/, summary.csv, summary.md")
-    p.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
-                                     "(default: start Ray on this machine)")
-    p.add_argument("--mode", choices=["points", "dense"], default="points",
-                   help="points: match the landmarks (default); dense: a displacement field per pair")
+    p.add_argument(
+        "--address",
+        help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray on this machine)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["points", "dense"],
+        default="points",
+        help="points: match the landmarks (default); dense: a displacement field per pair",
+    )
     p.add_argument("--cache-dir", help="feature cache on storage every worker sees (default OUT/features)")
     p.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died (default 2)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all; ignored with --address)")

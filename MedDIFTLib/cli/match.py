@@ -57,8 +57,12 @@ def check_args(args) -> None:
     check_points_path(args.out)
     if args.heatmap:
         check_image_path(args.heatmap)
-    inputs = {"the fixed volume": args.fixed, "the moving volume": args.moving, "the --points file": args.points,
-              "the --mask": args.mask}
+    inputs = {
+        "the fixed volume": args.fixed,
+        "the moving volume": args.moving,
+        "the --points file": args.points,
+        "the --mask": args.mask,
+    }
     if args.prior and not is_named_prior(args.prior):
         inputs["the --prior file"] = args.prior
     check_outputs({"--out": args.out, "--heatmap": args.heatmap}, inputs, args.force)
@@ -78,8 +82,7 @@ def run(args) -> int:
         if args.skip_outside:
             points = skip_outside(points, fixed.volume)
         idx = heatmap_index(args, points, fixed.volume) if args.heatmap_for else None
-        report = engine.match(fixed, moving, points, prior=prior,
-                              mask=Scan(args.mask) if args.mask else None)
+        report = engine.match(fixed, moving, points, prior=prior, mask=Scan(args.mask) if args.mask else None)
         for w in report.warnings:
             say(w, "warning: ")
         write_points(report.points, args.out, force=args.force)
@@ -93,9 +96,11 @@ def run(args) -> int:
 def heatmap_index(args, points: PointSet, fixed) -> int:
     """The row of ``--heatmap-for``, refused unless that point lies in the fixed volume."""
     idx = points.label_index(args.heatmap_for)
-    if not points.defined[idx] or not fixed.grid.contains(points.points[idx:idx + 1])[0]:
-        raise InputError(f"--heatmap-for {args.heatmap_for!r}: that point has no position in the fixed volume; "
-                         "choose a point inside it")
+    if not points.defined[idx] or not fixed.grid.contains(points.points[idx : idx + 1])[0]:
+        raise InputError(
+            f"--heatmap-for {args.heatmap_for!r}: that point has no position in the fixed volume; "
+            "choose a point inside it"
+        )
     return idx
 
 
@@ -116,20 +121,23 @@ def skip_outside(points, fixed):
     if not out.any():
         return points
     if not inside.any():
-        raise InputError("--skip-outside: every landmark lies outside the fixed volume; check that the points "
-                         "belong to this scan")
+        raise InputError(
+            "--skip-outside: every landmark lies outside the fixed volume; check that the points belong to this scan"
+        )
     labels = [points.labels[i] for i in np.flatnonzero(out)]
     more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
-    say(f"{len(labels)} landmark(s) outside the fixed volume are skipped: {', '.join(labels[:20])}{more}",
-        "warning: ")
+    say(f"{len(labels)} landmark(s) outside the fixed volume are skipped: {', '.join(labels[:20])}{more}", "warning: ")
     pts = np.array(points.points, dtype=np.float64)
     pts[out] = np.nan
     return dataclasses.replace(points, points=pts)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("match", help="match landmarks from a fixed scan into a moving scan",
-                       description="Match every landmark of FIXED into MOVING by MedDIFT feature similarity.")
+    p = sub.add_parser(
+        "match",
+        help="match landmarks from a fixed scan into a moving scan",
+        description="Match every landmark of FIXED into MOVING by MedDIFT feature similarity.",
+    )
     p.add_argument("fixed", help="fixed CT volume (NIfTI, NRRD, MHA, or a DICOM folder)")
     p.add_argument("moving", help="moving CT volume")
     p.add_argument("--points", required=True, help="landmarks on the fixed volume (.csv RAS mm, .mrk.json, .fcsv, ...)")
@@ -138,8 +146,11 @@ def add_parser(sub) -> None:
     p.add_argument("--heatmap-for", metavar="LABEL", help="write the similarity heatmap of this landmark")
     p.add_argument("--heatmap", metavar="OUT_VOLUME", help="heatmap volume path (moving volume geometry)")
     p.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--skip-outside", action="store_true",
-                   help="leave landmarks outside the fixed volume unmatched (listed) instead of refusing the run")
+    p.add_argument(
+        "--skip-outside",
+        action="store_true",
+        help="leave landmarks outside the fixed volume unmatched (listed) instead of refusing the run",
+    )
     add_backbone_arguments(p)
     add_feature_arguments(p)
     add_cache_arguments(p)

@@ -40,16 +40,22 @@ def check_exposure(args) -> None:
     """The bind rules of the module docstring, each refusal saying what to pass instead."""
     loopback = is_loopback(args.host)
     if args.no_auth and not loopback:
-        raise InputError(f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1), not {args.host}: "
-                         "anyone on the network could use the server; give a --token-file")
+        raise InputError(
+            f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1), not {args.host}: "
+            "anyone on the network could use the server; give a --token-file"
+        )
     if not args.no_auth and not args.token_file and not os.environ.get("MEDDIFT_TOKEN"):
-        raise InputError("a token is required: --token-file F (one token per line) or MEDDIFT_TOKEN; "
-                         "or --no-auth when listening on 127.0.0.1 only")
+        raise InputError(
+            "a token is required: --token-file F (one token per line) or MEDDIFT_TOKEN; "
+            "or --no-auth when listening on 127.0.0.1 only"
+        )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InputError("--tls-cert and --tls-key go together")
     if not loopback and not args.tls_cert and not args.insecure:
-        raise InputError(f"{args.host} is not a loopback address: tokens and scans would cross the network in "
-                         "clear text; give --tls-cert C --tls-key K, or --insecure on a network you trust")
+        raise InputError(
+            f"{args.host} is not a loopback address: tokens and scans would cross the network in "
+            "clear text; give --tls-cert C --tls-key K, or --insecure on a network you trust"
+        )
     for opt in ("tls_cert", "tls_key", "token_file"):
         value = getattr(args, opt)
         if value and not Path(value).is_file():
@@ -61,8 +67,10 @@ def check_limits(args) -> None:
     for opt, low in (("retention", 0.0), ("max_json_mb", 1e-6), ("idle_timeout", 1e-6)):
         value = getattr(args, opt)
         if not (math.isfinite(value) and value >= low):
-            raise InputError(f"--{opt.replace('_', '-')} {value}: give a finite number of "
-                             f"{'seconds' if opt != 'max_json_mb' else 'MB'}, {'0 or more' if low == 0 else 'over 0'}")
+            raise InputError(
+                f"--{opt.replace('_', '-')} {value}: give a finite number of "
+                f"{'seconds' if opt != 'max_json_mb' else 'MB'}, {'0 or more' if low == 0 else 'over 0'}"
+            )
 
 
 def run(args) -> int:
@@ -75,9 +83,15 @@ def run(args) -> int:
     tokens = None
     if not args.no_auth:
         tokens = Tokens.from_file(args.token_file) if args.token_file else Tokens([os.environ["MEDDIFT_TOKEN"].strip()])
-    limits = Limits(max_upload_mb=args.max_upload_mb, max_voxels=args.max_voxels, max_sessions=args.max_sessions,
-                    max_queued_jobs=args.max_queued_jobs, idle_timeout_s=args.idle_timeout,
-                    max_json_mb=args.max_json_mb, retention_s=args.retention)
+    limits = Limits(
+        max_upload_mb=args.max_upload_mb,
+        max_voxels=args.max_voxels,
+        max_sessions=args.max_sessions,
+        max_queued_jobs=args.max_queued_jobs,
+        idle_timeout_s=args.idle_timeout,
+        max_json_mb=args.max_json_mb,
+        retention_s=args.retention,
+    )
     engine = {"device": args.device, "use_cache": True}
     if args.cache_dir:
         engine["cache_dir"] = args.cache_dir
@@ -90,8 +104,12 @@ def run(args) -> int:
     state = ServerState(limits, work_dir, engine, tokens)
     scheme = "https" if args.tls_cert else "http"
     auth = "none (--no-auth, loopback only)" if tokens is None else f"{len(tokens)} token(s)"
-    print(f"meddift: serving on {scheme}://{args.host}:{args.port} (auth: {auth}; device {args.device}; "
-          f"sessions in {work_dir})", file=sys.stderr, flush=True)
+    print(
+        f"meddift: serving on {scheme}://{args.host}:{args.port} (auth: {auth}; device {args.device}; "
+        f"sessions in {work_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         run_server(state, args.host, args.port, args.tls_cert, args.tls_key, args.log_level)
     finally:
@@ -101,9 +119,12 @@ def run(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("serve", help="serve the engine over HTTP(S) to Slicer and scripts on other machines",
-                       description="Run MedDIFT as a server: clients upload scans, features are computed on this "
-                                   "machine's device, matches come back. See docs/server.md.")
+    p = sub.add_parser(
+        "serve",
+        help="serve the engine over HTTP(S) to Slicer and scripts on other machines",
+        description="Run MedDIFT as a server: clients upload scans, features are computed on this "
+        "machine's device, matches come back. See docs/server.md.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--token-file", help="file with the accepted tokens, one per line (or set MEDDIFT_TOKEN)")
@@ -113,21 +134,38 @@ def add_parser(sub) -> None:
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
     p.add_argument("--device", default="auto", help="where jobs run: auto, cpu or cuda[:N] (default auto)")
     add_weights_dir_argument(p)
-    p.add_argument("--cache-dir", help="feature cache, kept across restarts (default: $MEDDIFT_CACHE_DIR or the user cache)")
-    p.add_argument("--work-dir", help="folder for the sessions' uploads and results, in WORK_DIR/sessions/ (default: a "
-                                      "temporary folder, removed on exit); a session's files are deleted when it "
-                                      "closes or expires, when the server stops, and at the next start after a crash")
-    p.add_argument("--retention", type=float, default=3600.0,
-                   help="seconds a job's result file (heatmap, displacement field) is kept on the server when its "
-                        "client does not download and delete it; 0: until the session ends (default 3600)")
+    p.add_argument(
+        "--cache-dir", help="feature cache, kept across restarts (default: $MEDDIFT_CACHE_DIR or the user cache)"
+    )
+    p.add_argument(
+        "--work-dir",
+        help="folder for the sessions' uploads and results, in WORK_DIR/sessions/ (default: a "
+        "temporary folder, removed on exit); a session's files are deleted when it "
+        "closes or expires, when the server stops, and at the next start after a crash",
+    )
+    p.add_argument(
+        "--retention",
+        type=float,
+        default=3600.0,
+        help="seconds a job's result file (heatmap, displacement field) is kept on the server when its "
+        "client does not download and delete it; 0: until the session ends (default 3600)",
+    )
     g = p.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload in MB (default 1024)")
     g.add_argument("--max-voxels", type=int, default=600_000_000, help="most voxels per volume (default 600M)")
     g.add_argument("--max-sessions", type=int, default=16, help="most open sessions (default 16)")
     g.add_argument("--max-queued-jobs", type=int, default=32, help="most jobs waiting in the queue (default 32)")
-    g.add_argument("--max-json-mb", type=float, default=8.0,
-                   help="largest JSON request body in MB, refused before it is parsed (default 8)")
-    g.add_argument("--idle-timeout", type=float, default=1800.0,
-                   help="seconds without requests after which a session and its files are deleted (default 1800)")
+    g.add_argument(
+        "--max-json-mb",
+        type=float,
+        default=8.0,
+        help="largest JSON request body in MB, refused before it is parsed (default 8)",
+    )
+    g.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds without requests after which a session and its files are deleted (default 1800)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)

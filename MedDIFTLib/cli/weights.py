@@ -11,19 +11,27 @@ from ..features.maisi import download, weights
 
 
 def run_download(args) -> int:
-    paths = download.download_weights(dest=args.dest, token=args.token, endpoint=args.endpoint,
-                                     progress=not args.no_progress, force=args.force)
+    paths = download.download_weights(
+        dest=args.dest, token=args.token, endpoint=args.endpoint, progress=not args.no_progress, force=args.force
+    )
     print(f"MAISI v1 weights downloaded and verified:\n  {paths.autoencoder}\n  {paths.unet}")
     if args.dest and Path(args.dest).expanduser().resolve() != weights.default_weights_dir().resolve():
-        print(f"MedDIFT looks in {weights.default_weights_dir()} by default: set MEDDIFT_WEIGHTS_DIR={args.dest} "
-              "or pass --weights-dir to use these")
+        print(
+            f"MedDIFT looks in {weights.default_weights_dir()} by default: set MEDDIFT_WEIGHTS_DIR={args.dest} "
+            "or pass --weights-dir to use these"
+        )
     return 0
 
 
 def run_info(args) -> int:
     folder, found = weights.locate_files(args.weights_dir)
-    source = ("--weights-dir" if args.weights_dir else
-              "MEDDIFT_WEIGHTS_DIR" if os.environ.get("MEDDIFT_WEIGHTS_DIR") else "the per-user default")
+    source = (
+        "--weights-dir"
+        if args.weights_dir
+        else "MEDDIFT_WEIGHTS_DIR"
+        if os.environ.get("MEDDIFT_WEIGHTS_DIR")
+        else "the per-user default"
+    )
     print(f"weights folder: {folder}  (from {source})")
     try:
         paths = weights.find_weights(folder)
@@ -49,9 +57,13 @@ def run_info(args) -> int:
         else:
             ok = False
             print(f"  does NOT verify against the {entry['config']} configuration: {entry['error']}")
-    print("status: ready" if ok and clean else
-          "status: ready, with the load differences listed above (none is used by the features)" if ok else
-          "status: present but not usable (see above)")
+    print(
+        "status: ready"
+        if ok and clean
+        else "status: ready, with the load differences listed above (none is used by the features)"
+        if ok
+        else "status: present but not usable (see above)"
+    )
     return 0 if ok else 1
 
 
@@ -60,8 +72,10 @@ def _digest_line(name: str, known: str) -> str:
     if known == "match":
         return f"digest: matches the released {name}"
     if known == "differs":
-        return (f"digest: differs from the released {name} ({release['size']:,} bytes, sha256 {release['sha256']}); "
-                "reported, not refused: a re-saved copy can hold the same weights")
+        return (
+            f"digest: differs from the released {name} ({release['size']:,} bytes, sha256 {release['sha256']}); "
+            "reported, not refused: a re-saved copy can hold the same weights"
+        )
     return "digest: no published digest is known for this file"
 
 
@@ -74,32 +88,42 @@ def _load_lines(load: dict) -> list:
         out.append(f"'{load['prefix']}' removed from every key (saved from a DataParallel wrapper)")
     if load["ignored"]:
         out.append(f"entries that are not weights, ignored: {', '.join(load['ignored'])}")
-    for title, keys in (("missing from the file, kept as built", load["missing"]),
-                        ("unexpected in the file, ignored", load["unexpected"]),
-                        ("of another shape, not loaded", [f"{k} {tuple(a)} vs {tuple(b)}"
-                                                          for k, a, b in load["mismatched"]])):
+    for title, keys in (
+        ("missing from the file, kept as built", load["missing"]),
+        ("unexpected in the file, ignored", load["unexpected"]),
+        ("of another shape, not loaded", [f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in load["mismatched"]]),
+    ):
         if keys:
             out.append(f"{len(keys)} key(s) {title}: {', '.join(keys)}")
     return out
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("weights", help="download or check the MAISI v1 weights",
-                       description=f"MAISI v1 weights from the gated Hugging Face repository {weights.HF_REPO_ID} "
-                                   f"(accept its licence at {weights.REPO_URL} first).")
+    p = sub.add_parser(
+        "weights",
+        help="download or check the MAISI v1 weights",
+        description=f"MAISI v1 weights from the gated Hugging Face repository {weights.HF_REPO_ID} "
+        f"(accept its licence at {weights.REPO_URL} first).",
+    )
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
-    d = wsub.add_parser("download", help="download the MAISI v1 files (needs an access token)",
-                        description="Download autoencoder_v1.pt and diff_unet_3d_ddpm-ct.pt and verify them.")
+    d = wsub.add_parser(
+        "download",
+        help="download the MAISI v1 files (needs an access token)",
+        description="Download autoencoder_v1.pt and diff_unet_3d_ddpm-ct.pt and verify them.",
+    )
     d.add_argument("--token", help="Hugging Face access token (default: $HF_TOKEN or a saved `hf auth login`)")
     d.add_argument("--dest", help="target folder (default: $MEDDIFT_WEIGHTS_DIR or the per-user cache)")
     d.add_argument("--endpoint", help=argparse.SUPPRESS)  # a Hub mirror (HF_ENDPOINT works too); used by the tests
     d.add_argument("--force", action="store_true", help="download again even if the files are present")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=run_download)
-    i = wsub.add_parser("info", help="where the weights are and whether they verify",
-                        description="Show where MedDIFT looks for the weights, their sizes and SHA-256 (and whether "
-                                    "they are the released files'), whether they load into the MAISI v1 networks, "
-                                    "and every key that differs. Exit code 0 if ready, 1 if not.")
+    i = wsub.add_parser(
+        "info",
+        help="where the weights are and whether they verify",
+        description="Show where MedDIFT looks for the weights, their sizes and SHA-256 (and whether "
+        "they are the released files'), whether they load into the MAISI v1 networks, "
+        "and every key that differs. Exit code 0 if ready, 1 if not.",
+    )
     i.add_argument("--weights-dir", help="folder to check (default: $MEDDIFT_WEIGHTS_DIR or the per-user cache)")
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda args: p.print_help() or 0)

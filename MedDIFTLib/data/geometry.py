@@ -43,6 +43,7 @@ def flip_lps_ras(xyz) -> np.ndarray:
 # matrices
 # ---------------------------------------------------------------------------
 
+
 def as_points(points) -> np.ndarray:
     """Return ``points`` as a float64 (N, 3) array; a single point becomes (1, 3)."""
     pts = np.asarray(points, dtype=np.float64)
@@ -101,6 +102,7 @@ def itk_from_ijk_to_ras(ijk_to_ras: np.ndarray) -> tuple[tuple, tuple, tuple]:
 # the volume type
 # ---------------------------------------------------------------------------
 
+
 @dataclass
 class Volume:
     """A 3D scalar image: ``array[i, j, k]`` plus its 4x4 IJK-to-RAS matrix."""
@@ -135,7 +137,7 @@ class Volume:
         return np.linalg.inv(self.ijk_to_ras)
 
     @property
-    def grid(self) -> "Grid":
+    def grid(self) -> Grid:
         return Grid(self.shape, self.ijk_to_ras)
 
     def ijk_to_world(self, ijk) -> np.ndarray:
@@ -150,7 +152,7 @@ class Volume:
         """Boolean per point: inside the volume's extent (voxel edges, +- margin)."""
         return self.grid.contains(ras, margin_voxels)
 
-    def with_array(self, array: np.ndarray, name: str | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """Same geometry, other voxels (for derived images: masks, heatmaps)."""
         return Volume(array, self.ijk_to_ras.copy(), self.name if name is None else name, dict(self.metadata))
 
@@ -201,6 +203,7 @@ def require_inside(grid: Grid, ras, what: str = "points", labels=None, margin_vo
 # ---------------------------------------------------------------------------
 # reorientation and resampling
 # ---------------------------------------------------------------------------
+
 
 def closest_ras_axes(ijk_to_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For world axes R, A, S: the voxel axis closest to each, and its sign.
@@ -262,8 +265,9 @@ def obliquity_deg(ijk_to_ras: np.ndarray) -> float:
     return float(np.degrees(np.arccos(cos)).max())
 
 
-def axis_aligned_ras(volume: Volume, fill_value: float = -1024.0,
-                     tolerance_deg: float = OBLIQUE_TOLERANCE_DEG) -> Volume:
+def axis_aligned_ras(
+    volume: Volume, fill_value: float = -1024.0, tolerance_deg: float = OBLIQUE_TOLERANCE_DEG
+) -> Volume:
     """The volume with its voxel axes along R, A, S: reoriented (exact), and if still oblique by
     more than ``tolerance_deg``, resampled (trilinear) onto the axis-aligned grid that covers it
     with the same voxel sizes; outside the scan is ``fill_value`` (air).
@@ -300,8 +304,14 @@ def resample(volume: Volume, grid: Grid, order: int = 1, fill_value: float = 0.0
     m = np.linalg.inv(volume.ijk_to_ras) @ np.asarray(grid.ijk_to_ras, dtype=np.float64)
     src = np.asarray(volume.array, dtype=np.float32 if order > 0 else volume.array.dtype)
     out = ndimage.affine_transform(
-        src, m[:3, :3], offset=m[:3, 3], output_shape=tuple(int(s) for s in grid.shape),
-        order=order, mode="constant", cval=fill_value, prefilter=False,
+        src,
+        m[:3, :3],
+        offset=m[:3, 3],
+        output_shape=tuple(int(s) for s in grid.shape),
+        order=order,
+        mode="constant",
+        cval=fill_value,
+        prefilter=False,
     )
     if dtype is not None:
         out = out.astype(dtype)

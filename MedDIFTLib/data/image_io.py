@@ -15,8 +15,8 @@ import numpy as np
 
 from ..atomic import atomic_path, reason
 from ..errors import ImageReadError, InputError, OutputWriteError
-from .integrity import check_complete, itk_reason
 from .geometry import Volume, ijk_to_ras_from_itk, itk_from_ijk_to_ras
+from .integrity import check_complete, itk_reason
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -83,7 +83,9 @@ def read_volume(path, name: str | None = None, hu_offset: float = 0.0) -> Volume
             f"{path}: has {img.GetNumberOfComponentsPerPixel()} components per voxel; a scalar CT volume is needed"
         )
     if dim == 4:
-        raise ImageReadError(f"{path}: is a 4D image of size {img.GetSize()}; pick one 3D phase (for example with Slicer's Sequences)")
+        raise ImageReadError(
+            f"{path}: is a 4D image of size {img.GetSize()}; pick one 3D phase (for example with Slicer's Sequences)"
+        )
     if dim != 3:
         raise ImageReadError(f"{path}: is a {dim}D image of size {img.GetSize()}; a 3D volume is needed")
     import SimpleITK as sitk
@@ -135,15 +137,19 @@ def from_sitk(img, name: str = "") -> Volume:
     if img.GetDimension() != 3:
         raise InputError(f"image {name!r} is {img.GetDimension()}D; a 3D volume is needed")
     array = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
-    return Volume(np.ascontiguousarray(array), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection()), name)
+    return Volume(
+        np.ascontiguousarray(array), ijk_to_ras_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection()), name
+    )
 
 
 def check_image_path(path) -> Path:
     """Refuse, before any work, an image output whose extension cannot be written."""
     path = Path(path)
     if _extension(path) not in WRITE_EXTENSIONS:
-        raise InputError(f"{path}: cannot write images with extension {_extension(path) or '(none)'!r}; use one of "
-                         f"{', '.join(WRITE_EXTENSIONS)}")
+        raise InputError(
+            f"{path}: cannot write images with extension {_extension(path) or '(none)'!r}; use one of "
+            f"{', '.join(WRITE_EXTENSIONS)}"
+        )
     return path
 
 
@@ -195,8 +201,9 @@ def write_volume(volume: Volume, path, compress: bool = True, force: bool = True
     except OSError as err:
         raise OutputWriteError(f"cannot write {path}: {reason(err, path)}; nothing was changed there") from err
     except RuntimeError as err:  # ITK reports a full disk as a RuntimeError with its own text
-        raise OutputWriteError(f"cannot write {path}: {itk_reason(err)} (is the disk full?); "
-                               "nothing was changed there") from err
+        raise OutputWriteError(
+            f"cannot write {path}: {itk_reason(err)} (is the disk full?); nothing was changed there"
+        ) from err
     return path
 
 

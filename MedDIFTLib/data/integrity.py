@@ -52,10 +52,13 @@ def _gunzip_to_end(path: Path) -> tuple[bytes, int]:
                     head += chunk[: 544 - len(head)]
                 size += len(chunk)
     except EOFError:
-        raise ImageReadError(f"{path}: is damaged: its compressed data ends early (a truncated download or copy?); "
-                             "copy the file again") from None
+        raise ImageReadError(
+            f"{path}: is damaged: its compressed data ends early (a truncated download or copy?); copy the file again"
+        ) from None
     except (OSError, zlib.error) as exc:
-        raise ImageReadError(f"{path}: is damaged: its compressed data is corrupt ({exc}); copy the file again") from None
+        raise ImageReadError(
+            f"{path}: is damaged: its compressed data is corrupt ({exc}); copy the file again"
+        ) from None
     return head, size
 
 
@@ -63,8 +66,10 @@ def _check_nifti(path: Path, head: bytes, size: int) -> None:
     """A NIfTI-1 or NIfTI-2 header's data size against the bytes there are."""
     need = _nifti_needs(head)
     if need is not None and size < need:
-        raise ImageReadError(f"{path}: is damaged: its header describes {need} bytes of image data but the file "
-                             f"holds {size} (a truncated download or copy?); copy the file again")
+        raise ImageReadError(
+            f"{path}: is damaged: its header describes {need} bytes of image data but the file "
+            f"holds {size} (a truncated download or copy?); copy the file again"
+        )
 
 
 def _nifti_needs(head: bytes):
@@ -90,21 +95,28 @@ def _bytes(dims, bitpix, offset):
     if not 1 <= nd <= 7 or bitpix <= 0 or not np.isfinite(offset) or offset < 0:
         return None  # a header ITK will refuse on its own
     count = 1
-    for d in dims[1: nd + 1]:
+    for d in dims[1 : nd + 1]:
         count *= max(int(d), 1)
     return int(offset) + count * bitpix // 8
 
 
-_NOISE = re.compile(r"(Exception thrown in SimpleITK \w+:\s*)?(/[^\s:]+\.(cxx|h|hxx|txx):\d+:\s*)|"
-                    r"ITK ERROR:\s*\w+\(0x[0-9a-f]+\):\s*")
+_NOISE = re.compile(
+    r"(Exception thrown in SimpleITK \w+:\s*)?(/[^\s:]+\.(cxx|h|hxx|txx):\d+:\s*)|"
+    r"ITK ERROR:\s*\w+\(0x[0-9a-f]+\):\s*"
+)
 
 
 def itk_reason(exc: BaseException) -> str:
     """An ITK error as a reason a user can act on: no source paths, no object addresses."""
     text = str(exc)
     low = text.lower()
-    if "not read completely" in low or "trouble reading" in low or "read failed" in low \
-            or "unexpected end" in low or "premature" in low:
+    if (
+        "not read completely" in low
+        or "trouble reading" in low
+        or "read failed" in low
+        or "unexpected end" in low
+        or "premature" in low
+    ):
         return "the file is damaged or truncated: it holds less data than its header says; copy it again"
     if "file cannot be read" in low:  # MetaImage: the real reason went to the C library's stderr
         return "the file is damaged, truncated or not readable; copy it again"

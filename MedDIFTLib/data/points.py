@@ -71,7 +71,7 @@ class PointSet:
         """Boolean per point: it has a finite position."""
         return np.all(np.isfinite(self.points), axis=1)
 
-    def subset(self, indices) -> "PointSet":
+    def subset(self, indices) -> PointSet:
         """The points at ``indices`` (integer indices, a boolean mask or a slice), in that order."""
         idx = np.arange(len(self))[indices]
         idx = np.atleast_1d(idx)
@@ -107,7 +107,7 @@ class PointSet:
         return apply_affine(np.linalg.inv(reference_matrix(reference)), self.points)
 
     @classmethod
-    def from_voxel(cls, ijk, reference, labels=None, values=None, descriptions=None, name: str = "") -> "PointSet":
+    def from_voxel(cls, ijk, reference, labels=None, values=None, descriptions=None, name: str = "") -> PointSet:
         """Points given as continuous voxel indices of ``reference``, converted to RAS mm."""
         ijk = np.asarray(ijk, dtype=np.float64)
         ras = ijk.reshape(0, 3) if ijk.size == 0 else apply_affine(reference_matrix(reference), ijk)
@@ -131,6 +131,7 @@ def reference_matrix(reference) -> np.ndarray:
 # the score codec: values in a description
 # ---------------------------------------------------------------------------
 
+
 def format_number(v: float) -> str:
     """Shortest text that reads back to the same float (integers without '.0')."""
     v = float(v)
@@ -139,7 +140,9 @@ def format_number(v: float) -> str:
     return repr(v)
 
 
-_VALUE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)$", re.I)
+_VALUE_RE = re.compile(
+    r"^([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)$", re.I
+)
 
 
 def parse_description(desc: str) -> tuple[str, dict]:

@@ -16,8 +16,8 @@ without pretraining) is the point of the comparison.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Optional
 
 from ..errors import InputError
 from ..features.maisi.backbone import LEVEL_NAMES
@@ -40,7 +40,7 @@ class Variant:
     label: str
     engine: EngineOptions
     match: MatchOptions = field(default_factory=lambda: MatchOptions(radius_mm=REFERENCE_RADIUS_MM))
-    prior: Optional[str] = None  # "dense": points from the dense registration
+    prior: str | None = None  # "dense": points from the dense registration
 
     @property
     def name(self) -> str:
@@ -56,8 +56,9 @@ def _level_subsets(names) -> list:
     return subsets
 
 
-def ablation_variants(groups=GROUPS, maisi_weights: bool = False, random_control: bool = False,
-                      weights_dir: Optional[str] = None) -> tuple[list, list]:
+def ablation_variants(
+    groups=GROUPS, maisi_weights: bool = False, random_control: bool = False, weights_dir: str | None = None
+) -> tuple[list, list]:
     """The variants to run, and a sentence for each group (or part of one) that will not run."""
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
@@ -78,14 +79,20 @@ def ablation_variants(groups=GROUPS, maisi_weights: bool = False, random_control
     for g in groups:
         maisi_only = g in ("timestep", "ensemble", "latent")
         if ref is None and (maisi_only or g == "levels"):
-            skipped.append(f"{g} (MAISI): not run, no MAISI weights (meddift weights download; "
-                           "or --random-control to exercise it on random weights)")
+            skipped.append(
+                f"{g} (MAISI): not run, no MAISI weights (meddift weights download; "
+                "or --random-control to exercise it on random weights)"
+            )
         if g == "levels":
             if ref is not None:
-                out += [Variant(g, "+".join(s) + tag, ref, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
-                        for s in _level_subsets(LEVEL_NAMES)]
-            out += [Variant(g, "+".join(s) + " [MIND-SSC]", mind, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
-                    for s in _level_subsets(("mind2", "mind4"))]
+                out += [
+                    Variant(g, "+".join(s) + tag, ref, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
+                    for s in _level_subsets(LEVEL_NAMES)
+                ]
+            out += [
+                Variant(g, "+".join(s) + " [MIND-SSC]", mind, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
+                for s in _level_subsets(("mind2", "mind4"))
+            ]
         elif ref is not None and g == "timestep":
             out += [Variant(g, f"t={t}{tag}", replace(ref, timestep=t)) for t in TIMESTEPS]
         elif ref is not None and g == "ensemble":
@@ -93,28 +100,43 @@ def ablation_variants(groups=GROUPS, maisi_weights: bool = False, random_control
         elif ref is not None and g == "latent":
             out += [Variant(g, f"{mode}{tag}", replace(ref, latent=mode)) for mode in ("sample", "mean")]
         elif g == "radius":
-            out += [Variant(g, ("global" if r is None else f"{r:g} mm") + default_tag, default,
-                            MatchOptions(radius_mm=r)) for r in RADII]
+            out += [
+                Variant(g, ("global" if r is None else f"{r:g} mm") + default_tag, default, MatchOptions(radius_mm=r))
+                for r in RADII
+            ]
         elif g == "refinement":
-            out += [Variant(g, "on" + default_tag, default),
-                    Variant(g, "off (coarse lattice argmax)" + default_tag, default,
-                            MatchOptions(radius_mm=REFERENCE_RADIUS_MM, refine_radius=0, subvoxel=False))]
+            out += [
+                Variant(g, "on" + default_tag, default),
+                Variant(
+                    g,
+                    "off (coarse lattice argmax)" + default_tag,
+                    default,
+                    MatchOptions(radius_mm=REFERENCE_RADIUS_MM, refine_radius=0, subvoxel=False),
+                ),
+            ]
         elif g == "backbone":
             if maisi_weights:
                 out.append(Variant(g, "MAISI (pretrained)", maisi))
             else:
                 skipped.append("backbone: MAISI (pretrained) not run, no MAISI weights")
-            out += [Variant(g, "MIND-SSC (weight-free)", mind),
-                    Variant(g, "MAISI random-init (control)", control)]
+            out += [Variant(g, "MIND-SSC (weight-free)", mind), Variant(g, "MAISI random-init (control)", control)]
         elif g == "dense":
-            out += [Variant(g, "dense map" + default_tag, default, MatchOptions(), "dense"),
-                    Variant(g, f"dense map + argmax {DENSE_CHECK_MM:g} mm" + default_tag, default,
-                            MatchOptions(radius_mm=DENSE_CHECK_MM), "dense")]
+            out += [
+                Variant(g, "dense map" + default_tag, default, MatchOptions(), "dense"),
+                Variant(
+                    g,
+                    f"dense map + argmax {DENSE_CHECK_MM:g} mm" + default_tag,
+                    default,
+                    MatchOptions(radius_mm=DENSE_CHECK_MM),
+                    "dense",
+                ),
+            ]
     return out, skipped
 
 
-def ablation_methods(variants: Iterable[Variant],
-                     session_factory: Callable[[EngineOptions], MatchSession] = None) -> list:
+def ablation_methods(
+    variants: Iterable[Variant], session_factory: Callable[[EngineOptions], MatchSession] = None
+) -> list:
     """One method per variant; variants with the same engine options share one session (features),
     and all sessions share one set of in-memory caches (a volume's VAE encoding serves every timestep)."""
     shared = SharedCaches()

@@ -25,4 +25,4 @@ def ellipsoid_depth(pts: np.ndarray, centre, axes) -> np.ndarray:
         axes: its three semi-axes, mm.
     """
     q = (pts - np.asarray(centre)) / np.asarray(axes)
-    return (1.0 - np.sqrt((q ** 2).sum(1))) * min(axes)
+    return (1.0 - np.sqrt((q**2).sum(1))) * min(axes)

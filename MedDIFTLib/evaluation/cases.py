@@ -9,8 +9,8 @@ fixed-to-moving correspondence never depends on the two scans sharing a grid.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional, Union
 
 import numpy as np
 
@@ -27,14 +27,22 @@ from .warped import make_warped_case
 CONVERTED_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
 
-def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_landmarks: int = 20,
-                  shape=(96, 96, 96), spacing=(3.0, 3.0, 3.0), hard: bool = False) -> Iterable[Case]:
+def phantom_suite(
+    seeds=(0, 1),
+    amplitudes=(15.0, 25.0),
+    noise_hu=(20.0,),
+    n_landmarks: int = 20,
+    shape=(96, 96, 96),
+    spacing=(3.0, 3.0, 3.0),
+    hard: bool = False,
+) -> Iterable[Case]:
     """Generated pairs over seeds x breathing amplitudes x noise levels, with exact ground truth.
 
     With ``hard``, two more cases follow: a patient repositioned (8 degrees about S and
     about 25 mm on top of 15 mm breathing) and a contrast follow-up (soft tissue outside
     the lungs +120 HU, a global gain of 1.1 and offset of -40 HU, twice the noise).
     """
+
     def case(name, seed, **kw):
         pair = make_pair(shape=shape, spacing=spacing, seed=seed, **kw)
         lm = sample_landmarks(pair, n=n_landmarks, seed=seed)
@@ -44,14 +52,29 @@ def phantom_suite(seeds=(0, 1), amplitudes=(15.0, 25.0), noise_hu=(20.0,), n_lan
     for seed in seeds:
         for amp in amplitudes:
             for noise in noise_hu:
-                yield case(f"seed{seed}_amp{amp:g}_noise{noise:g}", seed, noise_hu=noise,
-                           motion=BreathingMotion(amplitude_mm=amp))
+                yield case(
+                    f"seed{seed}_amp{amp:g}_noise{noise:g}",
+                    seed,
+                    noise_hu=noise,
+                    motion=BreathingMotion(amplitude_mm=amp),
+                )
     if hard:
         base = noise_hu[0]
-        yield case(f"reposition_seed{seeds[0]}", seeds[0], noise_hu=base,
-                   motion=RepositionedMotion(BreathingMotion(amplitude_mm=15.0)))
-        yield case(f"contrast_seed{seeds[-1]}", seeds[-1], noise_hu=2 * base, motion=BreathingMotion(amplitude_mm=15.0),
-                   soft_tissue_offset_hu=120.0, intensity_scale=1.1, intensity_offset=-40.0)
+        yield case(
+            f"reposition_seed{seeds[0]}",
+            seeds[0],
+            noise_hu=base,
+            motion=RepositionedMotion(BreathingMotion(amplitude_mm=15.0)),
+        )
+        yield case(
+            f"contrast_seed{seeds[-1]}",
+            seeds[-1],
+            noise_hu=2 * base,
+            motion=BreathingMotion(amplitude_mm=15.0),
+            soft_tissue_offset_hu=120.0,
+            intensity_scale=1.1,
+            intensity_offset=-40.0,
+        )
 
 
 def _pair(dataset: str, name: str, fixed: Volume, moving: Volume, fp: PointSet, mp: PointSet) -> Case:
@@ -61,8 +84,9 @@ def _pair(dataset: str, name: str, fixed: Volume, moving: Volume, fp: PointSet, 
     return Case(dataset, name, fixed, moving, PointSet(fp.points, labels), PointSet(mp.points, labels))
 
 
-def learn2reg_cases(root, split: str = "Tr", fixed_suffix: str = "_0000", moving_suffix: str = "_0001",
-                    task: str = "LungCT") -> Iterable[Case]:
+def learn2reg_cases(
+    root, split: str = "Tr", fixed_suffix: str = "_0000", moving_suffix: str = "_0001", task: str = "LungCT"
+) -> Iterable[Case]:
     """Learn2Reg layout: ``images{split}/{task}_00XX{suffix}.nii.gz`` with keypoints in
     ``keypoints{split}/{task}_00XX{suffix}.csv`` (0-based voxel indices of *that* image)."""
     root = Path(root)
@@ -89,8 +113,9 @@ def learn2reg_cases(root, split: str = "Tr", fixed_suffix: str = "_0000", moving
 DIRLAB_HU_SHIFT = 1024.0
 
 
-def read_dirlab_image(path, spacing, inplane=(512, 512), slices: Optional[int] = None,
-                      intensity_offset: Union[str, float] = "auto") -> Volume:
+def read_dirlab_image(
+    path, spacing, inplane=(512, 512), slices: int | None = None, intensity_offset: str | float = "auto"
+) -> Volume:
     """A DIR-Lab ``.img`` file: header-less little-endian int16, x fastest, slice after slice.
 
     The file has no geometry: ``spacing`` comes from the published tables and
@@ -109,12 +134,16 @@ def read_dirlab_image(path, spacing, inplane=(512, 512), slices: Optional[int] =
     size = path.stat().st_size
     per_slice = nx * ny * 2
     if size == 0 or size % per_slice:
-        raise ImageReadError(f"{path}: {size} bytes is not a whole number of {nx}x{ny} int16 slices "
-                             f"({per_slice} bytes each); is the file complete?")
+        raise ImageReadError(
+            f"{path}: {size} bytes is not a whole number of {nx}x{ny} int16 slices "
+            f"({per_slice} bytes each); is the file complete?"
+        )
     nz = size // per_slice
     if slices is not None and nz != slices:
-        raise ImageReadError(f"{path}: has {nz} slices of {nx}x{ny}, the published size is {slices}; "
-                             "the file is truncated or belongs to another case")
+        raise ImageReadError(
+            f"{path}: has {nz} slices of {nx}x{ny}, the published size is {slices}; "
+            "the file is truncated or belongs to another case"
+        )
     array = np.fromfile(path, dtype="<i2").reshape(nz, ny, nx).transpose(2, 1, 0).astype(np.float32)
     if intensity_offset == "auto":
         body = array[array >= -1100]
@@ -123,8 +152,12 @@ def read_dirlab_image(path, spacing, inplane=(512, 512), slices: Optional[int] =
     array += float(intensity_offset)
     sx, sy, sz = (float(s) for s in spacing)
     ijk_to_ras = make_ijk_to_ras((sx, sy, sz), (0.0, 0.0, 0.0), LPS_TO_RAS[:3, :3])
-    return Volume(np.ascontiguousarray(array), ijk_to_ras, path.name.split(".")[0],
-                  {"path": str(path), "intensity_offset": float(intensity_offset)})
+    return Volume(
+        np.ascontiguousarray(array),
+        ijk_to_ras,
+        path.name.split(".")[0],
+        {"path": str(path), "intensity_offset": float(intensity_offset)},
+    )
 
 
 def _find(folder: Path, pattern: str, what: str, case: str) -> Path:
@@ -156,20 +189,32 @@ def dirlab_4dct_cases(root, cases=range(1, 11), fixed_phase: str = "T00", moving
     root = Path(root)
     found = 0
     for n in cases:
-        folders = sorted(p for p in root.glob("*") if p.is_dir() and re.fullmatch(rf"case{n}(pack|deploy)?", p.name, re.I))
+        folders = sorted(
+            p for p in root.glob("*") if p.is_dir() and re.fullmatch(rf"case{n}(pack|deploy)?", p.name, re.I)
+        )
         if not folders:
             continue
         folder, key = folders[0], f"case{n}"
         geo = DIRLAB_4DCT_GEOMETRY[key]
         found += 1
-        yield _dirlab_pair("dirlab-4dct", folder, key, (fixed_phase, moving_phase), rf"case{n}_{{phase}}(_s)?",
-                           rf"case{n}_300_{{phase}}_xyz(_r1)?\.txt", geo["spacing"], geo["shape"][:2], geo["shape"][2])
+        yield _dirlab_pair(
+            "dirlab-4dct",
+            folder,
+            key,
+            (fixed_phase, moving_phase),
+            rf"case{n}_{{phase}}(_s)?",
+            rf"case{n}_300_{{phase}}_xyz(_r1)?\.txt",
+            geo["spacing"],
+            geo["shape"][:2],
+            geo["shape"][2],
+        )
     if not found:
         raise InputError(f"{root}: no DIR-Lab 4DCT case folders (Case1Pack ... Case10Pack)")
 
 
-def _dirlab_pair(dataset: str, folder: Path, key: str, phases, image_re: str, landmark_re: str, spacing,
-                 inplane, slices) -> Case:
+def _dirlab_pair(
+    dataset: str, folder: Path, key: str, phases, image_re: str, landmark_re: str, spacing, inplane, slices
+) -> Case:
     """One DIR-Lab case: for each phase (fixed, moving) its image and its 300-landmark file, the
     landmarks' one-based voxel indices read through that image's geometry. ``{phase}`` in the
     patterns is replaced by the phase name."""
@@ -193,8 +238,17 @@ def dirlab_copd_cases(root, cases=range(1, 11), fixed_phase: str = "iBH", moving
             continue
         folder, key = folders[0], f"copd{n}"
         found += 1
-        yield _dirlab_pair("dirlab-copd", folder, key, (fixed_phase, moving_phase), rf"copd{n}_{{phase}}CT",
-                           rf"copd{n}_300_{{phase}}_xyz_r1\.txt", DIRLAB_COPD_GEOMETRY[key]["spacing"], (512, 512), None)
+        yield _dirlab_pair(
+            "dirlab-copd",
+            folder,
+            key,
+            (fixed_phase, moving_phase),
+            rf"copd{n}_{{phase}}CT",
+            rf"copd{n}_300_{{phase}}_xyz_r1\.txt",
+            DIRLAB_COPD_GEOMETRY[key]["spacing"],
+            (512, 512),
+            None,
+        )
     if not found:
         raise InputError(f"{root}: no DIR-Lab COPD case folders (copd1 ... copd10)")
 
@@ -202,9 +256,17 @@ def dirlab_copd_cases(root, cases=range(1, 11), fixed_phase: str = "iBH", moving
 WARPED_VARIANTS = ("smooth", "repositioned")
 
 
-def warped_ct_cases(paths, variants=WARPED_VARIANTS, amplitude_mm: float = 8.0, rotation_deg: float = 8.0,
-                    shift_mm: float = 20.0, noise_hu: float = 10.0, n_landmarks: int = 30, seed: int = 0,
-                    **warp) -> Iterable[Case]:
+def warped_ct_cases(
+    paths,
+    variants=WARPED_VARIANTS,
+    amplitude_mm: float = 8.0,
+    rotation_deg: float = 8.0,
+    shift_mm: float = 20.0,
+    noise_hu: float = 10.0,
+    n_landmarks: int = 30,
+    seed: int = 0,
+    **warp,
+) -> Iterable[Case]:
     """Real CT scans, each deformed by a known smooth motion (:mod:`.warped`): exact TRE on real anatomy.
 
     Per scan and variant one case; the variants are datasets of their own in the report:
@@ -219,5 +281,14 @@ def warped_ct_cases(paths, variants=WARPED_VARIANTS, amplitude_mm: float = 8.0, 
         fixed = read_volume(path)
         for v in variants:
             rigid = {"rotation_deg": rotation_deg, "shift_mm": shift_mm} if v == "repositioned" else {}
-            yield make_warped_case(fixed, name=fixed.name, dataset=f"warped-ct-{v}", amplitude_mm=amplitude_mm,
-                                   noise_hu=noise_hu, n_landmarks=n_landmarks, seed=seed, **rigid, **warp)
+            yield make_warped_case(
+                fixed,
+                name=fixed.name,
+                dataset=f"warped-ct-{v}",
+                amplitude_mm=amplitude_mm,
+                noise_hu=noise_hu,
+                n_landmarks=n_landmarks,
+                seed=seed,
+                **rigid,
+                **warp,
+            )

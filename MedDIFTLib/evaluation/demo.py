@@ -28,9 +28,19 @@ from .metrics import format_table, summarize, tre
 from .phantom import make_pair, sample_landmarks
 
 
-def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | None = DEFAULT_RADIUS_MM, n_landmarks: int = 20,
-             seed: int = 0, shape=(128, 128, 128), spacing=(2.5, 2.5, 2.5), progress=None, figure: bool = True,
-             log=None, dense: bool = True) -> dict:
+def run_demo(
+    out_dir,
+    engine: EngineOptions | None = None,
+    radius_mm: float | None = DEFAULT_RADIUS_MM,
+    n_landmarks: int = 20,
+    seed: int = 0,
+    shape=(128, 128, 128),
+    spacing=(2.5, 2.5, 2.5),
+    progress=None,
+    figure: bool = True,
+    log=None,
+    dense: bool = True,
+) -> dict:
     """Run the demo into ``out_dir``; returns the summary (also written to ``summary.json``) with the
     TRE table as ``table``. ``log(message)`` receives a line per step.
 
@@ -61,18 +71,33 @@ def run_demo(out_dir, engine: EngineOptions | None = None, radius_mm: float | No
     write_volume(heatmap, out / f"heatmap_{label}.nii.gz")
 
     e_before = tre(landmarks.points, truth.points)
-    method = "MedDIFT (MAISI features)" if session.backbone.name == BackboneName.MAISI else "MIND-SSC features (weight-free)"
+    method = (
+        "MedDIFT (MAISI features)" if session.backbone.name == BackboneName.MAISI else "MIND-SSC features (weight-free)"
+    )
     rows = {"identity (before)": summarize(e_before), method: summarize(tre(matched.points, truth.points))}
     dense_report = _dense_row(session, pair, landmarks, truth, out, rows, progress, log) if dense else {}
     table = format_table(rows, f"TRE in mm on the phantom pair (seed {seed}, {len(landmarks)} landmarks)")
-    report = {"backbone": session.backbone.name, "backbone_note": session.backbone_note, "search": search,
-              "match_seconds": round(t_match, 2), "tre_before": rows["identity (before)"], "tre_after": rows[method],
-              **dense_report}
+    report = {
+        "backbone": session.backbone.name,
+        "backbone_note": session.backbone_note,
+        "search": search,
+        "match_seconds": round(t_match, 2),
+        "tre_before": rows["identity (before)"],
+        "tre_after": rows[method],
+        **dense_report,
+    }
     (out / "tre.md").write_text(table + "\n\n" + "\n".join(_per_point(landmarks, truth, matched)) + "\n")
     (out / "summary.json").write_text(json.dumps(report, indent=2))
     if figure:
-        save_figure(out / f"demo_{label}.png", pair, landmarks.points[0], matched.points[0], truth.points[0], heatmap,
-                    f"{label}: {method}, similarity {matched.values['similarity'][0]:.3f}")
+        save_figure(
+            out / f"demo_{label}.png",
+            pair,
+            landmarks.points[0],
+            matched.points[0],
+            truth.points[0],
+            heatmap,
+            f"{label}: {method}, similarity {matched.values['similarity'][0]:.3f}",
+        )
     return {**report, "table": table, "out_dir": str(out)}
 
 
@@ -84,8 +109,9 @@ def _write_inputs(out: Path, pair, landmarks: PointSet, truth: PointSet) -> None
     write_points(truth, out / "true_moving_landmarks.csv")
 
 
-def _dense_row(session: MatchSession, pair, landmarks: PointSet, truth: PointSet, out: Path, rows: dict,
-               progress, log) -> dict:
+def _dense_row(
+    session: MatchSession, pair, landmarks: PointSet, truth: PointSet, out: Path, rows: dict, progress, log
+) -> dict:
     """The landmarks mapped through the dense registration: its field and points written, its TRE row added to
     ``rows``; returns the summary's dense entries."""
     t2 = time.perf_counter()
@@ -94,11 +120,17 @@ def _dense_row(session: MatchSession, pair, landmarks: PointSet, truth: PointSet
     write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, out / "field.nii.gz")
     write_points(dense_pts, out / "dense_matched_landmarks.csv")
     write_points(dense_pts, out / "dense_matched_landmarks.mrk.json")
-    dense_method = "MedDIFT dense (MAISI features)" if session.backbone.name == BackboneName.MAISI else \
-        "MIND-SSC features, dense registration"
+    dense_method = (
+        "MedDIFT dense (MAISI features)"
+        if session.backbone.name == BackboneName.MAISI
+        else "MIND-SSC features, dense registration"
+    )
     rows[dense_method] = summarize(tre(dense_pts.points, truth.points))
-    report = {"dense_seconds": round(time.perf_counter() - t2, 2), "tre_dense": rows[dense_method],
-              "folding_share": field.jacobian_stats()["folding_share"]}
+    report = {
+        "dense_seconds": round(time.perf_counter() - t2, 2),
+        "tre_dense": rows[dense_method],
+        "folding_share": field.jacobian_stats()["folding_share"],
+    }
     log(f"dense registration and its points: {report['dense_seconds']:.1f} s")
     return report
 
@@ -108,8 +140,10 @@ def _per_point(landmarks: PointSet, truth: PointSet, matched: PointSet) -> list[
     e_before, e_after = tre(landmarks.points, truth.points), tre(matched.points, truth.points)
     lines = ["| label | before | after | similarity | fb error |", "|---|---|---|---|---|"]
     for i, lb in enumerate(landmarks.labels):
-        lines.append(f"| {lb} | {e_before[i]:.2f} | {e_after[i]:.2f} | {matched.values['similarity'][i]:.3f} | "
-                     f"{matched.values['fb_error_mm'][i]:.2f} |")
+        lines.append(
+            f"| {lb} | {e_before[i]:.2f} | {e_after[i]:.2f} | {matched.values['similarity'][i]:.3f} | "
+            f"{matched.values['fb_error_mm'][i]:.2f} |"
+        )
     return lines
 
 
@@ -125,10 +159,12 @@ def save_figure(path, pair, fixed_pt, match_pt, true_pt, heatmap, title: str) ->
     hm_hi = float(heatmap.array.max())
     hm_lo = hm_hi - 0.25 * (hm_hi - float(np.median(heatmap.array)))
     views = [("axial", 2, (0, 1)), ("coronal", 1, (0, 2)), ("sagittal", 0, (1, 2))]
-    for row, (vol, centre, marks) in enumerate([
-        (pair.fixed, fixed_pt, [(fixed_pt, "lime", "o", "landmark")]),
-        (pair.moving, match_pt, [(true_pt, "cyan", "x", "true position"), (match_pt, "red", "+", "match")]),
-    ]):
+    for row, (vol, centre, marks) in enumerate(
+        [
+            (pair.fixed, fixed_pt, [(fixed_pt, "lime", "o", "landmark")]),
+            (pair.moving, match_pt, [(true_pt, "cyan", "x", "true position"), (match_pt, "red", "+", "match")]),
+        ]
+    ):
         ijk = np.round(vol.world_to_ijk(centre)[0]).astype(int)
         ijk = np.clip(ijk, 0, np.asarray(vol.shape) - 1)
         for col, (name, axis, (a, b)) in enumerate(views):
@@ -140,8 +176,15 @@ def save_figure(path, pair, fixed_pt, match_pt, true_pt, heatmap, title: str) ->
             ax.imshow(img.T, origin="lower", cmap="gray", vmin=-1000, vmax=400, aspect=sp[b] / sp[a])
             if row == 1:
                 hm = heatmap.array[tuple(sl)]
-                ax.imshow(np.ma.masked_less(hm.T, hm_lo), origin="lower", cmap="inferno", alpha=0.6, vmin=hm_lo,
-                          vmax=hm_hi, aspect=sp[b] / sp[a])
+                ax.imshow(
+                    np.ma.masked_less(hm.T, hm_lo),
+                    origin="lower",
+                    cmap="inferno",
+                    alpha=0.6,
+                    vmin=hm_lo,
+                    vmax=hm_hi,
+                    aspect=sp[b] / sp[a],
+                )
             for p, color, marker, lab in marks:
                 q = vol.world_to_ijk(p)[0]
                 ax.plot(q[a], q[b], marker=marker, color=color, ms=12, mew=2.5, mfc="none", ls="", label=lab)

@@ -12,9 +12,9 @@ import csv
 import io
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -60,8 +60,11 @@ class Results:
         return list(dict.fromkeys(r["method"] for r in self.rows if r["dataset"] == dataset))
 
     def errors(self, dataset: str, method: str, case: str = None) -> list:
-        return [r["tre_mm"] for r in self.rows if r["dataset"] == dataset and r["method"] == method
-                and (case is None or r["case"] == case)]
+        return [
+            r["tre_mm"]
+            for r in self.rows
+            if r["dataset"] == dataset and r["method"] == method and (case is None or r["case"] == case)
+        ]
 
     def summary(self, dataset: str) -> dict:
         """Per method: TRE statistics over all landmarks, mean seconds per case, peak memory."""
@@ -94,11 +97,28 @@ def evaluate(cases: Iterable[Case], methods: list[Method], log=print) -> Results
                     mapped = np.full_like(case.fixed_points.points, np.nan)
             seconds = time.perf_counter() - t
             err = tre(mapped, case.moving_points.points)
-            res.runs.append({"dataset": case.dataset, "case": case.name, "method": m.name, "seconds": seconds,
-                             "peak_gb": mem.peak / 1e9, "extra_gb": (mem.peak - mem.start) / 1e9, "error": error})
+            res.runs.append(
+                {
+                    "dataset": case.dataset,
+                    "case": case.name,
+                    "method": m.name,
+                    "seconds": seconds,
+                    "peak_gb": mem.peak / 1e9,
+                    "extra_gb": (mem.peak - mem.start) / 1e9,
+                    "error": error,
+                }
+            )
             for i, lb in enumerate(case.fixed_points.labels):
-                res.rows.append({"dataset": case.dataset, "case": case.name, "method": m.name, "label": lb,
-                                 "tre_mm": float(err[i]), "initial_mm": float(before[i])})
+                res.rows.append(
+                    {
+                        "dataset": case.dataset,
+                        "case": case.name,
+                        "method": m.name,
+                        "label": lb,
+                        "tre_mm": float(err[i]),
+                        "initial_mm": float(before[i]),
+                    }
+                )
             status = f"FAILED ({error})" if error else f"mean TRE {np.nanmean(err):.2f} mm"
             log(f"{case.dataset}/{case.name}: {m.name}: {status} (before {np.mean(before):.2f}) in {seconds:.1f} s")
         for m in methods:
@@ -115,14 +135,24 @@ def report_markdown(res: Results, title: str = "MedDIFT evaluation", notes=()) -
     for dataset in res.datasets():
         summ = res.summary(dataset)
         cases = list(dict.fromkeys(r["case"] for r in res.rows if r["dataset"] == dataset))
-        lines += [format_table(summ, f"## {dataset} ({len(cases)} cases; TRE in mm over all landmarks)"), "",
-                  "| method | time per case (s) | peak process memory (GB) | peak added by the method (GB) | "
-                  "failed cases |", "|---|---|---|---|---|"]
-        lines += [f"| {m} | {s['seconds_per_case']:.1f} | {s['peak_gb']:.2f} | {s['extra_gb']:.2f} | "
-                  f"{s['failed_cases']} |" for m, s in summ.items()]
+        lines += [
+            format_table(summ, f"## {dataset} ({len(cases)} cases; TRE in mm over all landmarks)"),
+            "",
+            "| method | time per case (s) | peak process memory (GB) | peak added by the method (GB) | failed cases |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {m} | {s['seconds_per_case']:.1f} | {s['peak_gb']:.2f} | {s['extra_gb']:.2f} | {s['failed_cases']} |"
+            for m, s in summ.items()
+        ]
         methods = list(summ)
-        lines += ["", f"### {dataset}: mean TRE per case (mm)", "",
-                  "| case | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        lines += [
+            "",
+            f"### {dataset}: mean TRE per case (mm)",
+            "",
+            "| case | " + " | ".join(methods) + " |",
+            "|---" * (len(methods) + 1) + "|",
+        ]
         for c in cases:
             cells = []
             for m in methods:
@@ -132,8 +162,13 @@ def report_markdown(res: Results, title: str = "MedDIFT evaluation", notes=()) -
         failures = [r for r in res.runs if r["dataset"] == dataset and r["error"]]
         if failures:
             lines += ["", "Failures:", ""] + [f"- {r['case']}, {r['method']}: {r['error']}" for r in failures]
-        lines += ["", f"![TRE per method]({dataset}_tre_box.png)", "",
-                  f"![TRE against initial displacement]({dataset}_tre_vs_initial.png)", ""]
+        lines += [
+            "",
+            f"![TRE per method]({dataset}_tre_box.png)",
+            "",
+            f"![TRE against initial displacement]({dataset}_tre_vs_initial.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -142,8 +177,9 @@ def write_report(res: Results, out_dir, title: str = "MedDIFT evaluation", notes
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["dataset", "case", "method", "label", "tre_mm", "initial_mm"],
-                       lineterminator="\n")
+    w = csv.DictWriter(
+        buf, fieldnames=["dataset", "case", "method", "label", "tre_mm", "initial_mm"], lineterminator="\n"
+    )
     w.writeheader()
     w.writerows(res.rows)
     write_text_atomic(out / "landmarks.csv", buf.getvalue())

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class Method:
         """Called after every method has run on a case: drop what was kept for it."""
 
     @classmethod
-    def unavailable_reason(cls) -> Optional[str]:
+    def unavailable_reason(cls) -> str | None:
         """None when the method can run here, else why not and how to fix it."""
         missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
         if missing:
@@ -64,13 +64,20 @@ class Identity(Method):
 class MedDIFTMethod(Method):
     """The MedDIFT pipeline (MAISI features when available, else the weight-free descriptor)."""
 
-    def __init__(self, engine=None, radius_mm: Optional[float] = DEFAULT_RADIUS_MM, name: Optional[str] = None,
-                 session=None, prior: Optional[str] = None):
+    def __init__(
+        self,
+        engine=None,
+        radius_mm: float | None = DEFAULT_RADIUS_MM,
+        name: str | None = None,
+        session=None,
+        prior: str | None = None,
+    ):
         from ..matching.search import MatchOptions
         from ..session import EngineOptions, MatchSession
 
-        self.session = session or MatchSession(engine or EngineOptions(use_cache=False),
-                                               MatchOptions(radius_mm=radius_mm))
+        self.session = session or MatchSession(
+            engine or EngineOptions(use_cache=False), MatchOptions(radius_mm=radius_mm)
+        )
         self.radius_mm = self.session.matching.radius_mm
         self.prior = prior or PriorKind.NONE.value  # no prior: the paper's argmax (the session's own default is dense)
         self.name = name or self.default_name(self.session.backbone.name == BackboneName.MAISI)
@@ -88,7 +95,7 @@ class MedDIFTMethod(Method):
 class MedDIFTDense(MedDIFTMethod):
     """Points from the dense registration of the backbone's features (``--prior dense``): the map's position."""
 
-    def __init__(self, engine=None, radius_mm: Optional[float] = None, name: Optional[str] = None, session=None):
+    def __init__(self, engine=None, radius_mm: float | None = None, name: str | None = None, session=None):
         super().__init__(engine, radius_mm, name, session, prior="dense")
 
     def default_name(self, maisi: bool) -> str:
@@ -99,7 +106,7 @@ class MedDIFTDense(MedDIFTMethod):
 class MedDIFTDenseArgmax(MedDIFTDense):
     """The dense map's position sharpened by the paper's argmax within a small window around it."""
 
-    def __init__(self, engine=None, radius_mm: Optional[float] = None, name: Optional[str] = None, session=None):
+    def __init__(self, engine=None, radius_mm: float | None = None, name: str | None = None, session=None):
         from ..matching.priors import DENSE_CHECK_MM
 
         super().__init__(engine, radius_mm or DENSE_CHECK_MM, name, session)
@@ -155,7 +162,7 @@ class ElastixBSpline(Method):
         self.grid_spacing_mm, self.iterations, self.resolutions = grid_spacing_mm, iterations, resolutions
 
     @classmethod
-    def unavailable_reason(cls) -> Optional[str]:
+    def unavailable_reason(cls) -> str | None:
         reason = super().unavailable_reason()
         if reason is None:
             import itk
@@ -178,16 +185,23 @@ class ElastixBSpline(Method):
                 images.append(itk.imread(str(tmp / f"{name}.mha"), itk.F))
             params = itk.ParameterObject.New()
             for kind in ("affine", "bspline"):
-                pm = params.GetDefaultParameterMap(kind, self.resolutions,
-                                                   self.grid_spacing_mm if kind == "bspline" else 1.0)
+                pm = params.GetDefaultParameterMap(
+                    kind, self.resolutions, self.grid_spacing_mm if kind == "bspline" else 1.0
+                )
                 pm["MaximumNumberOfIterations"] = [str(self.iterations)]
                 pm["NumberOfSpatialSamples"] = ["4096"]
                 params.AddParameterMap(pm)
-            _, result = itk.elastix_registration_method(images[0], images[1], parameter_object=params,
-                                                        log_to_console=False, output_directory=str(tmp))
+            _, result = itk.elastix_registration_method(
+                images[0], images[1], parameter_object=params, log_to_console=False, output_directory=str(tmp)
+            )
             write_elastix(case.fixed_points, tmp / "fixed_points.txt", kind="point")
-            itk.transformix_pointset(images[1], result, fixed_point_set_file_name=str(tmp / "fixed_points.txt"),
-                                     output_directory=str(tmp), log_to_console=False)
+            itk.transformix_pointset(
+                images[1],
+                result,
+                fixed_point_set_file_name=str(tmp / "fixed_points.txt"),
+                output_directory=str(tmp),
+                log_to_console=False,
+            )
             return read_elastix_output(tmp / "outputpoints.txt", field="OutputPoint").points
 
 
@@ -209,11 +223,18 @@ class AntsSyN(Method):
         with tempfile.TemporaryDirectory(prefix="meddift-ants-") as tmp:
             paths = []
             for name, vol in (("fixed", case.fixed), ("moving", case.moving)):
-                paths.append(write_volume(Volume(vol.array.astype(np.float32), vol.ijk_to_ras),
-                                          Path(tmp) / f"{name}.nii.gz"))
+                paths.append(
+                    write_volume(Volume(vol.array.astype(np.float32), vol.ijk_to_ras), Path(tmp) / f"{name}.nii.gz")
+                )
             fixed, moving = (ants.image_read(str(p)) for p in paths)
-            reg = ants.registration(fixed, moving, type_of_transform=self.transform, reg_iterations=self.iterations,
-                                    outprefix=str(Path(tmp) / "reg_"), random_seed=0)
+            reg = ants.registration(
+                fixed,
+                moving,
+                type_of_transform=self.transform,
+                reg_iterations=self.iterations,
+                outprefix=str(Path(tmp) / "reg_"),
+                random_seed=0,
+            )
             lps = flip_lps_ras(case.fixed_points.points)
             # ANTs maps points opposite to images: the forward (image) transforms take fixed points to moving ones
             out = ants.apply_transforms_to_points(3, pd.DataFrame(lps, columns=["x", "y", "z"]), reg["fwdtransforms"])
@@ -245,9 +266,16 @@ class ConvexAdam(Method):
         fixed_arr = np.clip(case.fixed.array.astype(np.float32), -1000, 1500)
         moving_arr = np.clip(moving.array.astype(np.float32), -1000, 1500)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints a float16 warning on the CPU
-            return convex_adam_pt(fixed_arr, moving_arr, grid_sp=self.grid_sp, disp_hw=self.disp_hw,
-                                  selected_niter=self.iterations, lambda_weight=self.lambda_weight,
-                                  dtype=torch.float32, device=torch.device("cpu"))
+            return convex_adam_pt(
+                fixed_arr,
+                moving_arr,
+                grid_sp=self.grid_sp,
+                disp_hw=self.disp_hw,
+                selected_niter=self.iterations,
+                lambda_weight=self.lambda_weight,
+                dtype=torch.float32,
+                device=torch.device("cpu"),
+            )
 
     def map_points(self, case) -> np.ndarray:
         from scipy import ndimage
@@ -268,15 +296,15 @@ class UniGradICON(Method):
 
     name = "uniGradICON"
     requires = ("unigradicon", "icon_registration", "itk")
-    install_hint = 'pip install unigradicon, and set MEDDIFT_UNIGRADICON_WEIGHTS to its Step_2_final.trch'
+    install_hint = "pip install unigradicon, and set MEDDIFT_UNIGRADICON_WEIGHTS to its Step_2_final.trch"
 
     @classmethod
-    def weights_path(cls) -> Optional[Path]:
+    def weights_path(cls) -> Path | None:
         value = os.environ.get(UNIGRADICON_WEIGHTS_ENV, "").strip()
         return Path(value).expanduser() if value else None
 
     @classmethod
-    def unavailable_reason(cls) -> Optional[str]:
+    def unavailable_reason(cls) -> str | None:
         reason = super().unavailable_reason()
         if reason:
             return reason
@@ -328,7 +356,7 @@ def resolve_methods(spec: str, log=print) -> list[Method]:
     names = [m.strip() for m in spec.split(",") if m.strip()]
     if names == ["all"]:
         out = []
-        for name, factory in METHODS.items():
+        for _name, factory in METHODS.items():
             reason = getattr(factory, "unavailable_reason", lambda: None)()
             if reason:
                 log(reason)

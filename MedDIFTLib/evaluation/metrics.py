@@ -26,8 +26,13 @@ def summarize(tre_mm) -> dict:
     out = {"n": int(e.size), "n_failed": int((~ok).sum())}
     if ok.any():
         v = e[ok]
-        out.update(mean=float(v.mean()), std=float(v.std()), median=float(np.median(v)),
-                   p90=float(np.percentile(v, 90)), max=float(v.max()))
+        out.update(
+            mean=float(v.mean()),
+            std=float(v.std()),
+            median=float(np.median(v)),
+            p90=float(np.percentile(v, 90)),
+            max=float(v.max()),
+        )
     else:
         out.update(mean=np.nan, std=np.nan, median=np.nan, p90=np.nan, max=np.nan)
     return out
@@ -38,6 +43,8 @@ def format_table(rows: dict, title: str = "") -> str:
     lines = [title] if title else []
     lines += ["| method | n | mean | std | median | p90 | max | failed |", "|---|---|---|---|---|---|---|---|"]
     for name, s in rows.items():
-        lines.append(f"| {name} | {s['n']} | {s['mean']:.2f} | {s['std']:.2f} | {s['median']:.2f} | "
-                     f"{s['p90']:.2f} | {s['max']:.2f} | {s['n_failed']} |")
+        lines.append(
+            f"| {name} | {s['n']} | {s['mean']:.2f} | {s['std']:.2f} | {s['median']:.2f} | "
+            f"{s['p90']:.2f} | {s['max']:.2f} | {s['n_failed']} |"
+        )
     return "\n".join(lines)

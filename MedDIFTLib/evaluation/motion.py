@@ -8,8 +8,8 @@ for every accuracy figure comes from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -18,8 +18,9 @@ from ..errors import InputError
 from .body import BODY_CENTRE_Y, LUNG_AXES, LUNG_CENTRES, ellipsoid_depth
 
 
-def invert_displacement(displacement: Callable[[np.ndarray], np.ndarray], pts, tol: float,
-                        max_iter: int = 200) -> tuple[np.ndarray, bool]:
+def invert_displacement(
+    displacement: Callable[[np.ndarray], np.ndarray], pts, tol: float, max_iter: int = 200
+) -> tuple[np.ndarray, bool]:
     """Solve ``x + u(x) = y`` for each point ``y`` by the fixed-point iteration ``x <- y - u(x)``, a contraction
     wherever ``|Du| < 1`` (every motion here keeps it so).
 
@@ -69,7 +70,9 @@ class BreathingMotion:
     def __post_init__(self):
         # the diaphragm sigmoid has slope amplitude / (4 decay): keep it below 0.5
         if abs(self.amplitude_mm) / (4 * self.decay_mm) > 0.5:
-            raise InputError("breathing amplitude too large for an invertible motion; lower amplitude_mm or raise decay_mm")
+            raise InputError(
+                "breathing amplitude too large for an invertible motion; lower amplitude_mm or raise decay_mm"
+            )
         # the pleural blend has slope 1/width: the shear it adds must stay well below 1
         if self.sliding and abs(self.amplitude_mm) * (1 - self.wall_fraction) / self.sliding_width_mm > 0.5:
             raise InputError("sliding transition too sharp for an invertible motion; widen sliding_width_mm")
@@ -79,7 +82,7 @@ class BreathingMotion:
         x, y, z = p.T
         g = 1.0 / (1.0 + np.exp((z - self.base_z_mm) / self.decay_mm))  # ~1 at the base, ->0 upwards
         g2 = 1.0 / (1.0 + np.exp((z - self.base_z_mm - 80.0) / (2 * self.decay_mm)))
-        central = np.exp(-(x / 120.0) ** 2 - (y / 110.0) ** 2)
+        central = np.exp(-((x / 120.0) ** 2) - (y / 110.0) ** 2)
         uz = self.amplitude_mm * g * central
         if self.sliding:
             depth = np.maximum(*[ellipsoid_depth(p, c, LUNG_AXES) for c in LUNG_CENTRES])

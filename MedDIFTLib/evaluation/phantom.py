@@ -22,7 +22,6 @@ lesion centres, not random voxels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -32,10 +31,21 @@ from ..errors import InputError
 from .body import BODY_AXES, BODY_CENTRE_Y, HEART, LUNG_AXES, LUNG_CENTRES, SPINE_XY, ellipsoid_depth
 from .motion import BreathingMotion
 
-HU = {"air": -1000.0, "fat": -100.0, "muscle": 40.0, "lung": -850.0, "vessel": 40.0, "airway_wall": -80.0,
-      "heart": 45.0, "mediastinum": 20.0, "aorta": 50.0, "bone": 700.0, "cancellous": 250.0, "disc": 80.0,
-      "lesion": 30.0}
-
+HU = {
+    "air": -1000.0,
+    "fat": -100.0,
+    "muscle": 40.0,
+    "lung": -850.0,
+    "vessel": 40.0,
+    "airway_wall": -80.0,
+    "heart": 45.0,
+    "mediastinum": 20.0,
+    "aorta": 50.0,
+    "bone": 700.0,
+    "cancellous": 250.0,
+    "disc": 80.0,
+    "lesion": 30.0,
+}
 
 
 @dataclass
@@ -101,7 +111,9 @@ class ThoraxAnatomy:
         # tubes (vessels, airways, ribs) and lesions, each only where it can reach
         index = _PointIndex(pts, cell=24.0)
         for cap in self.capsules:
-            sel = index.near(np.minimum(cap.a, cap.b) - cap.r - 2 * soft_mm, np.maximum(cap.a, cap.b) + cap.r + 2 * soft_mm)
+            sel = index.near(
+                np.minimum(cap.a, cap.b) - cap.r - 2 * soft_mm, np.maximum(cap.a, cap.b) + cap.r + 2 * soft_mm
+            )
             if sel.size == 0:
                 continue
             d = _segment_distance(pts[sel], cap.a, cap.b)
@@ -169,7 +181,7 @@ class _PointIndex:
             return np.empty(0, dtype=np.int64)
         cells = np.stack(np.meshgrid(*[np.arange(a[i], b[i] + 1) for i in range(3)], indexing="ij"), -1).reshape(-1, 3)
         flat = np.ravel_multi_index(cells.T, self.dims)
-        parts = [self.order[self.starts[f]:self.starts[f + 1]] for f in flat]
+        parts = [self.order[self.starts[f] : self.starts[f + 1]] for f in flat]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
@@ -222,8 +234,14 @@ def make_anatomy(seed: int = 0, lesions: int = 3, generations: int = 5) -> Thora
     # ribs: arcs following the body wall, every 26 mm in z, open anteriorly
     for zr in np.arange(-110.0, 130.0, 26.0):
         angles = np.linspace(np.deg2rad(-250), np.deg2rad(70), 17)
-        ring = np.stack([0.84 * BODY_AXES[0] * np.cos(angles), 0.84 * BODY_AXES[1] * np.sin(angles) + BODY_CENTRE_Y,
-                         zr + 6.0 * np.sin(angles)], 1)
+        ring = np.stack(
+            [
+                0.84 * BODY_AXES[0] * np.cos(angles),
+                0.84 * BODY_AXES[1] * np.sin(angles) + BODY_CENTRE_Y,
+                zr + 6.0 * np.sin(angles),
+            ],
+            1,
+        )
         for a, b in zip(ring[:-1], ring[1:]):
             capsules.append(Capsule(a, b, 4.0, "rib"))
     les, les_r = [], []
@@ -232,11 +250,12 @@ def make_anatomy(seed: int = 0, lesions: int = 3, generations: int = 5) -> Thora
         if inside_lung(c, 12.0):
             les.append(c)
             les_r.append(rng.uniform(4.0, 7.0))
-    return ThoraxAnatomy(capsules, np.array(bif).reshape(-1, 3), np.array(bif_r), np.array(les).reshape(-1, 3),
-                         np.array(les_r), seed)
+    return ThoraxAnatomy(
+        capsules, np.array(bif).reshape(-1, 3), np.array(bif_r), np.array(les).reshape(-1, 3), np.array(les_r), seed
+    )
 
 
-def thorax_grid(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), ijk_to_ras: Optional[np.ndarray] = None) -> Grid:
+def thorax_grid(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), ijk_to_ras: np.ndarray | None = None) -> Grid:
     """An axis-aligned RAS grid centred on the chest (or the given matrix)."""
     if ijk_to_ras is None:
         spacing = np.asarray(spacing, dtype=np.float64)
@@ -245,8 +264,14 @@ def thorax_grid(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), ijk_to_ras: Optiona
     return Grid(tuple(int(s) for s in shape), np.asarray(ijk_to_ras, dtype=np.float64))
 
 
-def make_thorax(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, lesions: int = 3,
-                ijk_to_ras: Optional[np.ndarray] = None, anatomy: Optional[ThoraxAnatomy] = None):
+def make_thorax(
+    shape=(96, 96, 96),
+    spacing=(3.5, 3.5, 3.5),
+    seed: int = 0,
+    lesions: int = 3,
+    ijk_to_ras: np.ndarray | None = None,
+    anatomy: ThoraxAnatomy | None = None,
+):
     """The fixed phantom: (Volume in HU, lung mask Volume, anatomy)."""
     grid = thorax_grid(shape, spacing, ijk_to_ras)
     anatomy = anatomy or make_anatomy(seed, lesions)
@@ -279,10 +304,19 @@ class PhantomPair:
         return self.motion.moving_to_fixed(moving_points)
 
 
-def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion=None,
-              noise_hu: float = 20.0, intensity_scale: float = 1.0, intensity_offset: float = 0.0,
-              lesions: int = 3, ijk_to_ras: Optional[np.ndarray] = None,
-              moving_ijk_to_ras: Optional[np.ndarray] = None, soft_tissue_offset_hu: float = 0.0) -> PhantomPair:
+def make_pair(
+    shape=(96, 96, 96),
+    spacing=(3.5, 3.5, 3.5),
+    seed: int = 0,
+    motion=None,
+    noise_hu: float = 20.0,
+    intensity_scale: float = 1.0,
+    intensity_offset: float = 0.0,
+    lesions: int = 3,
+    ijk_to_ras: np.ndarray | None = None,
+    moving_ijk_to_ras: np.ndarray | None = None,
+    soft_tissue_offset_hu: float = 0.0,
+) -> PhantomPair:
     """Fixed and moving scans (HU) of the same phantom, the moving one breathing.
 
     The moving scan is rendered from the anatomy at phi^-1 of its own voxel
@@ -312,16 +346,28 @@ def make_pair(shape=(96, 96, 96), spacing=(3.5, 3.5, 3.5), seed: int = 0, motion
         hu_m = hu_m + rng.normal(0, noise_hu, hu_m.shape).astype(np.float32)
     fixed = Volume(hu_f.reshape(fgrid.shape).astype(np.float32), fgrid.ijk_to_ras.copy(), "phantom fixed")
     moving = Volume(hu_m.reshape(mgrid.shape).astype(np.float32), mgrid.ijk_to_ras.copy(), "phantom moving")
-    return PhantomPair(fixed, moving, motion, anatomy,
-                       fixed.with_array(lung_f.reshape(fgrid.shape).astype(np.uint8), "phantom fixed lungs"),
-                       moving.with_array(lung_m.reshape(mgrid.shape).astype(np.uint8), "phantom moving lungs"),
-                       {"shape": list(shape), "spacing": list(np.atleast_1d(spacing).astype(float)), "seed": seed,
-                        "noise_hu": noise_hu, "intensity_scale": intensity_scale, "intensity_offset": intensity_offset,
-                        "soft_tissue_offset_hu": soft_tissue_offset_hu})
+    return PhantomPair(
+        fixed,
+        moving,
+        motion,
+        anatomy,
+        fixed.with_array(lung_f.reshape(fgrid.shape).astype(np.uint8), "phantom fixed lungs"),
+        moving.with_array(lung_m.reshape(mgrid.shape).astype(np.uint8), "phantom moving lungs"),
+        {
+            "shape": list(shape),
+            "spacing": list(np.atleast_1d(spacing).astype(float)),
+            "seed": seed,
+            "noise_hu": noise_hu,
+            "intensity_scale": intensity_scale,
+            "intensity_offset": intensity_offset,
+            "soft_tissue_offset_hu": soft_tissue_offset_hu,
+        },
+    )
 
 
-def sample_landmarks(pair: PhantomPair, n: int = 20, seed: int = 0, min_distance_mm: float = 10.0,
-                     margin_mm: float = 10.0) -> PointSet:
+def sample_landmarks(
+    pair: PhantomPair, n: int = 20, seed: int = 0, min_distance_mm: float = 10.0, margin_mm: float = 10.0
+) -> PointSet:
     """Distinctive fixed-scan landmarks: lesion centres first, then vessel bifurcations.
 
     Each lies in the lungs, at least ``margin_mm`` inside both fields of view
@@ -338,7 +384,10 @@ def sample_landmarks(pair: PhantomPair, n: int = 20, seed: int = 0, min_distance
             break
         if an.lung_depth(c[None])[0] < 2.0:
             continue
-        if not (_inside(pair.fixed.grid, c, margin_mm) and _inside(pair.moving.grid, pair.true_moving_points(c)[0], margin_mm)):
+        if not (
+            _inside(pair.fixed.grid, c, margin_mm)
+            and _inside(pair.moving.grid, pair.true_moving_points(c)[0], margin_mm)
+        ):
             continue
         if chosen and np.min(np.linalg.norm(np.array(chosen) - c, axis=1)) < min_distance_mm:
             continue

@@ -76,8 +76,9 @@ class SmoothWaves:
         return np.linalg.det(np.eye(3) + self.jacobian(pts))
 
 
-def make_waves(volume: Volume, amplitude_mm: float = 8.0, wavelength_mm: float = 120.0, n_waves: int = 6,
-               seed: int = 0) -> SmoothWaves:
+def make_waves(
+    volume: Volume, amplitude_mm: float = 8.0, wavelength_mm: float = 120.0, n_waves: int = 6, seed: int = 0
+) -> SmoothWaves:
     """A seeded random field whose largest |u| over ``volume``'s box is ``amplitude_mm``.
 
     Random directions for both the displacement and the wave, wavelengths between 1x and 2x
@@ -109,19 +110,30 @@ def make_waves(volume: Volume, amplitude_mm: float = 8.0, wavelength_mm: float =
     waves.vectors = waves.vectors * (amplitude_mm / peak)
     norms = np.linalg.norm(waves.vectors, axis=1)
     pts = grid(float(norms.sum()))
-    du = max(float(np.linalg.norm(waves.jacobian(pts[i:i + 200000]), ord=2, axis=(1, 2)).max())
-             for i in range(0, len(pts), 200000))
+    du = max(
+        float(np.linalg.norm(waves.jacobian(pts[i : i + 200000]), ord=2, axis=(1, 2)).max())
+        for i in range(0, len(pts), 200000)
+    )
     du += float(norms @ (np.linalg.norm(waves.wavevectors, axis=1) ** 2)) * step * np.sqrt(3) / 2
     if du >= MAX_DU:
-        raise InputError(f"a {amplitude_mm:g} mm deformation with {wavelength_mm:g} mm wavelength has |Du| up to "
-                         f"{du:.2f} (must stay below {MAX_DU}) and may not be invertible; lower the amplitude or "
-                         "raise the wavelength")
+        raise InputError(
+            f"a {amplitude_mm:g} mm deformation with {wavelength_mm:g} mm wavelength has |Du| up to "
+            f"{du:.2f} (must stay below {MAX_DU}) and may not be invertible; lower the amplitude or "
+            "raise the wavelength"
+        )
     waves.du_bound = du
     return waves
 
 
-def warp_motion(volume: Volume, amplitude_mm: float = 8.0, rotation_deg: float = 0.0, shift_mm=0.0,
-                wavelength_mm: float = 120.0, n_waves: int = 6, seed: int = 0):
+def warp_motion(
+    volume: Volume,
+    amplitude_mm: float = 8.0,
+    rotation_deg: float = 0.0,
+    shift_mm=0.0,
+    wavelength_mm: float = 120.0,
+    n_waves: int = 6,
+    seed: int = 0,
+):
     """The smooth field, then (if any) a rotation about S through the box centre and a translation.
 
     ``shift_mm`` is a 3-vector (RAS mm) or a length along (1, -1, 1)/sqrt(3). Returns an object with
@@ -141,12 +153,20 @@ def _sample(volume: Volume, ras: np.ndarray, fill: float = AIR_HU) -> np.ndarray
     from scipy import ndimage
 
     ijk = volume.world_to_ijk(ras)
-    return ndimage.map_coordinates(np.asarray(volume.array, dtype=np.float32), ijk.T, order=1, mode="constant",
-                                   cval=fill, prefilter=False)
+    return ndimage.map_coordinates(
+        np.asarray(volume.array, dtype=np.float32), ijk.T, order=1, mode="constant", cval=fill, prefilter=False
+    )
 
 
-def warp_volume(fixed: Volume, motion, gain: float = 1.0, offset_hu: float = 0.0, noise_hu: float = 0.0,
-                seed: int = 0, name: str = "") -> Volume:
+def warp_volume(
+    fixed: Volume,
+    motion,
+    gain: float = 1.0,
+    offset_hu: float = 0.0,
+    noise_hu: float = 0.0,
+    seed: int = 0,
+    name: str = "",
+) -> Volume:
     """The moving scan on the fixed grid: fixed at phi^-1 of each voxel centre, then gain, offset and
     seeded Gaussian noise (so no method can win by matching identical voxel values)."""
     y = fixed.grid.voxel_centres()
@@ -154,8 +174,12 @@ def warp_volume(fixed: Volume, motion, gain: float = 1.0, offset_hu: float = 0.0
     hu = gain * hu + offset_hu
     if noise_hu:
         hu += np.random.default_rng(seed + 104729).normal(0.0, noise_hu, hu.shape)
-    return Volume(hu.reshape(fixed.shape).astype(np.float32), fixed.ijk_to_ras.copy(), name or f"{fixed.name} warped",
-                  dict(fixed.metadata))
+    return Volume(
+        hu.reshape(fixed.shape).astype(np.float32),
+        fixed.ijk_to_ras.copy(),
+        name or f"{fixed.name} warped",
+        dict(fixed.metadata),
+    )
 
 
 def body_mask(volume: Volume, threshold_hu: float = -500.0) -> np.ndarray:
@@ -183,8 +207,11 @@ def distinctiveness(volume: Volume, sigma_mm: float = 1.5, window_mm: float = 4.
     g = np.gradient(a, *sp)
     w = window_mm / sp
     t = {(i, j): ndimage.gaussian_filter(g[i] * g[j], w) for i in range(3) for j in range(i, 3)}
-    det = (t[0, 0] * (t[1, 1] * t[2, 2] - t[1, 2] ** 2) - t[0, 1] * (t[0, 1] * t[2, 2] - t[1, 2] * t[0, 2])
-           + t[0, 2] * (t[0, 1] * t[1, 2] - t[1, 1] * t[0, 2]))
+    det = (
+        t[0, 0] * (t[1, 1] * t[2, 2] - t[1, 2] ** 2)
+        - t[0, 1] * (t[0, 1] * t[2, 2] - t[1, 2] * t[0, 2])
+        + t[0, 2] * (t[0, 1] * t[1, 2] - t[1, 1] * t[0, 2])
+    )
     tr = t[0, 0] + t[1, 1] + t[2, 2]
     return np.where(tr > 0, det / np.maximum(tr, 1e-12), 0.0)
 
@@ -196,8 +223,15 @@ def _inside_mm(volume: Volume, ras: np.ndarray, margin_mm: float) -> np.ndarray:
     return np.all((ijk >= m) & (ijk <= np.asarray(volume.shape) - 1 - m), axis=1)
 
 
-def sample_landmarks(fixed: Volume, motion, moving: Volume = None, n: int = 30, min_distance_mm: float = 15.0,
-                     margin_mm: float = 10.0, amplitude_mm: float = 0.0) -> PointSet:
+def sample_landmarks(
+    fixed: Volume,
+    motion,
+    moving: Volume = None,
+    n: int = 30,
+    min_distance_mm: float = 15.0,
+    margin_mm: float = 10.0,
+    amplitude_mm: float = 0.0,
+) -> PointSet:
     """Distinctive fixed-scan voxels, greedily by :func:`distinctiveness` among its local maxima.
 
     Each lies in the body, ``amplitude_mm + margin_mm`` inside the fixed grid, its true position
@@ -224,25 +258,46 @@ def sample_landmarks(fixed: Volume, motion, moving: Volume = None, n: int = 30, 
             continue
         chosen.append(i)
     if not chosen:
-        raise InputError(f"{fixed.name}: no distinctive landmark inside the body and the fields of view; "
-                         "lower the margin or the motion")
+        raise InputError(
+            f"{fixed.name}: no distinctive landmark inside the body and the fields of view; "
+            "lower the margin or the motion"
+        )
     return PointSet(ras[chosen], [f"W{i + 1}" for i in range(len(chosen))], name=f"{fixed.name} landmarks")
 
 
-def make_warped_case(fixed: Volume, name: str = "", dataset: str = "warped-ct", amplitude_mm: float = 8.0,
-                     rotation_deg: float = 0.0, shift_mm=0.0, wavelength_mm: float = 120.0, n_waves: int = 6,
-                     gain: float = 1.0, offset_hu: float = 0.0, noise_hu: float = 10.0, n_landmarks: int = 30,
-                     min_distance_mm: float = 15.0, margin_mm: float = 10.0, seed: int = 0) -> Case:
+def make_warped_case(
+    fixed: Volume,
+    name: str = "",
+    dataset: str = "warped-ct",
+    amplitude_mm: float = 8.0,
+    rotation_deg: float = 0.0,
+    shift_mm=0.0,
+    wavelength_mm: float = 120.0,
+    n_waves: int = 6,
+    gain: float = 1.0,
+    offset_hu: float = 0.0,
+    noise_hu: float = 10.0,
+    n_landmarks: int = 30,
+    min_distance_mm: float = 15.0,
+    margin_mm: float = 10.0,
+    seed: int = 0,
+) -> Case:
     """A :class:`Case` from one real scan: fixed = the scan, moving = it warped, truth = phi(landmarks)."""
     motion = warp_motion(fixed, amplitude_mm, rotation_deg, shift_mm, wavelength_mm, n_waves, seed)
     moving = warp_volume(fixed, motion, gain, offset_hu, noise_hu, seed, name=f"{fixed.name} warped")
     lm = sample_landmarks(fixed, motion, moving, n_landmarks, min_distance_mm, margin_mm, amplitude_mm)
     truth = PointSet(motion.fixed_to_moving(lm.points), list(lm.labels), name="truth")
-    moving.metadata["warp"] = {"amplitude_mm": amplitude_mm, "rotation_deg": rotation_deg,
-                               "shift_mm": np.asarray(shift_mm, dtype=float).tolist(), "wavelength_mm": wavelength_mm,
-                               "n_waves": n_waves, "gain": gain, "offset_hu": offset_hu, "noise_hu": noise_hu,
-                               "seed": seed}
+    moving.metadata["warp"] = {
+        "amplitude_mm": amplitude_mm,
+        "rotation_deg": rotation_deg,
+        "shift_mm": np.asarray(shift_mm, dtype=float).tolist(),
+        "wavelength_mm": wavelength_mm,
+        "n_waves": n_waves,
+        "gain": gain,
+        "offset_hu": offset_hu,
+        "noise_hu": noise_hu,
+        "seed": seed,
+    }
     case = Case(dataset, name or fixed.name, fixed, moving, lm, truth)
     case.motion = motion  # kept for checks (inverse, Jacobian); the harness ignores it
     return case
-

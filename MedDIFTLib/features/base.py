@@ -7,7 +7,6 @@ hit must not pay for loading the model)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional
 
 from ..data.geometry import Volume
 from ..runtime import Cancel, Progress
@@ -38,8 +37,7 @@ class Backbone(ABC):
         (backbone, options, weights' digests); part of the cache key."""
 
     @abstractmethod
-    def extract(self, volume: Volume, progress: Optional[Progress] = None,
-                cancel: Optional[Cancel] = None) -> FeaturePyramid:
+    def extract(self, volume: Volume, progress: Progress | None = None, cancel: Cancel | None = None) -> FeaturePyramid:
         """Compute the pyramid. Calls ``progress`` per stage and checks
         ``cancel`` between stages (raising CancelledError)."""
 

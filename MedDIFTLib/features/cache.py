@@ -17,13 +17,13 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Callable
 from glob import escape as glob_escape
-from typing import Callable, Optional
+from pathlib import Path
 
+from ..atomic import reason, write_text_atomic
 from ..data.digest import volume_digest
 from ..data.geometry import Volume
-from ..atomic import reason, write_text_atomic
 from ..errors import InputError, OutputWriteError
 from ..runtime import Cancel, Progress, user_cache_dir
 from .base import Backbone
@@ -80,7 +80,7 @@ def _marker_text(name: str, kind: str) -> str:
     return json.dumps({"meddift_cache": 1, "entry": name, "kind": kind}, sort_keys=True)
 
 
-def _read_marker(marker: Path) -> Optional[dict]:
+def _read_marker(marker: Path) -> dict | None:
     """The marker's content when it is the cache's own (for its entry's name), else None."""
     try:
         if marker.stat().st_size > 4096:
@@ -88,7 +88,7 @@ def _read_marker(marker: Path) -> Optional[dict]:
         data = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    name = marker.name[1:-len(MARKER_SUFFIX)]
+    name = marker.name[1 : -len(MARKER_SUFFIX)]
     if not isinstance(data, dict) or data.get("meddift_cache") != 1 or data.get("entry") != name:
         return None
     return data
@@ -118,10 +118,10 @@ class FeatureCache:
     reason once and go on without the cache (a match costs time, never its result).
     """
 
-    def __init__(self, folder=None, limit_bytes: Optional[int] = None):
+    def __init__(self, folder=None, limit_bytes: int | None = None):
         self.folder = Path(folder) if folder else default_cache_dir()
         self.limit_bytes = int(limit_bytes) if limit_bytes is not None else default_limit_bytes()
-        self._off: Optional[str] = None  # why this process goes on without the cache
+        self._off: str | None = None  # why this process goes on without the cache
         self._checked = False
         self._write_failed = False
 
@@ -133,7 +133,9 @@ class FeatureCache:
         where = next((p for p in [self.folder, *self.folder.parents] if os.path.lexists(p)), None)
         if where is not None and not where.is_dir():
             if where.is_file():
-                raise CacheFolderError(f"the cache folder {self.folder} cannot be used: {where} is a file, not a folder")
+                raise CacheFolderError(
+                    f"the cache folder {self.folder} cannot be used: {where} is a file, not a folder"
+                )
             try:  # a link to nowhere or to itself, a device: what the system says of it
                 os.stat(where)
                 why = "it is not a folder"
@@ -145,8 +147,9 @@ class FeatureCache:
                 with os.scandir(self.folder) as it:
                     next(it, None)
             except OSError as err:
-                raise CacheFolderError(f"the cache folder {self.folder} cannot be read: "
-                                       f"{err.strerror or _last_line(err)}") from None
+                raise CacheFolderError(
+                    f"the cache folder {self.folder} cannot be read: {err.strerror or _last_line(err)}"
+                ) from None
 
     def _usable(self) -> bool:
         """False (and the reason logged once) when this process goes on without the cache."""
@@ -178,10 +181,10 @@ class FeatureCache:
         except OSError:
             return []
 
-    def entries(self, kind: Optional[str] = None) -> list:
+    def entries(self, kind: str | None = None) -> list:
         """(path, bytes, last use) of every entry the cache wrote (of ``kind``), least recently used first."""
         out = []
-        for marker, data in self._markers():
+        for _marker, data in self._markers():
             if kind is not None and data.get("kind") != kind:
                 continue
             path = self.folder / data["entry"]
@@ -197,8 +200,13 @@ class FeatureCache:
         self.check()
         entries = self.entries()
         fields = {p for p, _, _ in self.entries("field")}
-        return {"folder": str(self.folder), "files": len(entries), "fields": len(fields),
-                "bytes": sum(e[1] for e in entries), "limit_bytes": self.limit_bytes}
+        return {
+            "folder": str(self.folder),
+            "files": len(entries),
+            "fields": len(fields),
+            "bytes": sum(e[1] for e in entries),
+            "limit_bytes": self.limit_bytes,
+        }
 
     def clear(self) -> dict:
         """Remove every entry the cache wrote, the temporary files a crash left of them and their
@@ -223,7 +231,7 @@ class FeatureCache:
             Path(path).unlink(missing_ok=True)
             _marker(Path(path)).unlink(missing_ok=True)
 
-    def enforce_limit(self, keep: Optional[Path] = None) -> int:
+    def enforce_limit(self, keep: Path | None = None) -> int:
         """Remove least recently used entries until the cache fits its limit; never ``keep``. Returns
         how many were removed."""
         entries = self.entries()
@@ -239,11 +247,14 @@ class FeatureCache:
                 continue
             total, removed = total - size, removed + 1
         if removed:
-            log.info("feature cache: removed %d least recently used file(s) to stay under %.1f GB",
-                     removed, self.limit_bytes / 1e9)
+            log.info(
+                "feature cache: removed %d least recently used file(s) to stay under %.1f GB",
+                removed,
+                self.limit_bytes / 1e9,
+            )
         return removed
 
-    def load(self, key: str, kind: str, read: Callable[[Path], object]) -> Optional[object]:
+    def load(self, key: str, kind: str, read: Callable[[Path], object]) -> object | None:
         """``read(path)`` of the entry, or None: absent, not the cache's own (left alone, said), or
         unreadable (``read`` raised InputError: removed, to be rebuilt). ``read`` checks that the
         content carries ``key``: an entry an earlier version wrote without a marker is adopted."""
@@ -277,7 +288,7 @@ class FeatureCache:
             pass
         return value
 
-    def store(self, key: str, kind: str, write: Callable[[Path], object]) -> Optional[Path]:
+    def store(self, key: str, kind: str, write: Callable[[Path], object]) -> Path | None:
         """Write an entry with ``write(path)`` (atomic), marker first; a cache that cannot be written
         (disk full, read-only, a file in the way) costs only time later: said once, and the run goes on."""
         if not self._usable():
@@ -304,10 +315,10 @@ class FeatureCache:
 
     # --- pyramids ------------------------------------------------------------------
 
-    def get(self, key: str) -> Optional[FeaturePyramid]:
+    def get(self, key: str) -> FeaturePyramid | None:
         return self.load(key, "features", lambda path: _checked_pyramid(path, key))
 
-    def put(self, key: str, pyramid: FeaturePyramid) -> Optional[Path]:
+    def put(self, key: str, pyramid: FeaturePyramid) -> Path | None:
         """Store a pyramid (see :meth:`store`)."""
         pyramid.identity["cache_key"] = key
         return self.store(key, "features", pyramid.save)
@@ -347,8 +358,13 @@ class MemoryLRU:
         return len(self._items)
 
 
-def extract_cached(backbone: Backbone, volume: Volume, cache: Optional[FeatureCache] = None,
-                   progress: Optional[Progress] = None, cancel: Optional[Cancel] = None) -> FeaturePyramid:
+def extract_cached(
+    backbone: Backbone,
+    volume: Volume,
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> FeaturePyramid:
     """The volume's pyramid from the cache, or extracted (and then cached)."""
     if cache is None:
         return backbone.extract(volume, progress, cancel)

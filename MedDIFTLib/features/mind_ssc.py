@@ -16,7 +16,7 @@ per-voxel mean of the 12 distances (floored), and divided by the per-voxel maxim
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,7 @@ from .pyramid import FeatureLevel, FeaturePyramid, level_matrix
 
 SIX = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
 # the 12 SSC pairs: neighbours whose offsets are orthogonal (the octahedron's edges)
-SSC_PAIRS = [(a, b) for a in range(6) for b in range(a + 1, 6)
-             if sum(x * y for x, y in zip(SIX[a], SIX[b])) == 0]
+SSC_PAIRS = [(a, b) for a in range(6) for b in range(a + 1, 6) if sum(x * y for x, y in zip(SIX[a], SIX[b])) == 0]
 LEVELS = dict(zip(MIND_LEVELS, (1, 2, 4)))  # level name -> its voxel size in scan voxels
 
 
@@ -44,8 +43,9 @@ class MindSSCBackbone(Backbone):
 
     name = BackboneName.MIND_SSC.value
 
-    def __init__(self, levels: Sequence[str] = ("mind2", "mind4"), radius: int = 1, dilation: int = 2,
-                 device: str = "cpu"):
+    def __init__(
+        self, levels: Sequence[str] = ("mind2", "mind4"), radius: int = 1, dilation: int = 2, device: str = "cpu"
+    ):
         unknown = [lv for lv in levels if lv not in LEVELS]
         if unknown or not levels:
             raise InputError(f"unknown feature levels {unknown or levels}; choose from {', '.join(LEVELS)}")
@@ -60,11 +60,16 @@ class MindSSCBackbone(Backbone):
         return list(self.levels)
 
     def identity(self) -> dict:
-        return {"backbone": self.name, "version": 1, "levels": list(self.levels), "radius": self.radius,
-                "dilation": self.dilation, "preprocess": PREPROCESS_VERSION}
+        return {
+            "backbone": self.name,
+            "version": 1,
+            "levels": list(self.levels),
+            "radius": self.radius,
+            "dilation": self.dilation,
+            "preprocess": PREPROCESS_VERSION,
+        }
 
-    def extract(self, volume: Volume, progress: Optional[Progress] = None,
-                cancel: Optional[Cancel] = None) -> FeaturePyramid:
+    def extract(self, volume: Volume, progress: Progress | None = None, cancel: Cancel | None = None) -> FeaturePyramid:
         report(progress, "preprocess", 0.0)
         ras = axis_aligned_ras(volume)
         require_min_size(ras.shape, f"volume {volume.name!r}")
@@ -106,7 +111,7 @@ def _shift(img: torch.Tensor, offset, pad: int) -> torch.Tensor:
     """``img`` read at ``index + offset`` (replicate padding of ``pad`` voxels already applied)."""
     x, y, z = img.shape[2:]
     sx, sy, sz = (pad + o for o in offset)
-    return img[:, :, sx:x - 2 * pad + sx, sy:y - 2 * pad + sy, sz:z - 2 * pad + sz]
+    return img[:, :, sx : x - 2 * pad + sx, sy : y - 2 * pad + sy, sz : z - 2 * pad + sz]
 
 
 def mind_ssc(img: torch.Tensor, radius: int = 1, dilation: int = 2) -> torch.Tensor:

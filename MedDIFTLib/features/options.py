@@ -17,8 +17,7 @@ from ..options import BACKBONE_NAMES, MAISI_LEVELS, MIND_LEVELS, BackboneName
 BODY_REGIONS = ("head", "thorax", "abdomen", "pelvis")  # MAISI's body-region condition (networks.BODY_REGIONS)
 NUM_TRAIN_TIMESTEPS = 1000  # MAISI v1's DDPM schedule (networks.MaisiConfig.num_train_timesteps)
 # MAISI-only options and their defaults: set otherwise with MIND-SSC, they are reported as ignored
-MAISI_ONLY = {"timestep": 20, "ensemble": 1, "latent": "sample", "region": "thorax", "seed": 0,
-              "size_policy": "paper"}
+MAISI_ONLY = {"timestep": 20, "ensemble": 1, "latent": "sample", "region": "thorax", "seed": 0, "size_policy": "paper"}
 
 
 def resolve_device(device: str = "auto", accelerator: bool = True):
@@ -43,20 +42,27 @@ def resolve_device(device: str = "auto", accelerator: bool = True):
         raise InputError(f"unknown device {device!r}: use auto, cpu or cuda[:N] ({opt('device')})")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for, but this torch has no CUDA device (a CPU build, or no "
-                             f"GPU visible): use {opt('device', 'cpu')} or {opt('device', 'auto')}")
+            raise InputError(
+                f"device {device!r} asked for, but this torch has no CUDA device (a CPU build, or no "
+                f"GPU visible): use {opt('device', 'cpu')} or {opt('device', 'auto')}"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"device {device!r} asked for, but there are {torch.cuda.device_count()} CUDA "
-                             f"device(s): use {opt('device', 'cuda:0')}")
+            raise InputError(
+                f"device {device!r} asked for, but there are {torch.cuda.device_count()} CUDA "
+                f"device(s): use {opt('device', 'cuda:0')}"
+            )
     return dev
 
 
-def check_maisi_values(timestep=20, ensemble=1, latent="sample", region="thorax", seed=0, size_policy="paper",
-                       levels=None) -> None:
+def check_maisi_values(
+    timestep=20, ensemble=1, latent="sample", region="thorax", seed=0, size_policy="paper", levels=None
+) -> None:
     """The MAISI options' ranges (one owner: the MAISI backbone calls this too)."""
     if not _is_int(timestep) or not 0 <= int(timestep) < NUM_TRAIN_TIMESTEPS:
-        raise InputError(f"the timestep must be a whole number in 0..{NUM_TRAIN_TIMESTEPS - 1} (the paper uses 20), "
-                         f"got {timestep} ({opt('timestep')})")
+        raise InputError(
+            f"the timestep must be a whole number in 0..{NUM_TRAIN_TIMESTEPS - 1} (the paper uses 20), "
+            f"got {timestep} ({opt('timestep')})"
+        )
     if not _is_int(ensemble) or int(ensemble) < 1:
         raise InputError(f"the ensemble must be at least 1 noise draw, got {ensemble} ({opt('ensemble')})")
     if latent not in ("sample", "mean"):
@@ -75,8 +81,10 @@ def _check_levels(levels, known) -> None:
         return
     unknown = [lv for lv in levels if lv not in known]
     if unknown or not levels:
-        raise InputError(f"unknown feature levels {', '.join(map(str, unknown)) or '(none given)'} for this backbone: "
-                         f"choose from {', '.join(known)} ({opt('levels')})")
+        raise InputError(
+            f"unknown feature levels {', '.join(map(str, unknown)) or '(none given)'} for this backbone: "
+            f"choose from {', '.join(known)} ({opt('levels')})"
+        )
 
 
 def _is_int(v) -> bool:
@@ -90,8 +98,9 @@ def check_engine_options(opts, backbone: str) -> list:
     """Refuse bad values of ``opts`` (an :class:`~MedDIFTLib.session.EngineOptions`) and return warnings
     about options that do not apply to ``backbone`` (the one actually used: ``maisi`` or ``mind-ssc``)."""
     if opts.backbone not in BACKBONE_NAMES:
-        raise InputError(f"unknown backbone {opts.backbone!r}: choose one of {', '.join(BACKBONE_NAMES)} "
-                         f"({opt('backbone')})")
+        raise InputError(
+            f"unknown backbone {opts.backbone!r}: choose one of {', '.join(BACKBONE_NAMES)} ({opt('backbone')})"
+        )
     resolve_device(opts.device)
     values = {k: getattr(opts, k) for k in MAISI_ONLY}
     if backbone == BackboneName.MAISI:
@@ -103,8 +112,9 @@ def check_engine_options(opts, backbone: str) -> list:
     if not changed:
         return []
     shown = ", ".join(f"{opt(k)}" for k in changed)
-    return [f"{shown}: MAISI option(s) that the weight-free MIND-SSC backbone does not use; they are ignored in "
-            "this run"]
+    return [
+        f"{shown}: MAISI option(s) that the weight-free MIND-SSC backbone does not use; they are ignored in this run"
+    ]
 
 
 def finite_number(value, what: str, name: str, minimum: float | None = None) -> float:

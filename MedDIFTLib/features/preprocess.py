@@ -34,8 +34,9 @@ def hu_to_unit(array: np.ndarray) -> np.ndarray:
     return (np.clip(a, HU_MIN, HU_MAX) - HU_MIN) / (HU_MAX - HU_MIN)
 
 
-def target_shape(shape, spacing, policy: str = "paper", target_spacing_mm: float = 1.5,
-                 max_size: int = 512) -> tuple[int, int, int]:
+def target_shape(
+    shape, spacing, policy: str = "paper", target_spacing_mm: float = 1.5, max_size: int = 512
+) -> tuple[int, int, int]:
     """Network input size per axis.
 
     ``paper``: nearest multiple of 128 (at least 128), as MedDIFT does.

@@ -100,7 +100,7 @@ class FeaturePyramid:
     def names(self) -> list[str]:
         return [lv.name for lv in self.levels]
 
-    def select(self, names) -> "FeaturePyramid":
+    def select(self, names) -> FeaturePyramid:
         """A pyramid with only the named levels (in the given order)."""
         if names is None:
             return self
@@ -129,7 +129,7 @@ class FeaturePyramid:
         return path
 
     @classmethod
-    def load(cls, path) -> "FeaturePyramid":
+    def load(cls, path) -> FeaturePyramid:
         path = Path(path)
         try:
             # memory-mapped where the OS lets a mapped file be replaced later (not Windows)
@@ -145,7 +145,9 @@ class FeaturePyramid:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(f"{path}: feature pyramid file is unreadable or corrupt ({type(exc).__name__}: {exc})") from exc
+            raise InputError(
+                f"{path}: feature pyramid file is unreadable or corrupt ({type(exc).__name__}: {exc})"
+            ) from exc
         return cls(levels, grid, identity)
 
 

@@ -10,9 +10,10 @@ fixed one. ITK works in LPS; the flip to RAS happens here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ class Prior:
     """
 
     kind: str
-    fn: Optional[PriorFn] = None
+    fn: PriorFn | None = None
     needs_radius: bool = False
 
     def __call__(self, points) -> np.ndarray:
@@ -112,7 +113,7 @@ class Prior:
         return self.fn(points)
 
 
-def resolve_prior(spec: Any = None, radius_mm: Optional[float] = None) -> Prior:
+def resolve_prior(spec: Any = None, radius_mm: float | None = None) -> Prior:
     """The prior a search uses, decided here only, as a :class:`Prior`.
 
     Args:
@@ -155,8 +156,10 @@ def load_prior(spec: str) -> PriorFn:
         except RuntimeError as exc:
             raise InputError(f"{path}: cannot read displacement field ({str(exc).splitlines()[0]})") from exc
         if field.GetNumberOfComponentsPerPixel() != 3 or field.GetDimension() != 3:
-            raise InputError(f"{path}: a displacement field needs 3 components per voxel in 3D, got "
-                             f"{field.GetNumberOfComponentsPerPixel()} in {field.GetDimension()}D")
+            raise InputError(
+                f"{path}: a displacement field needs 3 components per voxel in 3D, got "
+                f"{field.GetNumberOfComponentsPerPixel()} in {field.GetDimension()}D"
+            )
         return field_prior(field, path)
     if name.endswith(".npy") or (name.endswith(".txt") and not is_itk_transform_text(path)):
         return matrix_prior(read_matrix_file(path, "a prior matrix"))
@@ -166,6 +169,19 @@ def load_prior(spec: str) -> PriorFn:
         raise InputError(f"{path}: cannot read transform ({str(exc).splitlines()[0]})") from exc
 
 
-__all__ = ["PriorFn", "Prior", "GLOBAL", "TRANSFORM", "DEFAULT_PRIOR", "DEFAULT_RADIUS_MM", "DENSE_CHECK_MM",
-           "identity_prior", "matrix_prior", "itk_transform_prior", "load_prior", "resolve_prior", "search_radius",
-           "LPS_TO_RAS"]
+__all__ = [
+    "PriorFn",
+    "Prior",
+    "GLOBAL",
+    "TRANSFORM",
+    "DEFAULT_PRIOR",
+    "DEFAULT_RADIUS_MM",
+    "DENSE_CHECK_MM",
+    "identity_prior",
+    "matrix_prior",
+    "itk_transform_prior",
+    "load_prior",
+    "resolve_prior",
+    "search_radius",
+    "LPS_TO_RAS",
+]

@@ -8,7 +8,7 @@ similarity of :mod:`.similarity` at that voxel; ``allowed`` keeps the climbs ins
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -49,13 +49,13 @@ def refine(target: SimilarityTarget, dots, cand: torch.Tensor, lat, radius: int,
     centers, best_s = climb(target, dots, start, cand >= 0, radius, allowed)
     pick = best_s.argmax(dim=1)
     rows = torch.arange(b, device=dev)
-    centers, best_s = climb(target, dots, centers[rows, pick][:, None],
-                            torch.ones(b, 1, dtype=torch.bool, device=dev), 2 * radius, allowed)
+    centers, best_s = climb(
+        target, dots, centers[rows, pick][:, None], torch.ones(b, 1, dtype=torch.bool, device=dev), 2 * radius, allowed
+    )
     return centers[:, 0], best_s[:, 0]
 
 
-def climb(target: SimilarityTarget, dots, centers: torch.Tensor, alive: torch.Tensor, radius: int,
-          allowed: Allowed):
+def climb(target: SimilarityTarget, dots, centers: torch.Tensor, alive: torch.Tensor, radius: int, allowed: Allowed):
     """Move each (query, candidate) centre to the best allowed voxel of its window until none moves.
 
     Args:

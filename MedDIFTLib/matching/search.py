@@ -18,7 +18,6 @@ on the matcher's device (a GPU when the pyramids or the caller say so); results 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -46,8 +45,8 @@ class MatchResult:
     fb_error_mm: np.ndarray  # (N,) forward-backward error, NaN when not computed
     voxel: np.ndarray  # (N, 3) integer target voxel of the peak (moving pyramid grid)
     extra: dict = field(default_factory=dict)
-    argmax_gap_mm: Optional[np.ndarray] = None  # (N,) prior "dense": the field's position to the argmax
-    confidence_factor: Optional[np.ndarray] = None  # (N,) 0..1, prior "dense": lowered as that gap grows
+    argmax_gap_mm: np.ndarray | None = None  # (N,) prior "dense": the field's position to the argmax
+    confidence_factor: np.ndarray | None = None  # (N,) 0..1, prior "dense": lowered as that gap grows
 
     @property
     def confidence(self) -> np.ndarray:
@@ -66,21 +65,22 @@ class Matcher:
     moving pyramid's features are. An unusable one is refused in words before any work.
     """
 
-    def __init__(self, fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[MatchOptions] = None,
-                 device=None):
+    def __init__(self, fixed: FeaturePyramid, moving: FeaturePyramid, options: MatchOptions | None = None, device=None):
         self.options = options or MatchOptions()
         names = self.options.levels or [n for n in moving.names if n in fixed.names]
         missing = [n for n in names if n not in fixed.names or n not in moving.names]
         if missing or not names:
-            raise InputError(f"feature levels {missing or names} are not in both pyramids "
-                             f"(fixed {fixed.names}, moving {moving.names})")
+            raise InputError(
+                f"feature levels {missing or names} are not in both pyramids "
+                f"(fixed {fixed.names}, moving {moving.names})"
+            )
         self.device = moving.levels[0].features.device if device is None else resolve_device(str(device))
         self.fixed, self.moving = fixed, moving
         self.target = SimilarityTarget(moving, names, self.device)
         self.grid: Grid = self.target.grid
         self._full_inv = None
-        self._lattice: Optional[MatchLattice] = None
-        self._backward: Optional[Matcher] = None
+        self._lattice: MatchLattice | None = None
+        self._backward: Matcher | None = None
 
     @property
     def stride(self) -> int:
@@ -101,8 +101,9 @@ class Matcher:
     def lattice(self) -> MatchLattice:
         """The coarse lattice and what its strategies keep (each computed on first use)."""
         if self._lattice is None:
-            self._lattice = MatchLattice(self.target, self.stride, self.options.strategy,
-                                         self.options.upsampled_budget_mb)
+            self._lattice = MatchLattice(
+                self.target, self.stride, self.options.strategy, self.options.upsampled_budget_mb
+            )
         return self._lattice
 
     @property
@@ -115,9 +116,16 @@ class Matcher:
 
     # --- matching ----------------------------------------------------------------
 
-    def match(self, points_ras, prior_ras=None, mask: Optional[np.ndarray] = None,
-              progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
-              forward_backward: Optional[bool] = None, labels: Optional[list] = None) -> MatchResult:
+    def match(
+        self,
+        points_ras,
+        prior_ras=None,
+        mask: np.ndarray | None = None,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+        forward_backward: bool | None = None,
+        labels: list | None = None,
+    ) -> MatchResult:
         """Match fixed-volume RAS points into the moving volume.
 
         Args:
@@ -133,8 +141,14 @@ class Matcher:
         """
         search = self._search(points_ras, prior_ras, mask, labels)
         n = len(search.pts)
-        res = MatchResult(np.zeros((n, 3)), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan),
-                          np.zeros((n, 3), np.int64), {"strategy": search.strategy})  # strategy: see matching.strategy
+        res = MatchResult(
+            np.zeros((n, 3)),
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+            np.zeros((n, 3), np.int64),
+            {"strategy": search.strategy},
+        )  # strategy: see matching.strategy
         batch = self._batch_size(search)
         for start in range(0, n, batch):
             check_cancel(cancel)
@@ -149,7 +163,7 @@ class Matcher:
 
     # --- the steps of a match ------------------------------------------------------
 
-    def _search(self, points_ras, prior_ras, mask, labels) -> "_Search":
+    def _search(self, points_ras, prior_ras, mask, labels) -> _Search:
         """Validation: points, priors and mask checked in the user's terms before any work."""
         pts = as_points(points_ras)
         n = len(pts)
@@ -166,7 +180,7 @@ class Matcher:
         search.strategy = self._choose_strategy(search)
         return search
 
-    def _mask_tensor(self, mask) -> Optional[torch.Tensor]:
+    def _mask_tensor(self, mask) -> torch.Tensor | None:
         if mask is None:
             return None
         mask = np.asarray(mask, dtype=bool)
@@ -176,14 +190,14 @@ class Matcher:
             raise InputError("candidate mask is empty: no voxel of the moving volume is allowed")
         return torch.from_numpy(mask).to(self.device)
 
-    def _choose_strategy(self, search: "_Search") -> str:
+    def _choose_strategy(self, search: _Search) -> str:
         """The exact strategy for this call: by the lattice's cost estimate, on windows in a local search."""
         if search.prior is None:
             return self.lattice.choose(len(search.pts))
         window = self._window_positions(search.prior[0])[1]
         return self.lattice.choose(len(search.pts), [p.stop - p.start for p in window])
 
-    def _batch_size(self, search: "_Search") -> int:
+    def _batch_size(self, search: _Search) -> int:
         """Queries per batch: one window at a time in a local search, else as many whole-lattice maps as the
         memory budget holds."""
         return 1 if search.prior is not None else self._lattice_batch()
@@ -193,7 +207,7 @@ class Matcher:
         cells = int(np.prod(self.lattice.shape))
         return int(np.clip(self.options.memory_budget_mb * 2**20 // (16 * cells), 1, 64))
 
-    def _match_batch(self, search: "_Search", sl: slice, res: MatchResult) -> None:
+    def _match_batch(self, search: _Search, sl: slice, res: MatchResult) -> None:
         """Coarse scores, masks, the best candidates refined, margin and sub-voxel fit, written into ``res``."""
         qs = self.target.query_descriptors(self.fixed, search.pts[sl])
         dots, s, lat = self._coarse_scores(qs, search, sl)
@@ -209,7 +223,7 @@ class Matcher:
             offs = subvoxel(self.target, dots, best_v).cpu().numpy()
         res.points[sl] = apply_affine(self.grid.ijk_to_ras, res.voxel[sl] + offs)
 
-    def _coarse_scores(self, qs, search: "_Search", sl: slice) -> tuple:
+    def _coarse_scores(self, qs, search: _Search, sl: slice) -> tuple:
         """Windowing: (dot maps, exact coarse scores (b, *cshape), the lattice axes they lie on). A local search
         scores only the window around its prior (its cost grows with the radius, not the scan); a global one
         the whole lattice."""
@@ -223,7 +237,7 @@ class Matcher:
         s = self.lattice.window_scores(qs, crops, pos, search.strategy)
         return self.target.paste(crops), s, [a[p] for a, p in zip(self.lattice.axes, pos)]
 
-    def _mask_scores(self, s: torch.Tensor, lat, search: "_Search", sl: slice) -> None:
+    def _mask_scores(self, s: torch.Tensor, lat, search: _Search, sl: slice) -> None:
         """Masks: lattice points outside the candidate mask or the search ball (plus the coarse slack) lose;
         a query left without any candidate is refused by name."""
         b, cshape = s.shape[0], tuple(s.shape[1:])
@@ -238,7 +252,7 @@ class Matcher:
         if none_left.any():
             raise search.no_candidate(int(torch.nonzero(none_left)[0]) + sl.start)
 
-    def _forward_backward(self, search: "_Search", res: MatchResult, progress, cancel) -> None:
+    def _forward_backward(self, search: _Search, res: MatchResult, progress, cancel) -> None:
         """Match the matches back into the fixed volume (centred on the query points in a local search) and
         record how far from their query points they land."""
         check_cancel(cancel)
@@ -246,9 +260,13 @@ class Matcher:
         def back_progress(stage, frac):
             progress("match back (forward-backward check)", frac)
 
-        back = self.backward().match(res.points, prior_ras=search.pts if search.prior is not None else None,
-                                     forward_backward=False, cancel=cancel,
-                                     progress=back_progress if progress is not None else None)
+        back = self.backward().match(
+            res.points,
+            prior_ras=search.pts if search.prior is not None else None,
+            forward_backward=False,
+            cancel=cancel,
+            progress=back_progress if progress is not None else None,
+        )
         res.fb_error_mm[:] = np.linalg.norm(back.points - search.pts, axis=1)
         res.extra["fb_strategy"] = back.extra["strategy"]
 
@@ -267,7 +285,7 @@ class Matcher:
         other = torch.where(torch.isfinite(other), other, fallback)
         return best_s - other
 
-    def backward(self) -> "Matcher":
+    def backward(self) -> Matcher:
         """The matcher from moving back to fixed (same options), built once."""
         if self._backward is None:  # the same kind of matcher (a subclass's search both ways)
             self._backward = type(self)(self.moving, self.fixed, self.options, device=self.device)
@@ -277,8 +295,10 @@ class Matcher:
         """The window of one prior position (:meth:`_window`) and the lattice points inside it, as one
         slice per axis (the lattice is sorted, so they are a box of it)."""
         win = self._window(prior_ras)
-        pos = [slice(int(np.searchsorted(a, lo)), int(np.searchsorted(a, hi))) for a, lo, hi in
-               zip(self.lattice.axes, win[0], win[1])]
+        pos = [
+            slice(int(np.searchsorted(a, lo)), int(np.searchsorted(a, hi)))
+            for a, lo, hi in zip(self.lattice.axes, win[0], win[1])
+        ]
         return win, pos
 
     def _window(self, prior_ras) -> tuple:
@@ -298,7 +318,7 @@ class Matcher:
         sp = np.linalg.norm(self.grid.ijk_to_ras[:3, :3], axis=0) * self.stride
         return float(np.linalg.norm(sp) / 2)
 
-    def _allowed(self, search: "_Search", sl: slice) -> Allowed:
+    def _allowed(self, search: _Search, sl: slice) -> Allowed:
         """Whether voxels may be matches of the batch ``sl``: inside the candidate mask and their query's ball."""
 
         def allowed(ijk: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -337,16 +357,18 @@ class _Search:
     """One call's checked inputs, shared by the steps of :meth:`Matcher.match`."""
 
     pts: np.ndarray  # (N, 3) fixed RAS mm
-    prior: Optional[np.ndarray]  # (N, 3) moving RAS mm centring a local search; None: a global search
-    mask: Optional[torch.Tensor]  # candidate mask on the moving grid, on the matcher's device
-    labels: Optional[list]  # point names for errors
+    prior: np.ndarray | None  # (N, 3) moving RAS mm centring a local search; None: a global search
+    mask: torch.Tensor | None  # candidate mask on the moving grid, on the matcher's device
+    labels: list | None  # point names for errors
     strategy: str = ""  # the exact strategy that scores the coarse lattice
 
     def no_candidate(self, i: int) -> InputError:
         """The error for query ``i`` when the radius and mask leave it nothing to choose from."""
         name = f"point {self.labels[i]!r}" if self.labels is not None else f"point #{i}"
-        return InputError(f"{name} at {np.round(self.pts[i], 2).tolist()} has no candidate voxel in the "
-                          "moving volume within the search radius and mask")
+        return InputError(
+            f"{name} at {np.round(self.pts[i], 2).tolist()} has no candidate voxel in the "
+            "moving volume within the search radius and mask"
+        )
 
 
 __all__ = ["MatchOptions", "MatchResult", "Matcher"]

@@ -104,7 +104,7 @@ def _chunked_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Ten
     """Sum over the channel axis (0) of a * b, a few channels at a time."""
     out = None
     for c in range(0, a.shape[0], chunk):
-        part = (a[c:c + chunk] * b[c:c + chunk]).sum(0)
+        part = (a[c : c + chunk] * b[c : c + chunk]).sum(0)
         out = part if out is None else out.add_(part)
     return out
 
@@ -165,10 +165,10 @@ class LevelSimilarity:
         q = {}
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):
-                q[(dx, dy)] = _pair_pass(lambda dz: gram[(dx, dy, dz)], 2, tz)
+                q[(dx, dy)] = _pair_pass(lambda dz, dx=dx, dy=dy: gram[(dx, dy, dz)], 2, tz)
         r = {}
         for dx in (-1, 0, 1):
-            r[dx] = _pair_pass(lambda dy: q[(dx, dy)], 1, ty)
+            r[dx] = _pair_pass(lambda dy, dx=dx: q[(dx, dy)], 1, ty)
         out = _pair_pass(lambda dx: r[dx], 0, tx)
         return out.clamp_min(0.0)
 
@@ -225,8 +225,9 @@ class LevelSimilarity:
         """
         tx, ty, tz = self.tables(lattice)
         if origin is not None:
-            tx, ty, tz = (AxisTable(t.i0 - o, t.i1 - o, t.w, int(n)) for t, o, n in zip((tx, ty, tz), origin,
-                                                                                       maps.shape[1:]))
+            tx, ty, tz = (
+                AxisTable(t.i0 - o, t.i1 - o, t.w, int(n)) for t, o, n in zip((tx, ty, tz), origin, maps.shape[1:])
+            )
         b, n1, n2, _ = maps.shape
         out = maps @ tz.matrix().T  # (b, n1, n2, Nz)
         nz = out.shape[-1]
@@ -251,7 +252,7 @@ def _pair_pass(get_map, axis: int, table: AxisTable) -> torch.Tensor:
     a00 = p0.index_select(axis, table.i0)
     a11 = p0.index_select(axis, table.i1)
     cross = get_map(1).index_select(axis, table.i0) + get_map(-1).index_select(axis, table.i1)
-    return (1 - w) ** 2 * a00 + w ** 2 * a11 + (w * (1 - w)) * cross
+    return (1 - w) ** 2 * a00 + w**2 * a11 + (w * (1 - w)) * cross
 
 
 class SimilarityTarget:
@@ -317,7 +318,7 @@ class SimilarityTarget:
             tabs = lv.tables([np.arange(a, b) for a, b in zip(*box)])
             lo = [int(t.i0.min()) for t in tabs]
             hi = [int(t.i1.max()) + 1 for t in tabs]
-            crop = lv.feats[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            crop = lv.feats[:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
             qn = q / q.norm(dim=1, keepdim=True).clamp_min(EPS)
             out.append((torch.einsum("bc,cxyz->bxyz", qn, crop), tuple(lo)))
         return out
@@ -340,7 +341,7 @@ class SimilarityTarget:
         out = []
         for lv, (maps, lo) in zip(self.levels, crops):
             full = torch.zeros((maps.shape[0], *lv.src_shape), dtype=maps.dtype, device=maps.device)
-            full[:, lo[0]:lo[0] + maps.shape[1], lo[1]:lo[1] + maps.shape[2], lo[2]:lo[2] + maps.shape[3]] = maps
+            full[:, lo[0] : lo[0] + maps.shape[1], lo[1] : lo[1] + maps.shape[2], lo[2] : lo[2] + maps.shape[3]] = maps
             out.append(full)
         return out
 

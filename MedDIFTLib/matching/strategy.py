@@ -56,8 +56,11 @@ class Costs:
     upsampled_bytes: int  # what the descriptor keeps
 
     def total(self, strategy: str, n_queries: int, ready: bool) -> float:
-        per, setup = ((self.native_query, self.native_setup) if strategy == NATIVE
-                      else (self.upsampled_query, self.upsampled_setup))
+        per, setup = (
+            (self.native_query, self.native_setup)
+            if strategy == NATIVE
+            else (self.upsampled_query, self.upsampled_setup)
+        )
         return n_queries * per + (0.0 if ready else setup)
 
 
@@ -95,8 +98,7 @@ class MatchLattice:
     """The coarse lattice of a matcher's moving grid: where the similarity is evaluated exactly
     before the refinement, with what each strategy keeps for it (computed on first use)."""
 
-    def __init__(self, target: SimilarityTarget, stride: int, strategy: str = AUTO,
-                 budget_mb: float = 1024.0):
+    def __init__(self, target: SimilarityTarget, stride: int, strategy: str = AUTO, budget_mb: float = 1024.0):
         self.target = target
         self.device = target.device
         self.axes = strided_lattice(target.shape, stride)
@@ -120,9 +122,11 @@ class MatchLattice:
         c = self.costs(window_shape)
         fits = c.upsampled_bytes <= self.budget_bytes
         if self.strategy == UPSAMPLED and not fits:
-            raise InputError(f"the upsampled matching strategy needs {c.upsampled_bytes / 2**20:.0f} MB for this moving "
-                             f"scan, more than its budget of {self.budget_bytes / 2**20:.0f} MB: raise "
-                             f"{opt('upsampled_budget')} or use {opt('match_strategy', 'auto')}")
+            raise InputError(
+                f"the upsampled matching strategy needs {c.upsampled_bytes / 2**20:.0f} MB for this moving "
+                f"scan, more than its budget of {self.budget_bytes / 2**20:.0f} MB: raise "
+                f"{opt('upsampled_budget')} or use {opt('match_strategy', 'auto')}"
+            )
         if self.strategy != AUTO:
             return self.strategy
         if not fits:
@@ -154,11 +158,11 @@ class MatchLattice:
             for lv in levels:
                 tx, ty, tz = lv.tables(self.axes)
                 mz = tz.matrix().T
-                block = desc[c0:c0 + lv.feats.shape[0]]
+                block = desc[c0 : c0 + lv.feats.shape[0]]
                 sq = torch.zeros(self.shape, device=self.device)
                 for c in range(block.shape[0]):
-                    a = interp_axis(lv.feats[c:c + 1] @ mz, 2, ty)  # (1, n1, Ny, Nz)
-                    out = block[c:c + 1]
+                    a = interp_axis(lv.feats[c : c + 1] @ mz, 2, ty)  # (1, n1, Ny, Nz)
+                    out = block[c : c + 1]
                     torch.index_select(a, 1, tx.i0, out=out)
                     out.lerp_(a.index_select(1, tx.i1), tx.w.view(1, -1, 1, 1))
                     sq.addcmul_(out[0], out[0])
@@ -261,19 +265,26 @@ def top_pool(flat: torch.Tensor, pool: int, block: int = 1024):
     nb = n // block
     if nb <= 4 * pool:
         return flat.topk(pool, dim=1)
-    head = flat[:, :nb * block].view(b, nb, block)
+    head = flat[:, : nb * block].view(b, nb, block)
     blocks = head.amax(dim=2).topk(pool, dim=1).indices  # (b, pool)
     local = torch.arange(block, device=flat.device)
-    vals = torch.cat([head.gather(1, blocks[:, :, None].expand(b, pool, block)).reshape(b, -1),
-                      flat[:, nb * block:]], dim=1)
-    idx = torch.cat([(blocks[:, :, None] * block + local).reshape(b, -1),
-                     torch.arange(nb * block, n, device=flat.device).expand(b, -1)], dim=1)
+    vals = torch.cat(
+        [head.gather(1, blocks[:, :, None].expand(b, pool, block)).reshape(b, -1), flat[:, nb * block :]], dim=1
+    )
+    idx = torch.cat(
+        [
+            (blocks[:, :, None] * block + local).reshape(b, -1),
+            torch.arange(nb * block, n, device=flat.device).expand(b, -1),
+        ],
+        dim=1,
+    )
     vals, pos = vals.topk(pool, dim=1)
     return vals, idx.gather(1, pos)
 
 
-_NEIGHBOURS = torch.tensor([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)
-                            if (dx, dy, dz) != (0, 0, 0)])
+_NEIGHBOURS = torch.tensor(
+    [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1) if (dx, dy, dz) != (0, 0, 0)]
+)
 
 
 def on_lattice(t: torch.Tensor, axes) -> torch.Tensor:
@@ -283,5 +294,14 @@ def on_lattice(t: torch.Tensor, axes) -> torch.Tensor:
     return t
 
 
-__all__ = ["AUTO", "NATIVE", "UPSAMPLED", "STRATEGIES", "Costs", "MatchLattice", "estimate", "on_lattice",
-           "top_candidates"]
+__all__ = [
+    "AUTO",
+    "NATIVE",
+    "UPSAMPLED",
+    "STRATEGIES",
+    "Costs",
+    "MatchLattice",
+    "estimate",
+    "on_lattice",
+    "top_candidates",
+]

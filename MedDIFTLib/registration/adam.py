@@ -14,8 +14,6 @@ filters, so the field is not pulled towards zero at the borders of the scan.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from ..runtime import Cancel, Progress, check_cancel, report
@@ -42,9 +40,16 @@ def diffusion(u: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def instance_optimise(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor, lam: float = 1.25,
-                      iterations: int = 80, lr: float = 1.0, progress: Optional[Progress] = None,
-                      cancel: Optional[Cancel] = None) -> torch.Tensor:
+def instance_optimise(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    init: torch.Tensor,
+    lam: float = 1.25,
+    iterations: int = 80,
+    lr: float = 1.0,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> torch.Tensor:
     """Refine ``init`` (3, X, Y, Z), in voxels of the descriptors' grid; returns the smoothed field.
 
     ``fixed``/``moving``: (D, X, Y, Z) descriptor maps on the same grid.

@@ -94,7 +94,7 @@ def _fill_costs(out, m, f_last, f_sq, table, reach, pool):
     for n, start in enumerate((table.long() + reach).tolist()):
         r = tuple(s % pool for s in start)
         if r not in phases:
-            ph = m[:, r[0]::pool, r[1]::pool, r[2]::pool].permute(1, 2, 3, 0).contiguous()
+            ph = m[:, r[0] :: pool, r[1] :: pool, r[2] :: pool].permute(1, 2, 3, 0).contiguous()
             phases[r] = (ph, ph.pow(2).sum(-1))
         ph, ph_sq = phases[r]
         a, b, c = (s // pool for s in start)
@@ -131,8 +131,9 @@ def coupled_convex(cost: torch.Tensor, table: torch.Tensor, pool: int) -> torch.
     for w in COUPLING:
         with one_thread(cost.device):
             for i in range(shape[0]):  # a slice of cells at a time keeps the (K, cells) scores in the cache
-                score = torch.addmm(cost[:, i].reshape(cost.shape[0], -1), mesh, soft[:, i].reshape(3, -1),
-                                    alpha=-2.0 * w).add_(sq, alpha=w)
+                score = torch.addmm(
+                    cost[:, i].reshape(cost.shape[0], -1), mesh, soft[:, i].reshape(3, -1), alpha=-2.0 * w
+                ).add_(sq, alpha=w)
                 choice[i] = score.argmin(0).view(shape[1:])
         soft = smoothed(choice)
     return soft * pool

@@ -21,21 +21,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..runtime import Cancel, Progress, check_cancel, report
 from ..errors import InputError
 from ..features.pyramid import FeaturePyramid
 from ..options import PREALIGN_KINDS, RegistrationOptions  # their home; importable here as before
+from ..runtime import Cancel, Progress, check_cancel, report
 from .adam import instance_optimise
-from .convex import coupled_convex, cost_volume, displacement_table, inverse_consistent, resample_cells
+from .convex import cost_volume, coupled_convex, displacement_table, inverse_consistent, resample_cells
 from .descriptors import AxisGrid, covering_axis_grid, reduce_channels, stacked_descriptors
 from .field import DenseField
 from .prealign import prealign
+
 
 def registration_grid(fixed: FeaturePyramid, opts: RegistrationOptions) -> AxisGrid:
     """Isotropic grid over the fixed scan at its finest voxel size, coarsened to ``max_voxels``."""
@@ -45,9 +45,15 @@ def registration_grid(fixed: FeaturePyramid, opts: RegistrationOptions) -> AxisG
     return covering_axis_grid(fixed.grid, h)
 
 
-def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[RegistrationOptions] = None,
-             initial: Optional[np.ndarray] = None, progress: Optional[Progress] = None,
-             cancel: Optional[Cancel] = None, device=None) -> DenseField:
+def register(
+    fixed: FeaturePyramid,
+    moving: FeaturePyramid,
+    options: RegistrationOptions | None = None,
+    initial: np.ndarray | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    device=None,
+) -> DenseField:
     """Dense fixed -> moving correspondence of two pyramids (any backbone).
 
     Args:
@@ -66,8 +72,10 @@ def register(fixed: FeaturePyramid, moving: FeaturePyramid, options: Optional[Re
     grid = registration_grid(fixed, opts)
     h = float(grid.spacing[0])
     if min(grid.shape) < 2 * opts.control:
-        raise InputError(f"the fixed scan is too small for dense registration at {h:.2f} mm "
-                         f"({grid.shape} grid voxels; at least {2 * opts.control} per axis)")
+        raise InputError(
+            f"the fixed scan is too small for dense registration at {h:.2f} mm "
+            f"({grid.shape} grid voxels; at least {2 * opts.control} per axis)"
+        )
     info = {"options": asdict(opts), "grid_shape": list(grid.shape), "grid_spacing_mm": h}
     a = _prealignment(fixed, moving, opts, opts.prealign_spacing_mm or opts.control * h, initial, dev, info, progress)
     check_cancel(cancel)
@@ -133,8 +141,10 @@ def _instance_optimisation(fd, md, disp, grid: AxisGrid, opts, dev, progress, ca
     ap, pool = opts.adam_pool, opts.control
     agrid = grid.pooled(ap)
     # Adam cell a is centred on grid voxel ap*a + (ap-1)/2; control cell c on pool*c + (pool-1)/2
-    axes = [((ap * torch.arange(n, dtype=torch.float32, device=dev) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
-            for n in agrid.shape]
+    axes = [
+        ((ap * torch.arange(n, dtype=torch.float32, device=dev) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
+        for n in agrid.shape
+    ]
     init = resample_cells(disp, axes) / ap
     fa = F.avg_pool3d(fd[None], ap, stride=ap)[0]
     ma = F.avg_pool3d(md[None], ap, stride=ap)[0]

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..features.pyramid import FeatureLevel, FeaturePyramid
 from ..data.geometry import Grid, make_ijk_to_ras
+from ..features.pyramid import FeatureLevel, FeaturePyramid
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class AxisGrid:
         axes = [self.origin[a] + self.spacing[a] * np.arange(self.shape[a]) for a in range(3)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), -1)
 
-    def pooled(self, factor: int) -> "AxisGrid":
+    def pooled(self, factor: int) -> AxisGrid:
         """The grid of ``avg_pool3d(kernel=factor, stride=factor)``: cell ``c`` averages voxels
         ``factor*c .. factor*c+factor-1``, so its centre is at voxel ``factor*c + (factor-1)/2``."""
         shape = tuple(max(1, n // factor) for n in self.shape)
@@ -89,8 +89,12 @@ def sample_level(level: FeatureLevel, ras_points: np.ndarray, device=None) -> to
 def warp(field: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """``field`` (C, X, Y, Z) read at ``x + disp(x)``, disp (3, X, Y, Z) in voxels of that grid:
     trilinear, border-clamped, ``align_corners=True`` (voxel ``n`` is index ``n``)."""
-    idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=disp.device)
-                                       for n in disp.shape[1:]], indexing="ij"), 0)
+    idx = torch.stack(
+        torch.meshgrid(
+            *[torch.arange(n, dtype=torch.float32, device=disp.device) for n in disp.shape[1:]], indexing="ij"
+        ),
+        0,
+    )
     size = torch.tensor(field.shape[1:], dtype=torch.float32, device=disp.device).view(3, 1, 1, 1)
     norm = 2.0 * (idx + disp) / (size - 1).clamp_min(1.0) - 1.0
     grid = norm.permute(1, 2, 3, 0).flip(-1)[None]
@@ -146,8 +150,9 @@ def stacked_descriptors(pyramid: FeaturePyramid, ras_points: np.ndarray, levels=
     return torch.cat(parts, 0)
 
 
-def reduce_channels(fixed: torch.Tensor, moving: torch.Tensor, max_channels: int,
-                    samples: int = 20000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+def reduce_channels(
+    fixed: torch.Tensor, moving: torch.Tensor, max_channels: int, samples: int = 20000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Project both (D, ...) descriptor maps on their joint leading principal directions.
 
     Returns the two maps with at most ``max_channels`` channels and the share of the

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import InputError, OutputWriteError
 from ..data.geometry import Grid, Volume, apply_affine, as_points, flip_lps_ras, itk_from_ijk_to_ras
+from ..errors import InputError, OutputWriteError
 from .descriptors import AxisGrid
 
 FIELD_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".h5")
@@ -49,8 +49,7 @@ class DenseField:
         pts = as_points(ras)
         idx = (pts - self.grid.origin) / self.grid.spacing
         idx = np.clip(idx, 0.0, np.asarray(self.grid.shape) - 1.0)
-        return np.stack([ndimage.map_coordinates(self.u[..., c], idx.T, order=1, mode="nearest")
-                         for c in range(3)], 1)
+        return np.stack([ndimage.map_coordinates(self.u[..., c], idx.T, order=1, mode="nearest") for c in range(3)], 1)
 
     def map_points(self, ras) -> np.ndarray:
         """Fixed RAS points to moving RAS points."""
@@ -74,8 +73,12 @@ class DenseField:
 
     def jacobian(self) -> np.ndarray:
         """det(D phi) at every sample: det(A) * det(I + Du), central differences in mm."""
-        grads = [np.gradient(self.u[..., c], *self.grid.spacing, edge_order=1)
-                 if min(self.grid.shape) > 1 else [np.zeros(self.grid.shape)] * 3 for c in range(3)]
+        grads = [
+            np.gradient(self.u[..., c], *self.grid.spacing, edge_order=1)
+            if min(self.grid.shape) > 1
+            else [np.zeros(self.grid.shape)] * 3
+            for c in range(3)
+        ]
         j = np.empty(tuple(self.grid.shape) + (3, 3))
         for c in range(3):
             for a in range(3):
@@ -84,8 +87,12 @@ class DenseField:
 
     def jacobian_stats(self) -> dict:
         det = self.jacobian()
-        return {"folding_share": float(np.mean(det <= 0)), "jacobian_min": float(det.min()),
-                "jacobian_max": float(det.max()), "jacobian_mean": float(det.mean())}
+        return {
+            "folding_share": float(np.mean(det <= 0)),
+            "jacobian_min": float(det.min()),
+            "jacobian_max": float(det.max()),
+            "jacobian_mean": float(det.mean()),
+        }
 
     # --- images on a scan's grid ---------------------------------------------
 
@@ -109,10 +116,15 @@ class DenseField:
 
         ras = grid.voxel_centres() + self.displacement_on(grid).reshape(-1, 3)
         src = apply_affine(moving.ras_to_ijk, ras)
-        vals = ndimage.map_coordinates(np.asarray(moving.array, dtype=np.float32), src.T, order=1,
-                                       mode="constant", cval=fill_value)
-        return Volume(vals.reshape(grid.shape).astype(np.float32), np.asarray(grid.ijk_to_ras).copy(),
-                      f"{moving.name or 'moving'} registered", dict(moving.metadata))
+        vals = ndimage.map_coordinates(
+            np.asarray(moving.array, dtype=np.float32), src.T, order=1, mode="constant", cval=fill_value
+        )
+        return Volume(
+            vals.reshape(grid.shape).astype(np.float32),
+            np.asarray(grid.ijk_to_ras).copy(),
+            f"{moving.name or 'moving'} registered",
+            dict(moving.metadata),
+        )
 
 
 def field_image(displacement_ras: np.ndarray, grid: Grid):
@@ -173,8 +185,10 @@ def write_field_image(img, path, force: bool = True) -> Path:
     path = Path(path)
     ext = _extension(path)
     if ext not in FIELD_EXTENSIONS:
-        raise InputError(f"{path}: a displacement field is written as {', '.join(FIELD_EXTENSIONS)}; "
-                         f"not {ext or 'a file without extension'}")
+        raise InputError(
+            f"{path}: a displacement field is written as {', '.join(FIELD_EXTENSIONS)}; "
+            f"not {ext or 'a file without extension'}"
+        )
     try:
         with atomic_path(path, suffix=ext, force=force) as tmp:
             if ext == ".h5":
@@ -186,6 +200,7 @@ def write_field_image(img, path, force: bool = True) -> Path:
                 sitk.WriteImage(img, tmp, True)
     except (RuntimeError, OSError) as err:
         detail = str(err).strip().splitlines()
-        raise OutputWriteError(f"cannot write {path}: {detail[-1] if detail else type(err).__name__}; "
-                               "nothing was changed there") from err
+        raise OutputWriteError(
+            f"cannot write {path}: {detail[-1] if detail else type(err).__name__}; nothing was changed there"
+        ) from err
     return path

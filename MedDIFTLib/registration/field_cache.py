@@ -16,7 +16,6 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -30,8 +29,9 @@ FIELD_FORMAT = 1
 """Raised when the registration's algorithm or this file layout changes: older fields then miss."""
 
 
-def field_key(fixed_digest: str, moving_digest: str, backbone_identity: dict, options,
-              initial: Optional[np.ndarray] = None) -> str:
+def field_key(
+    fixed_digest: str, moving_digest: str, backbone_identity: dict, options, initial: np.ndarray | None = None
+) -> str:
     """The cache key of a field.
 
     Args:
@@ -42,9 +42,18 @@ def field_key(fixed_digest: str, moving_digest: str, backbone_identity: dict, op
         initial: the 4x4 RAS matrix given instead of the automatic pre-alignment, or None.
     """
     init = None if initial is None else np.round(np.asarray(initial, dtype=np.float64), 9).tolist()
-    blob = json.dumps({"format": FIELD_FORMAT, "fixed": fixed_digest, "moving": moving_digest,
-                       "backbone": backbone_identity, "options": asdict(options), "initial": init},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "format": FIELD_FORMAT,
+            "fixed": fixed_digest,
+            "moving": moving_digest,
+            "backbone": backbone_identity,
+            "options": asdict(options),
+            "initial": init,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -52,9 +61,17 @@ def save_field(field: DenseField, path, key: str) -> Path:
     """Write ``field`` to one ``.npz`` file atomically (arrays as they are, ``info`` as JSON)."""
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, format=np.int64(FIELD_FORMAT), key=np.array(key), prealign=field.prealign,
-                 shape=np.asarray(field.grid.shape, dtype=np.int64), origin=field.grid.origin,
-                 spacing=field.grid.spacing, u=field.u, info=np.array(json.dumps(field.info, default=_plain)))
+        np.savez(
+            f,
+            format=np.int64(FIELD_FORMAT),
+            key=np.array(key),
+            prealign=field.prealign,
+            shape=np.asarray(field.grid.shape, dtype=np.int64),
+            origin=field.grid.origin,
+            spacing=field.grid.spacing,
+            u=field.u,
+            info=np.array(json.dumps(field.info, default=_plain)),
+        )
     return path
 
 
@@ -64,8 +81,9 @@ def load_field(path, key: str) -> DenseField:
         with np.load(path, allow_pickle=False) as z:
             if int(z["format"]) != FIELD_FORMAT or str(z["key"]) != key:
                 raise InputError(f"{path}: not the cached field of its key")
-            grid = AxisGrid(tuple(int(n) for n in z["shape"]), z["origin"].astype(np.float64),
-                            z["spacing"].astype(np.float64))
+            grid = AxisGrid(
+                tuple(int(n) for n in z["shape"]), z["origin"].astype(np.float64), z["spacing"].astype(np.float64)
+            )
             field = DenseField(z["prealign"].astype(np.float64), grid, z["u"], json.loads(str(z["info"])))
     except InputError:
         raise
@@ -76,14 +94,14 @@ def load_field(path, key: str) -> DenseField:
     return field
 
 
-def cached_field(cache: Optional[FeatureCache], key: str) -> Optional[DenseField]:
+def cached_field(cache: FeatureCache | None, key: str) -> DenseField | None:
     """The field stored under ``key``, or None (no cache, not stored, or stale and now removed)."""
     if cache is None:
         return None
     return cache.load(key, "field", lambda path: load_field(path, key))
 
 
-def store_field(cache: Optional[FeatureCache], key: str, field: DenseField) -> Optional[Path]:
+def store_field(cache: FeatureCache | None, key: str, field: DenseField) -> Path | None:
     """Keep ``field`` under ``key`` (nothing without a cache; a failed write is said and costs only time)."""
     if cache is None:
         return None

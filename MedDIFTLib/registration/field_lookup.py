@@ -16,8 +16,6 @@ the match's descriptor in the fixed scan.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 
@@ -100,8 +98,11 @@ def _norm2_window(lv: LevelSimilarity, lattice) -> torch.Tensor:
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     gram = {d: m[crop] for d, m in lv.gram.items()}
     tx, ty, tz = (AxisTable(t.i0 - o, t.i1 - o, t.w, b - o) for t, o, b in zip(tabs, lo, hi))
-    q = {(dx, dy): _pair_pass(lambda dz, dx=dx, dy=dy: gram[(dx, dy, dz)], 2, tz)
-         for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    q = {
+        (dx, dy): _pair_pass(lambda dz, dx=dx, dy=dy: gram[(dx, dy, dz)], 2, tz)
+        for dx in (-1, 0, 1)
+        for dy in (-1, 0, 1)
+    }
     r = {dx: _pair_pass(lambda dy, dx=dx: q[(dx, dy)], 1, ty) for dx in (-1, 0, 1)}
     return _pair_pass(lambda dx: r[dx], 0, tx).clamp_min(0.0)
 
@@ -130,8 +131,16 @@ class FieldScorer:
         self.forward = WindowArgmax(fixed, moving, levels, device)
         self.backward = WindowArgmax(moving, fixed, levels, device)
 
-    def score(self, pts, field_pts, window_mm: float, move: bool = False, forward_backward: bool = True,
-              progress: Optional[Progress] = None, cancel: Optional[Cancel] = None) -> MatchResult:
+    def score(
+        self,
+        pts,
+        field_pts,
+        window_mm: float,
+        move: bool = False,
+        forward_backward: bool = True,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> MatchResult:
         """A :class:`~MedDIFTLib.matching.search.MatchResult` for fixed points ``pts`` whose field
         positions are ``field_pts``.
 

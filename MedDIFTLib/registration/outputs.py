@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -33,28 +32,48 @@ OUTPUT_NAMES = ("field", "inverse_field", "moving_resampled", "registration.json
 
 def output_paths(out_dir, field_ext: str = ".nii.gz") -> dict:
     out = Path(out_dir)
-    return {"field": out / f"field{field_ext}", "inverse_field": out / f"inverse_field{field_ext}",
-            "moving_resampled": out / "moving_resampled.nii.gz", "report": out / "registration.json",
-            "figure": out / "registration.png"}
+    return {
+        "field": out / f"field{field_ext}",
+        "inverse_field": out / f"inverse_field{field_ext}",
+        "moving_resampled": out / "moving_resampled.nii.gz",
+        "report": out / "registration.json",
+        "figure": out / "registration.png",
+    }
 
 
 def registration_report(field: DenseField, fixed: Volume, moving: Volume) -> dict:
     """The report of a registration (``registration.json``, the worker's ``report``): how the map was
     found, the evidence that it means something (pre-alignment overlap), warnings, Jacobian statistics."""
-    return {"fixed": fixed.name, "moving": moving.name, "prealign_ras": np.round(field.prealign, 6).tolist(),
-            "jacobian": field.jacobian_stats(), "warnings": list(field.info.get("warnings", [])),
-            **{k: v for k, v in field.info.items() if k not in ("options", "warnings")},
-            "options": field.info.get("options")}
+    return {
+        "fixed": fixed.name,
+        "moving": moving.name,
+        "prealign_ras": np.round(field.prealign, 6).tolist(),
+        "jacobian": field.jacobian_stats(),
+        "warnings": list(field.info.get("warnings", [])),
+        **{k: v for k, v in field.info.items() if k not in ("options", "warnings")},
+        "options": field.info.get("options"),
+    }
 
 
 def volume_inputs(*volumes: Volume) -> dict:
     """The files the volumes were read from, named for messages (no output may be one of them)."""
-    return {f"the input volume {v.name or i}": v.metadata.get("path") for i, v in enumerate(volumes)
-            if v.metadata.get("path")}
+    return {
+        f"the input volume {v.name or i}": v.metadata.get("path")
+        for i, v in enumerate(volumes)
+        if v.metadata.get("path")
+    }
 
 
-def write_set(field: DenseField, fixed: Volume, moving: Volume, targets: dict, inputs: Optional[dict] = None,
-              force: bool = False, labels: Optional[dict] = None, members: tuple = ()) -> dict:
+def write_set(
+    field: DenseField,
+    fixed: Volume,
+    moving: Volume,
+    targets: dict,
+    inputs: dict | None = None,
+    force: bool = False,
+    labels: dict | None = None,
+    members: tuple = (),
+) -> dict:
     """Write the outputs named in ``targets`` as one set (see the module's docstring).
 
     Args:
@@ -89,8 +108,15 @@ def write_set(field: DenseField, fixed: Volume, moving: Volume, targets: dict, i
     return written
 
 
-def write_outputs(field: DenseField, fixed: Volume, moving: Volume, out_dir, field_ext: str = ".nii.gz",
-                  figure: bool = True, force: bool = False) -> dict:
+def write_outputs(
+    field: DenseField,
+    fixed: Volume,
+    moving: Volume,
+    out_dir,
+    field_ext: str = ".nii.gz",
+    figure: bool = True,
+    force: bool = False,
+) -> dict:
     """Write ``meddift register``'s set into ``out_dir`` (replacing an earlier set only with ``force``);
     returns {what: path} and the report dict under ``"report_data"``."""
     targets, members, labels = output_set(out_dir, field_ext, figure)
@@ -128,14 +154,19 @@ def _figure(fixed: Volume, moving: Volume, warped: Volume, path: Path, force: bo
 
     before = resample(moving, fixed.grid, order=1, fill_value=-1024.0).array
     f, w = np.asarray(fixed.array, dtype=np.float32), np.asarray(warped.array, dtype=np.float32)
-    views = [("coronal", lambda v: np.rot90(v[:, v.shape[1] // 2, :])), ("axial", lambda v: np.rot90(v[:, :, v.shape[2] // 2]))]
+    views = [
+        ("coronal", lambda v: np.rot90(v[:, v.shape[1] // 2, :])),
+        ("axial", lambda v: np.rot90(v[:, :, v.shape[2] // 2])),
+    ]
     fig, axes = plt.subplots(len(views), 4, figsize=(14, 3.6 * len(views)))
     for row, (name, cut) in enumerate(views):
         fs, bs, ws = (np.clip(cut(x), -1000, 600) for x in (f, before, w))
-        panels = [(_checker(fs, bs), f"{name}: checkerboard before", "gray"),
-                  (_checker(fs, ws), f"{name}: checkerboard after", "gray"),
-                  (np.abs(fs - bs), f"{name}: |difference| before", "magma"),
-                  (np.abs(fs - ws), f"{name}: |difference| after", "magma")]
+        panels = [
+            (_checker(fs, bs), f"{name}: checkerboard before", "gray"),
+            (_checker(fs, ws), f"{name}: checkerboard after", "gray"),
+            (np.abs(fs - bs), f"{name}: |difference| before", "magma"),
+            (np.abs(fs - ws), f"{name}: |difference| after", "magma"),
+        ]
         for ax, (img, title, cmap) in zip(axes[row], panels):
             ax.imshow(img, cmap=cmap, vmin=0 if cmap == "magma" else -1000, vmax=800 if cmap == "magma" else 600)
             ax.set_title(title, fontsize=9)

@@ -54,8 +54,15 @@ def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
-def mutual_matches(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: float, n_queries: int = 3000,
-                   levels=None, seed: int = 0, device=None):
+def mutual_matches(
+    fixed: FeaturePyramid,
+    moving: FeaturePyramid,
+    spacing_mm: float,
+    n_queries: int = 3000,
+    levels=None,
+    seed: int = 0,
+    device=None,
+):
     """Global mutual nearest-neighbour matches between coarse cells: (fixed RAS, moving RAS, similarity)."""
     fd, fp = coarse_descriptors(fixed, spacing_mm, levels, device)
     md, mp = coarse_descriptors(moving, spacing_mm, levels, device)
@@ -72,8 +79,9 @@ def mutual_matches(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: fl
     return fp[pick][keep], mp[hit][keep], sim[keep]
 
 
-def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold_mm: float, trials: int = 2000,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def ransac_rigid(
+    src: np.ndarray, dst: np.ndarray, threshold_mm: float, trials: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Best rigid transform by inlier count over random 3-point samples; (4x4, inlier mask)."""
     n = len(src)
     if n < 3:
@@ -105,8 +113,15 @@ def least_trimmed(src: np.ndarray, dst: np.ndarray, affine: bool = False, iterat
     return m
 
 
-def prealign(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: float, kind: str = "rigid",
-             levels=None, seed: int = 0, device=None) -> tuple[np.ndarray, dict]:
+def prealign(
+    fixed: FeaturePyramid,
+    moving: FeaturePyramid,
+    spacing_mm: float,
+    kind: str = "rigid",
+    levels=None,
+    seed: int = 0,
+    device=None,
+) -> tuple[np.ndarray, dict]:
     """The pre-alignment (4x4 RAS, fixed -> moving points) and a report of how it was found."""
     if kind == "none":
         return np.eye(4), {"prealign": "none"}
@@ -114,8 +129,7 @@ def prealign(fixed: FeaturePyramid, moving: FeaturePyramid, spacing_mm: float, k
     threshold = 1.5 * spacing_mm
     model, inl = ransac_rigid(src, dst, threshold, seed=seed)
     identity_inliers = int((np.linalg.norm(dst - src, axis=1) < threshold).sum())
-    info = {"prealign": kind, "matches": int(len(src)), "inliers": int(inl.sum()),
-            "identity_inliers": identity_inliers}
+    info = {"prealign": kind, "matches": int(len(src)), "inliers": int(inl.sum()), "identity_inliers": identity_inliers}
     if inl.sum() < max(6, 1.1 * identity_inliers):
         info["prealign_used"] = "identity (no transform explains more matches)"
         return np.eye(4), info

@@ -20,14 +20,14 @@ the composition of the steps.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
-from ..evidence import checked_initial, prealign_evidence
-from ..runtime import Cancel, Progress, check_cancel, report
-from ..features.pyramid import FeaturePyramid
 from ..data.geometry import OBLIQUE_TOLERANCE_DEG, Volume, apply_affine
+from ..evidence import checked_initial, prealign_evidence
+from ..features.pyramid import FeaturePyramid
+from ..runtime import Cancel, Progress, check_cancel, report
 from .dense import RegistrationOptions, register
 from .field import DenseField
 from .prealign import least_trimmed, prealign, rotation_deg
@@ -46,8 +46,9 @@ def rigid_part(field: DenseField, fixed: Volume, samples: int = 20000) -> np.nda
     from scipy import ndimage
 
     pts = field.grid.points().reshape(-1, 3)
-    hu = ndimage.map_coordinates(np.asarray(fixed.array, dtype=np.float32), fixed.world_to_ijk(pts).T,
-                                 order=1, mode="constant", cval=-1000.0)
+    hu = ndimage.map_coordinates(
+        np.asarray(fixed.array, dtype=np.float32), fixed.world_to_ijk(pts).T, order=1, mode="constant", cval=-1000.0
+    )
     solid = pts[hu > -400.0]
     if len(solid) < 100:
         solid = pts
@@ -60,10 +61,16 @@ def in_fixed_frame(moving: Volume, a: np.ndarray) -> Volume:
     return Volume(moving.array, np.linalg.inv(a) @ moving.ijk_to_ras, moving.name, dict(moving.metadata))
 
 
-def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume], FeaturePyramid],
-                     options: Optional[RegistrationOptions] = None, initial: Optional[np.ndarray] = None,
-                     progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
-                     device=None) -> DenseField:
+def register_volumes(
+    fixed: Volume,
+    moving: Volume,
+    features: Callable[[Volume], FeaturePyramid],
+    options: RegistrationOptions | None = None,
+    initial: np.ndarray | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    device=None,
+) -> DenseField:
     """Dense fixed -> moving map of two scans; ``features(volume)`` gives (cached) pyramids;
     ``device``: where to compute (default: the fixed pyramid's)."""
     opts = options or RegistrationOptions()
@@ -89,12 +96,14 @@ def register_volumes(fixed: Volume, moving: Volume, features: Callable[[Volume],
         check_cancel(cancel)
         turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
         pm_k = features(in_fixed_frame(moving, a)) if turned else pm
-        field = register(pf, pm_k, opts, initial=np.eye(4) if turned else a, progress=progress, cancel=cancel,
-                         device=device)
+        field = register(
+            pf, pm_k, opts, initial=np.eye(4) if turned else a, progress=progress, cancel=cancel, device=device
+        )
         if turned:  # the field maps fixed points into the re-described scan: compose with a
             field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
-        rounds.append({"rotation_deg": round(rotation_deg(a), 2),
-                       "translation_mm": [round(float(v), 2) for v in a[:3, 3]]})
+        rounds.append(
+            {"rotation_deg": round(rotation_deg(a), 2), "translation_mm": [round(float(v), 2) for v in a[:3, 3]]}
+        )
         if opts.prealign == "none" or initial is not None:
             break
         residual = rigid_part(field, fixed) @ np.linalg.inv(a)  # what the field still turns, beyond a

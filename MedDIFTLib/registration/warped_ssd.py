@@ -23,8 +23,6 @@ when it fits); without it each corner is gathered again, and only two
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 _CORNERS = [(cx, cy, cz) for cx in (0, 1) for cy in (0, 1) for cz in (0, 1)]
@@ -49,8 +47,9 @@ class WarpedSSD(torch.autograd.Function):
     def forward(ctx, disp, moving, fixed, shape, workspace=None):
         x, y, z = shape
         hi = torch.tensor([x - 1, y - 1, z - 1], dtype=disp.dtype, device=disp.device)
-        idx = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=disp.dtype, device=disp.device) for n in shape],
-                                         indexing="ij"), -1).reshape(-1, 3)
+        idx = torch.stack(
+            torch.meshgrid(*[torch.arange(n, dtype=disp.dtype, device=disp.device) for n in shape], indexing="ij"), -1
+        ).reshape(-1, 3)
         base, w, inside = _corner_terms(idx + disp.detach().reshape(3, -1).T, hi)
         strides = [y * z if x > 1 else 0, z if y > 1 else 0, 1 if z > 1 else 0]
         flat = base[:, 0] * (y * z) + base[:, 1] * z + base[:, 2]
@@ -62,8 +61,9 @@ class WarpedSSD(torch.autograd.Function):
             if kept and again:
                 return workspace[k]
             c = _CORNERS[k]
-            return torch.index_select(moving, 0, flat + sum(c[a] * strides[a] for a in range(3)),
-                                      out=workspace[k] if kept else row)
+            return torch.index_select(
+                moving, 0, flat + sum(c[a] * strides[a] for a in range(3)), out=workspace[k] if kept else row
+            )
 
         def factor(k, a):
             return lo_hi[a][_CORNERS[k][a]]
@@ -94,8 +94,13 @@ class WarpedSSD(torch.autograd.Function):
         return (grad * upstream.reshape(1, -1)).reshape(3, *ctx.shape), None, None, None, None
 
 
-def warped_ssd(disp: torch.Tensor, moving_last: torch.Tensor, fixed_last: torch.Tensor, shape,
-               workspace: Optional[torch.Tensor] = None) -> torch.Tensor:
+def warped_ssd(
+    disp: torch.Tensor,
+    moving_last: torch.Tensor,
+    fixed_last: torch.Tensor,
+    shape,
+    workspace: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-voxel SSD (X, Y, Z), differentiable in ``disp`` only (see :class:`WarpedSSD`).
 
     ``workspace``: an (8, V, D) buffer, reused across calls, that keeps the eight gathered

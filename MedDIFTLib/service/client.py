@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..errors import CancelledError, InputError, MedDIFTError
 from .protocol import protocol_mismatch
@@ -53,20 +53,25 @@ def popen_options(platform: str = os.name) -> dict:
 class WorkerClient:
     """A worker process and the two threads that read its output."""
 
-    def __init__(self, python: Optional[str] = None, env: Optional[dict] = None, cwd: Optional[str] = None,
-                 module: str = "MedDIFTLib.service.worker"):
+    def __init__(
+        self,
+        python: str | None = None,
+        env: dict | None = None,
+        cwd: str | None = None,
+        module: str = "MedDIFTLib.service.worker",
+    ):
         self.python = python or sys.executable
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.cwd = cwd
         self.module = module
-        self.proc: Optional[subprocess.Popen] = None
-        self.messages: "queue.Queue[dict]" = queue.Queue()
+        self.proc: subprocess.Popen | None = None
+        self.messages: queue.Queue[dict] = queue.Queue()
         self.stderr_tail: collections.deque = collections.deque(maxlen=50)
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
-        self.pid: Optional[int] = None
-        self.ready: Optional[dict] = None  # the worker's ready message, once it came
+        self.pid: int | None = None
+        self.ready: dict | None = None  # the worker's ready message, once it came
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -75,8 +80,17 @@ class WorkerClient:
         kwargs = popen_options()
         self.ready = None
         self.proc = subprocess.Popen(
-            [self.python, "-u", "-m", self.module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1, env=self.env, cwd=self.cwd, **kwargs)
+            [self.python, "-u", "-m", self.module],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+            env=self.env,
+            cwd=self.cwd,
+            **kwargs,
+        )
         self.pid = self.proc.pid
         threading.Thread(target=self._read_stdout, daemon=True, name="meddift-client-stdout").start()
         threading.Thread(target=self._read_stderr, daemon=True, name="meddift-client-stderr").start()
@@ -156,16 +170,15 @@ class WorkerClient:
             except queue.Empty:
                 return out
 
-    def submit(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None, **fields) -> "Pending":
+    def submit(self, cmd: str, on_event: Callable[[dict], None] | None = None, **fields) -> Pending:
         """Send a request without waiting; the returned :class:`Pending` collects its reply."""
         return Pending(self, self.send(cmd, **fields), on_event)
 
-    def request(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None,
-                timeout: Optional[float] = None, **fields):
+    def request(self, cmd: str, on_event: Callable[[dict], None] | None = None, timeout: float | None = None, **fields):
         """Send a request and wait for its reply; events go to ``on_event``."""
         return wait_reply(self.submit(cmd, on_event, **fields), timeout, "the worker")
 
-    def _receive(self, timeout: float) -> Optional[dict]:
+    def _receive(self, timeout: float) -> dict | None:
         """The next message, waiting at most ``timeout`` s (None when none came); WorkerCrashed when
         the process has ended and everything it said has been read."""
         try:
@@ -204,7 +217,7 @@ class Pending:
     """A request sent and not yet answered. :meth:`poll` handles the messages that have arrived
     (events go to ``on_event``; other requests' messages are dropped) and says whether the reply is in."""
 
-    def __init__(self, client: WorkerClient, rid: int, on_event: Optional[Callable[[dict], None]] = None):
+    def __init__(self, client: WorkerClient, rid: int, on_event: Callable[[dict], None] | None = None):
         self.client, self.id, self.on_event = client, rid, on_event
         self.done, self.result = False, None
 
@@ -234,9 +247,7 @@ class Pending:
         return True
 
 
-
-
-def wait_reply(pending, timeout: Optional[float], who: str):
+def wait_reply(pending, timeout: float | None, who: str):
     """Poll a submitted request until its reply (the blocking ``request`` of the local worker client
     and of the remote client alike); a Timeout error names ``who``."""
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -45,7 +45,6 @@ the worker's path), instead of failing later on a message it misreads.
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import numpy as np
 
@@ -93,27 +92,31 @@ def loads(line: str) -> dict:
     return msg
 
 
-def protocol_mismatch(ready: dict) -> Optional[str]:
+def protocol_mismatch(ready: dict) -> str | None:
     """None when the ``ready`` message speaks this protocol, else a sentence saying what differs."""
     theirs = ready.get("protocol")
     if theirs == PROTOCOL_VERSION:
         return None
-    return (f"the worker speaks protocol {theirs!r} (MedDIFT {ready.get('version', '?')}) but this module speaks "
-            f"{PROTOCOL_VERSION}: the engine folder on the worker's path is from another release")
+    return (
+        f"the worker speaks protocol {theirs!r} (MedDIFT {ready.get('version', '?')}) but this module speaks "
+        f"{PROTOCOL_VERSION}: the engine folder on the worker's path is from another release"
+    )
 
 
 def encode_match(points, labels, values: dict, warnings) -> dict:
     """A ``match`` result: labels, points (null for points without a position), one list per
     score (null where it is NaN) and the warnings."""
     pts = np.asarray(points, dtype=np.float64)
-    return {"labels": list(labels), "points": np.where(np.isnan(pts), None, pts).tolist(),
-            "warnings": list(warnings),
-            **{k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in values.items()}}
+    return {
+        "labels": list(labels),
+        "points": np.where(np.isnan(pts), None, pts).tolist(),
+        "warnings": list(warnings),
+        **{k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in values.items()},
+    }
 
 
 def decode_match(result: dict) -> tuple[np.ndarray, list, dict, list]:
     """The inverse of :func:`encode_match`: (points (N, 3) with NaN rows, labels, {score: array}, warnings)."""
     pts = np.array([[np.nan] * 3 if p is None else p for p in result["points"]], dtype=float).reshape(-1, 3)
-    values = {k: np.array([np.nan if v is None else v for v in result[k]], dtype=float)
-              for k in SCORES if k in result}
+    values = {k: np.array([np.nan if v is None else v for v in result[k]], dtype=float) for k in SCORES if k in result}
     return pts, list(result["labels"]), values, list(result.get("warnings") or [])

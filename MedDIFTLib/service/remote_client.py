@@ -26,8 +26,8 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from ..data.digest import file_sha256
 from ..errors import CancelledError, MedDIFTError
@@ -44,7 +44,7 @@ DOWNLOADS = {"heatmap": ("out",), "register": ("out", "warped", "inverse")}
 FIELD_FILES = ("out", "inverse")  # register's displacement fields (vector images), not scalar volumes
 
 
-def read_token(token_file: Optional[str] = None) -> Optional[str]:
+def read_token(token_file: str | None = None) -> str | None:
     """The token from a file (its first non-comment line) or ``MEDDIFT_TOKEN``; None when neither."""
     if token_file:
         try:
@@ -61,8 +61,15 @@ def read_token(token_file: Optional[str] = None) -> Optional[str]:
 class RemoteClient:
     """A session on a MedDIFT server, used like a worker process (see the module docstring)."""
 
-    def __init__(self, url: str, token: Optional[str] = None, ca_file: Optional[str] = None,
-                 timeout: float = 60.0, poll_wait: float = 0.5, protocol: int = PROTOCOL_VERSION):
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 60.0,
+        poll_wait: float = 0.5,
+        protocol: int = PROTOCOL_VERSION,
+    ):
         import httpx
 
         self.url = url.rstrip("/")
@@ -70,16 +77,17 @@ class RemoteClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
-        self._http = httpx.Client(base_url=self.url, headers=headers, verify=verify,
-                                  timeout=httpx.Timeout(timeout, connect=10.0))
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, verify=verify, timeout=httpx.Timeout(timeout, connect=10.0)
+        )
         self.poll_wait = poll_wait
-        self.session: Optional[str] = None
-        self.ready: Optional[dict] = None
+        self.session: str | None = None
+        self.ready: dict | None = None
         self.pid = None  # no local process
         self._alive = True
         self._ids = iter(range(1, 1 << 62))
-        self._launch: Optional[RemotePending] = None
-        self.last_status: Optional[dict] = None
+        self._launch: RemotePending | None = None
+        self.last_status: dict | None = None
 
     # --- lifecycle, as WorkerClient ----------------------------------------------
 
@@ -118,7 +126,7 @@ class RemoteClient:
             sid, self.session = self.session, None
             self._close_quietly(sid, timeout)
 
-    def _close_quietly(self, sid: Optional[str], timeout: float = 3.0) -> None:
+    def _close_quietly(self, sid: str | None, timeout: float = 3.0) -> None:
         try:
             if sid:
                 self._http.post(f"/v1/sessions/{sid}/cancel", timeout=timeout)
@@ -128,16 +136,16 @@ class RemoteClient:
 
     # --- requests, as WorkerClient -------------------------------------------------
 
-    def submit(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None, **fields) -> "RemotePending":
+    def submit(self, cmd: str, on_event: Callable[[dict], None] | None = None, **fields) -> RemotePending:
         if not self._alive:
             raise WorkerCrashed(f"the MedDIFT server session at {self.url} was closed; start a new one")
         pending = RemotePending(next(self._ids), on_event)
-        threading.Thread(target=pending.run, args=(self._perform, cmd, fields), daemon=True,
-                         name=f"meddift-remote-{cmd}").start()
+        threading.Thread(
+            target=pending.run, args=(self._perform, cmd, fields), daemon=True, name=f"meddift-remote-{cmd}"
+        ).start()
         return pending
 
-    def request(self, cmd: str, on_event: Optional[Callable[[dict], None]] = None,
-                timeout: Optional[float] = None, **fields):
+    def request(self, cmd: str, on_event: Callable[[dict], None] | None = None, timeout: float | None = None, **fields):
         return wait_reply(self.submit(cmd, on_event, **fields), timeout, "the MedDIFT server")
 
     # --- the commands ----------------------------------------------------------------
@@ -146,9 +154,11 @@ class RemoteClient:
         if cmd == "ping":
             info = self._call("GET", "/v1/info")
             if info.get("protocol") != PROTOCOL_VERSION:
-                raise WorkerError(f"the server at {self.url} speaks protocol {info.get('protocol')!r} (MedDIFT "
-                                  f"{info.get('version', '?')}) but this client speaks {PROTOCOL_VERSION}",
-                                  "ProtocolMismatch")
+                raise WorkerError(
+                    f"the server at {self.url} speaks protocol {info.get('protocol')!r} (MedDIFT "
+                    f"{info.get('version', '?')}) but this client speaks {PROTOCOL_VERSION}",
+                    "ProtocolMismatch",
+                )
             return info
         if cmd == "configure":
             if self.session:
@@ -172,13 +182,16 @@ class RemoteClient:
         for key, path in local.items():
             if key != "out" and path:
                 fields[key] = True  # the server writes it under a name of its own
-        status = self._call("POST", f"/v1/sessions/{sid}/jobs", {"op": cmd, **fields},
-                            params={"wait": self.poll_wait})
+        status = self._call("POST", f"/v1/sessions/{sid}/jobs", {"op": cmd, **fields}, params={"wait": self.poll_wait})
         result = self._wait_job(status["job"], emit, status)
         for key, path in local.items():
             if path:
-                self._download(sid, result.pop("file" if key == "out" else f"{key}_file"), path,
-                               field=cmd == "register" and key in FIELD_FILES)
+                self._download(
+                    sid,
+                    result.pop("file" if key == "out" else f"{key}_file"),
+                    path,
+                    field=cmd == "register" and key in FIELD_FILES,
+                )
                 result["path" if key == "out" else key] = str(path)
         return result
 
@@ -187,7 +200,7 @@ class RemoteClient:
             raise WorkerError("not configured: send 'configure' first (it opens the server session)", "InputError")
         return self.session
 
-    def _wait_job(self, jid: str, emit, status: Optional[dict] = None) -> dict:
+    def _wait_job(self, jid: str, emit, status: dict | None = None) -> dict:
         last = None
         while True:
             if status is not None:
@@ -196,8 +209,11 @@ class RemoteClient:
                 shown = (status["stage"], status["fraction"], status.get("position"))
                 if shown != last:
                     last = shown
-                    stage = status["stage"] if status.get("position") is None else \
-                        f"queued on the server ({status['position']} job(s) ahead)"
+                    stage = (
+                        status["stage"]
+                        if status.get("position") is None
+                        else f"queued on the server ({status['position']} job(s) ahead)"
+                    )
                     emit({"event": "progress", "stage": stage, "fraction": status["fraction"]})
             status = self._call("GET", f"/v1/sessions/{self._sid()}/jobs/{jid}", params={"wait": self.poll_wait})
         self.last_status = status  # the server's word on the last job (its device time in "seconds")
@@ -205,8 +221,9 @@ class RemoteClient:
             raise CancelledError(status.get("error") or "cancelled")
         if status["state"] == JobState.FAILED:
             # the neutral template when the server sent one: each client says options in its own words
-            raise WorkerError(status.get("template") or status.get("error") or "the job failed",
-                              status.get("kind") or "MedDIFTError")
+            raise WorkerError(
+                status.get("template") or status.get("error") or "the job failed", status.get("kind") or "MedDIFTError"
+            )
         return status["result"]
 
     def _load(self, sid: str, name: str, path, label, emit, hu_offset=None) -> dict:
@@ -230,10 +247,18 @@ class RemoteClient:
                     raise
             emit({"event": "progress", "stage": "upload", "fraction": 0.0})
             size = path.stat().st_size
-            params = {"format": fmt, **({"label": label} if label else {}),
-                      **({"hu_offset": repr(hu_offset)} if offset else {})}
-            out = self._call("PUT", f"/v1/sessions/{sid}/volumes/{name}", content=_chunks(path), params=params,
-                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+            params = {
+                "format": fmt,
+                **({"label": label} if label else {}),
+                **({"hu_offset": repr(hu_offset)} if offset else {}),
+            }
+            out = self._call(
+                "PUT",
+                f"/v1/sessions/{sid}/volumes/{name}",
+                content=_chunks(path),
+                params=params,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
             emit({"event": "progress", "stage": "upload", "fraction": 1.0})
             return out
         finally:
@@ -265,8 +290,9 @@ class RemoteClient:
         except Exception:  # best effort: the session's folder goes when it closes anyway
             pass
 
-    def _call(self, method: str, route: str, body: Optional[dict] = None, params=None, content=None,
-              headers=None, sink=None):
+    def _call(
+        self, method: str, route: str, body: dict | None = None, params=None, content=None, headers=None, sink=None
+    ):
         """One HTTP exchange; errors in the worker's vocabulary (see the module docstring)."""
         import httpx
 
@@ -281,33 +307,42 @@ class RemoteClient:
                 data = resp.read()
         except httpx.ConnectError as err:
             if "CERTIFICATE_VERIFY_FAILED" in str(err) or "certificate verify failed" in str(err):
-                raise WorkerError(f"cannot verify the certificate of the MedDIFT server at {self.url} ({err}); "
-                                  "for a self-signed server give its CA file (--ca-file)", "TLSError") from err
+                raise WorkerError(
+                    f"cannot verify the certificate of the MedDIFT server at {self.url} ({err}); "
+                    "for a self-signed server give its CA file (--ca-file)",
+                    "TLSError",
+                ) from err
             self._alive = False
             if self.ready is not None:  # it answered before: it has stopped since
-                raise WorkerCrashed(f"the MedDIFT server at {self.url} stopped: it cannot be reached any more ({err}); "
-                                    "the job did not finish, nothing was changed") from err
+                raise WorkerCrashed(
+                    f"the MedDIFT server at {self.url} stopped: it cannot be reached any more ({err}); "
+                    "the job did not finish, nothing was changed"
+                ) from err
             raise WorkerCrashed(f"the MedDIFT server at {self.url} cannot be reached ({err}); is it running?") from err
         except (httpx.TransportError, OSError) as err:
             self._alive = False
-            raise WorkerCrashed(f"the MedDIFT server at {self.url} stopped while answering ({type(err).__name__}: "
-                                f"{err}); the job did not finish, nothing was changed") from err
+            raise WorkerCrashed(
+                f"the MedDIFT server at {self.url} stopped while answering ({type(err).__name__}: "
+                f"{err}); the job did not finish, nothing was changed"
+            ) from err
         try:
             msg = json.loads(data) if data else {}
         except ValueError:
             msg = {"error": data[:200].decode(errors="replace")}
         if resp.status_code >= 400:
-            raise WorkerError(msg.get("error") or f"HTTP {resp.status_code}", msg.get("kind") or f"HTTP{resp.status_code}")
+            raise WorkerError(
+                msg.get("error") or f"HTTP {resp.status_code}", msg.get("kind") or f"HTTP{resp.status_code}"
+            )
         return msg
 
 
 class RemotePending:
     """A request in flight (a thread talks to the server); :meth:`poll` as :class:`~.client.Pending`."""
 
-    def __init__(self, rid: int, on_event: Optional[Callable[[dict], None]] = None):
+    def __init__(self, rid: int, on_event: Callable[[dict], None] | None = None):
         self.id, self.on_event = rid, on_event
         self.done, self.result = False, None
-        self._messages: "queue.Queue" = queue.Queue()
+        self._messages: queue.Queue = queue.Queue()
 
     def run(self, perform, cmd: str, fields: dict) -> None:
         try:
@@ -352,8 +387,7 @@ def _convert(src: Path, out, field: bool) -> None:
 
 def _chunks(path: Path):
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            yield block
+        yield from iter(lambda: f.read(1 << 20), b"")
 
 
 __all__ = ["RemoteClient", "RemotePending", "read_token", "WorkerError", "WorkerCrashed"]

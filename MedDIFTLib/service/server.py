@@ -39,7 +39,6 @@ are checked key by key (:mod:`.server_options`), the session's files are kept an
 # no `from __future__ import annotations`: FastAPI reads the handlers' types at run time
 import logging
 import signal
-from typing import Optional
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -78,19 +77,28 @@ async def _api_error(request: Request, err: ApiError) -> JSONResponse:
 
 async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
     what = "unknown route" if err.status_code == 404 else str(err.detail)
-    return JSONResponse({"error": f"{what}: {request.method} {request.url.path} (see GET /v1/info)",
-                         "kind": "BadRequest"}, err.status_code)
+    return JSONResponse(
+        {"error": f"{what}: {request.method} {request.url.path} (see GET /v1/info)", "kind": "BadRequest"},
+        err.status_code,
+    )
 
 
 async def _internal_error(request: Request, err: Exception) -> JSONResponse:
     """A bug: its traceback to the server's log (which redacts secrets), plain words to the client."""
     log.exception("internal error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": "internal server error; the details are in the server log",
-                         "kind": "InternalError"}, 500)
+    return JSONResponse(
+        {"error": "internal server error; the details are in the server log", "kind": "InternalError"}, 500
+    )
 
 
-def run_server(state: ServerState, host: str, port: int, certfile: Optional[str] = None,
-               keyfile: Optional[str] = None, log_level: str = "info") -> None:
+def run_server(
+    state: ServerState,
+    host: str,
+    port: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    log_level: str = "info",
+) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM: uvicorn stops accepting, then returns); then every
     session still open is closed and its files deleted.
 
@@ -100,9 +108,18 @@ def run_server(state: ServerState, host: str, port: int, certfile: Optional[str]
         certfile, keyfile: TLS certificate and key (PEM), or None for plain HTTP.
         log_level: uvicorn's log level; every log record is redacted (:mod:`.server_logs`).
     """
-    config = uvicorn.Config(create_app(state), host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile,
-                            log_level=log_level, access_log=True, server_header=False, timeout_keep_alive=30,
-                            log_config=uvicorn_log_config())
+    config = uvicorn.Config(
+        create_app(state),
+        host=host,
+        port=port,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        log_level=log_level,
+        access_log=True,
+        server_header=False,
+        timeout_keep_alive=30,
+        log_config=uvicorn_log_config(),
+    )
     previous = signal.signal(signal.SIGTERM, _stopped)  # uvicorn re-raises it once it has shut down
     try:
         uvicorn.Server(config).run()

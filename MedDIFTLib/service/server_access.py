@@ -11,7 +11,6 @@ import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ..errors import InputError
 
@@ -44,8 +43,12 @@ _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 def json_too_large(limits: Limits) -> ApiError:
     """The refusal of a JSON body over ``--max-json-mb`` (413), given as soon as the size is known."""
-    return ApiError(413, f"the request body is over {limits.max_json_mb:g} MB, the server's limit for JSON "
-                         "(--max-json-mb); send fewer points per request", "LimitExceeded")
+    return ApiError(
+        413,
+        f"the request body is over {limits.max_json_mb:g} MB, the server's limit for JSON "
+        "(--max-json-mb); send fewer points per request",
+        "LimitExceeded",
+    )
 
 
 def check_json_body(raw: bytes, limits: Limits) -> None:
@@ -64,8 +67,11 @@ def check_json_body(raw: bytes, limits: Limits) -> None:
         if c in (b"[", b"{"):
             depth += 1
             if depth > MAX_JSON_DEPTH:
-                raise ApiError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep; MedDIFT "
-                                    "requests nest 4 at most", "BadRequest")
+                raise ApiError(
+                    400,
+                    f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep; MedDIFT requests nest 4 at most",
+                    "BadRequest",
+                )
         elif c in (b"]", b"}"):
             depth -= 1
 
@@ -80,19 +86,21 @@ class Tokens:
             raise InputError("the token file holds no token (one per line; lines starting with # are comments)")
         short = [i + 1 for i, t in enumerate(tokens) if len(t) < self.MIN_LENGTH]
         if short:
-            raise InputError(f"token(s) number {short} are shorter than {self.MIN_LENGTH} characters: too easy to "
-                             "guess; make one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
+            raise InputError(
+                f"token(s) number {short} are shorter than {self.MIN_LENGTH} characters: too easy to "
+                'guess; make one with `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+            )
         self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
 
     @classmethod
-    def from_file(cls, path) -> "Tokens":
+    def from_file(cls, path) -> Tokens:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as err:
             raise InputError(f"cannot read the token file {path}: {err.strerror or err}") from err
         return cls([ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")])
 
-    def identify(self, presented: Optional[str]) -> Optional[str]:
+    def identify(self, presented: str | None) -> str | None:
         """The caller's identity (``token-N``) or None. Digests have one length whatever was sent,
         and every token is compared (no early exit), so the time taken says nothing about a match."""
         digest = hashlib.sha256((presented or "").encode()).digest()

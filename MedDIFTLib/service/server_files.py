@@ -23,8 +23,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable, Optional
+from typing import IO
 
 from ..atomic import refuse_input_overlap
 from ..errors import InputError, OutputWriteError
@@ -44,7 +45,7 @@ MARKER = ".meddift-session"
 LOCK = ".meddift-serve.lock"
 
 
-def lock_work_dir(work_dir: Path) -> Optional[IO]:
+def lock_work_dir(work_dir: Path) -> IO | None:
     """Hold ``WORK_DIR/.meddift-serve.lock`` for the life of this process, so that a second server on the
     same ``--work-dir`` is refused instead of deleting the first one's live sessions at its start-up sweep.
 
@@ -65,8 +66,9 @@ def lock_work_dir(work_dir: Path) -> Optional[IO]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise InputError(f"--work-dir {work_dir} is in use by another meddift serve ({holder}): give each server "
-                         "its own work folder") from err
+        raise InputError(
+            f"--work-dir {work_dir} is in use by another meddift serve ({holder}): give each server its own work folder"
+        ) from err
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}\n")
@@ -177,9 +179,21 @@ def check_outputs(folder: Path, outputs: dict, inputs: Iterable[Path]) -> None:
             clash = True
         if path.parent != home or path.exists() or clash or path.name == MARKER:
             log.error("refused output %s=%s of a job in %s", key, value, folder)
-            raise ApiError(500, "internal server error: a job's output path was refused (the details are in "
-                                "the server log)", "InternalError")
+            raise ApiError(
+                500,
+                "internal server error: a job's output path was refused (the details are in the server log)",
+                "InternalError",
+            )
 
 
-__all__ = ["SESSIONS", "MARKER", "LOCK", "lock_work_dir", "new_session_folder", "remove_session_folder", "sweep_stale_sessions",
-           "expire_results", "check_outputs"]
+__all__ = [
+    "SESSIONS",
+    "MARKER",
+    "LOCK",
+    "lock_work_dir",
+    "new_session_folder",
+    "remove_session_folder",
+    "sweep_stale_sessions",
+    "expire_results",
+    "check_outputs",
+]

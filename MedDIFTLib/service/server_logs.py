@@ -38,8 +38,9 @@ def redact(text: str) -> str:
     Args:
         text: a log message or one of its arguments (a request line, a header, an error).
     """
-    text = _QUERY.sub(lambda m: m.group(0) if m.group(2) in SAFE_QUERY else f"{m.group(1)}{m.group(2)}={REDACTED}",
-                      text)
+    text = _QUERY.sub(
+        lambda m: m.group(0) if m.group(2) in SAFE_QUERY else f"{m.group(1)}{m.group(2)}={REDACTED}", text
+    )
     for pattern in (_COOKIE, _BEARER, _NAMED):  # a cookie header whole; then "Bearer X" before "Authorization: X"
         text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return text

@@ -15,7 +15,6 @@ import math
 import re
 import secrets
 from pathlib import Path
-from typing import Optional
 
 from ..errors import InputError
 from ..options import PRIOR_NAMES, RegistrationOptions, is_named_prior
@@ -25,13 +24,25 @@ OPERATIONS = {
     # op: fields checked before the job is queued (name -> kind; "?" optional)
     "extract": {"name": "volume"},
     # "mask": a volume of the session (uploaded like a scan), candidates only where it is > 0
-    "match": {"fixed": "volume", "moving": "volume", "points": "points", "labels": "labels?", "prior": "prior?",
-              "mask": "volume?"},
+    "match": {
+        "fixed": "volume",
+        "moving": "volume",
+        "points": "points",
+        "labels": "labels?",
+        "prior": "prior?",
+        "mask": "volume?",
+    },
     "heatmap": {"fixed": "volume", "moving": "volume", "point": "point"},
     # the dense fixed -> moving displacement field; "warped"/"inverse": also write those (flags here,
     # paths in the local worker's command), downloadable from the job's result
-    "register": {"fixed": "volume", "moving": "volume", "warped": "flag?", "inverse": "flag?",
-                 "options": "registration?", "initial": "matrix?"},
+    "register": {
+        "fixed": "volume",
+        "moving": "volume",
+        "warped": "flag?",
+        "inverse": "flag?",
+        "options": "registration?",
+        "initial": "matrix?",
+    },
 }
 JOB_FILES = {
     # op -> (result key the worker fills with a path, request flag or None: always, file prefix)
@@ -72,8 +83,12 @@ def checked(op, body: dict, volumes) -> dict:
     spec = OPERATIONS[op]
     for key in ("out", "path"):
         if key in body:
-            raise ApiError(400, f"'{key}': the server never reads or writes a path a client names; upload volumes "
-                                "as bytes and download results from the job's files", "BadRequest")
+            raise ApiError(
+                400,
+                f"'{key}': the server never reads or writes a path a client names; upload volumes "
+                "as bytes and download results from the job's files",
+                "BadRequest",
+            )
     unknown = sorted(set(body) - set(spec))
     if unknown:
         raise ApiError(400, f"unknown field(s) {unknown} for {op!r}; expected {sorted(spec)}", "BadRequest")
@@ -95,9 +110,11 @@ def _check_field(key: str, kind: str, value, body: dict, volumes) -> None:
 
     if kind == "volume":
         if not isinstance(value, str) or value not in volumes:
-            raise ApiError(404 if isinstance(value, str) else 400,
-                           f"{key!r}: no volume {value!r} in this session (loaded: {sorted(volumes)})",
-                           "NotFound" if isinstance(value, str) else "BadRequest")
+            raise ApiError(
+                404 if isinstance(value, str) else 400,
+                f"{key!r}: no volume {value!r} in this session (loaded: {sorted(volumes)})",
+                "NotFound" if isinstance(value, str) else "BadRequest",
+            )
     elif kind == "points":
         if not isinstance(value, list) or not all(_is_point(p, allow_null=True) for p in value):
             bad("must be a list of [x, y, z] RAS millimetres")
@@ -105,13 +122,18 @@ def _check_field(key: str, kind: str, value, body: dict, volumes) -> None:
         if not _is_point(value):
             bad("must be [x, y, z] RAS millimetres")
     elif kind == "labels":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) \
-                or len(value) != len(body.get("points") or []):
+        if (
+            not isinstance(value, list)
+            or not all(isinstance(v, str) for v in value)
+            or len(value) != len(body.get("points") or [])
+        ):
             bad("must be one string per point")
     elif kind == "prior":
         if not (is_named_prior(value) or _is_matrix(value)):
-            bad(f"must be {', '.join(map(repr, PRIOR_NAMES))} or a 4x4 RAS matrix (a transform file on the server "
-                "is never read)")
+            bad(
+                f"must be {', '.join(map(repr, PRIOR_NAMES))} or a 4x4 RAS matrix (a transform file on the server "
+                "is never read)"
+            )
     elif kind == "matrix":
         if not _is_matrix(value):
             bad("must be a 4x4 RAS matrix (a transform file on the server is never read)")
@@ -139,7 +161,7 @@ def name(value) -> str:
     return value
 
 
-def label(value) -> Optional[str]:
+def label(value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 200:
@@ -160,9 +182,12 @@ def hu_offset(value, from_query: bool = False) -> float:
         except ValueError:
             value = None
     if not _is_number(value) or not math.isfinite(value) or abs(value) > HU_OFFSET_MAX:
-        raise ApiError(400, f"'hu_offset' must be a finite number of HU between {-HU_OFFSET_MAX:g} and "
-                            f"{HU_OFFSET_MAX:g} (for a CT stored without its rescale: -1024), got {shown!r}",
-                       "BadRequest")
+        raise ApiError(
+            400,
+            f"'hu_offset' must be a finite number of HU between {-HU_OFFSET_MAX:g} and "
+            f"{HU_OFFSET_MAX:g} (for a CT stored without its rescale: -1024), got {shown!r}",
+            "BadRequest",
+        )
     return float(value)
 
 
@@ -177,9 +202,23 @@ def _is_point(p, allow_null: bool = False) -> bool:
 
 
 def _is_matrix(m) -> bool:
-    return isinstance(m, list) and len(m) == 4 and all(
-        isinstance(r, list) and len(r) == 4 and all(_is_number(x) and math.isfinite(x) for x in r) for r in m)
+    return (
+        isinstance(m, list)
+        and len(m) == 4
+        and all(isinstance(r, list) and len(r) == 4 and all(_is_number(x) and math.isfinite(x) for x in r) for r in m)
+    )
 
 
-__all__ = ["OPERATIONS", "JOB_FILES", "FILE_NAME", "checked", "job_outputs", "public_result",
-           "registration_options", "name", "label", "hu_offset", "HU_OFFSET_MAX"]
+__all__ = [
+    "OPERATIONS",
+    "JOB_FILES",
+    "FILE_NAME",
+    "checked",
+    "job_outputs",
+    "public_result",
+    "registration_options",
+    "name",
+    "label",
+    "hu_offset",
+    "HU_OFFSET_MAX",
+]

@@ -10,7 +10,6 @@ built once here so that a value out of range is refused with the engine's own wo
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Optional
 
 from ..errors import InputError
 from ..matching.search import MatchOptions
@@ -22,7 +21,7 @@ from .server_ops import registration_options
 SESSION_FIELDS = ("engine", "matching", "registration")
 
 
-def session_options(body: dict) -> tuple[dict, dict, Optional[dict]]:
+def session_options(body: dict) -> tuple[dict, dict, dict | None]:
     """The session request's ``engine``, ``matching`` and ``registration`` options, refused (400, naming
     the key) when any key is unknown or any value out of range.
 
@@ -34,13 +33,17 @@ def session_options(body: dict) -> tuple[dict, dict, Optional[dict]]:
     """
     unknown = sorted(set(body) - set(SESSION_FIELDS))
     if unknown:
-        raise ApiError(400, f"unknown field(s) {unknown} in the session request; expected {list(SESSION_FIELDS)}",
-                       "BadRequest")
+        raise ApiError(
+            400, f"unknown field(s) {unknown} in the session request; expected {list(SESSION_FIELDS)}", "BadRequest"
+        )
     engine, matching = _group(body, "engine"), _group(body, "matching")
     own = sorted(k for k in engine if k in SERVER_OWNED_ENGINE_KEYS)
     if own:
-        raise ApiError(400, f"engine options {own} are the server's to choose (its folders and device); "
-                            "remove them from the request", "BadRequest")
+        raise ApiError(
+            400,
+            f"engine options {own} are the server's to choose (its folders and device); remove them from the request",
+            "BadRequest",
+        )
     _build("engine", EngineOptions, engine)
     _build("matching", MatchOptions, matching)
     registration = body.get("registration")

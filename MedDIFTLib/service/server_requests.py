@@ -40,18 +40,25 @@ def caller(request: Request, state: State) -> str:
     """The protocol check, then the token: the caller's identity (never the token itself)."""
     theirs = request.headers.get("x-meddift-protocol")
     if theirs != str(PROTOCOL_VERSION):
-        raise ApiError(400 if theirs is None else 409,
-                       f"this client speaks MedDIFT protocol {theirs or '(none: header X-MedDIFT-Protocol missing)'}"
-                       f" but the server (MedDIFT {__version__}) speaks protocol {PROTOCOL_VERSION}: "
-                       "use a client from the same release", "ProtocolMismatch")
+        raise ApiError(
+            400 if theirs is None else 409,
+            f"this client speaks MedDIFT protocol {theirs or '(none: header X-MedDIFT-Protocol missing)'}"
+            f" but the server (MedDIFT {__version__}) speaks protocol {PROTOCOL_VERSION}: "
+            "use a client from the same release",
+            "ProtocolMismatch",
+        )
     if state.tokens is None:
         return "anonymous"
     auth = request.headers.get("authorization", "")
     presented = auth[7:].strip() if auth[:7].lower() == "bearer " else None
     who = state.tokens.identify(presented)
     if who is None:
-        raise ApiError(401, "missing or wrong token: send the server's token as 'Authorization: Bearer ...' "
-                            "(meddift: --token-file F or MEDDIFT_TOKEN)", "Unauthorized")
+        raise ApiError(
+            401,
+            "missing or wrong token: send the server's token as 'Authorization: Bearer ...' "
+            "(meddift: --token-file F or MEDDIFT_TOKEN)",
+            "Unauthorized",
+        )
     return who
 
 
@@ -115,5 +122,18 @@ def wait_seconds(wait: str = "0") -> float:
 
 Wait = Annotated[float, Depends(wait_seconds)]
 
-__all__ = ["reply", "server_state", "caller", "session", "job", "json_body", "wait_seconds",
-           "State", "Caller", "Session", "FoundJob", "Body", "Wait"]
+__all__ = [
+    "reply",
+    "server_state",
+    "caller",
+    "session",
+    "job",
+    "json_body",
+    "wait_seconds",
+    "State",
+    "Caller",
+    "Session",
+    "FoundJob",
+    "Body",
+    "Wait",
+]

@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 from pathlib import Path
+
 import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
@@ -37,10 +38,18 @@ files = APIRouter(prefix="/v1/sessions/{sid}/files")
 
 @sessions.get("/info")
 def info(who: Caller, state: State):
-    return reply({"service": "meddift", "version": __version__, "protocol": PROTOCOL_VERSION,
-                  "operations": sorted(OPERATIONS), "cuda_available": torch.cuda.is_available(),
-                  "device": state.engine_defaults.get("device", "auto"),
-                  "limits": vars(state.limits), "auth": state.tokens is not None})
+    return reply(
+        {
+            "service": "meddift",
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "operations": sorted(OPERATIONS),
+            "cuda_available": torch.cuda.is_available(),
+            "device": state.engine_defaults.get("device", "auto"),
+            "limits": vars(state.limits),
+            "auth": state.tokens is not None,
+        }
+    )
 
 
 @sessions.post("/sessions")
@@ -82,8 +91,12 @@ async def upload(vname: str, request: Request, sess: Session, state: State):
     if fmt not in FORMATS:
         raise ApiError(400, f"unknown format {fmt!r}; send one of {sorted(FORMATS)}", "BadRequest")
     if "json" in request.headers.get("content-type", ""):
-        raise ApiError(415, "send the image file's bytes (application/octet-stream), not JSON: the server "
-                            "never reads a path on its own disks", "BadRequest")
+        raise ApiError(
+            415,
+            "send the image file's bytes (application/octet-stream), not JSON: the server "
+            "never reads a path on its own disks",
+            "BadRequest",
+        )
     limit = int(state.limits.max_upload_mb * 1024 * 1024)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -115,8 +128,10 @@ async def _receive(request: Request, path: Path, limit: int, limit_mb: float) ->
 
 
 def _too_big(size: int, limit_mb: float) -> str:
-    return (f"the upload is {size / 2**20:.1f} MB or more, over the server's limit (--max-upload-mb {limit_mb:g}); "
-            "crop or resample the volume")
+    return (
+        f"the upload is {size / 2**20:.1f} MB or more, over the server's limit (--max-upload-mb {limit_mb:g}); "
+        "crop or resample the volume"
+    )
 
 
 @jobs.post("/jobs")

@@ -30,28 +30,26 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import SimpleITK as sitk
-import torch
 
 from ..data.image_io import read_volume, with_hu_offset
 from ..errors import CancelledError, ImageReadError, InputError
 from ..matching.search import MatchOptions
 from ..session import EngineOptions, MatchSession
 from .server_access import ApiError, Limits, Tokens
-from .server_files import (expire_results, lock_work_dir, new_session_folder, remove_session_folder,
-                           sweep_stale_sessions)
+from .server_files import expire_results, lock_work_dir, new_session_folder, remove_session_folder, sweep_stale_sessions
 from .server_ops import public_result, registration_options
 from .server_types import FINAL, ClientSession, Job, JobState
 from .worker import Worker, configure_reply
 
 log = logging.getLogger("meddift.server")
 
+
 class ServerState:
     """Sessions, volumes and the job queue of one server process (see the module docstring)."""
 
-    def __init__(self, limits: Limits, work_dir: Path, engine_defaults: dict, tokens: Optional[Tokens] = None):
+    def __init__(self, limits: Limits, work_dir: Path, engine_defaults: dict, tokens: Tokens | None = None):
         self.limits, self.tokens = limits, tokens
         self.work_dir = Path(work_dir)
         self.engine_defaults = dict(engine_defaults)  # weights_dir, cache_dir, device chosen by the admin
@@ -71,19 +69,30 @@ class ServerState:
 
     # --- sessions --------------------------------------------------------------
 
-    def open_session(self, owner: str, engine: dict, matching: dict,
-                     registration: Optional[dict] = None) -> tuple[ClientSession, Job]:
+    def open_session(
+        self, owner: str, engine: dict, matching: dict, registration: dict | None = None
+    ) -> tuple[ClientSession, Job]:
         """A new session for ``owner``; its first job configures the engine (loading a model can take
         a while, so it waits in the queue like any job and the request returns at once)."""
         with self.lock:
             if len(self.sessions) >= self.limits.max_sessions:
-                raise ApiError(429, f"the server already has {len(self.sessions)} open sessions, its limit "
-                                    f"(--max-sessions {self.limits.max_sessions}); close one or try later",
-                               "LimitExceeded")
+                raise ApiError(
+                    429,
+                    f"the server already has {len(self.sessions)} open sessions, its limit "
+                    f"(--max-sessions {self.limits.max_sessions}); close one or try later",
+                    "LimitExceeded",
+                )
             sid = secrets.token_urlsafe(18)
             folder = new_session_folder(self.work_dir, sid)
-            sess = ClientSession(sid, owner, folder, Worker(lambda m: None), dict(engine), dict(matching),
-                                 dict(registration) if registration else None)
+            sess = ClientSession(
+                sid,
+                owner,
+                folder,
+                Worker(lambda m: None),
+                dict(engine),
+                dict(matching),
+                dict(registration) if registration else None,
+            )
             self.sessions[sid] = sess
         return sess, self.submit(sess, "configure", {})
 
@@ -93,8 +102,12 @@ class ServerState:
             sess = self.sessions.get(sid)
             if sess is None or not hmac.compare_digest(sess.owner, owner):
                 if self.expired.get(sid) == owner:
-                    raise ApiError(410, f"session {sid} was closed after {self.limits.idle_timeout_s:g} s without "
-                                        "requests (--idle-timeout); open a new one", "SessionExpired")
+                    raise ApiError(
+                        410,
+                        f"session {sid} was closed after {self.limits.idle_timeout_s:g} s without "
+                        "requests (--idle-timeout); open a new one",
+                        "SessionExpired",
+                    )
                 raise ApiError(404, f"no session {sid} for this token; open one with POST /v1/sessions", "NotFound")
             sess.last_used = time.monotonic()
             return sess
@@ -110,8 +123,8 @@ class ServerState:
                     self.expired.popitem(last=False)
             for job in sess.jobs.values():
                 self._cancel(job)
-            used = {k for s in self.sessions.values() for key in s.volumes.values() for k in (key, _raw(key))}
-            for key in {k for key in sess.volumes.values() for k in (key, _raw(key))} - used:
+            used = {k for s in self.sessions.values() for vk in s.volumes.values() for k in (vk, _raw(vk))}
+            for key in {k for vk in sess.volumes.values() for k in (vk, _raw(vk))} - used:
                 self.store.pop(key, None)
             if not self.sessions:  # nobody left: features stay in the disk cache, not in memory
                 for engine in self.engines.values():
@@ -125,8 +138,9 @@ class ServerState:
         while not self._stop.wait(min(5.0, max(0.2, shortest / 4))):
             now = time.monotonic()
             with self.lock:
-                idle = [s for s in self.sessions.values()
-                        if now - s.last_used > self.limits.idle_timeout_s and not s.busy]
+                idle = [
+                    s for s in self.sessions.values() if now - s.last_used > self.limits.idle_timeout_s and not s.busy
+                ]
                 folders = [s.folder for s in self.sessions.values()]
             for sess in idle:
                 log.info("session %s closed after %.0f s idle", sess.id, now - sess.last_used)
@@ -134,8 +148,9 @@ class ServerState:
             wall = time.time()
             for folder in folders:
                 for name in expire_results(folder, self.limits.retention_s, wall):
-                    log.info("deleted %s of session %s: kept %g s (--retention)", name, folder.name,
-                             self.limits.retention_s)
+                    log.info(
+                        "deleted %s of session %s: kept %g s (--retention)", name, folder.name, self.limits.retention_s
+                    )
 
     def close_all(self) -> None:
         """Close every session (the server is stopping): their jobs cancelled, their files deleted."""
@@ -146,8 +161,9 @@ class ServerState:
 
     # --- volumes -----------------------------------------------------------------
 
-    def attach(self, sess: ClientSession, name: str, digest: str, label: Optional[str],
-               hu_offset: float = 0.0) -> Optional[dict]:
+    def attach(
+        self, sess: ClientSession, name: str, digest: str, label: str | None, hu_offset: float = 0.0
+    ) -> dict | None:
         """Give the session the volume uploaded with this digest, if the server holds it (no upload),
         with this scan's ``hu_offset`` added (a volume of its own: see :func:`store_key`)."""
         with self.lock:
@@ -156,14 +172,19 @@ class ServerState:
                 return None
             return self._bind(sess, name, digest, raw, label, hu_offset)
 
-    def add_upload(self, sess: ClientSession, name: str, path: Path, digest: str, label: Optional[str],
-                   hu_offset: float = 0.0) -> dict:
+    def add_upload(
+        self, sess: ClientSession, name: str, path: Path, digest: str, label: str | None, hu_offset: float = 0.0
+    ) -> dict:
         """Read an uploaded file (its size checked before its voxels are read) and give it to the session."""
         shown = label or name
         voxels = _voxel_count(path, shown)
         if voxels > self.limits.max_voxels:
-            raise ApiError(413, f"volume {shown!r} has {voxels:,} voxels, more than the server's limit "
-                                f"(--max-voxels {self.limits.max_voxels:,}); crop or resample it", "LimitExceeded")
+            raise ApiError(
+                413,
+                f"volume {shown!r} has {voxels:,} voxels, more than the server's limit "
+                f"(--max-voxels {self.limits.max_voxels:,}); crop or resample it",
+                "LimitExceeded",
+            )
         try:
             vol = read_volume(path, name=shown)
         except ImageReadError as err:
@@ -194,16 +215,19 @@ class ServerState:
     def submit(self, sess: ClientSession, op: str, msg: dict) -> Job:
         with self.changed:
             if op != "configure" and len(self.queue) >= self.limits.max_queued_jobs:
-                raise ApiError(429, f"{len(self.queue)} jobs are already waiting, the server's limit "
-                                    f"(--max-queued-jobs {self.limits.max_queued_jobs}); try again shortly",
-                               "LimitExceeded")
+                raise ApiError(
+                    429,
+                    f"{len(self.queue)} jobs are already waiting, the server's limit "
+                    f"(--max-queued-jobs {self.limits.max_queued_jobs}); try again shortly",
+                    "LimitExceeded",
+                )
             job = Job(f"j{next(self._ids)}", sess, op, msg)
             sess.jobs[job.id] = job
             self.queue.append(job)
             self.changed.notify_all()
             return job
 
-    def position(self, job: Job) -> Optional[int]:
+    def position(self, job: Job) -> int | None:
         with self.lock:
             return self.queue.index(job) if job.state is JobState.QUEUED and job in self.queue else None
 
@@ -246,16 +270,26 @@ class ServerState:
                 self._execute(job)
             except Exception:  # a bug in this module: keep the queue running
                 log.exception("job %s (%s) failed", job.id, job.op)
-                self._finish(job, {"ok": False, "error": "internal server error; the details are in the server log",
-                                   "kind": "InternalError"})
+                self._finish(
+                    job,
+                    {
+                        "ok": False,
+                        "error": "internal server error; the details are in the server log",
+                        "kind": "InternalError",
+                    },
+                )
 
     def _execute(self, job: Job) -> None:
         if job.op == "configure":
             try:
                 reply = {"ok": True, "result": self._configure(job.session)}
             except (InputError, TypeError, ApiError) as err:
-                reply = {"ok": False, "error": str(err), "kind": "InputError",
-                         "template": err.template if isinstance(err, InputError) else None}
+                reply = {
+                    "ok": False,
+                    "error": str(err),
+                    "kind": "InputError",
+                    "template": err.template if isinstance(err, InputError) else None,
+                }
             return self._finish(job, reply)
         worker = job.session.worker
         replies = []
@@ -330,8 +364,11 @@ def _voxel_count(path: Path, shown: str) -> int:
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
-        raise ApiError(400, f"volume {shown!r} is not a readable image (send the bytes of a NRRD, NIfTI or MHA "
-                            "file)", "ImageReadError") from err
+        raise ApiError(
+            400,
+            f"volume {shown!r} is not a readable image (send the bytes of a NRRD, NIfTI or MHA file)",
+            "ImageReadError",
+        ) from err
     n = 1
     for s in reader.GetSize():
         n *= int(s)
@@ -345,5 +382,14 @@ def _relabelled(vol, label: str):
     return out
 
 
-__all__ = ["ApiError", "Limits", "Tokens", "ServerState", "store_key", "Job", "JobState", "ClientSession",
-           "CancelledError"]
+__all__ = [
+    "ApiError",
+    "Limits",
+    "Tokens",
+    "ServerState",
+    "store_key",
+    "Job",
+    "JobState",
+    "ClientSession",
+    "CancelledError",
+]

@@ -10,11 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..options import JobState  # the one spelling of the states, shared with the remote client
 from .worker import Worker
-
 
 FINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
@@ -23,28 +21,27 @@ ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
 @dataclass
 class Job:
     id: str
-    session: "ClientSession"
+    session: ClientSession
     op: str
     msg: dict
     state: JobState = JobState.QUEUED
     stage: str = "queued"
     fraction: float = 0.0
-    result: Optional[dict] = None
-    error: Optional[str] = None
-    kind: Optional[str] = None
-    template: Optional[str] = None  # the error with its options marked neutrally (errors.render)
+    result: dict | None = None
+    error: str | None = None
+    kind: str | None = None
+    template: str | None = None  # the error with its options marked neutrally (errors.render)
     cancel_requested: bool = False
-    started: Optional[float] = None
-    finished: Optional[float] = None
+    started: float | None = None
+    finished: float | None = None
 
-    def status(self, position: Optional[int]) -> dict:
+    def status(self, position: int | None) -> dict:
         """The job as a client sees it (the reply of ``GET .../jobs/{jid}``).
 
         Args:
             position: jobs ahead of it in the queue (0: next), or None once it left the queue.
         """
-        out = {"job": self.id, "op": self.op, "state": self.state.value, "stage": self.stage,
-               "fraction": self.fraction}
+        out = {"job": self.id, "op": self.op, "state": self.state.value, "stage": self.stage, "fraction": self.fraction}
         if position is not None:
             out["position"] = position
         if self.started is not None:  # time on the device, so a client can tell its network time apart
@@ -64,7 +61,7 @@ class ClientSession:
     worker: Worker
     engine: dict
     matching: dict
-    registration: Optional[dict] = None  # RegistrationOptions fields for prior "dense" (None: the defaults)
+    registration: dict | None = None  # RegistrationOptions fields for prior "dense" (None: the defaults)
     volumes: dict = field(default_factory=dict)  # name -> store key (upload digest, and its HU offset)
     jobs: dict = field(default_factory=dict)  # job id -> Job
     last_used: float = field(default_factory=time.monotonic)

@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +55,9 @@ class Worker:
         except MedDIFTError as err:
             self.reply_error(rid, err)
         except MemoryError:
-            self.reply_error(rid, MedDIFTError("out of memory; try a smaller volume, fewer levels or the CPU"), "MemoryError")
+            self.reply_error(
+                rid, MedDIFTError("out of memory; try a smaller volume, fewer levels or the CPU"), "MemoryError"
+            )
         except Exception as err:  # a bug: report it in full, keep serving
             traceback.print_exc(file=sys.stderr)
             self.reply_error(rid, err, type(err).__name__)
@@ -66,11 +69,15 @@ class Worker:
     def commands(cls) -> list[str]:
         return sorted(n[4:] for n in dir(cls) if n.startswith("cmd_"))
 
-    def reply_error(self, rid, err: BaseException, kind: Optional[str] = None):
+    def reply_error(self, rid, err: BaseException, kind: str | None = None):
         """An error in the protocol's words (options as request fields), with its neutral ``template`` and
         structured ``hints`` so that a client can say it in its own (the Slicer panel's field names)."""
-        reply = {"id": rid, "ok": False, "error": render(err, "worker") or type(err).__name__,
-                 "kind": kind or type(err).__name__}
+        reply = {
+            "id": rid,
+            "ok": False,
+            "error": render(err, "worker") or type(err).__name__,
+            "kind": kind or type(err).__name__,
+        }
         if isinstance(err, MedDIFTError):
             reply.update(template=err.template, hints=err.hints)
         self.emit(reply)
@@ -101,7 +108,9 @@ class Worker:
         if not isinstance(name, str):
             raise InputError(f"'{key}' must name a loaded volume")
         if name not in self.volumes:
-            raise InputError(f"volume {name!r} is not loaded; send 'load_volume' first (loaded: {sorted(self.volumes)})")
+            raise InputError(
+                f"volume {name!r} is not loaded; send 'load_volume' first (loaded: {sorted(self.volumes)})"
+            )
         return self.volumes[name]
 
     # --- commands ------------------------------------------------------------
@@ -181,7 +190,6 @@ class Worker:
         write_volume(hm, out, force=force)
         return {"path": out, "max": float(np.max(hm.array)), "min": float(np.min(hm.array))}
 
-
     def cmd_register(self, msg, progress):
         """Dense registration: writes the fixed -> moving displacement field ``out`` on the fixed grid, and
         on request the warped moving scan (``warped``) and the moving -> fixed field on the moving grid
@@ -194,8 +202,9 @@ class Worker:
         fixed, moving = self._volume(msg, "fixed"), self._volume(msg, "moving")
         out, warped_out, inverse_out = msg.get("out"), msg.get("warped"), msg.get("inverse")
         if not isinstance(out, str) or any(p is not None and not isinstance(p, str) for p in (warped_out, inverse_out)):
-            raise InputError("register needs an 'out' displacement field path (and optionally 'warped' and "
-                             "'inverse' paths)")
+            raise InputError(
+                "register needs an 'out' displacement field path (and optionally 'warped' and 'inverse' paths)"
+            )
         initial = msg.get("initial")
         if initial is not None:
             initial = np.asarray(initial, dtype=np.float64)
@@ -205,18 +214,32 @@ class Worker:
         # checked before any work, as one set: never a loaded input, free unless forced
         force = msg.get("force") is True
         targets = {"field": out, "inverse_field": inverse_out, "moving_resampled": warped_out}
-        labels = {"field": "register 'out'", "inverse_field": "register 'inverse'",
-                  "moving_resampled": "register 'warped'"}
+        labels = {
+            "field": "register 'out'",
+            "inverse_field": "register 'inverse'",
+            "moving_resampled": "register 'warped'",
+        }
         inputs = {f"loaded volume {k!r}": v.metadata.get("path") for k, v in self.volumes.items()}
         check_outputs({labels[k]: p for k, p in targets.items()}, inputs, force)
         t = time.perf_counter()
         field = session.register(fixed, moving, opts, initial=initial, progress=progress, cancel=self._cancelled)
         written = write_set(field, fixed, moving, targets, inputs, force, labels)
         report = written["report_data"]
-        result = {"path": out, "jacobian": report["jacobian"], "prealign": field.info.get("prealign_used"),
-                  "seconds": round(time.perf_counter() - t, 3), "report": report, "warnings": report["warnings"]}
-        result.update({key: str(written[k]) for key, k in (("inverse", "inverse_field"), ("warped", "moving_resampled"))
-                       if k in written})
+        result = {
+            "path": out,
+            "jacobian": report["jacobian"],
+            "prealign": field.info.get("prealign_used"),
+            "seconds": round(time.perf_counter() - t, 3),
+            "report": report,
+            "warnings": report["warnings"],
+        }
+        result.update(
+            {
+                key: str(written[k])
+                for key, k in (("inverse", "inverse_field"), ("warped", "moving_resampled"))
+                if k in written
+            }
+        )
         return result
 
 
@@ -227,7 +250,7 @@ def configure_reply(session: MatchSession) -> dict:
     return {**described, "warnings": [render(w, "worker") for w in described["warning_templates"]]}
 
 
-def _registration_options(d: Optional[dict]) -> Optional[RegistrationOptions]:
+def _registration_options(d: dict | None) -> RegistrationOptions | None:
     """RegistrationOptions from a protocol dict (None when absent)."""
     if d is None:
         return None
@@ -250,7 +273,7 @@ def serve(stdin=None, stdout=None) -> int:
             out.flush()
 
     worker = Worker(emit)
-    jobs: "queue.Queue[Optional[dict]]" = queue.Queue()
+    jobs: queue.Queue[dict | None] = queue.Queue()
 
     def reader():
         for raw in stdin:

@@ -50,8 +50,23 @@ def loop(csv_path: Path, work: Path, extra: list) -> float:
     base = csv_path.parent
     t0 = time.perf_counter()
     for p in _pairs(csv_path):
-        _run([sys.executable, "-m", "MedDIFTLib.cli", "match", str(base / p["fixed"]), str(base / p["moving"]),
-              "--points", str(base / p["points"]), "--out", str(work / f"{p['id']}.csv"), "--force"] + OPTS + extra)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "MedDIFTLib.cli",
+                "match",
+                str(base / p["fixed"]),
+                str(base / p["moving"]),
+                "--points",
+                str(base / p["points"]),
+                "--out",
+                str(work / f"{p['id']}.csv"),
+                "--force",
+            ]
+            + OPTS
+            + extra
+        )
     return time.perf_counter() - t0
 
 
@@ -67,8 +82,10 @@ def loop_in_process(csv_path: Path, work: Path) -> float:
 
 
 def batch(csv_path: Path, out: Path, workers: int) -> tuple[float, list]:
-    seconds = _run([sys.executable, "-m", "MedDIFTLib.cli", "batch", str(csv_path), "--out", str(out),
-                    "--num-cpus", str(workers)] + OPTS)
+    seconds = _run(
+        [sys.executable, "-m", "MedDIFTLib.cli", "batch", str(csv_path), "--out", str(out), "--num-cpus", str(workers)]
+        + OPTS
+    )
     rows = _pairs(out / "summary.csv")
     assert all(r["status"] == "ok" for r in rows), rows
     return seconds, [float(r["worker_peak_rss_mb"]) for r in rows]
@@ -85,17 +102,36 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         tmp = Path(tmp)
-        csv_path = write_phantom_cohort(tmp / "cohort", patients=2, followups=3, landmarks=args.landmarks,
-                                        shape=(args.size,) * 3, spacing=(args.spacing,) * 3, pairs_per_patient=8)
+        csv_path = write_phantom_cohort(
+            tmp / "cohort",
+            patients=2,
+            followups=3,
+            landmarks=args.landmarks,
+            shape=(args.size,) * 3,
+            spacing=(args.spacing,) * 3,
+            pairs_per_patient=8,
+        )
         pairs = _pairs(csv_path)
         scans = {p[k] for p in pairs for k in ("fixed", "moving")}
-        print(f"cohort: {len(pairs)} pairs over {len(scans)} distinct scans, {args.size}^3 at {args.spacing} mm, "
-              f"{args.landmarks} landmarks per pair, MIND-SSC, radius 25 mm; {os.cpu_count()} CPU cores")
+        print(
+            f"cohort: {len(pairs)} pairs over {len(scans)} distinct scans, {args.size}^3 at {args.spacing} mm, "
+            f"{args.landmarks} landmarks per pair, MIND-SSC, radius 25 mm; {os.cpu_count()} CPU cores"
+        )
         rows = []
-        rows.append(("loop of `meddift match --no-cache` (a process per pair)",
-                     loop(csv_path, tmp / "loop1", ["--no-cache"]), None))
-        rows.append(("loop of `meddift match`, one fresh feature cache",
-                     loop(csv_path, tmp / "loop2", ["--cache-dir", str(tmp / "loopcache")]), None))
+        rows.append(
+            (
+                "loop of `meddift match --no-cache` (a process per pair)",
+                loop(csv_path, tmp / "loop1", ["--no-cache"]),
+                None,
+            )
+        )
+        rows.append(
+            (
+                "loop of `meddift match`, one fresh feature cache",
+                loop(csv_path, tmp / "loop2", ["--cache-dir", str(tmp / "loopcache")]),
+                None,
+            )
+        )
         rows.append(("loop of the CLI's main in one process, no cache", loop_in_process(csv_path, tmp / "loop3"), None))
         for workers in (1, 2):
             seconds, rss = batch(csv_path, tmp / f"batch{workers}", workers)

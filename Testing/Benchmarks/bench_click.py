@@ -32,8 +32,9 @@ def _cli(cache_dir, *args) -> float:
     """Wall seconds of one ``meddift`` command in its own process (which must succeed), with its cache."""
     env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_CACHE_DIR=str(cache_dir))
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)], env=env, capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)], env=env, capture_output=True, text=True
+    )
     if res.returncode:
         raise SystemExit(f"meddift {' '.join(map(str, args[:1]))} failed:\n{res.stderr}")
     return time.perf_counter() - t0
@@ -78,10 +79,22 @@ def main(argv=None) -> int:
         common = ["--backbone", "mind-ssc", "--force"]
         t_match, t_reg = [], []
         for r in range(args.repeats):  # interleaved, each with a fresh cache: the host's load hits both alike
-            t_match.append(_cli(d / f"m{r}", "match", d / "fixed.nii.gz", d / "moving.nii.gz", "--points",
-                                d / "lm.csv", "--out", d / "m.csv", *common))
-            t_reg.append(_cli(d / f"r{r}", "register", d / "fixed.nii.gz", d / "moving.nii.gz", "--out", d / "reg",
-                              *common))
+            t_match.append(
+                _cli(
+                    d / f"m{r}",
+                    "match",
+                    d / "fixed.nii.gz",
+                    d / "moving.nii.gz",
+                    "--points",
+                    d / "lm.csv",
+                    "--out",
+                    d / "m.csv",
+                    *common,
+                )
+            )
+            t_reg.append(
+                _cli(d / f"r{r}", "register", d / "fixed.nii.gz", d / "moving.nii.gz", "--out", d / "reg", *common)
+            )
         t_match, t_reg = min(t_match), min(t_reg)
 
         engine = EngineOptions(backbone="mind-ssc", device="cpu", cache_dir=str(d / "m0"))
@@ -94,8 +107,10 @@ def main(argv=None) -> int:
         live25 = _clicks(session.with_matching(MatchOptions(radius_mm=25.0)), pair, lm, "none", args.clicks)
         live = _clicks(session, pair, lm, "none", args.clicks)
 
-    print(f"demo pair {args.size}^3 at {args.spacing} mm, weight-free MIND-SSC, {os.cpu_count()} CPU(s), "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(
+        f"demo pair {args.size}^3 at {args.spacing} mm, weight-free MIND-SSC, {os.cpu_count()} CPU(s), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
     print(f"  meddift match (default prior: dense)   {t_match:7.1f} s wall (fastest of {args.repeats})")
     print(f"  meddift register                       {t_reg:7.1f} s wall (fastest of {args.repeats})")
     print(f"  ratio match / register                 {t_match / t_reg:7.2f}   (target <= 1.10)")

@@ -83,21 +83,36 @@ class StageClock:
         elif fraction == 1.0 and stage in self.start:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self.out[stage] = {"s": round(time.perf_counter() - self.start[stage], 3), "peak_gb": round(_peak(self.device), 3)}
+            self.out[stage] = {
+                "s": round(time.perf_counter() - self.start[stage], 3),
+                "peak_gb": round(_peak(self.device), 3),
+            }
 
 
 def extraction(device, cfg, shape, splits, policy="paper"):
     """One volume through the backbone with random weights; per-stage time and peak memory."""
-    bb = MaisiBackbone(device=str(device), config=replace(cfg, num_splits=splits), random_init=True,
-                       size_policy=policy, target_spacing_mm=1.5, levels=("up0", "up1", "up2", "up3"))
+    bb = MaisiBackbone(
+        device=str(device),
+        config=replace(cfg, num_splits=splits),
+        random_init=True,
+        size_policy=policy,
+        target_spacing_mm=1.5,
+        levels=("up0", "up1", "up2", "up3"),
+    )
     bb.load()
     clock = StageClock(device)
     t = time.perf_counter()
     pyr = bb.extract(_ct(shape, 1.5 if policy == "spacing" else 1.0), progress=clock)
     total = time.perf_counter() - t
-    return {"volume": list(shape), "network_input": pyr.identity["input_shape"], "vae_splits": splits,
-            "weights": "RANDOM (timing only, not pretrained)", "total_s": round(total, 3),
-            "stages": clock.out, "fallbacks": list(bb.notices)}
+    return {
+        "volume": list(shape),
+        "network_input": pyr.identity["input_shape"],
+        "vae_splits": splits,
+        "weights": "RANDOM (timing only, not pretrained)",
+        "total_s": round(total, 3),
+        "stages": clock.out,
+        "fallbacks": list(bb.notices),
+    }
 
 
 def oom_fallback(device, cfg, shape):
@@ -137,8 +152,7 @@ def tiny_parity(device, folder):
     for a, b in zip(pyr[device.type].levels, pyr["cpu"].levels):
         x, y = a.features.float().cpu().flatten(), b.features.float().flatten()
         out[a.name] = round(float(torch.nn.functional.cosine_similarity(x, y, dim=0)), 6)
-    return {"cosine_per_level": out, "min": min(out.values()), "target": 0.999,
-            "ok": min(out.values()) >= 0.999}, pyr
+    return {"cosine_per_level": out, "min": min(out.values()), "target": 0.999, "ok": min(out.values()) >= 0.999}, pyr
 
 
 def matching_parity(device, pyr_dev, n_points=300):
@@ -168,11 +182,14 @@ def matching_parity(device, pyr_dev, n_points=300):
             times[name + "_click_ms"] = 1000 * (time.perf_counter() - t)
         diff = np.abs(res["device"].voxel - res["cpu"].voxel).max(axis=1)
         runs[strategy] = {
-            "strategy_used": res["device"].extra["strategy"], "identical_argmax": round(float((diff == 0).mean()), 4),
-            "max_voxel_difference": int(diff.max()), "within_one_voxel": round(float((diff <= 1).mean()), 4),
+            "strategy_used": res["device"].extra["strategy"],
+            "identical_argmax": round(float((diff == 0).mean()), 4),
+            "max_voxel_difference": int(diff.max()),
+            "within_one_voxel": round(float((diff <= 1).mean()), 4),
             "match_s": {"device": round(times["device"], 3), "cpu": round(times["cpu"], 3)},
             "click_ms": {"device": round(times["device_click_ms"], 2), "cpu": round(times["cpu_click_ms"], 2)},
-            "ok": bool((diff == 0).mean() >= 0.99 and diff.max() <= 1)}
+            "ok": bool((diff == 0).mean() >= 0.99 and diff.max() <= 1),
+        }
     out = dict(runs.pop("auto"), points=n_points, forced=runs)
     out["ok"] = out["ok"] and all(r["ok"] for r in runs.values())
     return out
@@ -200,27 +217,40 @@ def dense_registration(device, size: int, spacing: float):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         maps[name] = field.map_points(lm.points)
-        out[name] = {"s": round(time.perf_counter() - t, 2),
-                     "tre_mm": round(float(np.linalg.norm(maps[name] - truth, axis=1).mean()), 3),
-                     "folding_share": field.jacobian_stats()["folding_share"]}
+        out[name] = {
+            "s": round(time.perf_counter() - t, 2),
+            "tre_mm": round(float(np.linalg.norm(maps[name] - truth, axis=1).mean()), 3),
+            "folding_share": field.jacobian_stats()["folding_share"],
+        }
     out["max_point_difference_mm"] = round(float(np.linalg.norm(maps["device"] - maps["cpu"], axis=1).max()), 4)
     out["ok"] = out["max_point_difference_mm"] < 0.5
     return out
 
 
 def markdown(r) -> str:
-    lines = [f"# MedDIFT on {r['device_name']} ({r['device']})", "",
-             f"torch {r['torch']}, {r['when']}; MAISI networks with RANDOM weights (timing only).", "",
-             "| input | splits | preprocess | VAE encode | UNet + hooks | total | fallbacks |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# MedDIFT on {r['device_name']} ({r['device']})",
+        "",
+        f"torch {r['torch']}, {r['when']}; MAISI networks with RANDOM weights (timing only).",
+        "",
+        "| input | splits | preprocess | VAE encode | UNet + hooks | total | fallbacks |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for e in r["extraction"]:
         st = e["stages"]
-        cell = lambda k: f"{st[k]['s']:.2f} s, {st[k]['peak_gb']:.2f} GB" if k in st else "-"  # noqa: E731
-        lines.append(f"| {'x'.join(map(str, e['network_input']))} | {e['vae_splits']} | {cell('preprocess')} | "
-                     f"{cell('vae encode')} | {cell('unet')} | {e['total_s']:.2f} s | {len(e['fallbacks'])} |")
-    lines += ["", f"Out-of-memory fallback: {json.dumps(r['oom_fallback'])}",
-              f"Tiny checkpoints, device vs CPU cosine per level: {json.dumps(r['tiny_parity'])}",
-              f"Matching, device vs CPU: {json.dumps(r['matching'])}",
-              f"Dense registration, device vs CPU: {json.dumps(r['registration'])}", ""]
+        cell = lambda k, st=st: f"{st[k]['s']:.2f} s, {st[k]['peak_gb']:.2f} GB" if k in st else "-"  # noqa: E731
+        lines.append(
+            f"| {'x'.join(map(str, e['network_input']))} | {e['vae_splits']} | {cell('preprocess')} | "
+            f"{cell('vae encode')} | {cell('unet')} | {e['total_s']:.2f} s | {len(e['fallbacks'])} |"
+        )
+    lines += [
+        "",
+        f"Out-of-memory fallback: {json.dumps(r['oom_fallback'])}",
+        f"Tiny checkpoints, device vs CPU cosine per level: {json.dumps(r['tiny_parity'])}",
+        f"Matching, device vs CPU: {json.dumps(r['matching'])}",
+        f"Dense registration, device vs CPU: {json.dumps(r['registration'])}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -238,11 +268,17 @@ def main(argv=None) -> int:
         from tiny_maisi import TINY_CONFIG as cfg
     else:
         cfg = MaisiConfig.v1()
-    r = {"device": str(device), "torch": torch.__version__, "when": time.strftime("%Y-%m-%d %H:%M"),
-         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU",
-         "quick": args.quick, "config": cfg.name}
-    runs = ([((64, 64, 64), 1, "spacing")] if args.quick else
-            [((256, 256, 256), 1, "paper"), ((512, 512, 256), 8, "paper")])
+    r = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU",
+        "quick": args.quick,
+        "config": cfg.name,
+    }
+    runs = (
+        [((64, 64, 64), 1, "spacing")] if args.quick else [((256, 256, 256), 1, "paper"), ((512, 512, 256), 8, "paper")]
+    )
     r["extraction"] = []
     for shape, splits, policy in runs:
         r["extraction"].append(extraction(device, cfg, shape, splits, policy))

@@ -82,9 +82,12 @@ def run_size(size, device: str) -> dict:
     sched = build_scheduler(bb.config)
     t = torch.tensor([20], device=dev)
     x = sched.add_noise(z_mu, torch.randn_like(z_mu), t)
-    kw = dict(timesteps=t, top_region_index_tensor=region_one_hot("thorax").to(dev),
-              bottom_region_index_tensor=region_one_hot("thorax").to(dev),
-              spacing_tensor=torch.tensor(prep.input_spacing * REGION_SCALE, dtype=torch.float32, device=dev)[None])
+    kw = dict(
+        timesteps=t,
+        top_region_index_tensor=region_one_hot("thorax").to(dev),
+        bottom_region_index_tensor=region_one_hot("thorax").to(dev),
+        spacing_tensor=torch.tensor(prep.input_spacing * REGION_SCALE, dtype=torch.float32, device=dev)[None],
+    )
     with StagePeak() as st, torch.inference_mode():
         unet(x, **kw)
     out["unet_s"], out["unet_peak_gb"] = st.seconds, st.peak / 1e9
@@ -105,19 +108,24 @@ def main():
     if args.child:
         print(json.dumps(run_size(tuple(int(s) for s in args.child.split("x")), args.device)))
         return
-    print(f"MAISI v1 networks (random initialisation), device {args.device}, {os.cpu_count()} CPU cores; "
-          "times in s, peak RSS of the process in GB during the stage")
+    print(
+        f"MAISI v1 networks (random initialisation), device {args.device}, {os.cpu_count()} CPU cores; "
+        "times in s, peak RSS of the process in GB during the stage"
+    )
     print(f"{'input':>12} | {'preprocess':>12} | {'VAE encode':>14} | {'UNet':>14} | {'UNet+hooks':>14} | levels (MB)")
     for size in args.sizes:
-        proc = subprocess.run([sys.executable, __file__, "--child", size, "--device", args.device],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", size, "--device", args.device], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"size {size} failed")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        cell = lambda k: f"{r[k + '_s']:6.1f}s {r[k + '_peak_gb']:5.2f}GB"  # noqa: E731
-        print(f"{size:>12} | {cell('preprocess'):>12} | {cell('vae'):>14} | {cell('unet'):>14} | "
-              f"{cell('unet_hooks'):>14} | {1000 * r['levels_gb']:.0f}  {r['levels']}")
+        cell = lambda k, r=r: f"{r[k + '_s']:6.1f}s {r[k + '_peak_gb']:5.2f}GB"  # noqa: E731
+        print(
+            f"{size:>12} | {cell('preprocess'):>12} | {cell('vae'):>14} | {cell('unet'):>14} | "
+            f"{cell('unet_hooks'):>14} | {1000 * r['levels_gb']:.0f}  {r['levels']}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,14 +52,14 @@ def peak_rss_gb() -> float:
 
 def build_inputs(folder: Path, n_queries: int) -> None:
     """Write the two pyramids and the query points (built once, loaded by each measurement)."""
-    from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
-
     from MedDIFTLib.data.geometry import Grid, apply_affine
+    from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
 
     grid = Grid(SHAPE, np.diag([*SPACING, 1.0]))
     world_feature_pyramid(grid, seed=0, layout=MAISI_LAYOUT, input_shape=(256, 256, 256)).save(folder / "fixed.pt")
-    world_feature_pyramid(grid, seed=0, layout=MAISI_LAYOUT, input_shape=(256, 256, 256),
-                          shift_mm=(5.25, -3.75, 7.0), noise=0.5).save(folder / "moving.pt")
+    world_feature_pyramid(
+        grid, seed=0, layout=MAISI_LAYOUT, input_shape=(256, 256, 256), shift_mm=(5.25, -3.75, 7.0), noise=0.5
+    ).save(folder / "moving.pt")
     rng = np.random.default_rng(1)
     ijk = rng.uniform(20, np.asarray(SHAPE) - 21, size=(n_queries, 3))
     np.save(folder / "points.npy", apply_affine(grid.ijk_to_ras, ijk))
@@ -129,18 +129,20 @@ def run_brute(n_queries: int) -> dict:
         feats = lv.features[None]
         # level by level at full size is what the reference does; channel chunks keep float32 temporaries bounded
         for cs in range(0, lv.channels, 64):
-            part = F.interpolate(feats[:, cs:cs + 64], size=SHAPE, mode="trilinear", align_corners=False)[0]
+            part = F.interpolate(feats[:, cs : cs + 64], size=SHAPE, mode="trilinear", align_corners=False)[0]
             part = part.reshape(part.shape[0], -1).T  # (n_vox, c)
             if cs == 0:
                 sq = part.pow(2).sum(1)
             else:
                 sq += part.pow(2).sum(1)
-            dense[:, c0 + cs:c0 + cs + part.shape[1]] = part.to(torch.bfloat16)
+            dense[:, c0 + cs : c0 + cs + part.shape[1]] = part.to(torch.bfloat16)
             del part
         inv = sq.sqrt().clamp_min(1e-12).reciprocal()
         for r0 in range(0, n_vox, 1 << 20):
             r1 = min(n_vox, r0 + (1 << 20))
-            dense[r0:r1, c0:c0 + lv.channels] = (dense[r0:r1, c0:c0 + lv.channels].float() * inv[r0:r1, None]).to(torch.bfloat16)
+            dense[r0:r1, c0 : c0 + lv.channels] = (dense[r0:r1, c0 : c0 + lv.channels].float() * inv[r0:r1, None]).to(
+                torch.bfloat16
+            )
         c0 += lv.channels
     out["build_s"] = time.perf_counter() - t
     q = []
@@ -166,10 +168,9 @@ def run_brute(n_queries: int) -> dict:
 
 def phantom_pyramids(n_queries: int, shape, spacing: float):
     """The thorax phantom pair, its landmarks and its MIND-SSC pyramids (the --local and --strategies input)."""
+    import MedDIFTLib
     from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
     from MedDIFTLib.features import create_backbone
-
-    import MedDIFTLib
 
     print(f"engine: {Path(MedDIFTLib.__file__).parent}")
     t = time.perf_counter()
@@ -177,17 +178,18 @@ def phantom_pyramids(n_queries: int, shape, spacing: float):
     pts = sample_landmarks(pair, n=n_queries, seed=0).points
     bb = create_backbone("mind-ssc", device="cpu")
     pf, pm = bb.extract(pair.fixed), bb.extract(pair.moving)
-    print(f"phantom pair {tuple(shape)} at {spacing} mm, MIND-SSC levels "
-          f"{[(lv.name, lv.channels, lv.shape) for lv in pm.levels]}, {len(pts)} landmarks, "
-          f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-          f"features {time.perf_counter() - t:.1f} s")
+    print(
+        f"phantom pair {tuple(shape)} at {spacing} mm, MIND-SSC levels "
+        f"{[(lv.name, lv.channels, lv.shape) for lv in pm.levels]}, {len(pts)} landmarks, "
+        f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+        f"features {time.perf_counter() - t:.1f} s"
+    )
     return pts, pf, pm
 
 
 def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queries: int) -> None:
     """Global vs masked-local vs windowed-local search on one phantom pair, same process, same pyramids."""
     from dense_reference import MaskedLatticeMatcher
-
     from MedDIFTLib.matching.search import Matcher, MatchOptions
 
     pts, pf, pm = phantom_pyramids(n_queries, shape, spacing)
@@ -214,11 +216,15 @@ def run_local(n_queries: int, radius: float, shape, spacing: float, masked_queri
     print(f"global search:        {gt:8.1f} s for {k} points ({gt / k:.2f} s/point), setup {gs:.1f} s")
     print(f"masked local search:  {mt:8.1f} s for {k} points ({mt / k:.2f} s/point), setup {ms:.1f} s")
     print(f"windowed local search:{wt:8.1f} s for {len(pts)} points ({wt / len(pts):.3f} s/point), setup {ws:.1f} s")
-    print(f"per point, windowed / global: {100 * (wt / len(pts)) / (gt / k):.1f}%; windowed / masked: "
-          f"{100 * (wt / len(pts)) / (mt / k):.1f}%; same voxel as the masked search: {100 * same:.1f}% of {k}; "
-          f"max point difference {np.abs(ml.points - wl.points[:k]).max():.2e} mm")
-    print(f"(native strategy and forward-backward on in all three; global vs local differ in results by design: "
-          f"{100 * np.all(g.voxel == wk, axis=1).mean():.0f}% same voxel)")
+    print(
+        f"per point, windowed / global: {100 * (wt / len(pts)) / (gt / k):.1f}%; windowed / masked: "
+        f"{100 * (wt / len(pts)) / (mt / k):.1f}%; same voxel as the masked search: {100 * same:.1f}% of {k}; "
+        f"max point difference {np.abs(ml.points - wl.points[:k]).max():.2e} mm"
+    )
+    print(
+        f"(native strategy and forward-backward on in all three; global vs local differ in results by design: "
+        f"{100 * np.all(g.voxel == wk, axis=1).mean():.0f}% same voxel)"
+    )
 
 
 def run_strategies(n_queries: int, shape, spacing: float, repeats: int) -> int:
@@ -229,10 +235,12 @@ def run_strategies(n_queries: int, shape, spacing: float, repeats: int) -> int:
     names = ("native", "upsampled", "auto")
     probe = Matcher(pf, pm)
     c = probe.lattice.costs()
-    print(f"coarse lattice {probe.lattice.shape} (stride {probe.stride}); estimated work per query: native "
-          f"{c.native_query / 1e9:.2f}, upsampled {c.upsampled_query / 1e9:.2f} GFLOP-eq; one-time: native "
-          f"{c.native_setup / 1e9:.1f}, upsampled {c.upsampled_setup / 1e9:.1f}; upsampled descriptor "
-          f"{c.upsampled_bytes / 2**20:.0f} MB (budget {probe.options.upsampled_budget_mb:.0f} MB)")
+    print(
+        f"coarse lattice {probe.lattice.shape} (stride {probe.stride}); estimated work per query: native "
+        f"{c.native_query / 1e9:.2f}, upsampled {c.upsampled_query / 1e9:.2f} GFLOP-eq; one-time: native "
+        f"{c.native_setup / 1e9:.1f}, upsampled {c.upsampled_setup / 1e9:.1f}; upsampled descriptor "
+        f"{c.upsampled_bytes / 2**20:.0f} MB (budget {probe.options.upsampled_budget_mb:.0f} MB)"
+    )
     best, res = {}, {}
     for _ in range(repeats):  # interleaved, the fastest of each kept: the cores are shared
         for name in names:
@@ -242,20 +250,28 @@ def run_strategies(n_queries: int, shape, spacing: float, repeats: int) -> int:
             wall, cpu = time.perf_counter() - t, time.process_time() - cpu
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, cpu)
-    print(f"global matching of {len(pts)} points, forward-backward on, from a fresh matcher (setup included), "
-          f"fastest of {repeats}:")
+    print(
+        f"global matching of {len(pts)} points, forward-backward on, from a fresh matcher (setup included), "
+        f"fastest of {repeats}:"
+    )
     for name in names:
-        chose = f" (chose {res[name].extra['strategy']}, back {res[name].extra['fb_strategy']})" if name == "auto" else ""
+        chose = (
+            f" (chose {res[name].extra['strategy']}, back {res[name].extra['fb_strategy']})" if name == "auto" else ""
+        )
         print(f"  {name + chose:40s} {best[name][0]:7.1f} s wall  {best[name][1]:7.1f} s CPU")
     fast = min(("native", "upsampled"), key=lambda k: best[k][0])
-    print(f"upsampled / native: {best['upsampled'][0] / best['native'][0]:.2f} wall, "
-          f"{best['upsampled'][1] / best['native'][1]:.2f} CPU; auto / faster forced ({fast}): "
-          f"{best['auto'][0] / best[fast][0]:.2f} wall, {best['auto'][1] / best[fast][1]:.2f} CPU")
+    print(
+        f"upsampled / native: {best['upsampled'][0] / best['native'][0]:.2f} wall, "
+        f"{best['upsampled'][1] / best['native'][1]:.2f} CPU; auto / faster forced ({fast}): "
+        f"{best['auto'][0] / best[fast][0]:.2f} wall, {best['auto'][1] / best[fast][1]:.2f} CPU"
+    )
     same = {k: float(np.all(res[k].voxel == res["native"].voxel, axis=1).mean()) for k in ("upsampled", "auto")}
     diff = max(np.abs(res[k].points - res["native"].points).max() for k in ("upsampled", "auto"))
-    print(f"same voxel as native: upsampled {100 * same['upsampled']:.1f}%, auto {100 * same['auto']:.1f}% of "
-          f"{len(pts)}; max point difference {diff:.2e} mm; max similarity difference "
-          f"{np.abs(res['upsampled'].similarity - res['native'].similarity).max():.1e}")
+    print(
+        f"same voxel as native: upsampled {100 * same['upsampled']:.1f}%, auto {100 * same['auto']:.1f}% of "
+        f"{len(pts)}; max point difference {diff:.2e} mm; max similarity difference "
+        f"{np.abs(res['upsampled'].similarity - res['native'].similarity).max():.1e}"
+    )
     return 0 if min(same.values()) == 1.0 else 1
 
 
@@ -292,8 +308,12 @@ def main():
         # so this parent stays small and each child's ru_maxrss is its own
         for which in ["build"] + (["engine"] if args.skip_brute else ["engine", "brute"]):
             env = dict(os.environ, MEDDIFT_BENCH_OUT=str(Path(tmp) / f"{which}.npy"), MEDDIFT_BENCH_DIR=tmp)
-            proc = subprocess.run([sys.executable, __file__, "--child", which, "--queries", str(args.queries)],
-                                  env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", which, "--queries", str(args.queries)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
                 raise SystemExit(f"{which} run failed")
@@ -302,23 +322,35 @@ def main():
             results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
             voxels[which] = np.load(env["MEDDIFT_BENCH_OUT"])
     e = results["engine"]
-    print(f"moving volume {SHAPE} at {SPACING} mm, MAISI-shaped levels of a 256^3 input, {args.queries} queries, "
-          f"{os.cpu_count()} CPU cores")
-    print(f"pyramids (fixed + moving, float32): {e['pyramid_gb']:.2f} GB; process peak after loading them: "
-          f"{e['inputs_peak_gb']:.2f} GB")
-    print(f"engine:      {e['engine_s']:7.1f} s   peak RSS {e['engine_peak_gb']:.2f} GB   (with forward-backward: "
-          f"{e['engine_with_fb_s']:.1f} s)")
-    print(f"interactive: one query {e['query_ms']:.0f} ms (with forward-backward {e['query_with_fb_ms']:.0f} ms), "
-          f"full heatmap {e['heatmap_ms']:.0f} ms")
+    print(
+        f"moving volume {SHAPE} at {SPACING} mm, MAISI-shaped levels of a 256^3 input, {args.queries} queries, "
+        f"{os.cpu_count()} CPU cores"
+    )
+    print(
+        f"pyramids (fixed + moving, float32): {e['pyramid_gb']:.2f} GB; process peak after loading them: "
+        f"{e['inputs_peak_gb']:.2f} GB"
+    )
+    print(
+        f"engine:      {e['engine_s']:7.1f} s   peak RSS {e['engine_peak_gb']:.2f} GB   (with forward-backward: "
+        f"{e['engine_with_fb_s']:.1f} s)"
+    )
+    print(
+        f"interactive: one query {e['query_ms']:.0f} ms (with forward-backward {e['query_with_fb_ms']:.0f} ms), "
+        f"full heatmap {e['heatmap_ms']:.0f} ms"
+    )
     if "brute" in results:
         b = results["brute"]
-        print(f"brute force: {b['brute_s']:7.1f} s   peak RSS {b['brute_peak_gb']:.2f} GB   (descriptor in bfloat16; "
-              f"in float32 it alone would take {b['float32_descriptor_gb']:.1f} GB)")
+        print(
+            f"brute force: {b['brute_s']:7.1f} s   peak RSS {b['brute_peak_gb']:.2f} GB   (descriptor in bfloat16; "
+            f"in float32 it alone would take {b['float32_descriptor_gb']:.1f} GB)"
+        )
         same = np.all(voxels["engine"] == voxels["brute"], axis=1)
-        print(f"speed-up {b['brute_s'] / e['engine_s']:.1f}x, peak memory ratio "
-              f"{b['brute_peak_gb'] / e['engine_peak_gb']:.1f}x, "
-              f"identical argmax {100 * same.mean():.1f}% (max difference "
-              f"{np.abs(voxels['engine'] - voxels['brute']).max()} voxels; bf16 rounding can flip near-ties)")
+        print(
+            f"speed-up {b['brute_s'] / e['engine_s']:.1f}x, peak memory ratio "
+            f"{b['brute_peak_gb'] / e['engine_peak_gb']:.1f}x, "
+            f"identical argmax {100 * same.mean():.1f}% (max difference "
+            f"{np.abs(voxels['engine'] - voxels['brute']).max()} voxels; bf16 rounding can flip near-ties)"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ def main(argv=None) -> int:
     from MedDIFTLib.registration import RegistrationOptions
     from MedDIFTLib.session import EngineOptions, MatchSession
 
-    pair = make_pair(shape=(args.size,) * 3, spacing=(args.spacing,) * 3, seed=0, motion=BreathingMotion(amplitude_mm=20.0))
+    pair = make_pair(
+        shape=(args.size,) * 3, spacing=(args.spacing,) * 3, seed=0, motion=BreathingMotion(amplitude_mm=20.0)
+    )
     lm = sample_landmarks(pair, n=20, seed=0)
     truth = pair.true_moving_points(lm.points)
     session = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False))
@@ -54,11 +56,15 @@ def main(argv=None) -> int:
     err = np.linalg.norm(field.map_points(lm.points) - truth, axis=1)
     init = np.linalg.norm(lm.points - truth, axis=1)
     js = field.jacobian_stats()
-    print(f"phantom {args.size}^3 at {args.spacing} mm, MIND-SSC levels {bb.level_names}, grid {field.info['grid_shape']}")
+    print(
+        f"phantom {args.size}^3 at {args.spacing} mm, MIND-SSC levels {bb.level_names}, grid {field.info['grid_shape']}"
+    )
     print(f"register: {wall:.1f} s wall, {cpu:.1f} s CPU")
     for stage, (w, c) in stages.items():
         print(f"  {stage:<22} {w:7.1f} s wall {c:7.1f} s CPU")
-    print(f"TRE: initial {init.mean():.2f} mm -> {err.mean():.2f} mm mean, {np.median(err):.2f} median, {err.max():.2f} max")
+    print(
+        f"TRE: initial {init.mean():.2f} mm -> {err.mean():.2f} mm mean, {np.median(err):.2f} median, {err.max():.2f} max"
+    )
     print(f"folding share {js['folding_share']:.5f}, Jacobian {js['jacobian_min']:.3f}..{js['jacobian_max']:.3f}")
     if not args.no_convexadam:
         try:
@@ -75,8 +81,10 @@ def main(argv=None) -> int:
         pts = ConvexAdam().map_points(case)
         cw, cc = time.perf_counter() - t0, time.process_time() - c0
         cerr = np.linalg.norm(pts - truth, axis=1)
-        print(f"ConvexAdam (MIND, same pair): {cw:.1f} s wall, {cc:.1f} s CPU, TRE {cerr.mean():.2f} mm mean; "
-              f"MedDIFT dense / ConvexAdam wall time = {wall / cw:.2f}")
+        print(
+            f"ConvexAdam (MIND, same pair): {cw:.1f} s wall, {cc:.1f} s CPU, TRE {cerr.mean():.2f} mm mean; "
+            f"MedDIFT dense / ConvexAdam wall time = {wall / cw:.2f}"
+        )
     return 0
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "Python" / "service"))
 sys.path.insert(0, str(HERE.parents[1]))
 
 
-def synthetic_ct(shape) -> "object":
+def synthetic_ct(shape) -> object:
     """Air around an elliptic body of soft tissue with CT-like noise (so the file compresses like a CT)."""
     from MedDIFTLib.data.geometry import Volume
 
@@ -83,7 +83,9 @@ def clicks(clients: dict, pids: dict, n: int, point) -> dict:
     for i in range(n + 1):
         for key, client in clients.items():
             c0, o0 = cpu_seconds(pids[key]), time.process_time()
-            t, _ = timed(lambda: client.request("match", fixed="f", moving="m", points=[point], labels=["p"]))
+            t, _ = timed(
+                lambda client=client: client.request("match", fixed="f", moving="m", points=[point], labels=["p"])
+            )
             c1, o1 = cpu_seconds(pids[key]), time.process_time()
             if i:  # the first builds the matcher's norm maps
                 times[key].append(t)
@@ -92,11 +94,16 @@ def clicks(clients: dict, pids: dict, n: int, point) -> dict:
                     cpu[key].append(c1 - c0)
                 if getattr(client, "last_status", None):
                     device.append(t - client.last_status["seconds"])
-    out = {k: {"click_ms": 1e3 * statistics.median(v), "click_p90_ms": 1e3 * sorted(v)[int(0.9 * len(v)) - 1],
-               # CPU: means, since the kernel counts CPU time in ticks (10 ms): a median would be a tick count
-               "click_cpu_ms": 1e3 * statistics.fmean(cpu[k]) if cpu[k] else float("nan"),
-               "client_cpu_ms": 1e3 * statistics.fmean(own[k])}
-           for k, v in times.items()}
+    out = {
+        k: {
+            "click_ms": 1e3 * statistics.median(v),
+            "click_p90_ms": 1e3 * sorted(v)[int(0.9 * len(v)) - 1],
+            # CPU: means, since the kernel counts CPU time in ticks (10 ms): a median would be a tick count
+            "click_cpu_ms": 1e3 * statistics.fmean(cpu[k]) if cpu[k] else float("nan"),
+            "client_cpu_ms": 1e3 * statistics.fmean(own[k]),
+        }
+        for k, v in times.items()
+    }
     out["remote"]["overhead_ms"] = 1e3 * statistics.median(device)
     return out
 
@@ -115,8 +122,11 @@ def main():
     folder = Path(tempfile.mkdtemp(prefix="meddift-bench-server-"))
     vol = synthetic_ct(shape)
     path = write_volume(vol, folder / "ct.nrrd")
-    print(f"CT {shape} int16: {vol.array.nbytes / 2**20:.0f} MB raw, {path.stat().st_size / 2**20:.0f} MB as "
-          "compressed NRRD", flush=True)
+    print(
+        f"CT {shape} int16: {vol.array.nbytes / 2**20:.0f} MB raw, {path.stat().st_size / 2**20:.0f} MB as "
+        "compressed NRRD",
+        flush=True,
+    )
     point = (vol.ijk_to_ras @ np.array([s / 2 for s in shape] + [1.0]))[:3].tolist()
     engine, matching = {"backbone": "mind-ssc"}, {"radius_mm": 25.0}
     cache = folder / "cache"
@@ -132,8 +142,9 @@ def main():
         remote = server.client(tokens[0])
         remote.request("configure", engine=engine, matching=matching)
         res_remote = prepare(remote, path)  # reads the features from the cache
-        both = clicks({"local": local, "remote": remote}, {"local": local.pid, "remote": server.proc.pid},
-                      args.clicks, point)
+        both = clicks(
+            {"local": local, "remote": remote}, {"local": local.pid, "remote": server.proc.pid}, args.clicks, point
+        )
         res_local.update(both["local"])
         res_remote.update(both["remote"])
         remote.stop()
@@ -142,16 +153,27 @@ def main():
         server.kill()
         shutil.rmtree(folder, ignore_errors=True)  # the CT, its features and the server's log: 550 MB
     print(f"{'':28s}{'local worker':>14s}{'server (TLS)':>14s}")
-    for key in ("upload_s", "second_upload_s", "extract_s", "click_ms", "click_p90_ms", "click_cpu_ms",
-                "client_cpu_ms"):
+    for key in (
+        "upload_s",
+        "second_upload_s",
+        "extract_s",
+        "click_ms",
+        "click_p90_ms",
+        "click_cpu_ms",
+        "client_cpu_ms",
+    ):
         print(f"{key:28s}{res_local[key]:14.3f}{res_remote[key]:14.3f}")
     print(f"second upload deduplicated on the server: {res_remote['dedup']}")
     print(f"remote click: {res_remote['overhead_ms']:.1f} ms of it outside the server's job (network, TLS, HTTP)")
-    print(f"remote click - local click: {res_remote['click_ms'] - res_local['click_ms']:+.1f} ms wall, "
-          f"{res_remote['click_cpu_ms'] + res_remote['client_cpu_ms'] - res_local['click_cpu_ms'] - res_local['client_cpu_ms']:+.1f} "
-          "ms CPU (worker or server, plus this client) (target: <= +20 ms)")
-    print(f"load average while it ran: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min) "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"remote click - local click: {res_remote['click_ms'] - res_local['click_ms']:+.1f} ms wall, "
+        f"{res_remote['click_cpu_ms'] + res_remote['client_cpu_ms'] - res_local['click_cpu_ms'] - res_local['client_cpu_ms']:+.1f} "
+        "ms CPU (worker or server, plus this client) (target: <= +20 ms)"
+    )
+    print(
+        f"load average while it ran: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min) "
+        f"on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,16 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    def __init__(self, repo_id: str, files: dict, token: str | None = None, granted: bool = True,
-                 cdn: bool = True, drop_after: int | None = None, drop_times: int = 10**9):
+    def __init__(
+        self,
+        repo_id: str,
+        files: dict,
+        token: str | None = None,
+        granted: bool = True,
+        cdn: bool = True,
+        drop_after: int | None = None,
+        drop_times: int = 10**9,
+    ):
         self.repo_id, self.files, self.token, self.granted, self.cdn = repo_id, files, token, granted, cdn
         self.drop_after, self.drop_times = drop_after, drop_times
         self.blobs = {hashlib.sha256(d).hexdigest(): d for d in files.values()}
@@ -81,29 +89,43 @@ class FakeHub:
 
             def _record(self):
                 with fake._lock:
-                    fake.requests.append({"server": role, "method": self.command, "path": self.path,
-                                          "authorization": self.headers.get("Authorization"),
-                                          "range": self.headers.get("Range")})
+                    fake.requests.append(
+                        {
+                            "server": role,
+                            "method": self.command,
+                            "path": self.path,
+                            "authorization": self.headers.get("Authorization"),
+                            "range": self.headers.get("Range"),
+                        }
+                    )
 
             def _hub(self, body: bool):
                 prefix = f"/{fake.repo_id}/resolve/"
                 if not self.path.startswith(prefix):
                     return self._error(404, "RepoNotFound", "Repository not found")
-                _revision, _, filename = self.path[len(prefix):].split("?")[0].partition("/")
+                _revision, _, filename = self.path[len(prefix) :].split("?")[0].partition("/")
                 if fake.token:
                     auth = self.headers.get("Authorization")
                     if auth is None:
-                        return self._error(401, "GatedRepo", f"Access to model {fake.repo_id} is restricted. You must "
-                                           "have access to it and be authenticated to access it. Please log in.")
+                        return self._error(
+                            401,
+                            "GatedRepo",
+                            f"Access to model {fake.repo_id} is restricted. You must "
+                            "have access to it and be authenticated to access it. Please log in.",
+                        )
                     if auth != f"Bearer {fake.token}":
                         return self._error(401, None, "Invalid credentials in Authorization header")
                     if not fake.granted:
-                        return self._error(403, "GatedRepo", f"Access to model {fake.repo_id} is restricted and you "
-                                           "are not in the authorized list. Visit https://huggingface.co/"
-                                           f"{fake.repo_id} to ask for access.")
+                        return self._error(
+                            403,
+                            "GatedRepo",
+                            f"Access to model {fake.repo_id} is restricted and you "
+                            "are not in the authorized list. Visit https://huggingface.co/"
+                            f"{fake.repo_id} to ask for access.",
+                        )
                 data = fake.files.get(filename)
                 if data is None:
-                    return self._error(404, "EntryNotFound", f"{filename} does not exist on \"main\"")
+                    return self._error(404, "EntryNotFound", f'{filename} does not exist on "main"')
                 sha = hashlib.sha256(data).hexdigest()
                 if fake.cdn:
                     self.send_response(302)
@@ -121,7 +143,7 @@ class FakeHub:
                 start = 0
                 rng = self.headers.get("Range")
                 if rng and rng.startswith("bytes=") and rng.endswith("-"):
-                    start = int(rng[len("bytes="):-1])
+                    start = int(rng[len("bytes=") : -1])
                 stop = len(data)
                 with fake._lock:
                     drop = body and fake.drop_after is not None and fake.drop_times > 0
@@ -138,7 +160,7 @@ class FakeHub:
                 if not body:
                     return
                 if drop:  # send up to drop_after, then hang up mid-body
-                    self.wfile.write(data[start:max(start, fake.drop_after)])
+                    self.wfile.write(data[start : max(start, fake.drop_after)])
                     self.wfile.flush()
                     self.close_connection = True
                     return

@@ -28,8 +28,9 @@ SCORE_ROUNDING = 2e-5
 MAX_TIED_SHARE = 0.1
 
 
-def same_or_tied(voxel_a, voxel_b, fixed, moving, points, tol: float = SCORE_ROUNDING,
-                 max_tied_share: float = MAX_TIED_SHARE) -> np.ndarray:
+def same_or_tied(
+    voxel_a, voxel_b, fixed, moving, points, tol: float = SCORE_ROUNDING, max_tied_share: float = MAX_TIED_SHARE
+) -> np.ndarray:
     """Assert that two answers are the same voxel or a near tie; return the mask of identical rows.
 
     Args:
@@ -44,7 +45,9 @@ def same_or_tied(voxel_a, voxel_b, fixed, moving, points, tol: float = SCORE_ROU
         sim = brute_force_similarity(fixed, moving, np.asarray(points)[differ]).double().numpy()
         for row, i in enumerate(differ):
             sa, sb = sim[(row, *voxel_a[i])], sim[(row, *voxel_b[i])]
-            assert abs(sa - sb) <= tol, (f"query {i}: voxels {voxel_a[i]} and {voxel_b[i]} differ and their "
-                                         f"reference scores {sa:.7f} and {sb:.7f} are not a tie")
+            assert abs(sa - sb) <= tol, (
+                f"query {i}: voxels {voxel_a[i]} and {voxel_b[i]} differ and their "
+                f"reference scores {sa:.7f} and {sb:.7f} are not a tie"
+            )
     assert differ.size <= max_tied_share * len(same), f"{differ.size} of {len(same)} answers differ"
     return same

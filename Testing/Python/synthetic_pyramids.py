@@ -18,9 +18,16 @@ MAISI_LAYOUT = (("up0", 512, 16), ("up1", 256, 8), ("up2", 128, 4), ("up3", 64, 
 """(name, channels, stride) of MAISI's decoder levels relative to a 128-multiple input."""
 
 
-def world_feature_pyramid(grid: Grid, seed: int = 0, shift_mm=(0.0, 0.0, 0.0), layout=None,
-                          input_shape=None, wavelength_mm=(12.0, 40.0), noise: float = 0.0,
-                          dtype=torch.float32) -> FeaturePyramid:
+def world_feature_pyramid(
+    grid: Grid,
+    seed: int = 0,
+    shift_mm=(0.0, 0.0, 0.0),
+    layout=None,
+    input_shape=None,
+    wavelength_mm=(12.0, 40.0),
+    noise: float = 0.0,
+    dtype=torch.float32,
+) -> FeaturePyramid:
     """A pyramid over ``grid`` whose level ``l`` holds f_l(x - shift) at its voxel centres.
 
     ``layout`` lists (name, channels, stride); strides are relative to

@@ -153,8 +153,14 @@ def render(out: Path) -> Path:
     ax.set_xlim(-2, WIDTH + 2)
     ax.set_ylim(-panel.y - 4, 7)
     ax.axis("off")
-    ax.text(WIDTH / 2, 4, "MedDIFT module panel (drawn from MedDIFT.ui; not a Slicer screenshot)",
-            ha="center", fontsize=7, color="#606060")
+    ax.text(
+        WIDTH / 2,
+        4,
+        "MedDIFT module panel (drawn from MedDIFT.ui; not a Slicer screenshot)",
+        ha="center",
+        fontsize=7,
+        color="#606060",
+    )
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

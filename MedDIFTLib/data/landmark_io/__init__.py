@@ -68,15 +68,30 @@ from .tables import (
 )
 
 _READERS = {
-    "csv": read_csv, "mrk.json": read_mrk_json, "fcsv": read_fcsv, "learn2reg": read_learn2reg,
-    "dirlab": read_dirlab, "dirqa-mat": read_dirqa_mat, "elastix": read_elastix,
+    "csv": read_csv,
+    "mrk.json": read_mrk_json,
+    "fcsv": read_fcsv,
+    "learn2reg": read_learn2reg,
+    "dirlab": read_dirlab,
+    "dirqa-mat": read_dirqa_mat,
+    "elastix": read_elastix,
     "elastix-output": read_elastix_output,
 }
 _WRITERS = {
-    "csv": write_csv, "mrk.json": write_mrk_json, "fcsv": write_fcsv, "learn2reg": write_learn2reg,
-    "dirlab": write_dirlab, "elastix": write_elastix,
+    "csv": write_csv,
+    "mrk.json": write_mrk_json,
+    "fcsv": write_fcsv,
+    "learn2reg": write_learn2reg,
+    "dirlab": write_dirlab,
+    "elastix": write_elastix,
 }
-_ALIASES = {"json": "mrk.json", "mrk": "mrk.json", "mat": "dirqa-mat", "l2r": "learn2reg", "transformix": "elastix-output"}
+_ALIASES = {
+    "json": "mrk.json",
+    "mrk": "mrk.json",
+    "mat": "dirqa-mat",
+    "l2r": "learn2reg",
+    "transformix": "elastix-output",
+}
 READ_FORMATS = tuple(_READERS)
 WRITE_FORMATS = tuple(_WRITERS)
 _EXTENSIONS = ".csv (csv), .mrk.json/.json (mrk.json), .fcsv (fcsv), .mat (dirqa-mat), .txt (elastix or dirlab)"
@@ -87,9 +102,7 @@ def _format_of(path: Path, fmt, table: dict, sniff: bool) -> str:
         key = _ALIASES.get(str(fmt).lower(), str(fmt).lower())
         if key not in table:
             verb = "read" if table is _READERS else "write"
-            raise LandmarkFormatError(
-                f"{path}: cannot {verb} landmark format {fmt!r}; supported: {', '.join(table)}"
-            )
+            raise LandmarkFormatError(f"{path}: cannot {verb} landmark format {fmt!r}; supported: {', '.join(table)}")
         return key
     name = path.name.lower()
     if name.endswith(".mrk.json") or name.endswith(".json"):
@@ -109,11 +122,15 @@ def _format_of(path: Path, fmt, table: dict, sniff: bool) -> str:
     if ext == ".mat":
         raise LandmarkFormatError(f"{path}: DIR-QA .mat files are read-only here; write another format")
     if ext == ".txt":
-        raise LandmarkFormatError(f"{path}: a .txt landmark file is written as elastix or dirlab, which are chosen "
-                                  "by their content when read; name the output .csv, .mrk.json or .fcsv")
+        raise LandmarkFormatError(
+            f"{path}: a .txt landmark file is written as elastix or dirlab, which are chosen "
+            "by their content when read; name the output .csv, .mrk.json or .fcsv"
+        )
     if table is _WRITERS:
-        raise LandmarkFormatError(f"{path}: unknown landmark file extension {ext or '(none)'!r}; name the output "
-                                  ".csv (RAS mm), .mrk.json (Slicer) or .fcsv (legacy Slicer)")
+        raise LandmarkFormatError(
+            f"{path}: unknown landmark file extension {ext or '(none)'!r}; name the output "
+            ".csv (RAS mm), .mrk.json (Slicer) or .fcsv (legacy Slicer)"
+        )
     raise LandmarkFormatError(
         f"{path}: unknown landmark file extension {ext or '(none)'!r}; known: {_EXTENSIONS}, or choose the format "
         f"with {opt('points_format')} (one of: {', '.join(table)})"
@@ -136,8 +153,9 @@ def _call(func, fmt: str, path: Path, *args, **options):
     return func(*args, **options)
 
 
-def read_points(path, format=None, *, reference=None, spacing=None, case=None, variable=None,
-                swap_xy=None, field=None) -> PointSet:
+def read_points(
+    path, format=None, *, reference=None, spacing=None, case=None, variable=None, swap_xy=None, field=None
+) -> PointSet:
     """Read a landmark file into RAS mm; ``format`` defaults to what the extension says.
 
     ``reference`` (Volume, Grid or 4x4 IJK-to-RAS) is needed by voxel-index
@@ -147,12 +165,32 @@ def read_points(path, format=None, *, reference=None, spacing=None, case=None, v
     """
     path = Path(path)
     fmt = _format_of(path, format, _READERS, sniff=True)
-    return _call(_READERS[fmt], fmt, path, path, reference=reference, spacing=spacing, case=case,
-                 variable=variable, swap_xy=swap_xy, field=field)
+    return _call(
+        _READERS[fmt],
+        fmt,
+        path,
+        path,
+        reference=reference,
+        spacing=spacing,
+        case=case,
+        variable=variable,
+        swap_xy=swap_xy,
+        field=field,
+    )
 
 
-def write_points(pointset: PointSet, path, format=None, *, reference=None, spacing=None, case=None,
-                 coordinate_system=None, kind=None, force: bool = True) -> Path:
+def write_points(
+    pointset: PointSet,
+    path,
+    format=None,
+    *,
+    reference=None,
+    spacing=None,
+    case=None,
+    coordinate_system=None,
+    kind=None,
+    force: bool = True,
+) -> Path:
     """Write ``pointset`` atomically; ``format`` defaults to what the extension says. ``force=False``:
     only if no file has the name (exclusive creation, see :mod:`MedDIFTLib.atomic`).
 
@@ -164,14 +202,44 @@ def write_points(pointset: PointSet, path, format=None, *, reference=None, spaci
         raise InputError(f"{path}: write_points needs a PointSet, got {type(pointset).__name__}")
     fmt = _format_of(path, format, _WRITERS, sniff=False)
     with replacing(force):
-        return _call(_WRITERS[fmt], fmt, path, pointset, path, reference=reference, spacing=spacing, case=case,
-                     coordinate_system=coordinate_system, kind=kind)
+        return _call(
+            _WRITERS[fmt],
+            fmt,
+            path,
+            pointset,
+            path,
+            reference=reference,
+            spacing=spacing,
+            case=case,
+            coordinate_system=coordinate_system,
+            kind=kind,
+        )
 
 
 __all__ = [
-    "read_points", "write_points", "READ_FORMATS", "WRITE_FORMATS", "read_csv", "write_csv", "read_mrk_json",
-    "write_mrk_json", "read_fcsv", "write_fcsv", "read_learn2reg", "write_learn2reg", "read_dirlab", "write_dirlab",
-    "read_dirqa_mat", "read_elastix", "write_elastix", "read_elastix_output", "dirlab_geometry",
-    "DIRLAB_4DCT_GEOMETRY", "DIRLAB_COPD_GEOMETRY", "DIRQA_VARIABLES", "ELASTIX_OUTPUT_FIELDS", "FCSV_COLUMNS",
+    "read_points",
+    "write_points",
+    "READ_FORMATS",
+    "WRITE_FORMATS",
+    "read_csv",
+    "write_csv",
+    "read_mrk_json",
+    "write_mrk_json",
+    "read_fcsv",
+    "write_fcsv",
+    "read_learn2reg",
+    "write_learn2reg",
+    "read_dirlab",
+    "write_dirlab",
+    "read_dirqa_mat",
+    "read_elastix",
+    "write_elastix",
+    "read_elastix_output",
+    "dirlab_geometry",
+    "DIRLAB_4DCT_GEOMETRY",
+    "DIRLAB_COPD_GEOMETRY",
+    "DIRQA_VARIABLES",
+    "ELASTIX_OUTPUT_FIELDS",
+    "FCSV_COLUMNS",
     "MRK_JSON_SCHEMA",
 ]

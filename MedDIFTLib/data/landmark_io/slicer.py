@@ -70,7 +70,11 @@ def read_mrk_json(path) -> PointSet:
         if status != "defined":
             pts.append([np.nan] * 3)
         else:
-            ok = isinstance(pos, list) and len(pos) == 3 and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos)
+            ok = (
+                isinstance(pos, list)
+                and len(pos) == 3
+                and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos)
+            )
             if not ok:
                 raise LandmarkFormatError(
                     f"{path}: control point {i + 1} ({label!r}): position must be 3 numbers, got {pos!r}"
@@ -97,27 +101,51 @@ def write_mrk_json(ps: PointSet, path, coordinate_system: str = "LPS") -> Path:
     path = Path(path)
     system = _coordinate_system(coordinate_system, path)
     flip = LPS_FLIP if system == "LPS" else np.ones(3)
-    orientation = [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0] if system == "LPS" else [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    orientation = (
+        [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0] if system == "LPS" else [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    )
     cps = []
     for i in range(len(ps)):
         defined = bool(ps.defined[i])
         pos = (ps.points[i] * flip + 0.0).tolist() if defined else [0.0, 0.0, 0.0]
-        cps.append({
-            "id": str(i + 1), "label": ps.labels[i], "description": point_description(ps, i),
-            "associatedNodeID": "", "position": pos, "orientation": [float(o) for o in orientation],
-            "selected": True, "locked": bool(ps.locked[i]), "visibility": True,
-            "positionStatus": "defined" if defined else "undefined",
-        })
+        cps.append(
+            {
+                "id": str(i + 1),
+                "label": ps.labels[i],
+                "description": point_description(ps, i),
+                "associatedNodeID": "",
+                "position": pos,
+                "orientation": [float(o) for o in orientation],
+                "selected": True,
+                "locked": bool(ps.locked[i]),
+                "visibility": True,
+                "positionStatus": "defined" if defined else "undefined",
+            }
+        )
     doc = {
         "@schema": MRK_JSON_SCHEMA,
-        "markups": [{
-            "type": "Fiducial", "coordinateSystem": system, "coordinateUnits": "mm", "locked": False,
-            "fixedNumberOfControlPoints": False, "labelFormat": "%N-%d", "lastUsedControlPointNumber": len(ps),
-            "controlPoints": cps,
-            "display": {"visibility": True, "opacity": 1.0, "color": [0.4, 1.0, 1.0],
-                        "selectedColor": [1.0, 0.5, 0.5], "pointLabelsVisibility": True,
-                        "textScale": 3.0, "glyphType": "Sphere3D", "glyphScale": 3.0},
-        }],
+        "markups": [
+            {
+                "type": "Fiducial",
+                "coordinateSystem": system,
+                "coordinateUnits": "mm",
+                "locked": False,
+                "fixedNumberOfControlPoints": False,
+                "labelFormat": "%N-%d",
+                "lastUsedControlPointNumber": len(ps),
+                "controlPoints": cps,
+                "display": {
+                    "visibility": True,
+                    "opacity": 1.0,
+                    "color": [0.4, 1.0, 1.0],
+                    "selectedColor": [1.0, 0.5, 0.5],
+                    "pointLabelsVisibility": True,
+                    "textScale": 3.0,
+                    "glyphType": "Sphere3D",
+                    "glyphScale": 3.0,
+                },
+            }
+        ],
     }
     return atomic_write(path, json.dumps(doc, indent=4) + "\n")
 
@@ -164,11 +192,11 @@ def read_fcsv(path) -> PointSet:
         cx = [columns.index(c) for c in ("x", "y", "z")]
         if len(row) <= max(cx):
             raise LandmarkFormatError(
-                f"{path} line {lineno}: expected at least {max(cx) + 1} columns ({','.join(columns[:max(cx) + 1])}), got {len(row)}"
+                f"{path} line {lineno}: expected at least {max(cx) + 1} columns ({','.join(columns[: max(cx) + 1])}), got {len(row)}"
             )
         pts.append(numbers([row[j] for j in cx], path, lineno))
 
-        def col(name, default=""):
+        def col(name, default="", row=row, columns=columns):
             j = columns.index(name) if name in columns else -1
             return row[j] if 0 <= j < len(row) else default
 

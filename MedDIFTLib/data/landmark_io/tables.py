@@ -64,8 +64,11 @@ def read_csv(path) -> PointSet:
     """
     path = Path(path)
     text = read_text(path)
-    rows = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(text)), start=1)
-            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    rows = [
+        (n, r)
+        for n, r in enumerate(csv.reader(io.StringIO(text)), start=1)
+        if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")
+    ]
     if not rows:
         raise LandmarkFormatError(f"{path}: no header row 'label,x,y,z' (only comments)")
     head_line, header = rows[0]
@@ -98,21 +101,28 @@ def read_csv(path) -> PointSet:
             pts.append([float(row[j]) for j in ci])
         except ValueError:
             shown = ",".join(row[j] for j in ci)
-            raise LandmarkFormatError(f"{path} line {lineno}: expected 3 numbers for {','.join(coords)}, got {shown!r}") from None
+            raise LandmarkFormatError(
+                f"{path} line {lineno}: expected 3 numbers for {','.join(coords)}, got {shown!r}"
+            ) from None
         labels.append(row[names.index("label")].strip() if "label" in names else f"F-{len(pts)}")
         if not np.all(np.isfinite(pts[-1])):
             shown = ",".join(row[j].strip() for j in ci)
             raise LandmarkFormatError(
                 f"{path} line {lineno}: point {labels[-1]!r} has no finite position ({shown}); give it coordinates "
-                "or remove its row (a .mrk.json list can hold points that are not placed)")
+                "or remove its row (a .mrk.json list can hold points that are not placed)"
+            )
         descs.append(row[names.index("description")].strip() if "description" in names else "")
-        locked.append(row[names.index("locked")].strip().lower() in ("1", "true", "yes") if "locked" in names else False)
+        locked.append(
+            row[names.index("locked")].strip().lower() in ("1", "true", "yes") if "locked" in names else False
+        )
         for h, j in value_cols:
             cell = row[j].strip()
             try:
                 vals[h].append(float(cell) if cell else np.nan)
             except ValueError:
-                raise LandmarkFormatError(f"{path} line {lineno}: column {h!r} must be a number, got {cell!r}") from None
+                raise LandmarkFormatError(
+                    f"{path} line {lineno}: column {h!r} must be a number, got {cell!r}"
+                ) from None
     return PointSet(np.asarray(pts).reshape(-1, 3), labels, vals, descs, locked, name=path.name)
 
 
@@ -135,7 +145,11 @@ def write_csv(ps: PointSet, path) -> Path:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["label", "x", "y", "z", *ps.values] + ["description"] * with_desc + ["locked"] * with_lock)
     for i in range(len(ps)):
-        row = [ps.labels[i], *(format_number(c) for c in ps.points[i]), *(format_number(v[i]) for v in ps.values.values())]
+        row = [
+            ps.labels[i],
+            *(format_number(c) for c in ps.points[i]),
+            *(format_number(v[i]) for v in ps.values.values()),
+        ]
         row += [ps.descriptions[i]] * with_desc + (["true" if ps.locked[i] else "false"] * with_lock)
         w.writerow(row)
     return atomic_write(path, out.getvalue())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -20,10 +20,10 @@ import torch
 from ...data.digest import volume_digest
 from ...data.geometry import Volume, covering_grid
 from ...errors import InputError, opt
+from ...options import MAISI_LEVELS, BackboneName
 from ...runtime import Cancel, Progress, check_cancel, report
 from ..base import Backbone
 from ..cache import MemoryLRU
-from ...options import MAISI_LEVELS, BackboneName
 from ..options import check_maisi_values, resolve_device  # one owner of the device and option rules
 from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
 from ..pyramid import FeatureLevel, FeaturePyramid, level_matrix
@@ -56,13 +56,25 @@ class MaisiBackbone(Backbone):
     name = BackboneName.MAISI.value
     wants_accelerator = True
 
-    def __init__(self, weights_dir=None, device: str = "auto", timestep: int = 20,
-                 levels: Sequence[str] = LEVEL_NAMES, ensemble: int = 1, latent: str = "sample",
-                 region: str = "thorax", bottom_region: Optional[str] = None, seed: int = 0,
-                 size_policy: str = "paper", target_spacing_mm: float = 1.5,
-                 config: Optional[MaisiConfig] = None, random_init: bool = False,
-                 memory_limit_bytes: Optional[int] = None, encodings: Optional[MemoryLRU] = None,
-                 file_digests: Optional[dict] = None):
+    def __init__(
+        self,
+        weights_dir=None,
+        device: str = "auto",
+        timestep: int = 20,
+        levels: Sequence[str] = LEVEL_NAMES,
+        ensemble: int = 1,
+        latent: str = "sample",
+        region: str = "thorax",
+        bottom_region: str | None = None,
+        seed: int = 0,
+        size_policy: str = "paper",
+        target_spacing_mm: float = 1.5,
+        config: MaisiConfig | None = None,
+        random_init: bool = False,
+        memory_limit_bytes: int | None = None,
+        encodings: MemoryLRU | None = None,
+        file_digests: dict | None = None,
+    ):
         dev = resolve_device(device, self.wants_accelerator)
         # MAISI's memory splits of the VAE convolutions change no weights: 8 on a GPU as released,
         # 1 on the CPU (measured: splitting made the CPU encode slower and saved little memory)
@@ -105,8 +117,9 @@ class MaisiBackbone(Backbone):
             else:
                 from . import weights
 
-                self._weights_id = weights.weights_identity(weights.find_weights(self.weights_dir), self.file_digests,
-                                                            self.config)
+                self._weights_id = weights.weights_identity(
+                    weights.find_weights(self.weights_dir), self.file_digests, self.config
+                )
         return self._weights_id
 
     def load(self):
@@ -168,8 +181,9 @@ class MaisiBackbone(Backbone):
         if self.device.type != "cpu":
             return  # CUDA: fp16 and split convolutions; an out-of-memory error falls back instead
         box = covering_grid(volume.grid)  # the shape after RAS reorientation (and resampling, if oblique)
-        shape = target_shape(box.shape, np.linalg.norm(box.ijk_to_ras[:3, :3], axis=0), self.size_policy,
-                             self.target_spacing_mm)
+        shape = target_shape(
+            box.shape, np.linalg.norm(box.ijk_to_ras[:3, :3], axis=0), self.size_policy, self.target_spacing_mm
+        )
         need = encode_memory_estimate(shape)
         free = self.memory_limit_bytes if self.memory_limit_bytes is not None else available_memory()
         if free is not None and need > free:
@@ -177,7 +191,8 @@ class MaisiBackbone(Backbone):
                 f"volume {volume.name!r} {tuple(volume.shape)}: the MAISI encoder on the CPU would need about "
                 f"{need / 1e9:.1f} GB for its network input of {shape} voxels, and {free / 1e9:.1f} GB is free. "
                 f"Crop the volume to the region of interest, use {opt('size_policy', 'spacing')} (a coarser input), or run "
-                "on a GPU.")
+                "on a GPU."
+            )
 
     def _fallback(self, what: str, run, can_split: bool = True):
         """``run(device, splits)`` on the backbone's device; after a CUDA out-of-memory error, again
@@ -197,8 +212,11 @@ class MaisiBackbone(Backbone):
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 nxt_dev, nxt_splits = attempts[n + 1]
-                how = (f"retrying with {nxt_splits} VAE splits" if nxt_dev.type == "cuda"
-                       else "running it on the CPU instead (slower)")
+                how = (
+                    f"retrying with {nxt_splits} VAE splits"
+                    if nxt_dev.type == "cuda"
+                    else "running it on the CPU instead (slower)"
+                )
                 msg = f"CUDA out of memory during the {what}; {how}"
                 log.warning(msg)
                 self.notices.append(msg)
@@ -210,9 +228,14 @@ class MaisiBackbone(Backbone):
         timestep, ensemble or levels, so backbones that differ only in those
         (an ablation's, given one ``encodings``) share one encoding.
         """
-        key = (json.dumps(self.weights_identity(), sort_keys=True, default=str),
-               json.dumps(self.config.to_dict(), sort_keys=True, default=str), volume_digest(volume),
-               self.size_policy, self.target_spacing_mm, str(self.device))
+        key = (
+            json.dumps(self.weights_identity(), sort_keys=True, default=str),
+            json.dumps(self.config.to_dict(), sort_keys=True, default=str),
+            volume_digest(volume),
+            self.size_policy,
+            self.target_spacing_mm,
+            str(self.device),
+        )
         hit = self.encodings.get(key)
         if hit is not None:
             return tuple(z.to(self.device) for z in hit)
@@ -233,8 +256,7 @@ class MaisiBackbone(Backbone):
         self.encodings.put(key, tuple(z.cpu() for z in out))  # a few MB each, kept off the GPU
         return out
 
-    def extract(self, volume: Volume, progress: Optional[Progress] = None,
-                cancel: Optional[Cancel] = None) -> FeaturePyramid:
+    def extract(self, volume: Volume, progress: Progress | None = None, cancel: Cancel | None = None) -> FeaturePyramid:
         report(progress, "preprocess", 0.0)
         self.check_memory(volume)
         prep = prepare(volume, self.size_policy, self.target_spacing_mm)
@@ -269,10 +291,18 @@ class MaisiBackbone(Backbone):
             def run(d, _splits, noisy=noisy):
                 model = unet if d == dev else unet.to(d)
                 try:
-                    with torch.inference_mode(), torch.autocast(d.type, dtype=torch.float16, enabled=d.type == "cuda"), \
-                            UpBlockRecorder(model, keep) as rec:
-                        model(noisy.to(d), timesteps=t.to(d), top_region_index_tensor=top.to(d),
-                              bottom_region_index_tensor=bottom.to(d), spacing_tensor=spacing.to(d))
+                    with (
+                        torch.inference_mode(),
+                        torch.autocast(d.type, dtype=torch.float16, enabled=d.type == "cuda"),
+                        UpBlockRecorder(model, keep) as rec,
+                    ):
+                        model(
+                            noisy.to(d),
+                            timesteps=t.to(d),
+                            top_region_index_tensor=top.to(d),
+                            bottom_region_index_tensor=bottom.to(d),
+                            spacing_tensor=spacing.to(d),
+                        )
                     return {idx: out[0].float().cpu() for idx, out in rec.outputs.items()}
                 finally:
                     if d != dev:
@@ -304,7 +334,7 @@ def encode_memory_estimate(input_shape) -> float:
     return ENCODE_BYTES_FIXED + ENCODE_BYTES_PER_VOXEL * float(np.prod(input_shape))
 
 
-def available_memory() -> Optional[int]:
+def available_memory() -> int | None:
     """Bytes of memory free now (psutil when installed, else the OS), or None when unknown."""
     try:
         import psutil

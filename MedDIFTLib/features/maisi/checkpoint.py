@@ -18,9 +18,9 @@ from __future__ import annotations
 import importlib
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -30,9 +30,13 @@ from .release import HOW_TO_GET
 # Globals that a checkpoint may hold besides tensors and containers (a numpy loss or epoch, the
 # training arguments). Unpickling them runs no code, so they are allowed; anything else is refused.
 _HARMLESS_GLOBALS = {
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.ndarray", "numpy.dtype", "argparse.Namespace",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "argparse.Namespace",
 }
 
 UNET_PREFIXES = ("time_embed.", "up_blocks.", "down_blocks.", "middle_block.")
@@ -47,10 +51,11 @@ SHOWN = 20  # names listed in a refusal before "... and N more"
 
 def first_line(exc: BaseException, limit: int = 160) -> str:
     text = str(exc).strip()
-    return (text.splitlines()[0][:limit] if text else type(exc).__name__)
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 # --- reading ---------------------------------------------------------------------------------------
+
 
 def _is_harmless(name: str) -> bool:
     return name in _HARMLESS_GLOBALS or (name.startswith("numpy.dtypes.") and name.endswith("DType"))
@@ -63,14 +68,18 @@ def _resolve(name: str):
 
 def _damaged(path: Path, what: str) -> WeightsError:
     size = path.stat().st_size
-    return WeightsError(f"{path}: the file is truncated or corrupt ({size:,} bytes; {what}); delete it and download "
-                        "it again with `meddift weights download --force`")
+    return WeightsError(
+        f"{path}: the file is truncated or corrupt ({size:,} bytes; {what}); delete it and download "
+        "it again with `meddift weights download --force`"
+    )
 
 
 def _refused(path: Path, names: list) -> WeightsError:
-    return WeightsError(f"{path}: holds Python objects other than tensors ({', '.join(names[:5])}); MedDIFT does not "
-                        "unpickle them because that can run arbitrary code. This is not a released MAISI v1 file: "
-                        f"{HOW_TO_GET}")
+    return WeightsError(
+        f"{path}: holds Python objects other than tensors ({', '.join(names[:5])}); MedDIFT does not "
+        "unpickle them because that can run arbitrary code. This is not a released MAISI v1 file: "
+        f"{HOW_TO_GET}"
+    )
 
 
 def _torch_load(path: Path):
@@ -99,14 +108,20 @@ def read_checkpoint(path: Path):
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
-        raise WeightsError(f"{path}: the file is empty (0 bytes); delete it and download it again with "
-                           "`meddift weights download --force`")
+        raise WeightsError(
+            f"{path}: the file is empty (0 bytes); delete it and download it again with "
+            "`meddift weights download --force`"
+        )
     if head.startswith(b"version https://git-lfs"):
-        raise WeightsError(f"{path}: this is a Git LFS pointer, not the weights (the repository was cloned without "
-                           "LFS); run `git lfs pull` in that clone, or use `meddift weights download`")
-    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"{\"error")):
-        raise WeightsError(f"{path}: this is a web page or an error message saved in place of the file (a browser "
-                           f"download without login?); delete it and use `meddift weights download --token ...`")
+        raise WeightsError(
+            f"{path}: this is a Git LFS pointer, not the weights (the repository was cloned without "
+            "LFS); run `git lfs pull` in that clone, or use `meddift weights download`"
+        )
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b'{"error')):
+        raise WeightsError(
+            f"{path}: this is a web page or an error message saved in place of the file (a browser "
+            f"download without login?); delete it and use `meddift weights download --token ...`"
+        )
     try:
         return _torch_load(path)
     except pickle.UnpicklingError as exc:
@@ -142,6 +157,7 @@ def read_checkpoint(path: Path):
 
 # --- what a load did -------------------------------------------------------------------------------
 
+
 @dataclass
 class LoadReport:
     """Exactly how one file's state dict went into its network.
@@ -156,8 +172,8 @@ class LoadReport:
     file: str
     network: str
     strict: bool = True
-    unwrapped: Optional[str] = None
-    prefix: Optional[str] = None
+    unwrapped: str | None = None
+    prefix: str | None = None
     missing: list = field(default_factory=list)
     unexpected: list = field(default_factory=list)
     mismatched: list = field(default_factory=list)  # [key, shape in file, shape expected]
@@ -181,10 +197,12 @@ class LoadReport:
         if self.prefix:
             parts.append(f"'{self.prefix}' prefix removed from every key")
         if not self.strict:
-            parts.append(f"loaded without strict key matching: {len(self.missing)} missing key(s) kept as built "
-                         f"{_names(self.missing, 5)}, {len(self.unexpected)} unexpected key(s) ignored "
-                         f"{_names(self.unexpected, 5)}, {len(self.mismatched)} of other shape not loaded "
-                         f"{_names([m[0] for m in self.mismatched], 5)}; none of them is used by the features")
+            parts.append(
+                f"loaded without strict key matching: {len(self.missing)} missing key(s) kept as built "
+                f"{_names(self.missing, 5)}, {len(self.unexpected)} unexpected key(s) ignored "
+                f"{_names(self.unexpected, 5)}, {len(self.mismatched)} of other shape not loaded "
+                f"{_names([m[0] for m in self.mismatched], 5)}; none of them is used by the features"
+            )
         return f"{self.file}: " + "; ".join(parts)
 
 
@@ -203,19 +221,28 @@ def tensor_entries(sd: dict, path: Path, network: str, report: LoadReport) -> di
     sd = {k: v for k, v in sd.items() if torch.is_tensor(v)}
     if len(sd) > 1 and all(isinstance(k, str) and k.startswith(DATA_PARALLEL_PREFIX) for k in sd):
         report.prefix = DATA_PARALLEL_PREFIX  # saved from a DataParallel/DDP wrapper: same weights, other names
-        sd = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in sd.items()}
+        sd = {k[len(DATA_PARALLEL_PREFIX) :]: v for k, v in sd.items()}
     return sd
 
 
 def looks_like(sd, prefixes: tuple) -> bool:
     """Whether a mapping's keys (DataParallel prefix or not) start like a given network's."""
     return isinstance(sd, dict) and any(
-        isinstance(k, str) and (k.startswith(prefixes) or k[len(DATA_PARALLEL_PREFIX):].startswith(prefixes))
-        for k in sd)
+        isinstance(k, str) and (k.startswith(prefixes) or k[len(DATA_PARALLEL_PREFIX) :].startswith(prefixes))
+        for k in sd
+    )
 
 
-def plan_load(sd: dict, shapes: dict, required: Callable[[str], bool], path: Path, network: str, cfg_name: str,
-              report: LoadReport, tolerant: bool) -> dict:
+def plan_load(
+    sd: dict,
+    shapes: dict,
+    required: Callable[[str], bool],
+    path: Path,
+    network: str,
+    cfg_name: str,
+    report: LoadReport,
+    tolerant: bool,
+) -> dict:
     """The part of ``sd`` to load into a network whose keys have ``shapes``; fills ``report``.
 
     Strict when every key and shape match. Otherwise (``tolerant`` only) the intersection, when no
@@ -229,14 +256,21 @@ def plan_load(sd: dict, shapes: dict, required: Callable[[str], bool], path: Pat
     bad_required = [b for b in bad if required(b[0]) or not tolerant]
     if bad_required:  # another configuration (or a different network): no partial load makes sense
         shown = "; ".join(f"{k}: file {tuple(a)}, expected {tuple(b)}" for k, a, b in bad_required[:3])
-        raise WeightsError(f"{path}: tensor shapes do not match the {cfg_name} {network} configuration "
-                           f"({len(bad)} of {len(shapes)} tensors differ: {shown})")
+        raise WeightsError(
+            f"{path}: tensor shapes do not match the {cfg_name} {network} configuration "
+            f"({len(bad)} of {len(shapes)} tensors differ: {shown})"
+        )
     missing_required = [k for k in missing if required(k)]
     if not tolerant or missing_required:
-        what = (f"{len(missing_required)} tensor(s) the features depend on are missing: "
-                f"{_names(missing_required)}; " if tolerant else "")
-        raise WeightsError(f"{path}: does not match the {cfg_name} {network}: {what}{len(missing)} missing keys "
-                           f"{_names(missing, 3)}, {len(unexpected)} unexpected keys {_names(unexpected, 3)}")
+        what = (
+            f"{len(missing_required)} tensor(s) the features depend on are missing: {_names(missing_required)}; "
+            if tolerant
+            else ""
+        )
+        raise WeightsError(
+            f"{path}: does not match the {cfg_name} {network}: {what}{len(missing)} missing keys "
+            f"{_names(missing, 3)}, {len(unexpected)} unexpected keys {_names(unexpected, 3)}"
+        )
     report.strict = False
     report.missing, report.unexpected, report.mismatched = missing, unexpected, [list(b) for b in bad]
     skip = {b[0] for b in bad}
@@ -249,5 +283,15 @@ def unet_required(parameters: set) -> Callable[[str], bool]:
     return lambda key: key in parameters and not key.startswith(UNET_NOT_IN_FEATURE_PATH)
 
 
-__all__ = ["LoadReport", "read_checkpoint", "plan_load", "tensor_entries", "looks_like", "unet_required",
-           "first_line", "UNET_PREFIXES", "VAE_PREFIXES", "WRAPPER_KEYS"]
+__all__ = [
+    "LoadReport",
+    "read_checkpoint",
+    "plan_load",
+    "tensor_entries",
+    "looks_like",
+    "unet_required",
+    "first_line",
+    "UNET_PREFIXES",
+    "VAE_PREFIXES",
+    "WRAPPER_KEYS",
+]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Optional
 
 from ...errors import WeightsError
 from .networks import MaisiConfig
@@ -32,8 +31,16 @@ def _hub_error_classes() -> dict:
     """huggingface_hub's exception classes by name (names differ across versions; absent ones match nothing)."""
     from huggingface_hub import utils as hfu
 
-    names = ("GatedRepoError", "RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
-             "LocalEntryNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError", "DisabledRepoError")
+    names = (
+        "GatedRepoError",
+        "RepositoryNotFoundError",
+        "RevisionNotFoundError",
+        "EntryNotFoundError",
+        "LocalEntryNotFoundError",
+        "OfflineModeIsEnabled",
+        "HfHubHTTPError",
+        "DisabledRepoError",
+    )
     classes = {n: getattr(hfu, n, None) for n in names}
     try:
         from huggingface_hub import errors as hfe
@@ -48,8 +55,12 @@ def _hub_error_classes() -> dict:
 def _network_error_classes() -> tuple:
     """Transport errors of whichever HTTP client huggingface_hub uses (httpx2, httpx or requests)."""
     out = []
-    for mod, attr in (("httpx2", "TransportError"), ("httpx", "TransportError"),
-                      ("requests.exceptions", "ConnectionError"), ("requests.exceptions", "Timeout")):
+    for mod, attr in (
+        ("httpx2", "TransportError"),
+        ("httpx", "TransportError"),
+        ("requests.exceptions", "ConnectionError"),
+        ("requests.exceptions", "Timeout"),
+    ):
         try:
             out.append(getattr(importlib.import_module(mod), attr))
         except (ImportError, AttributeError):
@@ -69,7 +80,7 @@ def _silent_tqdm():
     return SilentTqdm
 
 
-def _explain_download_error(exc: BaseException, filename: str, endpoint: Optional[str]) -> WeightsError:
+def _explain_download_error(exc: BaseException, filename: str, endpoint: str | None) -> WeightsError:
     """One plain sentence per way a Hub download fails, saying what to do."""
     from huggingface_hub import constants
 
@@ -82,43 +93,63 @@ def _explain_download_error(exc: BaseException, filename: str, endpoint: Optiona
             return WeightsError(
                 f"access to {REPO_URL} was refused: the token was accepted, but its account has not been granted "
                 f"access to this gated repository. Open {REPO_URL} logged in as that user, accept the licence, wait "
-                "until access is granted, then run the download again")
+                "until access is granted, then run the download again"
+            )
         return WeightsError(
             f"access to {REPO_URL} was refused: the repository is gated and no token was sent. Log in on Hugging "
             "Face, accept the MAISI licence on the repository page, create an access token (Settings > Access "
-            "Tokens, 'read'), then pass it with --token or set HF_TOKEN")
+            "Tokens, 'read'), then pass it with --token or set HF_TOKEN"
+        )
     if isinstance(exc, E["HfHubHTTPError"]) and status == 401 and not isinstance(exc, E["RepositoryNotFoundError"]):
-        return WeightsError(f"the Hugging Face token was rejected ({server_says or '401 Unauthorized'}): it is "
-                            "invalid, expired or revoked. Create a new 'read' token at "
-                            "https://huggingface.co/settings/tokens and pass it with --token or set HF_TOKEN")
+        return WeightsError(
+            f"the Hugging Face token was rejected ({server_says or '401 Unauthorized'}): it is "
+            "invalid, expired or revoked. Create a new 'read' token at "
+            "https://huggingface.co/settings/tokens and pass it with --token or set HF_TOKEN"
+        )
     if isinstance(exc, E["HfHubHTTPError"]) and status == 403 and not isinstance(exc, E["RepositoryNotFoundError"]):
-        return WeightsError(f"the Hugging Face token may not read {REPO_URL} ({server_says or '403 Forbidden'}); a "
-                            "fine-grained token needs 'read access to contents of all public gated repos', or use a "
-                            "'read' token")
+        return WeightsError(
+            f"the Hugging Face token may not read {REPO_URL} ({server_says or '403 Forbidden'}); a "
+            "fine-grained token needs 'read access to contents of all public gated repos', or use a "
+            "'read' token"
+        )
     if isinstance(exc, E["RevisionNotFoundError"]):
         return WeightsError(f"the requested revision of {HF_REPO_ID} was not found at {host}")
     if isinstance(exc, E["RepositoryNotFoundError"]) or isinstance(exc, E["DisabledRepoError"]):
-        return WeightsError(f"repository {HF_REPO_ID} not found at {host} (or not visible with this token); check "
-                            "the token, and the endpoint if HF_ENDPOINT is set")
+        return WeightsError(
+            f"repository {HF_REPO_ID} not found at {host} (or not visible with this token); check "
+            "the token, and the endpoint if HF_ENDPOINT is set"
+        )
     if isinstance(exc, E["EntryNotFoundError"]) and not isinstance(exc, E["LocalEntryNotFoundError"]):
-        return WeightsError(f"{filename} not found in {HF_REPO_ID} at {host}; the repository's layout may have "
-                            f"changed: download {Path(filename).name} by hand and set MEDDIFT_WEIGHTS_DIR")
+        return WeightsError(
+            f"{filename} not found in {HF_REPO_ID} at {host}; the repository's layout may have "
+            f"changed: download {Path(filename).name} by hand and set MEDDIFT_WEIGHTS_DIR"
+        )
     if isinstance(exc, E["OfflineModeIsEnabled"]) or getattr(constants, "HF_HUB_OFFLINE", False):
-        return WeightsError(f"cannot download {filename}: huggingface_hub is in offline mode (HF_HUB_OFFLINE is "
-                            f"set), so there is no connection to {host}. Unset it to download, or {OFFLINE_HINT}")
+        return WeightsError(
+            f"cannot download {filename}: huggingface_hub is in offline mode (HF_HUB_OFFLINE is "
+            f"set), so there is no connection to {host}. Unset it to download, or {OFFLINE_HINT}"
+        )
     if isinstance(exc, E["LocalEntryNotFoundError"]) or isinstance(exc, _network_error_classes()):
         cause = exc if isinstance(exc, _network_error_classes()) else (exc.__cause__ or exc.__context__ or exc)
-        return WeightsError(f"cannot download {filename}: the connection to {host} failed or was lost "
-                            f"({type(cause).__name__}: {first_line(cause)}). Check the network or proxy and run "
-                            f"the download again, or {OFFLINE_HINT}")
+        return WeightsError(
+            f"cannot download {filename}: the connection to {host} failed or was lost "
+            f"({type(cause).__name__}: {first_line(cause)}). Check the network or proxy and run "
+            f"the download again, or {OFFLINE_HINT}"
+        )
     if isinstance(exc, E["HfHubHTTPError"]):
         return WeightsError(f"download of {filename} from {host} failed: {first_line(exc)}")
     return WeightsError(f"download of {filename} failed: {type(exc).__name__}: {first_line(exc)}")
 
 
-def download_weights(dest=None, token: Optional[str] = None, endpoint: Optional[str] = None,
-                     progress: bool = True, verify: bool = True, cfg: Optional[MaisiConfig] = None,
-                     force: bool = False) -> WeightsPaths:
+def download_weights(
+    dest=None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    progress: bool = True,
+    verify: bool = True,
+    cfg: MaisiConfig | None = None,
+    force: bool = False,
+) -> WeightsPaths:
     """Fetch both files from the gated repository into ``dest`` (repository layout), then verify them.
 
     ``token=None`` lets huggingface_hub use ``HF_TOKEN`` or a saved login. It downloads to a
@@ -154,8 +185,15 @@ def download_weights(dest=None, token: Optional[str] = None, endpoint: Optional[
             disable_progress_bars()
         for filename in (AUTOENCODER_FILE, UNET_FILE):
             try:
-                hf_hub_download(HF_REPO_ID, filename, local_dir=dest, token=token or None, endpoint=endpoint,
-                                force_download=force, **kwargs)
+                hf_hub_download(
+                    HF_REPO_ID,
+                    filename,
+                    local_dir=dest,
+                    token=token or None,
+                    endpoint=endpoint,
+                    force_download=force,
+                    **kwargs,
+                )
             except Exception as exc:
                 raise _explain_download_error(exc, filename, endpoint) from exc
     finally:

@@ -43,7 +43,7 @@ class MaisiConfig:
     name: str = "maisi-v1-ddpm"
 
     @classmethod
-    def v1(cls, **overrides) -> "MaisiConfig":
+    def v1(cls, **overrides) -> MaisiConfig:
         return replace(cls(), **overrides)
 
     def to_dict(self) -> dict:

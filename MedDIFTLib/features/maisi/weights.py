@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -42,11 +41,11 @@ from .checkpoint import (
     unet_required,
 )
 from .networks import MaisiConfig, build_autoencoder, build_unet
+
 # the release's names, also read from here by the CLI and the downloader
 from .release import AUTOENCODER_FILE, FILES, HF_REPO_ID, HOW_TO_GET, OFFLINE_HINT, REPO_URL, UNET_FILE  # noqa: F401
 
 log = logging.getLogger(__name__)
-
 
 
 def default_weights_dir() -> Path:
@@ -83,7 +82,8 @@ def find_weights(weights_dir=None) -> WeightsPaths:
 
 # --- hashing ---------------------------------------------------------------------
 
-def file_sha256(path, memo: Optional[dict] = None) -> str:
+
+def file_sha256(path, memo: dict | None = None) -> str:
     """SHA-256 of a file. With ``memo`` (a dict the caller owns, such as a session's), remembered per
     (path, size, mtime), so a 700 MB file is hashed once for as long as the owner lives."""
     p = Path(path)
@@ -100,8 +100,10 @@ def file_sha256(path, memo: Optional[dict] = None) -> str:
 # Digests of the released files, from public Git LFS pointers of NV-Generate-CT copies. A file that
 # differs is reported, never refused (a re-export can be equally good); one not listed is "unknown".
 KNOWN_RELEASES = {
-    Path(UNET_FILE).name: {"size": 685_298_858,
-                           "sha256": "b32be13118f9d6a077d42dd250c09c5e41673b48dbf2f35f2c587a7a9ebe5686"},
+    Path(UNET_FILE).name: {
+        "size": 685_298_858,
+        "sha256": "b32be13118f9d6a077d42dd250c09c5e41673b48dbf2f35f2c587a7a9ebe5686",
+    },
 }
 
 
@@ -113,7 +115,7 @@ def known_digest(name: str, size: int, sha256: str) -> str:
     return "match" if (size, sha256) == (known["size"], known["sha256"]) else "differs"
 
 
-def weights_identity(paths: WeightsPaths, memo: Optional[dict] = None, cfg: Optional[MaisiConfig] = None) -> dict:
+def weights_identity(paths: WeightsPaths, memo: dict | None = None, cfg: MaisiConfig | None = None) -> dict:
     """File names, sizes and digests: what makes features from these weights reproducible (feature cache key).
 
     A load other than a clean strict one (unwrapped, prefix removed, keys tolerated) adds its
@@ -121,8 +123,12 @@ def weights_identity(paths: WeightsPaths, memo: Optional[dict] = None, cfg: Opti
     nothing, so that features cached before reports existed stay valid. Without ``cfg`` (MAISI v1)
     the files are inspected against the released configuration.
     """
-    ident = {"files": {Path(p).name: {"size": Path(p).stat().st_size, "sha256": file_sha256(p, memo)}
-                       for p in (paths.autoencoder, paths.unet)}}
+    ident = {
+        "files": {
+            Path(p).name: {"size": Path(p).stat().st_size, "sha256": file_sha256(p, memo)}
+            for p in (paths.autoencoder, paths.unet)
+        }
+    }
     unclean = {r.file: r.to_dict() for r in inspect_weights(paths, cfg, memo).values() if not r.clean}
     if unclean:
         ident["load"] = unclean
@@ -130,6 +136,7 @@ def weights_identity(paths: WeightsPaths, memo: Optional[dict] = None, cfg: Opti
 
 
 # --- loading ---------------------------------------------------------------------
+
 
 def _meta_shapes(build, cfg: MaisiConfig) -> tuple[dict, set]:
     """Key shapes and parameter names of a network built on the meta device (no memory, no weights)."""
@@ -145,11 +152,15 @@ def _check_other_checkpoint(ckpt, path: Path, expected: str) -> None:
     if "controlnet_state_dict" in ckpt:
         raise WeightsError(f"{path}: this is a MAISI ControlNet checkpoint, given where the {expected} is expected")
     if expected.startswith("autoencoder") and ("unet_state_dict" in ckpt or looks_like(ckpt, UNET_PREFIXES)):
-        raise WeightsError(f"{path}: this is a diffusion UNet checkpoint, given where the {expected} is expected "
-                           "(are the two files swapped?)")
+        raise WeightsError(
+            f"{path}: this is a diffusion UNet checkpoint, given where the {expected} is expected "
+            "(are the two files swapped?)"
+        )
     if expected.startswith("diffusion UNet") and "unet_state_dict" not in ckpt and looks_like(ckpt, VAE_PREFIXES):
-        raise WeightsError(f"{path}: this is an autoencoder checkpoint, given where the {expected} is expected "
-                           "(are the two files swapped?)")
+        raise WeightsError(
+            f"{path}: this is an autoencoder checkpoint, given where the {expected} is expected "
+            "(are the two files swapped?)"
+        )
 
 
 def _autoencoder_plan(path: Path, cfg: MaisiConfig, ckpt) -> tuple[dict, LoadReport]:
@@ -174,15 +185,21 @@ def _autoencoder_plan(path: Path, cfg: MaisiConfig, ckpt) -> tuple[dict, LoadRep
 def _unet_plan(path: Path, cfg: MaisiConfig, ckpt) -> tuple[dict, float, LoadReport]:
     """The UNet's state dict to load, the latent scale factor, and the report."""
     if not isinstance(ckpt, dict):
-        raise WeightsError(f"{path}: not a MAISI diffusion checkpoint (expected a dict with unet_state_dict and "
-                           f"scale_factor, found {type(ckpt).__name__})")
+        raise WeightsError(
+            f"{path}: not a MAISI diffusion checkpoint (expected a dict with unet_state_dict and "
+            f"scale_factor, found {type(ckpt).__name__})"
+        )
     _check_other_checkpoint(ckpt, path, f"diffusion UNet ({Path(UNET_FILE).name})")
     if "unet_state_dict" not in ckpt:
-        raise WeightsError(f"{path}: no 'unet_state_dict' in the checkpoint (keys: {sorted(map(str, ckpt))[:5]}); "
-                           f"expected the MAISI v1 file {Path(UNET_FILE).name}")
+        raise WeightsError(
+            f"{path}: no 'unet_state_dict' in the checkpoint (keys: {sorted(map(str, ckpt))[:5]}); "
+            f"expected the MAISI v1 file {Path(UNET_FILE).name}"
+        )
     if "scale_factor" not in ckpt:
-        raise WeightsError(f"{path}: no 'scale_factor' in the checkpoint; the released {Path(UNET_FILE).name} "
-                           "carries the latent scale, so this file is not it")
+        raise WeightsError(
+            f"{path}: no 'scale_factor' in the checkpoint; the released {Path(UNET_FILE).name} "
+            "carries the latent scale, so this file is not it"
+        )
     sf = ckpt["scale_factor"]
     try:
         scale = float(torch.as_tensor(sf).reshape(()).item())
@@ -195,10 +212,13 @@ def _unet_plan(path: Path, cfg: MaisiConfig, ckpt) -> tuple[dict, float, LoadRep
     sd = tensor_entries(ckpt["unet_state_dict"], path, "UNet", report)
     shapes, params = _meta_shapes(build_unet, cfg)
     if any(k.startswith("class_embedding.") for k in sd if k not in shapes) or any(
-            k.startswith(("top_region_index_layer.", "bottom_region_index_layer.")) for k in shapes if k not in sd):
-        raise WeightsError(f"{path}: this looks like a MAISI v2 (rectified-flow) UNet checkpoint (it has a class "
-                           "embedding and no body-region layers); MedDIFT needs the MAISI v1 DDPM file "
-                           f"{Path(UNET_FILE).name}; {HOW_TO_GET}")
+        k.startswith(("top_region_index_layer.", "bottom_region_index_layer.")) for k in shapes if k not in sd
+    ):
+        raise WeightsError(
+            f"{path}: this looks like a MAISI v2 (rectified-flow) UNet checkpoint (it has a class "
+            "embedding and no body-region layers); MedDIFT needs the MAISI v1 DDPM file "
+            f"{Path(UNET_FILE).name}; {HOW_TO_GET}"
+        )
     sd = plan_load(sd, shapes, unet_required(params), path, "UNet", cfg.name, report, tolerant=True)
     return sd, scale, report
 
@@ -236,8 +256,9 @@ def load_unet(path, cfg: MaisiConfig, device="cpu") -> tuple[torch.nn.Module, fl
     return unet, scale
 
 
-def inspect_weights(paths: WeightsPaths, cfg: Optional[MaisiConfig] = None,
-                    memo: Optional[dict] = None) -> dict[str, LoadReport]:
+def inspect_weights(
+    paths: WeightsPaths, cfg: MaisiConfig | None = None, memo: dict | None = None
+) -> dict[str, LoadReport]:
     """How each file would load (its :class:`LoadReport`), without building the real networks;
     a WeightsError when one would be refused. Remembered in ``memo`` per file version and config."""
     cfg = cfg or MaisiConfig.v1()
@@ -249,25 +270,33 @@ def inspect_weights(paths: WeightsPaths, cfg: Optional[MaisiConfig] = None,
             out[key] = memo[mkey]
             continue
         ckpt = read_checkpoint(path)
-        out[key] = (_autoencoder_plan(path, cfg, ckpt)[1] if key == "autoencoder"
-                    else _unet_plan(path, cfg, ckpt)[2])
+        out[key] = _autoencoder_plan(path, cfg, ckpt)[1] if key == "autoencoder" else _unet_plan(path, cfg, ckpt)[2]
         del ckpt
         if memo is not None:
             memo[mkey] = out[key]
     return out
 
 
-def verify_weights(paths: WeightsPaths, cfg: Optional[MaisiConfig] = None) -> dict:
+def verify_weights(paths: WeightsPaths, cfg: MaisiConfig | None = None) -> dict:
     """Per file: path, size, sha256, whether that digest is the released file's (``known``), whether
     it loads into ``cfg``'s network (and why not), how it loaded (``load``, a LoadReport as a dict),
     and the UNet's scale factor."""
     cfg = cfg or MaisiConfig.v1()
     report = {}
-    for key, path, loader in (("autoencoder", paths.autoencoder, load_autoencoder_reported),
-                              ("unet", paths.unet, load_unet_reported)):
+    for key, path, loader in (
+        ("autoencoder", paths.autoencoder, load_autoencoder_reported),
+        ("unet", paths.unet, load_unet_reported),
+    ):
         path = Path(path)
-        entry = {"path": str(path), "size": path.stat().st_size, "sha256": file_sha256(path),
-                 "config": cfg.name, "ok": False, "error": None, "load": None}
+        entry = {
+            "path": str(path),
+            "size": path.stat().st_size,
+            "sha256": file_sha256(path),
+            "config": cfg.name,
+            "ok": False,
+            "error": None,
+            "load": None,
+        }
         entry["known"] = known_digest(path.name, entry["size"], entry["sha256"])
         try:
             out = loader(path, cfg)

@@ -54,8 +54,9 @@ def test_a_failed_pair_whose_inputs_lie_in_its_output_folder_keeps_them(scans, t
     (folder / "notes.txt").write_text("the user's own notes\n")
     before = _bytes(folder)
     csv = tmp_path / "cohort.csv"
-    csv.write_text("id,fixed,moving,points\na,out/pairs/a/fixed.nii.gz,out/pairs/a/moving.nii.gz,"
-                   "out/pairs/a/points.csv\n")
+    csv.write_text(
+        "id,fixed,moving,points\na,out/pairs/a/fixed.nii.gz,out/pairs/a/moving.nii.gz,out/pairs/a/points.csv\n"
+    )
     rc = cli_main(["batch", str(csv), "--out", str(out)] + OPTS)
     assert rc == 1 and "pair a failed: moving scan" in capsys.readouterr().err
     after = _bytes(folder)

@@ -64,9 +64,24 @@ def reference(cohort, tmp_path_factory):
     ref = {}
     for p in _pairs(cohort):
         target = out / f"{p['id']}.csv"
-        assert cli_main(["match", str(cohort.parent / p["fixed"]), str(cohort.parent / p["moving"]), "--points",
-                         str(cohort.parent / p["points"]), "--out", str(target), "--no-cache", "--prior", "none"]
-                        + OPTS) == 0  # the batch's points mode is the paper's argmax
+        assert (
+            cli_main(
+                [
+                    "match",
+                    str(cohort.parent / p["fixed"]),
+                    str(cohort.parent / p["moving"]),
+                    "--points",
+                    str(cohort.parent / p["points"]),
+                    "--out",
+                    str(target),
+                    "--no-cache",
+                    "--prior",
+                    "none",
+                ]
+                + OPTS
+            )
+            == 0
+        )  # the batch's points mode is the paper's argmax
         ref[p["id"]] = read_points(target)
     return ref
 
@@ -87,8 +102,9 @@ def test_each_scan_encoded_once_and_results_identical_to_match(cohort, reference
     shutil.copytree(cohort.parent, csv.parent)
     shutil.copy(csv.parent / "scans/p0_t0.nii.gz", csv.parent / "scans/copy_of_t0.nii.gz")
     with open(csv, "a") as f:
-        f.write("copy_t0_to_t1,scans/copy_of_t0.nii.gz,scans/p0_t1.nii.gz,scans/p0_t0_points.csv,"
-                "scans/p0_t1_points.csv\n")
+        f.write(
+            "copy_t0_to_t1,scans/copy_of_t0.nii.gz,scans/p0_t1.nii.gz,scans/p0_t0_points.csv,scans/p0_t1_points.csv\n"
+        )
     out = tmp_path / "out"
     seen = []
     res = run_batch(csv, out, engine(), matching(), progress=lambda c: seen.append(c.finished))
@@ -99,8 +115,9 @@ def test_each_scan_encoded_once_and_results_identical_to_match(cohort, reference
     assert len(list((out / "features").glob("*.pt"))) == 3
     assert seen[-1] == 7
     _same(out, reference, reference)
-    np.testing.assert_array_equal(read_points(out / "pairs/copy_t0_to_t1" / MATCHED).points,
-                                  reference["p0_t0_to_t1"].points)
+    np.testing.assert_array_equal(
+        read_points(out / "pairs/copy_t0_to_t1" / MATCHED).points, reference["p0_t0_to_t1"].points
+    )
     summary = (out / "summary.csv").read_text().splitlines()
     assert len(summary) == 8 and summary[0].startswith("id,status,seconds,points,tre_mean_mm")
     row = dict(zip(summary[0].split(","), summary[1].split(",")))
@@ -163,8 +180,14 @@ def test_an_interrupted_run_restarted_does_only_the_rest(cohort, reference, tmp_
     out = tmp_path / "out"
     state = {"finished": 0}
     with pytest.raises(CancelledError):
-        run_batch(cohort, out, engine(), matching(), progress=lambda c: state.update(finished=c.matched),
-                  cancel=lambda: state["finished"] >= 2)
+        run_batch(
+            cohort,
+            out,
+            engine(),
+            matching(),
+            progress=lambda c: state.update(finished=c.matched),
+            cancel=lambda: state["finished"] >= 2,
+        )
     first = [p.name for p in (out / "pairs").iterdir() if (p / "manifest.json").exists()]
     assert 2 <= len(first) < 6
     assert "run interrupted" in (out / "summary.md").read_text()
@@ -192,8 +215,9 @@ def test_dense_mode_writes_each_pairs_field_and_points_from_it(cohort, tmp_path)
     fixed = read_volume(cohort.parent / pid["fixed"])
     moving = read_volume(cohort.parent / pid["moving"])
     field = MatchSession(engine()).register(fixed, moving)
-    np.testing.assert_allclose(got.points, field.map_points(got_points := read_points(cohort.parent / pid["points"]).points),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        got.points, field.map_points(got_points := read_points(cohort.parent / pid["points"]).points), atol=1e-6
+    )
     img = sitk.Cast(sitk.ReadImage(str(out / "pairs" / pid["id"] / "field.nii.gz")), sitk.sitkVectorFloat64)
     tx = sitk.DisplacementFieldTransform(img)
     p = fixed.ijk_to_world(np.array([[20.0, 22.0, 25.0]]))[0]

@@ -86,8 +86,9 @@ def test_manifest_is_verified_by_content_inputs_and_options(cohort, tmp_path):
     other = options_fingerprint(EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=20.0), "points")
     assert completed(folder, pairs[0], other) is None  # other options: redo
     # the cache location is not a result: moving it keeps the pair done
-    moved = options_fingerprint(EngineOptions(backbone="mind-ssc", cache_dir="/elsewhere"),
-                                MatchOptions(radius_mm=25.0), "points")
+    moved = options_fingerprint(
+        EngineOptions(backbone="mind-ssc", cache_dir="/elsewhere"), MatchOptions(radius_mm=25.0), "points"
+    )
     assert completed(folder, pairs[0], moved) is not None
     assert completed(folder, pairs[1], opts) is None  # other inputs
     (folder / "matched.csv").write_text("label,r,a,s\nL1,1,2,4\n")  # same size, other content

@@ -13,9 +13,23 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_bench_device_quick_on_cpu_writes_every_section(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run([sys.executable, str(REPO / "Testing/Benchmarks/bench_device.py"), "--device", "cpu",
-                           "--quick", "--tiny", "--out", str(tmp_path)], capture_output=True, text=True,
-                          timeout=900, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "Testing/Benchmarks/bench_device.py"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--tiny",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     r = json.loads((tmp_path / "device.json").read_text())
     assert r["device"] == "cpu" and r["config"] == "maisi-v1-ddpm-tiny-test"

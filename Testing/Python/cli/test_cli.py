@@ -29,9 +29,23 @@ def test_cli_match_writes_points_and_heatmap_and_never_overwrites(pair, landmark
     write_volume(pair.fixed, tmp_path / "fixed.nii.gz")
     write_volume(pair.moving, tmp_path / "moving.nrrd")
     write_points(landmarks, tmp_path / "fixed.mrk.json")
-    args = ["match", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nrrd"), "--points",
-            str(tmp_path / "fixed.mrk.json"), "--out", str(tmp_path / "out.csv"), "--backbone", "mind-ssc",
-            "--radius", "25", "--heatmap-for", landmarks.labels[2], "--heatmap", str(tmp_path / "hm.nrrd")]
+    args = [
+        "match",
+        str(tmp_path / "fixed.nii.gz"),
+        str(tmp_path / "moving.nrrd"),
+        "--points",
+        str(tmp_path / "fixed.mrk.json"),
+        "--out",
+        str(tmp_path / "out.csv"),
+        "--backbone",
+        "mind-ssc",
+        "--radius",
+        "25",
+        "--heatmap-for",
+        landmarks.labels[2],
+        "--heatmap",
+        str(tmp_path / "hm.nrrd"),
+    ]
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "backbone: weight-free MIND-SSC descriptor" in err and "match 100%" in err
@@ -47,13 +61,23 @@ def test_cli_match_writes_points_and_heatmap_and_never_overwrites(pair, landmark
     assert cli_main(args + ["--force"]) == 0
 
 
-def test_cli_match_strategy_flags_reach_the_matcher_and_give_the_same_matches(pair, landmarks, tmp_path, no_weights,
-                                                                               capsys):
+def test_cli_match_strategy_flags_reach_the_matcher_and_give_the_same_matches(
+    pair, landmarks, tmp_path, no_weights, capsys
+):
     write_volume(pair.fixed, tmp_path / "fixed.nii.gz")
     write_volume(pair.moving, tmp_path / "moving.nii.gz")
     write_points(landmarks, tmp_path / "fixed.csv")
-    base = ["match", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--points",
-            str(tmp_path / "fixed.csv"), "--backbone", "mind-ssc", "--prior", "none"]  # the paper's argmax
+    base = [
+        "match",
+        str(tmp_path / "fixed.nii.gz"),
+        str(tmp_path / "moving.nii.gz"),
+        "--points",
+        str(tmp_path / "fixed.csv"),
+        "--backbone",
+        "mind-ssc",
+        "--prior",
+        "none",
+    ]  # the paper's argmax
     out = {}
     for strategy in ("native", "upsampled"):
         assert cli_main(base + ["--out", str(tmp_path / f"{strategy}.csv"), "--match-strategy", strategy]) == 0
@@ -69,8 +93,17 @@ def test_cli_match_strategy_flags_reach_the_matcher_and_give_the_same_matches(pa
 
 
 def test_cli_match_reports_bad_input_cleanly(tmp_path, capsys, no_weights):
-    rc = cli_main(["match", str(tmp_path / "no.nii.gz"), str(tmp_path / "no2.nii.gz"), "--points",
-                   str(tmp_path / "p.csv"), "--out", str(tmp_path / "o.csv")])
+    rc = cli_main(
+        [
+            "match",
+            str(tmp_path / "no.nii.gz"),
+            str(tmp_path / "no2.nii.gz"),
+            "--points",
+            str(tmp_path / "p.csv"),
+            "--out",
+            str(tmp_path / "o.csv"),
+        ]
+    )
     assert rc == 2 and "no.nii.gz: no such file" in capsys.readouterr().err
     rc = cli_main(["match", "a", "b", "--points", "p", "--out", str(tmp_path / "o.csv"), "--heatmap-for", "L1"])
     assert rc == 2 and "go together" in capsys.readouterr().err
@@ -79,12 +112,30 @@ def test_cli_match_reports_bad_input_cleanly(tmp_path, capsys, no_weights):
 def test_demo_writes_every_output_and_beats_identity(tmp_path, no_weights):
     from MedDIFTLib.evaluation.demo import run_demo
 
-    report = run_demo(tmp_path / "demo", EngineOptions(backbone="auto", use_cache=False), radius_mm=25.0,
-                      n_landmarks=8, shape=(80, 80, 80), spacing=(4.0, 4.0, 4.0))
+    report = run_demo(
+        tmp_path / "demo",
+        EngineOptions(backbone="auto", use_cache=False),
+        radius_mm=25.0,
+        n_landmarks=8,
+        shape=(80, 80, 80),
+        spacing=(4.0, 4.0, 4.0),
+    )
     names = {p.name for p in (tmp_path / "demo").iterdir()}
-    assert {"fixed.nii.gz", "moving.nii.gz", "fixed_landmarks.csv", "true_moving_landmarks.csv",
-            "matched_landmarks.csv", "matched_landmarks.mrk.json", "heatmap_L1.nii.gz", "demo_L1.png", "tre.md",
-            "summary.json", "field.nii.gz", "dense_matched_landmarks.csv", "dense_matched_landmarks.mrk.json"} <= names
+    assert {
+        "fixed.nii.gz",
+        "moving.nii.gz",
+        "fixed_landmarks.csv",
+        "true_moving_landmarks.csv",
+        "matched_landmarks.csv",
+        "matched_landmarks.mrk.json",
+        "heatmap_L1.nii.gz",
+        "demo_L1.png",
+        "tre.md",
+        "summary.json",
+        "field.nii.gz",
+        "dense_matched_landmarks.csv",
+        "dense_matched_landmarks.mrk.json",
+    } <= names
     assert report["backbone"] == "mind-ssc" and report["tre_after"]["mean"] < report["tre_before"]["mean"]
     assert report["tre_dense"]["mean"] < report["tre_after"]["mean"] and report["folding_share"] < 0.001
     assert "dense registration" in report["table"]

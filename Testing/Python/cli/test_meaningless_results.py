@@ -38,8 +38,14 @@ def files(tmp_path_factory):
 
 def meddift(d, *args):
     env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"), OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)], capture_output=True, text=True,
-                       env=env, cwd=d, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=d,
+        timeout=300,
+    )
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stderr
 
@@ -83,8 +89,9 @@ def test_a_prior_field_covering_some_of_the_points_is_warned(files, tmp_path):
 
 
 def register(d, out, *args, moving="m.nii.gz"):
-    return meddift(d, "register", d / "f.nii.gz", d / moving, "--out", out, *FAST, "--iterations", "10",
-                   "--no-figure", *args)
+    return meddift(
+        d, "register", d / "f.nii.gz", d / moving, "--out", out, *FAST, "--iterations", "10", "--no-figure", *args
+    )
 
 
 def test_registering_against_a_scan_of_one_value_is_refused(files, tmp_path):
@@ -92,12 +99,14 @@ def test_registering_against_a_scan_of_one_value_is_refused(files, tmp_path):
     assert rc == 2 and "is -1000 everywhere" in err and not (tmp_path / "reg").exists()
 
 
-@pytest.mark.parametrize("matrix, expected", [
-    ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0.01 1\n", "is not affine: its bottom row is [0.0, 0.0, 0.01, 1.0]"),
-    ("1 0 0 2000\n0 1 0 0\n0 0 1 0\n0 0 0 1\n", "only 0% of the fixed scan lies inside the moving scan"),
-])
-def test_an_initial_transform_that_is_not_affine_or_moves_the_scans_apart_is_refused(files, tmp_path, matrix,
-                                                                                      expected):
+@pytest.mark.parametrize(
+    "matrix, expected",
+    [
+        ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0.01 1\n", "is not affine: its bottom row is [0.0, 0.0, 0.01, 1.0]"),
+        ("1 0 0 2000\n0 1 0 0\n0 0 1 0\n0 0 0 1\n", "only 0% of the fixed scan lies inside the moving scan"),
+    ],
+)
+def test_an_initial_transform_that_is_not_affine_or_moves_the_scans_apart_is_refused(files, tmp_path, matrix, expected):
     (tmp_path / "m.txt").write_text(matrix)
     rc, err = register(files, tmp_path / "reg", "--initial", tmp_path / "m.txt")
     assert rc == 2 and expected in err and "--initial" in err and not (tmp_path / "reg").exists()

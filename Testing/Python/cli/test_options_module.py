@@ -41,18 +41,27 @@ def test_options_import_and_work_with_torch_and_numpy_unimportable():
             raise AssertionError("a negative radius was accepted")
         print("ok", "torch" in sys.modules and sys.modules["torch"] is not None)
     """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ok", "False"]
 
 
-@pytest.mark.parametrize("cls, d", [
-    # the dicts the Slicer module and older clients send today (MedDIFT.py engineOptions, the worker tests)
-    (EngineOptions, {"backbone": "auto", "device": "cpu", "timestep": 20, "levels": None, "weights_dir": None}),
-    (MatchOptions, {"radius_mm": 25.0}),
-    (RegistrationOptions, {"search_mm": 12.0, "lam": 0.3, "prealign": "none", "iterations": 10}),
-])
+@pytest.mark.parametrize(
+    "cls, d",
+    [
+        # the dicts the Slicer module and older clients send today (MedDIFT.py engineOptions, the worker tests)
+        (EngineOptions, {"backbone": "auto", "device": "cpu", "timestep": 20, "levels": None, "weights_dir": None}),
+        (MatchOptions, {"radius_mm": 25.0}),
+        (RegistrationOptions, {"search_mm": 12.0, "lam": 0.3, "prealign": "none", "iterations": 10}),
+    ],
+)
 def test_the_dicts_clients_send_round_trip(cls, d):
     opts = cls.from_dict(d)
     back = opts.to_dict()
@@ -60,9 +69,14 @@ def test_the_dicts_clients_send_round_trip(cls, d):
     assert cls.from_dict(back) == opts
 
 
-@pytest.mark.parametrize("cls, words", [(EngineOptions, "unknown engine options ['hu_offset']"),
-                                        (MatchOptions, "unknown matching options ['hu_offset']"),
-                                        (RegistrationOptions, "unknown registration options ['hu_offset']")])
+@pytest.mark.parametrize(
+    "cls, words",
+    [
+        (EngineOptions, "unknown engine options ['hu_offset']"),
+        (MatchOptions, "unknown matching options ['hu_offset']"),
+        (RegistrationOptions, "unknown registration options ['hu_offset']"),
+    ],
+)
 def test_unknown_keys_are_refused_in_words_naming_the_known_ones(cls, words):
     with pytest.raises(UnknownOptionsError) as err:
         cls.from_dict({"hu_offset": -1024})

@@ -42,8 +42,22 @@ def pair(tmp_path_factory):
 
 def _register(pair, out, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MEDDIFT_WEIGHTS_DIR=str(out.parent / "none"))
-    cmd = [sys.executable, "-m", "MedDIFTLib.cli", "register", str(pair / "fixed.nii.gz"), str(pair / "moving.nii.gz"),
-           "--out", str(out), "--backbone", "mind-ssc", "--no-cache", "--iterations", "20", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "MedDIFTLib.cli",
+        "register",
+        str(pair / "fixed.nii.gz"),
+        str(pair / "moving.nii.gz"),
+        "--out",
+        str(out),
+        "--backbone",
+        "mind-ssc",
+        "--no-cache",
+        "--iterations",
+        "20",
+        *extra,
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -52,8 +66,11 @@ def _interrupt_after(proc, out: Path, files: int, timeout: float = 120.0) -> boo
     end = time.time() + timeout
     while time.time() < end and proc.poll() is None:
         for stage in out.glob(STAGE_PREFIX + "*") if out.is_dir() else []:
-            done = [p for p in stage.iterdir() if not p.name.startswith(".") and p.name != "owner"] \
-                if stage.is_dir() else []
+            done = (
+                [p for p in stage.iterdir() if not p.name.startswith(".") and p.name != "owner"]
+                if stage.is_dir()
+                else []
+            )
             if len(done) >= files:
                 proc.send_signal(signal.SIGINT)
                 return True
@@ -68,7 +85,8 @@ def _names(out: Path) -> list:
 def _inverse_error_mm(out: Path, fixed) -> float:
     """How far field-then-inverse leaves sample points of the fixed scan from where they started."""
     read = lambda name: sitk.DisplacementFieldTransform(  # noqa: E731
-        sitk.Cast(sitk.ReadImage(str(out / name)), sitk.sitkVectorFloat64))
+        sitk.Cast(sitk.ReadImage(str(out / name)), sitk.sitkVectorFloat64)
+    )
     fwd, inv = read("field.nii.gz"), read("inverse_field.nii.gz")
     ras = fixed.ijk_to_world(np.array([[10, 20, 30], [20, 20, 12], [30, 8, 25]], dtype=float))
     moved = [inv.TransformPoint(fwd.TransformPoint(tuple(p * LPS))) for p in ras]
@@ -115,11 +133,14 @@ def test_a_name_taken_meanwhile_undoes_the_files_already_in_place(tmp_path):
 
 def test_a_killed_runs_private_folder_is_cleared_by_the_next_run_and_nothing_else(tmp_path):
     (tmp_path / "mine.txt").write_text("a user's file")
-    script = ("import os, sys; from MedDIFTLib.outputs import OutputSet\n"
-              "s = OutputSet({'a': sys.argv[1] + '/a.txt'}).__enter__()\n"
-              "s.path('a').write_text('half')\nos._exit(9)\n")
-    rc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                        timeout=60).returncode
+    script = (
+        "import os, sys; from MedDIFTLib.outputs import OutputSet\n"
+        "s = OutputSet({'a': sys.argv[1] + '/a.txt'}).__enter__()\n"
+        "s.path('a').write_text('half')\nos._exit(9)\n"
+    )
+    rc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60
+    ).returncode
     assert rc == 9 and len(list(tmp_path.glob(STAGE_PREFIX + "*"))) == 1
     with OutputSet({"b": tmp_path / "b.txt"}) as out:
         out.path("b").write_text("b")
@@ -142,8 +163,9 @@ def test_a_run_killed_halfway_through_the_put_in_place_is_undone_by_the_next(tmp
     is built here by the same steps; the next run on the folder puts the earlier set back."""
     (tmp_path / "a.txt").write_text("old a")
     (tmp_path / "b.txt").write_text("old b")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stage = tmp_path / f"{STAGE_PREFIX}killed"
     stage.mkdir()
     (stage / "owner").write_text(f"{dead}\n")

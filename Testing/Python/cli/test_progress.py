@@ -20,5 +20,9 @@ def test_long_stages_show_the_time_left():
     p("match", 1.0)
     p("heatmap", 0.0)
     lines = out.getvalue().splitlines()
-    assert lines == ["[    0.0s] match   0%", "[   20.0s] match  25%, about 60 s left", "[   21.0s] match 100%",
-                     "[   21.0s] heatmap   0%"]
+    assert lines == [
+        "[    0.0s] match   0%",
+        "[   20.0s] match  25%, about 60 s left",
+        "[   21.0s] match 100%",
+        "[   21.0s] heatmap   0%",
+    ]

@@ -30,10 +30,24 @@ def files(tmp_path_factory):
 
 
 def meddift(d, *args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"),
-               MEDDIFT_CACHE_DIR=str(d / "cache"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "MedDIFTLib.cli", "match", str(d / "f.nii.gz"), str(d / "m.nii.gz"),
-           "--points", str(d / "p.csv"), *map(str, args)]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"),
+        MEDDIFT_CACHE_DIR=str(d / "cache"),
+        OMP_NUM_THREADS="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "MedDIFTLib.cli",
+        "match",
+        str(d / "f.nii.gz"),
+        str(d / "m.nii.gz"),
+        "--points",
+        str(d / "p.csv"),
+        *map(str, args),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd or d, timeout=300)
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stderr
@@ -60,8 +74,10 @@ def test_nan_and_inf_points_are_refused_by_label(files, tmp_path):
     for name in ("f.nii.gz", "m.nii.gz"):
         (tmp_path / name).write_bytes((d / name).read_bytes())
     for bad in ("nan", "inf"):
-        (tmp_path / "p.csv").write_text(f"label,x,y,z\nA,{bad},0,0\n" + "".join(
-            f"{lb},{x},{y},{z}\n" for lb, (x, y, z) in zip(lm.labels, lm.points)))
+        (tmp_path / "p.csv").write_text(
+            f"label,x,y,z\nA,{bad},0,0\n"
+            + "".join(f"{lb},{x},{y},{z}\n" for lb, (x, y, z) in zip(lm.labels, lm.points))
+        )
         rc, err = meddift(tmp_path, "--out", tmp_path / "o.csv")
         assert rc == 2 and "point 'A' has no finite position" in err and not (tmp_path / "o.csv").exists()
 
@@ -78,10 +94,25 @@ def test_heatmap_onto_an_input_is_refused_even_with_force(files):
 
 def test_two_runs_writing_one_out_at_once_one_loses_clearly(files):
     d, _ = files
-    env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "nw"), MEDDIFT_CACHE_DIR=str(d / "c2"),
-               OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "MedDIFTLib.cli", "match", str(d / "f.nii.gz"), str(d / "m.nii.gz"), "--points",
-           str(d / "p.csv"), "--out", str(d / "race.csv")]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        MEDDIFT_WEIGHTS_DIR=str(d / "nw"),
+        MEDDIFT_CACHE_DIR=str(d / "c2"),
+        OMP_NUM_THREADS="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "MedDIFTLib.cli",
+        "match",
+        str(d / "f.nii.gz"),
+        str(d / "m.nii.gz"),
+        "--points",
+        str(d / "p.csv"),
+        "--out",
+        str(d / "race.csv"),
+    ]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=d) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in results) == [0, 2], results
@@ -102,22 +133,27 @@ def _umask():
     return m
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--device", "tpu"], "unknown device 'tpu': use auto, cpu or cuda[:N] (--device)"),
-    (["--timestep", "-1"], "--timestep"),
-    (["--ensemble", "0"], "at least 1 noise draw"),
-    (["--region", "moon"], "unknown body region 'moon'"),
-    (["--radius", "-5"], "--radius"),
-    (["--radius", "nan"], "--radius"),
-    (["--upsampled-budget", "0"], "the upsampled strategy's budget must be a positive number of MB, got 0.0 "
-                                  "(--upsampled-budget)"),
-    (["--backbone", "maisi"], "MAISI weights not found"),
-    (["--prior", "coarse"], "a prior needs a search radius (--radius MM)"),
-    (["--prior", "identity"], "a prior needs a search radius (--radius MM)"),
-    (["--hu-offset", "-1024"], "--fixed-hu-offset and/or --moving-hu-offset"),
-    (["--heatmap", "h.nrrd", "--heatmap-for", "nope"], "no point labelled 'nope'"),
-    (["--heatmap", "h.xyz", "--heatmap-for", "L1"], "cannot write images with extension '.xyz'"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--device", "tpu"], "unknown device 'tpu': use auto, cpu or cuda[:N] (--device)"),
+        (["--timestep", "-1"], "--timestep"),
+        (["--ensemble", "0"], "at least 1 noise draw"),
+        (["--region", "moon"], "unknown body region 'moon'"),
+        (["--radius", "-5"], "--radius"),
+        (["--radius", "nan"], "--radius"),
+        (
+            ["--upsampled-budget", "0"],
+            "the upsampled strategy's budget must be a positive number of MB, got 0.0 (--upsampled-budget)",
+        ),
+        (["--backbone", "maisi"], "MAISI weights not found"),
+        (["--prior", "coarse"], "a prior needs a search radius (--radius MM)"),
+        (["--prior", "identity"], "a prior needs a search radius (--radius MM)"),
+        (["--hu-offset", "-1024"], "--fixed-hu-offset and/or --moving-hu-offset"),
+        (["--heatmap", "h.nrrd", "--heatmap-for", "nope"], "no point labelled 'nope'"),
+        (["--heatmap", "h.xyz", "--heatmap-for", "L1"], "cannot write images with extension '.xyz'"),
+    ],
+)
 def test_bad_options_are_refused_before_any_work_in_cli_words(files, args, expected):
     d, _ = files
     rc, err = meddift(d, "--out", d / "late.csv", *args)
@@ -140,10 +176,13 @@ def test_cuda_on_a_cpu_only_torch_is_refused_in_words(files, backbone):
     assert "fixed: features" not in err and "backbone:" not in err and not (d / "cuda.csv").exists()
 
 
-@pytest.mark.parametrize("out, expected", [
-    ("o.xyz", "name the output .csv"),
-    ("f.nii.gz/o.csv", "is a file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "out, expected",
+    [
+        ("o.xyz", "name the output .csv"),
+        ("f.nii.gz/o.csv", "is a file, not a folder"),
+    ],
+)
 def test_output_path_errors_give_the_true_reason_before_any_work(files, out, expected):
     d, _ = files
     rc, err = meddift(d, "--out", d / out)
@@ -182,9 +221,25 @@ def test_elastix_index_file_is_read_against_the_fixed_volume(files):
     fixed = read_volume(d / "f.nii.gz")
     write_points(lm, d / "idx.txt", "elastix", reference=fixed, kind="index")
     env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "nw"), MEDDIFT_CACHE_DIR=str(d / "c3"))
-    p = subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", "match", str(d / "f.nii.gz"), str(d / "m.nii.gz"),
-                        "--points", str(d / "idx.txt"), "--out", str(d / "el.csv")], capture_output=True, text=True,
-                       env=env, cwd=d, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "MedDIFTLib.cli",
+            "match",
+            str(d / "f.nii.gz"),
+            str(d / "m.nii.gz"),
+            "--points",
+            str(d / "idx.txt"),
+            "--out",
+            str(d / "el.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=d,
+        timeout=300,
+    )
     assert p.returncode == 0 and "reference=" not in p.stderr, p.stderr
 
 
@@ -202,8 +257,9 @@ def test_skip_outside_lists_the_skipped_labels(files, tmp_path):
     d, lm = files
     for name in ("f.nii.gz", "m.nii.gz"):
         (tmp_path / name).write_bytes((d / name).read_bytes())
-    (tmp_path / "p.csv").write_text("label,x,y,z\nFAR,9999,0,0\n" + "".join(
-        f"{lb},{x},{y},{z}\n" for lb, (x, y, z) in zip(lm.labels, lm.points)))
+    (tmp_path / "p.csv").write_text(
+        "label,x,y,z\nFAR,9999,0,0\n" + "".join(f"{lb},{x},{y},{z}\n" for lb, (x, y, z) in zip(lm.labels, lm.points))
+    )
     rc, err = meddift(tmp_path, "--out", tmp_path / "o.csv")
     assert rc == 2 and "FAR at" in err
     rc, err = meddift(tmp_path, "--out", tmp_path / "o.csv", "--skip-outside")

@@ -37,23 +37,49 @@ def _snapshot(folder: Path) -> dict:
 
 def meddift(d, *args):
     env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"), OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)], capture_output=True, text=True,
-                       env=env, cwd=d, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=d,
+        timeout=300,
+    )
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stderr
 
 
 CASES = {
     "match --out is the points file": (
-        ["match", "f.nii.gz", "m.nii.gz", "--points", "p.csv", "--out", "./p.csv", "--force"], "is the --points file"),
+        ["match", "f.nii.gz", "m.nii.gz", "--points", "p.csv", "--out", "./p.csv", "--force"],
+        "is the --points file",
+    ),
     "match --heatmap is the moving scan": (
-        ["match", "f.nii.gz", "m.nii.gz", "--points", "p.csv", "--out", "o.csv", "--heatmap", "sub/../m.nii.gz",
-         "--heatmap-for", "P0", "--force"], "is the moving volume"),
+        [
+            "match",
+            "f.nii.gz",
+            "m.nii.gz",
+            "--points",
+            "p.csv",
+            "--out",
+            "o.csv",
+            "--heatmap",
+            "sub/../m.nii.gz",
+            "--heatmap-for",
+            "P0",
+            "--force",
+        ],
+        "is the moving volume",
+    ),
     "register --out holds the fixed scan under an output name": (
-        ["register", "reg/field.nii.gz", "m.nii.gz", "--out", "reg", "--force"], "is the fixed volume"),
+        ["register", "reg/field.nii.gz", "m.nii.gz", "--out", "reg", "--force"],
+        "is the fixed volume",
+    ),
     "demo --out holds a user's files": (["demo", "--out", "."], "holds files meddift demo did not write"),
     "evaluate --out inside a dataset": (
-        ["evaluate", "--no-phantom", "--learn2reg", ".", "--out", "results"], "lies inside --learn2reg"),
+        ["evaluate", "--no-phantom", "--learn2reg", ".", "--out", "results"],
+        "lies inside --learn2reg",
+    ),
 }
 
 
@@ -84,15 +110,18 @@ def test_the_worker_refuses_a_loaded_input_or_an_existing_file_as_a_register_out
         client.request("load_volume", name="m", path=str(files / "m.nii.gz"))
         for fields, expected in [
             ({"out": str(files / "f.nii.gz"), "force": True}, "register 'out' .* is loaded volume 'f'"),
-            ({"out": str(files / "x.nrrd"), "warped": str(files / "m.nii.gz"), "force": True},
-             "register 'warped' .* is loaded volume 'm'"),
+            (
+                {"out": str(files / "x.nrrd"), "warped": str(files / "m.nii.gz"), "force": True},
+                "register 'warped' .* is loaded volume 'm'",
+            ),
             ({"out": str(files / "x.nrrd"), "inverse": str(files / "old.nrrd")}, "output exists"),
         ]:
             with pytest.raises(Exception, match=expected):
                 client.request("register", fixed="f", moving="m", **fields)
         with pytest.raises(Exception, match="heatmap 'out' .* is loaded volume 'm'"):
-            client.request("heatmap", fixed="f", moving="m", point=[0.0, 0.0, 0.0], out=str(files / "m.nii.gz"),
-                           force=True)
+            client.request(
+                "heatmap", fixed="f", moving="m", point=[0.0, 0.0, 0.0], out=str(files / "m.nii.gz"), force=True
+            )
     finally:
         client.kill()
     assert _snapshot(files) == before

@@ -148,7 +148,9 @@ def test_resample_reproduces_a_linear_world_ramp_on_an_oblique_grid():
     f = lambda p: 2 * p[:, 0] - 3 * p[:, 1] + 0.5 * p[:, 2] + 7  # noqa: E731
     src = Volume(f(ras).reshape(41, 41, 41), src_m)
     target = _oblique_volume(shape=(6, 6, 4))
-    target_grid = Grid((6, 6, 4), target.ijk_to_ras + np.array([[0, 0, 0, 5], [0, 0, 0, -5], [0, 0, 0, -25], [0, 0, 0, 0]]))
+    target_grid = Grid(
+        (6, 6, 4), target.ijk_to_ras + np.array([[0, 0, 0, 5], [0, 0, 0, -5], [0, 0, 0, -25], [0, 0, 0, 0]])
+    )
     out = resample(src, target_grid, order=1)
     t_ras = apply_affine(target_grid.ijk_to_ras, np.indices((6, 6, 4)).reshape(3, -1).T)
     assert np.all(src.contains(t_ras))

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import shared_file
 
+from conftest import shared_file
 from MedDIFTLib.data.geometry import Grid, Volume
 from MedDIFTLib.data.landmark_io import (
     DIRLAB_4DCT_GEOMETRY,
@@ -57,6 +57,7 @@ def write_text(tmp_path, name, text):
 # PointSet
 # ---------------------------------------------------------------------------
 
+
 def test_pointset_defaults_labels_f1_to_fn_and_empty_values():
     ps = PointSet(np.zeros((3, 3)))
     assert len(ps) == 3
@@ -101,6 +102,7 @@ def test_from_voxel_through_oblique_flipped_anisotropic_matrix_matches_hand_valu
 # exact coordinates, format by format
 # ---------------------------------------------------------------------------
 
+
 def test_dirlab_one_based_index_with_spacing_gives_benchmark_mm(tmp_path):
     p = write_text(tmp_path, "case1_300_T00_xyz.txt", "10\t20\t30\n 1.000000\t 1.000000\t 1.000000\t\n")
     ps = read_points(p, spacing=(0.97, 0.97, 2.5))
@@ -128,17 +130,20 @@ def test_learn2reg_voxel_through_oblique_reference_matches_hand_value(tmp_path):
     np.testing.assert_allclose(ps.points, [OBLIQUE_RAS, [10.0, -20.0, 5.0]], atol=1e-12)
 
 
-@pytest.mark.parametrize("system_line, expected", [
-    ("# CoordinateSystem = LPS", (-1.0, -2.0, 3.0)),
-    ("# CoordinateSystem = 1", (-1.0, -2.0, 3.0)),
-    ("# CoordinateSystem = RAS", (1.0, 2.0, 3.0)),
-    ("# CoordinateSystem = 0", (1.0, 2.0, 3.0)),
-])
+@pytest.mark.parametrize(
+    "system_line, expected",
+    [
+        ("# CoordinateSystem = LPS", (-1.0, -2.0, 3.0)),
+        ("# CoordinateSystem = 1", (-1.0, -2.0, 3.0)),
+        ("# CoordinateSystem = RAS", (1.0, 2.0, 3.0)),
+        ("# CoordinateSystem = 0", (1.0, 2.0, 3.0)),
+    ],
+)
 def test_fcsv_point_1_2_3_in_lps_or_ras(tmp_path, system_line, expected):
     text = (
         "# Markups fiducial file version = 4.11\n" + system_line + "\n"
         "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
-        "1,1,2,3,0,0,0,1,1,1,1,\"a, b\",similarity=0.75; seen twice,\n"
+        '1,1,2,3,0,0,0,1,1,1,1,"a, b",similarity=0.75; seen twice,\n'
     )
     ps = read_points(write_text(tmp_path, "f.fcsv", text))
     np.testing.assert_array_equal(ps.points[0], expected)
@@ -148,16 +153,33 @@ def test_fcsv_point_1_2_3_in_lps_or_ras(tmp_path, system_line, expected):
 
 @pytest.mark.parametrize("system, expected", [("LPS", (-1.0, -2.0, 3.0)), ("RAS", (1.0, 2.0, 3.0))])
 def test_mrk_json_point_1_2_3_in_lps_or_ras(tmp_path, system, expected):
-    doc = {"@schema": "x", "markups": [{"type": "Fiducial", "coordinateSystem": system, "controlPoints": [
-        {"label": "P", "position": [1, 2, 3], "description": "similarity=0.91; confidence=0.5"}]}]}
+    doc = {
+        "@schema": "x",
+        "markups": [
+            {
+                "type": "Fiducial",
+                "coordinateSystem": system,
+                "controlPoints": [
+                    {"label": "P", "position": [1, 2, 3], "description": "similarity=0.91; confidence=0.5"}
+                ],
+            }
+        ],
+    }
     ps = read_points(write_text(tmp_path, "p.mrk.json", json.dumps(doc)))
     np.testing.assert_array_equal(ps.points[0], expected)
     assert ps.values == {"similarity": pytest.approx([0.91]), "confidence": pytest.approx([0.5])}
 
 
 def test_mrk_json_undefined_point_reads_as_nan_row(tmp_path):
-    doc = {"@schema": "x", "markups": [{"type": "Fiducial", "controlPoints": [
-        {"label": "a", "position": [1, 2, 3]}, {"label": "b", "positionStatus": "undefined"}]}]}
+    doc = {
+        "@schema": "x",
+        "markups": [
+            {
+                "type": "Fiducial",
+                "controlPoints": [{"label": "a", "position": [1, 2, 3]}, {"label": "b", "positionStatus": "undefined"}],
+            }
+        ],
+    }
     ps = read_points(write_text(tmp_path, "p.mrk.json", json.dumps(doc)))
     assert ps.defined.tolist() == [True, False]
     assert np.isnan(ps.points[1]).all()
@@ -174,9 +196,11 @@ def test_elastix_index_file_goes_through_reference(tmp_path):
 
 
 def test_transformix_outputpoints_reads_output_point_by_default_and_other_fields(tmp_path):
-    line = ("Point\t0\t; InputIndex = [ 2 1 4 ]\t; InputPoint = [ 1.000000 2.000000 3.000000 ]\t; "
-            "OutputIndexFixed = [ 3 1 4 ]\t; OutputPoint = [ 1.500000 2.000000 3.250000 ]\t; "
-            "Deformation = [ 0.500000 0.000000 0.250000 ]\n")
+    line = (
+        "Point\t0\t; InputIndex = [ 2 1 4 ]\t; InputPoint = [ 1.000000 2.000000 3.000000 ]\t; "
+        "OutputIndexFixed = [ 3 1 4 ]\t; OutputPoint = [ 1.500000 2.000000 3.250000 ]\t; "
+        "Deformation = [ 0.500000 0.000000 0.250000 ]\n"
+    )
     p = write_text(tmp_path, "outputpoints.txt", line * 2)
     ps = read_points(p)
     np.testing.assert_array_equal(ps.points, [[-1.5, -2.0, 3.25]] * 2)
@@ -190,8 +214,14 @@ def test_dirqa_mat_swaps_y_x_columns_by_default(tmp_path):
     from scipy.io import savemat
 
     p = tmp_path / "case1.mat"
-    savemat(p, {"landmark_EE": np.array([[20, 10, 30]], dtype=np.uint8),
-                "landmark_new_EI": np.array([[20.5, 10.0, 30.0]]), "landmark_changed_idx": np.array([[1]], np.uint8)})
+    savemat(
+        p,
+        {
+            "landmark_EE": np.array([[20, 10, 30]], dtype=np.uint8),
+            "landmark_new_EI": np.array([[20.5, 10.0, 30.0]]),
+            "landmark_changed_idx": np.array([[1]], np.uint8),
+        },
+    )
     ps = read_points(p, variable="landmark_EE", spacing=(0.97, 0.97, 2.5))
     np.testing.assert_allclose(ps.points[0], [8.73, 18.43, 72.5], atol=1e-12)
     raw = read_points(p, variable="landmark_EE", spacing=(0.97, 0.97, 2.5), swap_xy=False)
@@ -205,8 +235,13 @@ def test_dirqa_mat_swaps_y_x_columns_by_default(tmp_path):
 # round trips in every writable format
 # ---------------------------------------------------------------------------
 
-FULL = [("p.csv", {}), ("p.mrk.json", {}), ("p.mrk.json", {"coordinate_system": "RAS"}),
-        ("p.fcsv", {}), ("p.fcsv", {"coordinate_system": "RAS"})]
+FULL = [
+    ("p.csv", {}),
+    ("p.mrk.json", {}),
+    ("p.mrk.json", {"coordinate_system": "RAS"}),
+    ("p.fcsv", {}),
+    ("p.fcsv", {"coordinate_system": "RAS"}),
+]
 
 
 @pytest.mark.parametrize("name, opts", FULL)
@@ -221,13 +256,16 @@ def test_round_trip_keeps_points_labels_values_descriptions(tmp_path, name, opts
         np.testing.assert_allclose(back.values[k], ps.values[k], atol=1e-12, equal_nan=True)
 
 
-@pytest.mark.parametrize("fmt, opts", [
-    ("learn2reg", {"reference": oblique_matrix()}),
-    ("dirlab", {"spacing": (0.625, 0.625, 2.5)}),
-    ("dirlab", {"reference": oblique_matrix()}),
-    ("elastix", {}),
-    ("elastix", {"kind": "index", "reference": oblique_matrix()}),
-])
+@pytest.mark.parametrize(
+    "fmt, opts",
+    [
+        ("learn2reg", {"reference": oblique_matrix()}),
+        ("dirlab", {"spacing": (0.625, 0.625, 2.5)}),
+        ("dirlab", {"reference": oblique_matrix()}),
+        ("elastix", {}),
+        ("elastix", {"kind": "index", "reference": oblique_matrix()}),
+    ],
+)
 def test_round_trip_of_points_in_index_and_elastix_formats(tmp_path, fmt, opts):
     ps = sample_set()
     path = write_points(ps, tmp_path / "p.txt", fmt, **opts)
@@ -273,6 +311,7 @@ def test_write_is_atomic_and_leaves_old_file_on_failure(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 # Slicer's own readers and writers (slicer-core), when installed
 # ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mrml():
@@ -325,6 +364,7 @@ def test_we_read_files_written_by_slicer(tmp_path, mrml, ext):
 # the real files in ../shared
 # ---------------------------------------------------------------------------
 
+
 def test_real_copd1_text_files_have_300_points_and_known_first_rows():
     ins = read_points(shared_file("landmarks/dirlab-copd/copd1_300_iBH_xyz_r1.txt"), case="copd1")
     exp = read_points(shared_file("landmarks/dirlab-copd/copd1_300_eBH_xyz_r1.txt"), case="copd1")
@@ -360,7 +400,9 @@ def test_real_dirqa_case1_reproduces_published_initial_error_3_89_mm():
 
 def test_real_elastix_point_sets_have_equal_counts_and_lps_first_point():
     fixed = read_points(shared_file("landmarks/elastix-ct3d-lung/itkelastix_CT_3D_lung_fixed_point_set_corrected.txt"))
-    moving = read_points(shared_file("landmarks/elastix-ct3d-lung/itkelastix_CT_3D_lung_moving_point_set_corrected.txt"))
+    moving = read_points(
+        shared_file("landmarks/elastix-ct3d-lung/itkelastix_CT_3D_lung_moving_point_set_corrected.txt")
+    )
     assert len(fixed) == len(moving) == 51
     np.testing.assert_allclose(fixed.points[0], [36.351, 36.974, -1204.5], atol=1e-9)
     full = read_points(shared_file("landmarks/elastix-ct3d-lung/itkelastix_CT_3D_lung_fixed_point_set.txt"))
@@ -394,6 +436,7 @@ def test_real_elastix_lung_index_files_land_inside_the_lung_mask(scan):
 # errors name the file and the problem
 # ---------------------------------------------------------------------------
 
+
 def test_error_missing_file(tmp_path):
     with pytest.raises(LandmarkFormatError, match=r"nothere\.csv: no such file"):
         read_points(tmp_path / "nothere.csv")
@@ -424,7 +467,9 @@ def test_error_wrong_column_count(tmp_path):
 def test_error_csv_missing_columns_and_missing_header(tmp_path):
     with pytest.raises(LandmarkFormatError, match=r"a\.csv line 1: header has no column\(s\) 'z'"):
         read_points(write_text(tmp_path, "a.csv", "label,x,y\np,1,2\n"))
-    with pytest.raises(LandmarkFormatError, match=r"b\.csv line 1: no header row.*format learn2reg \(points_format = learn2reg\)"):
+    with pytest.raises(
+        LandmarkFormatError, match=r"b\.csv line 1: no header row.*format learn2reg \(points_format = learn2reg\)"
+    ):
         read_points(write_text(tmp_path, "b.csv", "1,2,3\n"))
     with pytest.raises(LandmarkFormatError, match=r"c\.csv line 2: column 'similarity' must be a number, got 'high'"):
         read_points(write_text(tmp_path, "c.csv", "label,x,y,z,similarity\np,1,2,3,high\n"))
@@ -449,15 +494,21 @@ def test_error_unknown_extension_and_format_list_supported(tmp_path):
         read_points(p, "vtk")
     with pytest.raises(LandmarkFormatError, match=r"p\.mat: DIR-QA \.mat files are read-only"):
         write_points(sample_set(), tmp_path / "p.mat")
-    with pytest.raises(LandmarkFormatError, match=r"p\.txt: a \.txt landmark file is written as elastix or dirlab.*name the output \.csv"):
+    with pytest.raises(
+        LandmarkFormatError,
+        match=r"p\.txt: a \.txt landmark file is written as elastix or dirlab.*name the output \.csv",
+    ):
         write_points(sample_set(), tmp_path / "p.txt")
 
 
-@pytest.mark.parametrize("name, text, fmt, needs", [
-    ("k.csv", "1,2,3\n", "learn2reg", "reference="),
-    ("e.txt", "index\n1\n1 2 3\n", None, "reference="),
-    ("d.txt", "1 2 3\n", None, "spacing="),
-])
+@pytest.mark.parametrize(
+    "name, text, fmt, needs",
+    [
+        ("k.csv", "1,2,3\n", "learn2reg", "reference="),
+        ("e.txt", "index\n1\n1 2 3\n", None, "reference="),
+        ("d.txt", "1 2 3\n", None, "spacing="),
+    ],
+)
 def test_error_voxel_index_format_without_geometry(tmp_path, name, text, fmt, needs):
     p = write_text(tmp_path, name, text)
     with pytest.raises(LandmarkFormatError, match=rf"{name}: format .*voxel indices; pass .*{needs}"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_file
 
+from conftest import shared_file
 from MedDIFTLib.data.landmark_io import write_points
 from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import ImageReadError, InputError
@@ -91,8 +91,9 @@ def test_dirlab_4dct_layout_raw_and_converted_images(tmp_path):
     np.testing.assert_allclose(case.moving.world_to_ijk(case.moving_points.points), data["T50"][1] - 1, atol=1e-9)
     # a converted T50 image (NIfTI with its own oblique geometry) is used when there is no raw one
     a = np.deg2rad(20)
-    oblique = make_ijk_to_ras((0.9, 1.1, 2.5), (-120.0, 80.0, -60.0),
-                              [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    oblique = make_ijk_to_ras(
+        (0.9, 1.1, 2.5), (-120.0, 80.0, -60.0), [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    )
     (images / "case1_T50_s.img").unlink()
     write_volume(Volume(data["T50"][0], oblique), images / "case1_T50_s.nii.gz")
     (case,) = list(dirlab_4dct_cases(root))

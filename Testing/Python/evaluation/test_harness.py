@@ -33,8 +33,9 @@ class _Broken(Method):
 
 
 def test_a_method_that_raises_scores_failures_and_the_others_still_run(tmp_path):
-    cases = list(phantom_suite(seeds=(1, 2), amplitudes=(20.0,), n_landmarks=4, shape=(56, 56, 56),
-                               spacing=(5.0, 5.0, 5.0)))
+    cases = list(
+        phantom_suite(seeds=(1, 2), amplitudes=(20.0,), n_landmarks=4, shape=(56, 56, 56), spacing=(5.0, 5.0, 5.0))
+    )
     logged = []
     res = evaluate(cases, [_Broken(), Identity()], log=logged.append)
     summ = res.summary("phantom")
@@ -43,10 +44,9 @@ def test_a_method_that_raises_scores_failures_and_the_others_still_run(tmp_path)
     assert sum("broken: FAILED (RuntimeError: diverged)" in m for m in logged) == 2
     text = write_report(res, tmp_path).read_text()
     assert "- seed1_amp20_noise20, broken: RuntimeError: diverged" in text
-    per_case = text[text.index("### phantom: mean TRE per case"):].splitlines()
+    per_case = text[text.index("### phantom: mean TRE per case") :].splitlines()
     assert per_case[2] == "| case | broken | identity |"
     row = next(r for r in per_case if r.startswith("| seed2_amp20_noise20 |"))
     assert row.split(" | ")[1] == "failed"
     ident = float(row.split(" | ")[2].rstrip(" |"))
     assert ident == pytest.approx(np.mean(res.errors("phantom", "identity", "seed2_amp20_noise20")), abs=0.006)
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from known_transform import known_rigid_case, rigid_matrix
 
+from known_transform import known_rigid_case, rigid_matrix
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.evaluation import methods as em
 
@@ -91,8 +91,13 @@ def test_all_lists_skipped_methods_and_naming_one_that_cannot_run_is_an_error(mo
     logged = []
     methods = em.resolve_methods("all", log=logged.append)
     names = [m.name for m in methods]
-    assert names[:5] == ["identity", names[1], "MedDIFT dense (MIND-SSC, weight-free)",
-                         "MedDIFT dense + argmax 6 mm (MIND-SSC, weight-free)", "SimpleITK B-spline"]
+    assert names[:5] == [
+        "identity",
+        names[1],
+        "MedDIFT dense (MIND-SSC, weight-free)",
+        "MedDIFT dense + argmax 6 mm (MIND-SSC, weight-free)",
+        "SimpleITK B-spline",
+    ]
     assert any(msg.startswith("uniGradICON: skipped") for msg in logged)
     assert len(names) + len(logged) == len(em.METHODS)
     with pytest.raises(InputError, match="uniGradICON: cannot run"):
@@ -106,5 +111,6 @@ def test_a_missing_package_is_named_with_the_install_command(monkeypatch):
         name = "needs"
         requires = ("no_such_module_meddift",)
 
-    assert Needs.unavailable_reason() == ('needs: skipped, no_such_module_meddift not installed '
-                                          '(pip install "meddift[baselines]")')
+    assert Needs.unavailable_reason() == (
+        'needs: skipped, no_such_module_meddift not installed (pip install "meddift[baselines]")'
+    )

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_file
 from scipy import ndimage
 
+from conftest import shared_file
 from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.evaluation.cases import warped_ct_cases
@@ -68,8 +68,9 @@ def test_amplitude_is_the_peak_displacement_over_the_scan(scan):
 
 
 def test_landmarks_are_inside_in_the_body_and_apart(scan):
-    case = make_warped_case(scan, amplitude_mm=8.0, rotation_deg=8.0, shift_mm=20.0, n_landmarks=25,
-                            min_distance_mm=18.0, margin_mm=10.0)
+    case = make_warped_case(
+        scan, amplitude_mm=8.0, rotation_deg=8.0, shift_mm=20.0, n_landmarks=25, min_distance_mm=18.0, margin_mm=10.0
+    )
     lm, truth = case.fixed_points.points, case.moving_points.points
     assert 5 <= len(lm) <= 25
     d = np.linalg.norm(lm[:, None] - lm[None], axis=2) + np.eye(len(lm)) * 1e9
@@ -82,8 +83,11 @@ def test_landmarks_are_inside_in_the_body_and_apart(scan):
 
 
 def test_a_motion_that_could_fold_is_refused(scan):
-    with pytest.raises(InputError, match=r"40 mm deformation with 60 mm wavelength has \|Du\| up to .* may not "
-                                         r"be invertible; lower the amplitude"):
+    with pytest.raises(
+        InputError,
+        match=r"40 mm deformation with 60 mm wavelength has \|Du\| up to .* may not "
+        r"be invertible; lower the amplitude",
+    ):
         make_waves(scan, amplitude_mm=40.0, wavelength_mm=60.0)
 
 

@@ -64,8 +64,12 @@ def test_fields_and_pyramids_share_one_limit(tmp_path):
     from MedDIFTLib.registration.field import DenseField
     from MedDIFTLib.registration.field_cache import cached_field, store_field
 
-    field = DenseField(np.eye(4), AxisGrid((20, 20, 20), np.zeros(3), np.ones(3)),
-                       np.random.default_rng(0).normal(size=(20, 20, 20, 3)), {"note": "synthetic"})
+    field = DenseField(
+        np.eye(4),
+        AxisGrid((20, 20, 20), np.zeros(3), np.ones(3)),
+        np.random.default_rng(0).normal(size=(20, 20, 20, 3)),
+        {"note": "synthetic"},
+    )
     probe = FeatureCache(tmp_path / "probe", limit_bytes=10**12)
     store_field(probe, "a" * 32, field)
     size = probe.info()["bytes"]

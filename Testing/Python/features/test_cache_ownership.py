@@ -24,15 +24,26 @@ def meddift(*args, env_extra=None, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.pop("MEDDIFT_CACHE_DIR", None)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(REPO),
+    )
 
 
 def _foreign(folder: Path) -> dict:
     """Files a user keeps beside the cache: weights, a model, a file named like an entry, a dot file."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"maisi_vae.pt": b"weights " * 1000, "my_model.pt": b"model", "0123456789abcdef0123456789abcdef.pt": b"x",
-             ".notes.pt.tmp": b"mine", "0123456789abcdef0123456789abcdef.field.npz": b"mine too"}
+    files = {
+        "maisi_vae.pt": b"weights " * 1000,
+        "my_model.pt": b"model",
+        "0123456789abcdef0123456789abcdef.pt": b"x",
+        ".notes.pt.tmp": b"mine",
+        "0123456789abcdef0123456789abcdef.field.npz": b"mine too",
+    }
     for name, data in files.items():
         (folder / name).write_bytes(data)
     return files
@@ -72,9 +83,22 @@ def test_eviction_under_the_size_limit_keeps_foreign_files(tmp_path):
     probe = FeatureCache(tmp_path / "probe", limit_bytes=10**12)
     extract_cached(create_backbone("mind-ssc", levels=("mind1", "mind2", "mind4")), pair.fixed, probe)
     one = probe.info()["bytes"]  # one registration pyramid of this pair
-    res = meddift("match", tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz", "--points", tmp_path / "lm.csv",
-                  "--out", tmp_path / "out.csv", "--backbone", "mind-ssc", "--cache-dir", folder, "--iterations", 20,
-                  env_extra={"MEDDIFT_CACHE_MAX_GB": str(1.5 * one / 1e9)})
+    res = meddift(
+        "match",
+        tmp_path / "fixed.nii.gz",
+        tmp_path / "moving.nii.gz",
+        "--points",
+        tmp_path / "lm.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--backbone",
+        "mind-ssc",
+        "--cache-dir",
+        folder,
+        "--iterations",
+        20,
+        env_extra={"MEDDIFT_CACHE_MAX_GB": str(1.5 * one / 1e9)},
+    )
     assert res.returncode == 0, res.stderr
     assert set(foreign) <= {p.name for p in folder.iterdir()}  # every foreign file is still there
     cache = FeatureCache(folder, limit_bytes=int(1.5 * one))
@@ -105,8 +129,10 @@ def test_a_cache_folder_that_cannot_be_reached_is_an_error_in_the_systems_words(
             assert res.returncode == 2 and f"cannot be read: {folder}: {words}" in res.stderr, res.stderr
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="a folder without read permission is readable by root: needs a normal user")
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0,
+    reason="a folder without read permission is readable by root: needs a normal user",
+)
 def test_an_unreadable_cache_folder_is_an_error_for_info_and_clear(tmp_path):
     locked = tmp_path / "cache"
     locked.mkdir()
@@ -123,9 +149,21 @@ def test_match_says_why_it_goes_on_without_an_unusable_cache(tmp_path):
     _pair(tmp_path)
     not_a_folder = tmp_path / "cache"
     not_a_folder.write_bytes(b"a file")
-    res = meddift("match", tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz", "--points", tmp_path / "lm.csv",
-                  "--out", tmp_path / "out.csv", "--backbone", "mind-ssc", "--cache-dir", not_a_folder,
-                  "--iterations", 20)
+    res = meddift(
+        "match",
+        tmp_path / "fixed.nii.gz",
+        tmp_path / "moving.nii.gz",
+        "--points",
+        tmp_path / "lm.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--backbone",
+        "mind-ssc",
+        "--cache-dir",
+        not_a_folder,
+        "--iterations",
+        20,
+    )
     assert res.returncode == 0, res.stderr
     assert f"{not_a_folder} is a file, not a folder; going on without the cache" in res.stderr
     assert res.stderr.count("going on without the cache") == 1  # said once, not per scan or per field

@@ -44,7 +44,9 @@ def test_level_matrix_agrees_with_encoder_stride_geometry():
         np.testing.assert_allclose(apply_affine(lvl, u), via_stride, atol=1e-9)
     # 1/16 level: centre of a 16-voxel block
     lvl16 = level_matrix(grid, (8, 8, 8))
-    np.testing.assert_allclose(apply_affine(lvl16, [2, 3, 4]), apply_affine(input_grid.ijk_to_ras, 16 * np.array([2, 3, 4]) + 7.5), atol=1e-9)
+    np.testing.assert_allclose(
+        apply_affine(lvl16, [2, 3, 4]), apply_affine(input_grid.ijk_to_ras, 16 * np.array([2, 3, 4]) + 7.5), atol=1e-9
+    )
 
 
 def test_level_covers_the_volume_field_of_view_exactly():
@@ -80,7 +82,9 @@ def test_sampling_at_a_level_voxel_centre_returns_that_voxel():
     feats = torch.randn(3, 8, 8, 8)
     level = FeatureLevel("x", feats, level_matrix(grid, (8, 8, 8)))
     ras = apply_affine(level.ijk_to_ras, [[2, 5, 7], [0, 0, 0], [7, 7, 7]])
-    np.testing.assert_allclose(level.sample(ras).numpy(), feats[:, [2, 0, 7], [5, 0, 7], [7, 0, 7]].T.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        level.sample(ras).numpy(), feats[:, [2, 0, 7], [5, 0, 7], [7, 0, 7]].T.numpy(), atol=1e-5
+    )
 
 
 def test_sample_between_voxels_is_the_average():
@@ -94,7 +98,10 @@ def test_sample_between_voxels_is_the_average():
 
 def test_pyramid_save_load_round_trip(tmp_path):
     grid = _oblique_grid()
-    levels = [FeatureLevel(n, torch.randn(c, s, s, s), level_matrix(grid, (s, s, s))) for n, c, s in [("a", 4, 4), ("b", 2, 8)]]
+    levels = [
+        FeatureLevel(n, torch.randn(c, s, s, s), level_matrix(grid, (s, s, s)))
+        for n, c, s in [("a", 4, 4), ("b", 2, 8)]
+    ]
     p = FeaturePyramid(levels, grid, {"backbone": "test", "n": 1})
     path = p.save(tmp_path / "sub" / "p.pt")
     q = FeaturePyramid.load(path)
@@ -171,8 +178,11 @@ class CountingBackbone(Backbone):
         t = torch.from_numpy(np.asarray(volume.array, np.float32))[None, None]
         feats = F.avg_pool3d(t, 2)[0] * self.option
         grid = volume.grid
-        return FeaturePyramid([FeatureLevel("avg", feats, level_matrix(grid, feats.shape[1:]))], grid,
-                              {**self.identity(), "volume_sha256": volume_digest(volume)})
+        return FeaturePyramid(
+            [FeatureLevel("avg", feats, level_matrix(grid, feats.shape[1:]))],
+            grid,
+            {**self.identity(), "volume_sha256": volume_digest(volume)},
+        )
 
 
 def test_cache_extracts_once_and_rebuilds_stale_files(tmp_path):

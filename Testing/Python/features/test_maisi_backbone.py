@@ -11,13 +11,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
 from MedDIFTLib.data.geometry import Volume, covering_grid, ijk_to_ras_from_itk
 from MedDIFTLib.errors import CancelledError, InputError
 from MedDIFTLib.features import create_backbone
 from MedDIFTLib.features.maisi.backbone import LEVEL_NAMES, MaisiBackbone
 from MedDIFTLib.features.maisi.networks import MaisiConfig, build_scheduler
+from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +173,8 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
 
 def test_create_backbone_by_name(weights_dir):
-    assert isinstance(create_backbone("maisi", weights_dir=weights_dir, device="cpu", config=TINY_CONFIG), MaisiBackbone)
+    assert isinstance(
+        create_backbone("maisi", weights_dir=weights_dir, device="cpu", config=TINY_CONFIG), MaisiBackbone
+    )
     with pytest.raises(InputError, match="unknown backbone 'dino'"):
         create_backbone("dino")

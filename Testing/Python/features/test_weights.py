@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_hub import FakeHub
-from tiny_maisi import AUTOENCODER_FILE, TINY_CONFIG, UNET_FILE, write_tiny_checkpoints
 
+from fake_hub import FakeHub
 from MedDIFTLib.cli import main as cli_main
 from MedDIFTLib.data import digest
 from MedDIFTLib.errors import WeightsError
 from MedDIFTLib.features.maisi import download, weights
 from MedDIFTLib.features.maisi.networks import MaisiConfig
+from tiny_maisi import AUTOENCODER_FILE, TINY_CONFIG, UNET_FILE, write_tiny_checkpoints
 
 TOKEN = "hf_test_token_123"
 
@@ -86,7 +86,9 @@ def test_find_weights_in_repo_flat_and_mixed_layouts(tiny, tmp_path):
     flat.mkdir()
     for rel in (AUTOENCODER_FILE, UNET_FILE):
         shutil.copy(tiny / rel, flat)
-    assert weights.find_weights(flat) == weights.WeightsPaths(flat / "autoencoder_v1.pt", flat / "diff_unet_3d_ddpm-ct.pt")
+    assert weights.find_weights(flat) == weights.WeightsPaths(
+        flat / "autoencoder_v1.pt", flat / "diff_unet_3d_ddpm-ct.pt"
+    )
     (flat / "models").mkdir()
     shutil.copy(tiny / UNET_FILE, flat / UNET_FILE)  # the repository layout wins over a flat copy
     assert weights.find_weights(flat).unet == flat / UNET_FILE
@@ -152,12 +154,15 @@ def test_garbage_file_is_reported(tmp_path):
         weights.load_autoencoder(bad, TINY_CONFIG)
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"<!DOCTYPE html><html>Sign in</html>", "a web page or an error message saved in place of the file"),
-    (b'{"error":"Access to model nvidia/NV-Generate-CT is restricted."}', "a web page or an error message"),
-    (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 123\n", "this is a Git LFS pointer"),
-    (b"", r"the file is empty \(0 bytes\)"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"<!DOCTYPE html><html>Sign in</html>", "a web page or an error message saved in place of the file"),
+        (b'{"error":"Access to model nvidia/NV-Generate-CT is restricted."}', "a web page or an error message"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 123\n", "this is a Git LFS pointer"),
+        (b"", r"the file is empty \(0 bytes\)"),
+    ],
+)
 def test_files_that_are_not_checkpoints_are_named(tmp_path, content, expected):
     bad = tmp_path / "diff_unet_3d_ddpm-ct.pt"
     bad.write_bytes(content)
@@ -166,11 +171,17 @@ def test_files_that_are_not_checkpoints_are_named(tmp_path, content, expected):
 
 
 def test_swapped_files_are_recognised(tiny):
-    with pytest.raises(WeightsError, match=r"diffusion UNet checkpoint, given where the autoencoder "
-                                           r"\(autoencoder_v1\.pt\) is expected \(are the two files swapped\?\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"diffusion UNet checkpoint, given where the autoencoder "
+        r"\(autoencoder_v1\.pt\) is expected \(are the two files swapped\?\)",
+    ):
         weights.load_autoencoder(tiny / UNET_FILE, TINY_CONFIG)
-    with pytest.raises(WeightsError, match=r"autoencoder checkpoint, given where the diffusion UNet "
-                                           r"\(diff_unet_3d_ddpm-ct\.pt\) is expected"):
+    with pytest.raises(
+        WeightsError,
+        match=r"autoencoder checkpoint, given where the diffusion UNet "
+        r"\(diff_unet_3d_ddpm-ct\.pt\) is expected",
+    ):
         weights.load_unet(tiny / AUTOENCODER_FILE, TINY_CONFIG)
 
 
@@ -187,25 +198,43 @@ def test_maisi_v2_rectified_flow_unet_is_refused(tmp_path):
         DiffusionModelUNetMaisi,
     )
 
-    v2 = DiffusionModelUNetMaisi(spatial_dims=3, in_channels=4, out_channels=4, num_channels=[8, 16, 32, 64],
-                                 attention_levels=[False, False, True, True], num_head_channels=[0, 0, 8, 8],
-                                 num_res_blocks=2, norm_num_groups=8, num_class_embeds=128, resblock_updown=True,
-                                 include_fc=True, include_top_region_index_input=False,
-                                 include_bottom_region_index_input=False, include_spacing_input=True)
+    v2 = DiffusionModelUNetMaisi(
+        spatial_dims=3,
+        in_channels=4,
+        out_channels=4,
+        num_channels=[8, 16, 32, 64],
+        attention_levels=[False, False, True, True],
+        num_head_channels=[0, 0, 8, 8],
+        num_res_blocks=2,
+        norm_num_groups=8,
+        num_class_embeds=128,
+        resblock_updown=True,
+        include_fc=True,
+        include_top_region_index_input=False,
+        include_bottom_region_index_input=False,
+        include_spacing_input=True,
+    )
     path = tmp_path / "diff_unet_3d_rflow-ct.pt"
     torch.save({"unet_state_dict": v2.state_dict(), "scale_factor": torch.tensor(1.0)}, path)
-    with pytest.raises(WeightsError, match=r"looks like a MAISI v2 \(rectified-flow\) UNet checkpoint .*"
-                                           r"MedDIFT needs the MAISI v1 DDPM file diff_unet_3d_ddpm-ct\.pt"):
+    with pytest.raises(
+        WeightsError,
+        match=r"looks like a MAISI v2 \(rectified-flow\) UNet checkpoint .*"
+        r"MedDIFT needs the MAISI v1 DDPM file diff_unet_3d_ddpm-ct\.pt",
+    ):
         weights.load_unet(path, TINY_CONFIG)
 
 
 def test_tiny_files_against_the_full_configuration_report_shapes(tiny):
     with pytest.raises(WeightsError) as err:
         weights.load_unet(tiny / UNET_FILE, MaisiConfig.v1())
-    assert ("tensor shapes do not match the maisi-v1-ddpm UNet configuration (" in str(err.value)
-            and "conv_in.conv.weight: file (8, 4, 3, 3, 3), expected (64, 4, 3, 3, 3)" in str(err.value))
-    with pytest.raises(WeightsError, match=r"do not match the maisi-v1-ddpm autoencoder configuration .*"
-                                           r"file \(8, 1, 3, 3, 3\), expected \(64, 1, 3, 3, 3\)"):
+    assert "tensor shapes do not match the maisi-v1-ddpm UNet configuration (" in str(
+        err.value
+    ) and "conv_in.conv.weight: file (8, 4, 3, 3, 3), expected (64, 4, 3, 3, 3)" in str(err.value)
+    with pytest.raises(
+        WeightsError,
+        match=r"do not match the maisi-v1-ddpm autoencoder configuration .*"
+        r"file \(8, 1, 3, 3, 3\), expected \(64, 1, 3, 3, 3\)",
+    ):
         weights.load_autoencoder(tiny / AUTOENCODER_FILE, MaisiConfig.v1())
 
 
@@ -216,7 +245,9 @@ def test_checkpoint_without_scale_factor_or_state_dict(tiny, tmp_path):
     with pytest.raises(WeightsError, match="no 'scale_factor' in the checkpoint"):
         weights.load_unet(path, TINY_CONFIG)
     torch.save({"model": ckpt["unet_state_dict"], "scale_factor": torch.tensor(1.0)}, path)
-    with pytest.raises(WeightsError, match=r"no 'unet_state_dict' in the checkpoint \(keys: \['model', 'scale_factor'\]\)"):
+    with pytest.raises(
+        WeightsError, match=r"no 'unet_state_dict' in the checkpoint \(keys: \['model', 'scale_factor'\]\)"
+    ):
         weights.load_unet(path, TINY_CONFIG)
 
 
@@ -236,8 +267,11 @@ def test_numpy_numbers_and_training_arguments_load_but_code_never_runs(tiny, tmp
             return (open, (str(marker), "w"))
 
     torch.save(dict(ckpt, note=Payload()), path)
-    with pytest.raises(WeightsError, match=r"holds Python objects other than tensors \(io\.open\); MedDIFT "
-                                           "does not unpickle them"):
+    with pytest.raises(
+        WeightsError,
+        match=r"holds Python objects other than tensors \(io\.open\); MedDIFT "
+        "does not unpickle them",
+    ):
         weights.load_unet(path, TINY_CONFIG)
     assert not marker.exists()
 
@@ -263,11 +297,18 @@ def test_sha256_is_computed_once_per_file_version(tiny, tmp_path, monkeypatch):
 
 def test_identity_names_files_sizes_and_digests(tiny):
     ident = weights.weights_identity(weights.find_weights(tiny), cfg=TINY_CONFIG)
-    assert ident == {"files": {
-        "autoencoder_v1.pt": {"size": (tiny / AUTOENCODER_FILE).stat().st_size,
-                              "sha256": hashlib.sha256((tiny / AUTOENCODER_FILE).read_bytes()).hexdigest()},
-        "diff_unet_3d_ddpm-ct.pt": {"size": (tiny / UNET_FILE).stat().st_size,
-                                    "sha256": hashlib.sha256((tiny / UNET_FILE).read_bytes()).hexdigest()}}}
+    assert ident == {
+        "files": {
+            "autoencoder_v1.pt": {
+                "size": (tiny / AUTOENCODER_FILE).stat().st_size,
+                "sha256": hashlib.sha256((tiny / AUTOENCODER_FILE).read_bytes()).hexdigest(),
+            },
+            "diff_unet_3d_ddpm-ct.pt": {
+                "size": (tiny / UNET_FILE).stat().st_size,
+                "sha256": hashlib.sha256((tiny / UNET_FILE).read_bytes()).hexdigest(),
+            },
+        }
+    }
 
 
 def test_verify_report(tiny):
@@ -292,7 +333,9 @@ def test_download_lands_in_repo_layout_verifies_and_keeps_the_token_on_the_hub(t
         assert paths.autoencoder.read_bytes() == (tiny / AUTOENCODER_FILE).read_bytes()
         hub_reqs = [r for r in hub.requests if r["server"] == "hub"]
         cdn_reqs = [r for r in hub.requests if r["server"] == "cdn"]
-        assert [r["path"] for r in hub_reqs] == [f"/{weights.HF_REPO_ID}/resolve/main/{f}" for f in (AUTOENCODER_FILE, UNET_FILE)]
+        assert [r["path"] for r in hub_reqs] == [
+            f"/{weights.HF_REPO_ID}/resolve/main/{f}" for f in (AUTOENCODER_FILE, UNET_FILE)
+        ]
         assert all(r["authorization"] == f"Bearer {TOKEN}" for r in hub_reqs)
         assert len(cdn_reqs) == 2 and all(r["authorization"] is None for r in cdn_reqs)  # not sent off the Hub
         # up to date: a second run asks the Hub (HEAD) but downloads nothing
@@ -326,24 +369,31 @@ def test_gated_repository_without_token(tiny, tmp_path):
     assert str(err.value) == (
         "access to https://huggingface.co/nvidia/NV-Generate-CT was refused: the repository is gated and no token "
         "was sent. Log in on Hugging Face, accept the MAISI licence on the repository page, create an access token "
-        "(Settings > Access Tokens, 'read'), then pass it with --token or set HF_TOKEN")
+        "(Settings > Access Tokens, 'read'), then pass it with --token or set HF_TOKEN"
+    )
     assert hub.requests[0]["authorization"] is None
     assert not (tmp_path / "dl" / AUTOENCODER_FILE).exists() and not _leftovers(tmp_path / "dl")
 
 
 def test_invalid_token(tiny, tmp_path):
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN) as hub:
-        with pytest.raises(WeightsError, match=r"^the Hugging Face token was rejected \(Invalid credentials in "
-                                               r"Authorization header\): it is invalid, expired or revoked"):
+        with pytest.raises(
+            WeightsError,
+            match=r"^the Hugging Face token was rejected \(Invalid credentials in "
+            r"Authorization header\): it is invalid, expired or revoked",
+        ):
             download.download_weights(tmp_path / "dl", token="hf_wrong", endpoint=hub.endpoint, progress=False)
     assert hub.requests[0]["authorization"] == "Bearer hf_wrong"
 
 
 def test_valid_token_without_accepted_licence(tiny, tmp_path):
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN, granted=False) as hub:
-        with pytest.raises(WeightsError, match=r"the token was accepted, but its account has not been granted access "
-                                               r"to this gated repository\. Open https://huggingface\.co/nvidia/"
-                                               r"NV-Generate-CT logged in as that user, accept the licence"):
+        with pytest.raises(
+            WeightsError,
+            match=r"the token was accepted, but its account has not been granted access "
+            r"to this gated repository\. Open https://huggingface\.co/nvidia/"
+            r"NV-Generate-CT logged in as that user, accept the licence",
+        ):
             download.download_weights(tmp_path / "dl", token=TOKEN, endpoint=hub.endpoint, progress=False)
 
 
@@ -381,8 +431,11 @@ def test_interrupted_download_resumes_where_it_stopped(tiny, tmp_path, no_retry_
 def test_connection_lost_for_good_leaves_no_half_file(tiny, tmp_path, no_retry_waits, small_chunks):
     files = _hub_files(tiny)
     with FakeHub(weights.HF_REPO_ID, files, drop_after=2 * CHUNK + 1000) as hub:
-        with pytest.raises(WeightsError, match=r"^cannot download models/autoencoder_v1\.pt: the connection to "
-                                               rf"{hub.endpoint} failed or was lost \(RemoteProtocolError"):
+        with pytest.raises(
+            WeightsError,
+            match=r"^cannot download models/autoencoder_v1\.pt: the connection to "
+            rf"{hub.endpoint} failed or was lost \(RemoteProtocolError",
+        ):
             download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)
     assert not (tmp_path / "dl" / AUTOENCODER_FILE).exists() and not _leftovers(tmp_path / "dl")
     # the client resumed after the two whole chunks, then gave up after 5 retries that brought nothing new
@@ -393,15 +446,21 @@ def test_offline_mode_points_to_the_offline_folder(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsError, match=r"huggingface_hub is in offline mode \(HF_HUB_OFFLINE is set\).*"
-                                           r"set MEDDIFT_WEIGHTS_DIR or use weights_dir"):
+    with pytest.raises(
+        WeightsError,
+        match=r"huggingface_hub is in offline mode \(HF_HUB_OFFLINE is set\).*"
+        r"set MEDDIFT_WEIGHTS_DIR or use weights_dir",
+    ):
         download.download_weights(tmp_path / "dl", progress=False)
 
 
 def test_downloaded_files_that_do_not_verify_are_reported(tiny, tmp_path):
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny)) as hub:
-        with pytest.raises(WeightsError, match=r"^the downloaded files do not verify: .*tensor shapes do not match "
-                                               "the maisi-v1-ddpm autoencoder"):
+        with pytest.raises(
+            WeightsError,
+            match=r"^the downloaded files do not verify: .*tensor shapes do not match "
+            "the maisi-v1-ddpm autoencoder",
+        ):
             download.download_weights(tmp_path / "dl", endpoint=hub.endpoint, progress=False)  # full v1 config
 
 
@@ -414,8 +473,10 @@ def test_cli_info_on_tiny_files_reports_digests_and_that_they_do_not_verify(tiny
     assert rc == 1
     assert f"weights folder: {tiny}  (from --weights-dir)" in out
     for rel in (AUTOENCODER_FILE, UNET_FILE):
-        assert (f"  size {(tiny / rel).stat().st_size:,} bytes, sha256 "
-                f"{hashlib.sha256((tiny / rel).read_bytes()).hexdigest()}") in out
+        assert (
+            f"  size {(tiny / rel).stat().st_size:,} bytes, sha256 "
+            f"{hashlib.sha256((tiny / rel).read_bytes()).hexdigest()}"
+        ) in out
     assert "  does NOT verify against the maisi-v1-ddpm configuration: " in out
     assert "tensor shapes do not match the maisi-v1-ddpm UNet configuration" in out
     assert out.rstrip().endswith("status: present but not usable (see above)")
@@ -435,16 +496,21 @@ def test_cli_download_errors_are_one_clean_line(tiny, tmp_path, capsys, no_retry
     with FakeHub(weights.HF_REPO_ID, _hub_files(tiny), token=TOKEN) as hub:
         rc = cli_main(["weights", "download", "--dest", str(tmp_path), "--endpoint", hub.endpoint, "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("meddift: error: access to https://huggingface.co/nvidia/NV-Generate-CT was "
-                                      "refused: the repository is gated and no token was sent.")
+    assert rc == 2 and err.startswith(
+        "meddift: error: access to https://huggingface.co/nvidia/NV-Generate-CT was "
+        "refused: the repository is gated and no token was sent."
+    )
     with socket.socket() as s:  # a port where nothing listens: a real connection failure
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rc = cli_main(["weights", "download", "--dest", str(tmp_path), "--endpoint", f"http://127.0.0.1:{port}",
-                   "--no-progress"])
+    rc = cli_main(
+        ["weights", "download", "--dest", str(tmp_path), "--endpoint", f"http://127.0.0.1:{port}", "--no-progress"]
+    )
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith(f"meddift: error: cannot download models/autoencoder_v1.pt: the connection to "
-                                      f"http://127.0.0.1:{port} failed or was lost (")
+    assert rc == 2 and err.startswith(
+        f"meddift: error: cannot download models/autoencoder_v1.pt: the connection to "
+        f"http://127.0.0.1:{port} failed or was lost ("
+    )
     assert "MEDDIFT_WEIGHTS_DIR" in err and "Traceback" not in err
 
 

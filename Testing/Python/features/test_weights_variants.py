@@ -14,7 +14,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from tiny_maisi import AUTOENCODER_FILE, TINY_CONFIG, UNET_FILE, write_tiny_checkpoints
 
 from MedDIFTLib.cli import main as cli_main
 from MedDIFTLib.data.geometry import Volume
@@ -22,6 +21,7 @@ from MedDIFTLib.errors import WeightsError
 from MedDIFTLib.features.maisi import networks, weights
 from MedDIFTLib.features.maisi.backbone import MaisiBackbone
 from MedDIFTLib.features.maisi.networks import MaisiConfig
+from tiny_maisi import AUTOENCODER_FILE, TINY_CONFIG, UNET_FILE, write_tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +78,22 @@ def test_a_real_unet_under_the_wrapper_is_still_called_swapped(tiny, tmp_path):
 def test_unet_with_extra_keys_numpy_scalars_and_optimiser_state_loads_and_lists_them(tiny, tmp_path):
     _, ckpt = _ckpts(tiny)
     sd = dict(ckpt["unet_state_dict"], **{"ema.decay": torch.tensor(0.999), "extra_head.weight": torch.ones(3)})
-    optim = {"state": {0: {"step": torch.tensor(5.0), "exp_avg": torch.zeros(4)}},
-             "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "params": [0]}]}
-    folder = _variant(tmp_path, tiny, unet={"unet_state_dict": sd, "scale_factor": ckpt["scale_factor"],
-                                            "epoch": np.int64(250), "loss": np.float32(0.01), "optimizer": optim,
-                                            "args": argparse.Namespace(lr=1e-4)})
+    optim = {
+        "state": {0: {"step": torch.tensor(5.0), "exp_avg": torch.zeros(4)}},
+        "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "params": [0]}],
+    }
+    folder = _variant(
+        tmp_path,
+        tiny,
+        unet={
+            "unet_state_dict": sd,
+            "scale_factor": ckpt["scale_factor"],
+            "epoch": np.int64(250),
+            "loss": np.float32(0.01),
+            "optimizer": optim,
+            "args": argparse.Namespace(lr=1e-4),
+        },
+    )
     unet, scale, rep = weights.load_unet_reported(folder / UNET_FILE, TINY_CONFIG)
     assert scale == 0.5 and _same_weights(unet, ckpt["unet_state_dict"])
     assert not rep.strict and rep.missing == [] and rep.unexpected == ["ema.decay", "extra_head.weight"]
@@ -120,17 +131,23 @@ def test_missing_up_block_weight_is_refused_and_named(tiny, tmp_path):
     folder = _variant(tmp_path, tiny, unet=dict(ckpt, unet_state_dict=sd, extra=torch.zeros(1)))
     with pytest.raises(WeightsError) as err:
         weights.load_unet(folder / UNET_FILE, TINY_CONFIG)
-    assert str(err.value) == (f"{folder / UNET_FILE}: does not match the maisi-v1-ddpm-tiny-test UNet: 1 tensor(s) "
-                              f"the features depend on are missing: [{gone}]; 1 missing keys [{gone}], "
-                              "0 unexpected keys []")
+    assert str(err.value) == (
+        f"{folder / UNET_FILE}: does not match the maisi-v1-ddpm-tiny-test UNet: 1 tensor(s) "
+        f"the features depend on are missing: [{gone}]; 1 missing keys [{gone}], "
+        "0 unexpected keys []"
+    )
     with pytest.raises(WeightsError, match="the features depend on are missing"):  # the identity refuses too
         weights.weights_identity(weights.find_weights(folder), cfg=TINY_CONFIG)
 
 
 def test_module_prefixed_files_load_with_the_prefix_removed(tiny, tmp_path):
     vae_sd, ckpt = _ckpts(tiny)
-    folder = _variant(tmp_path, tiny, vae={f"module.{k}": v for k, v in vae_sd.items()},
-                      unet=dict(ckpt, unet_state_dict={f"module.{k}": v for k, v in ckpt["unet_state_dict"].items()}))
+    folder = _variant(
+        tmp_path,
+        tiny,
+        vae={f"module.{k}": v for k, v in vae_sd.items()},
+        unet=dict(ckpt, unet_state_dict={f"module.{k}": v for k, v in ckpt["unet_state_dict"].items()}),
+    )
     vae, vrep = weights.load_autoencoder_reported(folder / AUTOENCODER_FILE, TINY_CONFIG)
     unet, _, urep = weights.load_unet_reported(folder / UNET_FILE, TINY_CONFIG)
     assert _same_weights(vae, vae_sd) and _same_weights(unet, ckpt["unet_state_dict"])
@@ -145,8 +162,12 @@ def test_clean_files_add_no_load_entry_to_the_identity(tiny):
 
 def test_a_tolerated_file_gives_the_same_features_under_another_identity(tiny, tmp_path):
     vae_sd, ckpt = _ckpts(tiny)
-    folder = _variant(tmp_path, tiny, vae={"unet_state_dict": vae_sd},
-                      unet=dict(ckpt, unet_state_dict=dict(ckpt["unet_state_dict"], extra=torch.ones(1))))
+    folder = _variant(
+        tmp_path,
+        tiny,
+        vae={"unet_state_dict": vae_sd},
+        unet=dict(ckpt, unet_state_dict=dict(ckpt["unet_state_dict"], extra=torch.ones(1))),
+    )
     arr = np.random.default_rng(0).normal(-500, 200, (40, 40, 40)).astype(np.float32)
     vol = Volume(arr, np.diag([2.0, 2.0, 2.0, 1.0]), "ct")
     a = MaisiBackbone(weights_dir=tiny, device="cpu", config=TINY_CONFIG, levels=("up1",))
@@ -154,7 +175,9 @@ def test_a_tolerated_file_gives_the_same_features_under_another_identity(tiny, t
     pa, pb = a.extract(vol), b.extract(vol)
     assert torch.equal(pa.levels[0].features, pb.levels[0].features)
     assert "load" not in pa.identity["weights"] and set(pb.identity["weights"]["load"]) == {
-        "autoencoder_v1.pt", "diff_unet_3d_ddpm-ct.pt"}
+        "autoencoder_v1.pt",
+        "diff_unet_3d_ddpm-ct.pt",
+    }
     assert not a.notices and len(b.notices) == 2 and "unwrapped from 'unet_state_dict'" in b.notices[0]
 
 
@@ -169,8 +192,12 @@ def test_known_digest_of_the_released_unet():
 def test_cli_info_reports_each_difference_in_full(tiny, tmp_path, capsys, as_released):
     vae_sd, ckpt = _ckpts(tiny)
     sd = {k: v for k, v in ckpt["unet_state_dict"].items() if k != "out.2.conv.bias"}
-    folder = _variant(tmp_path, tiny, vae={"state_dict": vae_sd},
-                      unet=dict(ckpt, unet_state_dict=dict(sd, stray=torch.ones(1)), epoch=3))
+    folder = _variant(
+        tmp_path,
+        tiny,
+        vae={"state_dict": vae_sd},
+        unet=dict(ckpt, unet_state_dict=dict(sd, stray=torch.ones(1)), epoch=3),
+    )
     assert cli_main(["weights", "info", "--weights-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     sha = hashlib.sha256((folder / UNET_FILE).read_bytes()).hexdigest()
@@ -192,17 +219,23 @@ def test_worker_and_cli_note_say_how_the_weights_loaded(tiny, tmp_path, as_relea
     from MedDIFTLib.service.worker import Worker
 
     _, ckpt = _ckpts(tiny)
-    folder = _variant(tmp_path, tiny, unet=dict(ckpt, unet_state_dict=dict(ckpt["unet_state_dict"], stray=torch.ones(1))))
+    folder = _variant(
+        tmp_path, tiny, unet=dict(ckpt, unet_state_dict=dict(ckpt["unet_state_dict"], stray=torch.ones(1)))
+    )
     monkeypatch.setenv("MEDDIFT_CACHE_DIR", str(tmp_path / "cache"))
     replies = []
-    Worker(replies.append).handle({"id": 1, "cmd": "configure", "engine": {"backbone": "auto",
-                                                                          "weights_dir": str(folder), "device": "cpu"}})
+    Worker(replies.append).handle(
+        {"id": 1, "cmd": "configure", "engine": {"backbone": "auto", "weights_dir": str(folder), "device": "cpu"}}
+    )
     assert replies[-1]["ok"], replies[-1]
     note = replies[-1]["result"]["note"]
-    assert note.startswith("MAISI v1 diffusion features (MedDIFT) (weights: diff_unet_3d_ddpm-ct.pt: loaded without "
-                           "strict key matching: 0 missing key(s) kept as built [], 1 unexpected key(s) ignored [stray]")
+    assert note.startswith(
+        "MAISI v1 diffusion features (MedDIFT) (weights: diff_unet_3d_ddpm-ct.pt: loaded without "
+        "strict key matching: 0 missing key(s) kept as built [], 1 unexpected key(s) ignored [stray]"
+    )
     broken = {k: v for k, v in ckpt["unet_state_dict"].items() if not k.startswith("middle_block.")}
     folder2 = _variant(tmp_path / "b", tiny, unet=dict(ckpt, unet_state_dict=broken))
-    Worker(replies.append).handle({"id": 2, "cmd": "configure", "engine": {"backbone": "maisi",
-                                                                          "weights_dir": str(folder2), "device": "cpu"}})
+    Worker(replies.append).handle(
+        {"id": 2, "cmd": "configure", "engine": {"backbone": "maisi", "weights_dir": str(folder2), "device": "cpu"}}
+    )
     assert replies[-1]["ok"] and replies[-1]["result"]["note"] == "MAISI v1 diffusion features (MedDIFT)"

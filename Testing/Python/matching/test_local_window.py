@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dense_reference import MaskedLatticeMatcher
-from parity import SCORE_ROUNDING, same_or_tied
-from synthetic_pyramids import world_feature_pyramid
 
+from dense_reference import MaskedLatticeMatcher
 from MedDIFTLib.data.geometry import Grid, apply_affine, ijk_to_ras_from_itk
 from MedDIFTLib.matching import similarity
 from MedDIFTLib.matching.search import Matcher, MatchOptions
+from parity import SCORE_ROUNDING, same_or_tied
+from synthetic_pyramids import world_feature_pyramid
 
 
 def _grid(shape=(52, 44, 38)):
@@ -59,8 +59,16 @@ def test_windowed_local_search_equals_the_masked_global_search(radius, noise, st
     mask = np.zeros(grid.shape, bool)
     mask[::2] = True
     mask[:, :20] = True
-    _same(*_both(fixed, moving, MatchOptions(radius_mm=radius, coarse_stride=stride, forward_backward=False),
-                 pts, prior_ras=prior, mask=mask))
+    _same(
+        *_both(
+            fixed,
+            moving,
+            MatchOptions(radius_mm=radius, coarse_stride=stride, forward_backward=False),
+            pts,
+            prior_ras=prior,
+            mask=mask,
+        )
+    )
 
 
 def test_a_window_reads_only_its_part_of_each_level(monkeypatch):

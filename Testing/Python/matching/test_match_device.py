@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from synthetic_pyramids import world_feature_pyramid
 
 from MedDIFTLib.data.geometry import Grid, apply_affine, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError
@@ -20,6 +19,7 @@ from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
 from MedDIFTLib.matching.search import Matcher, MatchOptions
 from MedDIFTLib.matching.strategy import NATIVE, UPSAMPLED
 from MedDIFTLib.session import EngineOptions, MatchSession
+from synthetic_pyramids import world_feature_pyramid
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,9 @@ def pyramids():
     d = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     grid = Grid((40, 36, 30), ijk_to_ras_from_itk((1.5, 1.25, 2.0), (4.0, -3.0, 1.0), d))
     fixed = world_feature_pyramid(grid, seed=6, layout=(("mind2", 12, 2), ("mind4", 12, 4)))
-    moving = world_feature_pyramid(grid, seed=6, layout=(("mind2", 12, 2), ("mind4", 12, 4)),
-                                   shift_mm=(2.0, -1.5, 3.0), noise=0.4)
+    moving = world_feature_pyramid(
+        grid, seed=6, layout=(("mind2", 12, 2), ("mind4", 12, 4)), shift_mm=(2.0, -1.5, 3.0), noise=0.4
+    )
     pts = apply_affine(grid.ijk_to_ras, np.random.default_rng(6).uniform(0, np.asarray(grid.shape) - 1, (12, 3)))
     mask = np.zeros(grid.shape, bool)
     mask[:, ::2] = True
@@ -74,8 +75,11 @@ def test_the_device_argument_in_every_form_gives_identical_matches(pyramids):
 def test_cuda_without_a_gpu_is_refused_in_words_before_any_work(pyramids):
     fixed, moving, _, _ = pyramids
     for dev in ("cuda", "cuda:1", torch.device("cuda")):
-        with pytest.raises(InputError, match=r"asked for, but this torch has no CUDA device \(a CPU build, or no GPU "
-                                             r"visible\): use device = cpu"):
+        with pytest.raises(
+            InputError,
+            match=r"asked for, but this torch has no CUDA device \(a CPU build, or no GPU "
+            r"visible\): use device = cpu",
+        ):
             Matcher(fixed, moving, device=dev)
     with pytest.raises(InputError, match="unknown device 'tpu'"):
         Matcher(fixed, moving, device="tpu")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dense_reference import brute_force_argmax, brute_force_similarity
-from parity import same_or_tied
-from synthetic_pyramids import world_feature_pyramid
 
+from dense_reference import brute_force_argmax, brute_force_similarity
 from MedDIFTLib.data.geometry import Grid, Volume, apply_affine, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.features.pyramid import FeaturePyramid
@@ -18,6 +16,8 @@ from MedDIFTLib.matching.similarity import (
     full_lattice,
     strided_lattice,
 )
+from parity import same_or_tied
+from synthetic_pyramids import world_feature_pyramid
 
 
 def _oblique_grid(shape=(48, 40, 36)):
@@ -42,7 +42,9 @@ def test_similarity_on_lattices_equals_dense_reference():
     ref = brute_force_similarity(fixed, moving, pts)
     torch.testing.assert_close(target.similarity(dots, full_lattice(grid.shape)), ref, atol=2e-5, rtol=0)
     lat = strided_lattice(grid.shape, 3, lo=[2, 5, 1], hi=[40, 30, 36])
-    torch.testing.assert_close(target.similarity(dots, lat), ref[:, lat[0]][:, :, lat[1]][:, :, :, lat[2]], atol=2e-5, rtol=0)
+    torch.testing.assert_close(
+        target.similarity(dots, lat), ref[:, lat[0]][:, :, lat[1]][:, :, :, lat[2]], atol=2e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize("seed,noise,stride", [(0, 0.3, 2), (1, 0.7, 2), (2, 1.0, 2), (3, 1.5, 1)])
@@ -114,7 +116,9 @@ def test_local_search_picks_the_candidate_near_the_prior():
     p = apply_affine(grid.ijk_to_ras, [[10, 16, 16]])  # x = 15 mm; its copy is at x = 63 mm
     glob = Matcher(fixed, moving, MatchOptions(forward_backward=False)).match(p)
     np.testing.assert_allclose(glob.points[0], p[0], atol=1.0)
-    local = Matcher(fixed, moving, MatchOptions(radius_mm=10.0, forward_backward=False)).match(p, prior_ras=p + [46.0, 0, 0])
+    local = Matcher(fixed, moving, MatchOptions(radius_mm=10.0, forward_backward=False)).match(
+        p, prior_ras=p + [46.0, 0, 0]
+    )
     np.testing.assert_allclose(local.points[0], p[0] + [48.0, 0, 0], atol=1.5)
     assert np.linalg.norm(local.points[0] - (p[0] + [46.0, 0, 0])) <= 10.0
 
@@ -210,11 +214,10 @@ def test_levels_must_exist_in_both_pyramids():
 def test_argmax_parity_on_real_feature_pyramids(backbone, tmp_path):
     """Pyramids made by the real backbones from a phantom pair (tiny MAISI checkpoints in the
     released format, random weights): engine argmax == brute force for >= 99%, rest within a voxel."""
-    from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
-
     from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
     from MedDIFTLib.features.maisi.backbone import MaisiBackbone
     from MedDIFTLib.features.mind_ssc import MindSSCBackbone
+    from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
     pair = make_pair(shape=(48, 48, 48), spacing=(6.5, 6.5, 6.5), seed=2)
     if backbone == "mind-ssc":
@@ -224,8 +227,12 @@ def test_argmax_parity_on_real_feature_pyramids(backbone, tmp_path):
         bb = MaisiBackbone(weights_dir=tmp_path, device="cpu", config=TINY_CONFIG)
     fixed, moving = bb.extract(pair.fixed), bb.extract(pair.moving)
     rng = np.random.default_rng(0)
-    pts = np.concatenate([sample_landmarks(pair, n=10, seed=2, margin_mm=6.5).points,
-                          pair.fixed.ijk_to_world(rng.uniform(3, 44, size=(90, 3)))])
+    pts = np.concatenate(
+        [
+            sample_landmarks(pair, n=10, seed=2, margin_mm=6.5).points,
+            pair.fixed.ijk_to_world(rng.uniform(3, 44, size=(90, 3))),
+        ]
+    )
     res = Matcher(fixed, moving, MatchOptions(forward_backward=False)).match(pts)
     ref = brute_force_argmax(brute_force_similarity(fixed, moving, pts))
     same = np.all(res.voxel == ref, axis=1)

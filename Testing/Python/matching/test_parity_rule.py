@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dense_reference import brute_force_argmax, brute_force_similarity
+from MedDIFTLib.data.geometry import Grid, apply_affine
 from parity import same_or_tied
 from synthetic_pyramids import world_feature_pyramid
-
-from MedDIFTLib.data.geometry import Grid, apply_affine
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
-from dense_reference import MaskedLatticeMatcher, brute_force_similarity
-from parity import SCORE_ROUNDING, same_or_tied
 
+from dense_reference import MaskedLatticeMatcher, brute_force_similarity
 from MedDIFTLib.data.geometry import Grid, apply_affine, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError, render
 from MedDIFTLib.matching.search import Matcher, MatchOptions
 from MedDIFTLib.matching.strategy import NATIVE, UPSAMPLED, estimate
+from parity import SCORE_ROUNDING, same_or_tied
+from synthetic_pyramids import MAISI_LAYOUT, world_feature_pyramid
 
 MIND_LIKE = (("mind2", 12, 2), ("mind4", 12, 4))  # MIND-SSC's levels: 12 channels at strides 2 and 4
 
@@ -56,8 +56,10 @@ def _same(a, b, inputs, fb_share=0.95):
     assert close.mean() >= fb_share, (a.fb_error_mm, b.fb_error_mm)  # matched back from float-rounded points
 
 
-@pytest.mark.parametrize("layout,noise,stride", [(None, 0.5, None), (MIND_LIKE, 1.0, None), (MIND_LIKE, 0.7, 2),
-                                                 (None, 1.5, 3), (MAISI_LAYOUT, 0.8, 1)])
+@pytest.mark.parametrize(
+    "layout,noise,stride",
+    [(None, 0.5, None), (MIND_LIKE, 1.0, None), (MIND_LIKE, 0.7, 2), (None, 1.5, 3), (MAISI_LAYOUT, 0.8, 1)],
+)
 def test_both_strategies_find_the_same_global_matches(layout, noise, stride):
     grid = _grid()
     kw = {"layout": layout, "input_shape": (64, 64, 64)} if layout is MAISI_LAYOUT else {"layout": layout}
@@ -86,8 +88,9 @@ def test_both_strategies_find_the_same_matches_in_windows(radius, noise, stride)
     _same(*_forced(fixed, moving, {**opts, "forward_backward": False}, pts, prior_ras=prior, mask=mask))
     # and the windowed upsampled search equals the former masked search over the whole lattice
     masked = MaskedLatticeMatcher(fixed, moving, MatchOptions(**opts, strategy=UPSAMPLED))
-    _same(masked.match(pts, prior_ras=prior), _forced(fixed, moving, opts, pts, prior_ras=prior)[1],
-          (fixed, moving, pts))
+    _same(
+        masked.match(pts, prior_ras=prior), _forced(fixed, moving, opts, pts, prior_ras=prior)[1], (fixed, moving, pts)
+    )
 
 
 @pytest.mark.parametrize("strategy", [NATIVE, UPSAMPLED])
@@ -132,22 +135,26 @@ def test_the_matcher_chooses_by_cost_within_the_budget():
     few = world_feature_pyramid(grid, seed=3, layout=(("a", 2, 4),))  # 2 channels: streaming them is cheap
     many = world_feature_pyramid(grid, seed=3, layout=(("a", 256, 4), ("b", 128, 8)))
     m = Matcher(few, few, MatchOptions(coarse_stride=1))
-    assert m.lattice.choose(50) == UPSAMPLED and m.match(pts).extra == {"strategy": UPSAMPLED,
-                                                                        "fb_strategy": UPSAMPLED}
+    assert m.lattice.choose(50) == UPSAMPLED and m.match(pts).extra == {"strategy": UPSAMPLED, "fb_strategy": UPSAMPLED}
     assert Matcher(many, many, MatchOptions(coarse_stride=1)).match(pts).extra["strategy"] == NATIVE
     # the same few channels when the descriptor (2 x 64 x 60 x 56 floats, 1.6 MB) is over the budget
     tight = Matcher(few, few, MatchOptions(coarse_stride=1, upsampled_budget_mb=1.0))
     assert tight.match(pts).extra["strategy"] == NATIVE
     with pytest.raises(InputError) as err:  # forced beyond the budget: refused in words, nothing computed
         Matcher(few, few, MatchOptions(coarse_stride=1, upsampled_budget_mb=1.0, strategy=UPSAMPLED)).match(pts)
-    assert render(err.value, "cli") == ("the upsampled matching strategy needs 2 MB for this moving scan, more than "
-                                        "its budget of 1 MB: raise --upsampled-budget or use --match-strategy auto")
+    assert render(err.value, "cli") == (
+        "the upsampled matching strategy needs 2 MB for this moving scan, more than "
+        "its budget of 1 MB: raise --upsampled-budget or use --match-strategy auto"
+    )
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"strategy": "dense"}, "unknown matching strategy 'dense': choose one of auto, native, upsampled"),
-    ({"upsampled_budget_mb": 0}, "the upsampled strategy's budget must be a positive number of MB"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"strategy": "dense"}, "unknown matching strategy 'dense': choose one of auto, native, upsampled"),
+        ({"upsampled_budget_mb": 0}, "the upsampled strategy's budget must be a positive number of MB"),
+    ],
+)
 def test_bad_strategy_options_are_refused(kw, message):
     with pytest.raises(InputError, match=message):
         MatchOptions(**kw)

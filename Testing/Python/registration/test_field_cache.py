@@ -36,8 +36,10 @@ def counted(monkeypatch):
 
 
 def _session(cache_dir, **reg):
-    return MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", cache_dir=str(cache_dir)),
-                        registration=RegistrationOptions(iterations=20, **reg) if reg else None)
+    return MatchSession(
+        EngineOptions(backbone="mind-ssc", device="cpu", cache_dir=str(cache_dir)),
+        registration=RegistrationOptions(iterations=20, **reg) if reg else None,
+    )
 
 
 def test_a_reopened_pair_takes_its_field_from_the_cache(pair, tmp_path, counted):
@@ -67,12 +69,14 @@ def test_one_changed_voxel_or_option_registers_again(pair, tmp_path, counted):
 def test_the_key_names_every_input():
     opts = RegistrationOptions()
     base = field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts)
-    others = [field_key("f2", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),
-              field_key("f", "m2", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),
-              field_key("m", "f", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),  # the direction counts
-              field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind2"]}, opts),
-              field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, RegistrationOptions(lam=0.6)),
-              field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts, initial=np.eye(4))]
+    others = [
+        field_key("f2", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),
+        field_key("f", "m2", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),
+        field_key("m", "f", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts),  # the direction counts
+        field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind2"]}, opts),
+        field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, RegistrationOptions(lam=0.6)),
+        field_key("f", "m", {"backbone": "mind-ssc", "levels": ["mind1"]}, opts, initial=np.eye(4)),
+    ]
     assert len({base, *others}) == 7
     assert base == field_key("f", "m", {"levels": ["mind1"], "backbone": "mind-ssc"}, RegistrationOptions())
 
@@ -97,10 +101,15 @@ def test_dense_match_extracts_each_scan_once_and_clicks_reuse_it(pair, tmp_path,
 
     calls = []
     real = mind_ssc.MindSSCBackbone.extract
-    monkeypatch.setattr(mind_ssc.MindSSCBackbone, "extract",
-                        lambda self, vol, *a, **k: calls.append(tuple(self.levels)) or real(self, vol, *a, **k))
-    session = MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False),
-                           registration=RegistrationOptions(iterations=20))
+    monkeypatch.setattr(
+        mind_ssc.MindSSCBackbone,
+        "extract",
+        lambda self, vol, *a, **k: calls.append(tuple(self.levels)) or real(self, vol, *a, **k),
+    )
+    session = MatchSession(
+        EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False),
+        registration=RegistrationOptions(iterations=20),
+    )
     lm = sample_landmarks(pair, n=4, seed=2)
     report = session.match(pair.fixed, pair.moving, lm, prior="dense")
     click = session.match(pair.fixed, pair.moving, lm.subset([1]), prior="dense")
@@ -135,8 +144,9 @@ def test_a_second_command_on_the_same_pair_reuses_the_field_of_the_first(pair, t
     common = ["--backbone", "mind-ssc", "--iterations", "20"]
 
     def meddift(*args):
-        res = subprocess.run([sys.executable, "-m", "MedDIFTLib.cli", *args], env=env, capture_output=True,
-                             text=True, timeout=600)
+        res = subprocess.run(
+            [sys.executable, "-m", "MedDIFTLib.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        )
         assert res.returncode == 0, res.stderr
         return res.stderr
 
@@ -144,8 +154,9 @@ def test_a_second_command_on_the_same_pair_reuses_the_field_of_the_first(pair, t
     assert "discrete search" in first and "registration (cached)" not in first
     second = meddift("register", *scans, "--out", str(tmp_path / "reg"), "--no-figure", *common)
     assert "registration (cached)" in second and "discrete search" not in second
-    tx = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(str(tmp_path / "reg" / "field.nii.gz")),
-                                                   sitk.sitkVectorFloat64))
+    tx = sitk.DisplacementFieldTransform(
+        sitk.Cast(sitk.ReadImage(str(tmp_path / "reg" / "field.nii.gz")), sitk.sitkVectorFloat64)
+    )
     lps = np.array([-1.0, -1.0, 1.0])
     mapped = np.array([tx.TransformPoint(tuple(p * lps)) for p in lm.points]) * lps
     # the field image is the field resampled on the fixed scan's 6 mm grid, then interpolated again by
@@ -161,7 +172,9 @@ def test_a_mask_means_the_papers_argmax_and_is_refused_with_an_explicit_dense_pr
     from MedDIFTLib.errors import InputError
     from MedDIFTLib.matching.search import MatchOptions
 
-    session = MatchSession(EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False), MatchOptions(radius_mm=25.0))
+    session = MatchSession(
+        EngineOptions(backbone="mind-ssc", device="cpu", use_cache=False), MatchOptions(radius_mm=25.0)
+    )
     lm = sample_landmarks(pair, n=3, seed=2)
     mask = pair.moving.with_array((np.asarray(pair.moving.array) > -500).astype(np.uint8))
     with pytest.raises(InputError, match="a candidate mask restricts the point search, and the dense prior does not"):

@@ -61,26 +61,41 @@ def test_session_dense_prior_gives_the_field_position_and_scores_it(files, sessi
     np.testing.assert_allclose(moved, out.values["argmax_gap_mm"], atol=1e-6)
 
 
-def test_cli_register_writes_fields_that_simpleitk_applies_as_the_engine_says(files, session_field, tmp_path,
-                                                                               no_weights, capsys):
+def test_cli_register_writes_fields_that_simpleitk_applies_as_the_engine_says(
+    files, session_field, tmp_path, no_weights, capsys
+):
     folder, pair, lm = files
     session, fixed, moving, field = session_field
     out = tmp_path / "reg"
-    args = ["register", str(folder / "fixed.nii.gz"), str(folder / "moving.nrrd"), "--out", str(out),
-            "--backbone", "mind-ssc", "--no-cache"]
+    args = [
+        "register",
+        str(folder / "fixed.nii.gz"),
+        str(folder / "moving.nrrd"),
+        "--out",
+        str(out),
+        "--backbone",
+        "mind-ssc",
+        "--no-cache",
+    ]
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "folding voxels" in err and "field ->" in err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["field.nii.gz", "inverse_field.nii.gz", "moving_resampled.nii.gz", "registration.json",
-                     "registration.png"]
+    assert names == [
+        "field.nii.gz",
+        "inverse_field.nii.gz",
+        "moving_resampled.nii.gz",
+        "registration.json",
+        "registration.png",
+    ]
     tx = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(str(out / "field.nii.gz")), sitk.sitkVectorFloat64))
     ijk = np.array([[10, 20, 30], [25, 25, 12], [40, 8, 33]], dtype=float)
     ras = fixed.ijk_to_world(ijk)
     got = np.array([tx.TransformPoint(tuple(p * LPS)) for p in ras]) * LPS
     np.testing.assert_allclose(got, field.map_points(ras), atol=1e-4)  # same options, same field as the session
-    inv = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(str(out / "inverse_field.nii.gz")),
-                                                    sitk.sitkVectorFloat64))
+    inv = sitk.DisplacementFieldTransform(
+        sitk.Cast(sitk.ReadImage(str(out / "inverse_field.nii.gz")), sitk.sitkVectorFloat64)
+    )
     back = np.array([inv.TransformPoint(tuple(p * LPS)) for p in got]) * LPS
     np.testing.assert_allclose(back, ras, atol=0.5)  # composes to near identity (sampled on the moving grid)
     report = json.loads((out / "registration.json").read_text())
@@ -95,16 +110,29 @@ def test_cli_register_writes_fields_that_simpleitk_applies_as_the_engine_says(fi
     assert (out / "field.nii.gz").read_bytes() == before_bytes
 
 
-@pytest.mark.parametrize("bad, message", [
-    (["--search", "nan"], "--search must be a finite number"),
-    (["--smoothness", "-1"], "--smoothness must be zero or positive"),
-    (["--field-format", ".png"], "--field-format must be one of"),
-    (["--initial", "missing.txt"], "initial transform file not found"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--search", "nan"], "--search must be a finite number"),
+        (["--smoothness", "-1"], "--smoothness must be zero or positive"),
+        (["--field-format", ".png"], "--field-format must be one of"),
+        (["--initial", "missing.txt"], "initial transform file not found"),
+    ],
+)
 def test_cli_register_refuses_bad_options_before_any_work(files, tmp_path, capsys, bad, message, no_weights):
     folder, _, _ = files
-    rc = cli_main(["register", str(folder / "fixed.nii.gz"), str(folder / "moving.nrrd"), "--out",
-                   str(tmp_path / "o"), "--backbone", "mind-ssc"] + bad)
+    rc = cli_main(
+        [
+            "register",
+            str(folder / "fixed.nii.gz"),
+            str(folder / "moving.nrrd"),
+            "--out",
+            str(tmp_path / "o"),
+            "--backbone",
+            "mind-ssc",
+        ]
+        + bad
+    )
     assert rc == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -113,17 +141,43 @@ def test_cli_register_refuses_to_replace_an_input(files, tmp_path, capsys, no_we
     folder, pair, _ = files
     write_volume(pair.moving, tmp_path / "moving_resampled.nii.gz")
     before = (tmp_path / "moving_resampled.nii.gz").read_bytes()
-    rc = cli_main(["register", str(folder / "fixed.nii.gz"), str(tmp_path / "moving_resampled.nii.gz"), "--out",
-                   str(tmp_path), "--backbone", "mind-ssc", "--force"])
+    rc = cli_main(
+        [
+            "register",
+            str(folder / "fixed.nii.gz"),
+            str(tmp_path / "moving_resampled.nii.gz"),
+            "--out",
+            str(tmp_path),
+            "--backbone",
+            "mind-ssc",
+            "--force",
+        ]
+    )
     assert rc == 2 and "never replaces an input" in capsys.readouterr().err
     assert (tmp_path / "moving_resampled.nii.gz").read_bytes() == before
 
 
 def test_cli_match_prior_dense_writes_the_gap_column(files, tmp_path, no_weights):
     folder, _, lm = files
-    assert cli_main(["match", str(folder / "fixed.nii.gz"), str(folder / "moving.nrrd"), "--points",
-                     str(folder / "fixed.csv"), "--out", str(tmp_path / "out.csv"), "--backbone", "mind-ssc",
-                     "--prior", "dense", "--no-cache"]) == 0
+    assert (
+        cli_main(
+            [
+                "match",
+                str(folder / "fixed.nii.gz"),
+                str(folder / "moving.nrrd"),
+                "--points",
+                str(folder / "fixed.csv"),
+                "--out",
+                str(tmp_path / "out.csv"),
+                "--backbone",
+                "mind-ssc",
+                "--prior",
+                "dense",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     out = read_points(tmp_path / "out.csv")
     assert out.labels == lm.labels and "argmax_gap_mm" in out.values
 
@@ -140,16 +194,16 @@ def test_worker_register_writes_the_field_and_the_warped_scan(files, session_fie
         client.request("configure", engine=ENGINE)
         client.request("load_volume", name="f", path=str(folder / "fixed.nii.gz"))
         client.request("load_volume", name="m", path=str(folder / "moving.nrrd"))
-        res = client.request("register", fixed="f", moving="m", out=str(tmp_path / "field.nrrd"),
-                             warped=str(tmp_path / "warped.nrrd"))
+        res = client.request(
+            "register", fixed="f", moving="m", out=str(tmp_path / "field.nrrd"), warped=str(tmp_path / "warped.nrrd")
+        )
         assert res["jacobian"]["folding_share"] < 1e-3 and (tmp_path / "warped.nrrd").exists()
         img = sitk.Cast(sitk.ReadImage(str(tmp_path / "field.nrrd")), sitk.sitkVectorFloat64)
         tx = sitk.DisplacementFieldTransform(img)
         p = fixed.ijk_to_world(np.array([[20.0, 24.0, 30.0]]))[0]
         got = np.array(tx.TransformPoint(tuple(p * LPS))) * LPS
         np.testing.assert_allclose(got, field.map_points(p)[0], atol=1e-4)
-        out = client.request("match", fixed="f", moving="m", points=lm.points.tolist(), labels=lm.labels,
-                             prior="dense")
+        out = client.request("match", fixed="f", moving="m", points=lm.points.tolist(), labels=lm.labels, prior="dense")
         np.testing.assert_allclose(np.array(out["points"]), field.map_points(lm.points), atol=1e-4)
         with pytest.raises(Exception, match="bad registration options"):
             client.request("register", fixed="f", moving="m", out=str(tmp_path / "x.nrrd"), options={"nope": 1})
@@ -180,21 +234,39 @@ def test_registration_options_reach_the_session_through_the_cli():
     from MedDIFTLib.cli import build_parser
     from MedDIFTLib.cli.register import registration_options
 
-    args = build_parser().parse_args(["register", "f", "m", "--out", "o", "--search", "12", "--smoothness", "0.3",
-                                      "--prealign", "none", "--iterations", "10"])
+    args = build_parser().parse_args(
+        [
+            "register",
+            "f",
+            "m",
+            "--out",
+            "o",
+            "--search",
+            "12",
+            "--smoothness",
+            "0.3",
+            "--prealign",
+            "none",
+            "--iterations",
+            "10",
+        ]
+    )
     assert registration_options(args) == RegistrationOptions(search_mm=12.0, lam=0.3, prealign="none", iterations=10)
 
 
-@pytest.mark.parametrize("kwargs, interface, text", [
-    ({"search_mm": -3.0}, "cli", "--search must be positive (mm), got -3"),
-    ({"search_mm": -3.0}, "worker", "registration.search_mm must be positive (mm), got -3"),
-    ({"lam": float("inf")}, "cli", "--smoothness must be a finite number"),
-    ({"spacing_mm": 0.0}, "worker", "registration.spacing_mm must be positive (mm), got 0"),
-    ({"iterations": -1}, "cli", "--iterations must be zero or more, got -1"),
-    ({"prealign": "wobble"}, "cli", "--prealign must be one of none, rigid, affine"),
-    ({"control": 0}, "cli", "registration option control must be a whole number of at least 1"),
-    ({"discrete_channels": 2.5}, "neutral", "registration option discrete_channels must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, interface, text",
+    [
+        ({"search_mm": -3.0}, "cli", "--search must be positive (mm), got -3"),
+        ({"search_mm": -3.0}, "worker", "registration.search_mm must be positive (mm), got -3"),
+        ({"lam": float("inf")}, "cli", "--smoothness must be a finite number"),
+        ({"spacing_mm": 0.0}, "worker", "registration.spacing_mm must be positive (mm), got 0"),
+        ({"iterations": -1}, "cli", "--iterations must be zero or more, got -1"),
+        ({"prealign": "wobble"}, "cli", "--prealign must be one of none, rigid, affine"),
+        ({"control": 0}, "cli", "registration option control must be a whole number of at least 1"),
+        ({"discrete_channels": 2.5}, "neutral", "registration option discrete_channels must be a whole number"),
+    ],
+)
 def test_registration_option_checks_speak_each_interface(kwargs, interface, text):
     """One check per option (RegistrationOptions), rendered as the CLI's flag or the worker's field."""
     from MedDIFTLib.errors import InputError, render

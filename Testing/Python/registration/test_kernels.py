@@ -39,15 +39,16 @@ def _cost_reference(fixed, moving, pool, table):
     out = torch.empty((table.shape[0], cx, cy, cz), dtype=fixed.dtype)
     for n, (di, dj, dk) in enumerate(table.long().tolist()):
         i0, j0, k0 = reach + di, reach + dj, reach + dk
-        view = m[:, i0:i0 + pool * cx:pool, j0:j0 + pool * cy:pool, k0:k0 + pool * cz:pool]
+        view = m[:, i0 : i0 + pool * cx : pool, j0 : j0 + pool * cy : pool, k0 : k0 + pool * cz : pool]
         out[n] = (view - f).pow(2).sum(0)
     for _ in range(2):
         out = F.avg_pool3d(out[None], 3, stride=1, padding=1, count_include_pad=False)[0]
     return out
 
 
-@pytest.mark.parametrize("pool, steps, step, shape", [(3, 2, 1, (13, 12, 14)), (4, 2, 3, (17, 16, 21)),
-                                                      (2, 3, 1, (9, 10, 8))])
+@pytest.mark.parametrize(
+    "pool, steps, step, shape", [(3, 2, 1, (13, 12, 14)), (4, 2, 3, (17, 16, 21)), (2, 3, 1, (9, 10, 8))]
+)
 def test_cost_volume_equals_the_strided_ssd(pool, steps, step, shape):
     g = torch.Generator().manual_seed(2)
     fixed, moving = torch.randn(6, *shape, generator=g), torch.randn(6, *shape, generator=g)

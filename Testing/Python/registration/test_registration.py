@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedDIFTLib.features import create_backbone
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.evaluation.motion import BreathingMotion, RepositionedMotion
 from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+from MedDIFTLib.features import create_backbone
 from MedDIFTLib.registration import RegistrationOptions, register, write_field
 from MedDIFTLib.registration.convex import displacement_table, inverse_consistent
 from MedDIFTLib.registration.prealign import kabsch, prealign

@@ -35,32 +35,54 @@ def make_tls(folder: Path) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MedDIFT test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    paths["key"].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -78,8 +100,12 @@ def serve_command(port: int, *args: str) -> list[str]:
 
 def server_env(folder: Path) -> dict:
     """No MAISI weights (the weight-free backbone), one thread (the test machine is shared)."""
-    return dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(folder / "no_weights"), OMP_NUM_THREADS="1",
-                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return dict(
+        os.environ,
+        MEDDIFT_WEIGHTS_DIR=str(folder / "no_weights"),
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
 
 
 class ServerProcess:
@@ -94,9 +120,14 @@ class ServerProcess:
         extra = ["--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
         self.log_path = self.folder / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(serve_command(self.port, "--cache-dir", str(self.cache_dir), *extra, *args),
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=server_env(self.folder),
-                                     cwd=str(REPO), start_new_session=True)
+        self.proc = subprocess.Popen(
+            serve_command(self.port, "--cache-dir", str(self.cache_dir), *extra, *args),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=server_env(self.folder),
+            cwd=str(REPO),
+            start_new_session=True,
+        )
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.wait_ready()
 
@@ -130,8 +161,7 @@ class ServerProcess:
             headers["X-MedDIFT-Protocol"] = protocol
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, headers=headers, verify=self._verify(),
-                            timeout=30.0)
+        return httpx.Client(base_url=self.url, headers=headers, verify=self._verify(), timeout=30.0)
 
     def client(self, token: str | None = None, **kw):
         from MedDIFTLib.service.remote_client import RemoteClient
@@ -185,5 +215,11 @@ def phantom_files(folder: Path, size: int, seed: int, n_landmarks: int) -> dict:
     lm = sample_landmarks(pair, n=n_landmarks, seed=seed)
     write_points(lm, folder / "points.csv")
     token_file, tokens = make_tokens(folder, 2)
-    return {"folder": folder, "pair": pair, "lm": lm, "token_file": token_file, "tokens": tokens,
-            "tls": make_tls(folder / "tls")}
+    return {
+        "folder": folder,
+        "pair": pair,
+        "lm": lm,
+        "token_file": token_file,
+        "tokens": tokens,
+        "tls": make_tls(folder / "tls"),
+    }

@@ -35,35 +35,58 @@ CASES = {
     "prior-identity": (MATCH + " --radius 25 --prior identity", 0),
     "prior-coarse": (MATCH + " --radius 25 --prior coarse", 0),
     "prior-matrix": (MATCH + " --radius 25 --prior {f}/shift.txt", 0),
-    "prior-dense": (MATCH + " --prior dense --iterations 10 --prealign none --search 15 --grid-spacing 10 "
-                    "--smoothness 1.0", 0),
-    "search-options": (MATCH + " --radius 25 --no-subvoxel --no-forward-backward --memory-budget 8 "
-                       "--coarse-stride 2", 0),
+    "prior-dense": (
+        MATCH + " --prior dense --iterations 10 --prealign none --search 15 --grid-spacing 10 --smoothness 1.0",
+        0,
+    ),
+    "search-options": (
+        MATCH + " --radius 25 --no-subvoxel --no-forward-backward --memory-budget 8 --coarse-stride 2",
+        0,
+    ),
     "strategy-native": (MATCH + " --radius 25 --match-strategy native", 0),
     "strategy-upsampled": (MATCH + " --radius 25 --match-strategy upsampled --upsampled-budget 16", 0),
     "mask": (MATCH + " --radius 25 --mask {f}/mask.nrrd", 0),
-    "hu-offsets": ((MATCH + " --radius 25 --fixed-hu-offset 0 --moving-hu-offset -1024").replace(
-        "{f}/moving.nrrd", "{f}/moving-raw.nrrd"), 0),
+    "hu-offsets": (
+        (MATCH + " --radius 25 --fixed-hu-offset 0 --moving-hu-offset -1024").replace(
+            "{f}/moving.nrrd", "{f}/moving-raw.nrrd"
+        ),
+        0,
+    ),
     "levels": (MATCH + " --radius 25 --levels mind2", 0),
-    "maisi-only-options-warned": (MATCH + " --radius 25 --timestep 5 --ensemble 2 --latent mean --region head "
-                                  "--seed 3 --size-policy spacing", 0),
-    "server-owned-options": (MATCH + " --radius 25 --device cpu --weights-dir {f}/no_weights --no-cache "
-                             "--cache-dir {f}/other-cache", 0),
-    "points-format": (MATCH.replace("points.csv --", "points-l2r.csv --") + " --radius 25 --points-format learn2reg", 0),
+    "maisi-only-options-warned": (
+        MATCH + " --radius 25 --timestep 5 --ensemble 2 --latent mean --region head --seed 3 --size-policy spacing",
+        0,
+    ),
+    "server-owned-options": (
+        MATCH + " --radius 25 --device cpu --weights-dir {f}/no_weights --no-cache --cache-dir {f}/other-cache",
+        0,
+    ),
+    "points-format": (
+        MATCH.replace("points.csv --", "points-l2r.csv --") + " --radius 25 --points-format learn2reg",
+        0,
+    ),
     "skip-outside": (MATCH.replace("points.csv --", "points-far.csv --") + " --radius 25 --skip-outside", 0),
     "heatmap": (MATCH + " --radius 25 --heatmap-for {label} --heatmap {o}/heat.nii.gz --force", 0),
-    "heatmap-outside-refused": (MATCH.replace("points.csv --", "points-far.csv --") + " --radius 25 --skip-outside "
-                                "--heatmap-for FAR --heatmap {o}/heat.nii.gz", 2),
+    "heatmap-outside-refused": (
+        MATCH.replace("points.csv --", "points-far.csv --") + " --radius 25 --skip-outside "
+        "--heatmap-for FAR --heatmap {o}/heat.nii.gz",
+        2,
+    ),
     "prior-without-radius-refused": (MATCH + " --prior coarse", 2),
     "bad-timestep-refused": (MATCH + " --timestep -1", 2),
     "register": (REGISTER, 0),
     "register-options": (REGISTER + " --prealign affine --search 12 --grid-spacing 10 --smoothness 0.8 --force", 0),
     "register-initial": (REGISTER + " --initial {f}/shift.txt --field-format .nrrd", 0),
-    "register-h5-hu-offsets": (REGISTER.replace("{f}/moving.nrrd", "{f}/moving-raw.nrrd")
-                               + " --field-format .h5 --moving-hu-offset -1024", 0),
-    "register-engine-options": (REGISTER + " --levels mind2 --timestep 5 --ensemble 2 --latent mean --region head "
-                                "--seed 3 --size-policy spacing --device cpu --weights-dir {f}/no_weights --no-cache "
-                                "--cache-dir {f}/other-cache --fixed-hu-offset 0", 0),
+    "register-h5-hu-offsets": (
+        REGISTER.replace("{f}/moving.nrrd", "{f}/moving-raw.nrrd") + " --field-format .h5 --moving-hu-offset -1024",
+        0,
+    ),
+    "register-engine-options": (
+        REGISTER + " --levels mind2 --timestep 5 --ensemble 2 --latent mean --region head "
+        "--seed 3 --size-policy spacing --device cpu --weights-dir {f}/no_weights --no-cache "
+        "--cache-dir {f}/other-cache --fixed-hu-offset 0",
+        0,
+    ),
     "register-figure": (REGISTER.replace(" --no-figure", "") + " --field-format .mha", 0),
 }
 SERVER_FLAGS = {"--server", "--token-file", "--ca-file"}
@@ -136,8 +159,9 @@ def _same_file(a: Path, b: Path) -> None:
         ra.pop("seconds"), rb.pop("seconds")
         assert sorted(ra) == sorted(rb)
         np.testing.assert_allclose(rb["jacobian"]["jacobian_min"], ra["jacobian"]["jacobian_min"], atol=1e-3)
-        assert {k: v for k, v in rb.items() if k not in ("jacobian", "prealign_ras")} == \
-            {k: v for k, v in ra.items() if k not in ("jacobian", "prealign_ras")}
+        assert {k: v for k, v in rb.items() if k not in ("jacobian", "prealign_ras")} == {
+            k: v for k, v in ra.items() if k not in ("jacobian", "prealign_ras")
+        }
         np.testing.assert_allclose(rb["prealign_ras"], ra["prealign_ras"], atol=1e-4)
     elif name.endswith(".png"):
         assert b.stat().st_size > 0
@@ -166,8 +190,9 @@ def _vectors(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_local_and_server_runs_write_the_same_files_and_say_the_same(case, files, server, tmp_path, capsys,
-                                                                     monkeypatch):
+def test_local_and_server_runs_write_the_same_files_and_say_the_same(
+    case, files, server, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("MEDDIFT_WEIGHTS_DIR", str(files["folder"] / "no_weights"))
     monkeypatch.setenv("MEDDIFT_CACHE_DIR", str(files["folder"] / "cache"))
     local_code, local_err = _run(case, files, server, tmp_path / "local", capsys, remote=False)

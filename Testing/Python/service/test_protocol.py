@@ -22,8 +22,12 @@ from MedDIFTLib.service.protocol import (
 
 def test_match_result_round_trips_with_undefined_points_and_nan_scores():
     pts = np.array([[1.0, 2.0, 3.0], [np.nan] * 3])
-    values = {"similarity": np.array([0.9, np.nan]), "confidence": np.array([0.5, np.nan]),
-              "margin": np.array([0.05, np.nan]), "fb_error_mm": np.array([1.25, np.nan])}
+    values = {
+        "similarity": np.array([0.9, np.nan]),
+        "confidence": np.array([0.5, np.nan]),
+        "margin": np.array([0.05, np.nan]),
+        "fb_error_mm": np.array([1.25, np.nan]),
+    }
     line = dumps(encode_match(pts, ["a", "b"], values, ["doubtful"]))
     back_pts, labels, back_values, warnings = decode_match(loads(line))
     np.testing.assert_array_equal(back_pts, pts)
@@ -46,7 +50,8 @@ def test_protocol_version_is_checked():
 def test_client_refuses_a_worker_of_another_protocol(tmp_path):
     (tmp_path / "old_worker.py").write_text(
         'import json, sys, time\nprint(json.dumps({"id": None, "event": "ready", "protocol": 0}), flush=True)\n'
-        "time.sleep(60)\n")
+        "time.sleep(60)\n"
+    )
     client = WorkerClient(python=sys.executable, cwd=str(tmp_path), module="old_worker")
     t0 = time.monotonic()
     client.launch()  # returns at once: the GUI never waits for a worker to start

@@ -15,18 +15,38 @@ from MedDIFTLib.service.worker import Worker, serve
 COMMANDS = Worker.commands()  # the real command names, so the fuzz reaches past the dispatcher
 SAFE_COMMANDS = [c for c in COMMANDS if c != "shutdown"]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=10)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True), st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=10,
+)
 requests = st.fixed_dictionaries(
     {"cmd": st.one_of(st.sampled_from(SAFE_COMMANDS), st.text(max_size=10), scalars)},
-    optional={"id": scalars, "name": values, "path": values, "fixed": values, "moving": values, "points": values,
-              "labels": values, "prior": values, "point": values, "out": values,
-              "engine": st.one_of(values, st.just({"backbone": "mind-ssc"})), "matching": values})
-garbage = st.one_of(st.text(max_size=40), st.just("{"), st.just("[1, 2]"), st.just('"just a string"'),
-                    st.just('{"cmd": NaN, "id": NaN}'))
+    optional={
+        "id": scalars,
+        "name": values,
+        "path": values,
+        "fixed": values,
+        "moving": values,
+        "points": values,
+        "labels": values,
+        "prior": values,
+        "point": values,
+        "out": values,
+        "engine": st.one_of(values, st.just({"backbone": "mind-ssc"})),
+        "matching": values,
+    },
+)
+garbage = st.one_of(
+    st.text(max_size=40),
+    st.just("{"),
+    st.just("[1, 2]"),
+    st.just('"just a string"'),
+    st.just('{"cmd": NaN, "id": NaN}'),
+)
 
 
 def _line(item) -> str:
@@ -73,9 +93,14 @@ def test_nan_ids_are_echoed_as_null_not_a_crash(tmp_path):
 
 def test_out_of_order_requests_are_refused_with_what_to_send_first(tmp_path):
     out = io.StringIO()
-    serve(io.StringIO('{"id": 1, "cmd": "extract", "name": "fixed"}\n'
-                      '{"id": 2, "cmd": "configure", "engine": {"backbone": "mind-ssc"}}\n'
-                      '{"id": 3, "cmd": "extract", "name": "fixed"}\n'), out)
+    serve(
+        io.StringIO(
+            '{"id": 1, "cmd": "extract", "name": "fixed"}\n'
+            '{"id": 2, "cmd": "configure", "engine": {"backbone": "mind-ssc"}}\n'
+            '{"id": 3, "cmd": "extract", "name": "fixed"}\n'
+        ),
+        out,
+    )
     replies = {r["id"]: r for r in map(json.loads, out.getvalue().splitlines()) if "ok" in r}
     assert replies[1]["error"] == "the worker is not configured: send 'configure' first"
     assert replies[2]["ok"] is True

@@ -11,8 +11,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx) is not installed")
 
-from server_helpers import (ENGINE, ServerProcess, free_port, make_tokens, serve_command, server_env,  # noqa: E402
-                            wait_until)
+from server_helpers import ENGINE, ServerProcess, free_port, make_tokens, serve_command, server_env, wait_until  # noqa: E402
 
 from MedDIFTLib.data.image_io import write_volume  # noqa: E402
 from MedDIFTLib.evaluation.phantom import make_pair  # noqa: E402
@@ -28,8 +27,17 @@ def hardened(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hardened_server")
     token_file, tokens = make_tokens(folder, 1)
     work = folder / "work"
-    server = ServerProcess(folder, "--token-file", token_file, "--work-dir", str(work), "--max-json-mb", "1",
-                           "--retention", str(RETENTION_S))
+    server = ServerProcess(
+        folder,
+        "--token-file",
+        token_file,
+        "--work-dir",
+        str(work),
+        "--max-json-mb",
+        "1",
+        "--retention",
+        str(RETENTION_S),
+    )
     pair = make_pair(shape=(32, 32, 32), spacing=(6.0, 6.0, 6.0), seed=5)
     write_volume(pair.fixed, folder / "f.nrrd")
     write_volume(pair.moving, folder / "m.nrrd")
@@ -55,8 +63,10 @@ def test_no_token_sent_in_a_header_query_string_or_cookie_appears_in_any_log(har
         assert http.get("/v1/info", params={"token": token}).status_code == 200
         opened = http.post("/v1/sessions", json={"engine": ENGINE}).json()
         http.delete(f"/v1/sessions/{opened['session']}")
-    log = wait_until(lambda: (lambda text: text if "session " in text and "/v1/sessions/" in text else None)(
-        server.log()), timeout=10)
+    log = wait_until(
+        lambda: (lambda text: text if "session " in text and "/v1/sessions/" in text else None)(server.log()),
+        timeout=10,
+    )
     # the requests were logged, query strings included, with the secrets replaced
     assert "GET /v1/info?token=[redacted]&wait=1" in log
     assert "GET /v1/info?access_token=[redacted]" in log
@@ -64,12 +74,16 @@ def test_no_token_sent_in_a_header_query_string_or_cookie_appears_in_any_log(har
     assert token not in log and wrong not in log and token[:12] not in log
 
 
-@pytest.mark.parametrize("body, key", [
-    ({"engine": {**ENGINE, "bakcbone": "mind-ssc"}}, "bakcbone"),
-    ({"engine": ENGINE, "matching": {"radius": 20.0}}, "radius"),
-    ({"engine": ENGINE, "registration": {"iters": 3}}, "iters"),
-    ({"engine": ENGINE, "matchin": {"radius_mm": 20.0}}, "matchin"),
-], ids=["engine", "matching", "registration", "the request itself"])
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ({"engine": {**ENGINE, "bakcbone": "mind-ssc"}}, "bakcbone"),
+        ({"engine": ENGINE, "matching": {"radius": 20.0}}, "radius"),
+        ({"engine": ENGINE, "registration": {"iters": 3}}, "iters"),
+        ({"engine": ENGINE, "matchin": {"radius_mm": 20.0}}, "matchin"),
+    ],
+    ids=["engine", "matching", "registration", "the request itself"],
+)
 def test_every_option_field_with_an_unknown_key_is_refused_with_400_naming_it(hardened, body, key):
     server, token, _, work = hardened
     before = _sessions(work)
@@ -86,8 +100,10 @@ def test_an_unknown_registration_option_of_a_register_job_is_refused_with_400(ha
     c.request("configure", engine=ENGINE, matching={})
     c.request("load_volume", name="f", path=str(folder / "f.nrrd"))
     with server.http(token) as http:
-        r = http.post(f"/v1/sessions/{c.session}/jobs", json={"op": "register", "fixed": "f", "moving": "f",
-                                                               "options": {"smoth": 1.0}})
+        r = http.post(
+            f"/v1/sessions/{c.session}/jobs",
+            json={"op": "register", "fixed": "f", "moving": "f", "options": {"smoth": 1.0}},
+        )
     assert r.status_code == 400 and "'smoth'" in r.json()["error"], r.text
     c.stop()
 
@@ -112,8 +128,10 @@ def test_deep_or_large_json_bodies_get_a_4xx_before_parsing_and_the_server_keeps
         for route in ("/v1/sessions", f"/v1/sessions/{sid}/jobs", f"/v1/sessions/{sid}/volumes/f/attach"):
             r = http.post(route, content=deep)
             assert r.status_code == 400, (route, r.text)
-            assert r.json() == {"error": "the JSON body is nested more than 32 levels deep; MedDIFT requests "
-                                         "nest 4 at most", "kind": "BadRequest"}
+            assert r.json() == {
+                "error": "the JSON body is nested more than 32 levels deep; MedDIFT requests nest 4 at most",
+                "kind": "BadRequest",
+            }
         in_a_string = http.post(f"/v1/sessions/{sid}/jobs", json={"op": "extract", "name": "[" * 60})
         assert in_a_string.status_code == 404 and "no volume '[[[" in in_a_string.text  # brackets in a string: text
         r = http.post("/v1/sessions", content=big)  # with a Content-Length
@@ -134,8 +152,11 @@ def test_a_session_folder_holds_its_files_until_it_closes_and_results_until_rete
     home = work / "sessions" / c.session
     assert (home / MARKER).is_file() and len(list(home.glob("upload-*"))) == 2
     with server.http(token) as http:
-        done = http.post(f"/v1/sessions/{c.session}/jobs", params={"wait": 30},
-                         json={"op": "heatmap", "fixed": "f", "moving": "m", "point": [0.0, 0.0, 0.0]}).json()
+        done = http.post(
+            f"/v1/sessions/{c.session}/jobs",
+            params={"wait": 30},
+            json={"op": "heatmap", "fixed": "f", "moving": "m", "point": [0.0, 0.0, 0.0]},
+        ).json()
         assert done["state"] == "done", done
         result = home / done["result"]["file"]
         assert result.is_file()  # not downloaded: kept for --retention seconds, then deleted
@@ -148,7 +169,8 @@ def test_a_session_folder_holds_its_files_until_it_closes_and_results_until_rete
 
 
 def test_session_files_go_when_the_server_stops_and_after_a_crash_at_the_next_start_and_one_server_per_work_dir(
-        tmp_path):
+    tmp_path,
+):
     token_file, tokens = make_tokens(tmp_path, 1)
     work = tmp_path / "work"
     pair = make_pair(shape=(24, 24, 24), spacing=(6.0, 6.0, 6.0), seed=6)
@@ -167,8 +189,13 @@ def test_session_files_go_when_the_server_stops_and_after_a_crash_at_the_next_st
 
     stopped = ServerProcess(tmp_path / "a", "--token-file", token_file, "--work-dir", str(work))
     home = open_with_upload(stopped)
-    second = subprocess.run(serve_command(free_port(), "--token-file", token_file, "--work-dir", str(work)),
-                            capture_output=True, text=True, timeout=120, env=server_env(tmp_path))
+    second = subprocess.run(
+        serve_command(free_port(), "--token-file", token_file, "--work-dir", str(work)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=server_env(tmp_path),
+    )
     assert second.returncode == 2 and "is in use by another meddift serve (pid" in second.stderr, second.stderr
     assert list(home.glob("upload-*"))  # the live session of the first server is untouched
     assert stopped.terminate() == 0  # SIGTERM: the open session is closed and its files deleted
@@ -193,8 +220,13 @@ def test_a_job_may_write_only_new_files_directly_in_its_session_folder(tmp_path)
     scan = home / "upload-0123456789abcdef.nrrd"
     scan.write_bytes(b"scan")
     check_outputs(home, {"out": str(home / "field-0123456789ab.nrrd")}, [scan])  # new, in the folder: allowed
-    for refused in (scan, home / MARKER, tmp_path / "field-0123456789ab.nrrd", home / "sub" / "field.nrrd",
-                    home / ".." / "s2" / "heatmap-0123456789ab.nrrd"):
+    for refused in (
+        scan,
+        home / MARKER,
+        tmp_path / "field-0123456789ab.nrrd",
+        home / "sub" / "field.nrrd",
+        home / ".." / "s2" / "heatmap-0123456789ab.nrrd",
+    ):
         with pytest.raises(ApiError, match="output path was refused") as err:
             check_outputs(home, {"out": str(refused)}, [scan])
         assert err.value.status == 500

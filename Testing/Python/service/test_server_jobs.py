@@ -57,8 +57,14 @@ def _files(folder):
 
 
 def test_remote_results_equal_the_local_worker(server, files, tmp_path):
-    local = WorkerClient(env=dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"), OMP_NUM_THREADS="1",
-                                  MEDDIFT_CACHE_DIR=str(tmp_path / "cache")))
+    local = WorkerClient(
+        env=dict(
+            os.environ,
+            MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"),
+            OMP_NUM_THREADS="1",
+            MEDDIFT_CACHE_DIR=str(tmp_path / "cache"),
+        )
+    )
     local.start(timeout=120)
     try:
         expected = _run(local, files, tmp_path / "local.nrrd")
@@ -69,7 +75,9 @@ def test_remote_results_equal_the_local_worker(server, files, tmp_path):
     assert got["labels"] == expected["labels"]
     for key in ("points", "similarity", "confidence", "fb_error_mm"):
         np.testing.assert_allclose(np.array(got[key], float), np.array(expected[key], float), atol=1e-6)
-    np.testing.assert_array_equal(read_volume(tmp_path / "remote.nrrd").array, read_volume(tmp_path / "local.nrrd").array)
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "remote.nrrd").array, read_volume(tmp_path / "local.nrrd").array
+    )
     remote.stop()
 
 
@@ -106,8 +114,13 @@ def test_server_killed_mid_job_is_a_clear_error_and_a_restart_keeps_the_feature_
         cached = _files(cache)
         assert len(cached) == 2
         events = []
-        pending = c.submit("match", on_event=events.append, fixed="f", moving="m",
-                           points=np.random.default_rng(0).uniform(-50, 50, (150, 3)).tolist())
+        pending = c.submit(
+            "match",
+            on_event=events.append,
+            fixed="f",
+            moving="m",
+            points=np.random.default_rng(0).uniform(-50, 50, (150, 3)).tolist(),
+        )
         wait_until(lambda: pending.poll(0.05) or any("match" in e["stage"] for e in events), timeout=30)
         assert not pending.done
         first.kill()
@@ -137,17 +150,42 @@ def test_cli_match_with_server_writes_the_same_outputs_as_a_local_run(server, fi
     monkeypatch.setenv("MEDDIFT_WEIGHTS_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("MEDDIFT_CACHE_DIR", str(tmp_path / "cache"))
     f = files["folder"]
-    common = [str(f / "fixed.nrrd"), str(f / "moving.nrrd"), "--points", str(f / "points.csv"),
-              "--backbone", "mind-ssc", "--radius", "25", "--heatmap-for", files["lm"].labels[1]]
-    assert main(["match", *common, "--out", str(tmp_path / "local.csv"), "--heatmap", str(tmp_path / "local.nii.gz")]) == 0
+    common = [
+        str(f / "fixed.nrrd"),
+        str(f / "moving.nrrd"),
+        "--points",
+        str(f / "points.csv"),
+        "--backbone",
+        "mind-ssc",
+        "--radius",
+        "25",
+        "--heatmap-for",
+        files["lm"].labels[1],
+    ]
+    assert (
+        main(["match", *common, "--out", str(tmp_path / "local.csv"), "--heatmap", str(tmp_path / "local.nii.gz")]) == 0
+    )
     remote = ["--server", server.url, "--token-file", files["token_file"], "--ca-file", files["tls"]["ca"]]
-    assert main(["match", *common, "--out", str(tmp_path / "remote.csv"), "--heatmap", str(tmp_path / "remote.nii.gz"),
-                 *remote]) == 0
+    assert (
+        main(
+            [
+                "match",
+                *common,
+                "--out",
+                str(tmp_path / "remote.csv"),
+                "--heatmap",
+                str(tmp_path / "remote.nii.gz"),
+                *remote,
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert f"on {server.url}" in err and files["tokens"][0] not in err
     assert (tmp_path / "remote.csv").read_text() == (tmp_path / "local.csv").read_text()
-    np.testing.assert_array_equal(read_volume(tmp_path / "remote.nii.gz").array,
-                                  read_volume(tmp_path / "local.nii.gz").array)
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "remote.nii.gz").array, read_volume(tmp_path / "local.nii.gz").array
+    )
     # the token from MEDDIFT_TOKEN; a wrong one is a one-line error, exit code 2, without the token
     monkeypatch.setenv("MEDDIFT_TOKEN", "wrong-token-0123456789")
     remote_env = ["--server", server.url, "--ca-file", files["tls"]["ca"]]

@@ -21,8 +21,9 @@ from MedDIFTLib.service.client import WorkerError  # noqa: E402
 def limited(tmp_path_factory):
     folder = tmp_path_factory.mktemp("limited_server")
     token_file, tokens = make_tokens(folder, 1)
-    server = ServerProcess(folder, "--token-file", token_file, "--max-upload-mb", "1", "--max-voxels", "300000",
-                           "--max-queued-jobs", "1")
+    server = ServerProcess(
+        folder, "--token-file", token_file, "--max-upload-mb", "1", "--max-voxels", "300000", "--max-queued-jobs", "1"
+    )
     pair = make_pair(shape=(64, 64, 64), spacing=(5.0, 5.0, 5.0), seed=2)
     write_volume(pair.fixed, folder / "f.nrrd")
     write_volume(pair.moving, folder / "m.nrrd")
@@ -103,28 +104,62 @@ def test_bad_requests_get_clear_4xx_errors_and_the_server_keeps_serving(limited)
         _assert_clean(http.post(jobs, content=b"{not json"), 400, "malformed JSON")
         _assert_clean(http.post(jobs, content=b"[1, 2]"), 400, "must be a JSON object")
         _assert_clean(http.post(jobs, json={"op": "fly"}), 400, "unknown operation 'fly'", "extract, heatmap, match")
-        _assert_clean(http.post(jobs, json={"op": "match", "fixed": "f", "moving": "f", "points": "0,0,0"}),
-                      400, "'points' must be a list of [x, y, z]")
-        _assert_clean(http.post(jobs, json={"op": "heatmap", "fixed": "f", "moving": "f", "point": [0, "a", 0]}),
-                      400, "'point' must be [x, y, z]")
+        _assert_clean(
+            http.post(jobs, json={"op": "match", "fixed": "f", "moving": "f", "points": "0,0,0"}),
+            400,
+            "'points' must be a list of [x, y, z]",
+        )
+        _assert_clean(
+            http.post(jobs, json={"op": "heatmap", "fixed": "f", "moving": "f", "point": [0, "a", 0]}),
+            400,
+            "'point' must be [x, y, z]",
+        )
         _assert_clean(http.post(jobs, json={"op": "extract", "name": 5}), 400, "no volume 5")
         _assert_clean(http.post(jobs, json={"op": "extract", "name": "nope"}), 404, "no volume 'nope'")
-        _assert_clean(http.post(jobs, json={"op": "match", "fixed": "f", "moving": "f", "points": [[0, 0, 0]],
-                                             "labels": ["a", "b"]}), 400, "one string per point")
+        _assert_clean(
+            http.post(
+                jobs, json={"op": "match", "fixed": "f", "moving": "f", "points": [[0, 0, 0]], "labels": ["a", "b"]}
+            ),
+            400,
+            "one string per point",
+        )
         # paths where bytes (or the server's own files) are expected
-        _assert_clean(http.post(jobs, json={"op": "heatmap", "fixed": "f", "moving": "f", "point": [0, 0, 0],
-                                            "out": "/tmp/x.nrrd"}), 400, "never reads or writes a path")
-        _assert_clean(http.post(jobs, json={"op": "match", "fixed": "f", "moving": "f", "points": [[0, 0, 0]],
-                                            "prior": "/etc/passwd"}), 400, "never read")
-        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", json={"path": str(folder / "f.nrrd")}),
-                      415, "bytes", "never reads a path")
-        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", content=str(folder / "f.nrrd").encode(),
-                               headers={"Content-Type": "application/octet-stream"}), 400, "not a readable image")
-        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", content=b"\x89PNG garbage" * 100), 400,
-                      "not a readable image")
+        _assert_clean(
+            http.post(
+                jobs, json={"op": "heatmap", "fixed": "f", "moving": "f", "point": [0, 0, 0], "out": "/tmp/x.nrrd"}
+            ),
+            400,
+            "never reads or writes a path",
+        )
+        _assert_clean(
+            http.post(
+                jobs, json={"op": "match", "fixed": "f", "moving": "f", "points": [[0, 0, 0]], "prior": "/etc/passwd"}
+            ),
+            400,
+            "never read",
+        )
+        _assert_clean(
+            http.put(f"/v1/sessions/{sid}/volumes/x", json={"path": str(folder / "f.nrrd")}),
+            415,
+            "bytes",
+            "never reads a path",
+        )
+        _assert_clean(
+            http.put(
+                f"/v1/sessions/{sid}/volumes/x",
+                content=str(folder / "f.nrrd").encode(),
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+            400,
+            "not a readable image",
+        )
+        _assert_clean(
+            http.put(f"/v1/sessions/{sid}/volumes/x", content=b"\x89PNG garbage" * 100), 400, "not a readable image"
+        )
         _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", content=b""), 400, "empty")
-        _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/x", params={"format": "exe"}, content=b"1"), 400,
-                      "unknown format")
+        _assert_clean(
+            http.put(f"/v1/sessions/{sid}/volumes/x", params={"format": "exe"}, content=b"1"), 400, "unknown format"
+        )
         _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/..%2Fescape", content=b"1"), 404, "unknown route")
         _assert_clean(http.put(f"/v1/sessions/{sid}/volumes/.hidden", content=b"1"), 400, "volume name")
         _assert_clean(http.get(f"/v1/sessions/{sid}/files/..%2F..%2Fetc%2Fpasswd"), 404, "unknown route")
@@ -146,8 +181,9 @@ def test_bad_requests_get_clear_4xx_errors_and_the_server_keeps_serving(limited)
 def test_session_limit_and_idle_expiry_deletes_the_session_files(tmp_path):
     token_file, tokens = make_tokens(tmp_path, 1)
     work = tmp_path / "work"
-    server = ServerProcess(tmp_path, "--token-file", token_file, "--max-sessions", "2", "--idle-timeout", "1.5",
-                           "--work-dir", str(work))
+    server = ServerProcess(
+        tmp_path, "--token-file", token_file, "--max-sessions", "2", "--idle-timeout", "1.5", "--work-dir", str(work)
+    )
     try:
         pair = make_pair(shape=(32, 32, 32), spacing=(6.0, 6.0, 6.0), seed=4)
         write_volume(pair.fixed, tmp_path / "f.nrrd")

@@ -48,8 +48,20 @@ def cli(files, server, tmp_path, monkeypatch):
     f = files["folder"]
 
     def run(out: str, moving: str, *extra: str, remote: bool = False):
-        args = ["match", str(f / "fixed.nrrd"), str(f / moving), "--points", str(f / "points.csv"),
-                "--backbone", "mind-ssc", "--radius", "30", "--out", str(tmp_path / out), *extra]
+        args = [
+            "match",
+            str(f / "fixed.nrrd"),
+            str(f / moving),
+            "--points",
+            str(f / "points.csv"),
+            "--backbone",
+            "mind-ssc",
+            "--radius",
+            "30",
+            "--out",
+            str(tmp_path / out),
+            *extra,
+        ]
         if remote:
             args += ["--server", server.url, "--token-file", files["token_file"], "--ca-file", files["tls"]["ca"]]
         return main(args), tmp_path / out
@@ -97,10 +109,14 @@ def test_the_same_bytes_with_and_without_an_offset_are_two_volumes(server, files
             b.request("configure", engine=ENGINE, matching=MATCHING)
             b.request("load_volume", name="f", path=str(f / "fixed.nrrd"))
             assert b.request("load_volume", name="p", path=str(f / "moving-raw.nrrd"))["deduplicated"]
-            assert b.request("load_volume", name="s", path=str(f / "moving-raw.nrrd"), hu_offset=-1024.0)["deduplicated"]
+            assert b.request("load_volume", name="s", path=str(f / "moving-raw.nrrd"), hu_offset=-1024.0)[
+                "deduplicated"
+            ]
             for moving, expected in (("p", r_plain), ("s", r_shifted)):
-                assert b.request("match", fixed="f", moving=moving, points=lm.points.tolist(),
-                                 labels=lm.labels) == expected
+                assert (
+                    b.request("match", fixed="f", moving=moving, points=lm.points.tolist(), labels=lm.labels)
+                    == expected
+                )
         finally:
             b.stop()
     finally:
@@ -120,8 +136,9 @@ def test_mask_through_the_server_equals_the_local_run_and_holds_every_match(cli,
     ijk = np.rint(files["pair"].moving.world_to_ijk(matched.points[ok])).astype(int)
     assert (files["mask"][tuple(ijk.T)] > 0).all()
     # the mask changed the result (else this test would prove nothing)
-    assert cli("nomask.csv", "moving.nrrd", "--no-subvoxel", remote=True)[1].read_text(encoding="utf-8") != remote.read_text(
-        encoding="utf-8")
+    assert cli("nomask.csv", "moving.nrrd", "--no-subvoxel", remote=True)[1].read_text(
+        encoding="utf-8"
+    ) != remote.read_text(encoding="utf-8")
 
 
 def test_bad_offsets_and_an_unreadable_mask_are_4xx_in_plain_words(server, files, cli, capsys):
@@ -132,16 +149,22 @@ def test_bad_offsets_and_an_unreadable_mask_are_4xx_in_plain_words(server, files
         sid = c.session
         with server.http(files["tokens"][0]) as h:
             for value in ("nan", "inf", "abc", "1e9"):
-                r = h.put(f"/v1/sessions/{sid}/volumes/m", params={"hu_offset": value},
-                          content=(f / "moving.nrrd").read_bytes(),
-                          headers={"Content-Type": "application/octet-stream"})
+                r = h.put(
+                    f"/v1/sessions/{sid}/volumes/m",
+                    params={"hu_offset": value},
+                    content=(f / "moving.nrrd").read_bytes(),
+                    headers={"Content-Type": "application/octet-stream"},
+                )
                 assert r.status_code == 400 and "'hu_offset' must be a finite number" in r.json()["error"], r.text
             for value in ("-1024", True, [1], None):
                 body = {"sha256": "0" * 64, "hu_offset": value}
                 r = h.post(f"/v1/sessions/{sid}/volumes/m/attach", json=body)
                 assert r.status_code == (404 if value is None else 400), r.text
-            r = h.post(f"/v1/sessions/{sid}/volumes/m/attach", content=b'{"sha256": "%s", "hu_offset": NaN}'
-                       % (b"0" * 64), headers={"Content-Type": "application/json"})
+            r = h.post(
+                f"/v1/sessions/{sid}/volumes/m/attach",
+                content=b'{"sha256": "%s", "hu_offset": NaN}' % (b"0" * 64),
+                headers={"Content-Type": "application/json"},
+            )
             assert r.status_code == 400 and "finite" in r.json()["error"]
             assert h.get(f"/v1/sessions/{sid}/volumes").json()["volumes"] == []  # nothing half-loaded
         with pytest.raises(WorkerError, match="not a readable image"):
@@ -171,8 +194,10 @@ def test_another_token_cannot_use_the_uploaded_mask(server, files):
         with pytest.raises(WorkerError, match="no volume 'mask'"):
             b.request("match", fixed="f", moving="m", points=lm.points.tolist(), labels=lm.labels, mask="mask")
         with server.http(files["tokens"][1]) as h:  # nor through A's session
-            r = h.post(f"/v1/sessions/{a.session}/jobs", json={"op": "match", "fixed": "f", "moving": "m",
-                                                                "points": lm.points.tolist(), "mask": "mask"})
+            r = h.post(
+                f"/v1/sessions/{a.session}/jobs",
+                json={"op": "match", "fixed": "f", "moving": "m", "points": lm.points.tolist(), "mask": "mask"},
+            )
             assert r.status_code == 404
             assert h.get(f"/v1/sessions/{a.session}/volumes").status_code == 404
     finally:

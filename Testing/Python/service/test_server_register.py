@@ -57,31 +57,54 @@ def _session_files(server):
 
 
 def test_remote_dense_field_equals_the_local_worker(server, files, tmp_path):
-    local = WorkerClient(env=dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"), OMP_NUM_THREADS="1",
-                                  MEDDIFT_CACHE_DIR=str(tmp_path / "cache")))
+    local = WorkerClient(
+        env=dict(
+            os.environ,
+            MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"),
+            OMP_NUM_THREADS="1",
+            MEDDIFT_CACHE_DIR=str(tmp_path / "cache"),
+        )
+    )
     local.start(timeout=120)
     try:
-        want = _loaded(local, files).request("register", fixed="f", moving="m", out=str(tmp_path / "local.nii.gz"),
-                                             warped=str(tmp_path / "local-warped.nrrd"))
+        want = _loaded(local, files).request(
+            "register",
+            fixed="f",
+            moving="m",
+            out=str(tmp_path / "local.nii.gz"),
+            warped=str(tmp_path / "local-warped.nrrd"),
+        )
     finally:
         local.kill()
     remote = _loaded(server.client(files["tokens"][0]), files)
     events = []
-    got = remote.request("register", on_event=events.append, fixed="f", moving="m",
-                         out=str(tmp_path / "remote.nii.gz"), warped=str(tmp_path / "remote-warped.nrrd"))
+    got = remote.request(
+        "register",
+        on_event=events.append,
+        fixed="f",
+        moving="m",
+        out=str(tmp_path / "remote.nii.gz"),
+        warped=str(tmp_path / "remote-warped.nrrd"),
+    )
     # the result names the local files it was asked for, as the worker's does; no server path in it
     assert got["path"] == str(tmp_path / "remote.nii.gz") and got["warped"] == str(tmp_path / "remote-warped.nrrd")
     assert str(server.folder) not in repr(got) and "file" not in got
     assert got["jacobian"] == pytest.approx(want["jacobian"], abs=1e-6) and got["prealign"] == want["prealign"]
     assert {"refine field", "discrete search"} <= {e["stage"] for e in events}  # the server's progress
     pair, lm = files["pair"], files["lm"]
-    remote_pts, local_pts = _mapped(tmp_path / "remote.nii.gz", lm.points), _mapped(tmp_path / "local.nii.gz", lm.points)
+    remote_pts, local_pts = (
+        _mapped(tmp_path / "remote.nii.gz", lm.points),
+        _mapped(tmp_path / "local.nii.gz", lm.points),
+    )
     np.testing.assert_allclose(remote_pts, local_pts, atol=1e-4)
     truth = pair.true_moving_points(lm.points)
     # a field that registers, not two equal empty ones
-    assert np.mean(np.linalg.norm(remote_pts - truth, axis=1)) < 0.6 * np.mean(np.linalg.norm(lm.points - truth, axis=1))
-    np.testing.assert_allclose(read_volume(tmp_path / "remote-warped.nrrd").array,
-                               read_volume(tmp_path / "local-warped.nrrd").array, atol=1e-3)
+    assert np.mean(np.linalg.norm(remote_pts - truth, axis=1)) < 0.6 * np.mean(
+        np.linalg.norm(lm.points - truth, axis=1)
+    )
+    np.testing.assert_allclose(
+        read_volume(tmp_path / "remote-warped.nrrd").array, read_volume(tmp_path / "local-warped.nrrd").array, atol=1e-3
+    )
     # downloaded, then deleted on the server (not kept until the session closes)
     wait_until(lambda: _session_files(server) == [], timeout=10)
     remote.stop()
@@ -90,12 +113,14 @@ def test_remote_dense_field_equals_the_local_worker(server, files, tmp_path):
 def test_a_malformed_register_request_is_refused_before_the_queue(server, files):
     c = _loaded(server.client(files["tokens"][0]), files)
     route = f"/v1/sessions/{c.session}/jobs"
-    for body, words in (({"fixed": "f", "moving": "m", "out": "/tmp/x.nrrd"}, "never reads or writes a path"),
-                        ({"fixed": "f", "moving": "m", "warped": "/tmp/w.nrrd"}, "'warped' must be true or false"),
-                        ({"fixed": "f", "moving": "m", "options": {"iterations": -3}}, "iterations must be zero or more"),
-                        ({"fixed": "f", "moving": "m", "options": {"nonsense": 1}}, "nonsense"),
-                        ({"fixed": "f", "moving": "m", "initial": [[1, 0, 0]]}, "4x4 RAS matrix"),
-                        ({"fixed": "f", "moving": "nowhere"}, "no volume 'nowhere'")):
+    for body, words in (
+        ({"fixed": "f", "moving": "m", "out": "/tmp/x.nrrd"}, "never reads or writes a path"),
+        ({"fixed": "f", "moving": "m", "warped": "/tmp/w.nrrd"}, "'warped' must be true or false"),
+        ({"fixed": "f", "moving": "m", "options": {"iterations": -3}}, "iterations must be zero or more"),
+        ({"fixed": "f", "moving": "m", "options": {"nonsense": 1}}, "nonsense"),
+        ({"fixed": "f", "moving": "m", "initial": [[1, 0, 0]]}, "4x4 RAS matrix"),
+        ({"fixed": "f", "moving": "nowhere"}, "no volume 'nowhere'"),
+    ):
         with pytest.raises(WorkerError, match=words):
             c._call("POST", route, {"op": "register", **body})
     with server.http(files["tokens"][0]) as http:  # a session's registration options are checked when it opens
@@ -109,20 +134,24 @@ def test_a_register_job_is_invisible_to_another_token(server, files):
     alice, bob = _loaded(server.client(files["tokens"][0]), files), server.client(files["tokens"][1])
     bob.request("configure", engine=ENGINE, matching={})
     sid = alice.session
-    done = alice._call("POST", f"/v1/sessions/{sid}/jobs", {"op": "register", "fixed": "f", "moving": "m"},
-                       params={"wait": 60})
+    done = alice._call(
+        "POST", f"/v1/sessions/{sid}/jobs", {"op": "register", "fixed": "f", "moving": "m"}, params={"wait": 60}
+    )
     assert done["state"] == "done" and done["result"]["file"].startswith("field-")
-    running = alice._call("POST", f"/v1/sessions/{sid}/jobs",
-                          {"op": "register", "fixed": "f", "moving": "m", "options": SLOW})
+    running = alice._call(
+        "POST", f"/v1/sessions/{sid}/jobs", {"op": "register", "fixed": "f", "moving": "m", "options": SLOW}
+    )
     wait_until(lambda: alice._call("GET", f"/v1/sessions/{sid}/jobs/{running['job']}")["state"] == "running")
     with server.http(files["tokens"][1]) as http:  # Bob, with Alice's session, job and file names
         nowhere = http.get("/v1/sessions/no-such-session/volumes").json()["error"]
-        for method, route in (("GET", f"/v1/sessions/{sid}/jobs/{done['job']}"),
-                              ("GET", f"/v1/sessions/{sid}/jobs/{running['job']}"),
-                              ("POST", f"/v1/sessions/{sid}/jobs/{running['job']}/cancel"),
-                              ("POST", f"/v1/sessions/{sid}/cancel"),
-                              ("GET", f"/v1/sessions/{sid}/files/{done['result']['file']}"),
-                              ("DELETE", f"/v1/sessions/{sid}/files/{done['result']['file']}")):
+        for method, route in (
+            ("GET", f"/v1/sessions/{sid}/jobs/{done['job']}"),
+            ("GET", f"/v1/sessions/{sid}/jobs/{running['job']}"),
+            ("POST", f"/v1/sessions/{sid}/jobs/{running['job']}/cancel"),
+            ("POST", f"/v1/sessions/{sid}/cancel"),
+            ("GET", f"/v1/sessions/{sid}/files/{done['result']['file']}"),
+            ("DELETE", f"/v1/sessions/{sid}/files/{done['result']['file']}"),
+        ):
             r = http.request(method, route)
             assert r.status_code == 404 and r.json()["error"] == nowhere.replace("no-such-session", sid), route
         r = http.get(f"/v1/sessions/{bob.session}/files/{done['result']['file']}")  # in his own session: none
@@ -142,8 +171,9 @@ def test_cancel_stops_a_register_job_and_writes_no_field(server, files, tmp_path
     c = _loaded(server.client(files["tokens"][0]), files)
     before = _session_files(server)
     events = []
-    pending = c.submit("register", on_event=events.append, fixed="f", moving="m", options=SLOW,
-                       out=str(tmp_path / "field.nrrd"))
+    pending = c.submit(
+        "register", on_event=events.append, fixed="f", moving="m", options=SLOW, out=str(tmp_path / "field.nrrd")
+    )
     wait_until(lambda: pending.poll(0.05) or any(e["stage"] == "refine field" for e in events), timeout=60)
     assert not pending.done  # running, in its last and longest stage
     assert c.request("cancel", timeout=10) == {"cancelled": True}
@@ -156,8 +186,9 @@ def test_cancel_stops_a_register_job_and_writes_no_field(server, files, tmp_path
     c.stop()
 
 
-def test_cli_dense_prior_and_register_with_server_write_what_a_local_run_writes(server, files, tmp_path, monkeypatch,
-                                                                               capsys):
+def test_cli_dense_prior_and_register_with_server_write_what_a_local_run_writes(
+    server, files, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("MEDDIFT_WEIGHTS_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("MEDDIFT_CACHE_DIR", str(tmp_path / "cache"))
     f = files["folder"]
@@ -182,8 +213,11 @@ def test_cli_dense_prior_and_register_with_server_write_what_a_local_run_writes(
     for name in ("field.nii.gz", "inverse_field.nii.gz"):
         a = read_volume_vectors(tmp_path / "local" / name)
         np.testing.assert_allclose(read_volume_vectors(tmp_path / "remote" / name), a, atol=1e-4)
-    np.testing.assert_allclose(read_volume(tmp_path / "remote" / "moving_resampled.nii.gz").array,
-                               read_volume(tmp_path / "local" / "moving_resampled.nii.gz").array, atol=1e-3)
+    np.testing.assert_allclose(
+        read_volume(tmp_path / "remote" / "moving_resampled.nii.gz").array,
+        read_volume(tmp_path / "local" / "moving_resampled.nii.gz").array,
+        atol=1e-3,
+    )
     # outputs exist now: refused before anything is sent, unless --force
     assert main(["register", *common, "--out", str(tmp_path / "remote"), "--no-figure", *remote]) == 2
     assert main(["register", *common, "--out", str(tmp_path / "remote"), "--no-figure", "--force", *remote]) == 0

@@ -39,8 +39,13 @@ def test_missing_or_wrong_token_gets_401_in_constant_time_and_no_token_is_logged
     far_miss = ("A" if good[0] != "A" else "B") + good[1:]  # wrong from the first character
     for token in (None, "", near_miss, far_miss, good + "x", "not-the-token-at-all"):
         with server.http(token) as http:
-            for method, route in (("GET", "/v1/info"), ("POST", "/v1/sessions"), ("GET", "/v1/sessions/x/volumes"),
-                                  ("PUT", "/v1/sessions/x/volumes/f"), ("DELETE", "/v1/sessions/x")):
+            for method, route in (
+                ("GET", "/v1/info"),
+                ("POST", "/v1/sessions"),
+                ("GET", "/v1/sessions/x/volumes"),
+                ("PUT", "/v1/sessions/x/volumes/f"),
+                ("DELETE", "/v1/sessions/x"),
+            ):
                 r = http.request(method, route, content=b"{}")
                 assert r.status_code == 401, (token, route, r.text)
                 assert r.headers["www-authenticate"] == "Bearer" and r.json()["kind"] == "Unauthorized"
@@ -98,28 +103,34 @@ def test_sessions_are_isolated_between_tokens(tls_server):
     bob.request("configure", engine=ENGINE, matching={})
     alice.request("load_volume", name="f", path=str(folder / "f.nrrd"))
     alice.request("load_volume", name="m", path=str(folder / "m.nrrd"))
-    job = alice._call("POST", f"/v1/sessions/{alice.session}/jobs", {"op": "extract", "name": "f"},
-                      params={"wait": 30})
+    job = alice._call("POST", f"/v1/sessions/{alice.session}/jobs", {"op": "extract", "name": "f"}, params={"wait": 30})
     assert job["state"] == "done"
     heat = alice.request("heatmap", fixed="f", moving="m", point=[0.0, 0.0, 0.0], out=str(folder / "h.nrrd"))
     assert heat["max"] <= 1.0 + 1e-5
     sid = alice.session
-    fname = alice._call("POST", f"/v1/sessions/{sid}/jobs", {"op": "heatmap", "fixed": "f", "moving": "m",
-                                                             "point": [0.0, 0.0, 0.0]}, params={"wait": 30})["result"]["file"]
+    fname = alice._call(
+        "POST",
+        f"/v1/sessions/{sid}/jobs",
+        {"op": "heatmap", "fixed": "f", "moving": "m", "point": [0.0, 0.0, 0.0]},
+        params={"wait": 30},
+    )["result"]["file"]
     with server.http(tokens[1]) as http:  # Bob, with Alice's session id (which he should not even have)
         nowhere = http.get("/v1/sessions/no-such-session/volumes")
-        for method, route in (("GET", f"/v1/sessions/{sid}/volumes"),
-                              ("GET", f"/v1/sessions/{sid}/jobs/{job['job']}"),
-                              ("POST", f"/v1/sessions/{sid}/jobs/{job['job']}/cancel"),
-                              ("POST", f"/v1/sessions/{sid}/cancel"),
-                              ("GET", f"/v1/sessions/{sid}/files/{fname}"),
-                              ("DELETE", f"/v1/sessions/{sid}")):
+        for method, route in (
+            ("GET", f"/v1/sessions/{sid}/volumes"),
+            ("GET", f"/v1/sessions/{sid}/jobs/{job['job']}"),
+            ("POST", f"/v1/sessions/{sid}/jobs/{job['job']}/cancel"),
+            ("POST", f"/v1/sessions/{sid}/cancel"),
+            ("GET", f"/v1/sessions/{sid}/files/{fname}"),
+            ("DELETE", f"/v1/sessions/{sid}"),
+        ):
             r = http.request(method, route)
             assert r.status_code == 404, (route, r.text)
             # the same answer as for a session that does not exist: nothing says Alice's exists
             assert r.json()["error"] == nowhere.json()["error"].replace("no-such-session", sid)
-        r = http.post(f"/v1/sessions/{sid}/jobs", json={"op": "match", "fixed": "f", "moving": "m",
-                                                        "points": [[0, 0, 0]]})
+        r = http.post(
+            f"/v1/sessions/{sid}/jobs", json={"op": "match", "fixed": "f", "moving": "m", "points": [[0, 0, 0]]}
+        )
         assert r.status_code == 404
     # in his own session Bob has no volumes, and cannot name Alice's
     assert bob._call("GET", f"/v1/sessions/{bob.session}/volumes") == {"volumes": []}
@@ -150,13 +161,16 @@ def test_a_client_of_another_protocol_version_is_refused_naming_both(tls_server)
     assert err.value.kind == "ProtocolMismatch"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--host", "0.0.0.0", "--token-file", "{tokens}"], "not a loopback address.*--tls-cert"),
-    (["--host", "0.0.0.0", "--no-auth", "--insecure"], "--no-auth is only allowed on a loopback address"),
-    (["--host", "127.0.0.1"], "a token is required"),
-    (["--no-auth", "--retention", "-5"], r"--retention -5.0: give a finite number of seconds, 0 or more"),
-    (["--no-auth", "--max-json-mb", "nan"], r"--max-json-mb nan: give a finite number of MB, over 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--host", "0.0.0.0", "--token-file", "{tokens}"], "not a loopback address.*--tls-cert"),
+        (["--host", "0.0.0.0", "--no-auth", "--insecure"], "--no-auth is only allowed on a loopback address"),
+        (["--host", "127.0.0.1"], "a token is required"),
+        (["--no-auth", "--retention", "-5"], r"--retention -5.0: give a finite number of seconds, 0 or more"),
+        (["--no-auth", "--max-json-mb", "nan"], r"--max-json-mb nan: give a finite number of MB, over 0"),
+    ],
+)
 def test_exposed_unauthenticated_or_meaninglessly_limited_servers_are_refused_before_binding(tmp_path, args, message):
     token_file, _ = make_tokens(tmp_path)
     cmd = serve_command(0, *[a.replace("{tokens}", token_file) for a in args])  # the case's --host comes last, wins

@@ -87,9 +87,15 @@ def test_a_job_and_a_live_click_run_on_the_server(remote):
     scene, pair, lm, fixed, moving, points = _scene(6)
     logic = MedDIFTLogicCore(scene)
     use_settings(logic, settings)
-    job = logic.start_match(MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(),
-                                         engine={"backbone": "mind-ssc", "device": "cpu"},
-                                         matching={"radius_mm": 25.0})).run(timeout=300)
+    job = logic.start_match(
+        MatchRequest(
+            fixed.GetID(),
+            moving.GetID(),
+            points.GetID(),
+            engine={"backbone": "mind-ssc", "device": "cpu"},
+            matching={"radius_mm": 25.0},
+        )
+    ).run(timeout=300)
     assert job.error is None, job.log
     assert "mind-ssc" in job.configure_result["backbone"] and job.configure_result["device"] == "cpu"
     matched = job.result["matched"]
@@ -111,8 +117,9 @@ def test_server_killed_mid_job_leaves_the_scene_as_it_was(tmp_path):
         before = _node_ids(scene)
         logic = MedDIFTLogicCore(scene)
         use_settings(logic, ComputeSettings(where="server", url=server.url, token=tokens[0]))
-        job = logic.start_match(MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(),
-                                             engine={"backbone": "mind-ssc"}, matching={}))  # global: seconds
+        job = logic.start_match(
+            MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine={"backbone": "mind-ssc"}, matching={})
+        )  # global: seconds
         wait_until(lambda: not job.poll() or job.stage.startswith("match"), timeout=120)
         assert not job.done and job.stage.startswith("match"), job.log  # killed mid-job, not after
         server.kill()
@@ -134,9 +141,18 @@ def test_dense_matching_transform_and_warp_on_the_server_equal_this_computer(rem
         scene, pair, lm, fixed, moving, points = _scene(5, seed=8)
         logic = MedDIFTLogicCore(scene)
         use_settings(logic, settings if where == "server" else ComputeSettings())
-        job = logic.start_match(MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(),
-                                             engine={"backbone": "mind-ssc", "device": "cpu"}, matching={},
-                                             prior="dense", transform=True, warp=True)).run(timeout=300)
+        job = logic.start_match(
+            MatchRequest(
+                fixed.GetID(),
+                moving.GetID(),
+                points.GetID(),
+                engine={"backbone": "mind-ssc", "device": "cpu"},
+                matching={},
+                prior="dense",
+                transform=True,
+                warp=True,
+            )
+        ).run(timeout=300)
         logic.shutdown()
         assert job.error is None, job.log
         assert isinstance(job.client, RemoteClient if where == "server" else WorkerClient)

@@ -56,8 +56,11 @@ def test_protocol_end_to_end(client, phantom_files, tmp_path):
     from MedDIFTLib.matching.search import MatchOptions
     from MedDIFTLib.session import EngineOptions, MatchSession
 
-    local = MatchSession(EngineOptions(**ENGINE), MatchOptions(radius_mm=25.0)).match(
-        pair.fixed, pair.moving, lm, prior=identity_prior).points
+    local = (
+        MatchSession(EngineOptions(**ENGINE), MatchOptions(radius_mm=25.0))
+        .match(pair.fixed, pair.moving, lm, prior=identity_prior)
+        .points
+    )
     np.testing.assert_allclose(np.array(out["points"]), local.points, atol=1e-3)
     hm = client.request("heatmap", fixed="f", moving="m", point=lm.points[0].tolist(), out=str(tmp_path / "h.nrrd"))
     assert (tmp_path / "h.nrrd").exists() and hm["max"] <= 1.0 + 1e-5
@@ -131,11 +134,24 @@ def test_killed_worker_is_reported_as_a_crash(client):
 def test_stdout_carries_only_protocol_lines(tmp_path):
     """Library output (logging, prints) goes to stderr: every stdout line is JSON."""
     env = dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"))
-    reqs = "\n".join(json.dumps(r) for r in [
-        {"id": 1, "cmd": "configure", "engine": {"backbone": "auto", "use_cache": False}},
-        {"id": 2, "cmd": "shutdown"}]) + "\n"
-    proc = subprocess.run([sys.executable, "-m", "MedDIFTLib.service.worker"], input=reqs, capture_output=True, text=True,
-                          env=env, timeout=120)
+    reqs = (
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": 1, "cmd": "configure", "engine": {"backbone": "auto", "use_cache": False}},
+                {"id": 2, "cmd": "shutdown"},
+            ]
+        )
+        + "\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "MedDIFTLib.service.worker"],
+        input=reqs,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0]["event"] == "ready" and lines[1]["ok"] and lines[2]["result"] == {"bye": True}
     assert proc.returncode == 0

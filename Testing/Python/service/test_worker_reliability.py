@@ -32,12 +32,14 @@ def client(tmp_path_factory):
     c.kill()
 
 
-
-@pytest.mark.parametrize("engine, option, field", [
-    ({"device": "tpu"}, "device", "engine.device"),
-    ({"timestep": -1}, "timestep", "engine.timestep"),
-    ({"region": "moon"}, "region", "engine.region"),
-])
+@pytest.mark.parametrize(
+    "engine, option, field",
+    [
+        ({"device": "tpu"}, "device", "engine.device"),
+        ({"timestep": -1}, "timestep", "engine.timestep"),
+        ({"region": "moon"}, "region", "engine.region"),
+    ],
+)
 def test_bad_engine_options_refused_with_hints(client, engine, option, field):
     with pytest.raises(WorkerError) as info:
         client.request("configure", engine={**ENGINE, **engine})

@@ -16,15 +16,18 @@ from MedDIFTLib.matching.priors import GLOBAL, TRANSFORM, Prior, resolve_prior
 PTS = np.array([[1.0, 2.0, 3.0], [-4.0, 5.0, 6.5]])
 
 
-@pytest.mark.parametrize("spec, radius, kind, needs_radius", [
-    (None, None, GLOBAL, False),
-    ("", 25.0, "identity", False),  # a radius without a prior: the same world point
-    ("identity", None, "identity", True),
-    ("coarse", None, "coarse", True),
-    ("dense", None, "dense", False),  # the dense prior places points itself
-    (lambda p: p + 1.0, 10.0, TRANSFORM, True),
-    ([[1, 0, 0, 2.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], 10.0, TRANSFORM, True),
-])
+@pytest.mark.parametrize(
+    "spec, radius, kind, needs_radius",
+    [
+        (None, None, GLOBAL, False),
+        ("", 25.0, "identity", False),  # a radius without a prior: the same world point
+        ("identity", None, "identity", True),
+        ("coarse", None, "coarse", True),
+        ("dense", None, "dense", False),  # the dense prior places points itself
+        (lambda p: p + 1.0, 10.0, TRANSFORM, True),
+        ([[1, 0, 0, 2.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], 10.0, TRANSFORM, True),
+    ],
+)
 def test_every_prior_spec_resolves_to_a_prior(spec, radius, kind, needs_radius):
     prior = resolve_prior(spec, radius)
     assert type(prior) is Prior and prior.kind == kind and prior.needs_radius is needs_radius

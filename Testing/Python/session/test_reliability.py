@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
 from MedDIFTLib.data.checks import check_ct
 from MedDIFTLib.data.geometry import Volume
@@ -29,6 +28,7 @@ from MedDIFTLib.features.cache import FeatureCache, extract_cached
 from MedDIFTLib.features.maisi.backbone import MaisiBackbone, _set_vae_splits
 from MedDIFTLib.matching.search import MatchOptions
 from MedDIFTLib.session import EngineOptions, MatchSession
+from tiny_maisi import TINY_CONFIG, write_tiny_checkpoints
 
 REPO = Path(__file__).resolve().parents[3]
 SMALL = dict(shape=(64, 64, 64), spacing=(5.0, 5.0, 5.0))
@@ -51,8 +51,12 @@ def session(monkeypatch, tmp_path):
 
 
 def _with(volume: Volume, array=None, matrix=None, name=None, **meta) -> Volume:
-    return Volume(volume.array if array is None else array, volume.ijk_to_ras if matrix is None else matrix,
-                  name or volume.name, {**volume.metadata, **meta})
+    return Volume(
+        volume.array if array is None else array,
+        volume.ijk_to_ras if matrix is None else matrix,
+        name or volume.name,
+        {**volume.metadata, **meta},
+    )
 
 
 # --- inputs ------------------------------------------------------------------------------
@@ -63,9 +67,12 @@ def test_label_map_instead_of_a_ct_is_refused(pair, landmarks, session):
     labels[pair.fixed.array > -300] = 1
     labels[pair.fixed.array > 200] = 2
     seg = _with(pair.fixed, array=labels, name="lungs seg")
-    with pytest.raises(InputError, match=r"fixed volume 'lungs seg' looks like a label map or segmentation "
-                                         r"\(3 distinct integer values 0\.\.2\), not a CT"):
-        session.match(seg, pair.moving, landmarks).points
+    with pytest.raises(
+        InputError,
+        match=r"fixed volume 'lungs seg' looks like a label map or segmentation "
+        r"\(3 distinct integer values 0\.\.2\), not a CT",
+    ):
+        _ = session.match(seg, pair.moving, landmarks).points
     assert not session._pyramids  # refused before any feature was computed
 
 
@@ -82,7 +89,8 @@ def test_mr_volume_from_dicom_warns_that_the_backbone_is_ct_trained(pair, landma
     assert mr.metadata["modality"] == "MR"
     assert check_ct(mr, "moving") == [
         "moving volume 't1' is MR, not CT: MedDIFT's MAISI backbone is trained on CT, so matches may be poor; "
-        "check them"]
+        "check them"
+    ]
     report = session.match(pair.fixed, mr, landmarks)  # a warning, not a refusal: it still matches
     assert np.isfinite(report.points.points).all() and any("is MR, not CT" in w for w in report.warnings)
 
@@ -136,14 +144,17 @@ def test_nan_and_infinite_voxels_are_counted_and_refused(pair, landmarks, sessio
     arr = pair.moving.array.astype(np.float32).copy()
     arr[1, 2, 3], arr[4, 5, 6], arr[7, 8, 9] = np.nan, np.inf, -np.inf
     with pytest.raises(InputError, match=r"moving volume 'bad' has 3 NaN or infinite voxels; fix or mask them"):
-        session.match(pair.fixed, _with(pair.moving, array=arr, name="bad"), landmarks).points
+        _ = session.match(pair.fixed, _with(pair.moving, array=arr, name="bad"), landmarks).points
 
 
 def test_too_small_volume_is_refused(pair, landmarks, session):
     tiny = Volume(np.full((6, 40, 40), -500.0, np.float32), np.eye(4), "scout")
-    with pytest.raises(InputError, match=r"moving volume 'scout' of size \(6, 40, 40\) is too small: each axis "
-                                         r"needs at least 8 voxels"):
-        session.match(pair.fixed, tiny, landmarks).points
+    with pytest.raises(
+        InputError,
+        match=r"moving volume 'scout' of size \(6, 40, 40\) is too small: each axis "
+        r"needs at least 8 voxels",
+    ):
+        _ = session.match(pair.fixed, tiny, landmarks).points
 
 
 def test_volume_too_large_for_memory_is_refused_before_anything_is_allocated():
@@ -151,9 +162,12 @@ def test_volume_too_large_for_memory_is_refused_before_anything_is_allocated():
     (fitted to the measured encoder peak) is checked before the networks are even built."""
     huge = Volume(np.broadcast_to(np.float32(-1000), (512, 512, 800)), np.diag([0.7, 0.7, 0.5, 1.0]), "whole body")
     bb = MaisiBackbone(device="cpu", config=TINY_CONFIG, random_init=True, memory_limit_bytes=16_000_000_000)
-    with pytest.raises(InputError, match=r"volume 'whole body' \(512, 512, 800\): the MAISI encoder on the CPU "
-                                         r"would need about 193\.9 GB for its network input of \(512, 512, 768\) "
-                                         r"voxels, and 16\.0 GB is free\. Crop the volume"):
+    with pytest.raises(
+        InputError,
+        match=r"volume 'whole body' \(512, 512, 800\): the MAISI encoder on the CPU "
+        r"would need about 193\.9 GB for its network input of \(512, 512, 768\) "
+        r"voxels, and 16\.0 GB is free\. Crop the volume",
+    ):
         bb.extract(huge)
     assert bb._nets is None  # nothing was loaded
     ok = Volume(np.zeros((100, 100, 60), np.float32), np.eye(4), "small")
@@ -168,7 +182,9 @@ def _rotated_pair(deg: float, spacing, shape):
     m = np.eye(4)
     m[:3, :3] = rz @ np.diag(spacing)
     m[:3, 3] = -m[:3, :3] @ ((shape - 1) / 2)
-    p = make_pair(shape=tuple(shape), seed=6, ijk_to_ras=m, moving_ijk_to_ras=thorax_grid(tuple(shape), spacing).ijk_to_ras)
+    p = make_pair(
+        shape=tuple(shape), seed=6, ijk_to_ras=m, moving_ijk_to_ras=thorax_grid(tuple(shape), spacing).ijk_to_ras
+    )
     lm = sample_landmarks(p, n=12, seed=6)
     return p, lm, p.true_moving_points(lm.points)
 
@@ -197,8 +213,9 @@ def test_mind_warns_when_voxel_sizes_differ(pair, landmarks, session):
     """The weight-free descriptor works in voxels: other voxel sizes cost accuracy, so it says so."""
     coarse = Volume(pair.moving.array[::2, ::2, :], pair.moving.ijk_to_ras @ np.diag([2.0, 2.0, 1.0, 1.0]), "coarse")
     warnings = session.match(pair.fixed, coarse, landmarks).warnings
-    assert any("voxel sizes differ" in w and "(5.0, 5.0, 5.0) mm against (10.0, 10.0, 5.0) mm" in w
-               for w in warnings), warnings
+    assert any(
+        "voxel sizes differ" in w and "(5.0, 5.0, 5.0) mm against (10.0, 10.0, 5.0) mm" in w for w in warnings
+    ), warnings
 
 
 def test_scans_that_do_not_overlap(pair, landmarks, session):
@@ -207,9 +224,12 @@ def test_scans_that_do_not_overlap(pair, landmarks, session):
     far = np.array(pair.moving.ijk_to_ras)
     far[:3, 3] += [0.0, 0.0, 2000.0]
     moved = _with(pair.moving, matrix=far, name="other scanner")
-    with pytest.raises(GeometryError, match=r"the fixed and moving volumes do not overlap in world space \(fixed "
-                                            r"\(.*\) mm, moving \(.*\) mm \(RAS\)\), so a local search"):
-        session.match(pair.fixed, moved, landmarks, prior="none").points
+    with pytest.raises(
+        GeometryError,
+        match=r"the fixed and moving volumes do not overlap in world space \(fixed "
+        r"\(.*\) mm, moving \(.*\) mm \(RAS\)\), so a local search",
+    ):
+        _ = session.match(pair.fixed, moved, landmarks, prior="none").points
     glob = session.with_matching(MatchOptions(radius_mm=None))
     report = glob.match(pair.fixed, moved, landmarks, prior="none")
     out = report.points
@@ -225,8 +245,9 @@ def test_duplicate_labels_are_warned_and_every_point_is_matched(pair, landmarks,
     report = session.match(pair.fixed, pair.moving, ps)
     out = report.points
     assert out.labels == labels and np.isfinite(out.points).all()
-    assert report.warnings == ["landmark labels are not unique ('carina' x2); every point is matched, but rename "
-                               "them to tell the pairs apart"]
+    assert report.warnings == [
+        "landmark labels are not unique ('carina' x2); every point is matched, but rename them to tell the pairs apart"
+    ]
 
 
 # --- faults ------------------------------------------------------------------------------
@@ -248,12 +269,17 @@ def test_cuda_out_of_memory_retries_with_more_splits_then_on_the_cpu():
 
     assert bb._fallback("VAE encoding", run) == "features"
     assert calls == [("cuda", None), ("cuda", 2), ("cpu", None)]
-    assert bb.notices == ["CUDA out of memory during the VAE encoding; retrying with 2 VAE splits",
-                          "CUDA out of memory during the VAE encoding; running it on the CPU instead (slower)"]
+    assert bb.notices == [
+        "CUDA out of memory during the VAE encoding; retrying with 2 VAE splits",
+        "CUDA out of memory during the VAE encoding; running it on the CPU instead (slower)",
+    ]
     calls.clear()
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        bb._fallback("UNet pass", lambda d, s: (calls.append(d.type), (_ for _ in ()).throw(
-            torch.cuda.OutOfMemoryError("again"))), can_split=False)
+        bb._fallback(
+            "UNet pass",
+            lambda d, s: (calls.append(d.type), (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("again"))),
+            can_split=False,
+        )
     assert calls == ["cuda", "cpu"]  # the UNet cannot split: straight to the CPU, then the error
 
 
@@ -281,15 +307,16 @@ def test_cancel_during_each_extraction_stage_writes_nothing(tmp_path, stage):
     with pytest.raises(CancelledError, match="cancelled by the user"):
         extract_cached(bb, vol, cache, progress=lambda s, f: seen.append(s), cancel=lambda: stage in seen)
     order = ["preprocess", "load model", "vae encode", "unet"]
-    assert seen[-1] == stage and set(seen) == set(order[:order.index(stage) + 1])
+    assert seen[-1] == stage and set(seen) == set(order[: order.index(stage) + 1])
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_cancel_during_matching(pair, landmarks, session):
     seen = []
     with pytest.raises(CancelledError):
-        session.match(pair.fixed, pair.moving, landmarks, progress=lambda s, f: seen.append(s),
-                             cancel=lambda: "match" in seen).points
+        _ = session.match(
+            pair.fixed, pair.moving, landmarks, progress=lambda s, f: seen.append(s), cancel=lambda: "match" in seen
+        ).points
     assert "match" in seen
     out = session.match(pair.fixed, pair.moving, landmarks).points  # the session goes on afterwards
     assert np.isfinite(out.points).all()
@@ -298,15 +325,18 @@ def test_cancel_during_matching(pair, landmarks, session):
 def _cli(args, env, limit_bytes=None, cwd=None):
     """``meddift`` in a real subprocess; ``limit_bytes`` caps the size of any file it writes
     (RLIMIT_FSIZE, SIGXFSZ ignored): writes past it fail as on a full disk."""
-    code = ("import resource, signal, sys\n"
-            f"lim = {limit_bytes!r}\n"
-            "if lim is not None:\n"
-            "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-            "    resource.setrlimit(resource.RLIMIT_FSIZE, (lim, lim))\n"
-            "from MedDIFTLib.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+    code = (
+        "import resource, signal, sys\n"
+        f"lim = {limit_bytes!r}\n"
+        "if lim is not None:\n"
+        "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (lim, lim))\n"
+        "from MedDIFTLib.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 @pytest.fixture
@@ -314,10 +344,22 @@ def cli_files(pair, landmarks, tmp_path):
     write_volume(pair.fixed, tmp_path / "fixed.nrrd")
     write_volume(pair.moving, tmp_path / "moving.nrrd")
     write_points(landmarks, tmp_path / "fixed.csv")
-    env = dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(tmp_path / "no_weights"), MEDDIFT_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    args = [str(tmp_path / "fixed.nrrd"), str(tmp_path / "moving.nrrd"), "--points", str(tmp_path / "fixed.csv"),
-            "--backbone", "mind-ssc", "--radius", "25"]
+    env = dict(
+        os.environ,
+        MEDDIFT_WEIGHTS_DIR=str(tmp_path / "no_weights"),
+        MEDDIFT_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    args = [
+        str(tmp_path / "fixed.nrrd"),
+        str(tmp_path / "moving.nrrd"),
+        "--points",
+        str(tmp_path / "fixed.csv"),
+        "--backbone",
+        "mind-ssc",
+        "--radius",
+        "25",
+    ]
     return tmp_path, env, args
 
 
@@ -330,11 +372,27 @@ def test_disk_full_while_writing_leaves_the_old_outputs_and_no_temporary_files(c
     assert first.returncode == 0, first.stderr
     old_points, old_heatmap = out.read_bytes(), hm.read_bytes()
     # a feature cache that cannot be written only costs time later: the run goes on to the outputs
-    full = _cli(["match", *args, "--out", str(out), "--force", "--heatmap-for", "L1", "--heatmap", str(hm),
-                 "--no-forward-backward"], env, limit_bytes=64)
+    full = _cli(
+        [
+            "match",
+            *args,
+            "--out",
+            str(out),
+            "--force",
+            "--heatmap-for",
+            "L1",
+            "--heatmap",
+            str(hm),
+            "--no-forward-backward",
+        ],
+        env,
+        limit_bytes=64,
+    )
     assert full.returncode == 2, full.stderr
-    assert f"meddift: error: cannot write {out}: File too large (is the disk full?); nothing was changed there" \
+    assert (
+        f"meddift: error: cannot write {out}: File too large (is the disk full?); nothing was changed there"
         in full.stderr
+    )
     assert out.read_bytes() == old_points and hm.read_bytes() == old_heatmap
     assert sorted(p.name for p in (out_dir / "out").iterdir()) == ["heatmap.nrrd", "matched.csv"]
     env2 = dict(env, MEDDIFT_CACHE_DIR=str(out_dir / "cache2"))
@@ -347,9 +405,16 @@ def test_two_processes_share_one_feature_cache(cli_files):
     """Two `meddift match` runs at once on the same scans and cache folder: both succeed with the
     same result, the cache ends with one complete file per volume and no temporary files."""
     out_dir, env, args = cli_files
-    procs = [subprocess.Popen([sys.executable, "-m", "MedDIFTLib.cli", "match", *args, "--out",
-                               str(out_dir / f"out{i}.csv")], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "MedDIFTLib.cli", "match", *args, "--out", str(out_dir / f"out{i}.csv")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
     a, b = read_points(out_dir / "out0.csv"), read_points(out_dir / "out1.csv")

@@ -53,15 +53,15 @@ def test_undefined_points_stay_undefined_and_outside_points_are_named(pair, land
     assert np.all(np.isfinite(out.points[0]))
     far = PointSet(np.array([[0.0, 0.0, 0.0], [900.0, 0.0, 0.0]]), ["ok", "far away"])
     with pytest.raises(GeometryError, match="1 of 2 landmarks lie outside the volume.*far away"):
-        session.match(pair.fixed, pair.moving, far).points
+        _ = session.match(pair.fixed, pair.moving, far).points
     with pytest.raises(InputError, match="landmark list is empty"):
-        session.match(pair.fixed, pair.moving, PointSet(np.zeros((0, 3)), [])).points
+        _ = session.match(pair.fixed, pair.moving, PointSet(np.zeros((0, 3)), [])).points
 
 
 def test_prior_without_radius_is_refused(pair, landmarks, no_weights):
     session = MatchSession(EngineOptions(backbone="mind-ssc"))
     with pytest.raises(InputError, match="a prior needs a search radius"):
-        session.match(pair.fixed, pair.moving, landmarks, prior=load_prior("identity")).points
+        _ = session.match(pair.fixed, pair.moving, landmarks, prior=load_prior("identity")).points
 
 
 def test_heatmap_is_on_the_moving_grid_and_peaks_near_the_match(pair, landmarks, no_weights):
@@ -126,7 +126,8 @@ def test_coarse_prior_runs_the_coarsest_level_first(pair, landmarks, no_weights)
 
 
 def test_confidence_carries_the_forward_backward_check_and_a_flag_marks_matches_that_do_not_lead_back(
-        pair, landmarks, no_weights):
+    pair, landmarks, no_weights
+):
     from MedDIFTLib.session import _checked_confidence
 
     session = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))

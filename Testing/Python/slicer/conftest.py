@@ -9,9 +9,9 @@ action.
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 # Slicer's Qt-wrapped classes (qMRMLNodeComboBox, ...) exist as soon as ``slicer`` is imported in Slicer;
 # parameterNodeWrapper names them at import time, so they are put in place before any test module loads.

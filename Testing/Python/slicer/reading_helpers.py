@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 import slicer_standin
 
 SHAPE, SPACING = (48, 48, 48), (5.0, 5.0, 5.0)
@@ -40,8 +39,9 @@ def run_to_end(w, timeout=300):
 
 
 def wait_live(w, timeout=60):
-    assert slicer_standin.runEventLoop(lambda: not w.logic.core.live.busy() and not w.liveTimer.active,
-                                       timeout=timeout), "the live match did not come back"
+    assert slicer_standin.runEventLoop(
+        lambda: not w.logic.core.live.busy() and not w.liveTimer.active, timeout=timeout
+    ), "the live match did not come back"
 
 
 def positions(node):

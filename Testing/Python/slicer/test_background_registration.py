@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import slicer_standin
 from reading_helpers import configure, positions, run_to_end, scene_with_pair, wait_live
 
 from MedDIFTSceneLib.densefield import FROM_FIELD, PROVISIONAL, field_lookup
 from MedDIFTSceneLib.tracking import pairs_from_nodes
-
 
 # --- the lookup ---------------------------------------------------------------------------------
 
@@ -65,8 +63,9 @@ def _statuses(table):
 
 def _wait_field(w, timeout=240):
     w.denseTimer.start()
-    assert slicer_standin.runEventLoop(lambda: w.logic.core.dense is not None and w.logic.core.dense.done
-                                       and not w.denseTimer.active, timeout=timeout), "no field came"
+    assert slicer_standin.runEventLoop(
+        lambda: w.logic.core.dense is not None and w.logic.core.dense.done and not w.denseTimer.active, timeout=timeout
+    ), "no field came"
     assert w.logic.core.dense.ready(), w.logic.core.dense.error
 
 
@@ -164,7 +163,6 @@ def test_changing_the_pair_cancels_its_registration_and_its_field_never_serves_a
 @pytest.mark.parametrize("mode", ["baseline", "previous"])
 def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(module_widget, mode):
     import slicer
-
     from MedDIFTSceneLib.scene import add_volume_node
     from MedDIFTSceneLib.session import MODES
 
@@ -180,8 +178,10 @@ def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(
     w.trackButton.click()
     regs = list(w.logic.core.registrations.items)
     second_from = base if mode == "baseline" else month3  # each follow-up's pair is the one it is matched on
-    assert [(d.fixed_id, d.moving_id) for d in regs] == [(base.GetID(), month3.GetID()),
-                                                         (second_from.GetID(), month6.GetID())]
+    assert [(d.fixed_id, d.moving_id) for d in regs] == [
+        (base.GetID(), month3.GetID()),
+        (second_from.GetID(), month6.GetID()),
+    ]
     w.denseTimer.stop()  # the fields come after the point matches, when the test lets them
     run_to_end(w)
     table = ui.trackingTable
@@ -194,13 +194,12 @@ def test_tracking_registers_each_follow_up_and_upgrades_its_provisional_matches(
     assert all(d.ready() for d in regs), [d.error for d in regs]
     assert all(column(c) == [FROM_FIELD] * 4 for c in status_columns)
     for d in regs:  # each follow-up's list: its own pair's field at its source's (already re-placed) points
-        (out, source), = d.targets
+        ((out, source),) = d.targets
         np.testing.assert_allclose(positions(out), field_lookup(positions(source), *d.field), atol=1e-6)
 
 
 def test_a_registration_that_fails_leaves_the_point_matches_as_the_answer(module_widget, tmp_path):
     import slicer
-
     from MedDIFTLib.service.client import WorkerClient
 
     w = module_widget

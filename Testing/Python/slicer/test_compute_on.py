@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import slicer_standin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))  # the server tests' helpers
@@ -41,8 +40,13 @@ def test_the_ui_has_every_widget_the_code_names():
     assert {"computeOnComboBox", "serverTokenLineEdit", "rememberTokenCheckBox"} <= used
     assert sorted(used - set(widgets)) == []
     advanced = {w.get("name") for w in widgets["advancedCollapsibleButton"].iter("widget")}
-    expected = {"computeOnComboBox": "QComboBox", "serverUrlLineEdit": "QLineEdit", "serverTokenLineEdit": "QLineEdit",
-                "serverCaFilePathLineEdit": "ctkPathLineEdit", "rememberTokenCheckBox": "QCheckBox"}
+    expected = {
+        "computeOnComboBox": "QComboBox",
+        "serverUrlLineEdit": "QLineEdit",
+        "serverTokenLineEdit": "QLineEdit",
+        "serverCaFilePathLineEdit": "ctkPathLineEdit",
+        "rememberTokenCheckBox": "QCheckBox",
+    }
     for name, cls in expected.items():
         assert widgets[name].get("class") == cls and name in advanced, name
     items = [i.findtext("property/string") for i in widgets["computeOnComboBox"].findall("item")]
@@ -68,8 +72,11 @@ def test_the_token_is_written_to_the_settings_only_when_remember_is_ticked(slice
     settings.setValue("MedDIFT/ServerURL", "https://gpu-box:8765")
     w = _load_widget()
     ui = w.ui
-    assert (ui.computeOnComboBox.currentText, ui.serverUrlLineEdit.text, ui.serverTokenLineEdit.text) == \
-        ("server", "https://gpu-box:8765", "")
+    assert (ui.computeOnComboBox.currentText, ui.serverUrlLineEdit.text, ui.serverTokenLineEdit.text) == (
+        "server",
+        "https://gpu-box:8765",
+        "",
+    )
     assert ui.serverTokenLineEdit.echoMode == qt.QLineEdit.Password and ui.serverUrlLineEdit.enabled
     token = "s3cret-token-0123456789-abcdef"
     ui.serverTokenLineEdit.text = token
@@ -83,8 +90,10 @@ def test_the_token_is_written_to_the_settings_only_when_remember_is_ticked(slice
     assert settings.value("MedDIFT/ServerURL") == "https://other-gpu:9000"  # saved on change
     ui.computeOnComboBox.currentIndex = 0
     assert settings.value("MedDIFT/ComputeOn") == "local"
-    assert not any(getattr(ui, n).enabled for n in ("serverUrlLineEdit", "serverTokenLineEdit",
-                                                     "serverCaFilePathLineEdit", "rememberTokenCheckBox"))
+    assert not any(
+        getattr(ui, n).enabled
+        for n in ("serverUrlLineEdit", "serverTokenLineEdit", "serverCaFilePathLineEdit", "rememberTokenCheckBox")
+    )
     ui.computeOnComboBox.currentIndex = 1
     assert ui.serverTokenLineEdit.enabled
     # a new Slicer session (the module loaded again over the same settings): the URL is back, the token not
@@ -154,11 +163,13 @@ def test_a_bad_url_or_a_missing_token_is_said_in_the_panel_before_any_job(module
     w = module_widget
     _phantom_scene(slicer)
     count = slicer.mrmlScene.GetNumberOfNodes()
-    for url, token, ca, words in (("gpu-box:8765", "t" * 24, "", "must start with https://"),
-                                  ("https://", "t" * 24, "", "must be only the server's address"),
-                                  ("https://gpu-box:port", "t" * 24, "", "not a valid address"),
-                                  ("https://gpu-box:8765", "  ", "", "needs the server's token"),
-                                  ("https://gpu-box:8765", "t" * 24, str(tmp_path / "no-ca.pem"), "CA file")):
+    for url, token, ca, words in (
+        ("gpu-box:8765", "t" * 24, "", "must start with https://"),
+        ("https://", "t" * 24, "", "must be only the server's address"),
+        ("https://gpu-box:port", "t" * 24, "", "not a valid address"),
+        ("https://gpu-box:8765", "  ", "", "needs the server's token"),
+        ("https://gpu-box:8765", "t" * 24, str(tmp_path / "no-ca.pem"), "CA file"),
+    ):
         _choose_server(w.ui, url, token, ca)
         with _errors() as shown:
             w.ui.applyButton.click()
@@ -215,12 +226,14 @@ def test_server_chosen_in_the_panel_gives_the_local_fiducials_and_live_click(mod
     assert isinstance(w.logic.client, RemoteClient) and w.logic.client.alive  # with the panel's wording
     remote_node = p.outputLandmarks
     assert remote_node is not local_node and remote_node.GetNumberOfControlPoints() == len(local)
-    assert [remote_node.GetNthControlPointLabel(i) for i in range(len(local))] == \
-        [local_node.GetNthControlPointLabel(i) for i in range(len(local))]
+    assert [remote_node.GetNthControlPointLabel(i) for i in range(len(local))] == [
+        local_node.GetNthControlPointLabel(i) for i in range(len(local))
+    ]
     np.testing.assert_allclose(_positions(remote_node), local, atol=1e-4)  # the same fiducials
     truth = pair.true_moving_points(_positions(points))
-    assert np.median(np.linalg.norm(_positions(remote_node) - truth, axis=1)) < \
-        np.median(np.linalg.norm(_positions(points) - truth, axis=1))
+    assert np.median(np.linalg.norm(_positions(remote_node) - truth, axis=1)) < np.median(
+        np.linalg.norm(_positions(points) - truth, axis=1)
+    )
     ui.liveModeCheckBox.checked = True  # the click, through the server
     points.SetNthControlPointPositionWorld(0, *target)
     assert slicer_standin.runEventLoop(lambda: not w.liveTimer.active, timeout=60)  # the click's answer, when it comes
@@ -231,8 +244,9 @@ def test_server_chosen_in_the_panel_gives_the_local_fiducials_and_live_click(mod
 
 def test_cancel_and_a_server_stopped_mid_job_leave_the_scene_as_it_was(module_widget, no_weights, tmp_path):
     pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx) is not installed")
-    import slicer
     from server_helpers import ServerProcess, make_tokens
+
+    import slicer
 
     token_file, tokens = make_tokens(tmp_path, 1)
     server = ServerProcess(tmp_path, "--token-file", token_file)
@@ -265,8 +279,9 @@ def test_cancel_and_a_server_stopped_mid_job_leave_the_scene_as_it_was(module_wi
         server.kill()
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765",
-                                 "https://gpu-box:8765"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765", "https://gpu-box:8765"]
+)
 def test_plain_http_is_accepted_for_a_server_on_this_computer(url):
     from MedDIFTSceneLib.remote import ComputeSettings
 
@@ -351,10 +366,17 @@ def test_server_messages_lose_their_command_line_advice():
     from MedDIFTSceneLib.remote_panel import panel_words
 
     url = "https://gpu-box:8765"
-    tls = panel_words("cannot verify the certificate of the MedDIFT server at x (e); for a self-signed server give "
-                      "its CA file (--ca-file)", "TLSError", url)
+    tls = panel_words(
+        "cannot verify the certificate of the MedDIFT server at x (e); for a self-signed server give "
+        "its CA file (--ca-file)",
+        "TLSError",
+        url,
+    )
     assert tls.endswith("choose its CA certificate in Advanced > CA file") and "--" not in tls
-    limit = panel_words("the server already has 4 open sessions, its limit (--max-sessions 4); close one or try "
-                        "later", "LimitExceeded", url)
+    limit = panel_words(
+        "the server already has 4 open sessions, its limit (--max-sessions 4); close one or try later",
+        "LimitExceeded",
+        url,
+    )
     assert "--max-sessions" not in limit and "a limit set by whoever runs the server" in limit
     assert "not a MedDIFT server" in panel_words("HTTP 404", "HTTP404", url)

@@ -91,8 +91,11 @@ def test_every_module_python_file_is_installed():
     extension package and fails only in an installed Slicer ("No module named ...")."""
     text = (REPO / "MedDIFT" / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\s+(MedDIFT\w*Lib/\w+\.py)\s*$", text, flags=re.M))
-    present = {str(p.relative_to(REPO / "MedDIFT")).replace("\\", "/")
-               for folder in ("MedDIFTSceneLib", "MedDIFTWidgetLib") for p in (REPO / "MedDIFT" / folder).glob("*.py")}
+    present = {
+        str(p.relative_to(REPO / "MedDIFT")).replace("\\", "/")
+        for folder in ("MedDIFTSceneLib", "MedDIFTWidgetLib")
+        for p in (REPO / "MedDIFT" / folder).glob("*.py")
+    }
     assert sorted(present - listed) == []
 
 
@@ -145,11 +148,22 @@ def test_module_description_translates_its_category_and_names_its_sources(slicer
     assert link, parent.helpText
     url, _, anchor = link.group(1).partition("#")
     assert url == _cmake_set("EXTENSION_HOMEPAGE")[0].split("#")[0] and anchor
-    headings = [re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
-                for h in re.findall(r"^#+ (.+)$", (REPO / "README.md").read_text(encoding="utf-8"), re.M)]
+    headings = [
+        re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", (REPO / "README.md").read_text(encoding="utf-8"), re.M)
+    ]
     assert anchor in headings, (anchor, headings)
     ack = parent.acknowledgementText
-    for words in ("MIND-SSC", "Heinrich", "ConvexAdam", "MONAI", "MAISI", "Apache License 2.0", "licence", "2512.05571"):
+    for words in (
+        "MIND-SSC",
+        "Heinrich",
+        "ConvexAdam",
+        "MONAI",
+        "MAISI",
+        "Apache License 2.0",
+        "licence",
+        "2512.05571",
+    ):
         assert words in ack, words
 
 

@@ -22,7 +22,6 @@ REQUIREMENTS = REPO / "MedDIFT" / "Resources" / "requirements.txt"
 
 def _scene(w):
     import slicer
-
     from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
     from MedDIFTSceneLib.scene import add_volume_node, write_markups
 
@@ -104,6 +103,7 @@ def test_a_torch_too_old_for_monai_is_reported_with_the_fix(module_widget, monke
 
 def test_a_failed_install_is_shown_in_the_panel(module_widget, monkeypatch):
     import qt
+
     import slicer
 
     w = module_widget
@@ -126,8 +126,9 @@ def test_versions_outside_the_requirements_are_reported(tmp_path):
     strict = tmp_path / "requirements.txt"
     strict.write_text("monai>=99\neinops>=0.7\n")
     have = importlib.metadata.version("monai")
-    assert dependency_problems(strict) == [f"monai {have} is installed but MedDIFT needs monai>=99: it is replaced "
-                                           "on install"]
+    assert dependency_problems(strict) == [
+        f"monai {have} is installed but MedDIFT needs monai>=99: it is replaced on install"
+    ]
 
 
 def test_the_worker_runs_in_pythonslicer_never_in_the_slicer_binary(tmp_path):

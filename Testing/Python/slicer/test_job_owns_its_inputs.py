@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import qt
 from reading_helpers import configure, node_ids, positions, run_to_end, scene_with_pair
-
 
 # --- 1. a job owns its inputs and always ends ----------------------------------------------------
 
@@ -61,10 +59,11 @@ def test_an_input_removed_mid_job_ends_it_once_with_nothing_written(module_widge
     assert w.ui.applyButton.text == "Apply" and not w.timer.active and w.ui.statusLabel.text.startswith("Failed")
 
 
-def test_a_failure_while_writing_results_ends_the_job_and_undoes_every_write(module_widget, errors, monkeypatch,
-                                                                                 real_dialogs):
-    import slicer
+def test_a_failure_while_writing_results_ends_the_job_and_undoes_every_write(
+    module_widget, errors, monkeypatch, real_dialogs
+):
     import MedDIFTSceneLib.matchjob as matchjob
+    import slicer
 
     w = module_widget
     pair, fixed, moving, points, _ = scene_with_pair(slicer)
@@ -150,7 +149,6 @@ def test_modal_dialogs_run_the_timers_and_a_failed_job_opens_one_box(module_widg
 
 def test_a_double_click_or_a_console_match_leave_the_panel_job_alone(module_widget, errors):
     import slicer
-
     from MedDIFTLib.errors import InputError
 
     w = module_widget

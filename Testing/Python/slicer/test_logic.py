@@ -14,6 +14,9 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's MRML library) is not installed")
 vtk = pytest.importorskip("vtk")
 
+from MedDIFTLib.errors import InputError  # noqa: E402
+from MedDIFTLib.evaluation.metrics import tre  # noqa: E402
+from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
 from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore  # noqa: E402
 from MedDIFTSceneLib.scene import add_volume_node, pointset_from_markups, write_markups  # noqa: E402
 from MedDIFTSceneLib.tracking import (  # noqa: E402
@@ -22,10 +25,6 @@ from MedDIFTSceneLib.tracking import (  # noqa: E402
     pairs_from_nodes,
     start_correction,
 )
-
-from MedDIFTLib.errors import InputError  # noqa: E402
-from MedDIFTLib.evaluation.metrics import tre  # noqa: E402
-from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks  # noqa: E402
 
 ENGINE = {"backbone": "mind-ssc", "device": "cpu", "use_cache": False}
 
@@ -50,8 +49,9 @@ def setup(pair, tmp_path):
 
 
 def _request(fixed, moving, points, **kw):
-    return MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE,
-                        matching={"radius_mm": 25.0}, **kw)
+    return MatchRequest(
+        fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={"radius_mm": 25.0}, **kw
+    )
 
 
 def _node_ids(scene):
@@ -87,12 +87,15 @@ def test_existing_user_points_are_asked_about_before_any_work(setup):
     user.AddControlPoint(vtk.vtkVector3d(1, 2, 3), "keep")
     asked = []
     with pytest.raises(OverwriteDeclined, match="'mine' already has points and was kept"):
-        logic.start_match(_request(fixed, moving, points, output_points_id=user.GetID()),
-                          overwrite=lambda node: asked.append(node) or False)
+        logic.start_match(
+            _request(fixed, moving, points, output_points_id=user.GetID()),
+            overwrite=lambda node: asked.append(node) or False,
+        )
     assert asked == [user] and logic.client is None and not logic.busy()
     assert user.GetNumberOfControlPoints() == 1 and user.GetNthControlPointLabel(0) == "keep"
-    job = logic.start_match(_request(fixed, moving, points, output_points_id=user.GetID()),
-                            overwrite=lambda node: True).run(timeout=300)
+    job = logic.start_match(
+        _request(fixed, moving, points, output_points_id=user.GetID()), overwrite=lambda node: True
+    ).run(timeout=300)
     assert job.error is None and user.GetNumberOfControlPoints() == len(lm)
 
 
@@ -142,8 +145,11 @@ def test_two_runs_at_once_are_refused_and_the_first_finishes(setup):
     scene, logic, fixed, moving, points, lm = setup
     first = logic.start_match(_request(fixed, moving, points))
     first.poll()
-    with pytest.raises(InputError, match=r"cannot start another run: a MedDIFT run is in progress \((start worker|configure|load fixed)\); "
-                                         r"wait for it to finish or cancel it first"):
+    with pytest.raises(
+        InputError,
+        match=r"cannot start another run: a MedDIFT run is in progress \((start worker|configure|load fixed)\); "
+        r"wait for it to finish or cancel it first",
+    ):
         logic.start_match(_request(fixed, moving, points))
     first.run(timeout=300)
     assert first.error is None and first.result is not None
@@ -219,8 +225,16 @@ def test_pair_table_accept_correct_and_export(setup, tmp_path):
 
 def test_dense_job_adds_a_transform_that_lays_moving_over_fixed_and_a_warped_volume(setup, pair):
     scene, logic, fixed, moving, points, lm = setup
-    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={},
-                           prior="dense", transform=True, warp=True)  # no radius: the map's position is the match
+    request = MatchRequest(
+        fixed.GetID(),
+        moving.GetID(),
+        points.GetID(),
+        engine=ENGINE,
+        matching={},
+        prior="dense",
+        transform=True,
+        warp=True,
+    )  # no radius: the map's position is the match
     job = logic.start_match(request).run(timeout=600)
     assert job.error is None, job.error
     tnode, wnode = job.result.transform_node, job.result.warped_node
@@ -247,8 +261,9 @@ def test_option_errors_are_said_in_the_panels_words(setup):
     the scene is left as it was; search radius 0 is a global search, as the panel says."""
     scene, logic, fixed, moving, points, lm = setup
     before = _node_ids(scene)
-    request = MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine={**ENGINE, "device": "tpu"},
-                           matching={"radius_mm": 25.0})
+    request = MatchRequest(
+        fixed.GetID(), moving.GetID(), points.GetID(), engine={**ENGINE, "device": "tpu"}, matching={"radius_mm": 25.0}
+    )
     job = logic.start_match(request).run(timeout=300)
     assert job.error is not None and "Advanced > Device" in str(job.error) and "--device" not in str(job.error)
     assert _node_ids(scene) == before

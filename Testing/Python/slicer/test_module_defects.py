@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import qt
 
 ENGINE = {"backbone": "mind-ssc", "device": "cpu", "use_cache": False}
@@ -34,14 +33,14 @@ def _phantom(scene, n=4):
 
 
 def test_writing_volumes_never_blocks_progress_is_monotonic_and_features_go_with_the_worker(
-        slicer_app, monkeypatch, tmp_path):
+    slicer_app, monkeypatch, tmp_path
+):
     """Defect 7: both volumes were written on the GUI thread when the job was created. Here writing
     waits for an event: creating the job and polling it must still return at once. Defect 6: once the
     worker is gone, a live match says "press Apply again" instead of failing on a None client."""
     import MedDIFTSceneLib.matchjob as logic_module
-    from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore
-
     from MedDIFTLib.errors import InputError
+    from MedDIFTSceneLib.logic import MatchRequest, MedDIFTLogicCore
 
     release = threading.Event()
     real_write = logic_module.write_volume
@@ -56,8 +55,9 @@ def test_writing_volumes_never_blocks_progress_is_monotonic_and_features_go_with
     logic = MedDIFTLogicCore(scene, env=dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none")))
     try:
         t0 = time.monotonic()
-        job = logic.start_match(MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE,
-                                             matching={"radius_mm": 25.0}))
+        job = logic.start_match(
+            MatchRequest(fixed.GetID(), moving.GetID(), points.GetID(), engine=ENGINE, matching={"radius_mm": 25.0})
+        )
         for _ in range(20):
             job.poll()
         assert time.monotonic() - t0 < 3.0, "creating or polling the job waited for the volumes to be written"
@@ -153,9 +153,8 @@ def test_weights_download_errors_environment_and_no_torch_in_slicer(module_widge
 def test_dependencies_install_under_constraints_pinning_slicers_packages(module_widget, monkeypatch):
     """Defect 10: only direct requirement lines were protected; MONAI could still upgrade numpy or
     torch. Slicer's pip_install gets a constraints file pinning what is installed."""
-    import slicer
-
     import MedDIFTSceneLib.dependencies as deps
+    import slicer
 
     installed = []
 
@@ -198,5 +197,5 @@ def test_selftest_skips_saying_why_and_installs_nothing(slicer_app, monkeypatch,
     assert "nothing is installed in testing mode" in said[0]
     result = unittest.TestResult()
     sys.modules["MedDIFT"].MedDIFTTest("test_MatchPhantomLandmarks").run(result)
-    assert [reason for _, reason in result.skipped] == [said[0][len("Skipped: "):]] and not result.errors
+    assert [reason for _, reason in result.skipped] == [said[0][len("Skipped: ") :]] and not result.errors
     assert slicer_app.mrmlScene.GetFirstNodeByName("MedDIFT matched") is None

@@ -37,8 +37,19 @@ def _cmake_install(tmp_path: Path) -> Path:
     if cmake is None:
         pytest.skip("cmake is not installed: the installed-tree self-test needs it")
     build, prefix = tmp_path / "build", tmp_path / "install"
-    configure = subprocess.run([cmake, "-S", str(REPO), "-B", str(build), f"-DSlicer_DIR={STANDIN / 'cmake'}",
-                                f"-DPYTHON_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
+    configure = subprocess.run(
+        [
+            cmake,
+            "-S",
+            str(REPO),
+            "-B",
+            str(build),
+            f"-DSlicer_DIR={STANDIN / 'cmake'}",
+            f"-DPYTHON_EXECUTABLE={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if configure.returncode != 0 and "CMAKE_CXX_COMPILER" in configure.stderr + configure.stdout:
         pytest.skip("no C++ compiler for CMake's project() check on this machine")
     assert configure.returncode == 0, configure.stdout + configure.stderr
@@ -51,7 +62,7 @@ def _cmake_install(tmp_path: Path) -> Path:
 def test_selftest_from_a_cmake_installed_tree(tmp_path):
     modules = _cmake_install(tmp_path)
     assert (modules / "MedDIFT.py").is_file() and (modules / "Resources" / "UI" / "MedDIFT.ui").is_file()
-    code = (
+    code = (  # noqa: UP031 (a Python source template: %r quotes the paths)
         # the checkout's own folders leave sys.path; the environment's site-packages stays even when the
         # virtual environment lives inside the checkout (.venv, as `make test` and CI make it)
         "import sys; sys.path[:] = [%r] + [p for p in sys.path if not p.startswith(%r) or p.startswith(sys.prefix)]\n"
@@ -62,8 +73,7 @@ def test_selftest_from_a_cmake_installed_tree(tmp_path):
         "slicer.app.moduleManager().unloadModules()\n"
     ) % (str(STANDIN), str(REPO), str(modules / "MedDIFT.py"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEDDIFT_SHARED")}
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=900)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     engine_line = next(line for line in r.stdout.splitlines() if line.startswith("ENGINE"))
     assert all(Path(p).is_relative_to(modules) for p in engine_line.split()[1:]), engine_line

@@ -11,7 +11,6 @@ in Testing/SlicerStandIn/README.md. The worker runs twice in this file (2 CPUs).
 from __future__ import annotations
 
 import numpy as np
-
 import slicer_standin
 
 SHAPE, SPACING = (64, 64, 64), (3.5, 3.5, 3.5)
@@ -61,8 +60,9 @@ def _run_to_end(w, timeout=600):
 
 
 def _wait_live(w, timeout=60):
-    assert slicer_standin.runEventLoop(lambda: not w.logic.core.live.busy() and not w.liveTimer.active,
-                                       timeout=timeout), "the live match did not come back"
+    assert slicer_standin.runEventLoop(
+        lambda: not w.logic.core.live.busy() and not w.liveTimer.active, timeout=timeout
+    ), "the live match did not come back"
 
 
 def _past_double_click(w):
@@ -80,8 +80,13 @@ def test_panel_and_parameter_node_bind_both_ways(module_widget):
     _, fixed, moving, points = _phantom_scene(slicer)
     assert p.fixedVolume is fixed  # the volume selector allows no "None": it took the first volume
     _configure(w, fixed, moving, points)
-    assert (p.movingVolume, p.fixedLandmarks, p.backbone, p.device, p.searchRadius) == \
-        (moving, points, "mind-ssc", "cpu", 20.0)
+    assert (p.movingVolume, p.fixedLandmarks, p.backbone, p.device, p.searchRadius) == (
+        moving,
+        points,
+        "mind-ssc",
+        "cpu",
+        20.0,
+    )
     assert ui.applyButton.enabled
     p.timestep = 35
     p.levels = "up1,up2"
@@ -116,8 +121,10 @@ def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp
     assert ui.applyButton.text == "Apply" and not ui.progressBar.visible
     # the whole job's progress: it never goes back (it used to run 0..100 for every stage) and ends full
     assert progress and progress[-1] == 100 and progress == sorted(progress) and len(set(progress)) > 3
-    assert slicer.app.layoutManager().layoutLogic().GetLayoutNode().GetViewArrangement() == \
-        slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
+    assert (
+        slicer.app.layoutManager().layoutLogic().GetLayoutNode().GetViewArrangement()
+        == slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
+    )
     out = w._parameterNode.outputLandmarks
     assert out is not None and out.GetNumberOfControlPoints() == points.GetNumberOfControlPoints()
     matched = np.array([out.GetNthControlPointPositionWorld(i) for i in range(out.GetNumberOfControlPoints())])
@@ -131,8 +138,9 @@ def test_apply_progress_results_table_live_export_and_cleanup(module_widget, tmp
 
     table = ui.trackingTable
     assert table.rowCount == points.GetNumberOfControlPoints()
-    assert [table.item(r, 0).text() for r in range(table.rowCount)] == \
-        [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())]
+    assert [table.item(r, 0).text() for r in range(table.rowCount)] == [
+        points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())
+    ]
     # one follow-up: label, then its match, confidence and status
     assert table.columnCount == 4 and table.horizontalHeaderItem(3).text() == "moving: status"
     table.selectRow(1)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import slicer_standin
 
 REPO = Path(__file__).resolve().parents[3]
@@ -55,8 +54,11 @@ def _apply_and_wait(w, timeout=600):
 
 def test_every_control_has_a_tooltip():
     root = ET.parse(UI_FILE).getroot()
-    missing = [w.get("name") for w in root.iter("widget") if w.get("class") not in NOT_CONTROLS
-               and not (w.findtext("property[@name='toolTip']/string") or "").strip()]
+    missing = [
+        w.get("name")
+        for w in root.iter("widget")
+        if w.get("class") not in NOT_CONTROLS and not (w.findtext("property[@name='toolTip']/string") or "").strip()
+    ]
     assert missing == []
 
 
@@ -129,13 +131,20 @@ def test_a_dense_run_shows_progress_views_and_its_outputs(module_widget, no_weig
     assert yellow.GetOrientation() == red.GetOrientation() == "Axial"
     # fixed points not in the moving view, matched points only there (and 3D), in another colour
     matched = p.outputLandmarks
-    fixed_views = [points.GetDisplayNode().GetNthViewNodeID(i) for i in range(points.GetDisplayNode().GetNumberOfViewNodeIDs())]
-    matched_views = [matched.GetDisplayNode().GetNthViewNodeID(i)
-                     for i in range(matched.GetDisplayNode().GetNumberOfViewNodeIDs())]
+    fixed_views = [
+        points.GetDisplayNode().GetNthViewNodeID(i) for i in range(points.GetDisplayNode().GetNumberOfViewNodeIDs())
+    ]
+    matched_views = [
+        matched.GetDisplayNode().GetNthViewNodeID(i) for i in range(matched.GetDisplayNode().GetNumberOfViewNodeIDs())
+    ]
     assert yellow.GetID() not in fixed_views and red.GetID() in fixed_views
     assert yellow.GetID() in matched_views and red.GetID() not in matched_views
-    assert np.abs(np.subtract(points.GetDisplayNode().GetSelectedColor(),
-                              matched.GetDisplayNode().GetSelectedColor())).max() > 0.3
+    assert (
+        np.abs(
+            np.subtract(points.GetDisplayNode().GetSelectedColor(), matched.GetDisplayNode().GetSelectedColor())
+        ).max()
+        > 0.3
+    )
 
     # outputs: shown in their selectors; the inverse carries fixed points where the forward map sends them
     transform, warped = p.outputTransformNode, p.warpedVolume
@@ -200,7 +209,11 @@ def test_reset_puts_every_option_back_and_keeps_the_selection(module_widget):
     ui.resetDefaultsButton.click()
     assert (p.backbone, p.device, p.timestep, p.levels, p.searchRadius) == ("auto", "auto", 20, "", 0.0)
     assert not (p.denseMatching or p.warpMoving or p.outputTransform or p.inverseTransform)
-    assert (ui.backboneComboBox.currentText, ui.timestepSpinBox.value, ui.warpMovingCheckBox.checked) == ("auto", 20, False)
+    assert (ui.backboneComboBox.currentText, ui.timestepSpinBox.value, ui.warpMovingCheckBox.checked) == (
+        "auto",
+        20,
+        False,
+    )
     assert (p.fixedVolume, p.movingVolume, p.fixedLandmarks) == (fixed, moving, points)
 
 
@@ -218,6 +231,7 @@ def test_feature_cache_folder_and_size_are_shown_and_clearing_keeps_other_files(
     w.ui.advancedCollapsibleButton.collapsed = False  # opening the section refreshes the figures
     assert w.ui.cacheInfoLabel.text == f"{folder}: 2 files, 3.5 KB" and w.ui.clearCacheButton.enabled
     import qt
+
     import slicer
 
     slicer.app.setTestingEnabled(False)  # the confirmation as a user sees it (testing mode answers for them)

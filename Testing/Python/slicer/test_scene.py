@@ -8,6 +8,9 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's MRML library) is not installed")
 vtk = pytest.importorskip("vtk")
 
+from MedDIFTLib.data.geometry import Volume, apply_affine, ijk_to_ras_from_itk  # noqa: E402
+from MedDIFTLib.data.points import PointSet  # noqa: E402
+from MedDIFTLib.errors import InputError  # noqa: E402
 from MedDIFTSceneLib.scene import (  # noqa: E402
     PointEvents,
     add_volume_node,
@@ -18,10 +21,6 @@ from MedDIFTSceneLib.scene import (  # noqa: E402
     volume_from_node,
     write_markups,
 )
-
-from MedDIFTLib.data.geometry import Volume, apply_affine, ijk_to_ras_from_itk  # noqa: E402
-from MedDIFTLib.data.points import PointSet  # noqa: E402
-from MedDIFTLib.errors import InputError  # noqa: E402
 
 
 @pytest.fixture
@@ -69,8 +68,9 @@ def test_volume_under_a_linear_transform_is_read_in_world_coordinates(scene):
     t = _linear_transform(scene, shift @ rot)
     node.SetAndObserveTransformNodeID(t.GetID())
     back = volume_from_node(node)
-    np.testing.assert_allclose(back.ijk_to_world([2, 3, 4])[0], apply_affine(shift @ rot, vol.ijk_to_world([2, 3, 4]))[0],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        back.ijk_to_world([2, 3, 4])[0], apply_affine(shift @ rot, vol.ijk_to_world([2, 3, 4]))[0], atol=1e-9
+    )
 
 
 def test_nonlinear_parent_transform_is_refused_with_advice(scene):
@@ -98,8 +98,11 @@ def test_markups_read_world_positions_labels_and_undefined_points(scene):
 
 def test_write_markups_puts_values_in_descriptions_and_locks(scene):
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "out")
-    ps = PointSet(np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, np.nan]]), ["a", "b"],
-                  {"similarity": np.array([0.91, np.nan]), "confidence": np.array([0.5, np.nan])})
+    ps = PointSet(
+        np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, np.nan]]),
+        ["a", "b"],
+        {"similarity": np.array([0.91, np.nan]), "confidence": np.array([0.5, np.nan])},
+    )
     write_markups(node, ps)
     assert node.GetNumberOfControlPoints() == 2
     assert node.GetNthControlPointDescription(0) == "similarity=0.91; confidence=0.5"
@@ -171,9 +174,11 @@ def test_module_side_libraries_load_without_torch():
 
     from conftest import REPO
 
-    code = ("import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); "
-            "import MedDIFTSceneLib.logic, MedDIFTSceneLib.tracking, MedDIFTSceneLib.dependencies; "
-            "print(sorted(m for m in ('torch', 'monai', 'einops') if m in sys.modules))") % (str(REPO / "MedDIFT"), str(REPO))
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'MedDIFT')!r}); sys.path.insert(0, {str(REPO)!r}); "
+        "import MedDIFTSceneLib.logic, MedDIFTSceneLib.tracking, MedDIFTSceneLib.dependencies; "
+        "print(sorted(m for m in ('torch', 'monai', 'einops') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 

@@ -62,13 +62,21 @@ def test_a_match_job_declares_all_its_state_in_init():
     declared, elsewhere = set(), {}
     for method in (n for n in job.body if isinstance(n, ast.FunctionDef)):
         for node in ast.walk(method):
-            targets = node.targets if isinstance(node, ast.Assign) else \
-                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+                else []
+            )
             for t in targets:
-                for e in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                for e in t.elts if isinstance(t, ast.Tuple) else [t]:
                     if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "self":
-                        (declared.add(e.attr) if method.name == "__init__"
-                         else elsewhere.setdefault(e.attr, method.name))
+                        (
+                            declared.add(e.attr)
+                            if method.name == "__init__"
+                            else elsewhere.setdefault(e.attr, method.name)
+                        )
     assert not {a: m for a, m in elsewhere.items() if a not in declared}
     src = (SCENE_LIB / "matchjob.py").read_text()
     assert 'name == "' not in src and "name.endswith(" not in src  # no dispatch on step display names

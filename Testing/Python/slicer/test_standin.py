@@ -78,10 +78,12 @@ def test_ui_loader_refuses_unknown_properties_and_classes(slicer_app, tmp_path):
 
     import slicer
 
-    ok = ('<ui version="4.0"><widget class="qMRMLWidget" name="W"><layout class="QVBoxLayout" name="l">'
-          '<item><widget class="QPushButton" name="b"><property name="text"><string>Go</string></property>'
-          '<property name="SlicerParameterName" stdset="0"><string>p</string></property></widget></item>'
-          '</layout></widget></ui>')
+    ok = (
+        '<ui version="4.0"><widget class="qMRMLWidget" name="W"><layout class="QVBoxLayout" name="l">'
+        '<item><widget class="QPushButton" name="b"><property name="text"><string>Go</string></property>'
+        '<property name="SlicerParameterName" stdset="0"><string>p</string></property></widget></item>'
+        "</layout></widget></ui>"
+    )
     (tmp_path / "ok.ui").write_text(ok)
     w = slicer.util.loadUI(str(tmp_path / "ok.ui"))
     ui = slicer.util.childWidgetVariables(w)
@@ -121,6 +123,7 @@ def test_node_combo_box_follows_the_real_scene(slicer_app):
 
 def test_parameter_node_wrapper_binds_both_ways(slicer_app):
     """Slicer's own parameterNodeWrapper over the stand-in widgets and a real vtkMRMLScriptedModuleNode."""
+
     @parameterNodeWrapper
     class P:
         volume: slicer.vtkMRMLScalarVolumeNode
@@ -185,8 +188,9 @@ def test_a_collected_combo_box_leaves_no_observer_on_the_scene(slicer_app, monke
     import gc
     import sys
 
-    import slicer
     from slicer_standin.mrml_widgets import qMRMLNodeComboBox
+
+    import slicer
 
     printed = []
     monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: printed.append(f"{kind.__name__}: {value}"))

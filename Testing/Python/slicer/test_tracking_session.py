@@ -30,8 +30,11 @@ def _session_scene(slicer, n_follow_ups=2):
     session = TrackingSession.create(scene, base, points, ups, mode="previous")
     rng = np.random.default_rng(0)
     for t in range(1, n_follow_ups + 1):
-        values = {"similarity": rng.uniform(0.3, 0.9, len(lm)), "confidence": rng.uniform(0.1, 1.0, len(lm)),
-                  "fb_error_mm": rng.uniform(0, 3, len(lm))}
+        values = {
+            "similarity": rng.uniform(0.3, 0.9, len(lm)),
+            "confidence": rng.uniform(0.1, 1.0, len(lm)),
+            "fb_error_mm": rng.uniform(0, 3, len(lm)),
+        }
         node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"matched {t}")
         write_markups(node, PointSet(lm.points + t * 1.5, lm.labels, values), locked=True)
         session.set_matched(t, node)
@@ -111,8 +114,15 @@ def test_landmarks_tracked_through_several_follow_ups(slicer_app, tmp_path):
             results[mode] = (m1, m2)
             assert session.source(2)[1] is (session.matched(1) if mode == "previous" else points)
             header, rows = session.header(), session.table_text()
-            assert header == ["Label", "month 3: match (RAS)", "month 3: confidence", "month 3: status",
-                              "month 6: match (RAS)", "month 6: confidence", "month 6: status"]
+            assert header == [
+                "Label",
+                "month 3: match (RAS)",
+                "month 3: confidence",
+                "month 3: status",
+                "month 6: match (RAS)",
+                "month 6: confidence",
+                "month 6: status",
+            ]
             assert [r[0] for r in rows] == lm.labels and all(r[3] == r[6] == "proposed" for r in rows)
             truth = pair.true_moving_points(lm.points)
             assert np.mean(np.linalg.norm(m1 - truth, axis=1)) < np.mean(np.linalg.norm(lm.points - truth, axis=1))
@@ -132,10 +142,16 @@ def test_a_match_that_does_not_lead_back_is_flagged_in_the_table(slicer_app):
 
     session = _session_scene(slicer_app)
     node = session.matched(1)
-    ps = PointSet(np.array([node.GetNthControlPointPositionWorld(i) for i in range(4)]),
-                  [node.GetNthControlPointLabel(i) for i in range(4)],
-                  {"similarity": np.full(4, 0.8), "confidence": np.full(4, 0.5), "fb_error_mm": np.array([1, 30, 1, 1.0]),
-                   "fb_flag": np.array([0, 1, 0, 0.0])})
+    ps = PointSet(
+        np.array([node.GetNthControlPointPositionWorld(i) for i in range(4)]),
+        [node.GetNthControlPointLabel(i) for i in range(4)],
+        {
+            "similarity": np.full(4, 0.8),
+            "confidence": np.full(4, 0.5),
+            "fb_error_mm": np.array([1, 30, 1, 1.0]),
+            "fb_flag": np.array([0, 1, 0, 0.0]),
+        },
+    )
     write_markups(node, ps, locked=True)
     rows = session.table_text()  # Label, then (match, confidence, status) per follow-up
     assert rows[1][3] == "check: does not match back" and rows[2][3] == "proposed"

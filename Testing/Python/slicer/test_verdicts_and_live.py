@@ -6,11 +6,9 @@ the real worker (weight-free backbone on the CPU); Qt, its event loop and dialog
 from __future__ import annotations
 
 import numpy as np
-
 import qt
 import slicer_standin
 from reading_helpers import configure, positions, run_to_end, scene_with_pair, wait_live
-
 
 # --- 2. a reader's verdict belongs to the position it was given for ----------------------------------
 
@@ -55,7 +53,6 @@ def test_a_new_position_clears_its_verdict_and_live_never_moves_a_checked_match(
 
 def test_each_follow_up_gets_its_own_list_and_session(module_widget):
     import slicer
-
     from MedDIFTSceneLib.scene import add_volume_node
 
     w = module_widget
@@ -120,7 +117,6 @@ def test_the_table_follows_the_scene_and_a_rows_buttons_act_on_its_landmark(modu
 
 def test_sessions_made_from_the_console_are_listed_and_tracking_never_blocks(module_widget):
     import slicer
-
     from MedDIFTSceneLib.scene import add_volume_node
 
     w = module_widget
@@ -175,8 +171,9 @@ def test_after_a_dense_run_a_live_click_uses_the_dense_map(module_widget):
     out = job.result.points_node
     dense = positions(out)
     p0 = positions(points)[0]
-    plain = w.logic.core.client.request("match", fixed=job.fixed_key, moving=job.moving_key, points=[p0.tolist()],
-                                        labels=["plain"])
+    plain = w.logic.core.client.request(
+        "match", fixed=job.fixed_key, moving=job.moving_key, points=[p0.tolist()], labels=["plain"]
+    )
     from MedDIFTLib.service.protocol import decode_match
 
     argmax = decode_match(plain)[0][0]
@@ -192,7 +189,6 @@ def test_after_a_dense_run_a_live_click_uses_the_dense_map(module_widget):
 
 def test_tracking_from_the_panel_through_follow_ups_with_progress_and_cancel(module_widget):
     import slicer
-
     from MedDIFTSceneLib.scene import add_volume_node
 
     w = module_widget

@@ -18,11 +18,11 @@ from ._core import (  # noqa: F401
     processEvents,
     slotErrors,
 )
+from ._inputs import *  # noqa: F401,F403
 from ._uiloader import QUiLoader  # noqa: F401
 from ._views import *  # noqa: F401,F403
 from ._views import answerNextDialog, asked, clearDialogAnswers, stackedDialogs  # noqa: F401
 from ._widgets import *  # noqa: F401,F403
-from ._inputs import *  # noqa: F401,F403
 
 
 class QSysInfo:

@@ -240,7 +240,7 @@ class QObject:
 
 # --- the event loop: timers only ---------------------------------------------------
 
-_activeTimers: list["QTimer"] = []
+_activeTimers: list[QTimer] = []
 
 
 def processEvents():

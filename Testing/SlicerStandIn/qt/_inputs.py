@@ -27,8 +27,7 @@ class QSpinBox(QAbstractSpinBox):
     minimum = Prop(0)
     maximum = Prop(99)
     singleStep = Prop(1)
-    value = Prop(0, notify="valueChanged(int)",
-                 convert=lambda o, v: int(min(max(int(v), o.minimum), o.maximum)))
+    value = Prop(0, notify="valueChanged(int)", convert=lambda o, v: int(min(max(int(v), o.minimum), o.maximum)))
 
 
 class QDoubleSpinBox(QAbstractSpinBox):
@@ -37,8 +36,11 @@ class QDoubleSpinBox(QAbstractSpinBox):
     maximum = Prop(99.99)
     singleStep = Prop(1.0)
     decimals = Prop(2)
-    value = Prop(0.0, notify="valueChanged(double)",
-                 convert=lambda o, v: round(float(min(max(float(v), o.minimum), o.maximum)), o.decimals))
+    value = Prop(
+        0.0,
+        notify="valueChanged(double)",
+        convert=lambda o, v: round(float(min(max(float(v), o.minimum), o.maximum)), o.decimals),
+    )
 
 
 class QSlider(QWidget):

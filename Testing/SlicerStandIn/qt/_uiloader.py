@@ -22,6 +22,7 @@ from ._widgets import QLayout, QSpacerItem, QWidget
 
 def _resolve_class(name):
     import ctk
+
     import qt
     import slicer
 
@@ -35,6 +36,7 @@ def _resolve_class(name):
 def _enum(text):
     """``QAbstractItemView::NoEditTriggers`` -> the class attribute; ``A::x|A::y`` -> or-ed ints."""
     import ctk
+
     import qt
 
     values = []

@@ -56,7 +56,7 @@ def _answer(kind: str, text: str):
     asked.append((kind, text))
     if _open:
         stackedDialogs.append((kind, text))
-    for i, (k, v) in enumerate(_answers):
+    for i, (k, v) in enumerate(_answers):  # noqa: B007 (v is the answer returned below)
         if k == kind:
             del _answers[i]
             break
@@ -219,8 +219,16 @@ class QTableWidget(QAbstractItemView):
 
 
 class QMessageBox(QDialog):
-    Ok, Save, Cancel, Close, Yes, No, Retry, Ignore = 0x400, 0x800, 0x400000, 0x200000, 0x4000, 0x10000, 0x80000, \
-        0x100000
+    Ok, Save, Cancel, Close, Yes, No, Retry, Ignore = (
+        0x400,
+        0x800,
+        0x400000,
+        0x200000,
+        0x4000,
+        0x10000,
+        0x80000,
+        0x100000,
+    )
     NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4
     text = Prop("")
     informativeText = Prop("")
@@ -288,6 +296,20 @@ class QMainWindow(QWidget):
     pass
 
 
-__all__ = ["QTableWidgetItem", "QHeaderView", "QAbstractItemView", "QTableWidget", "QMessageBox", "QFileDialog",
-           "QInputDialog", "QProgressDialog", "QDesktopServices", "QMainWindow", "answerNextDialog",
-           "clearDialogAnswers", "asked", "stackedDialogs", "QWidget"]
+__all__ = [
+    "QTableWidgetItem",
+    "QHeaderView",
+    "QAbstractItemView",
+    "QTableWidget",
+    "QMessageBox",
+    "QFileDialog",
+    "QInputDialog",
+    "QProgressDialog",
+    "QDesktopServices",
+    "QMainWindow",
+    "answerNextDialog",
+    "clearDialogAnswers",
+    "asked",
+    "stackedDialogs",
+    "QWidget",
+]

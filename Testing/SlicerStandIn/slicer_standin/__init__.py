@@ -35,8 +35,17 @@ def installClasses():
 
     from . import mrml_widgets
 
-    for name in ("qSlicerWidget", "qMRMLWidget", "qMRMLNodeComboBox", "qSlicerMarkupsPlaceWidget",
-                 "qMRMLSliderWidget", "qMRMLSpinBox", "qMRMLRangeWidget", "qMRMLScreenShotDialog", "qMRMLUtils"):
+    for name in (
+        "qSlicerWidget",
+        "qMRMLWidget",
+        "qMRMLNodeComboBox",
+        "qSlicerMarkupsPlaceWidget",
+        "qMRMLSliderWidget",
+        "qMRMLSpinBox",
+        "qMRMLRangeWidget",
+        "qMRMLScreenShotDialog",
+        "qMRMLUtils",
+    ):
         setattr(slicer, name, getattr(mrml_widgets, name))
     from .modules import qSlicerScriptedLoadableModule, qSlicerScriptedLoadableModuleWidget
 

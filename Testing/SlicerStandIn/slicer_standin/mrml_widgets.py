@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import weakref
 
-import vtk
-
 import qt
+import vtk
 from qt import Prop, QWidget, Signal
 
 
@@ -101,11 +100,15 @@ class qMRMLNodeComboBox(qMRMLWidget):
     def setMRMLScene(self, scene):
         _removeObservers(self._observed)
         if scene is not None:
-            self._tags = [scene.AddObserver(scene.NodeAddedEvent, self._handlers[0]),
-                          scene.AddObserver(scene.NodeAboutToBeRemovedEvent, self._handlers[1])]
+            self._tags = [
+                scene.AddObserver(scene.NodeAddedEvent, self._handlers[0]),
+                scene.AddObserver(scene.NodeAboutToBeRemovedEvent, self._handlers[1]),
+            ]
             self._observed[:] = [scene, self._tags]
         super().setMRMLScene(scene)
-        if self._current is not None and (scene is None or scene.GetNodeByID(self._current.GetID()) is not self._current):
+        if self._current is not None and (
+            scene is None or scene.GetNodeByID(self._current.GetID()) is not self._current
+        ):
             self._setCurrent(None)
         self._selectFirstIfNoneDisabled()
 
@@ -174,8 +177,9 @@ class qMRMLNodeComboBox(qMRMLWidget):
     def setCurrentNode(self, node):
         if isinstance(node, str):
             return self.setCurrentNodeID(node)
-        if node is not None and not (self._matches(node) and self._scene is not None
-                                     and self._scene.GetNodeByID(node.GetID()) is node):
+        if node is not None and not (
+            self._matches(node) and self._scene is not None and self._scene.GetNodeByID(node.GetID()) is node
+        ):
             node = None  # not in the list: Qt's combo box shows no item
         self._setCurrent(node)
 
@@ -183,8 +187,9 @@ class qMRMLNodeComboBox(qMRMLWidget):
         self.setCurrentNode(self.nodeFromIndex(index))
 
     def _setCurrent(self, node):
-        if node is self._current or (node is not None and self._current is not None
-                                     and node.GetID() == self._current.GetID()):
+        if node is self._current or (
+            node is not None and self._current is not None and node.GetID() == self._current.GetID()
+        ):
             return
         self._current = node
         self.emit("currentNodeChanged(vtkMRMLNode*)", node)
@@ -219,8 +224,12 @@ class qMRMLNodeComboBox(qMRMLWidget):
 
 class qSlicerMarkupsPlaceWidget(qSlicerWidget):
     # qSlicerMarkupsPlaceWidget::PlaceMultipleMarkupsType
-    ShowPlaceMultipleMarkupsOption, HidePlaceMultipleMarkupsOption, ForcePlaceSingleMarkup, ForcePlaceMultipleMarkups = \
-        0, 1, 2, 3
+    (
+        ShowPlaceMultipleMarkupsOption,
+        HidePlaceMultipleMarkupsOption,
+        ForcePlaceSingleMarkup,
+        ForcePlaceMultipleMarkups,
+    ) = 0, 1, 2, 3
     activeMarkupsPlaceModeChanged = Signal("activeMarkupsPlaceModeChanged(bool)")
     activeMarkupsFiducialPlaceModeChanged = Signal("activeMarkupsFiducialPlaceModeChanged(bool)")
     buttonsVisible = Prop(True)
