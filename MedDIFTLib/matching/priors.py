@@ -117,14 +117,15 @@ def resolve_prior(spec: Any = None, radius_mm: float | None = None) -> Prior:
     """The prior a search uses, decided here only, as a :class:`Prior`.
 
     Args:
-        spec: None or "" (the identity when a radius is given, else a global search), a
+        spec: None, "" or "none" (the paper's argmax: the identity when a radius is given, else a global
+            search; the session's own default, "dense", is decided by the session), a
             :class:`~MedDIFTLib.options.PriorKind` name, a :class:`Prior` (as is), a function of
             fixed RAS points, a 4x4 RAS matrix, or a file (see :func:`load_prior`).
         radius_mm: the search radius (None: a global search).
     """
     if isinstance(spec, Prior):
         return spec
-    if spec is None or (isinstance(spec, str) and spec == ""):
+    if spec is None or (isinstance(spec, str) and spec in ("", PriorKind.NONE)):  # the paper's argmax
         return Prior(PriorKind.IDENTITY.value, identity_prior) if radius_mm else Prior(GLOBAL)
     if isinstance(spec, str) and spec in (PriorKind.COARSE, PriorKind.DENSE):
         return Prior(str(spec), needs_radius=spec == PriorKind.COARSE)
