@@ -116,6 +116,10 @@ class LocalEngine:
         return EngineInfo(d["backbone"], d["note"], d["device"], d["warning_templates"])
 
     def prior(self, spec: str | None) -> Any:
+        """None (no ``--prior``) stays None: the session's own default decides (the dense map), as it does
+        for the worker and the server; anything else is resolved here, so that a file is read once."""
+        if spec in (None, ""):
+            return None
         return resolve_prior(spec, self._session().matching.radius_mm)
 
     def volume(self, scan: Scan) -> Volume:
