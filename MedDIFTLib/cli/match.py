@@ -21,6 +21,7 @@ from ..data.points import PointSet
 from ..engine import EngineInfo, Scan
 from ..errors import InputError, render
 from ..options import is_named_prior
+from ..outputs import OutputSet
 from .options import (
     add_backbone_arguments,
     add_cache_arguments,
@@ -49,7 +50,7 @@ def say_configured(info: EngineInfo) -> None:
         say(w, "warning: ")
 
 
-def check_args(args) -> None:
+def check_args(args) -> dict:
     """Every refusal that needs no file read: option pairs, output paths, inputs never overwritten."""
     if bool(args.heatmap_for) != bool(args.heatmap):
         raise InputError("--heatmap-for LABEL and --heatmap OUT_VOLUME go together")
@@ -66,11 +67,12 @@ def check_args(args) -> None:
     if args.prior and not is_named_prior(args.prior):
         inputs["the --prior file"] = args.prior
     check_outputs({"--out": args.out, "--heatmap": args.heatmap}, inputs, args.force)
+    return inputs
 
 
 def run(args) -> int:
     """``meddift match``, locally or on ``--server`` alike (see :mod:`MedDIFTLib.engine`)."""
-    check_args(args)
+    inputs = check_args(args)
     options = engine_options(args), match_options(args), registration_options(args)  # each checks itself
     engine = open_engine(args, ProgressPrinter())
     with contextlib.closing(engine):
@@ -85,10 +87,15 @@ def run(args) -> int:
         report = engine.match(fixed, moving, points, prior=prior, mask=Scan(args.mask) if args.mask else None)
         for w in report.warnings:
             say(w, "warning: ")
-        write_points(report.points, args.out, force=args.force)
+        # the points and the heatmap are one output set: both in place, or neither (a Ctrl-C, a failure)
+        targets = {"out": args.out, **({"heatmap": args.heatmap} if idx is not None else {})}
+        with OutputSet(targets, inputs, args.force, labels={"out": "--out", "heatmap": "--heatmap"}) as outputs:
+            write_points(report.points, outputs.path("out"), force=True)
+            if idx is not None:
+                engine.heatmap(fixed, moving, points.points[idx], outputs.path("heatmap"), force=True)
+            outputs.commit()
         say(summary(report.points, args.out))
         if idx is not None:
-            engine.heatmap(fixed, moving, points.points[idx], args.heatmap, force=args.force)
             say(f"heatmap of {args.heatmap_for} -> {args.heatmap}")
     return 0
 

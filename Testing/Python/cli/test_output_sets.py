@@ -22,6 +22,8 @@ import pytest
 import SimpleITK as sitk
 
 from MedDIFTLib.data.image_io import read_volume, write_volume
+from MedDIFTLib.data.landmark_io import write_points
+from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import OutputWriteError
 from MedDIFTLib.evaluation.phantom import make_pair
 from MedDIFTLib.outputs import STAGE_PREFIX, OutputSet, deferred_interrupts
@@ -179,3 +181,44 @@ def test_a_run_killed_halfway_through_the_put_in_place_is_undone_by_the_next(tmp
         out.path("c").write_text("c")
         out.commit()
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.txt": "old a", "b.txt": "old b", "c.txt": "c"}
+
+
+def test_match_interrupted_between_its_points_and_its_heatmap_leaves_neither(pair, tmp_path):
+    """``match --out P --heatmap H`` is one set: SIGINT once the points are written (privately), while the
+    heatmap is computed, leaves no points file behind."""
+    fixed = read_volume(pair / "fixed.nii.gz")
+    write_points(
+        PointSet(fixed.ijk_to_world(np.array([[20.0, 20.0, 20.0], [15.0, 22.0, 18.0]])), ["A", "B"]),
+        tmp_path / "points.csv",
+    )
+    out = tmp_path / "m"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "MedDIFTLib.cli",
+        "match",
+        str(pair / "fixed.nii.gz"),
+        str(pair / "moving.nii.gz"),
+        "--points",
+        str(tmp_path / "points.csv"),
+        "--out",
+        str(out / "points.csv"),
+        "--heatmap-for",
+        "A",
+        "--heatmap",
+        str(out / "heat.nii.gz"),
+        "--backbone",
+        "mind-ssc",
+        "--no-cache",
+        "--prior",
+        "none",
+        "--radius",
+        "20",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _interrupt_after(proc, out, 1)  # the points are in the private folder; the heatmap is not
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert _names(out) == []  # the folder was there before: it stays, empty
