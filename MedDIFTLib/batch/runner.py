@@ -290,7 +290,7 @@ def run_batch(
     out,
     engine: EngineOptions | None = None,
     matching: MatchOptions | None = None,
-    mode: str = "points",
+    mode: str = "dense",
     address: str | None = None,
     prior: str | None = None,
     retries: int = 2,

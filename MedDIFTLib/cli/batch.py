@@ -105,9 +105,10 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["points", "dense"],
-        default="points",
-        help="points: match the landmarks (default); dense: a displacement field per pair",
+        choices=["dense", "points"],
+        default="dense",
+        help="dense (the default, as for meddift match): a displacement field per pair and the points from it; "
+        "points: the paper's argmax for each landmark (no registration; faster, less accurate)",
     )
     p.add_argument("--cache-dir", help="feature cache on storage every worker sees (default OUT/features)")
     p.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died (default 2)")

@@ -57,7 +57,7 @@ def test_a_failed_pair_whose_inputs_lie_in_its_output_folder_keeps_them(scans, t
     csv.write_text(
         "id,fixed,moving,points\na,out/pairs/a/fixed.nii.gz,out/pairs/a/moving.nii.gz,out/pairs/a/points.csv\n"
     )
-    rc = cli_main(["batch", str(csv), "--out", str(out)] + OPTS)
+    rc = cli_main(["batch", str(csv), "--out", str(out), "--mode", "points"] + OPTS)
     assert rc == 1 and "pair a failed: moving scan" in capsys.readouterr().err
     after = _bytes(folder)
     assert {k: after[k] for k in before} == before  # every input and the user's file, byte for byte
@@ -73,7 +73,7 @@ def test_a_cohort_csv_named_summary_csv_in_out_is_refused_before_any_work(scans,
     text = "id,fixed,moving,points\na,scans/p0_t0.nii.gz,scans/p0_t1.nii.gz,scans/p0_t0_points.csv\n"
     csv.write_text(text)
     with pytest.raises(OutputWriteError, match=r"summary\.csv .* is the cohort file"):
-        run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0))
+        run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0), mode="points")
     assert csv.read_text() == text
     assert sorted(p.name for p in out.iterdir()) == ["scans", "summary.csv"]  # nothing written, not even a memo
 
@@ -87,7 +87,7 @@ def test_an_input_named_like_a_pair_output_is_refused_before_any_work(scans, tmp
     csv.write_text(f"id,fixed,moving,points\na,{scans / 'p0_t0.nii.gz'},{scans / 'p0_t1.nii.gz'},{points}\n")
     before = points.read_bytes()
     with pytest.raises(OutputWriteError, match="matched.csv .* is pair a's points"):
-        run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0))
+        run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0), mode="points")
     assert points.read_bytes() == before
 
 
@@ -101,7 +101,7 @@ def test_a_scan_replaced_with_the_same_size_and_times_is_noticed_on_resume(scans
     csv = data / "cohort.csv"
     csv.write_text("id,fixed,moving,points\nfwd,t0.nii,t1.nii,t0.csv\n")
     out = tmp_path / "out"
-    first = run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0))
+    first = run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0), mode="points")
     assert first.counts.matched == 1
     target = data / "t1.nii"
     st = os.stat(target)
@@ -111,7 +111,7 @@ def test_a_scan_replaced_with_the_same_size_and_times_is_noticed_on_resume(scans
     assert (tmp_path / "new.nii").stat().st_size == st.st_size
     os.replace(tmp_path / "new.nii", target)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # looks the same by size and time
-    again = run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0))
+    again = run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0), mode="points")
     assert again.counts.done_earlier == 0 and again.counts.matched == 1
-    third = run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0))
+    third = run_batch(csv, out, EngineOptions(backbone="mind-ssc"), MatchOptions(radius_mm=25.0), mode="points")
     assert third.counts.done_earlier == 1 and third.counts.matched == 0  # unchanged content: reused

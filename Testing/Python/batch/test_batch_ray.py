@@ -107,7 +107,7 @@ def test_each_scan_encoded_once_and_results_identical_to_match(cohort, reference
         )
     out = tmp_path / "out"
     seen = []
-    res = run_batch(csv, out, engine(), matching(), progress=lambda c: seen.append(c.finished))
+    res = run_batch(csv, out, engine(), matching(), mode="points", progress=lambda c: seen.append(c.finished))
     c = res.counts
     assert (c.pairs, c.matched, c.failed, c.scans) == (7, 7, 0, 3)
     assert c.scans_encoded == 3 and len(res.extractions) == 3 and c.reencoded == 0
@@ -142,7 +142,7 @@ def _our_workers(name):
 def test_a_killed_task_is_retried_and_the_cohort_completes(cohort, reference, tmp_path):
     out = tmp_path / "out"
     box, killed = {}, []
-    runner = threading.Thread(target=lambda: box.update(res=run_batch(cohort, out, engine(), matching(), retries=2)))
+    runner = threading.Thread(target=lambda: box.update(res=run_batch(cohort, out, engine(), matching(), mode="points", retries=2)))
     runner.start()
     deadline = time.time() + 120
     while runner.is_alive() and not killed and time.time() < deadline:
@@ -165,7 +165,7 @@ def test_a_broken_file_is_reported_and_the_others_finish(cohort, tmp_path, capsy
     # exists, cannot be read (a gzip truncated after its header is read by SimpleITK without error: not used here)
     broken.write_bytes(b"\x1f\x8b not really a NIfTI file")
     out = tmp_path / "out"
-    rc = cli_main(["batch", str(csv), "--out", str(out)] + OPTS)
+    rc = cli_main(["batch", str(csv), "--out", str(out), "--mode", "points"] + OPTS)
     err = capsys.readouterr().err
     assert rc == 1 and "2 pairs matched" in err and "4 failed" in err
     assert "pair p0_t0_to_t2 failed: moving scan" in err and "p0_t2.nii.gz" in err
@@ -185,19 +185,20 @@ def test_an_interrupted_run_restarted_does_only_the_rest(cohort, reference, tmp_
             out,
             engine(),
             matching(),
+            mode="points",
             progress=lambda c: state.update(finished=c.matched),
             cancel=lambda: state["finished"] >= 2,
         )
     first = [p.name for p in (out / "pairs").iterdir() if (p / "manifest.json").exists()]
     assert 2 <= len(first) < 6
     assert "run interrupted" in (out / "summary.md").read_text()
-    again = run_batch(cohort, out, engine(), matching())
+    again = run_batch(cohort, out, engine(), matching(), mode="points")
     c = again.counts
     assert c.done_earlier == len(first) and c.matched == 6 - len(first) and c.failed == 0
     assert {pid for pid, r in again.records.items() if r["status"] == "done earlier"} == set(first)
     _same(out, reference, reference)
     # a third run has nothing to do: no task, no extraction
-    third = run_batch(cohort, out, engine(), matching())
+    third = run_batch(cohort, out, engine(), matching(), mode="points")
     assert third.counts.done_earlier == 6 and third.counts.matched == 0 and third.extractions == []
 
 
