@@ -21,7 +21,7 @@ import numpy as np
 from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.data.points import describe, parse_description
 
-from .jobsteps import LaunchStep, LocalStep, WorkerStep, read_field, substage_fraction
+from .jobsteps import LaunchStep, LocalStep, Step, WorkerStep, read_field, substage_fraction
 from .scene import pointset_from_markups, set_partner, volume_from_node
 from .tracking import SOURCE_PREFIX, verdict
 
@@ -107,6 +107,7 @@ def upgrade_provisional(out_node, fixed_node, field: tuple) -> list:
         The labels re-placed.
     """
     fixed = pointset_from_markups(fixed_node)
+    assert fixed.labels is not None  # PointSet makes a list
     todo = [
         i
         for i, label in enumerate(fixed.labels)
@@ -155,6 +156,9 @@ class BackgroundRegistration:
         client: a new, not yet launched worker client (it is this registration's alone).
     """
 
+    error: Exception | None
+    upgraded: list  # the labels re-placed from the field, set when it ended (DenseRegistrations.poll)
+
     def __init__(self, scene, fixed_id: str, moving_id: str, engine: dict, client):
         self.key = pair_key(scene, fixed_id, moving_id, engine)
         self.fixed_id, self.moving_id, self.client = fixed_id, moving_id, client
@@ -179,7 +183,7 @@ class BackgroundRegistration:
         ]
         self._total = sum(s.weight for s in self._steps)
         self._done_weight = 0.0
-        self._current = None
+        self._current: Step | None = None
 
     def poll(self) -> bool:
         """Advance without waiting; True while it runs. Never raises: an error ends it (``error``)."""

@@ -86,7 +86,10 @@ class DenseRegistrations:
         mark_provisional(out_node, labels)
         if (out_node, fixed_node) not in d.targets:
             d.targets.append((out_node, fixed_node))
-        return upgrade_provisional(out_node, fixed_node, d.field) if d.ready() else []
+        if not d.ready():
+            return []
+        assert d.field is not None  # ready() says so
+        return upgrade_provisional(out_node, fixed_node, d.field)
 
     def poll(self) -> list:
         """Advance the first registration not done (one at a time); returns those that ended now, their
@@ -107,9 +110,12 @@ class DenseRegistrations:
             if not (self.scene.IsNodePresent(out_node) and self.scene.IsNodePresent(fixed_node)):
                 continue
             if d.ready():
+                assert d.field is not None  # ready() says so
                 d.upgraded += upgrade_provisional(out_node, fixed_node, d.field)
             else:  # failed: no field will come, so the point matches are simply the answer
-                for label in pointset_from_markups(fixed_node).labels:
+                labels = pointset_from_markups(fixed_node).labels
+                assert labels is not None  # PointSet makes a list
+                for label in labels:
                     if source_of(out_node, label) == PROVISIONAL:
                         set_source(out_node, label, None)
 
@@ -127,6 +133,7 @@ def place_from_field(out_node, fixed_node, index: int, field: tuple) -> dict:
     ps = pointset_from_markups(fixed_node)
     if not 0 <= index < len(ps) or not ps.defined[index]:
         raise InputError(f"point {index + 1} of the fixed list has no position")
+    assert ps.labels is not None  # PointSet makes a list
     label = ps.labels[index]
     said = verdict(out_node, label)
     if said != "proposed":

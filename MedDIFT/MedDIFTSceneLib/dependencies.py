@@ -30,8 +30,8 @@ try:  # Slicer ships packaging (slicer.packaging imports it); pip's vendored cop
     from packaging.requirements import Requirement
     from packaging.version import InvalidVersion, Version
 except ImportError:  # pragma: no cover - depends on the Slicer build
-    from pip._vendor.packaging.requirements import Requirement
-    from pip._vendor.packaging.version import InvalidVersion, Version
+    from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]  # the same classes, vendored
+    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[assignment]  # the same classes, vendored
 
 # A client of a MedDIFT server ("Compute on: server") needs only the HTTP client: no torch, no model.
 SERVER_MODULES = ("httpx",)

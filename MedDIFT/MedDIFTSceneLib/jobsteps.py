@@ -16,10 +16,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from MedDIFTLib.data.geometry import flip_lps_ras, ijk_to_ras_from_itk
 from MedDIFTLib.errors import InputError, MedDIFTError
+
+if TYPE_CHECKING:
+    from MedDIFTLib.service.client import Pending
+    from MedDIFTLib.service.remote_client import RemotePending
 
 # Relative cost of each kind of step, for the overall progress (feature extraction dominates).
 STEP_WEIGHTS = {
@@ -107,12 +111,13 @@ class WorkerStep(Step):
     def __init__(self, name: str, cmd: str, fields: dict, on_result: Callable[[Any], None] = _ignore):
         super().__init__(name, cmd, on_result)
         self.cmd, self.fields = cmd, fields
-        self.pending = None
+        self.pending: Pending | RemotePending | None = None
 
     def start(self, client, on_event: Callable[[dict], None]) -> None:
         self.pending = client.submit(self.cmd, on_event=on_event, **self.fields)
 
     def finished(self) -> bool:
+        assert self.pending is not None  # start() sent the request
         if not self.pending.poll():
             return False
         self.on_result(self.pending.result or {})
@@ -131,6 +136,7 @@ class LocalStep(Step):
         self.background = Background(self.run)
 
     def finished(self) -> bool:
+        assert self.background is not None  # start() started it
         if not self.background.done():
             return False
         try:

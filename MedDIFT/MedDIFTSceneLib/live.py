@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from MedDIFTLib.data.geometry import Volume
 from MedDIFTLib.data.image_io import read_volume
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.service.protocol import decode_match
 
-from .jobsteps import LocalStep, WorkerStep
+from .jobsteps import LocalStep, Step, WorkerStep
 from .scene import pointset_from_markups, set_partner, show_heatmap, update_volume_node
 from .tracking import clear_verdicts, verdict
 
@@ -35,12 +36,18 @@ class LiveMatch:
         index: the point's index in the job's fixed list.
     """
 
+    reply: dict | None  # the worker's answer to the match
+    heatmap: Volume | None
+    result: dict | None  # what apply() returned
+    error: Exception | None
+
     def __init__(self, logic, job, index: int):
         self.logic, self.job, self.index = logic, job, index
         out_node = job.result.points_node
         ps = pointset_from_markups(logic.scene.GetNodeByID(job.request.fixed_points_id))
         if not 0 <= index < len(ps) or not ps.defined[index]:
             raise InputError(f"point {index + 1} of the fixed list has no position")
+        assert ps.labels is not None  # PointSet makes a list
         self.label, self.point = ps.labels[index], ps.points[index]
         said = verdict(out_node, self.label)
         if said != "proposed":
@@ -71,7 +78,7 @@ class LiveMatch:
                 lambda v: setattr(self, "heatmap", v),
             ),
         ]
-        self._current = None
+        self._current: Step | None = None
         self.done, self.error = False, None
 
     def poll(self) -> bool:
@@ -96,6 +103,7 @@ class LiveMatch:
     def apply(self) -> dict:
         """Put the answer into the scene: the partner moved (its verdict cleared), the heatmap refilled."""
         result = self.job.result
+        assert self.reply is not None and self.heatmap is not None  # every step has finished
         pts, _, scores, _ = decode_match(self.reply)
         point, values = pts[0], {k: float(v[0]) for k, v in scores.items()}
         set_partner(result.points_node, self.label, point, values)
@@ -113,7 +121,7 @@ class LiveMatch:
 class LiveQueue:
     """At most one live match in flight; a newer click replaces the one waiting behind it."""
 
-    def __init__(self, logic):
+    def __init__(self, logic) -> None:
         self.logic = logic
         self.current: LiveMatch | None = None
         self.wanted: tuple | None = None  # (job, index) of the newest click not yet sent

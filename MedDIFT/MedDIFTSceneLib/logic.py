@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.service.client import WorkerClient
 
 from .densefield import BackgroundRegistration
 from .denseset import DenseRegistrations, place_from_field
-from .jobsteps import LaunchStep, MatchRequest, MatchResult, WorkerStep, read_field  # noqa: F401 (the logic's API)
+from .jobsteps import LaunchStep, MatchRequest, MatchResult, Step, WorkerStep, read_field  # noqa: F401 (the logic's API)
 from .live import LiveMatch, LiveQueue
 from .matchjob import MatchJob
 from .multiscan import TrackingJob
 from .scene import SceneChanges, add_volume_node, pointset_from_markups, update_volume_node
+
+if TYPE_CHECKING:
+    from MedDIFTLib.service.remote_client import RemoteClient
 
 HEATMAP_ATTRIBUTE = "MedDIFT.Heatmap"
 STALE_FEATURES = (
@@ -43,14 +47,14 @@ class MedDIFTLogicCore:
     def __init__(self, scene, python: str | None = None, env=None):
         self.scene = scene
         self.python, self.env = python, env
-        self.client: WorkerClient | None = None
+        self.client: WorkerClient | RemoteClient | None = None
         self._client_env: dict | None = None  # the environment the running worker was started with
         self._configured: dict | None = None
         self.configure_result: dict | None = None
         self.job: MatchJob | None = None  # the last job started; one at a time (they share the worker)
         self.features_job: MatchJob | None = None  # the job whose features the running worker holds
         # a new client: local worker by default; remote.use_settings puts a server session here
-        self.client_factory: Callable[[], object] | None = None
+        self.client_factory: Callable[[], WorkerClient | RemoteClient] | None = None
         self.live = LiveQueue(self)  # live matches of the last finished job
         # the pairs' background registrations, each in a worker of its own (the same kind as the main one)
         self.registrations = DenseRegistrations(
@@ -74,7 +78,7 @@ class MedDIFTLogicCore:
             matching: the matching options (search radius).
             job: the job these steps belong to; told the worker's configure answer (backbone, warnings).
         """
-        steps = []
+        steps: list[Step] = []
         env = self.worker_env()
         if self.client is not None and self.client.alive and env != self._client_env:
             self.kill_worker()  # started with other settings (force CPU changed): its features are stale anyway
@@ -134,6 +138,7 @@ class MedDIFTLogicCore:
 
     def refuse_if_busy(self, what: str) -> None:
         if self.busy():
+            assert self.job is not None  # busy() says so
             raise InputError(
                 f"cannot {what}: a MedDIFT run is in progress ({self.job.stage}); wait for it to "
                 "finish or cancel it first"
@@ -220,6 +225,8 @@ class MedDIFTLogicCore:
         field = self.field_for(job.request)
         if field is None:
             raise InputError("the dense field of this pair is not ready")
+        if job.result is None:
+            raise InputError("run a match first: live mode uses its features")
         return place_from_field(
             job.result.points_node, self.scene.GetNodeByID(job.request.fixed_points_id), index, field
         )

@@ -21,9 +21,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
+from MedDIFTLib.data.geometry import Volume
 from MedDIFTLib.data.image_io import read_volume, write_volume
 from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import CancelledError, InputError, MedDIFTError, render
@@ -34,6 +36,7 @@ from .jobsteps import (
     MatchRequest,
     MatchResult,
     OverwriteDeclined,
+    Step,
     WorkerStep,
     node_or_none,
     read_field,
@@ -54,6 +57,11 @@ class MatchJob:
         overwrite: asked (now, before any work) whether an output list with points may be replaced.
     """
 
+    error: BaseException | None
+    heatmap: Volume | None
+    field: tuple[np.ndarray, np.ndarray] | None  # (RAS displacement, IJK-to-RAS) as read_field gives it
+    warped: Volume | None
+
     def __init__(self, logic, request: MatchRequest, overwrite: Callable[[object], bool] | None = None):
         self.logic, self.request = logic, request
         self.stage, self.fraction = "starting", 0.0
@@ -70,7 +78,7 @@ class MatchJob:
         self.output_node = None  # the list the matches go into (None: a new one)
         self.output_count = 0  # its number of points when it was chosen (a change since: a new list)
         self.tmp = Path(tempfile.mkdtemp(prefix="meddift-job-"))
-        self._current = None
+        self._current: Step | None = None
         self._done_weight = 0.0
         self._t0 = time.monotonic()
         try:
@@ -135,9 +143,11 @@ class MatchJob:
 
     def _plan(self) -> list:
         scene, r = self.logic.scene, self.request
+        assert self.points is not None and self.points.labels is not None  # _check_inputs read them
         fixed, moving = scene.GetNodeByID(r.fixed_volume_id), scene.GetNodeByID(r.moving_volume_id)
         defined_labels = [lb for lb, d in zip(self.points.labels, self.points.defined) if d]
-        self.heatmap_label = r.heatmap_label if r.heatmap_label in defined_labels else defined_labels[0]
+        # one of the labels (all str) when it is in the list
+        self.heatmap_label = cast(str, r.heatmap_label) if r.heatmap_label in defined_labels else defined_labels[0]
         self.fixed_key, self.moving_key = f"fixed-{fixed.GetID()}", f"moving-{moving.GetID()}"
         fixed_path, moving_path = self.tmp / "fixed.nrrd", self.tmp / "moving.nrrd"
         # copies of the voxels taken now (the user may edit the scene meanwhile), written in a thread
@@ -191,7 +201,7 @@ class MatchJob:
         fields = {"fixed": self.fixed_key, "moving": self.moving_key, "out": str(field_path)}
         if r.warp:
             fields["warped"] = str(warped_path)
-        steps = [WorkerStep("register", "register", fields, self._registered)]
+        steps: list[Step] = [WorkerStep("register", "register", fields, self._registered)]
         if r.transform:
             steps.append(LocalStep("read field", lambda: read_field(field_path), lambda f: setattr(self, "field", f)))
         if r.warp:
@@ -248,6 +258,7 @@ class MatchJob:
                         self._finish()
                         return False
                     self._start_next()
+                assert self._current is not None  # _start_next set it
                 if not self._current.finished():
                     return True
                 self._done_weight += self._current.weight
@@ -317,6 +328,7 @@ class MatchJob:
 
     def _write(self, changes: SceneChanges) -> MatchResult:
         scene, r = self.logic.scene, self.request
+        assert self.matched is not None  # the match step's answer (every step has finished)
         pts, labels, values, _ = decode_match(self.matched)
         matched = PointSet(pts, labels, values)
         moving_node = scene.GetNodeByID(r.moving_volume_id)

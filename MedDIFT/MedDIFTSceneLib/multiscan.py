@@ -9,14 +9,22 @@ stops the chain; the time points already done stay in the session (each was a co
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from MedDIFTLib.errors import MedDIFTError
 
-from .jobsteps import MatchRequest
+from .jobsteps import MatchRequest, MatchResult
 from .session import TrackingSession
+
+if TYPE_CHECKING:
+    from .matchjob import MatchJob
 
 
 class TrackingJob:
+    error: BaseException | None
+    result: MatchResult | None
+    configure_result: dict | None
+
     def __init__(self, logic, session: TrackingSession, engine: dict, matching: dict, heatmap_label: str | None = None):
         self.logic, self.session = logic, session
         self.engine, self.matching, self.heatmap_label = engine, matching, heatmap_label
@@ -26,7 +34,7 @@ class TrackingJob:
         self.done, self.error, self.cancelled = False, None, False
         self.result, self.configure_result = None, None
         self.log: list[str] = []
-        self.job = None
+        self.job: MatchJob | None = None
         self._next()
 
     def _next(self):
@@ -52,6 +60,7 @@ class TrackingJob:
         if self.done:
             return False
         job = self.job
+        assert job is not None  # _next() started it
         running = job.poll()
         self.stage = f"follow-up {self.t}/{self.n}: {job.stage}"
         self.fraction = max(self.fraction, (self.t - 1 + job.fraction) / self.n)
@@ -62,6 +71,7 @@ class TrackingJob:
         if job.error is not None or job.cancelled:
             self.done, self.error, self.cancelled = True, job.error, job.cancelled
             return False
+        assert job.result is not None  # it finished, neither failed nor cancelled
         node = job.result.points_node
         if self.session.matched(self.t) is None:
             node.SetName(
@@ -91,5 +101,6 @@ class TrackingJob:
 
     def cancel(self) -> None:
         if not self.done:
+            assert self.job is not None  # _next() started it
             self.job.cancel()
             self.done, self.cancelled, self.stage = True, True, "cancelled"

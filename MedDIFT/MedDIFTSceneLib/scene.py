@@ -150,6 +150,7 @@ def pointset_from_markups(node) -> PointSet:
 
 def write_markups(node, ps: PointSet, locked: bool = True) -> None:
     """Replace the node's points with ``ps`` (world RAS); descriptions and values through the one codec."""
+    assert ps.labels is not None  # PointSet makes a list
     was = node.StartModify()
     try:
         node.RemoveAllControlPoints()
@@ -290,7 +291,7 @@ class SceneChanges:
     point list it replaced, and the module's heatmap it refilled, get their old content back.
     """
 
-    def __init__(self, scene):
+    def __init__(self, scene) -> None:
         self.scene = scene
         self._undo: list[Callable[[], None]] = []
 

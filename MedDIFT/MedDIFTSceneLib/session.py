@@ -140,13 +140,15 @@ class TrackingSession:
         """One row per baseline landmark: ``label`` and, per follow-up, ``(point, confidence,
         similarity, status)`` or None where that time point has no match for it (yet)."""
         base = pointset_from_markups(self.baseline_points)
-        per_time = []
+        assert base.labels is not None  # PointSet makes a list
+        per_time: list[dict] = []
         for t in range(1, len(self.follow_ups) + 1):
             node = self.matched(t)
             if node is None:
                 per_time.append({})
                 continue
             ps = pointset_from_markups(node)
+            assert ps.labels is not None  # PointSet makes a list
             cells = {}
             for j, label in enumerate(ps.labels):
                 conf = ps.values["confidence"][j] if "confidence" in ps.values else np.nan

@@ -9,6 +9,7 @@ correction is simply the moved, unlocked matched point.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from MedDIFTLib.data.points import PointSet
 from MedDIFTLib.errors import InputError
 
 from .scene import pointset_from_markups
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STATUS_PREFIX = "MedDIFT.status."
 STATUSES = ("proposed", "accepted", "corrected")
@@ -38,6 +42,7 @@ def pairs_from_nodes(fixed_node, matched_node) -> list[Pair]:
     """One pair per fixed label that has a match, in the fixed list's order."""
     fixed = pointset_from_markups(fixed_node)
     matched = pointset_from_markups(matched_node)
+    assert fixed.labels is not None and matched.labels is not None  # PointSet makes lists
     by_label = {lb: i for i, lb in enumerate(matched.labels)}
     pairs = []
     for i, label in enumerate(fixed.labels):
@@ -118,7 +123,7 @@ def pairs_pointsets(pairs: list[Pair]) -> tuple[PointSet, PointSet]:
     return fixed, moving
 
 
-def export_pairs(pairs: list[Pair], path, moving_path: str | None = None) -> list:
+def export_pairs(pairs: list[Pair], path, moving_path: str | Path | None = None) -> list:
     """CSV: one row per pair (label, fixed x/y/z, moving x/y/z, scores, status).
     ``.mrk.json``: two files, ``path`` (fixed) and ``moving_path`` (default ``<stem>_moving.mrk.json``)."""
     from pathlib import Path

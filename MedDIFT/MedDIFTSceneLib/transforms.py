@@ -11,6 +11,8 @@ point must go the other way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import vtk
 from vtk.util import numpy_support
@@ -77,7 +79,7 @@ def reusable(node) -> bool:
     if node.IsA("vtkMRMLTransformNode"):
         if not node.IsLinear():  # a new grid transform node holds a 1x1x1 placeholder grid
             t = node.GetTransformFromParent()
-            grid = t.GetDisplacementGrid() if t is not None and t.IsA("vtkOrientedGridTransform") else False
+            grid: Any = t.GetDisplacementGrid() if t is not None and t.IsA("vtkOrientedGridTransform") else False
             return grid is None or (grid is not False and grid.GetNumberOfPoints() <= 1)
         m = vtk.vtkMatrix4x4()
         node.GetMatrixTransformToParent(m)
