@@ -76,9 +76,9 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def _identities(path: Path) -> list:
+def _identities(path: Path) -> list[str | tuple[int, int]]:
     """What makes two spellings one file: the resolved path, and (device, inode) when it exists."""
-    keys = []
+    keys: list[str | tuple[int, int]] = []
     try:
         keys.append(str(path.resolve()))
         st = os.stat(path)
@@ -91,7 +91,8 @@ def _identities(path: Path) -> list:
 def _input_index(inputs: dict) -> tuple[dict, dict]:
     """Every input and every file it is made of, by identity; and the input folders, by resolved path.
     Built once, so that checking a cohort's thousands of outputs stays linear."""
-    files, folders = {}, {}
+    files: dict[str | tuple[int, int], tuple[str, Path]] = {}
+    folders: dict[str, tuple[str, Path]] = {}
     for name, path in inputs.items():
         for p in [path, *_companions(path)]:
             for key in _identities(p):

@@ -18,6 +18,7 @@ Everything that maps indices to millimetres goes through this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.array.shape)
+        return cast("tuple[int, int, int]", tuple(int(s) for s in self.array.shape))  # a Volume is 3D (__post_init__)
 
     @property
     def spacing(self) -> np.ndarray:

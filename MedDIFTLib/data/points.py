@@ -75,6 +75,8 @@ class PointSet:
         """The points at ``indices`` (integer indices, a boolean mask or a slice), in that order."""
         idx = np.arange(len(self))[indices]
         idx = np.atleast_1d(idx)
+        # set by __post_init__
+        assert self.labels is not None and self.descriptions is not None and self.locked is not None
         return PointSet(
             self.points[idx],
             [self.labels[i] for i in idx],
@@ -86,6 +88,7 @@ class PointSet:
 
     def label_index(self, label) -> int:
         """Index of the one point called ``label``; an error if none or several are."""
+        assert self.labels is not None  # set by __post_init__
         hits = [i for i, s in enumerate(self.labels) if s == str(label)]
         if not hits:
             raise InputError(f"point set {self.name!r} has no point labelled {str(label)!r}")
@@ -98,6 +101,7 @@ class PointSet:
     def duplicate_labels(self) -> dict:
         """``{label: [indices]}`` for every label used more than once (empty if labels are unique)."""
         seen: dict = {}
+        assert self.labels is not None  # set by __post_init__
         for i, s in enumerate(self.labels):
             seen.setdefault(s, []).append(i)
         return {s: idx for s, idx in seen.items() if len(idx) > 1}
@@ -171,6 +175,7 @@ def describe(text: str, values: dict) -> str:
 
 def point_description(ps: PointSet, i: int) -> str:
     """Point ``i``'s description with its values, as written into markups files and nodes."""
+    assert ps.descriptions is not None  # set by PointSet.__post_init__
     return describe(ps.descriptions[i], {k: v[i] for k, v in ps.values.items()})
 
 

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from glob import escape as glob_escape
 from pathlib import Path
+from typing import TypeVar
 
 from ..atomic import reason, write_text_atomic
 from ..data.digest import volume_digest
@@ -30,6 +31,7 @@ from .base import Backbone
 from .pyramid import FeaturePyramid
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def default_cache_dir() -> Path:
@@ -254,7 +256,7 @@ class FeatureCache:
             )
         return removed
 
-    def load(self, key: str, kind: str, read: Callable[[Path], object]) -> object | None:
+    def load(self, key: str, kind: str, read: Callable[[Path], _T]) -> _T | None:
         """``read(path)`` of the entry, or None: absent, not the cache's own (left alone, said), or
         unreadable (``read`` raised InputError: removed, to be rebuilt). ``read`` checks that the
         content carries ``key``: an entry an earlier version wrote without a marker is adopted."""

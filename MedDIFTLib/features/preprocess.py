@@ -10,6 +10,7 @@ is unchanged, which is what keeps every feature level's geometry exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ def target_shape(
         out = np.clip(np.rint(extent / target_spacing_mm / NETWORK_MULTIPLE) * NETWORK_MULTIPLE, 64, max_size)
     else:
         raise InputError(f"unknown size policy {policy!r}; choose one of {', '.join(SIZE_POLICIES)}")
-    return tuple(int(s) for s in out)
+    return cast("tuple[int, int, int]", tuple(int(s) for s in out))  # one size per axis of a 3D shape
 
 
 @dataclass

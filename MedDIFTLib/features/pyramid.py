@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ class FeatureLevel:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.features.shape[1:])
+        return cast("tuple[int, int, int]", tuple(int(s) for s in self.features.shape[1:]))  # (C, I, J, K)
 
     @property
     def grid(self) -> Grid:

@@ -87,7 +87,7 @@ def field_prior(field, path) -> PriorFn:
         fn.warnings = prior_coverage(np.all((ijk >= -0.5) & (ijk <= size - 0.5), axis=1), str(path))
         return move(pts)
 
-    fn.warnings = []
+    fn.warnings = []  # type: ignore[attr-defined]  # a function attribute (mypy does not model them)
     return fn
 
 

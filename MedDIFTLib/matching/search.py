@@ -78,7 +78,7 @@ class Matcher:
         self.fixed, self.moving = fixed, moving
         self.target = SimilarityTarget(moving, names, self.device)
         self.grid: Grid = self.target.grid
-        self._full_inv = None
+        self._full_inv: list[torch.Tensor] | None = None
         self._lattice: MatchLattice | None = None
         self._backward: Matcher | None = None
 
@@ -246,6 +246,7 @@ class Matcher:
         if search.prior is not None:
             pr = torch.from_numpy(search.prior[sl].astype(np.float32)).to(self.device)
             ras = self.lattice.ras_grid(None if lat is self.lattice.axes else lat)
+            assert self.options.radius_mm is not None  # a search keeps its prior only with a radius (_search)
             far_from_prior = torch.cdist(pr, ras) > self.options.radius_mm + self._coarse_slack()
             s.masked_fill_(far_from_prior.reshape(b, *cshape), NEG)
         none_left = ~torch.isfinite(s.reshape(b, -1).amax(dim=1))
@@ -306,6 +307,7 @@ class Matcher:
         plus a margin for the coarse neighbours, the hill-climbing windows and the sub-voxel fit."""
         inv = np.linalg.inv(self.grid.ijk_to_ras)
         centre = apply_affine(inv, np.asarray(prior_ras, float)[None])[0]
+        assert self.options.radius_mm is not None  # windows are only for a search with a prior, so a radius
         half = (self.options.radius_mm + self._coarse_slack()) * np.linalg.norm(inv[:3, :3], axis=1)
         margin = self.stride + 2 * self.options.refine_radius + 2
         shape = np.array(self.grid.shape)
@@ -339,6 +341,7 @@ class Matcher:
         qs = self.target.query_descriptors(self.fixed, as_points(point_ras)[:1])
         dots = self.target.dot_maps(qs)
         lattice = self.lattice
+        arr: torch.Tensor | np.ndarray
         if lattice.shape == tuple(self.grid.shape):  # stride 1: the lattice is the grid, and what it keeps serves
             arr = lattice.scores(qs, dots, lattice.choose(1))[0]
         else:

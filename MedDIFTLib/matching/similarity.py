@@ -106,6 +106,7 @@ def _chunked_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Ten
     for c in range(0, a.shape[0], chunk):
         part = (a[c : c + chunk] * b[c : c + chunk]).sum(0)
         out = part if out is None else out.add_(part)
+    assert out is not None  # a feature level has at least one channel
     return out
 
 
@@ -123,10 +124,10 @@ class LevelSimilarity:
         self.device = self.feats.device
         self.src_shape = tuple(int(s) for s in self.feats.shape[1:])
         self.target_shape = tuple(int(s) for s in target_shape)
-        self._gram = None
-        self._gram_stack = None
-        self._full_tables = None
-        self._pairs = None
+        self._gram: dict[tuple[int, ...], torch.Tensor] | None = None
+        self._gram_stack: torch.Tensor | None = None
+        self._full_tables: list[AxisTable] | None = None
+        self._pairs: tuple[torch.Tensor, ...] | None = None
 
     @property
     def gram(self) -> dict:
@@ -139,7 +140,7 @@ class LevelSimilarity:
             f = self.feats
             n = tuple(f.shape[1:])
             stack = torch.zeros((len(OFFSETS), *n), device=self.device)  # one block; norm2_at gathers from it directly
-            gram = {d: stack[i] for i, d in enumerate(OFFSETS)}
+            gram: dict[tuple[int, ...], torch.Tensor] = {d: stack[i] for i, d in enumerate(OFFSETS)}
             gram[(0, 0, 0)].copy_(_chunked_dot(f, f))
             for d in OFFSETS:
                 if d <= (0, 0, 0):
@@ -212,6 +213,7 @@ class LevelSimilarity:
             w = w * torch.where(bits[:, a, None].bool(), parts[a][2][None], 1 - parts[a][2][None])
         n1, n2, n3 = self.src_shape
         flat = ((didx[:, None] * n1 + idx[0][pa]) * n2 + idx[1][pa]) * n3 + idx[2][pa]  # (36, M)
+        assert self._gram_stack is not None  # built by self.gram above
         vals = self._gram_stack.view(-1).index_select(0, flat.reshape(-1)).view(flat.shape)
         return (factor[:, None] * w[pa] * w[pb] * vals).sum(0).clamp_min(0.0)
 
@@ -306,6 +308,7 @@ class SimilarityTarget:
                 s = part.mul_(inv)
             else:
                 s.addcmul_(part, inv.expand_as(part))
+        assert s is not None  # a pyramid has at least one level
         return s.div_(len(self.levels))
 
     # --- a window of the target (local search) ----------------------------------------------------
@@ -333,6 +336,7 @@ class SimilarityTarget:
                 s = part.mul_(inv)
             else:
                 s.addcmul_(part, inv.expand_as(part))
+        assert s is not None  # a pyramid has at least one level
         return s.div_(len(self.levels))
 
     def paste(self, crops: list[tuple]) -> list[torch.Tensor]:

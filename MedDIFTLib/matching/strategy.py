@@ -105,9 +105,9 @@ class MatchLattice:
         self.shape = tuple(len(a) for a in self.axes)
         self.strategy = strategy
         self.budget_bytes = float(budget_mb) * 2**20
-        self._inv = None  # native: per level 1/|U(m_l)| on the lattice
-        self._desc = None  # upsampled: (C, *shape), per level normalised
-        self._ras = None
+        self._inv: list[torch.Tensor] | None = None  # native: per level 1/|U(m_l)| on the lattice
+        self._desc: torch.Tensor | None = None  # upsampled: (C, *shape), per level normalised
+        self._ras: torch.Tensor | None = None
         self._m = torch.from_numpy(np.asarray(target.grid.ijk_to_ras, dtype=np.float64)).to(self.device)
 
     # --- choice ------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class WindowArgmax:
         qs = self.target.query_descriptors(self.source, query_ras[None])
         crops = self.target.window_dots(qs, (lo, hi))
         lattice = [np.arange(a, b) for a, b in zip(lo, hi)]
-        total = 0.0
+        total: float | torch.Tensor = 0.0
         for lv, (maps, origin) in zip(self.target.levels, crops):
             inv = _norm2_window(lv, lattice).sqrt().clamp_min(EPS).reciprocal()
             total = total + _upsample_window(lv, maps[0], lattice, origin) * inv

@@ -70,6 +70,7 @@ def mutual_matches(
     typical = fd.mean(0)
     typical = typical / typical.norm().clamp_min(1e-8)
     order = torch.argsort(fd @ typical)
+    pick: torch.Tensor | np.ndarray  # indices into the fixed cells, then the same on the CPU
     pick = order[: min(n_queries, len(order) // 2 or 1)]
     q = fd[pick]
     best = (q @ md.T).max(1)

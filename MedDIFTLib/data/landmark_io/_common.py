@@ -82,6 +82,7 @@ def atomic_write(path: Path, text: str) -> Path:
 def require_defined(ps: PointSet, path: Path, fmt: str) -> None:
     if not np.all(ps.defined):
         bad = np.flatnonzero(~ps.defined)
+        assert ps.labels is not None  # set by PointSet.__post_init__
         raise InputError(
             f"{path}: format {fmt} cannot store points without a position; "
             f"{len(bad)} are undefined: {', '.join(ps.labels[i] for i in bad[:10])}"

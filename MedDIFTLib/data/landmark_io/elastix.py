@@ -40,7 +40,7 @@ def read_elastix(path, reference=None) -> PointSet:
     count_line, count_text = lines[0]
     if not re.fullmatch(r"\d+", count_text):
         raise LandmarkFormatError(f"{path} line {count_line}: expected the number of points, got {count_text!r}")
-    rows = [numbers(s.split(), path, n, line=s) for n, s in lines[1:]]
+    rows: list | np.ndarray = [numbers(s.split(), path, n, line=s) for n, s in lines[1:]]
     if len(rows) != int(count_text):
         raise LandmarkFormatError(
             f"{path} line {count_line}: says {int(count_text)} points but the file has {len(rows)} point rows"
@@ -83,6 +83,7 @@ def read_elastix_output(path, field: str = "OutputPoint", reference=None) -> Poi
         raise InputError(f"{path}: field must be one of {', '.join(ELASTIX_OUTPUT_FIELDS)}, got {field!r}")
     is_index = "Index" in field
     m = need_reference(reference, path, f"elastix-output field {field!r}", "voxel indices") if is_index else None
+    rows: list | np.ndarray
     rows, deform = [], []
     for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():

@@ -105,6 +105,7 @@ def write_mrk_json(ps: PointSet, path, coordinate_system: str = "LPS") -> Path:
         [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0] if system == "LPS" else [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
     )
     cps = []
+    assert ps.labels is not None and ps.locked is not None  # set by PointSet.__post_init__
     for i in range(len(ps)):
         defined = bool(ps.defined[i])
         pos = (ps.points[i] * flip + 0.0).tolist() if defined else [0.0, 0.0, 0.0]
@@ -167,6 +168,7 @@ def read_fcsv(path) -> PointSet:
     """
     path = Path(path)
     text = read_text(path)
+    system: str | None
     system, columns = "RAS", list(FCSV_COLUMNS)
     pts, labels, descs, locked, per_point = [], [], [], [], []
     lines = text.splitlines()
@@ -217,6 +219,7 @@ def write_fcsv(ps: PointSet, path, coordinate_system: str = "LPS") -> Path:
     out.write(f"# Markups fiducial file version = 4.11\n# CoordinateSystem = {system}\n")
     out.write("# columns = " + ",".join(FCSV_COLUMNS) + "\n")
     w = csv.writer(out, lineterminator="\n")
+    assert ps.labels is not None and ps.locked is not None  # set by PointSet.__post_init__
     for i in range(len(ps)):
         xyz = [format_number(c) for c in ps.points[i] * flip + 0.0]
         w.writerow([str(i + 1), *xyz, 0, 0, 0, 1, 1, 1, int(ps.locked[i]), ps.labels[i], point_description(ps, i), ""])

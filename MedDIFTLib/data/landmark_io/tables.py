@@ -91,6 +91,7 @@ def read_csv(path) -> PointSet:
     ci = [names.index(c) for c in coords]
     special = set(coords) | {"label", "description", "locked"}
     value_cols = [(h, j) for j, h in enumerate(names) if h not in special]
+    vals: dict[str, list[float]]
     pts, labels, descs, locked, vals = [], [], [], [], {h: [] for h, _ in value_cols}
     for lineno, row in rows[1:]:
         if len(row) != len(names):
@@ -123,7 +124,14 @@ def read_csv(path) -> PointSet:
                 raise LandmarkFormatError(
                     f"{path} line {lineno}: column {h!r} must be a number, got {cell!r}"
                 ) from None
-    return PointSet(np.asarray(pts).reshape(-1, 3), labels, vals, descs, locked, name=path.name)
+    return PointSet(
+        np.asarray(pts).reshape(-1, 3),
+        labels,
+        vals,
+        descs,
+        locked,  # type: ignore[arg-type]  # a list of bools; PointSet.__post_init__ makes it an array
+        name=path.name,
+    )
 
 
 def _is_number(s: str) -> bool:
@@ -140,6 +148,8 @@ def write_csv(ps: PointSet, path) -> Path:
     bad = [k for k in ps.values if k.lower() in ("label", "x", "y", "z", "r", "a", "s", "description", "locked")]
     if bad:
         raise InputError(f"{path}: value name(s) {bad} clash with CSV column names")
+    # set by PointSet.__post_init__
+    assert ps.labels is not None and ps.descriptions is not None and ps.locked is not None
     with_desc, with_lock = any(ps.descriptions), bool(np.any(ps.locked))
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")

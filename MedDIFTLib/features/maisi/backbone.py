@@ -97,7 +97,7 @@ class MaisiBackbone(Backbone):
         self.memory_limit_bytes = memory_limit_bytes  # None: the memory free when a volume comes
         self.notices: list[str] = []  # fallbacks taken (CUDA out of memory), for the user
         self._nets = None  # (vae, unet, scale_factor), loaded on first use
-        self._weights_id = None  # the weights' identity, known without building the networks
+        self._weights_id: dict | None = None  # the weights' identity, known without building the networks
         # owned by the session and passed in (shared by an ablation's backbones: they change t, not z)
         self.encodings = encodings if encodings is not None else MemoryLRU(8)
         self.file_digests = file_digests if file_digests is not None else {}
@@ -198,7 +198,7 @@ class MaisiBackbone(Backbone):
         """``run(device, splits)`` on the backbone's device; after a CUDA out-of-memory error, again
         with twice the VAE splits (``can_split``), then on the CPU. Each fallback is logged and kept
         in ``notices``."""
-        attempts = [(self.device, None)]
+        attempts: list[tuple[torch.device, int | None]] = [(self.device, None)]
         if self.device.type == "cuda":
             if can_split:
                 attempts.append((self.device, 2 * max(1, self.config.num_splits)))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -288,7 +289,7 @@ def verify_weights(paths: WeightsPaths, cfg: MaisiConfig | None = None) -> dict:
         ("unet", paths.unet, load_unet_reported),
     ):
         path = Path(path)
-        entry = {
+        entry: dict[str, Any] = {
             "path": str(path),
             "size": path.stat().st_size,
             "sha256": file_sha256(path),
