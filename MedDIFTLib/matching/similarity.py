@@ -257,6 +257,17 @@ def _pair_pass(get_map, axis: int, table: AxisTable) -> torch.Tensor:
     return (1 - w) ** 2 * a00 + w**2 * a11 + (w * (1 - w)) * cross
 
 
+def _mean_cosine(parts) -> torch.Tensor:
+    """The mean over levels of (upsampled dot map) x (1/norm), accumulated in place one level at a time, so
+    that only one (B, lattice) map is alive. ``parts``: (upsampled dots, inverse norms) per level, lazily."""
+    s, n = None, 0
+    for part, inv in parts:
+        s = part.mul_(inv) if s is None else s.addcmul_(part, inv.expand_as(part))
+        n += 1
+    assert s is not None  # a pyramid has at least one level
+    return s.div_(n)
+
+
 class SimilarityTarget:
     """A moving (target) pyramid ready to answer similarity queries on its grid.
 
@@ -300,16 +311,10 @@ class SimilarityTarget:
         matcher's coarse lattice, the full grid); otherwise they are computed (and cached under
         ``norm_key``). In place, one level at a time, so only one (B, lattice) map is alive.
         """
-        s = None
-        for li, (lv, d) in enumerate(zip(self.levels, dots)):
-            inv = inv_norms[li] if inv_norms is not None else self.inv_norm(li, lattice, norm_key)
-            part = lv.upsample(d, lattice)
-            if s is None:
-                s = part.mul_(inv)
-            else:
-                s.addcmul_(part, inv.expand_as(part))
-        assert s is not None  # a pyramid has at least one level
-        return s.div_(len(self.levels))
+        return _mean_cosine(
+            (lv.upsample(d, lattice), inv_norms[li] if inv_norms is not None else self.inv_norm(li, lattice, norm_key))
+            for li, (lv, d) in enumerate(zip(self.levels, dots))
+        )
 
     # --- a window of the target (local search) ----------------------------------------------------
 
@@ -329,15 +334,9 @@ class SimilarityTarget:
     def similarity_window(self, crops: list[tuple], lattice, inv_norms) -> torch.Tensor:
         """:meth:`similarity` on a lattice inside the window of ``crops`` (from :meth:`window_dots`),
         with the levels' 1/norms on that lattice; the same values, at the window's cost."""
-        s = None
-        for lv, (maps, origin), inv in zip(self.levels, crops, inv_norms):
-            part = lv.upsample(maps, lattice, origin)
-            if s is None:
-                s = part.mul_(inv)
-            else:
-                s.addcmul_(part, inv.expand_as(part))
-        assert s is not None  # a pyramid has at least one level
-        return s.div_(len(self.levels))
+        return _mean_cosine(
+            (lv.upsample(maps, lattice, origin), inv) for lv, (maps, origin), inv in zip(self.levels, crops, inv_norms)
+        )
 
     def paste(self, crops: list[tuple]) -> list[torch.Tensor]:
         """Full-size dot maps holding the windows (zero elsewhere), for the voxel-wise gathers of the
