@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from .matching.priors import DEFAULT_PRIOR, DENSE_CHECK_MM, identity_prior, reso
 from .matching.search import Matcher, MatchResult
 from .options import BackboneName, EngineOptions, MatchOptions, MindLevel, PriorKind, RegistrationOptions
 from .runtime import Cancel, Progress, staged
+
+if TYPE_CHECKING:
+    from .features.maisi.backbone import MaisiBackbone
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ def resolve_backbone(opts: EngineOptions, shared: SharedCaches | None = None) ->
     )
     if name == BackboneName.MAISI:
         try:  # a lenient load is never silent: the CLI prints this note, the worker sends it to Slicer
-            how = bb.load_note()
+            how = cast("MaisiBackbone", bb).load_note()  # the MAISI backbone, built just above
         except WeightsError:  # refused: the same error stops the first extraction, with the files named
             how = ""
         if how:
@@ -104,7 +107,7 @@ def _build(name: str, opts: EngineOptions, shared: SharedCaches | None = None) -
     check_engine_options(opts, name)
     if name == BackboneName.MAISI:
         shared = shared or SharedCaches()
-        kw = dict(
+        kw: dict[str, Any] = dict(
             weights_dir=opts.weights_dir,
             device=opts.device,
             timestep=opts.timestep,
@@ -120,7 +123,7 @@ def _build(name: str, opts: EngineOptions, shared: SharedCaches | None = None) -
         if opts.levels:
             kw["levels"] = tuple(opts.levels)
         return create_backbone(BackboneName.MAISI.value, **kw)
-    kw: dict[str, Any] = {"device": opts.device}
+    kw = {"device": opts.device}
     if opts.levels:
         kw["levels"] = tuple(opts.levels)
     return create_backbone(name, **kw)
@@ -135,7 +138,7 @@ class MatchSession:
     shared: SharedCaches = field(default_factory=SharedCaches)
     registration: RegistrationOptions | None = None  # for prior="dense" (None: the defaults)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.backbone, self.backbone_note = resolve_backbone(self.engine, self.shared)
         # options that do not apply to the backbone used: said once, when the session starts
         self.option_warnings = check_engine_options(self.engine, self.backbone.name)
@@ -144,7 +147,8 @@ class MatchSession:
         self.match_device = resolve_device(self.engine.device)
         self.cache = FeatureCache(self.engine.cache_dir) if self.engine.use_cache else None
         self._pyramids: dict[str, FeaturePyramid] = {}
-        self._matchers: dict[tuple, Matcher] = {}
+        # (digests) -> Matcher; (digests, "field scores") -> FieldScorer
+        self._matchers: dict[tuple, Any] = {}
         self._checked: dict[str, list] = {}  # volume digest -> its warnings
         self._fields: dict[tuple, object] = {}  # (digests, registration options) -> DenseField
         self._reg_backbone: Backbone | None = None
@@ -281,6 +285,7 @@ class MatchSession:
         if not defined.any():
             raise InputError("no landmark has a position: all points are undefined")
         pts = points.points[defined]
+        assert points.labels is not None  # PointSet.__post_init__ sets the labels
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
         # the dense map unless "none" (the paper's argmax); a candidate mask restricts a point search
@@ -440,6 +445,7 @@ def _matched_points(points: PointSet, res: MatchResult, moving_grid) -> PointSet
         full = np.full(n, np.nan)
         full[defined] = arr
         values[name] = full
+    assert points.labels is not None  # PointSet.__post_init__ sets the labels
     return PointSet(out, list(points.labels), values, name=f"{points.name or 'landmarks'} matched")
 
 

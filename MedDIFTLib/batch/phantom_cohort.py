@@ -46,13 +46,15 @@ def write_phantom_cohort(
         motions = [None] + [BreathingMotion(amplitude_mm=amplitudes[k % len(amplitudes)]) for k in range(followups)]
         first = make_pair(shape=shape, spacing=spacing, seed=seed, motion=motions[1])
         base_pts = sample_landmarks(first, n=landmarks, seed=seed)
+        assert base_pts.labels is not None  # PointSet.__post_init__ sets the labels
         scans, points = {}, {}
         for t, motion in enumerate(motions):
             name = f"p{p}_t{t}"
             vol = first.fixed if t == 0 else make_pair(shape=shape, spacing=spacing, seed=seed, motion=motion).moving
             scans[t] = f"scans/{name}.nii.gz"
             write_volume(vol, folder / scans[t])
-            pts = base_pts.points if t == 0 else motion.fixed_to_moving(base_pts.points)
+            # only motions[0] (t == 0) is None
+            pts = base_pts.points if t == 0 else motion.fixed_to_moving(base_pts.points)  # type: ignore[union-attr]
             points[t] = f"scans/{name}_points.csv"
             write_points(PointSet(pts, list(base_pts.labels), name=f"{name} truth"), folder / points[t])
         order = [(0, k) for k in range(1, len(motions))] + [(k, 0) for k in range(1, len(motions))]

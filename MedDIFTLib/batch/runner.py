@@ -37,6 +37,7 @@ from .cohort import DigestMemo, read_cohort
 from .plan import (
     MANIFEST,
     PAIR_FILES,
+    Plan,
     make_plan,
     manifest_text,
     options_fingerprint,
@@ -165,7 +166,7 @@ class _Run:
     prior: str | None
     pairs: list
     options: dict
-    plan: object
+    plan: Plan
     result: BatchResult
     t0: float = field(default_factory=time.time)
 

@@ -133,6 +133,7 @@ def match_pair(
             from ..registration import write_field
 
             field = session.register(fixed, moving)  # the pair's dense map; the points then come from it
+            assert out_dir is not None  # the driver passes its folder in dense mode
             target = Path(out_dir) / TASK_FIELD  # the driver puts it in place with the pair's other files
             write_field(field.displacement_on(fixed.grid), fixed.grid, target)
             outputs[FIELD] = str(target)

@@ -114,6 +114,7 @@ def heatmap_index(args, points: PointSet, fixed) -> int:
 def summary(matched: PointSet, out) -> str:
     """The last line of a run: how many points have a match, and which have none."""
     ok = np.all(np.isfinite(matched.points), axis=1)
+    assert matched.labels is not None  # PointSet.__post_init__ sets the labels
     missing = [lb for lb, good in zip(matched.labels, ok) if not good]
     tail = f"; {len(missing)} without a position: {', '.join(missing[:10])}" if missing else ""
     return f"{int(ok.sum())} of {len(matched)} points matched -> {out}{tail}"

@@ -11,6 +11,8 @@ class ProgressPrinter:
     """A :data:`~MedDIFTLib.runtime.Progress` callback that prints a line per stage change, and a
     line with the time left (linear in the share done) every ``every`` seconds of a long stage."""
 
+    last: str | None  # the stage of the last line printed
+
     def __init__(self, stream=None, every: float = 10.0, clock=time.time):
         # Resolved at call time, not import time: sys.stderr may be replaced (pytest, Slicer).
         self.stream, self.every, self.clock = stream, float(every), clock

@@ -33,7 +33,8 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+    # an IP family's address is a str (typeshed allows an int for other families)
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)  # type: ignore[union-attr]
 
 
 def check_exposure(args) -> None:

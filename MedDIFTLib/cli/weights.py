@@ -72,6 +72,7 @@ def _digest_line(name: str, known: str) -> str:
     if known == "match":
         return f"digest: matches the released {name}"
     if known == "differs":
+        assert release is not None  # "differs": compared with a published digest
         return (
             f"digest: differs from the released {name} ({release['size']:,} bytes, sha256 {release['sha256']}); "
             "reported, not refused: a re-saved copy can hold the same weights"

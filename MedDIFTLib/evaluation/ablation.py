@@ -135,7 +135,7 @@ def ablation_variants(
 
 
 def ablation_methods(
-    variants: Iterable[Variant], session_factory: Callable[[EngineOptions], MatchSession] = None
+    variants: Iterable[Variant], session_factory: Callable[[EngineOptions], MatchSession] | None = None
 ) -> list:
     """One method per variant; variants with the same engine options share one session (features),
     and all sessions share one set of in-memory caches (a volume's VAE encoding serves every timestep)."""

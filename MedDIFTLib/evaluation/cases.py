@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -280,7 +281,7 @@ def warped_ct_cases(
     for path in paths:
         fixed = read_volume(path)
         for v in variants:
-            rigid = {"rotation_deg": rotation_deg, "shift_mm": shift_mm} if v == "repositioned" else {}
+            rigid: dict[str, Any] = {"rotation_deg": rotation_deg, "shift_mm": shift_mm} if v == "repositioned" else {}
             yield make_warped_case(
                 fixed,
                 name=fixed.name,

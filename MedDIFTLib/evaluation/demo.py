@@ -53,6 +53,7 @@ def run_demo(
     t0 = time.perf_counter()
     pair = make_pair(shape=shape, spacing=spacing, seed=seed)
     landmarks = sample_landmarks(pair, n=n_landmarks, seed=seed)
+    assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     truth = PointSet(pair.true_moving_points(landmarks.points), list(landmarks.labels), name="true positions")
     _write_inputs(out, pair, landmarks, truth)
     log(f"phantom pair {shape} at {spacing} mm, {len(landmarks)} landmarks ({time.perf_counter() - t0:.1f} s)")
@@ -116,6 +117,7 @@ def _dense_row(
     ``rows``; returns the summary's dense entries."""
     t2 = time.perf_counter()
     field = session.register(pair.fixed, pair.moving, progress=progress)  # features already cached
+    assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     dense_pts = PointSet(field.map_points(landmarks.points), list(landmarks.labels), name="dense matches")
     write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, out / "field.nii.gz")
     write_points(dense_pts, out / "dense_matched_landmarks.csv")
@@ -139,6 +141,7 @@ def _per_point(landmarks: PointSet, truth: PointSet, matched: PointSet) -> list[
     """The per-landmark table of ``tre.md``: TRE before and after, similarity and forward-backward error."""
     e_before, e_after = tre(landmarks.points, truth.points), tre(matched.points, truth.points)
     lines = ["| label | before | after | similarity | fb error |", "|---|---|---|---|---|"]
+    assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     for i, lb in enumerate(landmarks.labels):
         lines.append(
             f"| {lb} | {e_before[i]:.2f} | {e_after[i]:.2f} | {matched.values['similarity'][i]:.3f} | "

@@ -59,7 +59,7 @@ class Results:
     def methods(self, dataset: str) -> list:
         return list(dict.fromkeys(r["method"] for r in self.rows if r["dataset"] == dataset))
 
-    def errors(self, dataset: str, method: str, case: str = None) -> list:
+    def errors(self, dataset: str, method: str, case: str | None = None) -> list:
         return [
             r["tre_mm"]
             for r in self.rows
@@ -108,6 +108,7 @@ def evaluate(cases: Iterable[Case], methods: list[Method], log=print) -> Results
                     "error": error,
                 }
             )
+            assert case.fixed_points.labels is not None  # PointSet.__post_init__ sets the labels
             for i, lb in enumerate(case.fixed_points.labels):
                 res.rows.append(
                     {

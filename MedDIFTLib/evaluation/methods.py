@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +176,8 @@ class ElastixBSpline(Method):
         from ..data.image_io import write_volume
         from ..data.landmark_io import read_elastix_output, write_elastix
 
-        with tempfile.TemporaryDirectory(prefix="meddift-elastix-") as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="meddift-elastix-") as tmp_name:
+            tmp = Path(tmp_name)
             images = []
             for name, vol in (("fixed", case.fixed), ("moving", case.moving)):
                 write_volume(Volume(vol.array.astype(np.float32), vol.ijk_to_ras), tmp / f"{name}.mha")
@@ -334,7 +333,7 @@ class UniGradICON(Method):
         return flip_lps_ras([phi_ab.TransformPoint(tuple(float(c) for c in p)) for p in lps])
 
 
-METHODS: dict[str, Callable[[], Method]] = {
+METHODS: dict[str, type[Method]] = {
     "identity": Identity,
     "meddift": MedDIFTMethod,
     "meddift-dense": MedDIFTDense,

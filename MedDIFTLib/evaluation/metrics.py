@@ -23,7 +23,7 @@ def summarize(tre_mm) -> dict:
     """mean, std, median, p90, max over the landmarks that have a prediction; n and n_failed."""
     e = np.asarray(tre_mm, dtype=np.float64).reshape(-1)
     ok = np.isfinite(e)
-    out = {"n": int(e.size), "n_failed": int((~ok).sum())}
+    out: dict[str, float] = {"n": int(e.size), "n_failed": int((~ok).sum())}
     if ok.any():
         v = e[ok]
         out.update(

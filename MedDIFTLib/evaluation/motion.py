@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -41,6 +42,16 @@ def invert_displacement(
             return nx, True
         x = nx
     return x, False
+
+
+class Motion(Protocol):
+    """What every motion here offers: points both ways (RAS mm) and the Jacobian determinant."""
+
+    def fixed_to_moving(self, pts) -> np.ndarray: ...
+
+    def moving_to_fixed(self, pts, tol: float = ..., max_iter: int = ...) -> np.ndarray: ...
+
+    def jacobian_det(self, pts, h: float = ...) -> np.ndarray: ...
 
 
 @dataclass
@@ -119,7 +130,7 @@ class RepositionedMotion:
     ``breathing``. Exact both ways, and a rigid motion keeps the Jacobian of ``b``.
     """
 
-    breathing: BreathingMotion = field(default_factory=BreathingMotion)
+    breathing: Motion = field(default_factory=BreathingMotion)
     angle_deg: float = 8.0
     shift_mm: tuple = (15.0, -12.0, 15.0)
     centre: tuple = (0.0, 0.0, 0.0)

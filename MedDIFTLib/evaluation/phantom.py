@@ -29,7 +29,7 @@ from ..data.geometry import Grid, Volume, apply_affine, as_points, make_ijk_to_r
 from ..data.points import PointSet
 from ..errors import InputError
 from .body import BODY_AXES, BODY_CENTRE_Y, HEART, LUNG_AXES, LUNG_CENTRES, SPINE_XY, ellipsoid_depth
-from .motion import BreathingMotion
+from .motion import BreathingMotion, Motion
 
 HU = {
     "air": -1000.0,
@@ -244,7 +244,8 @@ def make_anatomy(seed: int = 0, lesions: int = 3, generations: int = 5) -> Thora
         )
         for a, b in zip(ring[:-1], ring[1:]):
             capsules.append(Capsule(a, b, 4.0, "rib"))
-    les, les_r = [], []
+    les: list[np.ndarray] = []
+    les_r: list[float] = []
     while len(les) < lesions:
         c = np.array(LUNG_CENTRES[len(les) % 2]) + rng.uniform(-1, 1, 3) * np.array(LUNG_AXES) * 0.6
         if inside_lung(c, 12.0):
@@ -291,7 +292,7 @@ class PhantomPair:
 
     fixed: Volume
     moving: Volume
-    motion: object  # a motion of .motion: fixed_to_moving, moving_to_fixed, jacobian_det
+    motion: Motion  # a motion of .motion: fixed_to_moving, moving_to_fixed, jacobian_det
     anatomy: ThoraxAnatomy
     fixed_lungs: Volume
     moving_lungs: Volume
@@ -378,7 +379,8 @@ def sample_landmarks(
     cands = [("lesion", c) for c in an.lesions]
     order = rng.permutation(len(an.bifurcations))
     cands += [("bifurcation", an.bifurcations[i]) for i in order]
-    chosen, labels = [], []
+    chosen: list[np.ndarray] = []
+    labels: list[str] = []
     for kind, c in cands:
         if len(chosen) >= n:
             break

@@ -121,7 +121,7 @@ def make_waves(
             f"{du:.2f} (must stay below {MAX_DU}) and may not be invertible; lower the amplitude or "
             "raise the wavelength"
         )
-    waves.du_bound = du
+    waves.du_bound = du  # type: ignore[attr-defined]  # an attribute, deliberately not a dataclass field
     return waves
 
 
@@ -226,7 +226,7 @@ def _inside_mm(volume: Volume, ras: np.ndarray, margin_mm: float) -> np.ndarray:
 def sample_landmarks(
     fixed: Volume,
     motion,
-    moving: Volume = None,
+    moving: Volume | None = None,
     n: int = 30,
     min_distance_mm: float = 15.0,
     margin_mm: float = 10.0,
@@ -250,7 +250,7 @@ def sample_landmarks(
     keep = _inside_mm(moving, motion.fixed_to_moving(ras), margin_mm)
     ijk, ras = ijk[keep], ras[keep]
     order = np.argsort(-score[tuple(ijk.T)], kind="stable")
-    chosen = []
+    chosen: list[int] = []
     for i in order:
         if len(chosen) >= n:
             break
@@ -286,6 +286,7 @@ def make_warped_case(
     motion = warp_motion(fixed, amplitude_mm, rotation_deg, shift_mm, wavelength_mm, n_waves, seed)
     moving = warp_volume(fixed, motion, gain, offset_hu, noise_hu, seed, name=f"{fixed.name} warped")
     lm = sample_landmarks(fixed, motion, moving, n_landmarks, min_distance_mm, margin_mm, amplitude_mm)
+    assert lm.labels is not None  # PointSet.__post_init__ sets the labels
     truth = PointSet(motion.fixed_to_moving(lm.points), list(lm.labels), name="truth")
     moving.metadata["warp"] = {
         "amplitude_mm": amplitude_mm,
@@ -299,5 +300,5 @@ def make_warped_case(
         "seed": seed,
     }
     case = Case(dataset, name or fixed.name, fixed, moving, lm, truth)
-    case.motion = motion  # kept for checks (inverse, Jacobian); the harness ignores it
+    case.motion = motion  # type: ignore[attr-defined]  # kept for checks (inverse, Jacobian); the harness ignores it
     return case

@@ -140,6 +140,7 @@ class WorkerClient:
             self.request("shutdown", timeout=timeout)
         except MedDIFTError:
             pass
+        assert self.proc is not None  # alive: started, and never unset
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -151,6 +152,7 @@ class WorkerClient:
         """Send a request without waiting; returns its id."""
         if not self.alive:
             raise WorkerCrashed(self._crash_text("the worker is not running"))
+        assert self.proc is not None and self.proc.stdin is not None  # alive: started with stdin=PIPE
         rid = next(self._ids)
         line = json.dumps({"id": rid, "cmd": cmd, **fields})
         with self._send_lock:

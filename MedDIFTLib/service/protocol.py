@@ -109,7 +109,8 @@ def encode_match(points, labels, values: dict, warnings) -> dict:
     pts = np.asarray(points, dtype=np.float64)
     return {
         "labels": list(labels),
-        "points": np.where(np.isnan(pts), None, pts).tolist(),
+        # numpy's stubs do not take None; at run time it makes an object array with None for NaN
+        "points": np.where(np.isnan(pts), None, pts).tolist(),  # type: ignore[call-overload]
         "warnings": list(warnings),
         **{k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in values.items()},
     }

@@ -100,6 +100,7 @@ class RemoteClient:
         if self.ready is None:
             if self._launch is None:
                 self.launch()
+            assert self._launch is not None  # set by launch()
             if not self._launch.poll(timeout):
                 return False
             self.ready = self._launch.result

@@ -110,6 +110,7 @@ class RemoteEngine:
         self._load("moving", moving, extract=True)
         # a point without a position (--skip-outside) goes as [null, null, null] and comes back without one
         sent = [[float(x) if np.isfinite(x) else None for x in p] for p in points.points]
+        assert points.labels is not None  # PointSet.__post_init__ sets the labels
         result = self._request(
             "match",
             fixed="fixed",

@@ -64,8 +64,9 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.meddift = state
     for router in ROUTERS:
         app.include_router(router)
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Starlette types a handler as taking any Exception; each of these is registered for its own class
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
     return app
 

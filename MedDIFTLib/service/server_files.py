@@ -35,7 +35,7 @@ from .server_ops import FILE_NAME
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks (a second server on one --work-dir is not detected there)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # the module or None: callers test for None
 
 log = logging.getLogger("meddift.server")
 

@@ -44,7 +44,7 @@ OPERATIONS = {
         "initial": "matrix?",
     },
 }
-JOB_FILES = {
+JOB_FILES: dict[str, list[tuple[str, str | None, str]]] = {
     # op -> (result key the worker fills with a path, request flag or None: always, file prefix)
     "heatmap": [("path", None, "heatmap")],
     "register": [("path", None, "field"), ("warped", "warped", "warped"), ("inverse", "inverse", "inverse")],

@@ -30,9 +30,11 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 
+from ..data.geometry import Volume
 from ..data.image_io import read_volume, with_hu_offset
 from ..errors import CancelledError, ImageReadError, InputError
 from ..matching.search import MatchOptions
@@ -57,9 +59,9 @@ class ServerState:
         self.changed = threading.Condition(self.lock)  # notified on every job or session change
         self.sessions: dict[str, ClientSession] = {}
         self.expired: collections.OrderedDict = collections.OrderedDict()  # id -> owner, to say "expired"
-        self.store: dict[str, object] = {}  # upload digest -> Volume
+        self.store: dict[str, Volume] = {}  # upload digest -> Volume
         self.queue: collections.deque = collections.deque()
-        self.engines: dict[str, object] = {}  # engine options (JSON) -> MatchSession, shared by sessions
+        self.engines: dict[str, MatchSession] = {}  # engine options (JSON) -> MatchSession, shared by sessions
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._work_lock = lock_work_dir(self.work_dir)  # one server per work folder: its sweep is then safe
@@ -282,7 +284,7 @@ class ServerState:
     def _execute(self, job: Job) -> None:
         if job.op == "configure":
             try:
-                reply = {"ok": True, "result": self._configure(job.session)}
+                reply: dict[str, Any] = {"ok": True, "result": self._configure(job.session)}
             except (InputError, TypeError, ApiError) as err:
                 reply = {
                     "ok": False,
@@ -292,7 +294,7 @@ class ServerState:
                 }
             return self._finish(job, reply)
         worker = job.session.worker
-        replies = []
+        replies: list[dict] = []
 
         def emit(msg: dict):
             if msg.get("event") == "progress":

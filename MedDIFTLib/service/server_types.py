@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..options import JobState  # the one spelling of the states, shared with the remote client
 from .worker import Worker
@@ -41,7 +42,13 @@ class Job:
         Args:
             position: jobs ahead of it in the queue (0: next), or None once it left the queue.
         """
-        out = {"job": self.id, "op": self.op, "state": self.state.value, "stage": self.stage, "fraction": self.fraction}
+        out: dict[str, Any] = {
+            "job": self.id,
+            "op": self.op,
+            "state": self.state.value,
+            "stage": self.stage,
+            "fraction": self.fraction,
+        }
         if position is not None:
             out["position"] = position
         if self.started is not None:  # time on the device, so a client can tell its network time apart

@@ -33,7 +33,7 @@ class Worker:
 
     def __init__(self, emit: Callable[[dict], None]):
         self.emit = emit
-        self.session = None
+        self.session: MatchSession | None = None
         self.volumes: dict[str, Any] = {}
         self.cancel_event = threading.Event()
 
