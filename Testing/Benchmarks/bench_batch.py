@@ -83,7 +83,19 @@ def loop_in_process(csv_path: Path, work: Path) -> float:
 
 def batch(csv_path: Path, out: Path, workers: int) -> tuple[float, list]:
     seconds = _run(
-        [sys.executable, "-m", "MedDIFTLib.cli", "batch", str(csv_path), "--out", str(out), "--num-cpus", str(workers), "--mode", "points"]
+        [
+            sys.executable,
+            "-m",
+            "MedDIFTLib.cli",
+            "batch",
+            str(csv_path),
+            "--out",
+            str(out),
+            "--num-cpus",
+            str(workers),
+            "--mode",
+            "points",
+        ]
         + OPTS
     )
     rows = _pairs(out / "summary.csv")

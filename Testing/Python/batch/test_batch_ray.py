@@ -142,7 +142,9 @@ def _our_workers(name):
 def test_a_killed_task_is_retried_and_the_cohort_completes(cohort, reference, tmp_path):
     out = tmp_path / "out"
     box, killed = {}, []
-    runner = threading.Thread(target=lambda: box.update(res=run_batch(cohort, out, engine(), matching(), mode="points", retries=2)))
+    runner = threading.Thread(
+        target=lambda: box.update(res=run_batch(cohort, out, engine(), matching(), mode="points", retries=2))
+    )
     runner.start()
     deadline = time.time() + 120
     while runner.is_alive() and not killed and time.time() < deadline:
