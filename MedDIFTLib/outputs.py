@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import _umask, check_outputs, reason, refuse_input_overlap
-from .errors import OutputWriteError, opt
+from .errors import MedDIFTError, OutputWriteError, opt
 
 STAGE_PREFIX = ".meddift-staging-"
 """The private folders' names start so; :func:`recover` touches no other folder."""
@@ -302,6 +302,12 @@ class OutputSet:
         self._discard()
         if exc_type is not None:
             self.created.remove_empty()
+        if isinstance(exc, MedDIFTError):  # a writer names the private copy: say the file the user asked for
+            text = exc.template
+            for name, target in self.targets.items():
+                text = text.replace(str(self.path(name)), str(target))
+            if text != exc.template:
+                raise type(exc)(text) from exc
 
 
 __all__ = [

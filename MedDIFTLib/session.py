@@ -27,6 +27,7 @@ from .data.digest import volume_digest
 from .data.geometry import Volume, require_inside, resample
 from .data.points import PointSet
 from .errors import InputError, WeightsError, opt, render
+from .evidence import check_radius_resolution
 from .features import create_backbone
 from .features.base import Backbone
 from .features.cache import FeatureCache, MemoryLRU, extract_cached
@@ -288,7 +289,20 @@ class MatchSession:
         assert points.labels is not None  # PointSet.__post_init__ sets the labels
         labels = [lb for lb, d in zip(points.labels, defined) if d]
         require_inside(fixed.grid, pts, what="landmarks", labels=labels)
-        # the dense map unless "none" (the paper's argmax); a candidate mask restricts a point search
+        resolved = self._resolved_prior(prior, mask)
+        # a window around the same world point: empty when the scans do not overlap
+        local = resolved.kind == PriorKind.IDENTITY and self.matching.radius_mm is not None
+        warnings = self.check_inputs(fixed, moving, points, local_search=local)
+        if resolved.kind == PriorKind.DENSE:
+            res = self._dense_match(fixed, moving, pts, progress, cancel)
+        else:
+            res = self._point_match(fixed, moving, pts, labels, resolved, mask, warnings, progress, cancel)
+        matched = _matched_points(points, res, self.features(moving).grid)
+        return MatchReport(matched, warnings)
+
+    def _resolved_prior(self, prior: Any, mask: Volume | None):
+        """The prior of a match, refused in words where it cannot work: the dense map unless "none" (the
+        paper's argmax), and the argmax when a candidate mask restricts a point search."""
         prior = (DEFAULT_PRIOR if mask is None else PriorKind.NONE.value) if prior is None else prior
         resolved = resolve_prior(prior, self.matching.radius_mm)
         if mask is not None and resolved.kind == PriorKind.DENSE:
@@ -301,25 +315,20 @@ class MatchSession:
                 f"a prior needs a search radius ({opt('radius', 'MM')}): it only narrows a local "
                 "search; give a radius, or leave the prior out for a global search"
             )
-        # a window around the same world point: empty when the scans do not overlap
-        local = resolved.kind == PriorKind.IDENTITY and self.matching.radius_mm is not None
-        warnings = self.check_inputs(fixed, moving, points, local_search=local)
-        if resolved.kind == PriorKind.DENSE:
-            res = self._dense_match(fixed, moving, pts, progress, cancel)
-        else:
-            matcher = self.matcher(fixed, moving, progress, cancel)
-            prior_pts = None
-            if resolved.kind == PriorKind.COARSE:
-                prior_pts = self.coarse_prior(matcher, pts, cancel)
-            elif resolved.fn is not None:
-                prior_pts = resolved(pts)
-                warnings += getattr(resolved.fn, "warnings", [])  # a prior field covering only some points
-            mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
-            res = matcher.match(
-                pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel, labels=labels
-            )
-        matched = _matched_points(points, res, self.features(moving).grid)
-        return MatchReport(matched, warnings)
+        return resolved
+
+    def _point_match(self, fixed, moving, pts, labels, resolved, mask, warnings: list, progress, cancel):
+        """The paper's argmax, global or around the prior's points (a prior field's coverage warnings are
+        added to ``warnings``)."""
+        matcher = self.matcher(fixed, moving, progress, cancel)
+        prior_pts = None
+        if resolved.kind == PriorKind.COARSE:
+            prior_pts = self.coarse_prior(matcher, pts, cancel)
+        elif resolved.fn is not None:
+            prior_pts = resolved(pts)
+            warnings += getattr(resolved.fn, "warnings", [])  # a prior field covering only some points
+        mask_arr = matcher.mask_from_volume(mask) if mask is not None else None
+        return matcher.match(pts, prior_ras=prior_pts, mask=mask_arr, progress=progress, cancel=cancel, labels=labels)
 
     def _dense_match(self, fixed: Volume, moving: Volume, pts: np.ndarray, progress, cancel):
         """Points from the dense field, scored (and, with an explicit radius, moved) by the paper's argmax.
@@ -330,6 +339,7 @@ class MatchSession:
         margin, ``argmax_gap_mm``): a lookup in a small window on the registration's own pyramids
         (:mod:`~MedDIFTLib.registration.field_lookup`), so once the field is known a click is cheap.
         """
+        check_radius_resolution(self.matching.radius_mm, moving.grid.ijk_to_ras)  # before the registration
         field = self.register(fixed, moving, self.registration, progress=progress, cancel=cancel)
         window = self.matching.radius_mm or DENSE_CHECK_MM
         move = self.matching.radius_mm is not None or self.backbone.field_argmax

@@ -88,5 +88,5 @@ def test_unknown_keys_are_refused_in_words_naming_the_known_ones(cls, words):
 
 def test_choices_are_the_strings_of_the_command_line():
     assert BACKBONE_NAMES == ("auto", "maisi", "mind-ssc")
-    assert [str(k) for k in PriorKind] == ["identity", "coarse", "dense"]
+    assert [str(k) for k in PriorKind] == ["identity", "coarse", "dense", "none"]
     assert f"{PriorKind.DENSE}" == "dense" and PriorKind.DENSE == "dense"

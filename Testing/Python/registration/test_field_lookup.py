@@ -72,10 +72,10 @@ def test_the_field_position_is_the_answer_unless_the_window_argmax_is_asked_for(
     res = scorer.score(lm.points, field_pts, 6.0)
     np.testing.assert_array_equal(res.points, field_pts)
     moved = scorer.score(lm.points, field_pts, 6.0, move=True)
-    np.testing.assert_allclose(np.linalg.norm(moved.points - field_pts, axis=1), res.extra["argmax_gap_mm"], atol=1e-9)
-    assert np.all(res.extra["argmax_gap_mm"] <= 6.0 + 0.5 * 5.0 * np.sqrt(3))  # the ball, plus the sub-voxel fit
+    np.testing.assert_allclose(np.linalg.norm(moved.points - field_pts, axis=1), res.argmax_gap_mm, atol=1e-9)
+    assert np.all(res.argmax_gap_mm <= 6.0 + 0.5 * 5.0 * np.sqrt(3))  # the ball, plus the sub-voxel fit
     assert np.all(np.isfinite(res.fb_error_mm)) and np.all(res.fb_error_mm <= 6.0 + 0.5 * 5.0 * np.sqrt(3))
-    conf = res.extra["confidence"]
+    conf = res.confidence
     assert np.all((conf >= 0) & (conf <= 1))
     unchecked = scorer.score(lm.points, field_pts, 6.0, forward_backward=False)
     assert np.all(np.isnan(unchecked.fb_error_mm))

@@ -172,7 +172,7 @@ def test_after_a_dense_run_a_live_click_uses_the_dense_map(module_widget):
     dense = positions(out)
     p0 = positions(points)[0]
     plain = w.logic.core.client.request(
-        "match", fixed=job.fixed_key, moving=job.moving_key, points=[p0.tolist()], labels=["plain"]
+        "match", fixed=job.fixed_key, moving=job.moving_key, points=[p0.tolist()], labels=["plain"], prior="none"
     )
     from MedDIFTLib.service.protocol import decode_match
 
