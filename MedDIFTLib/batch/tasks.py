@@ -23,8 +23,14 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import MedDIFTError
+
+if TYPE_CHECKING:  # the session and data modules are imported by the tasks themselves (workers load them lazily)
+    from ..data.geometry import Volume
+    from ..data.points import PointSet
+    from ..session import MatchReport, MatchSession
 
 FIELD = "field.nii.gz"
 """A dense pair's displacement field, in its folder."""
@@ -117,7 +123,6 @@ def match_pair(
     arrays (the driver writes the files), the warnings, time and memory."""
     from ..data.image_io import read_volume
     from ..data.landmark_io import read_points
-    from ..matching.priors import resolve_prior
 
     t0 = time.time()
     for role, info in (("fixed", fixed_info), ("moving", moving_info)):
@@ -128,31 +133,11 @@ def match_pair(
         fixed, moving = read_volume(pair["fixed"]), read_volume(pair["moving"])
         reencoded = [role for role, vol in (("fixed", fixed), ("moving", moving)) if not _cache_state(session, vol)[1]]
         points = read_points(pair["points"])
-        outputs = {}
+        outputs: dict = {}
         if mode == "dense":
-            from ..registration import write_field
-
-            field = session.register(fixed, moving)  # the pair's dense map; the points then come from it
-            assert out_dir is not None  # the driver passes its folder in dense mode
-            target = Path(out_dir) / TASK_FIELD  # the driver puts it in place with the pair's other files
-            write_field(field.displacement_on(fixed.grid), fixed.grid, target)
-            outputs[FIELD] = str(target)
-            report = session.match(fixed, moving, points, prior="dense")
-            result = {
-                "points": report.points.points,
-                "labels": list(report.points.labels),
-                "values": dict(report.points.values),
-                "warnings": list(report.warnings),
-            }
+            result = _match_dense(session, fixed, moving, points, out_dir, outputs)
         else:
-            prior = resolve_prior(pair.get("prior") or prior_spec, session.matching.radius_mm)
-            report = session.match(fixed, moving, points, prior=prior if prior is not None else "none")
-            result = {
-                "points": report.points.points,
-                "labels": list(report.points.labels),
-                "values": dict(report.points.values),
-                "warnings": list(report.warnings),
-            }
+            result = _match_with_prior(session, fixed, moving, points, pair.get("prior") or prior_spec)
         session.forget()
     except MedDIFTError as err:
         return _failure(pair, str(err), t0)
@@ -168,6 +153,40 @@ def match_pair(
         peak_rss_mb=peak_rss_mb(),
     )
     return result
+
+
+def _report_result(report: MatchReport) -> dict:
+    """The parts of a match report the driver needs, as plain arrays, lists and dicts (they cross to the driver)."""
+    assert report.points.labels is not None  # PointSet.__post_init__ sets the labels
+    return {
+        "points": report.points.points,
+        "labels": list(report.points.labels),
+        "values": dict(report.points.values),
+        "warnings": list(report.warnings),
+    }
+
+
+def _match_dense(
+    session: MatchSession, fixed: Volume, moving: Volume, points: PointSet, out_dir: str | None, outputs: dict
+) -> dict:
+    """Dense mode: the pair's field is written for the driver (recorded in ``outputs``), then the points
+    come from it; registration is imported here so that a worker loads it only when a cohort is dense."""
+    from ..registration import write_field
+
+    field = session.register(fixed, moving)  # the pair's dense map; the points then come from it
+    assert out_dir is not None  # the driver passes its folder in dense mode
+    target = Path(out_dir) / TASK_FIELD  # the driver puts it in place with the pair's other files
+    write_field(field.displacement_on(fixed.grid), fixed.grid, target)
+    outputs[FIELD] = str(target)
+    return _report_result(session.match(fixed, moving, points, prior="dense"))
+
+
+def _match_with_prior(session: MatchSession, fixed: Volume, moving: Volume, points: PointSet, spec: str | None) -> dict:
+    """Point mode: the pair's own prior (or the cohort's) resolved against the session's search radius."""
+    from ..matching.priors import resolve_prior
+
+    prior = resolve_prior(spec, session.matching.radius_mm)
+    return _report_result(session.match(fixed, moving, points, prior=prior if prior is not None else "none"))
 
 
 def pair_payload(pair) -> dict:

@@ -68,14 +68,11 @@ def ablation_variants(
     control = replace(maisi, random_init=True)
     mind = replace(base, backbone=BackboneName.MIND_SSC.value)
     # the MAISI groups run on the real weights, or on the labelled random control when asked
-    ref, tag, skipped = None, "", []
-    if maisi_weights:
-        ref = maisi
-    elif random_control:
-        ref, tag = control, " [MAISI random-init control]"
+    ref, tag = _maisi_reference(maisi, control, maisi_weights, random_control)
+    skipped: list[str] = []
     default = ref or mind  # the search groups run on whatever the pipeline would use
     default_tag = tag if ref is not None else " [MIND-SSC: no MAISI weights]"
-    out = []
+    out: list[Variant] = []
     for g in groups:
         maisi_only = g in ("timestep", "ensemble", "latent")
         if ref is None and (maisi_only or g == "levels"):
@@ -84,54 +81,100 @@ def ablation_variants(
                 "or --random-control to exercise it on random weights)"
             )
         if g == "levels":
-            if ref is not None:
-                out += [
-                    Variant(g, "+".join(s) + tag, ref, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
-                    for s in _level_subsets(LEVEL_NAMES)
-                ]
-            out += [
-                Variant(g, "+".join(s) + " [MIND-SSC]", mind, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
-                for s in _level_subsets(("mind2", "mind4"))
-            ]
-        elif ref is not None and g == "timestep":
-            out += [Variant(g, f"t={t}{tag}", replace(ref, timestep=t)) for t in TIMESTEPS]
-        elif ref is not None and g == "ensemble":
-            out += [Variant(g, f"{k} draw{'s' if k > 1 else ''}{tag}", replace(ref, ensemble=k)) for k in ENSEMBLES]
-        elif ref is not None and g == "latent":
-            out += [Variant(g, f"{mode}{tag}", replace(ref, latent=mode)) for mode in ("sample", "mean")]
-        elif g == "radius":
-            out += [
-                Variant(g, ("global" if r is None else f"{r:g} mm") + default_tag, default, MatchOptions(radius_mm=r))
-                for r in RADII
-            ]
-        elif g == "refinement":
-            out += [
-                Variant(g, "on" + default_tag, default),
-                Variant(
-                    g,
-                    "off (coarse lattice argmax)" + default_tag,
-                    default,
-                    MatchOptions(radius_mm=REFERENCE_RADIUS_MM, refine_radius=0, subvoxel=False),
-                ),
-            ]
+            out += _level_variants(ref, tag, mind)
+        elif maisi_only:
+            out += _maisi_variants(g, ref, tag)
         elif g == "backbone":
-            if maisi_weights:
-                out.append(Variant(g, "MAISI (pretrained)", maisi))
-            else:
-                skipped.append("backbone: MAISI (pretrained) not run, no MAISI weights")
-            out += [Variant(g, "MIND-SSC (weight-free)", mind), Variant(g, "MAISI random-init (control)", control)]
-        elif g == "dense":
-            out += [
-                Variant(g, "dense map" + default_tag, default, MatchOptions(), "dense"),
-                Variant(
-                    g,
-                    f"dense map + argmax {DENSE_CHECK_MM:g} mm" + default_tag,
-                    default,
-                    MatchOptions(radius_mm=DENSE_CHECK_MM),
-                    "dense",
-                ),
-            ]
+            out += _backbone_variants(maisi, mind, control, maisi_weights, skipped)
+        else:
+            out += _search_variants(g, default, default_tag)
     return out, skipped
+
+
+def _maisi_reference(
+    maisi: EngineOptions, control: EngineOptions, maisi_weights: bool, random_control: bool
+) -> tuple[EngineOptions | None, str]:
+    """The engine the MAISI groups run on and the tag their rows carry: the real weights, else the random
+    control when asked (labelled in every row), else none (those groups are not run)."""
+    if maisi_weights:
+        return maisi, ""
+    if random_control:
+        return control, " [MAISI random-init control]"
+    return None, ""
+
+
+def _level_variants(ref: EngineOptions | None, tag: str, mind: EngineOptions) -> list[Variant]:
+    """The level subsets: MAISI's when it runs, MIND-SSC's two scales always."""
+    out: list[Variant] = []
+    if ref is not None:
+        out += [
+            Variant("levels", "+".join(s) + tag, ref, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
+            for s in _level_subsets(LEVEL_NAMES)
+        ]
+    out += [
+        Variant("levels", "+".join(s) + " [MIND-SSC]", mind, MatchOptions(levels=s, radius_mm=REFERENCE_RADIUS_MM))
+        for s in _level_subsets(("mind2", "mind4"))
+    ]
+    return out
+
+
+def _maisi_variants(g: str, ref: EngineOptions | None, tag: str) -> list[Variant]:
+    """The groups that change a MAISI setting (timestep, ensemble, latent); none without a MAISI engine."""
+    if ref is None:
+        return []
+    if g == "timestep":
+        return [Variant(g, f"t={t}{tag}", replace(ref, timestep=t)) for t in TIMESTEPS]
+    if g == "ensemble":
+        return [Variant(g, f"{k} draw{'s' if k > 1 else ''}{tag}", replace(ref, ensemble=k)) for k in ENSEMBLES]
+    return [Variant(g, f"{mode}{tag}", replace(ref, latent=mode)) for mode in ("sample", "mean")]
+
+
+def _backbone_variants(
+    maisi: EngineOptions, mind: EngineOptions, control: EngineOptions, maisi_weights: bool, skipped: list[str]
+) -> list[Variant]:
+    """Pretrained MAISI (when its weights are there; else a sentence in ``skipped``), MIND-SSC, and the
+    random-init control, which always runs: the same network without pretraining is the comparison."""
+    out: list[Variant] = []
+    if maisi_weights:
+        out.append(Variant("backbone", "MAISI (pretrained)", maisi))
+    else:
+        skipped.append("backbone: MAISI (pretrained) not run, no MAISI weights")
+    out += [
+        Variant("backbone", "MIND-SSC (weight-free)", mind),
+        Variant("backbone", "MAISI random-init (control)", control),
+    ]
+    return out
+
+
+def _search_variants(g: str, default: EngineOptions, default_tag: str) -> list[Variant]:
+    """The groups that change only the search (radius, refinement, dense), on the pipeline's own engine."""
+    if g == "radius":
+        return [
+            Variant(g, ("global" if r is None else f"{r:g} mm") + default_tag, default, MatchOptions(radius_mm=r))
+            for r in RADII
+        ]
+    if g == "refinement":
+        return [
+            Variant(g, "on" + default_tag, default),
+            Variant(
+                g,
+                "off (coarse lattice argmax)" + default_tag,
+                default,
+                MatchOptions(radius_mm=REFERENCE_RADIUS_MM, refine_radius=0, subvoxel=False),
+            ),
+        ]
+    if g == "dense":
+        return [
+            Variant(g, "dense map" + default_tag, default, MatchOptions(), "dense"),
+            Variant(
+                g,
+                f"dense map + argmax {DENSE_CHECK_MM:g} mm" + default_tag,
+                default,
+                MatchOptions(radius_mm=DENSE_CHECK_MM),
+                "dense",
+            ),
+        ]
+    return []
 
 
 def ablation_methods(

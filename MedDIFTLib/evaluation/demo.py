@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.geometry import Volume
 from ..data.image_io import write_volume
 from ..data.landmark_io import write_points
 from ..data.points import PointSet
@@ -25,7 +26,7 @@ from ..options import BackboneName
 from ..registration import write_field
 from ..session import EngineOptions, MatchSession
 from .metrics import format_table, summarize, tre
-from .phantom import make_pair, sample_landmarks
+from .phantom import PhantomPair, make_pair, sample_landmarks
 
 
 def run_demo(
@@ -62,11 +63,7 @@ def run_demo(
     log(f"backbone: {session.backbone_note}")
     search = f"local search within {radius_mm:g} mm of the same world point" if radius_mm else "global search"
     log(f"search: {search}")
-    t1 = time.perf_counter()
-    matched = session.match(pair.fixed, pair.moving, landmarks, prior="none", progress=progress).points
-    t_match = time.perf_counter() - t1
-    write_points(matched, out / "matched_landmarks.csv")
-    write_points(matched, out / "matched_landmarks.mrk.json")
+    matched, t_match = _match_landmarks(session, pair, landmarks, out, progress)
     label = landmarks.labels[0]
     heatmap = session.heatmap(pair.fixed, pair.moving, landmarks.points[0])
     write_volume(heatmap, out / f"heatmap_{label}.nii.gz")
@@ -90,16 +87,38 @@ def run_demo(
     (out / "tre.md").write_text(table + "\n\n" + "\n".join(_per_point(landmarks, truth, matched)) + "\n")
     (out / "summary.json").write_text(json.dumps(report, indent=2))
     if figure:
-        save_figure(
-            out / f"demo_{label}.png",
-            pair,
-            landmarks.points[0],
-            matched.points[0],
-            truth.points[0],
-            heatmap,
-            f"{label}: {method}, similarity {matched.values['similarity'][0]:.3f}",
-        )
+        _save_demo_figure(out, pair, landmarks, matched, truth, heatmap, method)
     return {**report, "table": table, "out_dir": str(out)}
+
+
+def _match_landmarks(
+    session: MatchSession, pair: PhantomPair, landmarks: PointSet, out: Path, progress
+) -> tuple[PointSet, float]:
+    """The landmarks matched by the search alone (no prior), written as CSV and markups; returns them
+    with the seconds the match took (the summary's ``match_seconds``)."""
+    t1 = time.perf_counter()
+    matched = session.match(pair.fixed, pair.moving, landmarks, prior="none", progress=progress).points
+    t_match = time.perf_counter() - t1
+    write_points(matched, out / "matched_landmarks.csv")
+    write_points(matched, out / "matched_landmarks.mrk.json")
+    return matched, t_match
+
+
+def _save_demo_figure(
+    out: Path, pair: PhantomPair, landmarks: PointSet, matched: PointSet, truth: PointSet, heatmap: Volume, method: str
+) -> None:
+    """The figure of the first landmark: where it is, its match, its true position and the heatmap."""
+    assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
+    label = landmarks.labels[0]
+    save_figure(
+        out / f"demo_{label}.png",
+        pair,
+        landmarks.points[0],
+        matched.points[0],
+        truth.points[0],
+        heatmap,
+        f"{label}: {method}, similarity {matched.values['similarity'][0]:.3f}",
+    )
 
 
 def _write_inputs(out: Path, pair, landmarks: PointSet, truth: PointSet) -> None:

@@ -190,48 +190,63 @@ class _PointIndex:
 # ---------------------------------------------------------------------------------
 
 
-def make_anatomy(seed: int = 0, lesions: int = 3, generations: int = 5) -> ThoraxAnatomy:
-    """Random vessel/airway trees and lesions inside the fixed lungs (deterministic per seed)."""
-    rng = np.random.default_rng(seed)
-    capsules: list[Capsule] = []
-    bif, bif_r = [], []
-    probe = ThoraxAnatomy([], np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)), np.zeros(0))
+def _inside_lung(probe: ThoraxAnatomy, p: np.ndarray, margin: float = 4.0) -> bool:
+    """Whether point ``p`` lies deeper than ``margin`` mm inside a lung (trees and lesions stay there)."""
+    return bool(probe.lung_depth(p[None])[0] > margin)
 
-    def inside_lung(p, margin=4.0):
-        return probe.lung_depth(p[None])[0] > margin
 
-    def grow(start, direction, length, radius, gen, kind):
+class _TreeGrower:
+    """Grows branching vessel/airway trees into shared lists, so the recursion needs few arguments."""
+
+    def __init__(self, rng: np.random.Generator, probe: ThoraxAnatomy) -> None:
+        self.rng = rng
+        self.probe = probe
+        self.capsules: list[Capsule] = []
+        self.bif: list[np.ndarray] = []
+        self.bif_r: list[float] = []
+
+    def grow(self, start: np.ndarray, direction: np.ndarray, length: float, radius: float, gen: int, kind: str) -> None:
+        """One segment, shortened until it ends inside a lung, then two random children (depth first)."""
         if gen == 0 or radius < 0.8:
             return
         d = direction / np.linalg.norm(direction)
         end = start + d * length
         tries = 0
-        while not inside_lung(end, 3.0) and tries < 6:  # shorten towards the lung
+        while not _inside_lung(self.probe, end, 3.0) and tries < 6:  # shorten towards the lung
             length *= 0.7
             end = start + d * length
             tries += 1
         if tries == 6:
             return
-        capsules.append(Capsule(start, end, radius, kind))
+        self.capsules.append(Capsule(start, end, radius, kind))
         if gen > 1 and kind == "vessel":
-            bif.append(end)
-            bif_r.append(radius)
+            self.bif.append(end)
+            self.bif_r.append(radius)
+        rng = self.rng
         for _ in range(2):
             nd = d + rng.normal(scale=0.55, size=3)
-            grow(end, nd, length * rng.uniform(0.7, 0.85), radius * rng.uniform(0.68, 0.8), gen - 1, kind)
+            self.grow(end, nd, length * rng.uniform(0.7, 0.85), radius * rng.uniform(0.68, 0.8), gen - 1, kind)
 
+
+def _grow_lung_trees(grower: _TreeGrower, generations: int) -> None:
+    """Vessel and airway trees of both lungs plus the trachea, in the fixed order of random draws."""
+    rng = grower.rng
     for side, (cx, cy, cz) in zip((1.0, -1.0), LUNG_CENTRES):
         hilum = np.array([cx - side * 30.0, cy + 5.0, cz + 5.0])
         for _ in range(3):  # three lobar vessel trees per lung
             direction = np.array([side * rng.uniform(0.3, 1.0), rng.uniform(-0.6, 0.6), rng.uniform(-1.0, 1.0)])
-            grow(hilum, direction, rng.uniform(28, 38), 4.5, generations, "vessel")
+            grower.grow(hilum, direction, rng.uniform(28, 38), 4.5, generations, "vessel")
         bronchus = np.array([cx - side * 35.0, cy - 5.0, cz + 10.0])
-        capsules.append(Capsule(np.array([0.0, 0.0, 45.0]), bronchus, 6.0, "airway"))
+        grower.capsules.append(Capsule(np.array([0.0, 0.0, 45.0]), bronchus, 6.0, "airway"))
         for _ in range(2):
             direction = np.array([side * rng.uniform(0.4, 1.0), rng.uniform(-0.5, 0.5), rng.uniform(-1.0, 0.6)])
-            grow(bronchus, direction, 30.0, 4.5, generations - 2, "airway")
-    capsules.append(Capsule(np.array([0.0, 0.0, 140.0]), np.array([0.0, 0.0, 45.0]), 8.0, "airway"))  # trachea
-    # ribs: arcs following the body wall, every 26 mm in z, open anteriorly
+            grower.grow(bronchus, direction, 30.0, 4.5, generations - 2, "airway")
+    grower.capsules.append(Capsule(np.array([0.0, 0.0, 140.0]), np.array([0.0, 0.0, 45.0]), 8.0, "airway"))  # trachea
+
+
+def _rib_capsules() -> list[Capsule]:
+    """Ribs: arcs following the body wall, every 26 mm in z, open anteriorly (no random draws)."""
+    capsules: list[Capsule] = []
     for zr in np.arange(-110.0, 130.0, 26.0):
         angles = np.linspace(np.deg2rad(-250), np.deg2rad(70), 17)
         ring = np.stack(
@@ -244,15 +259,38 @@ def make_anatomy(seed: int = 0, lesions: int = 3, generations: int = 5) -> Thora
         )
         for a, b in zip(ring[:-1], ring[1:]):
             capsules.append(Capsule(a, b, 4.0, "rib"))
+    return capsules
+
+
+def _place_lesions(
+    rng: np.random.Generator, probe: ThoraxAnatomy, lesions: int
+) -> tuple[list[np.ndarray], list[float]]:
+    """Lesion centres (alternating lungs, rejected until well inside) and radii, drawn last."""
     les: list[np.ndarray] = []
     les_r: list[float] = []
     while len(les) < lesions:
         c = np.array(LUNG_CENTRES[len(les) % 2]) + rng.uniform(-1, 1, 3) * np.array(LUNG_AXES) * 0.6
-        if inside_lung(c, 12.0):
+        if _inside_lung(probe, c, 12.0):
             les.append(c)
             les_r.append(rng.uniform(4.0, 7.0))
+    return les, les_r
+
+
+def make_anatomy(seed: int = 0, lesions: int = 3, generations: int = 5) -> ThoraxAnatomy:
+    """Random vessel/airway trees and lesions inside the fixed lungs (deterministic per seed)."""
+    rng = np.random.default_rng(seed)
+    probe = ThoraxAnatomy([], np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)), np.zeros(0))
+    grower = _TreeGrower(rng, probe)
+    _grow_lung_trees(grower, generations)
+    capsules = grower.capsules + _rib_capsules()
+    les, les_r = _place_lesions(rng, probe, lesions)
     return ThoraxAnatomy(
-        capsules, np.array(bif).reshape(-1, 3), np.array(bif_r), np.array(les).reshape(-1, 3), np.array(les_r), seed
+        capsules,
+        np.array(grower.bif).reshape(-1, 3),
+        np.array(grower.bif_r),
+        np.array(les).reshape(-1, 3),
+        np.array(les_r),
+        seed,
     )
 
 

@@ -63,7 +63,37 @@ def read_csv(path) -> PointSet:
     column is a per-point number (an empty cell is NaN).
     """
     path = Path(path)
-    text = read_text(path)
+    rows = _csv_rows(path, read_text(path))
+    head_line, header = rows[0]
+    names, coords = _csv_header(path, head_line, header)
+    special = set(coords) | {"label", "description", "locked"}
+    value_cols = [(h, j) for j, h in enumerate(names) if h not in special]
+    pts: list[list[float]] = []
+    labels: list[str] = []
+    descs: list[str] = []
+    locked: list[bool] = []
+    vals: dict[str, list[float]] = {h: [] for h, _ in value_cols}
+    for lineno, row in rows[1:]:
+        pt, label, desc, lock, row_vals = _csv_point(path, lineno, row, names, coords, value_cols, len(pts) + 1)
+        pts.append(pt)
+        labels.append(label)
+        descs.append(desc)
+        locked.append(lock)
+        for h, v in row_vals.items():
+            vals[h].append(v)
+    return PointSet(
+        np.asarray(pts).reshape(-1, 3),
+        labels,
+        vals,
+        descs,
+        locked,  # type: ignore[arg-type]  # a list of bools; PointSet.__post_init__ makes it an array
+        name=path.name,
+    )
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """The (line number, cells) rows that hold data, blank and ``#`` comment rows left out; the first
+    is the header, so a file with none is an error here."""
     rows = [
         (n, r)
         for n, r in enumerate(csv.reader(io.StringIO(text)), start=1)
@@ -71,7 +101,12 @@ def read_csv(path) -> PointSet:
     ]
     if not rows:
         raise LandmarkFormatError(f"{path}: no header row 'label,x,y,z' (only comments)")
-    head_line, header = rows[0]
+    return rows
+
+
+def _csv_header(path: Path, head_line: int, header: list[str]) -> tuple[list[str], tuple[str, str, str]]:
+    """The lower-cased column names and the coordinate columns used (``x,y,z`` or ``r,a,s``); a header
+    that is missing, repeats a column or lacks coordinates is an error naming its line."""
     names = [h.strip().lower() for h in header]
     if all(_is_number(h) for h in names):
         raise LandmarkFormatError(
@@ -88,50 +123,49 @@ def read_csv(path) -> PointSet:
             f"{path} line {head_line}: header has no column(s) {', '.join(repr(m) for m in missing)}; "
             f"expected label,x,y,z (RAS mm) plus optional value columns, got {','.join(header)!r}"
         )
-    ci = [names.index(c) for c in coords]
-    special = set(coords) | {"label", "description", "locked"}
-    value_cols = [(h, j) for j, h in enumerate(names) if h not in special]
-    vals: dict[str, list[float]]
-    pts, labels, descs, locked, vals = [], [], [], [], {h: [] for h, _ in value_cols}
-    for lineno, row in rows[1:]:
-        if len(row) != len(names):
-            raise LandmarkFormatError(
-                f"{path} line {lineno}: expected {len(names)} columns (as in the header), got {len(row)}"
-            )
-        try:
-            pts.append([float(row[j]) for j in ci])
-        except ValueError:
-            shown = ",".join(row[j] for j in ci)
-            raise LandmarkFormatError(
-                f"{path} line {lineno}: expected 3 numbers for {','.join(coords)}, got {shown!r}"
-            ) from None
-        labels.append(row[names.index("label")].strip() if "label" in names else f"F-{len(pts)}")
-        if not np.all(np.isfinite(pts[-1])):
-            shown = ",".join(row[j].strip() for j in ci)
-            raise LandmarkFormatError(
-                f"{path} line {lineno}: point {labels[-1]!r} has no finite position ({shown}); give it coordinates "
-                "or remove its row (a .mrk.json list can hold points that are not placed)"
-            )
-        descs.append(row[names.index("description")].strip() if "description" in names else "")
-        locked.append(
-            row[names.index("locked")].strip().lower() in ("1", "true", "yes") if "locked" in names else False
+    return names, coords
+
+
+def _csv_point(
+    path: Path,
+    lineno: int,
+    row: list[str],
+    names: list[str],
+    coords: tuple[str, str, str],
+    value_cols: list[tuple[str, int]],
+    number: int,
+) -> tuple[list[float], str, str, bool, dict[str, float]]:
+    """One data row as (position, label, description, locked, values); ``number`` (1-based) names a
+    point without a label. Errors are checked in the row's order and name its line."""
+    if len(row) != len(names):
+        raise LandmarkFormatError(
+            f"{path} line {lineno}: expected {len(names)} columns (as in the header), got {len(row)}"
         )
-        for h, j in value_cols:
-            cell = row[j].strip()
-            try:
-                vals[h].append(float(cell) if cell else np.nan)
-            except ValueError:
-                raise LandmarkFormatError(
-                    f"{path} line {lineno}: column {h!r} must be a number, got {cell!r}"
-                ) from None
-    return PointSet(
-        np.asarray(pts).reshape(-1, 3),
-        labels,
-        vals,
-        descs,
-        locked,  # type: ignore[arg-type]  # a list of bools; PointSet.__post_init__ makes it an array
-        name=path.name,
-    )
+    ci = [names.index(c) for c in coords]
+    try:
+        pt = [float(row[j]) for j in ci]
+    except ValueError:
+        shown = ",".join(row[j] for j in ci)
+        raise LandmarkFormatError(
+            f"{path} line {lineno}: expected 3 numbers for {','.join(coords)}, got {shown!r}"
+        ) from None
+    label = row[names.index("label")].strip() if "label" in names else f"F-{number}"
+    if not np.all(np.isfinite(pt)):
+        shown = ",".join(row[j].strip() for j in ci)
+        raise LandmarkFormatError(
+            f"{path} line {lineno}: point {label!r} has no finite position ({shown}); give it coordinates "
+            "or remove its row (a .mrk.json list can hold points that are not placed)"
+        )
+    desc = row[names.index("description")].strip() if "description" in names else ""
+    lock = row[names.index("locked")].strip().lower() in ("1", "true", "yes") if "locked" in names else False
+    values: dict[str, float] = {}
+    for h, j in value_cols:
+        cell = row[j].strip()
+        try:
+            values[h] = float(cell) if cell else np.nan
+        except ValueError:
+            raise LandmarkFormatError(f"{path} line {lineno}: column {h!r} must be a number, got {cell!r}") from None
+    return pt, label, desc, lock, values
 
 
 def _is_number(s: str) -> bool:

@@ -25,7 +25,7 @@ from ...runtime import Cancel, Progress, check_cancel, report
 from ..base import Backbone
 from ..cache import MemoryLRU
 from ..options import check_maisi_values, resolve_device  # one owner of the device and option rules
-from ..preprocess import PREPROCESS_VERSION, prepare, target_shape
+from ..preprocess import PREPROCESS_VERSION, PreparedImage, prepare, target_shape
 from ..pyramid import FeatureLevel, FeaturePyramid, level_matrix
 from .networks import (
     BODY_REGIONS,
@@ -257,6 +257,20 @@ class MaisiBackbone(Backbone):
         return out
 
     def extract(self, volume: Volume, progress: Progress | None = None, cancel: Cancel | None = None) -> FeaturePyramid:
+        prep, vae, unet, scale_factor = self._prepare_and_load(volume, progress, cancel)
+        report(progress, "vae encode", 0.0)
+        z_mu, z_sigma = self._encode(vae, prep, volume)
+        report(progress, "vae encode", 1.0)
+        check_cancel(cancel)
+        sums = self._ensemble_sums(unet, z_mu, z_sigma, scale_factor, prep, progress, cancel)
+        check_cancel(cancel)  # a cancel during the last pass stops here, before anything is cached
+        report(progress, "unet", 1.0)
+        return self._pyramid(sums, prep, volume)
+
+    def _prepare_and_load(
+        self, volume: Volume, progress: Progress | None, cancel: Cancel | None
+    ) -> tuple[PreparedImage, torch.nn.Module, torch.nn.Module, float]:
+        """The first two stages (network input, then the model), each reported and cancellable."""
         report(progress, "preprocess", 0.0)
         self.check_memory(volume)
         prep = prepare(volume, self.size_policy, self.target_spacing_mm)
@@ -266,14 +280,21 @@ class MaisiBackbone(Backbone):
         vae, unet, scale_factor = self.load()
         report(progress, "load model", 1.0)
         check_cancel(cancel)
+        return prep, vae, unet, scale_factor
 
+    def _ensemble_sums(
+        self,
+        unet: torch.nn.Module,
+        z_mu: torch.Tensor,
+        z_sigma: torch.Tensor,
+        scale_factor: float,
+        prep: PreparedImage,
+        progress: Progress | None,
+        cancel: Cancel | None,
+    ) -> dict[int, torch.Tensor]:
+        """Sum of the kept up-block outputs over the ensemble's seeded noise draws (the UNet stage)."""
         dev = self.device
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        report(progress, "vae encode", 0.0)
-        z_mu, z_sigma = self._encode(vae, prep, volume)
-        report(progress, "vae encode", 1.0)
-        check_cancel(cancel)
-
         scheduler = build_scheduler(self.config)
         t = torch.tensor([self.timestep], dtype=torch.long, device=dev)
         spacing = torch.tensor(prep.input_spacing * REGION_SCALE, dtype=torch.float32, device=dev)[None]
@@ -289,30 +310,45 @@ class MaisiBackbone(Backbone):
             noisy = scheduler.add_noise(original_samples=z * scale_factor, noise=eps_noise, timesteps=t)
 
             def run(d, _splits, noisy=noisy):
-                model = unet if d == dev else unet.to(d)
-                try:
-                    with (
-                        torch.inference_mode(),
-                        torch.autocast(d.type, dtype=torch.float16, enabled=d.type == "cuda"),
-                        UpBlockRecorder(model, keep) as rec,
-                    ):
-                        model(
-                            noisy.to(d),
-                            timesteps=t.to(d),
-                            top_region_index_tensor=top.to(d),
-                            bottom_region_index_tensor=bottom.to(d),
-                            spacing_tensor=spacing.to(d),
-                        )
-                    return {idx: out[0].float().cpu() for idx, out in rec.outputs.items()}
-                finally:
-                    if d != dev:
-                        unet.to(dev)
+                return self._unet_pass(unet, d, noisy, (t, top, bottom, spacing), keep)
 
             for idx, out in self._fallback("UNet pass", run, can_split=False).items():
                 sums[idx] = out if idx not in sums else sums[idx] + out
-        check_cancel(cancel)  # a cancel during the last pass stops here, before anything is cached
-        report(progress, "unet", 1.0)
+        return sums
 
+    def _unet_pass(
+        self,
+        unet: torch.nn.Module,
+        d: torch.device,
+        noisy: torch.Tensor,
+        cond: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        keep: tuple[int, ...],
+    ) -> dict[int, torch.Tensor]:
+        """One conditioned UNet pass on device ``d`` (moving the UNet there and back when it differs),
+        returning the recorded up-block outputs on the CPU; ``cond`` is (timesteps, top, bottom, spacing)."""
+        t, top, bottom, spacing = cond
+        dev = self.device
+        model = unet if d == dev else unet.to(d)
+        try:
+            with (
+                torch.inference_mode(),
+                torch.autocast(d.type, dtype=torch.float16, enabled=d.type == "cuda"),
+                UpBlockRecorder(model, keep) as rec,
+            ):
+                model(
+                    noisy.to(d),
+                    timesteps=t.to(d),
+                    top_region_index_tensor=top.to(d),
+                    bottom_region_index_tensor=bottom.to(d),
+                    spacing_tensor=spacing.to(d),
+                )
+            return {idx: out[0].float().cpu() for idx, out in rec.outputs.items()}
+        finally:
+            if d != dev:
+                unet.to(dev)
+
+    def _pyramid(self, sums: dict[int, torch.Tensor], prep: PreparedImage, volume: Volume) -> FeaturePyramid:
+        """Ensemble means of the kept levels with their world geometry, tagged with what made them."""
         levels = []
         for name in self.levels:
             feats = sums[LEVEL_NAMES.index(name)] / self.ensemble

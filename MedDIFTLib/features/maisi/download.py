@@ -8,6 +8,7 @@ The files land in the repository's layout under the weights folder and are verif
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -161,48 +162,71 @@ def download_weights(
         from huggingface_hub import hf_hub_download
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise WeightsError("huggingface_hub is not installed: pip install huggingface_hub") from exc
-    dest = Path(dest).expanduser() if dest else default_weights_dir()
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WeightsError(f"cannot create the weights folder {dest}: {exc}") from exc
-    import inspect
-
+    dest = _make_dest(dest)
     from huggingface_hub.utils import (
         are_progress_bars_disabled,
         disable_progress_bars,
         enable_progress_bars,
     )
 
+    kwargs, toggle = _progress_options(hf_hub_download, progress, are_progress_bars_disabled)
+    try:
+        if toggle:
+            disable_progress_bars()
+        _fetch_files(hf_hub_download, dest, token, endpoint, force, kwargs)
+    finally:
+        if toggle:
+            enable_progress_bars()
+    paths = find_weights(dest)
+    if verify:
+        _check_download(paths, cfg)
+    return paths
+
+
+def _make_dest(dest) -> Path:
+    """The weights folder (given or the default), created, with a plain error when it cannot be."""
+    dest = Path(dest).expanduser() if dest else default_weights_dir()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create the weights folder {dest}: {exc}") from exc
+    return dest
+
+
+def _progress_options(hf_hub_download, progress: bool, are_progress_bars_disabled) -> tuple[dict, bool]:
+    """Extra download arguments that silence the bars, and whether to switch the global bars off
+    instead (older huggingface_hub has no ``tqdm_class``)."""
     kwargs, toggle = {}, False
     if not progress:
         if "tqdm_class" in inspect.signature(hf_hub_download).parameters:
             kwargs["tqdm_class"] = _silent_tqdm()
         else:  # older huggingface_hub: switch its bars off for these calls only
             toggle = not are_progress_bars_disabled()
-    try:
-        if toggle:
-            disable_progress_bars()
-        for filename in (AUTOENCODER_FILE, UNET_FILE):
-            try:
-                hf_hub_download(
-                    HF_REPO_ID,
-                    filename,
-                    local_dir=dest,
-                    token=token or None,
-                    endpoint=endpoint,
-                    force_download=force,
-                    **kwargs,
-                )
-            except Exception as exc:
-                raise _explain_download_error(exc, filename, endpoint) from exc
-    finally:
-        if toggle:
-            enable_progress_bars()
-    paths = find_weights(dest)
-    if verify:
-        rep = verify_weights(paths, cfg)
-        bad = [v["error"] for v in rep.values() if not v["ok"]]
-        if bad:
-            raise WeightsError("the downloaded files do not verify: " + " | ".join(bad))
-    return paths
+    return kwargs, toggle
+
+
+def _fetch_files(
+    hf_hub_download, dest: Path, token: str | None, endpoint: str | None, force: bool, kwargs: dict
+) -> None:
+    """Download both files in order, each failure explained in one sentence."""
+    for filename in (AUTOENCODER_FILE, UNET_FILE):
+        try:
+            hf_hub_download(
+                HF_REPO_ID,
+                filename,
+                local_dir=dest,
+                token=token or None,
+                endpoint=endpoint,
+                force_download=force,
+                **kwargs,
+            )
+        except Exception as exc:
+            raise _explain_download_error(exc, filename, endpoint) from exc
+
+
+def _check_download(paths: WeightsPaths, cfg: MaisiConfig | None) -> None:
+    """Refuse downloaded files that do not verify, naming every problem."""
+    rep = verify_weights(paths, cfg)
+    bad = [v["error"] for v in rep.values() if not v["ok"]]
+    if bad:
+        raise WeightsError("the downloaded files do not verify: " + " | ".join(bad))
