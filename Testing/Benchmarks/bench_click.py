@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "Testing" / "Python" / "service"))  # server_helpers: a real TLS `meddift serve`
 
 
 def _cli(cache_dir, *args) -> float:
@@ -49,6 +50,43 @@ def _clicks(session, pair, lm, prior, n) -> np.ndarray:
         session.match(pair.fixed, pair.moving, lm.subset([i % len(lm)]), prior=prior)
         out.append(1000.0 * (time.perf_counter() - t0))
     return np.asarray(out)
+
+
+def _worker_and_server_clicks(d: Path, lm, n: int) -> dict:
+    """Wall milliseconds of one-landmark clicks with the default (dense) prior through the background
+    worker and through a real ``meddift serve`` on 127.0.0.1 (TLS), both reading the field the
+    ``meddift match`` run left in the cache ``d/m0``; the clicks alternate, so the host's load hits both
+    alike, and the first of each (loading the field) is not counted."""
+    from server_helpers import ServerProcess, make_tls, make_tokens
+
+    from MedDIFTLib.service.client import WorkerClient
+
+    cache = d / "m0"
+    env = dict(os.environ, MEDDIFT_WEIGHTS_DIR=str(d / "none"), MEDDIFT_CACHE_DIR=str(cache))
+    token_file, tokens = make_tokens(d)
+    worker = WorkerClient(env=env)
+    worker.start(timeout=120)
+    server = ServerProcess(
+        d / "srv", "--token-file", token_file, "--device", "cpu", tls=make_tls(d / "tls"), cache_dir=cache
+    )
+    clients = {"worker": worker, "server": server.client(tokens[0])}
+    times: dict = {k: [] for k in clients}
+    try:
+        for c in clients.values():
+            c.request("configure", engine={"backbone": "mind-ssc"}, matching={})
+            c.request("load_volume", name="f", path=str(d / "fixed.nii.gz"))
+            c.request("load_volume", name="m", path=str(d / "moving.nii.gz"))
+        for i in range(n + 1):
+            for key, c in clients.items():
+                t0 = time.perf_counter()
+                c.request("match", fixed="f", moving="m", points=[lm.points[i % len(lm)].tolist()], labels=["p"])
+                if i:
+                    times[key].append(1000.0 * (time.perf_counter() - t0))
+        clients["server"].stop()
+    finally:
+        worker.kill()
+        server.kill()
+    return {k: np.asarray(v) for k, v in times.items()}
 
 
 def _row(name: str, ms: np.ndarray) -> str:
@@ -106,6 +144,7 @@ def main(argv=None) -> int:
         field_ms = _clicks(session, pair, lm, None, args.clicks)
         live25 = _clicks(session.with_matching(MatchOptions(radius_mm=25.0)), pair, lm, "none", args.clicks)
         live = _clicks(session, pair, lm, "none", args.clicks)
+        wire = _worker_and_server_clicks(d, lm, args.clicks)
 
     print(
         f"demo pair {args.size}^3 at {args.spacing} mm, weight-free MIND-SSC, {os.cpu_count()} CPU(s), "
@@ -119,6 +158,11 @@ def main(argv=None) -> int:
     print(_row("field lookup (default prior)", field_ms) + "   (target p95 <= 20 ms)")
     print(_row("live point match, 25 mm window", live25))
     print(_row("live point match, global", live))
+    print(f"clicks through a process, wall time over {args.clicks} clicks (default prior: the field's lookup):")
+    print(_row("background worker (pipe)", wire["worker"]))
+    print(_row("meddift serve on 127.0.0.1 (TLS)", wire["server"]))
+    gap = np.percentile(wire["server"], 95) - np.percentile(wire["worker"], 95)
+    print(f"  server - worker, p95                   {gap:+7.1f} ms   (target <= +20 ms)")
     return 0
 
 
