@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import map_coordinates
 
-from MedDIFTLib.errors import InputError
 from MedDIFTLib.followup.worksheet_io import worksheet_csv, worksheet_html
 from MedDIFTLib.outputs import OutputSet
 
@@ -121,7 +120,7 @@ def _input_files(session: TrackingSession) -> dict:
     for node in nodes:
         storage = node.GetStorageNode() if node is not None and hasattr(node, "GetStorageNode") else None
         if storage is not None and storage.GetFileName():
-            files[f"{node.GetName()} ({storage.GetFileName()})"] = storage.GetFileName()
+            files[f"the file of {node.GetName()!r}"] = storage.GetFileName()
     return files
 
 
@@ -138,8 +137,6 @@ def export_worksheet(session: TrackingSession, csv_path, html_path=None, force: 
     targets = {"csv": Path(csv_path)}
     if html_path:
         targets["html"] = Path(html_path)
-        if targets["html"].resolve() == targets["csv"].resolve():
-            raise InputError("the CSV and the report need two different file names")
     ws = build_worksheet(session)  # refuses an empty worksheet before anything is written
     html = (
         worksheet_html(ws, f"Lesion follow-up (RECIST 1.1): {session.name}", thumbnails(session)) if html_path else ""

@@ -4,6 +4,8 @@ motion."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 SHAPE, SPACING = (40, 40, 40), (6.0, 6.0, 6.0)
@@ -13,12 +15,12 @@ def phantom_session(slicer, n_follow_ups=2, mode="baseline", offset_mm=(0.0, 0.0
     """A session whose follow-ups are the phantom's moving scan; each follow-up's matches are the true
     moving points plus ``offset_mm`` (a point match's error). Returns (session, pair, landmarks)."""
     from MedDIFTLib.data.points import PointSet
-    from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
+    from MedDIFTLib.evaluation.phantom import sample_landmarks
     from MedDIFTSceneLib.scene import add_volume_node, write_markups
     from MedDIFTSceneLib.session import TrackingSession
 
     scene = slicer.mrmlScene
-    pair = make_pair(shape=SHAPE, spacing=SPACING, seed=2)
+    pair = _pair()
     base = add_volume_node(scene, pair.fixed, "baseline")
     ups = [add_volume_node(scene, pair.moving, f"month {3 * t}") for t in range(1, n_follow_ups + 1)]
     lm = sample_landmarks(pair, n=4, seed=2)
@@ -31,6 +33,15 @@ def phantom_session(slicer, n_follow_ups=2, mode="baseline", offset_mm=(0.0, 0.0
         write_markups(node, PointSet(truth, lm.labels), locked=True)
         session.set_matched(t, node)
     return session, pair, lm
+
+
+@functools.lru_cache(maxsize=1)
+def _pair():
+    """One phantom for every test (rendering it is most of a test's time; its volumes are copied into
+    each scene, and no test changes it)."""
+    from MedDIFTLib.evaluation.phantom import make_pair
+
+    return make_pair(shape=SHAPE, spacing=SPACING, seed=2)
 
 
 def baseline_line(slicer, pair, index=0, name="L1 diameter"):
