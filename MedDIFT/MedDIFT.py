@@ -186,6 +186,7 @@ class MedDIFTWidget(
         self.removeObservers()
         self._stopLive()
         self.cleanupSessions()
+        self.worksheetPanel.cleanup()
         if self.heatmapLabels:
             self.heatmapLabels.remove()
         if self.logic:

@@ -38,6 +38,7 @@ ADJUSTED = "adjusted, not accepted"
 ACCEPTED = "accepted"
 FROM_FIELD = "carried through the dense field"
 FROM_TRANSLATION = "moved by the point match"
+ACCEPTED_COLOUR, PROPOSED_COLOUR = (1.0, 0.84, 0.0), (0.0, 0.78, 1.0)  # yellow: counts; cyan: not yet
 MOVED_TOL_MM = 1e-3  # a proposal's end point further than this from where it was placed: the reader moved it
 NON_TARGET_CHOICES = {r.value: r for r in (Response.CR, Response.NON_CR_NON_PD, Response.PD, Response.NE)}
 
@@ -177,11 +178,18 @@ def status(line) -> str:
     return NOT_REVIEWED
 
 
+def _colour(line, rgb) -> None:
+    display = line.GetDisplayNode()
+    if display is not None:
+        display.SetSelectedColor(*rgb)
+
+
 def accept_line(line) -> float:
-    """The reader accepts the line as it is now: its length counts from now on; the line is locked.
-    Returns the accepted length (mm)."""
+    """The reader accepts the line as it is now: its length counts from now on; the line is locked (and
+    drawn yellow). Returns the accepted length (mm)."""
     length = line_length(line)
     line.SetLocked(True)
+    _colour(line, ACCEPTED_COLOUR)
     line.SetAttribute(A + "status", ACCEPTED)
     line.SetAttribute(A + "acceptedLength", repr(length))
     return length
@@ -190,6 +198,7 @@ def accept_line(line) -> float:
 def reopen_line(line) -> None:
     """The reader wants to measure again: unlocked, and its length no longer counts until accepted."""
     line.SetLocked(False)
+    _colour(line, PROPOSED_COLOUR)
     line.SetAttribute(A + "status", ADJUSTED)
     line.RemoveAttribute(A + "acceptedLength")
     line.RemoveAttribute(A + "proposed")
@@ -252,6 +261,7 @@ def propose(session: TrackingSession, lesion_line, t: int, field_for: FieldFor |
     for p in points:
         line.AddControlPointWorld(*p)
     line.SetLocked(False)
+    _colour(line, PROPOSED_COLOUR)
     line.SetAttribute(A + "status", NOT_REVIEWED)
     line.SetAttribute(A + "source", how)
     line.SetAttribute(A + "proposed", " ".join(repr(float(c)) for c in line_points(line).reshape(-1)))
@@ -263,6 +273,7 @@ def _new_line(session: TrackingSession, lesion_line, t: int):
     volume = session.follow_ups[t - 1]
     name = scene.GenerateUniqueName(f"{label_of(lesion_line)} {volume.GetName()}")
     line = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", name)
+    line.CreateDefaultDisplayNodes()
     line.SetAttribute(A + "timePoint", str(t))
     while lesion_line.GetNumberOfNodeReferences(FOLLOW_UP_ROLE) < t - 1:  # placeholders keep the order
         lesion_line.AddNodeReferenceID(FOLLOW_UP_ROLE, lesion_line.GetID())

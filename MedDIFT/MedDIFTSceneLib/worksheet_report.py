@@ -25,6 +25,8 @@ from .scene import volume_from_node
 from .session import TrackingSession
 from .worksheet import (
     ACCEPTED,
+    ACCEPTED_COLOUR,
+    PROPOSED_COLOUR,
     build_worksheet,
     follow_up_line,
     label_of,
@@ -37,7 +39,7 @@ from .worksheet import (
 THUMB_PX = 128
 MIN_FOV_MM = 40.0  # a small lesion still shows its surroundings
 FOV_PER_LENGTH = 2.5  # the line spans 40% of the thumbnail
-ACCEPTED_RGB, PROPOSED_RGB = (255, 215, 0), (0, 200, 255)  # yellow: accepted; cyan: not yet accepted
+ACCEPTED_RGB, PROPOSED_RGB = (tuple(round(255 * c) for c in rgb) for rgb in (ACCEPTED_COLOUR, PROPOSED_COLOUR))
 
 
 def axial_slice(volume_node, centre, fov_mm: float, size: int = THUMB_PX) -> tuple[np.ndarray, float]:
@@ -75,7 +77,7 @@ def thumbnail_png(volume_node, ends: np.ndarray, accepted: bool, size: int = THU
     Args:
         volume_node: the time point's volume.
         ends: the line's end points (2, 3), RAS mm.
-        accepted: drawn yellow when the reader accepted it, cyan otherwise.
+        accepted: drawn yellow when the reader accepted it, cyan otherwise (as the line is in the views).
         size: pixels per side.
     """
     ends = np.asarray(ends, dtype=np.float64).reshape(2, 3)

@@ -14,6 +14,7 @@ from pathlib import Path
 import ctk
 import qt
 from slicer.i18n import tr as _
+from slicer.util import VTKObservationMixin
 
 import slicer
 from MedDIFTLib.errors import InputError
@@ -24,12 +25,17 @@ from MedDIFTSceneLib.worksheet_report import export_worksheet
 FIRST_LENGTH_COLUMN = 4  # Lesion, Kind, Organ, Lymph node, then one column per time point
 
 
-class WorksheetPanel:
+class WorksheetPanel(VTKObservationMixin):
     """The worksheet section of ``widget`` (a ``MedDIFTWidget``: its ``layout``, ``session``, ``logic``,
-    ``sessionComboBox`` and ``_log`` are used)."""
+    ``sessionComboBox`` and ``_log`` are used). The table follows the session's lines as the reader drags
+    them (redrawn once the dragging pauses). Call :meth:`cleanup` when the widget goes."""
 
     def __init__(self, widget):
+        VTKObservationMixin.__init__(self)
         self.widget = widget
+        self.refreshTimer = qt.QTimer()
+        self.refreshTimer.singleShot, self.refreshTimer.interval = True, 200
+        self.refreshTimer.connect("timeout()", self.refresh)
         self.section = ctk.ctkCollapsibleButton()
         self.section.text = _("Lesion worksheet (RECIST 1.1)")
         form = qt.QFormLayout(self.section)
@@ -217,11 +223,24 @@ class WorksheetPanel:
 
     # --- the table -------------------------------------------------------------------------------
 
+    def cleanup(self) -> None:
+        self.refreshTimer.stop()
+        self.removeObservers()
+
+    def _observe(self, lines: list, n_follow_ups: int) -> None:
+        self.removeObservers()
+        for lesion in lines:
+            follow = [ws.follow_up_line(lesion, t) for t in range(1, n_follow_ups + 1)]
+            for line in [lesion, *[x for x in follow if x is not None]]:
+                for event in (line.PointModifiedEvent, line.PointPositionDefinedEvent):
+                    self.addObserver(line, event, lambda *_args: self.refreshTimer.start())
+
     def refresh(self) -> None:
         """The table, the study chooser and the response, from the scene."""
         session = self.session
         names = ws.timepoint_names(session) if session is not None else []
         lines = ws.lesions(session) if session is not None else []
+        self._observe(lines, len(names) - 1)
         self.table.setRowCount(len(lines))
         self.table.setColumnCount(FIRST_LENGTH_COLUMN + len(names))
         self.table.setHorizontalHeaderLabels([_("Lesion"), _("Kind"), _("Organ"), _("Lymph node"), *names])

@@ -13,23 +13,30 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
+import slicer_standin
 from reading_helpers import configure, run_to_end, scene_with_pair
 
 
 def _track_two_follow_ups(w):
+    """Track from the panel with the background registration on; month 3's field is let finish, month 6's
+    is cancelled (so its line has only the point match to go by)."""
     import slicer
     from MedDIFTSceneLib.scene import add_volume_node
 
     pair, base, month3, points, _ = scene_with_pair(slicer)
     month6 = add_volume_node(slicer.mrmlScene, pair.moving, "month 6")
-    configure(w, base, month3, points)
+    configure(w, base, month3, points, dense_refine=True)
     w.trackModeComboBox.currentIndex = w.trackModeComboBox.findData("baseline")
     for node in (month3, month6):
         w.ui.movingVolumeSelector.setCurrentNode(node)
         w.addFollowUpButton.click()
     w.trackButton.click()
     run_to_end(w)
-    return pair, w.session
+    first, second = w.logic.core.registrations.items
+    assert slicer_standin.runEventLoop(lambda: first.done, timeout=300) and first.ready(), first.error
+    second.cancel()
+    return pair, w.session, first.field
 
 
 def _adjust(line, index, delta):
@@ -42,10 +49,11 @@ def test_reader_measures_once_adjusts_accepts_and_exports_from_the_panel(module_
 
     import slicer
     from MedDIFTSceneLib import worksheet as ws
+    from MedDIFTSceneLib.densefield import field_lookup
 
     w = module_widget
     panel = w.worksheetPanel
-    pair, session = _track_two_follow_ups(w)
+    pair, session, field = _track_two_follow_ups(w)
     assert [v.GetName() for v in session.volumes()] == ["fixed", "moving", "month 6"]
     # measure on the baseline: a new line, in place mode; the reader clicks the lesion's two ends
     panel.measureButton.click()
@@ -61,10 +69,18 @@ def test_reader_measures_once_adjusts_accepts_and_exports_from_the_panel(module_
     label = cells()[0]
     assert cells()[1:5] == ["target", "lung", "", f"{2 * radius:.1f} mm"]
     panel.proposeButton.click()
-    assert cells()[5:] == [f"not yet reviewed ({2 * radius:.1f} mm)"] * 2  # the same scan twice: same length
     assert not errors
+    # month 3 through its pair's dense field, month 6 (no field) moved by its point match
+    month3_line, month6_line = ws.follow_up_line(line, 1), ws.follow_up_line(line, 2)
+    np.testing.assert_allclose(ws.line_points(month3_line), field_lookup(ws.line_points(line), *field), atol=1e-9)
+    assert [x.GetAttribute("MedDIFT.worksheet.source") for x in (month3_line, month6_line)] == [
+        ws.FROM_FIELD,
+        ws.FROM_TRANSLATION,
+    ]
+    proposed = [ws.line_length(x) for x in (month3_line, month6_line)]
+    assert proposed[1] == pytest.approx(2 * radius, abs=1e-9)  # a translation keeps the length
+    assert cells()[5:] == [f"not yet reviewed ({mm:.1f} mm)" for mm in proposed]
     # the reader adjusts month 3's line and accepts it; month 6's is accepted as proposed
-    month3_line = ws.follow_up_line(line, 1)
     _adjust(month3_line, 1, [-2.0, 0.0, 0.0])
     table.setCurrentCell(0, 5)
     red = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
@@ -72,26 +88,29 @@ def test_reader_measures_once_adjusts_accepts_and_exports_from_the_panel(module_
     np.testing.assert_allclose(
         red.GetSliceNode().GetSliceToRAS().GetElement(2, 3), ws.line_points(month3_line)[:, 2].mean(), atol=1e-6
     )
-    panel.refresh()
-    assert cells()[5] == f"adjusted, not accepted ({2 * radius - 2.0:.1f} mm)"
+    adjusted = ws.line_length(month3_line)
+    # the table follows the drag (once it pauses)
+    assert slicer_standin.runEventLoop(lambda: cells()[5] == f"adjusted, not accepted ({adjusted:.1f} mm)", 5)
+    assert month3_line.GetDisplayNode().GetSelectedColor() == ws.PROPOSED_COLOUR
     table.setCurrentCell(0, 5)
     panel.acceptButton.click()
     table.setCurrentCell(0, 6)
     panel.acceptButton.click()
-    assert cells()[5:] == [f"{2 * radius - 2.0:.1f} mm", f"{2 * radius:.1f} mm"]
+    assert cells()[5:] == [f"{adjusted:.1f} mm", f"{2 * radius:.1f} mm"]
+    assert month3_line.GetDisplayNode().GetSelectedColor() == ws.ACCEPTED_COLOUR and month3_line.GetLocked()
     # a new lesion at month 6, recorded by the reader
     panel.timePointComboBox.currentIndex = 1
     panel.newLesionsComboBox.currentIndex = panel.newLesionsComboBox.findData("yes")
     assert panel.responseLabel.text.splitlines() == ["moving: SD", "month 6: PD (new lesion(s))"]
     # Propose again (as after a re-match): the reader's lines stay
     panel.proposeButton.click()
-    assert cells()[5:] == [f"{2 * radius - 2.0:.1f} mm", f"{2 * radius:.1f} mm"]
+    assert cells()[5:] == [f"{adjusted:.1f} mm", f"{2 * radius:.1f} mm"]
     qt.answerNextDialog("QFileDialog.getSaveFileName", str(tmp_path / "worksheet.csv"))
     panel.exportButton.click()
     assert not errors
     csv = (tmp_path / "worksheet.csv").read_text().splitlines()
     assert csv[1].startswith(f"{label},target,lung,") and csv[1].endswith(
-        f",no,{2 * radius:.1f},{2 * radius - 2.0:.1f},{2 * radius:.1f}"
+        f",no,{2 * radius:.1f},{adjusted:.1f},{2 * radius:.1f}"
     )
     html = (tmp_path / "worksheet.html").read_text()
     assert re.findall(r'alt="([^"]+)"', html) == [f"{label} at {tp}" for tp in ("fixed", "moving", "month 6")]
