@@ -66,7 +66,8 @@ def line_length(line) -> float:
 def lesions(session: TrackingSession) -> list:
     """The baseline lines of the session's lesions, in the order they were added."""
     node = session.node
-    return [node.GetNthNodeReference(LESION_ROLE, i) for i in range(node.GetNumberOfNodeReferences(LESION_ROLE))]
+    refs = (node.GetNthNodeReference(LESION_ROLE, i) for i in range(node.GetNumberOfNodeReferences(LESION_ROLE)))
+    return [line for line in refs if line is not None]  # a line the reader deleted is no longer a lesion
 
 
 def label_of(line) -> str:
@@ -171,11 +172,13 @@ def status(line) -> str:
     if said == ACCEPTED:
         return ACCEPTED
     placed = line.GetAttribute(A + "proposed")
-    if placed and line.GetNumberOfDefinedControlPoints() == 2:
-        where = np.array([float(c) for c in placed.split()]).reshape(2, 3)
-        if np.max(np.linalg.norm(line_points(line) - where, axis=1)) > MOVED_TOL_MM:
-            return ADJUSTED
-    return NOT_REVIEWED
+    if not placed or said == ADJUSTED:
+        return ADJUSTED  # reopened by the reader
+    if line.GetNumberOfDefinedControlPoints() != 2:
+        return ADJUSTED  # an end point removed to be placed again
+    where = np.array([float(c) for c in placed.split()]).reshape(2, 3)
+    moved = np.max(np.linalg.norm(line_points(line) - where, axis=1)) > MOVED_TOL_MM
+    return ADJUSTED if moved else NOT_REVIEWED
 
 
 def _colour(line, rgb) -> None:

@@ -61,7 +61,8 @@ class WorksheetPanel(VTKObservationMixin):
             _("Propose on follow-ups"), _("Place each lesion's line on every follow-up, where its match went")
         )
         self.acceptButton = self._button(_("Accept"), _("Accept the selected follow-up line as it is now"))
-        form.addRow(self._row(self.proposeButton, self.acceptButton))
+        self.reopenButton = self._button(_("Measure again"), _("Unlock an accepted line; it counts once accepted"))
+        form.addRow(self._row(self.proposeButton, self.acceptButton, self.reopenButton))
         self.table = qt.QTableWidget()
         form.addRow(self.table)
         self.timePointComboBox, self.newLesionsComboBox, self.nonTargetComboBox = (qt.QComboBox() for _i in range(3))
@@ -83,7 +84,8 @@ class WorksheetPanel(VTKObservationMixin):
         self.measureButton.connect("clicked(bool)", self.onMeasure)
         self.addButton.connect("clicked(bool)", self.onAddLesion)
         self.proposeButton.connect("clicked(bool)", self.onPropose)
-        self.acceptButton.connect("clicked(bool)", self.onAccept)
+        self.acceptButton.connect("clicked(bool)", lambda: self.onAccept(ws.accept_line))
+        self.reopenButton.connect("clicked(bool)", lambda: self.onAccept(ws.reopen_line))
         self.exportButton.connect("clicked(bool)", self.onExport)
         self.table.connect("currentCellChanged(int,int,int,int)", self.onCellChanged)
         self.timePointComboBox.connect("currentIndexChanged(int)", lambda _i: self._showAssessment())
@@ -161,17 +163,19 @@ class WorksheetPanel(VTKObservationMixin):
             return None
         return lines[row], col - FIRST_LENGTH_COLUMN
 
-    def onAccept(self) -> None:
+    def onAccept(self, action=ws.accept_line) -> None:
+        """Accept (or, with ``reopen_line``, measure again) the selected follow-up's line."""
         selected = self.selectedLine()
         if selected is None or selected[1] == 0:
             self._say(_("Select a follow-up's cell of a lesion to accept its line."))
             return
         line = ws.follow_up_line(*selected)
-        with slicer.util.tryWithErrorDisplay(_("Could not accept the line.")):
+        with slicer.util.tryWithErrorDisplay(_("Could not change the line.")):
             if line is None:
-                raise ValueError(_("that follow-up has no line yet: press Propose on follow-ups"))
-            length = ws.accept_line(line)
-            self._say(_("{name}: {mm:.1f} mm accepted").format(name=line.GetName(), mm=length))
+                raise InputError(_("that follow-up has no line yet: press Propose on follow-ups"))
+            length = action(line)
+            done = _("{mm:.1f} mm accepted").format(mm=length) if length is not None else _("measure again")
+            self._say(f"{line.GetName()}: {done}")
         self.refresh()
 
     def onCellChanged(self, row: int, col: int, *_previous) -> None:

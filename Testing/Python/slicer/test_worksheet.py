@@ -193,3 +193,34 @@ def test_worksheet_survives_saving_and_loading_the_scene(slicer_app, tmp_path):
     assert [ws.status(ws.follow_up_line(lines[0], t)) for t in (1, 2)] == [ws.ACCEPTED, ws.NOT_REVIEWED]
     assert ws.follow_up_line(lines[0], 1).GetLocked() and ws.follow_up_line(lines[1], 2).GetName() == "L3 month 6"
     assert "L1,target,lung" in before and 'L3,non-target,,"RAS' in before and "equivocal" in before
+
+
+def test_measuring_again_unlocks_and_stops_counting_until_accepted(slicer_app):
+    from MedDIFTSceneLib import worksheet as ws
+
+    session, pair, _lm = phantom_session(slicer_app)
+    line = baseline_line(slicer_app, pair)
+    ws.add_lesion(session, line)
+    ws.propose_all(session)
+    month3 = ws.follow_up_line(line, 1)
+    ws.accept_line(month3)
+    ws.reopen_line(month3)
+    assert ws.status(month3) == ws.ADJUSTED and not month3.GetLocked() and ws.accepted_length(line, 1) is None
+    assert ws.propose(session, line, 1)[1] == "kept: " + ws.ADJUSTED  # the reader's, even unmoved
+    month3.RemoveNthControlPoint(1)  # to place that end again
+    assert ws.status(ws.follow_up_line(line, 2)) == ws.NOT_REVIEWED
+    ws.reopen_line(ws.follow_up_line(line, 2))
+    ws.follow_up_line(line, 2).RemoveNthControlPoint(0)
+    assert ws.propose(session, line, 2)[1] == "kept: " + ws.ADJUSTED
+
+
+def test_a_deleted_baseline_line_leaves_the_worksheet(slicer_app):
+    from MedDIFTSceneLib import worksheet as ws
+
+    session, pair, _lm = phantom_session(slicer_app)
+    first, second = baseline_line(slicer_app, pair), baseline_line(slicer_app, pair, 2, "L3 diameter")
+    ws.add_lesion(session, first)
+    ws.add_lesion(session, second)
+    slicer_app.mrmlScene.RemoveNode(first)
+    assert ws.lesions(session) == [second]
+    assert [les.label for les in ws.build_worksheet(session).lesions] == ["L3"]

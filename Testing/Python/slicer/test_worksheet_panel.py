@@ -98,6 +98,12 @@ def test_reader_measures_once_adjusts_accepts_and_exports_from_the_panel(module_
     panel.acceptButton.click()
     assert cells()[5:] == [f"{adjusted:.1f} mm", f"{2 * radius:.1f} mm"]
     assert month3_line.GetDisplayNode().GetSelectedColor() == ws.ACCEPTED_COLOUR and month3_line.GetLocked()
+    # accepted by mistake: measure again (no longer counted), then accept again
+    table.setCurrentCell(0, 5)
+    panel.reopenButton.click()
+    assert cells()[5] == f"adjusted, not accepted ({adjusted:.1f} mm)" and not month3_line.GetLocked()
+    assert panel.responseLabel.text.startswith(f"moving: NE (target response not evaluable: {label} not measured")
+    panel.acceptButton.click()
     # a new lesion at month 6, recorded by the reader
     panel.timePointComboBox.currentIndex = 1
     panel.newLesionsComboBox.currentIndex = panel.newLesionsComboBox.findData("yes")
