@@ -47,8 +47,7 @@ class WorksheetPanel(VTKObservationMixin):
         self.measureButton = self._button(_("Measure on baseline"), _("Draw a new line across a lesion"))
         self.placeWidget = slicer.qSlicerMarkupsPlaceWidget()
         self.placeWidget.setMRMLScene(slicer.mrmlScene)
-        self.placeWidget.buttonsVisible = False
-        form.addRow(_("Baseline line:"), self._row(self.lineSelector, self.measureButton))
+        form.addRow(_("Baseline line:"), self._row(self.lineSelector, self.measureButton, self.placeWidget))
         self.kindComboBox = qt.QComboBox()
         for kind in ("target", "non-target"):
             self.kindComboBox.addItem(_(kind), kind)
@@ -260,7 +259,8 @@ class WorksheetPanel(VTKObservationMixin):
             self.timePointComboBox.clear()
             for name in names[1:]:
                 self.timePointComboBox.addItem(name)
-            self.timePointComboBox.currentIndex = min(max(current, 0), len(names) - 2)
+            if len(names) > 1:
+                self.timePointComboBox.currentIndex = min(max(current, 0), len(names) - 2)
         finally:
             self._showing = False
         self._showAssessment()
