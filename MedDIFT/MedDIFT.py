@@ -48,13 +48,9 @@ from MedDIFTWidgetLib.panel import HeatmapLabels, distinctDefaultVolumes  # noqa
 from MedDIFTWidgetLib.readerview import ReaderViewMixin  # noqa: E402
 from MedDIFTWidgetLib.sessions import SessionsMixin  # noqa: E402
 from MedDIFTWidgetLib.trackpanel import TrackPanelMixin  # noqa: E402
+from MedDIFTWidgetLib.worksheetpanel import WorksheetPanel  # noqa: E402
 
 DOUBLE_CLICK_S = 0.5  # a second click on Apply this soon is the end of a double click, not a Cancel
-
-
-#
-# MedDIFT
-#
 
 
 class MedDIFT(ScriptedLoadableModule):
@@ -163,6 +159,7 @@ class MedDIFTWidget(
         self.setupSessions()
         self.setupTrackPanel()
         self.setupDensePanel()
+        self.worksheetPanel = WorksheetPanel(self)  # the lesion worksheet's section, below the rest
         self.heatmapLabels = HeatmapLabels(self.ui.heatmapLabelComboBox)
         self.ui.weightsPathLineEdit.currentPath = qt.QSettings().value("MedDIFT/WeightsDir", "")
 
@@ -189,6 +186,7 @@ class MedDIFTWidget(
         self.removeObservers()
         self._stopLive()
         self.cleanupSessions()
+        self.worksheetPanel.cleanup()
         if self.heatmapLabels:
             self.heatmapLabels.remove()
         if self.logic:
