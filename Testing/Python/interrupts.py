@@ -35,17 +35,25 @@ def staged(stage: Path) -> list:
         return []
 
 
+def interrupt_when(proc, ready, timeout: float = 120.0) -> bool:
+    """SIGINT as soon as ``ready()`` is true (polled every 2 ms); False if the run ended first."""
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if ready():
+            proc.send_signal(signal.SIGINT)
+            return True
+        time.sleep(0.002)
+    return False
+
+
 def interrupt_after(proc, out: Path, files: int, timeout: float = 120.0, pattern: str = STAGE_PREFIX + "*") -> bool:
     """SIGINT once a private folder under ``out`` (``pattern``, relative to it) holds ``files`` finished
     files; False if the run ended first."""
-    end = time.time() + timeout
-    while time.time() < end and proc.poll() is None:
-        for stage in out.glob(pattern) if out.is_dir() else []:
-            if len(staged(stage)) >= files:
-                proc.send_signal(signal.SIGINT)
-                return True
-        time.sleep(0.002)
-    return False
+
+    def ready() -> bool:
+        return any(len(staged(stage)) >= files for stage in (out.glob(pattern) if out.is_dir() else []))
+
+    return interrupt_when(proc, ready, timeout)
 
 
 def names(out: Path) -> list:
