@@ -23,7 +23,7 @@ from ..data.points import PointSet
 from ..matching.priors import DEFAULT_RADIUS_MM
 from ..matching.search import MatchOptions
 from ..options import BackboneName
-from ..outputs import FolderSet
+from ..outputs import FolderSet, OutputSet
 from ..registration import write_field
 from ..session import EngineOptions, MatchSession
 from .metrics import format_table, summarize, tre
@@ -93,7 +93,7 @@ def run_demo(
 
 
 def _match_and_score(
-    files: FolderSet,
+    files: OutputSet,
     session: MatchSession,
     radius_mm,
     seed: int,
@@ -139,7 +139,7 @@ def _match_and_score(
 
 
 def _match_landmarks(
-    session: MatchSession, pair: PhantomPair, landmarks: PointSet, files: FolderSet, progress
+    session: MatchSession, pair: PhantomPair, landmarks: PointSet, files: OutputSet, progress
 ) -> tuple[PointSet, float]:
     """The landmarks matched by the search alone (no prior), written as CSV and markups; returns them
     with the seconds the match took (the summary's ``match_seconds``)."""
@@ -152,7 +152,7 @@ def _match_landmarks(
 
 
 def _save_demo_figure(
-    files: FolderSet,
+    files: OutputSet,
     pair: PhantomPair,
     landmarks: PointSet,
     matched: PointSet,
@@ -174,7 +174,7 @@ def _save_demo_figure(
     )
 
 
-def _write_inputs(files: FolderSet, pair, landmarks: PointSet, truth: PointSet) -> None:
+def _write_inputs(files: OutputSet, pair, landmarks: PointSet, truth: PointSet) -> None:
     """The pair and its landmarks as files, so that the demo can be repeated by hand."""
     write_volume(pair.fixed, files.path("fixed.nii.gz"))
     write_volume(pair.moving, files.path("moving.nii.gz"))
@@ -183,7 +183,7 @@ def _write_inputs(files: FolderSet, pair, landmarks: PointSet, truth: PointSet) 
 
 
 def _dense_row(
-    session: MatchSession, pair, landmarks: PointSet, truth: PointSet, files: FolderSet, rows: dict, progress, log
+    session: MatchSession, pair, landmarks: PointSet, truth: PointSet, files: OutputSet, rows: dict, progress, log
 ) -> dict:
     """The landmarks mapped through the dense registration: its field and points written, its TRE row added to
     ``rows``; returns the summary's dense entries."""
