@@ -336,7 +336,8 @@ class FolderSet(OutputSet):
         self.who = who
         targets = {n: folder / n for n in names}
         targets[self.mark.name] = self.mark
-        earlier = tuple(folder / n for n in self.listed(self.mark))
+        # an earlier set's files, never a folder a user has made under one of their names since
+        earlier = tuple(folder / n for n in self.listed(self.mark) if not (folder / n).is_dir())
         labels = {n: f"--out {n}" for n in targets}
         super().__init__(targets, inputs, force, members=earlier, labels=labels)
 
