@@ -16,6 +16,8 @@ one, never a mix.
   the next :class:`OutputSet` on that folder, or :func:`recover`, undoes the half-done step.
 - Clean-up removes only what this run created, recorded as it was created (:class:`Created`):
   its private folders and the folders it had to make, and those only when empty of anything else.
+- A command that fills a folder of its own (``demo``, ``evaluate``, ``ablate``) writes it as one set
+  too (:class:`FolderSet`), its mark included, which lists the set's names for the next ``force``.
 
 Every writer goes through here; a new one (the server's job files) checks its output paths with
 :func:`refuse_input_overlap` and writes through :class:`OutputSet`.
