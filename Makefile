@@ -34,7 +34,7 @@ lint: venv
 
 ## demo: the main job on a bundled phantom pair (see README)
 demo: venv
-	$(BIN)/meddift demo --out $(DEMO_OUT)
+	$(BIN)/meddift demo --out $(DEMO_OUT) --force
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -16,6 +16,8 @@ one, never a mix.
   the next :class:`OutputSet` on that folder, or :func:`recover`, undoes the half-done step.
 - Clean-up removes only what this run created, recorded as it was created (:class:`Created`):
   its private folders and the folders it had to make, and those only when empty of anything else.
+- A command that fills a folder of its own (``demo``, ``evaluate``, ``ablate``) writes it as one set
+  too (:class:`FolderSet`), its mark included, which lists the set's names for the next ``force``.
 
 Every writer goes through here; a new one (the server's job files) checks its output paths with
 :func:`refuse_input_overlap` and writes through :class:`OutputSet`.
@@ -155,31 +157,36 @@ def recover(folder) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def claim_folder(folder, who: str, inputs: dict | None = None) -> Path:
+def claim_folder(folder, who: str, inputs: dict | None = None, make: bool = True) -> Path:
     """A folder that a command fills with files of its own names (``meddift demo``, ``evaluate``):
     refused when it is an input or lies inside one, and when it holds anything that no earlier run of
     the command wrote (recognised by the mark it leaves, never by file names); made if missing, and
-    marked as the command's.
+    marked as the command's (with ``make``; :class:`FolderSet` leaves both to its commit, so that an
+    interrupted first run leaves no folder behind).
 
     Args:
         folder: the ``--out`` folder.
         who: the command (``demo``), named in the mark and the message.
         inputs: name -> path of the command's inputs.
+        make: make and mark the folder now.
     """
     folder = Path(folder)
     refuse_input_overlap({"--out": folder}, inputs or {})
     mark = folder / f".meddift-{who}"
+    recover(folder)  # a killed run's private folder is no reason to refuse the folder
     if folder.is_dir() and not mark.exists():
-        found = sorted(p.name for p in folder.iterdir())
+        # a live run's private folder is not foreign: two runs at once meet at the put-in-place instead
+        found = sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGE_PREFIX))
         if found:
             shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
             raise OutputWriteError(
                 f"--out {folder} holds files meddift {who} did not write ({shown}); it never "
                 "writes over those: choose a new or empty folder"
             )
-    Created().mkdir(folder)
-    if not mark.exists():
-        mark.write_text(f"written by meddift {who}\n")
+    if make:
+        Created().mkdir(folder)
+        if not mark.exists():
+            mark.write_text(f"written by meddift {who}\n")
     return folder
 
 
@@ -310,8 +317,71 @@ class OutputSet:
                 raise type(exc)(text) from exc
 
 
+class FolderSet(OutputSet):
+    """The files a command puts in a folder of its own (``meddift demo``, ``evaluate``) as one
+    :class:`OutputSet`: the folder's mark (``.meddift-<who>``) is a member of the set and lists its
+    names, so that a run with ``force`` replaces exactly the earlier set (an old plot this run does not
+    draw included) and nothing a user put beside it, and an interrupted first run leaves no folder.
+
+    Args:
+        folder: the ``--out`` folder.
+        who: the command (``demo``), named in the mark and the messages.
+        names: the file names this run writes (the keys of :meth:`path`).
+        inputs: name -> path of the command's inputs.
+        force: replace an earlier set; without it the folder must hold none.
+    """
+
+    def __init__(self, folder, who: str, names, inputs: dict | None = None, force: bool = False) -> None:
+        folder = Path(folder)
+        self.check(folder, who, inputs, force)
+        self.mark = folder / f".meddift-{who}"
+        self.who = who
+        targets = {n: folder / n for n in names}
+        targets[self.mark.name] = self.mark
+        # an earlier set's files, never a folder a user has made under one of their names since
+        earlier = tuple(folder / n for n in self.listed(self.mark) if not (folder / n).is_dir())
+        labels = {n: f"--out {n}" for n in targets}
+        super().__init__(targets, inputs, force, members=earlier, labels=labels)
+
+    @staticmethod
+    def check(folder, who: str, inputs: dict | None = None, force: bool = False) -> None:
+        """Before any work: the folder takes this command's set (see :func:`claim_folder`), and holds
+        no earlier set unless ``force``.
+
+        Args:
+            folder: the ``--out`` folder.
+            who: the command.
+            inputs: name -> path of the command's inputs.
+            force: an earlier set may be replaced.
+        """
+        folder = Path(folder)
+        claim_folder(folder, who, inputs, make=False)
+        if (folder / f".meddift-{who}").exists() and not force:
+            raise OutputWriteError(
+                f"output exists: {folder} holds the outputs of an earlier meddift {who}; choose another "
+                f"folder or use {opt('force')} to replace them (as a whole)"
+            )
+
+    @staticmethod
+    def listed(mark: Path) -> list:
+        """The file names an earlier run's mark lists (plain names only; none in a mark of an older
+        version, which listed nothing)."""
+        try:
+            lines = mark.read_text(encoding="utf-8").splitlines()[1:]
+        except (OSError, UnicodeDecodeError):
+            return []
+        return [n for n in lines if n and Path(n).name == n and n not in (".", "..") and n != mark.name]
+
+    def commit(self) -> dict:
+        """Write the mark listing the set's names, then put the set in place (see :meth:`OutputSet.commit`)."""
+        names = [n for n in self.written() if n != self.mark.name]
+        self.path(self.mark.name).write_text(f"written by meddift {self.who}\n" + "".join(f"{n}\n" for n in names))
+        return super().commit()
+
+
 __all__ = [
     "OutputSet",
+    "FolderSet",
     "Created",
     "claim_folder",
     "recover",

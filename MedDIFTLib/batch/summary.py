@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text_atomic
+from ..outputs import OutputSet
 
 COLUMNS = (
     "id",
@@ -115,14 +115,17 @@ def _row(pid: str, rec: dict) -> list:
 
 
 def write_summary(out: Path, pair_ids: list, result: BatchResult, header: dict) -> BatchResult:
-    """Write both files for every pair of the cohort (in cohort order)."""
+    """Write both files for every pair of the cohort (in cohort order), as one set: a run stopped
+    while they are written leaves the earlier pair of summaries or the new one, never one of each
+    (both are the run's own files, replaced by every run: the cohort CSV is refused as either name
+    before any work)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     rows = [_row(pid, result.records.get(pid, {"status": "not run"})) for pid in pair_ids]
     for r in rows:
         w.writerow([_cell(v) for v in r])
-    result.summary_csv = write_text_atomic(Path(out) / "summary.csv", buf.getvalue())
+    table = buf.getvalue()
 
     c = result.counts
     lines = ["# MedDIFT batch summary", ""]
@@ -145,7 +148,12 @@ def write_summary(out: Path, pair_ids: list, result: BatchResult, header: dict) 
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         lines.append("| " + " | ".join(_cell(v).replace("|", "/").replace("\n", " ") for v in r) + " |")
-    result.summary_md = write_text_atomic(Path(out) / "summary.md", "\n".join(lines) + "\n")
+    targets = {"csv": Path(out) / "summary.csv", "md": Path(out) / "summary.md"}
+    with OutputSet(targets, force=True) as files:
+        files.path("csv").write_text(table, encoding="utf-8")
+        files.path("md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        files.commit()
+    result.summary_csv, result.summary_md = targets["csv"], targets["md"]
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..matching.priors import DEFAULT_RADIUS_MM
-from ..outputs import claim_folder
+from ..outputs import FolderSet
 from .options import add_backbone_arguments, add_cache_arguments, engine_options
 from .progress import ProgressPrinter
 
@@ -13,7 +13,8 @@ from .progress import ProgressPrinter
 def run(args) -> int:
     from ..evaluation.demo import run_demo
 
-    claim_folder(args.out, "demo")  # a new or empty folder, or an earlier demo's: nothing foreign overwritten
+    # before any work: a new or empty folder, or an earlier demo's with --force (replaced as a whole)
+    FolderSet.check(args.out, "demo", force=args.force)
     res = run_demo(
         args.out,
         engine_options(args),
@@ -23,6 +24,7 @@ def run(args) -> int:
         progress=ProgressPrinter(),
         log=lambda msg: print(f"meddift demo: {msg}", file=sys.stderr),
         dense=not args.no_dense,
+        force=args.force,
     )
     print(res["table"])
     dense = f"; the dense registration took {res['dense_seconds']:.1f} s more" if "dense_seconds" in res else ""
@@ -55,5 +57,6 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--landmarks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an earlier demo's outputs in --out (as a whole)")
     add_cache_arguments(p)
     p.set_defaults(func=run)

@@ -7,7 +7,7 @@ import itertools
 import sys
 
 from ..errors import InputError
-from ..outputs import claim_folder
+from ..outputs import FolderSet
 from .options import add_case_arguments, add_weights_dir_argument
 
 
@@ -73,7 +73,8 @@ def run(args) -> int:
     def log(msg):
         print(msg, file=sys.stderr)
 
-    claim_folder(args.out, "evaluate", dataset_inputs(args))  # before any work: nothing foreign overwritten
+    # before any work: nothing foreign overwritten, an earlier report replaced only with --force (as a whole)
+    FolderSet.check(args.out, "evaluate", dataset_inputs(args), args.force)
     methods = resolve_methods(args.methods, log=log)
     # one line per distinct note: the MedDIFT methods (points, dense, dense + argmax) share a backbone
     notes = list(
@@ -89,7 +90,7 @@ def run(args) -> int:
             "nothing to evaluate: no cases (use the phantom suite, --learn2reg, --dirlab-4dct, "
             "--dirlab-copd or --warped-ct)"
         )
-    report = write_report(res, args.out, notes=notes)
+    report = write_report(res, args.out, notes=notes, force=args.force, inputs=dataset_inputs(args))
     print(report.read_text())
     return 0
 
@@ -110,6 +111,7 @@ def add_parser(sub) -> None:
         "identity, meddift, meddift-dense, meddift-dense-argmax, sitk-bspline, elastix, ants-syn, "
         "convexadam, unigradicon",
     )
+    p.add_argument("--force", action="store_true", help="replace an earlier report in --out (as a whole)")
     add_case_arguments(p)
     p.set_defaults(func=run)
 
@@ -123,7 +125,8 @@ def run_ablation(args) -> int:
     def log(msg):
         print(msg, file=sys.stderr)
 
-    claim_folder(args.out, "ablate", dataset_inputs(args))  # before any work: nothing foreign overwritten
+    # before any work: nothing foreign overwritten, an earlier report replaced only with --force (as a whole)
+    FolderSet.check(args.out, "ablate", dataset_inputs(args), args.force)
     try:
         find_weights(args.weights_dir)
         have_weights = True
@@ -147,7 +150,15 @@ def run_ablation(args) -> int:
     res = evaluate(cases_from_args(args), ablation_methods(variants), log=log)
     if not res.rows:
         raise InputError("nothing to evaluate: no cases")
-    report = write_report(res, args.out, title="MedDIFT ablations", notes=notes)
+    report = write_report(
+        res,
+        args.out,
+        title="MedDIFT ablations",
+        notes=notes,
+        force=args.force,
+        who="ablate",
+        inputs=dataset_inputs(args),
+    )
     print(report.read_text())
     return 0
 
@@ -169,5 +180,6 @@ def add_ablation_parser(sub) -> None:
         help="without MAISI weights, run the MAISI groups on a randomly initialised MAISI (a labelled control)",
     )
     add_weights_dir_argument(p)
+    p.add_argument("--force", action="store_true", help="replace an earlier report in --out (as a whole)")
     add_case_arguments(p)
     p.set_defaults(func=run_ablation, seeds="0")

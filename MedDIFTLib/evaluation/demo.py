@@ -23,10 +23,29 @@ from ..data.points import PointSet
 from ..matching.priors import DEFAULT_RADIUS_MM
 from ..matching.search import MatchOptions
 from ..options import BackboneName
+from ..outputs import FolderSet, OutputSet
 from ..registration import write_field
 from ..session import EngineOptions, MatchSession
 from .metrics import format_table, summarize, tre
 from .phantom import PhantomPair, make_pair, sample_landmarks
+
+
+def demo_names(label: str, figure: bool = True, dense: bool = True) -> list:
+    """The files of the demo's set, ``label`` being the first landmark's (its heatmap and figure)."""
+    names = [
+        "fixed.nii.gz",
+        "moving.nii.gz",
+        "fixed_landmarks.csv",
+        "true_moving_landmarks.csv",
+        "matched_landmarks.csv",
+        "matched_landmarks.mrk.json",
+        f"heatmap_{label}.nii.gz",
+        "tre.md",
+        "summary.json",
+    ]
+    names += [f"demo_{label}.png"] if figure else []
+    names += ["field.nii.gz", "dense_matched_landmarks.csv", "dense_matched_landmarks.mrk.json"] if dense else []
+    return names
 
 
 def run_demo(
@@ -41,39 +60,68 @@ def run_demo(
     figure: bool = True,
     log=None,
     dense: bool = True,
+    force: bool = False,
 ) -> dict:
     """Run the demo into ``out_dir``; returns the summary (also written to ``summary.json``) with the
     TRE table as ``table``. ``log(message)`` receives a line per step.
 
     With ``dense`` the same landmarks are also matched through the dense registration of the
     pair (``--prior dense``, the most accurate mode on the phantom suite), a row of its own,
-    with its displacement field (``field.nii.gz``) and its points (``dense_matched_landmarks.*``)."""
+    with its displacement field (``field.nii.gz``) and its points (``dense_matched_landmarks.*``).
+
+    The files are one set (:class:`~MedDIFTLib.outputs.FolderSet`): built aside and put in place
+    together at the end, so that an interrupted demo leaves the earlier complete set or none; an
+    earlier set is replaced only with ``force``, as a whole."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    FolderSet.check(out, "demo", force=force)  # before any work
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     pair = make_pair(shape=shape, spacing=spacing, seed=seed)
     landmarks = sample_landmarks(pair, n=n_landmarks, seed=seed)
     assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     truth = PointSet(pair.true_moving_points(landmarks.points), list(landmarks.labels), name="true positions")
-    _write_inputs(out, pair, landmarks, truth)
-    log(f"phantom pair {shape} at {spacing} mm, {len(landmarks)} landmarks ({time.perf_counter() - t0:.1f} s)")
+    with FolderSet(out, "demo", demo_names(landmarks.labels[0], figure, dense), force=force) as files:
+        _write_inputs(files, pair, landmarks, truth)
+        log(f"phantom pair {shape} at {spacing} mm, {len(landmarks)} landmarks ({time.perf_counter() - t0:.1f} s)")
+        session = MatchSession(engine or EngineOptions(), MatchOptions(radius_mm=radius_mm))
+        report, table = _match_and_score(
+            files, session, radius_mm, seed, pair, landmarks, truth, progress, log, dense, figure
+        )
+        files.path("summary.json").write_text(json.dumps(report, indent=2))
+        files.commit()
+    return {**report, "table": table, "out_dir": str(out)}
 
-    session = MatchSession(engine or EngineOptions(), MatchOptions(radius_mm=radius_mm))
+
+def _match_and_score(
+    files: OutputSet,
+    session: MatchSession,
+    radius_mm,
+    seed: int,
+    pair: PhantomPair,
+    landmarks: PointSet,
+    truth: PointSet,
+    progress,
+    log,
+    dense: bool,
+    figure: bool,
+) -> tuple[dict, str]:
+    """The demo's work into ``files`` (its private copies): the match, the heatmap, the dense row,
+    ``tre.md`` and the figure; returns the summary and the TRE table."""
     log(f"backbone: {session.backbone_note}")
     search = f"local search within {radius_mm:g} mm of the same world point" if radius_mm else "global search"
     log(f"search: {search}")
-    matched, t_match = _match_landmarks(session, pair, landmarks, out, progress)
+    matched, t_match = _match_landmarks(session, pair, landmarks, files, progress)
+    assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     label = landmarks.labels[0]
     heatmap = session.heatmap(pair.fixed, pair.moving, landmarks.points[0])
-    write_volume(heatmap, out / f"heatmap_{label}.nii.gz")
+    write_volume(heatmap, files.path(f"heatmap_{label}.nii.gz"))
 
     e_before = tre(landmarks.points, truth.points)
     method = (
         "MedDIFT (MAISI features)" if session.backbone.name == BackboneName.MAISI else "MIND-SSC features (weight-free)"
     )
     rows = {"identity (before)": summarize(e_before), method: summarize(tre(matched.points, truth.points))}
-    dense_report = _dense_row(session, pair, landmarks, truth, out, rows, progress, log) if dense else {}
+    dense_report = _dense_row(session, pair, landmarks, truth, files, rows, progress, log) if dense else {}
     table = format_table(rows, f"TRE in mm on the phantom pair (seed {seed}, {len(landmarks)} landmarks)")
     report = {
         "backbone": session.backbone.name,
@@ -84,34 +132,39 @@ def run_demo(
         "tre_after": rows[method],
         **dense_report,
     }
-    (out / "tre.md").write_text(table + "\n\n" + "\n".join(_per_point(landmarks, truth, matched)) + "\n")
-    (out / "summary.json").write_text(json.dumps(report, indent=2))
+    files.path("tre.md").write_text(table + "\n\n" + "\n".join(_per_point(landmarks, truth, matched)) + "\n")
     if figure:
-        _save_demo_figure(out, pair, landmarks, matched, truth, heatmap, method)
-    return {**report, "table": table, "out_dir": str(out)}
+        _save_demo_figure(files, pair, landmarks, matched, truth, heatmap, method)
+    return report, table
 
 
 def _match_landmarks(
-    session: MatchSession, pair: PhantomPair, landmarks: PointSet, out: Path, progress
+    session: MatchSession, pair: PhantomPair, landmarks: PointSet, files: OutputSet, progress
 ) -> tuple[PointSet, float]:
     """The landmarks matched by the search alone (no prior), written as CSV and markups; returns them
     with the seconds the match took (the summary's ``match_seconds``)."""
     t1 = time.perf_counter()
     matched = session.match(pair.fixed, pair.moving, landmarks, prior="none", progress=progress).points
     t_match = time.perf_counter() - t1
-    write_points(matched, out / "matched_landmarks.csv")
-    write_points(matched, out / "matched_landmarks.mrk.json")
+    write_points(matched, files.path("matched_landmarks.csv"))
+    write_points(matched, files.path("matched_landmarks.mrk.json"))
     return matched, t_match
 
 
 def _save_demo_figure(
-    out: Path, pair: PhantomPair, landmarks: PointSet, matched: PointSet, truth: PointSet, heatmap: Volume, method: str
+    files: OutputSet,
+    pair: PhantomPair,
+    landmarks: PointSet,
+    matched: PointSet,
+    truth: PointSet,
+    heatmap: Volume,
+    method: str,
 ) -> None:
     """The figure of the first landmark: where it is, its match, its true position and the heatmap."""
     assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     label = landmarks.labels[0]
     save_figure(
-        out / f"demo_{label}.png",
+        files.path(f"demo_{label}.png"),
         pair,
         landmarks.points[0],
         matched.points[0],
@@ -121,16 +174,16 @@ def _save_demo_figure(
     )
 
 
-def _write_inputs(out: Path, pair, landmarks: PointSet, truth: PointSet) -> None:
+def _write_inputs(files: OutputSet, pair, landmarks: PointSet, truth: PointSet) -> None:
     """The pair and its landmarks as files, so that the demo can be repeated by hand."""
-    write_volume(pair.fixed, out / "fixed.nii.gz")
-    write_volume(pair.moving, out / "moving.nii.gz")
-    write_points(landmarks, out / "fixed_landmarks.csv")
-    write_points(truth, out / "true_moving_landmarks.csv")
+    write_volume(pair.fixed, files.path("fixed.nii.gz"))
+    write_volume(pair.moving, files.path("moving.nii.gz"))
+    write_points(landmarks, files.path("fixed_landmarks.csv"))
+    write_points(truth, files.path("true_moving_landmarks.csv"))
 
 
 def _dense_row(
-    session: MatchSession, pair, landmarks: PointSet, truth: PointSet, out: Path, rows: dict, progress, log
+    session: MatchSession, pair, landmarks: PointSet, truth: PointSet, files: OutputSet, rows: dict, progress, log
 ) -> dict:
     """The landmarks mapped through the dense registration: its field and points written, its TRE row added to
     ``rows``; returns the summary's dense entries."""
@@ -138,9 +191,9 @@ def _dense_row(
     field = session.register(pair.fixed, pair.moving, progress=progress)  # features already cached
     assert landmarks.labels is not None  # PointSet.__post_init__ sets the labels
     dense_pts = PointSet(field.map_points(landmarks.points), list(landmarks.labels), name="dense matches")
-    write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, out / "field.nii.gz")
-    write_points(dense_pts, out / "dense_matched_landmarks.csv")
-    write_points(dense_pts, out / "dense_matched_landmarks.mrk.json")
+    write_field(field.displacement_on(pair.fixed.grid), pair.fixed.grid, files.path("field.nii.gz"))
+    write_points(dense_pts, files.path("dense_matched_landmarks.csv"))
+    write_points(dense_pts, files.path("dense_matched_landmarks.mrk.json"))
     dense_method = (
         "MedDIFT dense (MAISI features)"
         if session.backbone.name == BackboneName.MAISI

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, write_text_atomic
+from ..outputs import FolderSet
 from .cases import Case
 from .methods import Method
 from .metrics import format_table, summarize, tre
@@ -173,25 +173,52 @@ def report_markdown(res: Results, title: str = "MedDIFT evaluation", notes=()) -
     return "\n".join(lines)
 
 
-def write_report(res: Results, out_dir, title: str = "MedDIFT evaluation", notes=()) -> Path:
-    """``report.md``, ``landmarks.csv`` (one row per landmark and method) and two plots per dataset."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def report_names(res: Results) -> list:
+    """The files of the report's set: ``landmarks.csv``, two plots per dataset, ``report.md``."""
+    plots = [f"{d}_{kind}.png" for d in res.datasets() for kind in ("tre_box", "tre_vs_initial")]
+    return ["landmarks.csv", *plots, "report.md"]
+
+
+def write_report(
+    res: Results,
+    out_dir,
+    title: str = "MedDIFT evaluation",
+    notes=(),
+    force: bool = False,
+    who: str = "evaluate",
+    inputs: dict | None = None,
+) -> Path:
+    """``report.md``, ``landmarks.csv`` (one row per landmark and method) and two plots per dataset, as
+    one set (:class:`~MedDIFTLib.outputs.FolderSet`): put in place together, so that an interrupted
+    report leaves the earlier complete one or none; an earlier report is replaced only with ``force``,
+    as a whole (its plots of datasets not evaluated now included).
+
+    Args:
+        res: the evaluation's results.
+        out_dir: the ``--out`` folder (new, empty, or an earlier report of ``who``).
+        title: the report's heading.
+        notes: lines listed under the heading.
+        force: replace an earlier report.
+        who: the command (``evaluate``, ``ablate``), named in the folder's mark and in messages.
+        inputs: name -> path of the evaluation's datasets (no output goes among them).
+    """
     buf = io.StringIO()
     w = csv.DictWriter(
         buf, fieldnames=["dataset", "case", "method", "label", "tre_mm", "initial_mm"], lineterminator="\n"
     )
     w.writeheader()
     w.writerows(res.rows)
-    write_text_atomic(out / "landmarks.csv", buf.getvalue())
-    for dataset in res.datasets():
-        _plots(res, dataset, out)
-    report = out / "report.md"
-    write_text_atomic(report, report_markdown(res, title, notes))
-    return report
+    with FolderSet(out_dir, who, report_names(res), inputs, force) as files:
+        files.path("landmarks.csv").write_text(buf.getvalue())
+        for dataset in res.datasets():
+            _plots(res, dataset, files.path)
+        files.path("report.md").write_text(report_markdown(res, title, notes))
+        written = files.commit()
+    return written["report.md"]
 
 
-def _plots(res: Results, dataset: str, out: Path) -> None:
+def _plots(res: Results, dataset: str, place) -> None:
+    """The dataset's two plots, each written to ``place(name)``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,7 +232,7 @@ def _plots(res: Results, dataset: str, out: Path) -> None:
     ax.set_ylabel("TRE (mm)")
     ax.set_title(f"{dataset}: TRE per landmark")
     fig.tight_layout()
-    _save(fig, out / f"{dataset}_tre_box.png")
+    _save(fig, place(f"{dataset}_tre_box.png"))
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for m in methods:
         rows = [r for r in res.rows if r["dataset"] == dataset and r["method"] == m]
@@ -215,12 +242,11 @@ def _plots(res: Results, dataset: str, out: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"{dataset}: TRE against initial displacement")
     fig.tight_layout()
-    _save(fig, out / f"{dataset}_tre_vs_initial.png")
+    _save(fig, place(f"{dataset}_tre_vs_initial.png"))
 
 
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    fig.savefig(path, dpi=90, format="png")
     plt.close(fig)

@@ -131,7 +131,10 @@ def sweep_stale_sessions(work_dir: Path) -> int:
 
 
 def expire_results(folder: Path, retention_s: float, now: float | None = None) -> list[str]:
-    """Delete the job result files in a session folder written more than ``retention_s`` seconds ago.
+    """Delete the job result sets in a session folder written more than ``retention_s`` seconds ago: a
+    job's files (one random part in their names, see :func:`~MedDIFTLib.service.server_ops.job_outputs`)
+    go together, once the newest of them is past the retention, so that a client never finds a field
+    without the warped scan and inverse written with it.
 
     Args:
         folder: a session's folder.
@@ -144,14 +147,21 @@ def expire_results(folder: Path, retention_s: float, now: float | None = None) -
     if retention_s <= 0 or not Path(folder).is_dir():
         return []
     now = time.time() if now is None else now
-    gone = []
+    sets: dict[str, list[tuple[Path, float]]] = {}
     for path in Path(folder).iterdir():
+        found = FILE_NAME.match(path.name)
         try:
-            if FILE_NAME.match(path.name) and now - path.stat().st_mtime > retention_s:
-                path.unlink()
-                gone.append(path.name)
+            if found:
+                sets.setdefault(found.group(2), []).append((path, path.stat().st_mtime))
         except FileNotFoundError:  # downloaded and deleted by its client meanwhile
             continue
+    gone = []
+    for members in sets.values():
+        if now - max(mtime for _, mtime in members) <= retention_s:
+            continue
+        for path, _ in members:
+            path.unlink(missing_ok=True)
+            gone.append(path.name)
     return gone
 
 

@@ -50,7 +50,8 @@ JOB_FILES: dict[str, list[tuple[str, str | None, str]]] = {
     "register": [("path", None, "field"), ("warped", "warped", "warped"), ("inverse", "inverse", "inverse")],
 }
 """The files each operation writes: the worker's request key, where the server puts a path of its own."""
-FILE_NAME = re.compile(r"^(heatmap|field|warped|inverse)-[0-9a-f]{12}\.nrrd$")
+FILE_NAME = re.compile(r"^(heatmap|field|warped|inverse)-([0-9a-f]{12})\.nrrd$")
+"""A job result file: its kind, and the random part it shares with the other files of its job."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HU_OFFSET_MAX = 100000.0
 """The largest HU offset accepted (in magnitude): a CT's rescale intercept is -1024 or -32768 at most."""
@@ -58,12 +59,16 @@ HU_OFFSET_MAX = 100000.0
 
 def job_outputs(op: str, msg: dict, folder: Path) -> dict:
     """The worker's request with the paths of the files it writes: in ``folder``, named by the server
-    (a flag of the client's request becomes that file's path; a false flag is dropped)."""
+    (a flag of the client's request becomes that file's path; a false flag is dropped). A job's files
+    share one random part (``field-<id>.nrrd``, ``warped-<id>.nrrd``): they are one set, written
+    together by the worker (:class:`~MedDIFTLib.outputs.OutputSet`) and kept or expired together
+    (:func:`~MedDIFTLib.service.server_files.expire_results`)."""
     msg = dict(msg)
+    job = secrets.token_hex(6)
     for key, flag, prefix in JOB_FILES.get(op, []):
         wanted = True if flag is None else msg.pop(flag, None) is True
         if wanted:
-            msg["out" if key == "path" else key] = str(folder / f"{prefix}-{secrets.token_hex(6)}.nrrd")
+            msg["out" if key == "path" else key] = str(folder / f"{prefix}-{job}.nrrd")
     return msg
 
 

@@ -4,7 +4,8 @@ mechanism under it (:class:`MedDIFTLib.outputs.OutputSet`) undoes a half-done st
 
 The register runs are real subprocesses on a small phantom pair (40^3 at 6 mm, MIND-SSC). SIGINT is
 sent when the private folder holds k finished files (k = 0, 1, 2: while the field is written, after
-it, after the inverse), found by polling the folder, so each run is interrupted at another write.
+it, after the inverse), found by polling the folder (``Testing/Python/interrupts.py``, the one mechanism
+the SIGINT tests share), so each run is interrupted at another write.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from interrupts import interrupt_after  # Testing/Python, on sys.path by conftest
 from MedDIFTLib.data.image_io import read_volume, write_volume
 from MedDIFTLib.data.landmark_io import write_points
 from MedDIFTLib.data.points import PointSet
@@ -63,23 +65,6 @@ def _register(pair, out, *extra):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _interrupt_after(proc, out: Path, files: int, timeout: float = 120.0) -> bool:
-    """SIGINT once the private folder holds ``files`` finished files; False if the run ended first."""
-    end = time.time() + timeout
-    while time.time() < end and proc.poll() is None:
-        for stage in out.glob(STAGE_PREFIX + "*") if out.is_dir() else []:
-            done = (
-                [p for p in stage.iterdir() if not p.name.startswith(".") and p.name != "owner"]
-                if stage.is_dir()
-                else []
-            )
-            if len(done) >= files:
-                proc.send_signal(signal.SIGINT)
-                return True
-        time.sleep(0.002)
-    return False
-
-
 def _names(out: Path) -> list:
     return sorted(p.name for p in out.iterdir()) if out.exists() else []
 
@@ -99,7 +84,7 @@ def _inverse_error_mm(out: Path, fixed) -> float:
 def test_register_interrupted_while_writing_leaves_nothing(pair, tmp_path, files):
     out = tmp_path / "reg"
     proc = _register(pair, out)
-    assert _interrupt_after(proc, out, files)  # the warped scan and the figure, still to come, take far longer
+    assert interrupt_after(proc, out, files)  # the warped scan and the figure, still to come, take far longer
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert _names(out) == []  # no field alone, no private folder; the folder it made is gone too
@@ -115,7 +100,7 @@ def test_force_over_a_complete_set_interrupted_keeps_the_old_set_and_its_inverse
     fixed = read_volume(pair / "fixed.nii.gz")
     assert _inverse_error_mm(out, fixed) < 0.5  # the inverse is sampled on the moving grid: sub-voxel (6 mm)
     proc = _register(pair, out, "--force", "--smoothness", "2.0", "--search", "18")  # another field
-    assert _interrupt_after(proc, out, files)
+    assert interrupt_after(proc, out, files)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert {name: (out / name).read_bytes() for name in _names(out)} == old  # the earlier set, byte for byte
@@ -218,7 +203,7 @@ def test_match_interrupted_between_its_points_and_its_heatmap_leaves_neither(pai
         "20",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _interrupt_after(proc, out, 1)  # the points are in the private folder; the heatmap is not
+    assert interrupt_after(proc, out, 1)  # the points are in the private folder; the heatmap is not
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert _names(out) == []  # the folder was there before: it stays, empty

@@ -1,7 +1,10 @@
 """Every writer, given an output path that is one of its inputs (the same file, through another
 spelling, or a folder the inputs are in), refuses before any work and leaves the input as it was,
-even when replacing is allowed: ``meddift match``, ``register``, ``demo``, ``evaluate``, and the
-worker's ``register`` and ``heatmap``. (``meddift batch``: ``Testing/Python/batch/test_batch_outputs.py``.)
+even when replacing is allowed: ``meddift match``, ``register``, ``demo``, ``evaluate``, ``ablate``,
+``batch``, ``recist``, and the worker's ``register`` and ``heatmap`` (``meddift batch``'s pairs:
+``Testing/Python/batch/test_batch_outputs.py``). A command with ``--out`` that is missing from
+:data:`CASES` or from :data:`SIGINT_TESTS` fails :func:`test_every_command_that_writes_is_in_the_class_tables`,
+so that a new writer inherits both rules.
 """
 
 from __future__ import annotations
@@ -75,11 +78,33 @@ CASES = {
         ["register", "reg/field.nii.gz", "m.nii.gz", "--out", "reg", "--force"],
         "is the fixed volume",
     ),
-    "demo --out holds a user's files": (["demo", "--out", "."], "holds files meddift demo did not write"),
+    "demo --out holds a user's files": (["demo", "--out", ".", "--force"], "holds files meddift demo did not write"),
     "evaluate --out inside a dataset": (
-        ["evaluate", "--no-phantom", "--learn2reg", ".", "--out", "results"],
+        ["evaluate", "--no-phantom", "--learn2reg", ".", "--out", "results", "--force"],
         "lies inside --learn2reg",
     ),
+    "ablate --out inside a dataset": (
+        ["ablate", "--no-phantom", "--learn2reg", ".", "--out", "results", "--force"],
+        "lies inside --learn2reg",
+    ),
+    "batch --out holds the cohort file as its summary": (
+        ["batch", "summary.csv", "--out", ".", "--mode", "points"],
+        "is the cohort file",
+    ),
+    "recist --out is the lengths file": (
+        ["recist", "summary.csv", "--out", "./summary.csv", "--force"],
+        "is the lengths file",
+    ),
+}
+SIGINT_TESTS = {
+    # command -> where it is sent SIGINT at its writes through the real CLI (or why it needs no test of its own)
+    "match": "cli/test_output_sets.py",
+    "register": "cli/test_output_sets.py",
+    "demo": "cli/test_folder_sets_under_sigint.py",
+    "evaluate": "cli/test_folder_sets_under_sigint.py",
+    "ablate": "evaluate's writer: evaluation/harness.py write_report, one FolderSet",
+    "batch": "batch/test_batch_sigint.py",
+    "recist": "NOT a set yet: followup/worksheet_io.py writes --out and --html one after the other",
 }
 
 
@@ -91,6 +116,10 @@ def test_a_cli_writer_refuses_an_input_as_output_even_with_force(files, case):
     os.link(files / "f.nii.gz", files / "reg" / "field.nii.gz")  # the fixed scan, reached by another name
     labels = [ln.split(",")[0] for ln in (files / "p.csv").read_text().splitlines()[1:]]
     args = [labels[0] if a == "P0" else a for a in args]
+    if args[0] == "batch":
+        pytest.importorskip("ray", reason="Ray is not installed (pip install 'meddift[cluster]')")
+    # a cohort (batch) or lengths file (recist) that lies where the command writes its summary
+    (files / "summary.csv").write_text("id,fixed,moving,points\na,f.nii.gz,m.nii.gz,p.csv\n")
     before = _snapshot(files)
     rc, err = meddift(files, *args)
     assert rc == 2 and expected in err, err
@@ -153,3 +182,21 @@ def test_a_command_filling_a_folder_takes_only_a_new_empty_or_its_own_folder(tmp
     with pytest.raises(OutputWriteError, match=r"holds files meddift demo did not write \(summary\.json\)"):
         claim_folder(tmp_path / "mine", "demo")
     assert (tmp_path / "mine" / "summary.json").read_text() == "a user's file"
+
+
+def test_every_command_that_writes_is_in_the_class_tables():
+    """Each subcommand with ``--out`` has a case in :data:`CASES` (an input as its output) and an entry in
+    :data:`SIGINT_TESTS` naming its SIGINT test, which exists and runs that command."""
+    import argparse
+
+    from MedDIFTLib.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    writers = {n for n, p in sub.choices.items() if "--out" in {o for a in p._actions for o in a.option_strings}}
+    assert writers == {args[0] for args, _ in CASES.values()}
+    assert writers == set(SIGINT_TESTS)
+    tests = REPO / "Testing" / "Python"
+    for command, where in SIGINT_TESTS.items():
+        if where.endswith(".py"):
+            text = (tests / where).read_text()
+            assert f'"{command}"' in text and "SIGINT" in text, (command, where)

@@ -6,6 +6,7 @@ path), isolated between tokens, cancellable, refused early when malformed; and t
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -14,11 +15,15 @@ pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn, httpx
 
 from server_helpers import ENGINE, ServerProcess, phantom_files, wait_until  # noqa: E402
 
+from interrupts import staged  # noqa: E402  (Testing/Python, on sys.path)
 from MedDIFTLib.cli import main  # noqa: E402
 from MedDIFTLib.data.image_io import read_volume  # noqa: E402
 from MedDIFTLib.data.landmark_io import read_points  # noqa: E402
 from MedDIFTLib.errors import CancelledError  # noqa: E402
+from MedDIFTLib.outputs import STAGE_PREFIX  # noqa: E402
 from MedDIFTLib.service.client import WorkerClient, WorkerError  # noqa: E402
+from MedDIFTLib.service.server_files import expire_results  # noqa: E402
+from MedDIFTLib.service.server_ops import FILE_NAME  # noqa: E402
 
 SLOW = {"iterations": 100000}  # a registration that runs until it is cancelled (minutes on this machine)
 
@@ -228,3 +233,72 @@ def read_volume_vectors(path):
     import SimpleITK as sitk
 
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path), sitk.sitkVectorFloat64))
+
+
+def _job_sets(folder):
+    """The job result files in a session folder, by the random part a job's files share."""
+    sets: dict = {}
+    for p in folder.iterdir() if folder.is_dir() else []:
+        found = FILE_NAME.match(p.name)
+        if found:
+            sets.setdefault(found.group(2), set()).add(found.group(1))
+    return sets
+
+
+def test_a_register_jobs_files_appear_together_under_one_name_and_belong_together(server, files, tmp_path):
+    """The worker writes the job's field, inverse and warped scan as one set in the session's folder:
+    polled every 2 ms while the job runs, the folder shows none of them or all three, never a part
+    (a client listing or downloading them meanwhile finds no half set); the inverse undoes the field."""
+    c = _loaded(server.client(files["tokens"][0]), files)
+    sid = c.session
+    folder = server.folder / "work" / "sessions" / sid
+    job = c._call(
+        "POST",
+        f"/v1/sessions/{sid}/jobs",
+        {"op": "register", "fixed": "f", "moving": "m", "warped": True, "inverse": True},
+    )
+    seen, staged_while_hidden = [], False
+    state = "queued"
+    while state in ("queued", "running"):
+        sets = _job_sets(folder)
+        seen.append(sorted(map(sorted, sets.values())))
+        staged_while_hidden |= not sets and any(staged(s) for s in folder.glob(f"{STAGE_PREFIX}*"))
+        state = c._call("GET", f"/v1/sessions/{sid}/jobs/{job['job']}")["state"]
+        time.sleep(0.002)
+    assert state == "done"
+    assert all(kinds in ([], [["field", "inverse", "warped"]]) for kinds in seen), seen
+    assert staged_while_hidden  # the poll saw the set being built aside, not only before and after
+    result = c._call("GET", f"/v1/sessions/{sid}/jobs/{job['job']}")["result"]
+    names = [result["file"], result["warped_file"], result["inverse_file"]]
+    assert len({FILE_NAME.match(n).group(2) for n in names}) == 1  # one job, one set, one name
+    with server.http(files["tokens"][0]) as http:
+        for n in names:
+            r = http.get(f"/v1/sessions/{sid}/files/{n}")
+            assert r.status_code == 200
+            (tmp_path / n).write_bytes(r.content)
+    lm = files["lm"].points
+    there = _mapped(tmp_path / result["file"], lm)
+    back = _mapped(tmp_path / result["inverse_file"], there)
+    # the inverse is sampled on the moving grid (5 mm voxels): it undoes the field to well under a voxel
+    assert np.max(np.linalg.norm(back - lm, axis=1)) < 1.0
+    c.stop()
+
+
+def test_a_jobs_result_set_expires_as_a_whole(tmp_path):
+    """Past ``--retention`` a job's files go together, once the newest is past it: a field written
+    first is not deleted while the warped scan written after it is still kept."""
+    tok, other = "0123456789ab", "ba9876543210"
+    for name, age in (
+        (f"field-{tok}", 10.0),
+        (f"inverse-{tok}", 10.0),
+        (f"warped-{tok}", 1.0),
+        (f"heatmap-{other}", 10),
+    ):
+        (tmp_path / f"{name}.nrrd").write_bytes(b"result")
+        os.utime(tmp_path / f"{name}.nrrd", (1000.0 - age, 1000.0 - age))
+    (tmp_path / "upload-a.nrrd").write_bytes(b"scan")  # an upload: not a result, never expired here
+    assert expire_results(tmp_path, 5.0, now=1000.0) == [f"heatmap-{other}.nrrd"]
+    assert sorted(expire_results(tmp_path, 5.0, now=1005.0)) == [
+        f"{k}-{tok}.nrrd" for k in ("field", "inverse", "warped")
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload-a.nrrd"]
