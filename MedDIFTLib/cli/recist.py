@@ -15,14 +15,15 @@ from ..followup.worksheet_io import read_lengths, table_rows, write_worksheet
 
 def run(args) -> int:
     outputs = {"--out": args.out, "--html": args.html}
-    check_outputs(outputs, {"the lengths file": args.lengths, "the --timepoints file": args.timepoints}, args.force)
+    inputs = {"the lengths file": args.lengths, "the --timepoints file": args.timepoints}
+    check_outputs(outputs, inputs, args.force)
     lesions, timepoints, lengths = read_lengths(args.lengths, args.timepoints)
     ws = assess(lesions, timepoints, lengths)
     for row in table_rows(ws):
         print("  ".join(f"{c:<14}" for c in row[:9]).rstrip() + (f"  {row[9]}" if row[9] else ""))
     for text in ws.warnings:
         print(f"meddift: warning: {text}", file=sys.stderr)
-    written = write_worksheet(ws, args.out, args.html, force=args.force)
+    written = write_worksheet(ws, args.out, args.html, args.force, inputs, {"csv": "--out", "html": "--html"})
     print(f"meddift: worksheet -> {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 

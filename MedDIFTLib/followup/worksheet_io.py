@@ -20,8 +20,8 @@ import html
 import io
 from pathlib import Path
 
-from ..atomic import write_text_atomic
 from ..errors import InputError
+from ..outputs import OutputSet
 from .recist import Kind, Lesion, NewLesions, Response, TimePoint, Worksheet
 
 LENGTH_COLUMNS = ("lesion", "kind", "organ", "location", "lymph_node", "timepoint", "length_mm")
@@ -198,16 +198,24 @@ def worksheet_html(ws: Worksheet, title: str = "Lesion follow-up (RECIST 1.1)", 
     )
 
 
-def write_worksheet(ws: Worksheet, csv_path, html_path=None, force: bool = False) -> list[Path]:
-    """Both exports, each written whole; if the report cannot be written, the CSV this call wrote is removed
-    again (a CSV that was there before is only replaced with ``force``, and then stays replaced)."""
-    existed = Path(csv_path).exists()
-    written = [write_text_atomic(csv_path, worksheet_csv(ws), force=force)]
-    if html_path:
-        try:
-            written.append(write_text_atomic(html_path, worksheet_html(ws), force=force))
-        except BaseException:
-            if not existed:
-                Path(csv_path).unlink(missing_ok=True)
-            raise
-    return written
+def write_worksheet(
+    ws: Worksheet, csv_path, html_path=None, force: bool = False, inputs: dict | None = None, labels: dict | None = None
+) -> list[Path]:
+    """Both exports as one set (:class:`~MedDIFTLib.outputs.OutputSet`): the CSV and the report appear
+    together or not at all, and an earlier pair is replaced (only with ``force``) as a whole, so a report
+    never sits beside a CSV of another reading.
+
+    Args:
+        ws: the assessed worksheet.
+        csv_path: the worksheet CSV.
+        html_path: the one-page report, or None for none.
+        force: replace existing files (never an input).
+        inputs: name -> path of the files the worksheet was read from; no output may be one of them.
+        labels: ``csv``/``html`` -> how the user knows that output (``--out``), for messages.
+    """
+    targets = {"csv": csv_path, **({"html": html_path} if html_path else {})}
+    with OutputSet(targets, inputs or {}, force, labels=labels) as out:
+        out.path("csv").write_text(worksheet_csv(ws), encoding="utf-8")
+        if html_path:
+            out.path("html").write_text(worksheet_html(ws), encoding="utf-8")
+        return [Path(p) for p in out.commit().values()]

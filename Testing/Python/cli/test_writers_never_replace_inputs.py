@@ -104,7 +104,7 @@ SIGINT_TESTS = {
     "evaluate": "cli/test_folder_sets_under_sigint.py",
     "ablate": "evaluate's writer: evaluation/harness.py write_report, one FolderSet",
     "batch": "batch/test_batch_sigint.py",
-    "recist": "NOT a set yet: followup/worksheet_io.py writes --out and --html one after the other",
+    "recist": "followup/test_recist_cli.py",
 }
 
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 
 LENGTHS = """lesion,kind,organ,location,lymph_node,timepoint,length_mm
@@ -72,3 +74,28 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     res = _meddift("recist", "lengths.csv", "--out", "lengths.csv", cwd=tmp_path)
     assert res.returncode == 2 and "never replaces an input" in res.stderr
     assert (tmp_path / "lengths.csv").read_text() == LENGTHS
+
+
+def test_a_ctrl_c_while_the_report_is_written_leaves_the_earlier_pair_whole(tmp_path, monkeypatch):
+    """The CSV and the report are one set: an interruption (SIGINT, as KeyboardInterrupt) while the report
+    is being made leaves the earlier CSV and report byte for byte, with no private copy beside them.
+    ``recist`` takes milliseconds, too fast to be caught by the polling the other commands' SIGINT tests
+    use, so the interruption is raised in the process at that step, through the real ``run``."""
+    from MedDIFTLib.cli import build_parser
+    from MedDIFTLib.followup import worksheet_io
+
+    (tmp_path / "lengths.csv").write_text(LENGTHS)
+    (tmp_path / "tp.csv").write_text(TIMEPOINTS)
+    args = ["recist", "lengths.csv", "--timepoints", "tp.csv", "--out", "ws.csv", "--html", "ws.html"]
+    assert _meddift(*args, cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(worksheet_io, "worksheet_html", interrupted)
+    parsed = build_parser().parse_args([*args, "--force"])
+    with pytest.raises(KeyboardInterrupt):
+        parsed.func(parsed)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
