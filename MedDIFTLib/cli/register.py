@@ -55,11 +55,22 @@ def run(args) -> int:
         f"pre-alignment: {rep.get('prealign_used', 'none')}; folding voxels {100 * j['folding_share']:.3f}%, "
         f"Jacobian {j['jacobian_min']:.2f}..{j['jacobian_max']:.2f}; {rep.get('seconds', 0):.1f} s"
     )
+    say(regularity_line(j))
     for what, path in done.written.items():
         say(f"{what} -> {path}")
     for w in done.report.get("warnings", []):
         say(w, "warning: ")
     return 0
+
+
+def regularity_line(j: dict) -> str:
+    """The map's regularity in the summary: folding and the log-Jacobian's spread (body, field of view)."""
+    parts = [
+        f"{name}: folding {r['folding_percent']:.3f}%, SD log-Jacobian {r['log_jacobian_std']:.3f}"
+        for name, r in (("body", j.get("body")), ("field of view", j))
+        if r and "folding_percent" in r
+    ]
+    return "regularity " + "; ".join(parts) if parts else "regularity: not reported"
 
 
 def add_parser(sub) -> None:

@@ -27,6 +27,7 @@ from ..atomic import atomic_path
 from ..data.geometry import Grid, Volume, apply_affine, as_points, flip_lps_ras, itk_from_ijk_to_ras
 from ..errors import InputError, OutputWriteError
 from .descriptors import AxisGrid
+from .jacobian import body_mask, field_of_view, jacobian_determinant, regularity
 
 FIELD_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".h5")
 
@@ -73,26 +74,28 @@ class DenseField:
 
     def jacobian(self) -> np.ndarray:
         """det(D phi) at every sample: det(A) * det(I + Du), central differences in mm."""
-        grads = [
-            np.gradient(self.u[..., c], *self.grid.spacing, edge_order=1)
-            if min(self.grid.shape) > 1
-            else [np.zeros(self.grid.shape)] * 3
-            for c in range(3)
-        ]
-        j = np.empty(tuple(self.grid.shape) + (3, 3))
-        for c in range(3):
-            for a in range(3):
-                j[..., c, a] = grads[c][a] + (1.0 if a == c else 0.0)
-        return np.linalg.det(j) * float(np.linalg.det(self.prealign[:3, :3]))
+        return jacobian_determinant(self.u, self.grid.spacing, self.prealign[:3, :3])
 
-    def jacobian_stats(self) -> dict:
+    def jacobian_stats(self, fixed: Volume | None = None) -> dict:
+        """Folding (share and percent of voxels with det(D phi) <= 0), the standard deviation of the
+        log-Jacobian and det's range; with the fixed scan: over its field of view, and under ``"body"``
+        the same over its body (see :mod:`.jacobian`); without it: over the whole field grid.
+
+        Args:
+            fixed: the fixed scan the field was computed for (None: every sample counts).
+        """
         det = self.jacobian()
-        return {
-            "folding_share": float(np.mean(det <= 0)),
-            "jacobian_min": float(det.min()),
-            "jacobian_max": float(det.max()),
-            "jacobian_mean": float(det.mean()),
+        region = None if fixed is None else field_of_view(fixed, self.grid.points())
+        d = det if region is None or not region.any() else det[region]
+        stats = {
+            **regularity(d),
+            "jacobian_min": float(d.min()),
+            "jacobian_max": float(d.max()),
+            "jacobian_mean": float(d.mean()),
         }
+        if fixed is not None:
+            stats["body"] = regularity(det, body_mask(fixed, self.grid.points()))
+        return stats
 
     # --- images on a scan's grid ---------------------------------------------
 

@@ -6,7 +6,9 @@
 * ``inverse_field.nii.gz``: the same on the moving grid, moving -> fixed points;
 * ``moving_resampled.nii.gz``: the moving scan warped onto the fixed grid;
 * ``registration.json``: how it was found (pre-alignment, its overlap, grid, timings),
-  the warnings, and the Jacobian statistics of the map (share of folding voxels, min, max);
+  the warnings, and the regularity of the map over the fixed scan's field of view and over its
+  body: folding (share and percent of voxels with det(D phi) <= 0), the standard deviation of
+  the log-Jacobian, det's min, max and mean (:mod:`.jacobian`);
 * ``registration.png``: checkerboard and difference images before and after, on
   the middle coronal and axial slices of the fixed scan (needs matplotlib).
 
@@ -48,7 +50,7 @@ def registration_report(field: DenseField, fixed: Volume, moving: Volume) -> dic
         "fixed": fixed.name,
         "moving": moving.name,
         "prealign_ras": np.round(field.prealign, 6).tolist(),
-        "jacobian": field.jacobian_stats(),
+        "jacobian": field.jacobian_stats(fixed),
         "warnings": list(field.info.get("warnings", [])),
         **{k: v for k, v in field.info.items() if k not in ("options", "warnings")},
         "options": field.info.get("options"),
