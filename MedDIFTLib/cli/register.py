@@ -66,9 +66,9 @@ def run(args) -> int:
 def regularity_line(j: dict) -> str:
     """The map's regularity in the summary: folding and the log-Jacobian's spread (body, field of view)."""
     parts = [
-        f"{name}: folding {r['folding_percent']:.3f}%, SD log-Jacobian {r['log_jacobian_std']:.3f}"
-        for name, r in (("body", j.get("body")), ("field of view", j))
-        if r and "folding_percent" in r
+        f"{name}: folding {j[key + 'folding_percent']:.3f}%, SD log-Jacobian {j[key + 'log_jacobian_std']:.3f}"
+        for name, key in (("body", "body_"), ("field of view", ""))
+        if key + "folding_percent" in j
     ]
     return "regularity " + "; ".join(parts) if parts else "regularity: not reported"
 

@@ -92,8 +92,8 @@ class DenseField:
 
     def jacobian_stats(self, fixed: Volume | None = None) -> dict:
         """Folding (share and percent of voxels with det(D phi) <= 0), the standard deviation of the
-        log-Jacobian and det's range; with the fixed scan: over its field of view, and under ``"body"``
-        the same over its body (see :mod:`.jacobian`); without it: over the whole field grid.
+        log-Jacobian and det's range; with the fixed scan: over its field of view, and the same over its
+        body under keys ``body_...`` (see :mod:`.jacobian`); without it: over the whole field grid.
 
         Args:
             fixed: the fixed scan the field was computed for (None: every sample counts).
@@ -107,8 +107,9 @@ class DenseField:
             "jacobian_max": float(d.max()),
             "jacobian_mean": float(d.mean()),
         }
-        if fixed is not None:
-            stats["body"] = regularity(det, body_mask(fixed, self.grid.points()))
+        if fixed is not None:  # flat keys: the report's figures compare as plain numbers
+            body = regularity(det, body_mask(fixed, self.grid.points()))
+            stats.update({f"body_{k}": v for k, v in body.items()})
         return stats
 
     # --- images on a scan's grid ---------------------------------------------

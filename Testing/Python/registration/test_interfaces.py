@@ -101,7 +101,7 @@ def test_cli_register_writes_fields_that_simpleitk_applies_as_the_engine_says(
     np.testing.assert_allclose(back, ras, atol=0.5)  # composes to near identity (sampled on the moving grid)
     report = json.loads((out / "registration.json").read_text())
     assert report["jacobian"]["folding_share"] < 1e-3
-    assert report["jacobian"]["body"]["folding_percent"] == 0.0 and report["jacobian"]["body"]["log_jacobian_std"] > 0
+    assert report["jacobian"]["body_folding_percent"] == 0.0 and report["jacobian"]["body_log_jacobian_std"] > 0
     warped = read_volume(out / "moving_resampled.nii.gz")
     assert warped.shape == fixed.shape and np.allclose(warped.ijk_to_ras, fixed.ijk_to_ras)
     # registered, the moving scan is closer to the fixed one than before
