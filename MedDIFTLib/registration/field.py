@@ -188,8 +188,8 @@ def sample_inside(image: torch.Tensor, ijk: np.ndarray, fill_value: float) -> np
     size = np.asarray(image.shape[2:], dtype=np.float64)
     norm = 2.0 * ijk / np.maximum(size - 1.0, 1.0) - 1.0
     g = torch.from_numpy(np.ascontiguousarray(norm[:, ::-1])).to(image.dtype).view(1, -1, 1, 1, 3)
-    vals = F.grid_sample(image, g, mode="bilinear", padding_mode="border", align_corners=True)[0, 0, :, 0, 0]
-    vals = vals.numpy().astype(np.float32)
+    sampled = F.grid_sample(image, g, mode="bilinear", padding_mode="border", align_corners=True)[0, 0, :, 0, 0]
+    vals = sampled.numpy().astype(np.float32)
     vals[np.any((ijk < 0.0) | (ijk > size - 1.0), axis=1)] = fill_value
     return vals
 

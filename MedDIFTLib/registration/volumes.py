@@ -78,7 +78,7 @@ def register_volumes(
     initial = checked_initial(initial)  # before any work: an affine, invertible matrix that keeps an overlap
     given = None if initial is None else prealign_evidence(fixed, moving, initial, given=True)
     pf, pm = features(fixed), features(moving)
-    pre = {"prealign": opts.prealign}
+    pre: dict = {"prealign": opts.prealign}
     if initial is not None:
         a = np.asarray(initial, dtype=np.float64)
         pre["prealign_used"] = "given"
