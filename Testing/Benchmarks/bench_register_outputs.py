@@ -88,13 +88,62 @@ def rigid() -> None:
     )
 
 
+def real_pair(folder: Path) -> None:
+    """A real CT and itself turned by 8 degrees about S through its centre and shifted by 30 mm (a header
+    change: the truth is exact), for ``meddift register``; the truth matrix as ``truth.txt``."""
+    from MedDIFTLib.data.geometry import Volume
+    from MedDIFTLib.data.image_io import read_volume, write_volume
+
+    ct = read_volume(Path("../shared/data/ct/totalsegmentator/abdomen_3mm.nii.gz"))
+    a, m = np.radians(8.0), np.eye(4)
+    m[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    lo, hi = ct.grid.bounds_ras()
+    c = (lo + hi) / 2.0
+    m[:3, 3] = c - m[:3, :3] @ c + [20.0, -20.0, 10.0]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_volume(Volume(ct.array, ct.ijk_to_ras, "fixed"), folder / "fixed.nii.gz")
+    write_volume(Volume(ct.array, m @ ct.ijk_to_ras, "moving"), folder / "moving.nii.gz")
+    np.savetxt(folder / "truth.txt", m)
+
+
+def field_error(pair: Path, out: Path) -> None:
+    """The error of ``out/field.nii.gz`` (applied by SimpleITK) against the pair's truth, over body voxels."""
+    import json
+
+    import SimpleITK as sitk
+
+    from MedDIFTLib.data.image_io import read_volume
+    from MedDIFTLib.registration.prealign import rotation_deg
+
+    fixed, truth = read_volume(pair / "fixed.nii.gz"), np.loadtxt(pair / "truth.txt")
+    ras = fixed.ijk_to_world(np.argwhere(fixed.array > -300)[::400])
+    want = ras @ truth[:3, :3].T + truth[:3, 3]
+    lps = np.array([-1.0, -1.0, 1.0])
+    img = sitk.Cast(sitk.ReadImage(str(out / "field.nii.gz")), sitk.sitkVectorFloat64)
+    tx = sitk.DisplacementFieldTransform(img)
+    got = np.array([tx.TransformPoint(tuple(p * lps)) for p in ras]) * lps
+    e = np.linalg.norm(got - want, axis=1)
+    rep = json.loads((out / "registration.json").read_text())
+    turn = rotation_deg(np.linalg.inv(np.array(rep["prealign_ras"])) @ truth)
+    print(
+        f"pre-alignment angle error {turn:.3f} deg, rounds {len(rep.get('prealign_rounds', []))}; field error "
+        f"over {len(e)} body voxels: mean {e.mean():.2f} p90 {np.percentile(e, 90):.2f} max {e.max():.2f} mm"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--outputs", metavar="DIR", type=Path, help="write the output set of the CT into DIR")
     p.add_argument("--compare", metavar="DIR", type=Path, help="an earlier set to compare with")
     p.add_argument("--spacing", type=float, default=1.65, help="the CT's resampled voxel size (default 1.65 mm)")
     p.add_argument("--rigid", action="store_true", help="the repositioned phantom")
+    p.add_argument("--real-pair", metavar="DIR", type=Path, help="write a turned and shifted real CT pair into DIR")
+    p.add_argument("--field-error", nargs=2, metavar=("PAIR", "OUT"), type=Path, help="check OUT against PAIR's truth")
     args = p.parse_args()
+    if args.real_pair:
+        real_pair(args.real_pair)
+    if args.field_error:
+        field_error(*args.field_error)
     if args.outputs:
         outputs(args.outputs, args.compare, args.spacing)
     if args.rigid:
