@@ -226,6 +226,8 @@ def test_evaluation_dense_methods_and_ablation_group(files):
     assert m.name == "MedDIFT dense (MIND-SSC, weight-free)"
     err = np.linalg.norm(m.map_points(case) - truth.points, axis=1)
     assert err.mean() < 0.5 * np.linalg.norm(lm.points - truth.points, axis=1).mean()
+    reg = m.regularity(case)  # the same map from the session's memory; smooth: no folding, a small spread
+    assert reg is not None and reg["folding_percent"] < 0.1 and 0 < reg["log_jacobian_std"] < 0.2
     assert {"meddift-dense", "meddift-dense-argmax"} <= set(METHODS)
     variants, _ = ablation_variants(groups=("dense",))
     assert [v.prior for v in variants] == ["dense", "dense"] and variants[1].match.radius_mm == 6.0
