@@ -55,11 +55,22 @@ def run(args) -> int:
         f"pre-alignment: {rep.get('prealign_used', 'none')}; folding voxels {100 * j['folding_share']:.3f}%, "
         f"Jacobian {j['jacobian_min']:.2f}..{j['jacobian_max']:.2f}; {rep.get('seconds', 0):.1f} s"
     )
+    say(regularity_line(j))
     for what, path in done.written.items():
         say(f"{what} -> {path}")
     for w in done.report.get("warnings", []):
         say(w, "warning: ")
     return 0
+
+
+def regularity_line(j: dict) -> str:
+    """The map's regularity in the summary: folding and the log-Jacobian's spread (body, field of view)."""
+    parts = [
+        f"{name}: folding {j[key + 'folding_percent']:.3f}%, SD log-Jacobian {j[key + 'log_jacobian_std']:.3f}"
+        for name, key in (("body", "body_"), ("field of view", ""))
+        if key + "folding_percent" in j
+    ]
+    return "regularity " + "; ".join(parts) if parts else "regularity: not reported"
 
 
 def add_parser(sub) -> None:

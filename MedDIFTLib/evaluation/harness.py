@@ -76,6 +76,9 @@ class Results:
             s["peak_gb"] = float(np.max([r["peak_gb"] for r in runs]))
             s["extra_gb"] = float(np.max([r["extra_gb"] for r in runs]))
             s["failed_cases"] = sum(1 for r in runs if r["error"])
+            for k in ("folding_percent", "log_jacobian_std"):  # NaN: the method keeps no map
+                vals = [r.get(k, np.nan) for r in runs]
+                s[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
             out[method] = s
         return out
 
@@ -97,6 +100,7 @@ def evaluate(cases: Iterable[Case], methods: list[Method], log=print) -> Results
                     mapped = np.full_like(case.fixed_points.points, np.nan)
             seconds = time.perf_counter() - t
             err = tre(mapped, case.moving_points.points)
+            reg = (None if error else m.regularity(case)) or {}
             res.runs.append(
                 {
                     "dataset": case.dataset,
@@ -106,6 +110,8 @@ def evaluate(cases: Iterable[Case], methods: list[Method], log=print) -> Results
                     "peak_gb": mem.peak / 1e9,
                     "extra_gb": (mem.peak - mem.start) / 1e9,
                     "error": error,
+                    "folding_percent": reg.get("folding_percent", float("nan")),
+                    "log_jacobian_std": reg.get("log_jacobian_std", float("nan")),
                 }
             )
             assert case.fixed_points.labels is not None  # PointSet.__post_init__ sets the labels
@@ -146,6 +152,7 @@ def report_markdown(res: Results, title: str = "MedDIFT evaluation", notes=()) -
             f"| {m} | {s['seconds_per_case']:.1f} | {s['peak_gb']:.2f} | {s['extra_gb']:.2f} | {s['failed_cases']} |"
             for m, s in summ.items()
         ]
+        lines += _regularity_table(summ)
         methods = list(summ)
         lines += [
             "",
@@ -171,6 +178,15 @@ def report_markdown(res: Results, title: str = "MedDIFT evaluation", notes=()) -
             "",
         ]
     return "\n".join(lines)
+
+
+def _regularity_table(summ: dict) -> list:
+    """Folding and SD of the log-Jacobian (fixed field of view, mean over cases) of the methods that keep a map."""
+    rows = [(m, s) for m, s in summ.items() if np.isfinite(s.get("log_jacobian_std", np.nan))]
+    if not rows:
+        return []
+    lines = ["", "| method | folding (% of voxels) | SD log-Jacobian |", "|---|---|---|"]
+    return lines + [f"| {m} | {s['folding_percent']:.3f} | {s['log_jacobian_std']:.3f} |" for m, s in rows]
 
 
 def report_names(res: Results) -> list:

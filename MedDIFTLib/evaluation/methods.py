@@ -42,6 +42,12 @@ class Method:
     def end_case(self) -> None:
         """Called after every method has run on a case: drop what was kept for it."""
 
+    def regularity(self, case) -> dict | None:
+        """After :meth:`map_points`: the regularity of the method's map over the fixed scan (folding
+        percent, SD of the log-Jacobian; :meth:`~MedDIFTLib.registration.DenseField.jacobian_stats`),
+        or None where the method keeps no map."""
+        return None
+
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """None when the method can run here, else why not and how to fix it."""
@@ -96,6 +102,9 @@ class MedDIFTDense(MedDIFTMethod):
 
     def __init__(self, engine=None, radius_mm: float | None = None, name: str | None = None, session=None):
         super().__init__(engine, radius_mm, name, session, prior="dense")
+
+    def regularity(self, case) -> dict | None:
+        return self.session.register(case.fixed, case.moving, self.session.registration).jacobian_stats(case.fixed)
 
     def default_name(self, maisi: bool) -> str:
         window = f" + argmax {self.radius_mm:g} mm" if self.radius_mm else ""

@@ -6,7 +6,9 @@
 * ``inverse_field.nii.gz``: the same on the moving grid, moving -> fixed points;
 * ``moving_resampled.nii.gz``: the moving scan warped onto the fixed grid;
 * ``registration.json``: how it was found (pre-alignment, its overlap, grid, timings),
-  the warnings, and the Jacobian statistics of the map (share of folding voxels, min, max);
+  the warnings, and the regularity of the map over the fixed scan's field of view and over its
+  body: folding (share and percent of voxels with det(D phi) <= 0), the standard deviation of
+  the log-Jacobian, det's min, max and mean (:mod:`.jacobian`);
 * ``registration.png``: checkerboard and difference images before and after, on
   the middle coronal and axial slices of the fixed scan (needs matplotlib).
 
@@ -21,11 +23,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..data.geometry import Volume, resample
+from ..data.geometry import Volume
 from ..data.image_io import write_volume
 from ..outputs import OutputSet
-from .field import FIELD_EXTENSIONS, DenseField, write_field
+from .field import FIELD_EXTENSIONS, DenseField, sample_inside, write_field
 
 OUTPUT_NAMES = ("field", "inverse_field", "moving_resampled", "registration.json", "registration.png")
 
@@ -48,7 +51,7 @@ def registration_report(field: DenseField, fixed: Volume, moving: Volume) -> dic
         "fixed": fixed.name,
         "moving": moving.name,
         "prealign_ras": np.round(field.prealign, 6).tolist(),
-        "jacobian": field.jacobian_stats(),
+        "jacobian": field.jacobian_stats(fixed),
         "warnings": list(field.info.get("warnings", [])),
         **{k: v for k, v in field.info.items() if k not in ("options", "warnings")},
         "options": field.info.get("options"),
@@ -92,9 +95,11 @@ def write_set(
     inputs = {**volume_inputs(fixed, moving), **(inputs or {})}
     report = registration_report(field, fixed, moving)
     with OutputSet(targets, inputs, force, members, labels) as out:
-        warped = field.resample_moving(moving, fixed.grid)
+        disp = field.displacement_on(fixed.grid)  # once: for the field file and the warped scan
+        warped = field.resample_moving(moving, fixed.grid, displacement=disp)
         if "field" in targets:
-            write_field(field.displacement_on(fixed.grid), fixed.grid, out.path("field"))
+            write_field(disp, fixed.grid, out.path("field"))
+        del disp
         if "inverse_field" in targets:
             write_field(field.inverse_displacement_on(moving.grid), moving.grid, out.path("inverse_field"))
         if "moving_resampled" in targets:
@@ -141,8 +146,30 @@ def _checker(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     return np.where(mask, a, b)
 
 
+def _mid_slices(volume_like: np.ndarray) -> dict:
+    """The middle coronal and axial slices of an (I, J, K) array, turned for display."""
+    v = volume_like
+    return {"coronal": np.rot90(v[:, v.shape[1] // 2, :]), "axial": np.rot90(v[:, :, v.shape[2] // 2])}
+
+
+def _moving_on_fixed_slices(fixed: Volume, moving: Volume, fill_value: float = -1024.0) -> dict:
+    """The moving scan without registration (same world point) on the fixed scan's two middle slices:
+    only those voxels are sampled, not the whole volume."""
+    ni, nj, nk = fixed.shape
+    cuts = {
+        "coronal": np.stack(np.meshgrid(np.arange(ni), [nj // 2], np.arange(nk), indexing="ij"), -1)[:, 0],
+        "axial": np.stack(np.meshgrid(np.arange(ni), np.arange(nj), [nk // 2], indexing="ij"), -1)[:, :, 0],
+    }
+    image = torch.from_numpy(np.asarray(moving.array, dtype=np.float64))[None, None]
+    out = {}
+    for name, ijk in cuts.items():
+        src = moving.world_to_ijk(fixed.ijk_to_world(ijk.reshape(-1, 3)))
+        out[name] = np.rot90(sample_inside(image, src, fill_value).reshape(ijk.shape[:2]))
+    return out
+
+
 def _figure(fixed: Volume, moving: Volume, warped: Volume, path: Path, force: bool = False) -> bool:
-    """Checkerboards and differences before/after; False when matplotlib is not installed."""
+    """Checkerboards and differences before/after on the middle slices; False without matplotlib."""
     try:
         import matplotlib
 
@@ -152,15 +179,11 @@ def _figure(fixed: Volume, moving: Volume, warped: Volume, path: Path, force: bo
         return False
     from ..atomic import atomic_path
 
-    before = resample(moving, fixed.grid, order=1, fill_value=-1024.0).array
-    f, w = np.asarray(fixed.array, dtype=np.float32), np.asarray(warped.array, dtype=np.float32)
-    views = [
-        ("coronal", lambda v: np.rot90(v[:, v.shape[1] // 2, :])),
-        ("axial", lambda v: np.rot90(v[:, :, v.shape[2] // 2])),
-    ]
-    fig, axes = plt.subplots(len(views), 4, figsize=(14, 3.6 * len(views)))
-    for row, (name, cut) in enumerate(views):
-        fs, bs, ws = (np.clip(cut(x), -1000, 600) for x in (f, before, w))
+    before = _moving_on_fixed_slices(fixed, moving)
+    f, w = _mid_slices(np.asarray(fixed.array)), _mid_slices(np.asarray(warped.array))
+    fig, axes = plt.subplots(len(before), 4, figsize=(14, 3.6 * len(before)))
+    for row, name in enumerate(before):
+        fs, bs, ws = (np.clip(np.asarray(x[name], dtype=np.float32), -1000, 600) for x in (f, before, w))
         panels = [
             (_checker(fs, bs), f"{name}: checkerboard before", "gray"),
             (_checker(fs, ws), f"{name}: checkerboard after", "gray"),

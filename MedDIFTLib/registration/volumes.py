@@ -31,6 +31,7 @@ from ..runtime import Cancel, Progress, check_cancel, report
 from .dense import RegistrationOptions, register
 from .field import DenseField
 from .prealign import least_trimmed, prealign, rotation_deg
+from .rigid import refine_rigid
 
 MAX_ROUNDS = 4
 SETTLED_DEG = OBLIQUE_TOLERANCE_DEG  # a round that would turn by less than this ends the refinement
@@ -77,7 +78,7 @@ def register_volumes(
     initial = checked_initial(initial)  # before any work: an affine, invertible matrix that keeps an overlap
     given = None if initial is None else prealign_evidence(fixed, moving, initial, given=True)
     pf, pm = features(fixed), features(moving)
-    pre = {"prealign": opts.prealign}
+    pre: dict = {"prealign": opts.prealign}
     if initial is not None:
         a = np.asarray(initial, dtype=np.float64)
         pre["prealign_used"] = "given"
@@ -90,6 +91,8 @@ def register_volumes(
         spacing = opts.prealign_spacing_mm or opts.control * float(registration_grid(pf, opts).spacing[0])
         report(progress, "pre-align", 0.0)
         a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels, device=device)
+        if pre.get("prealign_used") == opts.prealign:  # a repositioning was found: its six parameters exactly
+            a, pre["rigid_refinement"] = refine_rigid(fixed, moving, a)
     pre.update(given or prealign_evidence(fixed, moving, a, given=False))  # refused when no overlap
     rounds = []
     for _ in range(MAX_ROUNDS):
@@ -104,7 +107,7 @@ def register_volumes(
         rounds.append(
             {"rotation_deg": round(rotation_deg(a), 2), "translation_mm": [round(float(v), 2) for v in a[:3, 3]]}
         )
-        if opts.prealign == "none" or initial is not None:
+        if opts.prealign == "none" or initial is not None or pre.get("rigid_refinement", {}).get("used"):
             break
         residual = rigid_part(field, fixed) @ np.linalg.inv(a)  # what the field still turns, beyond a
         if rotation_deg(residual) <= SETTLED_DEG:

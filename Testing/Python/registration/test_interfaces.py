@@ -80,6 +80,7 @@ def test_cli_register_writes_fields_that_simpleitk_applies_as_the_engine_says(
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "folding voxels" in err and "field ->" in err
+    assert "regularity body: folding 0.000%, SD log-Jacobian" in err
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "field.nii.gz",
@@ -100,6 +101,7 @@ def test_cli_register_writes_fields_that_simpleitk_applies_as_the_engine_says(
     np.testing.assert_allclose(back, ras, atol=0.5)  # composes to near identity (sampled on the moving grid)
     report = json.loads((out / "registration.json").read_text())
     assert report["jacobian"]["folding_share"] < 1e-3
+    assert report["jacobian"]["body_folding_percent"] == 0.0 and report["jacobian"]["body_log_jacobian_std"] > 0
     warped = read_volume(out / "moving_resampled.nii.gz")
     assert warped.shape == fixed.shape and np.allclose(warped.ijk_to_ras, fixed.ijk_to_ras)
     # registered, the moving scan is closer to the fixed one than before
@@ -224,6 +226,8 @@ def test_evaluation_dense_methods_and_ablation_group(files):
     assert m.name == "MedDIFT dense (MIND-SSC, weight-free)"
     err = np.linalg.norm(m.map_points(case) - truth.points, axis=1)
     assert err.mean() < 0.5 * np.linalg.norm(lm.points - truth.points, axis=1).mean()
+    reg = m.regularity(case)  # the same map from the session's memory; smooth: no folding, a small spread
+    assert reg is not None and reg["folding_percent"] < 0.1 and 0 < reg["log_jacobian_std"] < 0.2
     assert {"meddift-dense", "meddift-dense-argmax"} <= set(METHODS)
     variants, _ = ablation_variants(groups=("dense",))
     assert [v.prior for v in variants] == ["dense", "dense"] and variants[1].match.radius_mm == 6.0
