@@ -5,17 +5,30 @@ the TRE at the phantom's landmarks, the folding share, and ConvexAdam's time on 
 in the same run (the ratio is what carries over between machines).
 
     python Testing/Benchmarks/bench_registration.py [--size 128] [--no-convexadam]
+
+With ``--sizes`` it draws the cost curve instead (``bench_cost_curve.py``: dense, ANTs SyN and
+ConvexAdam from 64^3 to full-size CT, each in a child process; its ``--help`` lists the options):
+
+    python Testing/Benchmarks/bench_registration.py --sizes 64,96,128,512x512x300 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cost_curve  # noqa: E402  (the script's folder is not a package)
+
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--sizes" or a.startswith("--sizes=") for a in argv):
+        return bench_cost_curve.main(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--spacing", type=float, default=2.5)
