@@ -18,6 +18,7 @@ over its finished runs: 1 is linear in the voxels, 2 quadratic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -114,6 +115,31 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+def _kill_session(pid: int) -> None:
+    """SIGKILL to the session ``pid`` leads (it may have ended on its own a moment ago)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _watch(pid: int, deadline: float, max_rss_gb: float):
+    """Wait for ``pid`` (polling); kill its session at ``deadline`` or over ``max_rss_gb``.
+
+    Returns ``("ok" | "timeout" | "memory", wait status, rusage)``.
+    """
+    watch = psutil.Process(pid)
+    while True:
+        done, code, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return "ok", code, usage
+        over = "timeout" if time.perf_counter() > deadline else ""
+        over = over or ("memory" if _tree_rss(watch) > max_rss_gb * 2**30 else "")
+        if over:
+            _kill_session(pid)
+            _, code, usage = os.wait4(pid, 0)
+            return over, code, usage
+        time.sleep(0.1)
+
+
 def run_child(cmd: list[str], timeout_s: float, max_rss_gb: float, log: Path, env=None) -> dict:
     """Run ``cmd`` in a session of its own; its wall time, CPU time and peak RSS (``os.wait4``).
 
@@ -127,24 +153,17 @@ def run_child(cmd: list[str], timeout_s: float, max_rss_gb: float, log: Path, en
         log: file for its stdout and stderr.
         env: its environment.
     """
-    status = "ok"
     t0 = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    watch = psutil.Process(proc.pid)
-    while True:
-        pid, code, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() - t0 > timeout_s:
-            status = f"timeout>{timeout_s:g}s"
-        elif _tree_rss(watch) > max_rss_gb * 2**30:
-            status = f"memory>{max_rss_gb:g}GB"
-        if status != "ok":
-            os.killpg(proc.pid, signal.SIGKILL)
-            pid, code, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.1)
+    try:
+        status, code, usage = _watch(proc.pid, t0 + timeout_s, max_rss_gb)
+    except BaseException:  # interrupted (Ctrl-C): the child and its session go too, not on in the background
+        _kill_session(proc.pid)
+        os.wait4(proc.pid, 0)
+        raise
+    if status != "ok":
+        status = f"timeout>{timeout_s:g}s" if status == "timeout" else f"memory>{max_rss_gb:g}GB"
     wall = time.perf_counter() - t0
     proc.returncode = code  # reaped here: keep Popen from waiting on it again
     if status == "ok" and code != 0:

@@ -66,6 +66,12 @@ def test_run_child_stops_a_run_past_its_timeout_and_records_it(tmp_path):
     assert r["status"] == "timeout>1s" and 1.0 <= r["wall_s"] < 20.0
 
 
+def test_run_child_stops_a_run_over_its_memory_limit_and_records_it(tmp_path):
+    code = "import time,numpy as np; a=np.ones(125_000_000); time.sleep(60)"  # 1 GB resident, then waits
+    r = cc.run_child([sys.executable, "-c", code], 60, 0.25, tmp_path / "log.txt")
+    assert r["status"] == "memory>0.25GB" and r["wall_s"] < 30.0
+
+
 def test_run_child_reports_a_failed_run_with_its_exit_code(tmp_path):
     r = cc.run_child([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], 60, 8, tmp_path / "log.txt")
     assert r["status"] == "error (exit 3)" and "boom" in (tmp_path / "log.txt").read_text()
