@@ -235,12 +235,12 @@ def measure(method: str, pair: Path, run_dir: Path, args) -> dict:
 # --- the report -------------------------------------------------------------------------------------
 
 
-def exponents(rows: list[dict]) -> dict[str, float]:
-    """Per method: :func:`fit_exponent` of wall time over its finished runs."""
+def exponents(rows: list[dict], key: str = "wall_s") -> dict[str, float]:
+    """Per method: :func:`fit_exponent` of ``key`` (wall_s, cpu_s, peak_rss_mb) over its finished runs."""
     out = {}
     for m in dict.fromkeys(r["method"] for r in rows):
         done = [r for r in rows if r["method"] == m and r["status"] == "ok"]
-        out[m] = fit_exponent([r["voxels"] for r in done], [r["wall_s"] for r in done])
+        out[m] = fit_exponent([r["voxels"] for r in done], [r[key] for r in done])
     return out
 
 
@@ -266,7 +266,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
         w.writerows({c: _cell(r.get(c, float("nan"))) for c in COLUMNS} for r in rows)
 
 
-def plot(rows: list[dict], slopes: dict[str, float], title: str, path: Path) -> None:
+def plot(rows: list[dict], title: str, path: Path) -> None:
     """Log-log wall time, CPU time and peak memory against voxels; stopped runs as crosses at their stop."""
     import matplotlib
 
@@ -277,13 +277,14 @@ def plot(rows: list[dict], slopes: dict[str, float], title: str, path: Path) -> 
     for key, ax, label in zip(
         ("wall_s", "cpu_s", "peak_rss_mb"), axes, ("wall time (s)", "CPU time (s)", "peak RSS (MB)")
     ):
-        for m, slope in slopes.items():
+        for m, slope in exponents(rows, key).items():
             mine = [r for r in rows if r["method"] == m]
             ok = [r for r in mine if r["status"] == "ok"]
-            name = f"{m} (time ~ voxels^{slope:.2f})" if key == "wall_s" and np.isfinite(slope) else m
+            name = f"{m} (~ voxels^{slope:.2f})" if np.isfinite(slope) else m
             line = ax.loglog([r["voxels"] for r in ok], [r[key] for r in ok], "o-", label=name)[0]
             stopped = [r for r in mine if r["status"] != "ok" and r.get(key)]
             ax.loglog([r["voxels"] for r in stopped], [r[key] for r in stopped], "x", color=line.get_color(), ms=10)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on log axes
         ax.set_xlabel("voxels of the pair")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
@@ -350,12 +351,15 @@ def parse_args(argv):
 
 def report(rows: list[dict], head: str, out: Path) -> None:
     """Table, exponents, CSV, Markdown and plot (rewritten after every run: a stopped curve keeps its runs)."""
-    slopes = exponents(rows)
-    fit = "\n".join(f"- {m}: wall time ~ voxels^{s:.2f}" for m, s in slopes.items())
+    wall, cpu, mem = (exponents(rows, k) for k in ("wall_s", "cpu_s", "peak_rss_mb"))
+    fit = "\n".join(
+        f"- {m}: wall time ~ voxels^{wall[m]:.2f}, CPU time ~ voxels^{cpu[m]:.2f}, peak memory ~ voxels^{mem[m]:.2f}"
+        for m in wall
+    )
     text = f"{head}\n\n{table(rows)}\n\ngrowth exponents (least squares, finished runs):\n{fit}\n"
     write_csv(rows, out / "cost_curve.csv")
     (out / "cost_curve.md").write_text(text)
-    plot(rows, slopes, head.splitlines()[0], out / "cost_curve.png")
+    plot(rows, head.splitlines()[0], out / "cost_curve.png")
 
 
 def main(argv=None) -> int:

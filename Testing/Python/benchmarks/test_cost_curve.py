@@ -123,6 +123,6 @@ def test_cost_curve_at_the_smallest_size_writes_table_csv_and_plot(tmp_path):
     assert float(row["cpu_s"]) > 0 and float(row["peak_rss_mb"]) > 50  # a Python process with torch loaded
     assert float(row["tre_mean_mm"]) < float(row["initial_tre_mm"])  # the 15 mm breathing is partly found
     assert "| size | voxels | spacing_mm | method | status | wall_s |" in proc.stdout
-    assert "pairs: the thorax phantom" in proc.stdout and "dense: wall time ~ voxels^nan" in proc.stdout
+    assert "pairs: the thorax phantom" in proc.stdout and "dense: wall time ~ voxels^nan, CPU time" in proc.stdout
     assert (tmp_path / "cost_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("cost-curve-*"))  # the pair and the method's outputs are removed
