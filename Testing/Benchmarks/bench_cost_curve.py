@@ -40,9 +40,8 @@ from MedDIFTLib.data.image_io import read_volume  # noqa: E402
 from MedDIFTLib.errors import InputError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cost_curve_pairs import ct_source, prepare_pair  # noqa: E402  (the script's folder is not a package)
+from cost_curve_pairs import pair_source, prepare_pair  # noqa: E402  (the script's folder is not a package)
 
-DEFAULT_CT = REPO.parent / "shared" / "data" / "ct" / "totalsegmentator" / "abdomen_3mm.nii.gz"
 METHOD_NAMES = ("dense", "ants-syn", "convexadam")
 COLUMNS = (
     "size",
@@ -324,17 +323,6 @@ def check_methods(spec: str) -> list[str]:
     if not names:
         raise InputError("--methods: name at least one method")
     return names
-
-
-def pair_source(spec: str):
-    """``auto`` (the shared CT when present, else the phantom), ``phantom``, or a CT file."""
-    if spec == "phantom" or (spec == "auto" and not DEFAULT_CT.is_file()):
-        why = "" if spec == "phantom" else f" ({DEFAULT_CT} is absent)"
-        return None, f"the thorax phantom{why}, breathing 15 mm, over a 336 mm box at every size"
-    path = DEFAULT_CT if spec == "auto" else Path(spec)
-    if not path.is_file():
-        raise InputError(f"--pair-source: {path} is not a file")
-    return ct_source(path), f"real CT {path.name} resampled to each size, warped by a known smooth 8 mm field"
 
 
 def parse_args(argv):

@@ -26,9 +26,6 @@ import bench_cost_curve  # noqa: E402  (the script's folder is not a package)
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a == "--sizes" or a.startswith("--sizes=") for a in argv):
-        return bench_cost_curve.main(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--spacing", type=float, default=2.5)
@@ -102,4 +99,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    if any(a == "--sizes" or a.startswith("--sizes=") for a in sys.argv[1:]):
+        raise SystemExit(bench_cost_curve.main(sys.argv[1:]))
     raise SystemExit(main())

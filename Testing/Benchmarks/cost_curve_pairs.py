@@ -15,8 +15,10 @@ import numpy as np
 
 from MedDIFTLib.data.geometry import Volume, apply_affine, resized_grid
 from MedDIFTLib.data.image_io import read_volume, write_volume
+from MedDIFTLib.errors import InputError
 
 CHUNK_VOXELS = 2_000_000  # the pair is built slab by slab so that a 512x512x300 one fits in memory
+DEFAULT_CT = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct" / "totalsegmentator" / "abdomen_3mm.nii.gz"
 PHANTOM_BOX_MM = 336.0  # the phantom's default 96 voxels x 3.5 mm
 
 
@@ -91,3 +93,14 @@ def prepare_pair(source, shape, folder: Path) -> dict:
     truth = motion.fixed_to_moving(points)
     (folder / "landmarks.json").write_text(json.dumps({"fixed": points.tolist(), "truth": truth.tolist()}))
     return {"spacing_mm": "x".join(f"{s:.3g}" for s in fixed.spacing)}
+
+
+def pair_source(spec: str):
+    """``auto`` (the shared CT when present, else the phantom), ``phantom``, or a CT file."""
+    if spec == "phantom" or (spec == "auto" and not DEFAULT_CT.is_file()):
+        why = "" if spec == "phantom" else f" ({DEFAULT_CT} is absent)"
+        return None, f"the thorax phantom{why}, breathing 15 mm, over a 336 mm box at every size"
+    path = DEFAULT_CT if spec == "auto" else Path(spec)
+    if not path.is_file():
+        raise InputError(f"--pair-source: {path} is not a file")
+    return ct_source(path), f"real CT {path.name} resampled to each size, warped by a known smooth 8 mm field"

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "Testing" / "Benchmarks"))
 
 import bench_cost_curve as cc  # noqa: E402  (a script folder, not a package)
+import cost_curve_pairs  # noqa: E402
 from cost_curve_pairs import ct_pair  # noqa: E402
 
 from MedDIFTLib.data.geometry import Volume, make_ijk_to_ras  # noqa: E402
@@ -126,3 +127,11 @@ def test_cost_curve_at_the_smallest_size_writes_table_csv_and_plot(tmp_path):
     assert "pairs: the thorax phantom" in proc.stdout and "dense: wall time ~ voxels^nan, CPU time" in proc.stdout
     assert (tmp_path / "cost_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("cost-curve-*"))  # the pair and the method's outputs are removed
+
+
+def test_pair_source_falls_back_to_the_phantom_and_says_so_when_the_ct_is_absent(tmp_path, monkeypatch):
+    monkeypatch.setattr(cost_curve_pairs, "DEFAULT_CT", tmp_path / "absent.nii.gz")
+    source, desc = cost_curve_pairs.pair_source("auto")
+    assert source is None and desc.startswith("the thorax phantom") and "absent.nii.gz is absent" in desc
+    with pytest.raises(cc.InputError, match="nope.nii is not a file"):
+        cost_curve_pairs.pair_source(str(tmp_path / "nope.nii"))
