@@ -5,14 +5,24 @@ the TRE at the phantom's landmarks, the folding share, and ConvexAdam's time on 
 in the same run (the ratio is what carries over between machines).
 
     python Testing/Benchmarks/bench_registration.py [--size 128] [--no-convexadam]
+
+With ``--sizes`` it draws the cost curve instead (``bench_cost_curve.py``: dense, ANTs SyN and
+ConvexAdam from 64^3 to full-size CT, each in a child process; its ``--help`` lists the options):
+
+    python Testing/Benchmarks/bench_registration.py --sizes 64,96,128,512x512x300 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cost_curve  # noqa: E402  (the script's folder is not a package)
 
 
 def main(argv=None) -> int:
@@ -89,4 +99,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    if any(a == "--sizes" or a.startswith("--sizes=") for a in sys.argv[1:]):
+        raise SystemExit(bench_cost_curve.main(sys.argv[1:]))
     raise SystemExit(main())
