@@ -8,23 +8,18 @@ k-th write, in the real process, with no hook in the product.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from cli_runner import start_meddift
 from MedDIFTLib.outputs import STAGE_PREFIX
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def meddift_process(args: list, folder: Path) -> subprocess.Popen:
-    """``python -m MedDIFTLib.cli ARGS`` in ``folder``, one thread, no MAISI weights (MIND-SSC)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MEDDIFT_WEIGHTS_DIR=str(folder / "no_weights"))
-    cmd = [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)]
-    return subprocess.Popen(cmd, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """``meddift ARGS`` started in ``folder`` (:func:`cli_runner.start_meddift`: one thread, no MAISI weights)."""
+    return start_meddift(*args, folder=folder)
 
 
 def staged(stage: Path) -> list:

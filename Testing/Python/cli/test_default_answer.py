@@ -3,13 +3,11 @@ field taken from the cache by the second command), and ``--prior none`` is the p
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from cli_runner import run_meddift  # Testing/Python, on sys.path
 from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.data.landmark_io import read_points, write_points
 from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
@@ -19,28 +17,9 @@ FAST = ["--backbone", "mind-ssc", "--iterations", "10", "--prealign", "none", "-
 
 
 def _match(tmp_path, out, *extra):
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        MEDDIFT_WEIGHTS_DIR=str(tmp_path / "no_weights"),
-        MEDDIFT_CACHE_DIR=str(tmp_path / "cache"),
-        OMP_NUM_THREADS="1",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "MedDIFTLib.cli",
-        "match",
-        str(tmp_path / "fixed.nii.gz"),
-        str(tmp_path / "moving.nii.gz"),
-        "--points",
-        str(tmp_path / "points.csv"),
-        "--out",
-        str(tmp_path / out),
-        *FAST,
-        *extra,
-    ]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    t = tmp_path
+    args = ["match", t / "fixed.nii.gz", t / "moving.nii.gz", "--points", t / "points.csv", "--out", t / out]
+    res = run_meddift(*args, *FAST, *extra, folder=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr
     return read_points(tmp_path / out), res.stderr
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cli_runner import run_meddift  # Testing/Python, on sys.path
 from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.data.landmark_io import write_points
 from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
@@ -37,15 +36,7 @@ def files(tmp_path_factory):
 
 
 def meddift(d, *args):
-    env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"), OMP_NUM_THREADS="1")
-    p = subprocess.run(
-        [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=d,
-        timeout=300,
-    )
+    p = run_meddift(*args, folder=d)
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stderr
 

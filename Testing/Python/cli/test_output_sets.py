@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cli_runner import start_meddift  # Testing/Python, on sys.path
 from interrupts import interrupt_after  # Testing/Python, on sys.path by conftest
 from MedDIFTLib.data.image_io import read_volume, write_volume
 from MedDIFTLib.data.landmark_io import write_points
@@ -45,11 +46,7 @@ def pair(tmp_path_factory):
 
 
 def _register(pair, out, *extra):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MEDDIFT_WEIGHTS_DIR=str(out.parent / "none"))
     cmd = [
-        sys.executable,
-        "-m",
-        "MedDIFTLib.cli",
         "register",
         str(pair / "fixed.nii.gz"),
         str(pair / "moving.nii.gz"),
@@ -62,7 +59,7 @@ def _register(pair, out, *extra):
         "20",
         *extra,
     ]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_meddift(*cmd, folder=out.parent)
 
 
 def _names(out: Path) -> list:
@@ -178,11 +175,7 @@ def test_match_interrupted_between_its_points_and_its_heatmap_leaves_neither(pai
     )
     out = tmp_path / "m"
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MEDDIFT_WEIGHTS_DIR=str(tmp_path / "none"))
     cmd = [
-        sys.executable,
-        "-m",
-        "MedDIFTLib.cli",
         "match",
         str(pair / "fixed.nii.gz"),
         str(pair / "moving.nii.gz"),
@@ -202,7 +195,7 @@ def test_match_interrupted_between_its_points_and_its_heatmap_leaves_neither(pai
         "--radius",
         "20",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_meddift(*cmd, folder=tmp_path)
     assert interrupt_after(proc, out, 1)  # the points are in the private folder; the heatmap is not
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import gzip
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_runner import run_meddift, start_meddift  # Testing/Python, on sys.path
 from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.data.landmark_io import write_points
 from MedDIFTLib.evaluation.phantom import make_pair, sample_landmarks
@@ -30,25 +29,7 @@ def files(tmp_path_factory):
 
 
 def meddift(d, *args, cwd=None):
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"),
-        MEDDIFT_CACHE_DIR=str(d / "cache"),
-        OMP_NUM_THREADS="1",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "MedDIFTLib.cli",
-        "match",
-        str(d / "f.nii.gz"),
-        str(d / "m.nii.gz"),
-        "--points",
-        str(d / "p.csv"),
-        *map(str, args),
-    ]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd or d, timeout=300)
+    p = run_meddift("match", d / "f.nii.gz", d / "m.nii.gz", "--points", d / "p.csv", *args, folder=d, cwd=cwd)
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stderr
 
@@ -94,26 +75,8 @@ def test_heatmap_onto_an_input_is_refused_even_with_force(files):
 
 def test_two_runs_writing_one_out_at_once_one_loses_clearly(files):
     d, _ = files
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        MEDDIFT_WEIGHTS_DIR=str(d / "nw"),
-        MEDDIFT_CACHE_DIR=str(d / "c2"),
-        OMP_NUM_THREADS="1",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "MedDIFTLib.cli",
-        "match",
-        str(d / "f.nii.gz"),
-        str(d / "m.nii.gz"),
-        "--points",
-        str(d / "p.csv"),
-        "--out",
-        str(d / "race.csv"),
-    ]
-    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=d) for _ in range(2)]
+    cmd = ["match", d / "f.nii.gz", d / "m.nii.gz", "--points", d / "p.csv", "--out", d / "race.csv"]
+    procs = [start_meddift(*cmd, folder=d, MEDDIFT_CACHE_DIR=d / "c2") for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in results) == [0, 2], results
     loser = next(err for rc, err in results if rc == 2)
@@ -220,25 +183,16 @@ def test_elastix_index_file_is_read_against_the_fixed_volume(files):
 
     fixed = read_volume(d / "f.nii.gz")
     write_points(lm, d / "idx.txt", "elastix", reference=fixed, kind="index")
-    env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "nw"), MEDDIFT_CACHE_DIR=str(d / "c3"))
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "MedDIFTLib.cli",
-            "match",
-            str(d / "f.nii.gz"),
-            str(d / "m.nii.gz"),
-            "--points",
-            str(d / "idx.txt"),
-            "--out",
-            str(d / "el.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=d,
-        timeout=300,
+    p = run_meddift(
+        "match",
+        d / "f.nii.gz",
+        d / "m.nii.gz",
+        "--points",
+        d / "idx.txt",
+        "--out",
+        d / "el.csv",
+        folder=d,
+        MEDDIFT_CACHE_DIR=d / "c3",
     )
     assert p.returncode == 0 and "reference=" not in p.stderr, p.stderr
 

@@ -10,12 +10,11 @@ so that a new writer inherits both rules.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_runner import run_meddift  # Testing/Python, on sys.path
 from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.data.landmark_io import write_points
 from MedDIFTLib.errors import OutputWriteError
@@ -39,15 +38,7 @@ def _snapshot(folder: Path) -> dict:
 
 
 def meddift(d, *args):
-    env = dict(os.environ, PYTHONPATH=str(REPO), MEDDIFT_WEIGHTS_DIR=str(d / "no_weights"), OMP_NUM_THREADS="1")
-    p = subprocess.run(
-        [sys.executable, "-m", "MedDIFTLib.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=d,
-        timeout=300,
-    )
+    p = run_meddift(*args, folder=d)
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stderr
 
