@@ -30,7 +30,7 @@ def staged(stage: Path) -> list:
         return []
 
 
-def interrupt_when(proc, ready, timeout: float = 120.0) -> bool:
+def interrupt_when(proc, ready, timeout: float = 600.0) -> bool:
     """SIGINT as soon as ``ready()`` is true (polled every 2 ms); False if the run ended first."""
     end = time.time() + timeout
     while time.time() < end and proc.poll() is None:
@@ -41,7 +41,7 @@ def interrupt_when(proc, ready, timeout: float = 120.0) -> bool:
     return False
 
 
-def interrupt_after(proc, out: Path, files: int, timeout: float = 120.0, pattern: str = STAGE_PREFIX + "*") -> bool:
+def interrupt_after(proc, out: Path, files: int, timeout: float = 600.0, pattern: str = STAGE_PREFIX + "*") -> bool:
     """SIGINT once a private folder under ``out`` (``pattern``, relative to it) holds ``files`` finished
     files; False if the run ended first."""
 

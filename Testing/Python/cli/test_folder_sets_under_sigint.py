@@ -77,7 +77,7 @@ def test_an_earlier_set_is_refused_without_force_before_any_work(complete, tmp_p
     shutil.copytree(complete[command], tmp_path / "set")
     before = contents(tmp_path / "set")
     proc = meddift_process(args, tmp_path)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 2 and "holds the outputs of an earlier meddift" in err and "--force" in err, err
     assert contents(tmp_path / "set") == before
 
