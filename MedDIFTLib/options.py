@@ -252,8 +252,10 @@ class RegistrationOptions(Options):
     lam: float = (
         0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
     )
-    iterations: int = 80
-    adam_pool: int = 2  # the continuous stage works on grid voxels pooled by this
+    iterations: int = 80  # Adam steps on cells of adam_pool grid voxels
+    adam_pool: int = 2  # the continuous stage's coarse level works on grid voxels pooled by this
+    fine_iterations: int = 30  # then Adam steps on the registration grid itself (0: none)
+    body_mask: bool = True  # weight the data term by the fixed scan's body (HU > -500), not air and table
     max_channels: int = 64  # more descriptor channels are projected on their principal components
     discrete_channels: int | None = 12  # cost-volume channels (leading components); None: max_channels
     levels: list | None = None
@@ -276,6 +278,9 @@ class RegistrationOptions(Options):
                 raise InputError(f"{opt(name)} must be a finite number, got {v!r}")
             if v < 0 or (v == 0 and rule.startswith("positive")):
                 raise InputError(f"{opt(name)} must be {rule}, got {v:g}")
+        fi = self.fine_iterations
+        if isinstance(fi, bool) or not isinstance(fi, (int, float)) or not float(fi).is_integer() or fi < 0:
+            raise InputError(f"registration option fine_iterations must be zero or more, got {self.fine_iterations!r}")
         for name in ("max_voxels", "control", "step", "adam_pool", "max_channels", "discrete_channels"):
             v = getattr(self, name)
             if v is None and name == "discrete_channels":

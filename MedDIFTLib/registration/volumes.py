@@ -30,6 +30,7 @@ from ..features.pyramid import FeaturePyramid
 from ..runtime import Cancel, Progress, check_cancel, report
 from .dense import RegistrationOptions, register
 from .field import DenseField
+from .mask import body_weights
 from .prealign import least_trimmed, prealign, rotation_deg
 
 MAX_ROUNDS = 4
@@ -91,13 +92,21 @@ def register_volumes(
         report(progress, "pre-align", 0.0)
         a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels, device=device)
     pre.update(given or prealign_evidence(fixed, moving, a, given=False))  # refused when no overlap
+    weights = body_weights(fixed) if opts.body_mask else None
     rounds = []
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)
         turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
         pm_k = features(in_fixed_frame(moving, a)) if turned else pm
         field = register(
-            pf, pm_k, opts, initial=np.eye(4) if turned else a, progress=progress, cancel=cancel, device=device
+            pf,
+            pm_k,
+            opts,
+            initial=np.eye(4) if turned else a,
+            progress=progress,
+            cancel=cancel,
+            device=device,
+            weights=weights,
         )
         if turned:  # the field maps fixed points into the re-described scan: compose with a
             field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
