@@ -255,6 +255,7 @@ class RegistrationOptions(Options):
     iterations: int = 80  # Adam steps on cells of adam_pool grid voxels
     adam_pool: int = 2  # the continuous stage's coarse level works on grid voxels pooled by this
     fine_iterations: int = 30  # then Adam steps on the registration grid itself (0: none)
+    fine_channels: int | None = 12  # channels (leading components) of that fine level; None: max_channels
     body_mask: bool = True  # weight the data term by the fixed scan's body (HU > -500), not air and table
     max_channels: int = 64  # more descriptor channels are projected on their principal components
     discrete_channels: int | None = 12  # cost-volume channels (leading components); None: max_channels
@@ -281,9 +282,17 @@ class RegistrationOptions(Options):
         fi = self.fine_iterations
         if isinstance(fi, bool) or not isinstance(fi, (int, float)) or not float(fi).is_integer() or fi < 0:
             raise InputError(f"registration option fine_iterations must be zero or more, got {self.fine_iterations!r}")
-        for name in ("max_voxels", "control", "step", "adam_pool", "max_channels", "discrete_channels"):
+        for name in (
+            "max_voxels",
+            "control",
+            "step",
+            "adam_pool",
+            "max_channels",
+            "discrete_channels",
+            "fine_channels",
+        ):
             v = getattr(self, name)
-            if v is None and name == "discrete_channels":
+            if v is None and name in ("discrete_channels", "fine_channels"):
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
                 raise InputError(f"registration option {name} must be a whole number of at least 1, got {v!r}")

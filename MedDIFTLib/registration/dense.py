@@ -183,7 +183,10 @@ def _instance_optimisation(fd, md, disp, grid: AxisGrid, opts, dev, weights, pro
                 for n in agrid.shape
             ]
             init = resample_cells(prev, axes) * (unit / ap)
-            fa, ma = (fd, md) if ap == 1 else (F.avg_pool3d(t[None], ap, stride=ap)[0] for t in (fd, md))
+            if ap == 1:
+                fa, ma, _ = reduce_channels(fd, md, opts.fine_channels or opts.max_channels)
+            else:
+                fa, ma = (F.avg_pool3d(t[None], ap, stride=ap)[0] for t in (fd, md))
             wa = None if weights is None else (weights if ap == 1 else F.avg_pool3d(weights[None, None], ap, ap)[0, 0])
             prev = instance_optimise(
                 fa, ma, init, opts.lam, iterations, lr=lr, weights=wa, progress=progress, cancel=cancel

@@ -13,6 +13,7 @@ from scipy import ndimage
 from MedDIFTLib.data.geometry import Volume, make_ijk_to_ras
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.registration import RegistrationOptions
+from MedDIFTLib.registration import mask as mask_module
 from MedDIFTLib.registration.adam import instance_optimise
 from MedDIFTLib.registration.convex import cpu_threads, free_cores
 from MedDIFTLib.registration.dense import _adam_levels, _grid_weights
@@ -45,6 +46,14 @@ def test_the_body_mask_fills_the_lungs_and_drops_the_table_apart_from_the_body()
     assert grown[30, 14, 5] and not grown[30, 13, 5] and not grown[30, 9, 5]
 
 
+def test_lungs_that_reach_the_edge_of_a_cropped_scan_are_body():
+    ct = _ct_with_table()
+    crop = Volume(ct.array[26:].copy(), ct.ijk_to_ras.copy(), "crop")  # the lung (i 22..38) now reaches i = 0
+    assert not body_mask(crop)[0, 32, 5]  # not enclosed: filling holes leaves it out
+    m = body_mask(crop, largest=True)
+    assert m[0, 32, 5] and m[4, 32, 5] and not m[4, 9, 5]  # the lung is in, the table still out
+
+
 def test_a_scan_without_air_below_the_threshold_is_all_body_as_an_mr_scan_would_be():
     mr = Volume(np.random.default_rng(0).uniform(0, 900, (12, 12, 12)).astype(np.float32), np.eye(4), "mr")
     assert body_mask(mr, largest=True).all()
@@ -52,19 +61,24 @@ def test_a_scan_without_air_below_the_threshold_is_all_body_as_an_mr_scan_would_
     assert w.array.dtype == np.float32 and w.array.min() == 1.0
 
 
-def test_grid_weights_follow_the_mask_in_world_coordinates_and_ignore_a_mask_of_almost_nothing():
+@pytest.mark.parametrize("budget", [None, 9000])  # 9000 of 36000 voxels: masked on every 2nd voxel
+def test_grid_weights_follow_the_mask_in_world_coordinates_and_ignore_a_mask_of_almost_nothing(budget, monkeypatch):
     ct = _ct_with_table()
+    if budget:
+        monkeypatch.setattr(mask_module, "MASK_VOXELS", budget)
     w = body_weights(ct)
+    assert w.shape == ((30, 30, 5) if budget else ct.shape)
     grid = covering_axis_grid(ct.grid, 4.0)
     gw = _grid_weights(w, grid, torch.device("cpu"))
     assert gw is not None and gw.shape == grid.shape
-    pts = grid.points()
-    # at each grid voxel centre the trilinear weight is within 1 of the nearest fixed voxel's (interpolation)
-    ijk = np.rint(ct.world_to_ijk(pts.reshape(-1, 3))).astype(int)
-    ijk = np.clip(ijk, 0, np.asarray(ct.shape) - 1)
-    nearest = w.array[tuple(ijk.T)].reshape(grid.shape)
-    inside = ndimage.binary_erosion(nearest > 0.5, iterations=2)
-    outside = ndimage.binary_erosion(nearest < 0.5, iterations=2)
+    # read against the full-resolution mask in world coordinates: two grid voxels (8 mm) from its edge, the
+    # trilinear weight is exactly 1 inside and 0 outside, strided or not (a stride of 2 moves the edge 4 mm)
+    full = body_mask(ct, largest=True, margin_mm=SKIN_MARGIN_MM)
+    ijk = np.rint(ct.world_to_ijk(grid.points().reshape(-1, 3))).astype(int)
+    nearest = full[tuple(np.clip(ijk, 0, np.asarray(ct.shape) - 1).T)].reshape(grid.shape)
+    inside = ndimage.binary_erosion(nearest, iterations=2)
+    outside = ndimage.binary_erosion(~nearest, iterations=2)
+    assert inside.any() and outside.any()
     assert np.all(gw.numpy()[inside] == 1.0) and np.all(gw.numpy()[outside] == 0.0)
     tiny = ct.with_array(np.zeros(ct.shape, dtype=np.float32))
     tiny.array[30, 30, 5] = 1.0
