@@ -237,6 +237,10 @@ class RegistrationOptions(Options):
     discrete stage uses; the continuous stage, which sets the sub-voxel answer, sees up to
     ``max_channels``. On the phantom suite 12 channels in the cost volume are as accurate as
     all of them, at a fraction of its cost (``Testing/Benchmarks/bench_registration.py``).
+    The continuous stage runs coarse to fine: ``iterations`` on cells of ``adam_pool`` grid
+    voxels, then ``fine_iterations`` on the grid itself. The fine level keeps every channel
+    by default: what it adds is the finest descriptor level's detail, which lies in the minor
+    principal components that a projection drops (docs/evaluation/dense-round2.md).
     """
 
     what = "registration options"
@@ -255,7 +259,7 @@ class RegistrationOptions(Options):
     iterations: int = 80  # Adam steps on cells of adam_pool grid voxels
     adam_pool: int = 2  # the continuous stage's coarse level works on grid voxels pooled by this
     fine_iterations: int = 30  # then Adam steps on the registration grid itself (0: none)
-    fine_channels: int | None = 12  # channels (leading components) of that fine level; None: max_channels
+    fine_channels: int | None = None  # channels (leading components) of that fine level; None: max_channels
     body_mask: bool = True  # weight the data term by the fixed scan's body (HU > -500), not air and table
     max_channels: int = 64  # more descriptor channels are projected on their principal components
     discrete_channels: int | None = 12  # cost-volume channels (leading components); None: max_channels

@@ -2,7 +2,8 @@
 
 The discrete stage leaves a displacement quantised to its step and smoothed by
 box filters. Here it is refined continuously, as in ConvexAdam: the field is
-a free parameter per voxel of a grid at half the registration resolution,
+a free parameter per voxel of the grid it is given (the coarse-to-fine
+schedule of :mod:`.dense` calls it at half the registration resolution, then at full),
 smoothed by three 3^3 box filters (a cubic B-spline-like kernel, which makes
 it a B-spline field in effect), and moved by Adam to lower the descriptor
 SSD of the warped moving descriptors plus ``lambda`` times the squared

@@ -9,7 +9,9 @@ The data path (each step in its own module):
    coarse control grid over a discrete displacement range, smoothed by coupled
    convex optimisation, from both directions and made inverse-consistent
    (:mod:`.convex`);
-4. Adam refinement of a dense field with a diffusion regulariser (:mod:`.adam`);
+4. Adam refinement of a dense field with a diffusion regulariser (:mod:`.adam`), coarse to fine:
+   on cells of ``adam_pool`` grid voxels, then on the registration grid itself, its data term
+   weighted by the fixed scan's body (:mod:`.mask`) when the caller gives it;
 5. the result, ``phi(x) = A (x + u(x))`` in RAS mm (:mod:`.field`).
 
 Defaults are set in physical terms (millimetres of search, grid voxels per
