@@ -21,6 +21,7 @@ the composition of the steps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -62,6 +63,26 @@ def in_fixed_frame(moving: Volume, a: np.ndarray) -> Volume:
     return Volume(moving.array, np.linalg.inv(a) @ moving.ijk_to_ras, moving.name, dict(moving.metadata))
 
 
+def _round(pf, pm, features, moving: Volume, a: np.ndarray, opts, weights, progress, cancel, device) -> DenseField:
+    """One registration at pre-alignment ``a``: when ``a`` turns, the moving scan is re-described in the
+    fixed frame and the field composed with ``a``."""
+    turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
+    pm_k = features(in_fixed_frame(moving, a)) if turned else pm
+    field = register(
+        pf,
+        pm_k,
+        opts,
+        initial=np.eye(4) if turned else a,
+        progress=progress,
+        cancel=cancel,
+        device=device,
+        weights=weights,
+    )
+    if turned:  # the field maps fixed points into the re-described scan: compose with a
+        field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
+    return field
+
+
 def register_volumes(
     fixed: Volume,
     moving: Volume,
@@ -93,23 +114,13 @@ def register_volumes(
         a, pre = prealign(pf, pm, spacing, opts.prealign, opts.levels, device=device)
     pre.update(given or prealign_evidence(fixed, moving, a, given=False))  # refused when no overlap
     weights = body_weights(fixed) if opts.body_mask else None
-    rounds = []
+    rounds: list[dict] = []
+    coarse = replace(opts, fine_iterations=0)  # a round that turns is seldom the last: no fine level yet
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)
         turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
-        pm_k = features(in_fixed_frame(moving, a)) if turned else pm
-        field = register(
-            pf,
-            pm_k,
-            opts,
-            initial=np.eye(4) if turned else a,
-            progress=progress,
-            cancel=cancel,
-            device=device,
-            weights=weights,
-        )
-        if turned:  # the field maps fixed points into the re-described scan: compose with a
-            field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
+        used = coarse if turned else opts
+        field = _round(pf, pm, features, moving, a, used, weights, progress, cancel, device)
         rounds.append(
             {"rotation_deg": round(rotation_deg(a), 2), "translation_mm": [round(float(v), 2) for v in a[:3, 3]]}
         )
@@ -119,6 +130,8 @@ def register_volumes(
         if rotation_deg(residual) <= SETTLED_DEG:
             break
         a = residual @ a
+    if used is not opts:  # the last round ran without the fine level: run it again with it
+        field = _round(pf, pm, features, moving, a, opts, weights, progress, cancel, device)
     field.info.update(pre)
     field.info["prealign_rounds"] = rounds
     return field
