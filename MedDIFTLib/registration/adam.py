@@ -70,8 +70,7 @@ def instance_optimise(
     fl, ml = channels_last(fixed.float()), channels_last(moving.float())
     # the eight gathered corners kept between the residual and the gradient, when that fits
     workspace = torch.empty((8, *fl.shape), device=fl.device) if 8 * fl.numel() * 4 <= WORKSPACE_BYTES else None
-    w = None if weights is None else weights.float()
-    total = None if w is None else w.sum().clamp_min(1e-6)
+    w = None if weights is None else weights.float() / weights.float().sum().clamp_min(1e-6)  # sums to one
     u = init.clone().float().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     for it in range(iterations):
@@ -81,7 +80,7 @@ def instance_optimise(
         opt.zero_grad()
         s = smooth(u)
         ssd = warped_ssd(s, ml, fl, shape, workspace)  # = (warp(moving, s) - fixed)^2 summed over channels
-        cost = ssd.mean() if w is None else (ssd * w).sum() / total
+        cost = ssd.mean() if w is None else (ssd * w).sum()
         loss = cost + lam * diffusion(s)
         loss.backward()
         opt.step()
