@@ -272,7 +272,8 @@ def warped_ct_cases(
 
     Per scan and variant one case; the variants are datasets of their own in the report:
     ``warped-ct-smooth`` (the smooth field only) and ``warped-ct-repositioned`` (the same field, then
-    ``rotation_deg`` about S and ``shift_mm`` along (1, -1, 1)/sqrt(3)). Each scan is read when its
+    ``rotation_deg`` about S and ``shift_mm`` along (1, -1, 1)/sqrt(3)); on request ``warped-ct-contrast``
+    (the smooth field and a soft-tissue contrast change, :func:`.warped.variant_settings`). Each scan is read when its
     cases are reached, so a long list of files does not sit in memory.
     """
     unknown = [v for v in variants if v not in VARIANTS]
