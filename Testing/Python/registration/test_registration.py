@@ -139,7 +139,6 @@ def test_prealignment_recovers_a_known_rigid_motion():
     dense_err = np.linalg.norm(field.map_points(pts) - truth, axis=1)
     assert np.median(dense_err) < 0.5 * 4.5, np.median(dense_err)  # the field: sub-voxel
     # rounds that turn run without the fine level; the answer has it: its field lies on the registration grid
-    assert len(field.info["prealign_rounds"]) > 1
     assert field.info["options"]["fine_iterations"] == RegistrationOptions().fine_iterations > 0
     assert list(field.grid.shape) == field.info["grid_shape"]
 
