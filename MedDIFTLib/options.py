@@ -237,6 +237,10 @@ class RegistrationOptions(Options):
     discrete stage uses; the continuous stage, which sets the sub-voxel answer, sees up to
     ``max_channels``. On the phantom suite 12 channels in the cost volume are as accurate as
     all of them, at a fraction of its cost (``Testing/Benchmarks/bench_registration.py``).
+    The continuous stage runs coarse to fine: ``iterations`` on cells of ``adam_pool`` grid
+    voxels, then ``fine_iterations`` on the grid itself. The fine level keeps every channel
+    by default: what it adds is the finest descriptor level's detail, which lies in the minor
+    principal components that a projection drops (docs/evaluation/dense-round2.md).
     """
 
     what = "registration options"
@@ -252,8 +256,11 @@ class RegistrationOptions(Options):
     lam: float = (
         0.5  # diffusion weight; ConvexAdam uses 1.25 for raw MIND, whose SSD is larger than that of unit descriptors
     )
-    iterations: int = 80
-    adam_pool: int = 2  # the continuous stage works on grid voxels pooled by this
+    iterations: int = 80  # Adam steps on cells of adam_pool grid voxels
+    adam_pool: int = 2  # the continuous stage's coarse level works on grid voxels pooled by this
+    fine_iterations: int = 30  # then Adam steps on the registration grid itself (0: none)
+    fine_channels: int | None = None  # channels (leading components) of that fine level; None: max_channels
+    body_mask: bool = True  # weight the data term by the fixed scan's body (HU > -500), not air and table
     max_channels: int = 64  # more descriptor channels are projected on their principal components
     discrete_channels: int | None = 12  # cost-volume channels (leading components); None: max_channels
     levels: list | None = None
@@ -276,9 +283,20 @@ class RegistrationOptions(Options):
                 raise InputError(f"{opt(name)} must be a finite number, got {v!r}")
             if v < 0 or (v == 0 and rule.startswith("positive")):
                 raise InputError(f"{opt(name)} must be {rule}, got {v:g}")
-        for name in ("max_voxels", "control", "step", "adam_pool", "max_channels", "discrete_channels"):
+        fi = self.fine_iterations
+        if isinstance(fi, bool) or not isinstance(fi, (int, float)) or not float(fi).is_integer() or fi < 0:
+            raise InputError(f"registration option fine_iterations must be zero or more, got {self.fine_iterations!r}")
+        for name in (
+            "max_voxels",
+            "control",
+            "step",
+            "adam_pool",
+            "max_channels",
+            "discrete_channels",
+            "fine_channels",
+        ):
             v = getattr(self, name)
-            if v is None and name == "discrete_channels":
+            if v is None and name in ("discrete_channels", "fine_channels"):
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
                 raise InputError(f"registration option {name} must be a whole number of at least 1, got {v!r}")

@@ -276,7 +276,8 @@ def add_case_arguments(p) -> None:
     p.add_argument(
         "--warped-variants",
         default="smooth,repositioned",
-        help="comma list: smooth (the smooth field only), repositioned (then a rigid motion)",
+        help="comma list: smooth (the smooth field only), repositioned (then a rigid motion), "
+        "contrast (the smooth field and soft tissue +120 HU)",
     )
     p.add_argument("--warped-amplitude", type=float, default=8.0, help="peak of the smooth displacement, mm")
     p.add_argument("--warped-wavelength", type=float, default=120.0, help="shortest wavelength of the field, mm")

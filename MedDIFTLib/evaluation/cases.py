@@ -23,7 +23,7 @@ from ..errors import ImageReadError, InputError
 from .case import Case
 from .motion import BreathingMotion, RepositionedMotion
 from .phantom import make_pair, sample_landmarks
-from .warped import make_warped_case
+from .warped import VARIANTS, make_warped_case, variant_settings
 
 CONVERTED_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
@@ -272,16 +272,17 @@ def warped_ct_cases(
 
     Per scan and variant one case; the variants are datasets of their own in the report:
     ``warped-ct-smooth`` (the smooth field only) and ``warped-ct-repositioned`` (the same field, then
-    ``rotation_deg`` about S and ``shift_mm`` along (1, -1, 1)/sqrt(3)). Each scan is read when its
+    ``rotation_deg`` about S and ``shift_mm`` along (1, -1, 1)/sqrt(3)); on request ``warped-ct-contrast``
+    (the smooth field and a soft-tissue contrast change, :func:`.warped.variant_settings`). Each scan is read when its
     cases are reached, so a long list of files does not sit in memory.
     """
-    unknown = [v for v in variants if v not in WARPED_VARIANTS]
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise InputError(f"unknown warped-CT variant(s) {unknown}; choose from {list(WARPED_VARIANTS)}")
+        raise InputError(f"unknown warped-CT variant(s) {unknown}; choose from {list(VARIANTS)}")
     for path in paths:
         fixed = read_volume(path)
         for v in variants:
-            rigid: dict[str, Any] = {"rotation_deg": rotation_deg, "shift_mm": shift_mm} if v == "repositioned" else {}
+            rigid: dict[str, Any] = variant_settings(v, rotation_deg, shift_mm)
             yield make_warped_case(
                 fixed,
                 name=fixed.name,

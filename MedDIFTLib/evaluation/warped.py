@@ -27,12 +27,34 @@ import numpy as np
 from ..data.geometry import Volume, as_points
 from ..data.points import PointSet
 from ..errors import InputError
+from ..registration.mask import body_mask
 from .case import Case
 from .motion import RepositionedMotion, invert_displacement
 
 MAX_DU = 0.5  # bound on |Du| (operator norm): x <- y - u(x) then contracts at least 2x per step
 AIR_HU = -1000.0
 _DEFAULT_SHIFT_DIRECTION = np.array([1.0, -1.0, 1.0]) / np.sqrt(3.0)
+SOFT_TISSUE_HU = (-200.0, 300.0)  # fat, muscle, organs and vessels; not air, lung parenchyma or bone
+CONTRAST_HU = 120.0  # what the phantom's contrast follow-up adds to its soft tissue (an injected agent)
+VARIANTS = ("smooth", "repositioned", "contrast")
+
+
+def variant_settings(variant: str, rotation_deg: float, shift_mm) -> dict:
+    """What a named variant of the warped real-CT suite adds to the smooth field: ``repositioned`` a rigid
+    motion, ``contrast`` the phantom's contrast change on the moving scan's soft tissue.
+
+    Args:
+        variant: one of :data:`VARIANTS`.
+        rotation_deg: the repositioned variant's turn about S.
+        shift_mm: the repositioned variant's shift (length along (1, -1, 1)/sqrt(3), or a 3-vector).
+    """
+    if variant not in VARIANTS:
+        raise InputError(f"unknown warped-CT variant {variant!r}; choose from {list(VARIANTS)}")
+    if variant == "repositioned":
+        return {"rotation_deg": rotation_deg, "shift_mm": shift_mm}
+    if variant == "contrast":
+        return {"soft_tissue_offset_hu": CONTRAST_HU}
+    return {}
 
 
 @dataclass
@@ -166,11 +188,19 @@ def warp_volume(
     noise_hu: float = 0.0,
     seed: int = 0,
     name: str = "",
+    soft_tissue_offset_hu: float = 0.0,
 ) -> Volume:
     """The moving scan on the fixed grid: fixed at phi^-1 of each voxel centre, then gain, offset and
-    seeded Gaussian noise (so no method can win by matching identical voxel values)."""
+    seeded Gaussian noise (so no method can win by matching identical voxel values).
+
+    ``soft_tissue_offset_hu`` is added where the warped scan is soft tissue (:data:`SOFT_TISSUE_HU`),
+    before the gain and offset, as the phantom's contrast case does: an injected agent brightens
+    organs and vessels but not air, lung parenchyma or bone, so the change is not one global map."""
     y = fixed.grid.voxel_centres()
     hu = _sample(fixed, motion.moving_to_fixed(y)).astype(np.float64)
+    if soft_tissue_offset_hu:
+        lo, hi = SOFT_TISSUE_HU
+        hu[(hu > lo) & (hu < hi)] += soft_tissue_offset_hu
     hu = gain * hu + offset_hu
     if noise_hu:
         hu += np.random.default_rng(seed + 104729).normal(0.0, noise_hu, hu.shape)
@@ -180,16 +210,6 @@ def warp_volume(
         name or f"{fixed.name} warped",
         dict(fixed.metadata),
     )
-
-
-def body_mask(volume: Volume, threshold_hu: float = -500.0) -> np.ndarray:
-    """Inside the body: above ``threshold_hu``, with enclosed air (lungs, bowel gas) filled slice by slice."""
-    from scipy import ndimage
-
-    m = np.asarray(volume.array) > threshold_hu
-    for k in range(m.shape[2]):
-        m[:, :, k] = ndimage.binary_fill_holes(m[:, :, k])
-    return m
 
 
 def distinctiveness(volume: Volume, sigma_mm: float = 1.5, window_mm: float = 4.0) -> np.ndarray:
@@ -277,6 +297,7 @@ def make_warped_case(
     gain: float = 1.0,
     offset_hu: float = 0.0,
     noise_hu: float = 10.0,
+    soft_tissue_offset_hu: float = 0.0,
     n_landmarks: int = 30,
     min_distance_mm: float = 15.0,
     margin_mm: float = 10.0,
@@ -284,7 +305,7 @@ def make_warped_case(
 ) -> Case:
     """A :class:`Case` from one real scan: fixed = the scan, moving = it warped, truth = phi(landmarks)."""
     motion = warp_motion(fixed, amplitude_mm, rotation_deg, shift_mm, wavelength_mm, n_waves, seed)
-    moving = warp_volume(fixed, motion, gain, offset_hu, noise_hu, seed, name=f"{fixed.name} warped")
+    moving = warp_volume(fixed, motion, gain, offset_hu, noise_hu, seed, f"{fixed.name} warped", soft_tissue_offset_hu)
     lm = sample_landmarks(fixed, motion, moving, n_landmarks, min_distance_mm, margin_mm, amplitude_mm)
     assert lm.labels is not None  # PointSet.__post_init__ sets the labels
     truth = PointSet(motion.fixed_to_moving(lm.points), list(lm.labels), name="truth")
@@ -297,6 +318,7 @@ def make_warped_case(
         "gain": gain,
         "offset_hu": offset_hu,
         "noise_hu": noise_hu,
+        "soft_tissue_offset_hu": soft_tissue_offset_hu,
         "seed": seed,
     }
     case = Case(dataset, name or fixed.name, fixed, moving, lm, truth)

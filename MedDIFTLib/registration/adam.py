@@ -2,7 +2,8 @@
 
 The discrete stage leaves a displacement quantised to its step and smoothed by
 box filters. Here it is refined continuously, as in ConvexAdam: the field is
-a free parameter per voxel of a grid at half the registration resolution,
+a free parameter per voxel of the grid it is given (the coarse-to-fine
+schedule of :mod:`.dense` calls it at half the registration resolution, then at full),
 smoothed by three 3^3 box filters (a cubic B-spline-like kernel, which makes
 it a B-spline field in effect), and moved by Adam to lower the descriptor
 SSD of the warped moving descriptors plus ``lambda`` times the squared
@@ -47,17 +48,29 @@ def instance_optimise(
     lam: float = 1.25,
     iterations: int = 80,
     lr: float = 1.0,
+    weights: torch.Tensor | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> torch.Tensor:
     """Refine ``init`` (3, X, Y, Z), in voxels of the descriptors' grid; returns the smoothed field.
 
-    ``fixed``/``moving``: (D, X, Y, Z) descriptor maps on the same grid.
+    Args:
+        fixed: (D, X, Y, Z) fixed descriptors.
+        moving: (D, X, Y, Z) moving descriptors (already pre-aligned) on the same grid.
+        init: the starting displacement (3, X, Y, Z) in voxels of that grid.
+        lam: weight of the diffusion regulariser.
+        iterations: Adam steps.
+        lr: Adam's step, in voxels of the grid.
+        weights: (X, Y, Z) weight of each voxel in the data term (the body), or None for all alike: the
+            data term is then the weighted mean, so ``lam`` keeps its meaning.
+        progress: called with (stage, fraction).
+        cancel: polled every ten steps.
     """
     shape = tuple(fixed.shape[1:])
     fl, ml = channels_last(fixed.float()), channels_last(moving.float())
     # the eight gathered corners kept between the residual and the gradient, when that fits
     workspace = torch.empty((8, *fl.shape), device=fl.device) if 8 * fl.numel() * 4 <= WORKSPACE_BYTES else None
+    w = None if weights is None else weights.float() / weights.float().sum().clamp_min(1e-6)  # sums to one
     u = init.clone().float().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     for it in range(iterations):
@@ -66,7 +79,8 @@ def instance_optimise(
             report(progress, "refine field", it / max(iterations, 1))
         opt.zero_grad()
         s = smooth(u)
-        cost = warped_ssd(s, ml, fl, shape, workspace).mean()  # = (warp(moving, s) - fixed)^2 summed over channels
+        ssd = warped_ssd(s, ml, fl, shape, workspace)  # = (warp(moving, s) - fixed)^2 summed over channels
+        cost = ssd.mean() if w is None else (ssd * w).sum()
         loss = cost + lam * diffusion(s)
         loss.backward()
         opt.step()

@@ -26,11 +26,47 @@ All displacements here are in voxels of the registration grid, axis order
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import torch.nn.functional as F
 
 from .descriptors import box3, box_filter, warp
+
+
+def free_cores() -> int:
+    """CPU cores this process may use that other jobs are not already using: at least one.
+
+    Why: every PyTorch operation ends at a barrier where its threads wait for each other, so
+    a thread on a core that another job holds makes the whole operation wait for that job's
+    time slice; on busy cores the refinement with as many threads as cores took many times its
+    idle time. The cores allowed (``sched_getaffinity``, which containers and ``taskset``
+    narrow) minus the one-minute load of the others (the load average less this process's own
+    running thread), rounded, leaves the threads that will not wait on a busy core.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS has no affinity call
+        cores = os.cpu_count() or 1
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:  # pragma: no cover - no load average (Windows)
+        others = 0.0
+    return max(1, min(cores, int(cores - others + 0.5)))
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, n: int):
+    """Run a block on at most ``n`` intra-op threads (CPU only), then restore torch's setting."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(n, before)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -43,15 +79,8 @@ def one_thread(device: torch.device):
     on the cores) two threads spent several times the CPU of one. Registration jobs run one at a time
     per process (the worker and the server queue them), so the process-wide setting is safe.
     """
-    if device.type != "cpu":
+    with cpu_threads(device, 1):
         yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def displacement_table(steps: int, step: int, device=None) -> torch.Tensor:
@@ -165,4 +194,12 @@ def resample_cells(disp: torch.Tensor, axes) -> torch.Tensor:
     return F.grid_sample(disp[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
-__all__ = ["displacement_table", "cost_volume", "coupled_convex", "inverse_consistent", "resample_cells"]
+__all__ = [
+    "free_cores",
+    "cpu_threads",
+    "displacement_table",
+    "cost_volume",
+    "coupled_convex",
+    "inverse_consistent",
+    "resample_cells",
+]

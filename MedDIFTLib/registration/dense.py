@@ -9,7 +9,9 @@ The data path (each step in its own module):
    coarse control grid over a discrete displacement range, smoothed by coupled
    convex optimisation, from both directions and made inverse-consistent
    (:mod:`.convex`);
-4. Adam refinement of a dense field with a diffusion regulariser (:mod:`.adam`);
+4. Adam refinement of a dense field with a diffusion regulariser (:mod:`.adam`), coarse to fine:
+   on cells of ``adam_pool`` grid voxels, then on the registration grid itself, its data term
+   weighted by the fixed scan's body (:mod:`.mask`) when the caller gives it;
 5. the result, ``phi(x) = A (x + u(x))`` in RAS mm (:mod:`.field`).
 
 Defaults are set in physical terms (millimetres of search, grid voxels per
@@ -25,13 +27,23 @@ from dataclasses import asdict
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
+from ..data.geometry import Volume
 from ..errors import InputError
 from ..features.pyramid import FeaturePyramid
 from ..options import PREALIGN_KINDS, RegistrationOptions  # their home; importable here as before
 from ..runtime import Cancel, Progress, check_cancel, report
 from .adam import instance_optimise
-from .convex import cost_volume, coupled_convex, displacement_table, inverse_consistent, resample_cells
+from .convex import (
+    cost_volume,
+    coupled_convex,
+    cpu_threads,
+    displacement_table,
+    free_cores,
+    inverse_consistent,
+    resample_cells,
+)
 from .descriptors import AxisGrid, covering_axis_grid, reduce_channels, stacked_descriptors
 from .field import DenseField
 from .prealign import prealign
@@ -53,6 +65,7 @@ def register(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     device=None,
+    weights: Volume | None = None,
 ) -> DenseField:
     """Dense fixed -> moving correspondence of two pyramids (any backbone).
 
@@ -65,6 +78,7 @@ def register(
         progress: called with (stage, fraction).
         cancel: polled between stages.
         device: where to compute (``--device``; default: the fixed pyramid's); the field comes back on the CPU.
+        weights: the data term's weight over the fixed scan (:func:`.mask.body_weights`: the body), or None.
     """
     dev = torch.device(device) if device is not None else fixed.levels[0].features.device
     opts = options or RegistrationOptions()
@@ -83,7 +97,9 @@ def register(
     check_cancel(cancel)
     disp = _discrete_search(fd, md, h, opts, dev, info, progress, cancel)
     check_cancel(cancel)
-    agrid, u_mm = _instance_optimisation(fd, md, disp, grid, opts, dev, progress, cancel)
+    w = _grid_weights(weights, grid, dev)
+    info["body_weighted_share"] = None if w is None else round(float(w.mean()), 3)
+    agrid, u_mm = _instance_optimisation(fd, md, disp, grid, opts, dev, w, progress, cancel)
     info["seconds"] = round(time.perf_counter() - t0, 2)
     return DenseField(a, agrid, u_mm, info)
 
@@ -135,21 +151,67 @@ def _discrete_search(fd, md, h: float, opts, dev, info: dict, progress, cancel) 
     return disp
 
 
-def _instance_optimisation(fd, md, disp, grid: AxisGrid, opts, dev, progress, cancel) -> tuple:
-    """The Adam refinement on cells of ``adam_pool`` grid voxels, started from the discrete displacements:
-    (the Adam grid, the displacement in RAS mm on it, float64 on the CPU)."""
-    ap, pool = opts.adam_pool, opts.control
-    agrid = grid.pooled(ap)
-    # Adam cell a is centred on grid voxel ap*a + (ap-1)/2; control cell c on pool*c + (pool-1)/2
-    axes = [
-        ((ap * torch.arange(n, dtype=torch.float32, device=dev) + (ap - 1) / 2.0) - (pool - 1) / 2.0) / pool
-        for n in agrid.shape
-    ]
-    init = resample_cells(disp, axes) / ap
-    fa = F.avg_pool3d(fd[None], ap, stride=ap)[0]
-    ma = F.avg_pool3d(md[None], ap, stride=ap)[0]
-    u = instance_optimise(fa, ma, init, opts.lam, opts.iterations, progress=progress, cancel=cancel)
-    return agrid, (u * agrid.spacing[0]).permute(1, 2, 3, 0).cpu().numpy().astype(np.float64)
+def _adam_levels(opts: RegistrationOptions) -> list[tuple[int, int, float]]:
+    """(pool, iterations, learning rate in that level's voxels) from coarse to fine.
+
+    The coarse level (cells of ``adam_pool`` grid voxels) turns the discrete answer into a smooth
+    field; the fine level then refines it on the registration grid itself, where the finest
+    descriptors (MIND-SSC's full-resolution level) resolve what a cell of several voxels averages
+    away. It starts from a field already within a cell of the answer, so it takes steps of half a
+    voxel and needs fewer iterations.
+    """
+    levels = [(opts.adam_pool, opts.iterations, 1.0)]
+    if opts.adam_pool > 1 and opts.fine_iterations:
+        levels.append((1, opts.fine_iterations, 0.5))
+    return levels
+
+
+def _instance_optimisation(fd, md, disp, grid: AxisGrid, opts, dev, weights, progress, cancel) -> tuple:
+    """The Adam refinement, coarse to fine (:func:`_adam_levels`), started from the discrete displacements:
+    (the last level's grid, the displacement in RAS mm on it, float64 on the CPU).
+
+    ``weights``: the data term's weight per registration-grid voxel (the body), or None for all alike."""
+    # the previous answer: its values in units of ``unit`` grid voxels, one per cell of ``prev_pool`` voxels
+    prev, prev_pool, unit = disp, opts.control, 1
+    agrid = grid
+    with cpu_threads(dev, free_cores()):
+        for ap, iterations, lr in _adam_levels(opts):
+            agrid = grid.pooled(ap)
+            # cell a of this level is centred on grid voxel ap*a + (ap-1)/2; cell c of the previous one on
+            # prev_pool*c + (prev_pool-1)/2
+            axes = [
+                ((ap * torch.arange(n, dtype=torch.float32, device=dev) + (ap - 1) / 2.0) - (prev_pool - 1) / 2.0)
+                / prev_pool
+                for n in agrid.shape
+            ]
+            init = resample_cells(prev, axes) * (unit / ap)
+            if ap == 1:
+                fa, ma, _ = reduce_channels(fd, md, opts.fine_channels or opts.max_channels)
+            else:
+                fa, ma = (F.avg_pool3d(t[None], ap, stride=ap)[0] for t in (fd, md))
+            wa = None if weights is None else (weights if ap == 1 else F.avg_pool3d(weights[None, None], ap, ap)[0, 0])
+            prev = instance_optimise(
+                fa, ma, init, opts.lam, iterations, lr=lr, weights=wa, progress=progress, cancel=cancel
+            )
+            prev_pool = unit = ap
+    return agrid, (prev * agrid.spacing[0]).permute(1, 2, 3, 0).cpu().numpy().astype(np.float64)
+
+
+def _grid_weights(weights: Volume | None, grid: AxisGrid, dev) -> torch.Tensor | None:
+    """A fixed-scan weight volume (the body mask) read trilinearly on the registration grid; None when
+    there is none or it keeps less than a tenth of the grid (too little to register on alone)."""
+    if weights is None:
+        return None
+    w = ndimage.map_coordinates(
+        np.asarray(weights.array, dtype=np.float32),
+        weights.world_to_ijk(grid.points().reshape(-1, 3)).T,
+        order=1,
+        mode="nearest",
+        prefilter=False,
+    ).reshape(grid.shape)
+    if w.mean() < 0.1:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(w)).to(dev)
 
 
 __all__ = ["RegistrationOptions", "register", "registration_grid", "PREALIGN_KINDS"]

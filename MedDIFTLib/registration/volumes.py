@@ -21,6 +21,7 @@ the composition of the steps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from ..features.pyramid import FeaturePyramid
 from ..runtime import Cancel, Progress, check_cancel, report
 from .dense import RegistrationOptions, register
 from .field import DenseField
+from .mask import body_weights
 from .prealign import least_trimmed, prealign, rotation_deg
 from .rigid import refine_rigid
 
@@ -60,6 +62,26 @@ def rigid_part(field: DenseField, fixed: Volume, samples: int = 20000) -> np.nda
 def in_fixed_frame(moving: Volume, a: np.ndarray) -> Volume:
     """The moving scan laid over the fixed one by ``a`` (fixed -> moving points): header only."""
     return Volume(moving.array, np.linalg.inv(a) @ moving.ijk_to_ras, moving.name, dict(moving.metadata))
+
+
+def _round(pf, pm, features, moving: Volume, a: np.ndarray, opts, weights, progress, cancel, device) -> DenseField:
+    """One registration at pre-alignment ``a``: when ``a`` turns, the moving scan is re-described in the
+    fixed frame and the field composed with ``a``."""
+    turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
+    pm_k = features(in_fixed_frame(moving, a)) if turned else pm
+    field = register(
+        pf,
+        pm_k,
+        opts,
+        initial=np.eye(4) if turned else a,
+        progress=progress,
+        cancel=cancel,
+        device=device,
+        weights=weights,
+    )
+    if turned:  # the field maps fixed points into the re-described scan: compose with a
+        field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
+    return field
 
 
 def register_volumes(
@@ -94,16 +116,14 @@ def register_volumes(
         if pre.get("prealign_used") == opts.prealign:  # a repositioning was found: its six parameters exactly
             a, pre["rigid_refinement"] = refine_rigid(fixed, moving, a)
     pre.update(given or prealign_evidence(fixed, moving, a, given=False))  # refused when no overlap
-    rounds = []
+    weights = body_weights(fixed) if opts.body_mask else None
+    rounds: list[dict] = []
+    coarse = replace(opts, fine_iterations=0)  # a round that turns is seldom the last: no fine level yet
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)
         turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
-        pm_k = features(in_fixed_frame(moving, a)) if turned else pm
-        field = register(
-            pf, pm_k, opts, initial=np.eye(4) if turned else a, progress=progress, cancel=cancel, device=device
-        )
-        if turned:  # the field maps fixed points into the re-described scan: compose with a
-            field = DenseField(a @ field.prealign, field.grid, field.u, field.info)
+        used = coarse if turned else opts
+        field = _round(pf, pm, features, moving, a, used, weights, progress, cancel, device)
         rounds.append(
             {"rotation_deg": round(rotation_deg(a), 2), "translation_mm": [round(float(v), 2) for v in a[:3, 3]]}
         )
@@ -113,6 +133,8 @@ def register_volumes(
         if rotation_deg(residual) <= SETTLED_DEG:
             break
         a = residual @ a
+    if used is not opts:  # the last round ran without the fine level: run it again with it
+        field = _round(pf, pm, features, moving, a, opts, weights, progress, cancel, device)
     field.info.update(pre)
     field.info["prealign_rounds"] = rounds
     return field

@@ -13,7 +13,7 @@ from MedDIFTLib.data.image_io import write_volume
 from MedDIFTLib.errors import InputError
 from MedDIFTLib.evaluation.cases import warped_ct_cases
 from MedDIFTLib.evaluation.phantom import make_pair
-from MedDIFTLib.evaluation.warped import body_mask, make_warped_case, make_waves
+from MedDIFTLib.evaluation.warped import CONTRAST_HU, SOFT_TISSUE_HU, body_mask, make_warped_case, make_waves
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,21 @@ def test_a_real_ct_from_shared_builds_a_case():
     case = next(iter(warped_ct_cases([path], variants=["repositioned"], n_landmarks=20)))
     assert case.fixed.shape == case.moving.shape and len(case.fixed_points) >= 10
     assert np.isfinite(case.moving.array).all()
+
+
+def test_the_contrast_variant_brightens_soft_tissue_only_and_keeps_the_motion_and_landmarks(scan, tmp_path):
+    plain = make_warped_case(scan, noise_hu=0.0, n_landmarks=10)
+    bright = make_warped_case(scan, noise_hu=0.0, n_landmarks=10, soft_tissue_offset_hu=CONTRAST_HU)
+    before, after = plain.moving.array.astype(np.float64), bright.moving.array.astype(np.float64)
+    lo, hi = SOFT_TISSUE_HU
+    soft = (before > lo) & (before < hi)
+    assert soft.any() and (~soft).any()  # the phantom has soft tissue, lungs, air and bone
+    # the same warped voxels; float32 storage of values up to ~1000 HU rounds to ~1e-4 HU
+    np.testing.assert_allclose(after[soft] - before[soft], CONTRAST_HU, atol=1e-3)
+    np.testing.assert_array_equal(after[~soft], before[~soft])
+    np.testing.assert_array_equal(bright.moving_points.points, plain.moving_points.points)
+    path = write_volume(scan, tmp_path / "scan.nii.gz")
+    (case,) = warped_ct_cases([path], variants=["contrast"], n_landmarks=10)
+    assert case.dataset == "warped-ct-contrast"
+    assert case.moving.metadata["warp"]["soft_tissue_offset_hu"] == CONTRAST_HU
+    assert case.moving.metadata["warp"]["rotation_deg"] == 0.0

@@ -138,6 +138,9 @@ def test_prealignment_recovers_a_known_rigid_motion():
     assert rotation_deg(a) > rotation_deg(m) + 2.0  # the rounds recover most of the turn the coarse step missed
     dense_err = np.linalg.norm(field.map_points(pts) - truth, axis=1)
     assert np.median(dense_err) < 0.5 * 4.5, np.median(dense_err)  # the field: sub-voxel
+    # rounds that turn run without the fine level; the answer has it: its field lies on the registration grid
+    assert field.info["options"]["fine_iterations"] == RegistrationOptions().fine_iterations > 0
+    assert list(field.grid.shape) == field.info["grid_shape"]
 
 
 def test_large_motion_is_followed_without_user_input():
