@@ -119,15 +119,16 @@ def register_volumes(
     weights = body_weights(fixed) if opts.body_mask else None
     rounds: list[dict] = []
     coarse = replace(opts, fine_iterations=0)  # a round that turns is seldom the last: no fine level yet
+    # one round only when the transform is the user's, none, or already exact (the six-parameter fit)
+    one_round = opts.prealign == "none" or initial is not None or pre.get("rigid_refinement", {}).get("used")
     for _ in range(MAX_ROUNDS):
         check_cancel(cancel)
-        turned = rotation_deg(a) > OBLIQUE_TOLERANCE_DEG
-        used = coarse if turned else opts
+        used = coarse if rotation_deg(a) > OBLIQUE_TOLERANCE_DEG and not one_round else opts
         field = _round(pf, pm, features, moving, a, used, weights, progress, cancel, device)
         rounds.append(
             {"rotation_deg": round(rotation_deg(a), 2), "translation_mm": [round(float(v), 2) for v in a[:3, 3]]}
         )
-        if opts.prealign == "none" or initial is not None or pre.get("rigid_refinement", {}).get("used"):
+        if one_round:
             break
         residual = rigid_part(field, fixed) @ np.linalg.inv(a)  # what the field still turns, beyond a
         if rotation_deg(residual) <= SETTLED_DEG:
