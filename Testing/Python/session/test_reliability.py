@@ -96,14 +96,15 @@ def test_mr_volume_from_dicom_warns_that_the_backbone_is_ct_trained(pair, landma
 
 
 def test_unrescaled_ct_warns_and_hu_offset_gives_the_hu_result(pair, landmarks, session, monkeypatch):
-    """A CT stored as 0..4095 (no rescale slope/intercept applied): warned with that scan's own fix;
+    """Point matching (the offset is applied before any descriptor, on every path). A CT stored as
+    0..4095 (no rescale slope/intercept applied): warned with that scan's own fix;
     with each scan's offset (``with_hu_offset(..., -1024)``) the matches are those of the HU volumes."""
     from MedDIFTLib.data.image_io import with_hu_offset
     from MedDIFTLib.errors import render
 
     raw_f = _with(pair.fixed, array=np.clip(pair.fixed.array + 1024, 0, 4095).astype(np.float32))
     raw_m = _with(pair.moving, array=np.clip(pair.moving.array + 1024, 0, 4095).astype(np.float32))
-    report = session.match(raw_f, raw_m, landmarks)
+    report = session.match(raw_f, raw_m, landmarks, prior="none")
     warned = report.points
     assert len(report.warnings) == 2
     assert "--fixed-hu-offset -1024" in render(report.warnings[0], "cli")
@@ -113,8 +114,8 @@ def test_unrescaled_ct_warns_and_hu_offset_gives_the_hu_result(pair, landmarks, 
     hu = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
     clipped_f = _with(pair.fixed, array=np.clip(pair.fixed.array, -1024, 3071).astype(np.float32))
     clipped_m = _with(pair.moving, array=np.clip(pair.moving.array, -1024, 3071).astype(np.float32))
-    ref = hu.match(clipped_f, clipped_m, landmarks).points
-    report = hu.match(with_hu_offset(raw_f, -1024), with_hu_offset(raw_m, -1024), landmarks)
+    ref = hu.match(clipped_f, clipped_m, landmarks, prior="none").points
+    report = hu.match(with_hu_offset(raw_f, -1024), with_hu_offset(raw_m, -1024), landmarks, prior="none")
     out = report.points
     assert report.warnings == []
     np.testing.assert_allclose(out.points, ref.points, atol=1e-3)  # float32 +1024-1024 rounding only
@@ -122,20 +123,21 @@ def test_unrescaled_ct_warns_and_hu_offset_gives_the_hu_result(pair, landmarks, 
 
 
 def test_hu_offset_is_applied_only_to_the_scan_it_is_given_for(pair, landmarks):
-    """Only the fixed scan unrescaled: its offset must not shift the moving one (which was moved to
+    """Point matching, as above. Only the fixed scan unrescaled: its offset must not shift the moving
+    one (which was moved to
     about -2048 HU and its matches by up to 90 mm when one offset applied to both)."""
     from MedDIFTLib.data.image_io import with_hu_offset
 
     hu = MatchSession(EngineOptions(backbone="mind-ssc", use_cache=False), MatchOptions(radius_mm=25.0))
     clipped_f = _with(pair.fixed, array=np.clip(pair.fixed.array, -1024, 3071).astype(np.float32))
     clipped_m = _with(pair.moving, array=np.clip(pair.moving.array, -1024, 3071).astype(np.float32))
-    ref = hu.match(clipped_f, clipped_m, landmarks)
+    ref = hu.match(clipped_f, clipped_m, landmarks, prior="none")
     raw_f = _with(pair.fixed, array=np.clip(pair.fixed.array + 1024, 0, 4095).astype(np.float32))
-    warned = hu.match(raw_f, clipped_m, landmarks).warnings
+    warned = hu.match(raw_f, clipped_m, landmarks, prior="none").warnings
     from MedDIFTLib.errors import render
 
     assert len(warned) == 1 and "fixed volume" in warned[0] and "--fixed-hu-offset -1024" in render(warned[0], "cli")
-    report = hu.match(with_hu_offset(raw_f, -1024), clipped_m, landmarks)
+    report = hu.match(with_hu_offset(raw_f, -1024), clipped_m, landmarks, prior="none")
     assert report.warnings == []
     np.testing.assert_allclose(report.points.points, ref.points.points, atol=1e-3)
 
@@ -192,20 +194,22 @@ def _rotated_pair(deg: float, spacing, shape):
 def test_oblique_scan_matches_as_well_as_an_axis_aligned_one(session):
     """A 20-degree oblique fixed scan is resampled onto RAS axes before its descriptors are
     computed (descriptors follow the array axes). Measured, 96^3 at 3 mm, 12 landmarks: median
-    error 1.85 mm oblique, 1.84 mm axis-aligned, 2.76 mm before; 12.3 mm without the resampling."""
+    error 1.85 mm oblique, 1.84 mm axis-aligned, 2.76 mm before; 12.3 mm without the resampling.
+    Point matching (``prior="none"``), the path that reads the descriptors directly; the dense map on
+    oblique scans is tested in ``registration/test_rigid_recovery.py`` and ``registration/test_registration.py``."""
     medians = {}
     for deg in (0.0, 20.0):
         p, lm, truth = _rotated_pair(deg, (3.0, 3.0, 3.0), (96, 96, 96))
-        medians[deg] = np.median(tre(session.match(p.fixed, p.moving, lm).points.points, truth))
+        medians[deg] = np.median(tre(session.match(p.fixed, p.moving, lm, prior="none").points.points, truth))
         before = np.median(tre(lm.points, truth))
     assert medians[20.0] < 0.75 * before and abs(medians[20.0] - medians[0.0]) < 0.3, (before, medians)
 
 
 def test_strongly_anisotropic_scans_match_in_world_coordinates(session):
     """7.5 mm slices, 3 mm in plane (2.5x), both scans: better than not registering (measured
-    median 2.22 mm against 2.76 mm before)."""
+    median 2.22 mm against 2.76 mm before; point matching, as above)."""
     p, lm, truth = _rotated_pair(0.0, (3.0, 3.0, 7.5), (96, 96, 40))
-    after = tre(session.match(p.fixed, p.moving, lm).points.points, truth)
+    after = tre(session.match(p.fixed, p.moving, lm, prior="none").points.points, truth)
     assert np.median(after) < np.median(tre(lm.points, truth)) - 0.3
 
 
@@ -366,6 +370,7 @@ def cli_files(pair, landmarks, tmp_path):
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="RLIMIT_FSIZE test is for Linux")
 def test_disk_full_while_writing_leaves_the_old_outputs_and_no_temporary_files(cli_files):
     out_dir, env, args = cli_files
+    args = [*args, "--prior", "none"]  # point matching: the writes are the subject, not the registration
     out = out_dir / "out" / "matched.csv"
     hm = out_dir / "out" / "heatmap.nrrd"
     first = _cli(["match", *args, "--out", str(out), "--heatmap-for", "L1", "--heatmap", str(hm)], env)
