@@ -38,6 +38,7 @@ from .plan import (
     MANIFEST,
     PAIR_FILES,
     Plan,
+    completed,
     make_plan,
     manifest_text,
     options_fingerprint,
@@ -246,6 +247,19 @@ def _record(run: _Run, kind: str, pair, res: dict, truth_cache: dict) -> None:
         counts.failed += 1
 
 
+def _record_placed(run: _Run) -> None:
+    """After an interruption: a pair whose set was put in place just before it, but not yet counted
+    (the interruption waits for the put-in-place, then arrives before the count), is counted from its
+    manifest, so that the summary says what the pair folders hold."""
+    for pair in run.pairs:
+        if pair.id in run.result.records:
+            continue
+        manifest = completed(pair_dir(run.out, pair.id), pair, run.options)
+        if manifest is not None:
+            run.result.records[pair.id] = dict(manifest.get("record", {}), status="ok")
+            run.result.counts.matched += 1
+
+
 def _collect(ray, run: _Run, pending: dict, progress, cancel) -> None:
     """Wait for the tasks, recording each as it finishes; ``cancel`` polled between results."""
     truth_cache: dict = {}
@@ -320,6 +334,7 @@ def run_batch(
     except (CancelledError, KeyboardInterrupt):
         run.result.interrupted = True
         _cancel_all(ray, pending)
+        _record_placed(run)
         raise
     finally:
         _summarise(run)
