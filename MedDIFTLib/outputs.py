@@ -224,21 +224,32 @@ class OutputSet:
         self._stages: dict = {}
 
     def __enter__(self) -> OutputSet:
-        for target in self.targets.values():
-            parent = target.parent
-            if parent in self._stages:
-                continue
-            self.created.mkdir(parent)
-            recover(parent)
-            try:
-                stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent))
-            except OSError as err:
-                raise OutputWriteError(
-                    f"cannot write in {parent}: {reason(err, parent)}; nothing was changed there"
-                ) from err
-            (stage / _OWNER).write_text(f"{os.getpid()}\n")
-            self._stages[parent] = stage
+        # a Ctrl-C while the private folders are made waits for the last one to be recorded, then
+        # removes them all: ``__exit__`` does not run for an ``__enter__`` that raised
+        try:
+            with deferred_interrupts():
+                for target in self.targets.values():
+                    self._stage_for(target.parent)
+        except BaseException:
+            self._discard()
+            self.created.remove_empty()
+            raise
         return self
+
+    def _stage_for(self, parent: Path) -> None:
+        """Make (once) the private folder beside the targets in ``parent``, owned by this process."""
+        if parent in self._stages:
+            return
+        self.created.mkdir(parent)
+        recover(parent)
+        try:
+            stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent))
+        except OSError as err:
+            raise OutputWriteError(
+                f"cannot write in {parent}: {reason(err, parent)}; nothing was changed there"
+            ) from err
+        self._stages[parent] = stage
+        (stage / _OWNER).write_text(f"{os.getpid()}\n")
 
     def path(self, name: str) -> Path:
         """Where to write the file ``name`` (a key of ``targets``) before the commit."""

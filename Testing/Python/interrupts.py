@@ -59,3 +59,8 @@ def names(out: Path) -> list:
 def contents(out: Path) -> dict:
     """Every file under ``out`` by relative path, with its bytes."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+INTERRUPTED = (130, -signal.SIGINT)
+"""How an interrupted ``meddift`` ends: 130 from its own handler, or killed by the signal when it
+arrives while the interpreter shuts down; a shell shows both as exit status 130."""
