@@ -58,6 +58,7 @@ def test_matching_computes_on_the_given_device_not_on_torch_s_default(pyramids, 
         got_map = m.heatmap(pts[0])
     assert got.extra["strategy"] == strategy and m.target.levels[0].feats.device == torch.device("cpu")
     _identical(ref, got)
+    # the same computation on the same CPU in the same summation order ("same computation", Testing/Python/parity.py): bit for bit
     np.testing.assert_array_equal(ref_map.array, got_map.array)
 
 
@@ -99,4 +100,5 @@ def test_the_session_matches_on_its_engine_device():
     m = session.matcher(pair.fixed, pair.moving)
     assert m.device == session.match_device and m.backward().device == session.match_device
     direct = Matcher(session.features(pair.fixed), session.features(pair.moving), MatchOptions(), device="cpu")
+    # one matcher's code on both sides, same CPU, same summation order ("same computation", Testing/Python/parity.py): bit for bit
     np.testing.assert_array_equal(report.points.points, direct.match(points.points).points)

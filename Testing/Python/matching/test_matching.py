@@ -63,6 +63,8 @@ def test_argmax_parity_with_brute_force(seed, noise, stride):
     if stride == 1:  # the exact mode: the same voxel or a near tie (different summation order, see parity)
         same_or_tied(res.voxel, ref, fixed, moving, pts)
         return
+    # two summation orders (the matcher's lattice against brute force): a near tie may flip on another CPU
+    # ("different summation order", Testing/Python/parity.py), so: the same voxel nearly everywhere, never more than one off
     same = np.all(res.voxel == ref, axis=1)
     assert same.mean() >= 0.99, f"parity {same.mean():.3f}"
     assert np.abs(res.voxel - ref).max() <= 1
